@@ -1,0 +1,335 @@
+//! The kernel/user contract of floodwall.
+//!
+//! Everything that crosses the boundary between the XDP program (`filter-ebpf`) and the
+//! daemon (`filter-user`) is defined here and only here: program and map names, the
+//! `#[repr(C)]` types stored in maps and sent through the event ring buffer, and the list of
+//! outcomes that index the per-CPU counters.
+//!
+//! # Byte order
+//! Addresses stay in wire (network) order as byte arrays: `[u8; 16]`, with IPv4 sources
+//! stored as IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`, RFC 4291 §2.5.5.2) so that one
+//! table and one key type serve both families. Counters, times and thresholds are host-order
+//! integers.
+//!
+//! # Layout stability
+//! Every map type has explicit padding and a compile-time size assertion: maps can outlive a
+//! daemon (pinned maps, upgrades), so a silent layout change would corrupt state.
+//! No `bool` and no Rust enums are stored in maps; enumerations travel as `u32` and are
+//! decoded with `TryFrom<u32>` on the user side.
+//!
+//! # Time
+//! All `*_ns` fields are `CLOCK_MONOTONIC` nanoseconds, the clock behind
+//! `bpf_ktime_get_ns()`.
+#![no_std]
+
+/// Name of the XDP program in the object file.
+pub const PROGRAM_NAME: &str = "floodwall";
+
+/// Name of a trivial `XDP_DROP` program shipped in the same object. Benchmarks measure it in
+/// the same run as [`PROGRAM_NAME`] to express costs as a ratio to the cheapest possible XDP
+/// program on the same machine.
+pub const BASELINE_PROGRAM_NAME: &str = "floodwall_drop";
+
+/// Name of the load-time global that switches the program to the test clock
+/// ([`LimitsConfig::test_now_ns`]). Zero in production, where the verifier removes the test
+/// branch as dead code because the global lives in a frozen read-only map.
+pub const TEST_CLOCK_GLOBAL: &str = "FW_TEST_CLOCK";
+
+/// Map names, as they appear in the object file (at most 15 bytes: `BPF_OBJ_NAME_LEN`).
+pub mod map_names {
+    /// LRU hash: [`SourceKey`](crate::SourceKey) → [`SourceState`](crate::SourceState).
+    pub const SOURCES: &str = "FW_SOURCES";
+    /// Array of one [`LimitsConfig`](crate::LimitsConfig).
+    pub const LIMITS: &str = "FW_LIMITS";
+    /// Per-CPU array of [`Counter`](crate::Counter) indexed by [`Outcome`](crate::Outcome).
+    pub const COUNTERS: &str = "FW_COUNTERS";
+    /// Ring buffer of [`BlockEvent`](crate::BlockEvent).
+    pub const EVENTS: &str = "FW_EVENTS";
+    /// Per-CPU array of one `u64`: events the ring buffer had no room for.
+    pub const EVENTS_LOST: &str = "FW_EVENTS_LOST";
+}
+
+/// Default capacity of the per-source table.
+pub const DEFAULT_MAX_SOURCES: u32 = 1 << 20;
+
+/// Size of the event ring buffer in bytes (a power of two and a multiple of the page size).
+pub const EVENTS_BYTES: u32 = 256 * 1024;
+
+/// Length of the reporting window behind the per-source rates that `top` shows.
+pub const RATE_WINDOW_NS: u64 = 1_000_000_000;
+
+/// Fixed-point shift of the per-packet and per-byte costs in [`LimitsConfig`]: costs are
+/// nanoseconds × 2^16, so that byte costs below one nanosecond (over 8 Gbit/s) stay exact
+/// enough and the data path needs a shift, not a division.
+pub const COST_SHIFT: u32 = 16;
+
+/// Maximum number of VLAN tags (802.1Q and 802.1ad) the parser walks through.
+pub const MAX_VLAN_TAGS: usize = 2;
+
+/// Maximum number of IPv6 extension headers the parser walks through before it gives up
+/// and counts the packet as malformed.
+pub const MAX_IPV6_EXT_HEADERS: usize = 6;
+
+/// Key of the per-source table: the source address in wire order, IPv4 mapped into IPv6.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct SourceKey {
+    /// The address, network byte order.
+    pub addr: [u8; 16],
+}
+const _: () = assert!(core::mem::size_of::<SourceKey>() == 16);
+
+impl SourceKey {
+    /// The key of an IPv4 source given in wire order.
+    #[must_use]
+    #[inline(always)]
+    pub const fn from_ipv4(octets: [u8; 4]) -> Self {
+        Self {
+            addr: [
+                0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, octets[0], octets[1], octets[2],
+                octets[3],
+            ],
+        }
+    }
+
+    /// The key of an IPv6 source given in wire order.
+    #[must_use]
+    #[inline(always)]
+    pub const fn from_ipv6(octets: [u8; 16]) -> Self {
+        Self { addr: octets }
+    }
+}
+
+/// State of one tracked source. Written by the XDP program only, read by the daemon.
+///
+/// Rate limiting is GCRA (the virtual-scheduling form of a token bucket): each packet moves
+/// the source's theoretical arrival time (TAT) forward by its cost; the packet exceeds the
+/// limit when the TAT runs more than the burst window ahead of now. The TATs are advanced with
+/// atomic adds, so the limit holds in total across CPUs.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SourceState {
+    /// Packet-rate TAT.
+    pub packet_tat_ns: u64,
+    /// Byte-rate TAT.
+    pub byte_tat_ns: u64,
+    /// While non-zero and in the future, every packet from the source is dropped.
+    pub blocked_until_ns: u64,
+    /// Start of the current reporting window.
+    pub window_start_ns: u64,
+    /// Packets counted in the current reporting window (blocked packets are not counted:
+    /// the blocked fast path writes nothing shared).
+    pub window_packets: u64,
+    /// Bytes counted in the current reporting window.
+    pub window_bytes: u64,
+    /// Packets of the previous window, zero if it was idle.
+    pub prev_window_packets: u64,
+    /// Bytes of the previous window.
+    pub prev_window_bytes: u64,
+}
+const _: () = assert!(core::mem::size_of::<SourceState>() == 64);
+
+/// What the data path does with a packet over a limit.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Drop it.
+    #[default]
+    Enforce = 0,
+    /// Count what would have been dropped, drop nothing.
+    Monitor = 1,
+}
+
+impl TryFrom<u32> for Mode {
+    type Error = u32;
+    fn try_from(value: u32) -> Result<Self, u32> {
+        match value {
+            0 => Ok(Self::Enforce),
+            1 => Ok(Self::Monitor),
+            other => Err(other),
+        }
+    }
+}
+
+/// The limits the data path enforces, element 0 of the `FW_LIMITS` array. Written by the
+/// daemon, read by the XDP program on every packet, so a change takes effect on the next one.
+///
+/// The `*_cost_fp` and `*_window_ns` fields are what the data path uses; the rate and burst
+/// fields beside them are the operator's numbers they were derived from, kept so that the
+/// configuration can be read back from the map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LimitsConfig {
+    /// Nanoseconds per packet × 2^[`COST_SHIFT`]; zero disables the packet limit.
+    pub packet_cost_fp: u64,
+    /// Packet burst tolerance: how far the packet TAT may run ahead of now.
+    pub packet_window_ns: u64,
+    /// Nanoseconds per byte × 2^[`COST_SHIFT`]; zero disables the byte limit.
+    pub byte_cost_fp: u64,
+    /// Byte burst tolerance.
+    pub byte_window_ns: u64,
+    /// How long a source that exceeded a limit stays blocked.
+    pub block_ns: u64,
+    /// [`Mode`] as `u32`.
+    pub mode: u32,
+    /// Explicit padding.
+    pub _pad0: u32,
+    /// The operator's packets per second (0: unlimited).
+    pub pps: u64,
+    /// The operator's packet burst (0: one second of `pps`).
+    pub burst_packets: u64,
+    /// The operator's bits per second (0: unlimited).
+    pub bps: u64,
+    /// The operator's byte burst (0: one second of `bps`).
+    pub burst_bytes: u64,
+    /// Current time for a program loaded with [`TEST_CLOCK_GLOBAL`] set; ignored otherwise.
+    pub test_now_ns: u64,
+}
+const _: () = assert!(core::mem::size_of::<LimitsConfig>() == 88);
+
+/// Why a packet was passed or dropped: the index into the per-CPU counter array.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Parsed, under every limit: passed.
+    Passed = 0,
+    /// Dropped: this packet took its source over a limit (the source is now blocked).
+    DroppedRateLimit = 1,
+    /// Dropped: its source is blocked.
+    DroppedBlocked = 2,
+    /// Passed: headers truncated or inconsistent, or beyond what the parser walks.
+    Malformed = 3,
+    /// Passed: neither IPv4 nor IPv6 (ARP, LLDP, ...).
+    NonIp = 4,
+    /// Passed in monitor mode; enforce mode would have dropped it for its rate.
+    MonitorRateLimit = 5,
+    /// Passed in monitor mode; enforce mode would have dropped it as blocked.
+    MonitorBlocked = 6,
+    /// Passed: the source could not be added to the table (insert failed).
+    TableFull = 7,
+}
+
+/// Number of counter slots: room for more outcomes without changing the map's size.
+pub const COUNTER_SLOTS: u32 = 16;
+
+impl Outcome {
+    /// Every outcome, in index order.
+    pub const ALL: [Self; 8] = [
+        Self::Passed,
+        Self::DroppedRateLimit,
+        Self::DroppedBlocked,
+        Self::Malformed,
+        Self::NonIp,
+        Self::MonitorRateLimit,
+        Self::MonitorBlocked,
+        Self::TableFull,
+    ];
+
+    /// A stable snake_case name for output and metrics.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Passed => "passed",
+            Self::DroppedRateLimit => "dropped_rate_limit",
+            Self::DroppedBlocked => "dropped_blocked",
+            Self::Malformed => "malformed",
+            Self::NonIp => "non_ip",
+            Self::MonitorRateLimit => "monitor_rate_limit",
+            Self::MonitorBlocked => "monitor_blocked",
+            Self::TableFull => "table_full",
+        }
+    }
+
+    /// Whether the packet was dropped.
+    #[must_use]
+    pub const fn is_drop(self) -> bool {
+        matches!(self, Self::DroppedRateLimit | Self::DroppedBlocked)
+    }
+}
+
+impl TryFrom<u32> for Outcome {
+    type Error = u32;
+    fn try_from(value: u32) -> Result<Self, u32> {
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|o| *o as u32 == value)
+            .ok_or(value)
+    }
+}
+
+/// Packets and bytes of one outcome on one CPU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counter {
+    /// Packets.
+    pub packets: u64,
+    /// Bytes (frame length as seen by XDP).
+    pub bytes: u64,
+}
+const _: () = assert!(core::mem::size_of::<Counter>() == 16);
+
+/// Which limit a source exceeded.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LimitKind {
+    /// Packets per second.
+    Packets = 0,
+    /// Bytes (bits) per second.
+    Bytes = 1,
+}
+
+impl TryFrom<u32> for LimitKind {
+    type Error = u32;
+    fn try_from(value: u32) -> Result<Self, u32> {
+        match value {
+            0 => Ok(Self::Packets),
+            1 => Ok(Self::Bytes),
+            other => Err(other),
+        }
+    }
+}
+
+/// Sent through the ring buffer when a source becomes blocked. One per block: the CPU that
+/// swaps `blocked_until_ns` from "not blocked" sends it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BlockEvent {
+    /// The source, as in [`SourceKey`].
+    pub addr: [u8; 16],
+    /// [`LimitKind`] as `u32`.
+    pub limit_kind: u32,
+    /// [`Mode`] at the time of the block.
+    pub mode: u32,
+    /// When the block ends.
+    pub blocked_until_ns: u64,
+    /// When the block started.
+    pub now_ns: u64,
+    /// The source's reporting window at the time of the block, for the rate it was seen at.
+    pub window_start_ns: u64,
+    /// Packets in that window.
+    pub window_packets: u64,
+    /// Bytes in that window.
+    pub window_bytes: u64,
+    /// Packets of the window before.
+    pub prev_window_packets: u64,
+    /// Bytes of the window before.
+    pub prev_window_bytes: u64,
+}
+const _: () = assert!(core::mem::size_of::<BlockEvent>() == 80);
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: all of these are #[repr(C)], Copy, made of integers and byte arrays, with
+    // explicit padding: every bit pattern is a valid value.
+    unsafe impl aya::Pod for super::SourceKey {}
+    unsafe impl aya::Pod for super::SourceState {}
+    unsafe impl aya::Pod for super::LimitsConfig {}
+    unsafe impl aya::Pod for super::Counter {}
+    unsafe impl aya::Pod for super::BlockEvent {}
+}
+
+/// Name under which `cargo xtask setup` links the eBPF toolchain into rustup, and under which
+/// `filter-user/build.rs` uses it. A build concern rather than a kernel one, kept here so the
+/// two sides cannot disagree.
+pub const BPF_TOOLCHAIN: &str = "floodwall-bpf";

@@ -1,0 +1,202 @@
+//! Per-source rate limiting: GCRA on packets and bytes, blocks, reporting windows.
+//!
+//! Cross-CPU correctness: the theoretical arrival times (TATs) move with atomic
+//! add (see [`crate::atomic`]), so a source whose packets land on several CPUs is limited to its
+//! configured rate in total. The only non-atomic step is the reset of an idle source's TAT to
+//! "now"; racing CPUs can lose one packet's cost there, and only while the source is idle,
+//! that is well under its limit.
+//!
+//! Two CPUs that cross the limit at the same instant may both send a block event; the daemon
+//! keys blocks by address, so a duplicate changes nothing but a log line.
+
+use aya_ebpf::bindings::BPF_NOEXIST;
+use filter_common::{
+    BlockEvent, COST_SHIFT, LimitKind, LimitsConfig, Mode, Outcome, RATE_WINDOW_NS, SourceKey,
+    SourceState,
+};
+
+use crate::{
+    atomic,
+    maps::{self, FW_SOURCES},
+};
+
+/// `-EEXIST`: another CPU inserted the same source between our lookup and insert.
+const EEXIST: i64 = 17;
+
+/// Charges a frame of `len` bytes to `key` and decides its outcome.
+#[inline(always)]
+pub fn charge(key: &SourceKey, len: u64) -> Outcome {
+    let Some(limits) = maps::limits() else {
+        return Outcome::Passed;
+    };
+    let now = maps::now_ns(limits);
+    let monitor = limits.mode == Mode::Monitor as u32;
+
+    let state = match FW_SOURCES.get_ptr_mut(key) {
+        Some(state) => {
+            // The blocked fast path: one lookup, one read, no write to anything shared.
+            // SAFETY: a pointer from a successful lookup is valid for the program's run; the
+            // LRU may recycle the element afterwards, which at worst mixes two sources' state.
+            let blocked_until = unsafe { (*state).blocked_until_ns };
+            if blocked_until != 0 {
+                if now < blocked_until {
+                    return if monitor {
+                        Outcome::MonitorBlocked
+                    } else {
+                        Outcome::DroppedBlocked
+                    };
+                }
+                // The block expired: the source starts again with a full burst.
+                // SAFETY: as above.
+                unsafe {
+                    (*state).blocked_until_ns = 0;
+                    (*state).packet_tat_ns = now;
+                    (*state).byte_tat_ns = now;
+                }
+            }
+            state
+        }
+        None => {
+            let fresh = SourceState {
+                packet_tat_ns: now,
+                byte_tat_ns: now,
+                window_start_ns: now,
+                ..SourceState::default()
+            };
+            if let Err(err) = FW_SOURCES.insert(key, &fresh, u64::from(BPF_NOEXIST))
+                && i64::from(err) != -EEXIST
+            {
+                return Outcome::TableFull;
+            }
+            match FW_SOURCES.get_ptr_mut(key) {
+                Some(state) => state,
+                // Evicted again before we could look it up: the table is churning.
+                None => return Outcome::TableFull,
+            }
+        }
+    };
+
+    // SAFETY: `state` comes from a successful lookup (see above); its fields are u64, aligned
+    // to 8 as map values are, so they can be viewed as atomics.
+    let exceeded = unsafe { exceeded_limit(state, limits, now, len) };
+    // SAFETY: as above.
+    unsafe { count_in_window(state, now, len) };
+    let Some(kind) = exceeded else {
+        return Outcome::Passed;
+    };
+    // SAFETY: as above.
+    unsafe { block(key, state, limits, now, kind) };
+    if monitor {
+        Outcome::MonitorRateLimit
+    } else {
+        Outcome::DroppedRateLimit
+    }
+}
+
+/// Advances the packet and byte TATs; returns the limit this frame exceeds, if any.
+///
+/// # Safety
+/// `state` must point to a live map value.
+#[inline(always)]
+unsafe fn exceeded_limit(
+    state: *mut SourceState,
+    limits: &LimitsConfig,
+    now: u64,
+    len: u64,
+) -> Option<LimitKind> {
+    if limits.packet_cost_fp != 0 {
+        let cost = limits.packet_cost_fp >> COST_SHIFT;
+        // SAFETY: the caller guarantees `state`; the field is an aligned u64.
+        if unsafe { gcra_exceeds(&raw mut (*state).packet_tat_ns, now, cost, limits.packet_window_ns) } {
+            return Some(LimitKind::Packets);
+        }
+    }
+    if limits.byte_cost_fp != 0 {
+        let cost = (len * limits.byte_cost_fp) >> COST_SHIFT;
+        // SAFETY: as above.
+        if unsafe { gcra_exceeds(&raw mut (*state).byte_tat_ns, now, cost, limits.byte_window_ns) } {
+            return Some(LimitKind::Bytes);
+        }
+    }
+    None
+}
+
+/// One GCRA step: moves the TAT forward by `cost` and says whether it now runs more than
+/// `window` ahead of `now`.
+///
+/// # Safety
+/// `tat` must point to an aligned `u64` in a live map value.
+#[inline(always)]
+unsafe fn gcra_exceeds(tat: *mut u64, now: u64, cost: u64, window: u64) -> bool {
+    // SAFETY: the caller guarantees `tat`; aligned 8-byte loads and stores are atomic on BPF.
+    let new = unsafe {
+        if core::ptr::read_volatile(tat) < now {
+            // Idle source: its bucket is full, the TAT restarts from now (see module doc).
+            core::ptr::write_volatile(tat, now + cost);
+            now + cost
+        } else {
+            atomic::add(tat, cost);
+            core::ptr::read_volatile(tat)
+        }
+    };
+    new.saturating_sub(now) > window
+}
+
+/// Counts the frame in the source's reporting window (what `top` shows). Plain stores, not
+/// atomics: these numbers only report, and a rare lost increment under cross-CPU races is
+/// cheaper than two more locked instructions per packet.
+///
+/// # Safety
+/// `state` must point to a live map value.
+#[inline(always)]
+unsafe fn count_in_window(state: *mut SourceState, now: u64, len: u64) {
+    // SAFETY: the caller guarantees `state`.
+    let s = unsafe { &mut *state };
+    let age = now.wrapping_sub(s.window_start_ns);
+    if age >= RATE_WINDOW_NS {
+        let adjacent = age < 2 * RATE_WINDOW_NS;
+        s.prev_window_packets = if adjacent { s.window_packets } else { 0 };
+        s.prev_window_bytes = if adjacent { s.window_bytes } else { 0 };
+        s.window_start_ns = now;
+        s.window_packets = 0;
+        s.window_bytes = 0;
+    }
+    s.window_packets += 1;
+    s.window_bytes += len;
+}
+
+/// Blocks the source until `now + block_ns` and sends the block event.
+///
+/// # Safety
+/// `state` must point to a live map value.
+#[inline(always)]
+unsafe fn block(
+    key: &SourceKey,
+    state: *mut SourceState,
+    limits: &LimitsConfig,
+    now: u64,
+    kind: LimitKind,
+) {
+    let until = now + limits.block_ns;
+    // SAFETY: the caller guarantees `state`; aligned 8-byte loads and stores are atomic.
+    unsafe {
+        if core::ptr::read_volatile(&raw const (*state).blocked_until_ns) > now {
+            return; // another CPU blocked it first and sent the event
+        }
+        core::ptr::write_volatile(&raw mut (*state).blocked_until_ns, until);
+    }
+    // SAFETY: as above.
+    let s = unsafe { &*state };
+    maps::send_block_event(&BlockEvent {
+        addr: key.addr,
+        limit_kind: kind as u32,
+        mode: limits.mode,
+        blocked_until_ns: until,
+        now_ns: now,
+        window_start_ns: s.window_start_ns,
+        window_packets: s.window_packets,
+        window_bytes: s.window_bytes,
+        prev_window_packets: s.prev_window_packets,
+        prev_window_bytes: s.prev_window_bytes,
+    });
+}

@@ -1,0 +1,87 @@
+//! Every map of the program. Names and value types come from `filter_common`, so the daemon
+//! and the object agree on them; the ELF contract test checks the built object.
+
+use aya_ebpf::{
+    Global,
+    macros::map,
+    maps::{Array, LruHashMap, PerCpuArray, RingBuf},
+};
+use filter_common::{
+    BlockEvent, COUNTER_SLOTS, Counter, DEFAULT_MAX_SOURCES, EVENTS_BYTES, LimitsConfig,
+    Outcome, SourceKey, SourceState,
+};
+
+/// Per-source state. Key: source address (wire order, IPv4 mapped); value: GCRA state,
+/// block deadline and reporting window. Written by this program (in place, through the
+/// lookup pointer: `bpf_map_update_elem` on an LRU map takes a free node even when the key
+/// exists, about 170 ns here); read by the daemon, which also deletes entries to unblock.
+/// LRU, so a spoofed flood evicts old sources instead of failing inserts. The daemon sets the
+/// capacity at load time.
+#[map(name = "FW_SOURCES")]
+pub static FW_SOURCES: LruHashMap<SourceKey, SourceState> =
+    LruHashMap::with_max_entries(DEFAULT_MAX_SOURCES, 0);
+
+/// Element 0: the limits and mode. Written by the daemon, read here on every packet.
+#[map(name = "FW_LIMITS")]
+pub static FW_LIMITS: Array<LimitsConfig> = Array::with_max_entries(1, 0);
+
+/// Packets and bytes by outcome, per CPU (no atomics, no shared cache lines); the daemon
+/// sums the CPUs.
+#[map(name = "FW_COUNTERS")]
+pub static FW_COUNTERS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
+
+/// Block events for the daemon's log. One per block, so bounded by the number of sources
+/// that get blocked; when full, the event is lost and counted in `FW_EVENTS_LOST`.
+#[map(name = "FW_EVENTS")]
+pub static FW_EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
+
+/// Element 0: events the ring buffer had no room for, per CPU.
+#[map(name = "FW_EVENTS_LOST")]
+pub static FW_EVENTS_LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Non-zero: take "now" from `LimitsConfig::test_now_ns` instead of the kernel clock, so
+/// tests can step time. Set only by tests at load time; in production it is zero in a frozen
+/// read-only map and the verifier prunes the test branch.
+#[unsafe(no_mangle)]
+static FW_TEST_CLOCK: Global<u32> = Global::new(0);
+
+/// The current limits. `None` only if the array lookup failed, which it cannot for index 0
+/// of a one-element array; callers pass the packet then.
+#[inline(always)]
+pub fn limits() -> Option<&'static LimitsConfig> {
+    FW_LIMITS.get(0)
+}
+
+/// Current `CLOCK_MONOTONIC` time in nanoseconds (or the test clock, see `FW_TEST_CLOCK`).
+#[inline(always)]
+pub fn now_ns(limits: &LimitsConfig) -> u64 {
+    if FW_TEST_CLOCK.load() != 0 {
+        return limits.test_now_ns;
+    }
+    // SAFETY: bpf_ktime_get_ns takes no arguments and has no preconditions.
+    unsafe { aya_ebpf::helpers::bpf_ktime_get_ns() }
+}
+
+/// Adds one packet of `len` bytes to this CPU's counter for `outcome`.
+#[inline(always)]
+pub fn count(outcome: Outcome, len: u64) {
+    if let Some(counter) = FW_COUNTERS.get_ptr_mut(outcome as u32) {
+        // SAFETY: the pointer comes from a successful lookup in a per-CPU array: it is valid,
+        // aligned, and only this CPU touches this copy (XDP runs with preemption disabled).
+        unsafe {
+            (*counter).packets += 1;
+            (*counter).bytes += len;
+        }
+    }
+}
+
+/// Sends a block event, counting it as lost when the ring buffer is full.
+#[inline(always)]
+pub fn send_block_event(event: &BlockEvent) {
+    if FW_EVENTS.output::<BlockEvent>(event, 0).is_err()
+        && let Some(lost) = FW_EVENTS_LOST.get_ptr_mut(0)
+    {
+        // SAFETY: as in `count`: a per-CPU array element owned by this CPU.
+        unsafe { *lost += 1 };
+    }
+}

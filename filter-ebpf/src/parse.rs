@@ -1,0 +1,194 @@
+//! Header parsing with one bounds-checked accessor and a running offset (xdp-tools' header
+//! cursor). No slices over packet memory; every loop has a constant bound.
+
+use aya_ebpf::programs::XdpContext;
+use filter_common::{MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS, SourceKey};
+use network_types::{
+    eth::EthHdr,
+    ip::{Ipv4Hdr, Ipv6Hdr},
+    vlan::VlanHdr,
+};
+
+/// Ethertypes and protocol numbers, in host order.
+const ETH_P_IPV4: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86DD;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88A8;
+const IPPROTO_HOPOPTS: u8 = 0;
+const IPPROTO_ICMP: u8 = 1;
+const IPPROTO_TCP: u8 = 6;
+const IPPROTO_UDP: u8 = 17;
+const IPPROTO_ROUTING: u8 = 43;
+const IPPROTO_FRAGMENT: u8 = 44;
+const IPPROTO_AH: u8 = 51;
+const IPPROTO_ICMPV6: u8 = 58;
+const IPPROTO_DSTOPTS: u8 = 60;
+
+/// Minimum header lengths checked at L4: TCP without options, UDP, ICMP (type, code,
+/// checksum and the 4-byte rest of header, RFC 792), ICMPv6 (type, code, checksum, RFC 4443).
+const TCP_MIN_LEN: usize = 20;
+const UDP_LEN: usize = 8;
+const ICMP_MIN_LEN: usize = 8;
+const ICMPV6_MIN_LEN: usize = 4;
+
+/// The frame ended before a header we needed, or a header is inconsistent, before the
+/// source address was known.
+pub struct Malformed;
+
+/// What the parser found out.
+pub enum Parsed {
+    /// An IP packet from `key`. `l4_ok` is false when a header after the IP header is
+    /// truncated or inconsistent (the packet is then counted as malformed if passed).
+    Source { key: SourceKey, l4_ok: bool },
+    /// Not IPv4 or IPv6.
+    NonIp,
+}
+
+/// A read position in the frame.
+struct Cursor<'a> {
+    ctx: &'a XdpContext,
+    pos: usize,
+}
+
+impl Cursor<'_> {
+    /// A pointer to a `T` at the cursor if the whole `T` lies inside the frame. The only
+    /// place that turns packet memory into pointers.
+    #[inline(always)]
+    fn peek<T>(&self) -> Result<*const T, Malformed> {
+        self.peek_len(core::mem::size_of::<T>()).map(|p| p.cast::<T>())
+    }
+
+    /// A pointer to `len` bytes at the cursor if they all lie inside the frame.
+    #[inline(always)]
+    fn peek_len(&self, len: usize) -> Result<*const u8, Malformed> {
+        let start = self.ctx.data() + self.pos;
+        if start + len > self.ctx.data_end() {
+            return Err(Malformed);
+        }
+        Ok(start as *const u8)
+    }
+}
+
+/// Finds the source of a frame and checks its headers.
+#[inline(always)]
+pub fn source_of(ctx: &XdpContext) -> Result<Parsed, Malformed> {
+    let mut cur = Cursor { ctx, pos: 0 };
+    let eth = cur.peek::<EthHdr>()?;
+    // SAFETY: `peek` checked that the Ethernet header lies inside the frame.
+    let mut ether_type = u16::from_be(unsafe { (*eth).ether_type });
+    cur.pos += EthHdr::LEN;
+    for _ in 0..MAX_VLAN_TAGS {
+        if ether_type != ETH_P_8021Q && ether_type != ETH_P_8021AD {
+            break;
+        }
+        let vlan = cur.peek::<VlanHdr>()?;
+        // SAFETY: `peek` checked that the tag lies inside the frame.
+        ether_type = u16::from_be(unsafe { (*vlan).ether_type });
+        cur.pos += VlanHdr::LEN;
+    }
+    match ether_type {
+        ETH_P_IPV4 => ipv4(cur),
+        ETH_P_IPV6 => ipv6(cur),
+        // A third VLAN tag is beyond what we walk: we cannot see the source.
+        ETH_P_8021Q | ETH_P_8021AD => Err(Malformed),
+        _ => Ok(Parsed::NonIp),
+    }
+}
+
+#[inline(always)]
+fn ipv4(mut cur: Cursor<'_>) -> Result<Parsed, Malformed> {
+    let ip = cur.peek::<Ipv4Hdr>()?;
+    // SAFETY: `peek` checked that the fixed IPv4 header lies inside the frame.
+    let (vihl, tot_len, frags, proto, src) = unsafe {
+        (
+            (*ip).vihl,
+            u16::from_be_bytes((*ip).tot_len),
+            u16::from_be_bytes((*ip).frags),
+            (*ip).proto,
+            (*ip).src_addr,
+        )
+    };
+    let header_len = usize::from(vihl & 0x0f) * 4;
+    if vihl >> 4 != 4 || header_len < Ipv4Hdr::LEN || usize::from(tot_len) < header_len {
+        return Err(Malformed);
+    }
+    // Options must be inside the frame too.
+    cur.peek_len(header_len)?;
+    let key = SourceKey::from_ipv4(src);
+    cur.pos += header_len;
+    // A non-first fragment carries no L4 header: its first bytes are payload.
+    let l4_ok = frags & 0x1fff != 0 || l4_ok(&cur, proto);
+    Ok(Parsed::Source { key, l4_ok })
+}
+
+#[inline(always)]
+fn ipv6(mut cur: Cursor<'_>) -> Result<Parsed, Malformed> {
+    let ip = cur.peek::<Ipv6Hdr>()?;
+    // SAFETY: `peek` checked that the fixed IPv6 header lies inside the frame.
+    let (version, mut next, src) = unsafe { ((*ip).vcf[0] >> 4, (*ip).next_hdr, (*ip).src_addr) };
+    if version != 6 {
+        return Err(Malformed);
+    }
+    let key = SourceKey::from_ipv6(src);
+    cur.pos += Ipv6Hdr::LEN;
+    for _ in 0..MAX_IPV6_EXT_HEADERS {
+        match next {
+            IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_AH => {
+                let Ok(ext) = cur.peek::<[u8; 2]>() else {
+                    return Ok(Parsed::Source { key, l4_ok: false });
+                };
+                // SAFETY: `peek` checked that both bytes lie inside the frame.
+                let [ext_next, ext_len] = unsafe { *ext };
+                // AH counts its length in 4-byte units minus 2 (RFC 4302), the others in
+                // 8-byte units not counting the first 8 bytes (RFC 8200 §4.3).
+                cur.pos += if next == IPPROTO_AH {
+                    (usize::from(ext_len) + 2) * 4
+                } else {
+                    (usize::from(ext_len) + 1) * 8
+                };
+                next = ext_next;
+            }
+            IPPROTO_FRAGMENT => {
+                let Ok(frag) = cur.peek::<[u8; 8]>() else {
+                    return Ok(Parsed::Source { key, l4_ok: false });
+                };
+                // SAFETY: `peek` checked that the 8-byte fragment header lies inside the frame.
+                let frag = unsafe { *frag };
+                next = frag[0];
+                cur.pos += 8;
+                if u16::from_be_bytes([frag[2], frag[3]]) >> 3 != 0 {
+                    // Non-first fragment: no L4 header follows.
+                    return Ok(Parsed::Source { key, l4_ok: true });
+                }
+            }
+            _ => {
+                return Ok(Parsed::Source { key, l4_ok: l4_ok(&cur, next) });
+            }
+        }
+    }
+    // Still inside the extension header chain after the bound: we cannot see L4.
+    let l4_ok = !matches!(
+        next,
+        IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_AH | IPPROTO_FRAGMENT
+    ) && l4_ok(&cur, next);
+    Ok(Parsed::Source { key, l4_ok })
+}
+
+/// Whether the L4 header of a known protocol lies complete inside the frame.
+#[inline(always)]
+fn l4_ok(cur: &Cursor<'_>, proto: u8) -> bool {
+    match proto {
+        IPPROTO_TCP => {
+            let Ok(tcp) = cur.peek_len(TCP_MIN_LEN) else {
+                return false;
+            };
+            // SAFETY: `peek_len` checked that the 20-byte TCP header lies inside the frame.
+            let data_offset = usize::from(unsafe { *tcp.add(12) } >> 4) * 4;
+            data_offset >= TCP_MIN_LEN && cur.peek_len(data_offset).is_ok()
+        }
+        IPPROTO_UDP => cur.peek_len(UDP_LEN).is_ok(),
+        IPPROTO_ICMP => cur.peek_len(ICMP_MIN_LEN).is_ok(),
+        IPPROTO_ICMPV6 => cur.peek_len(ICMPV6_MIN_LEN).is_ok(),
+        _ => true,
+    }
+}
