@@ -1,2 +1,21 @@
-//! floodwall
-pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/floodwall"));
+//! floodwall's userspace: the daemon that loads and attaches the XDP program and the CLI
+//! that tunes it while it runs.
+//!
+//! Modules, by concern:
+//! - [`config`]: limits as the operator states them; parsing, validation, kernel form.
+//! - [`loader`]: load the embedded XDP object, attach it to an interface.
+//! - [`maps`]: typed access to the program's maps.
+//! - [`stats`]: counter sums, rates, per-source rate estimates.
+//! - [`events`]: block events, the record of blocks, rate-limited logging.
+//! - [`control`]: the control socket protocol and its client.
+//! - [`daemon`]: `floodwall run`.
+//! - [`cli`]: argument definitions and the client commands.
+
+pub mod cli;
+pub mod config;
+pub mod control;
+pub mod daemon;
+pub mod events;
+pub mod loader;
+pub mod maps;
+pub mod stats;

@@ -1,0 +1,245 @@
+//! The command line: argument definitions (their doc comments are the help text) and the
+//! client side of each command, printing for people or, with `--json`, for scripts.
+
+use std::{net::IpAddr, path::PathBuf};
+
+use anyhow::bail;
+use clap::{Args, Parser, Subcommand};
+
+use crate::{
+    config::{Burst, FilterMode, Limits, LimitsChange, Rate, parse_burst, parse_duration_ms, parse_rate},
+    control::{self, DEFAULT_RUN_DIR, LimitsView, Request, Response, StatsView},
+    loader::AttachMode,
+    stats::SourceView,
+};
+
+/// floodwall: an XDP filter that keeps a server reachable during a DDoS flood.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+pub struct Cli {
+    /// Directory of the daemons' control sockets and lock files.
+    #[arg(long, global = true, env = "FLOODWALL_RUN_DIR", default_value = DEFAULT_RUN_DIR)]
+    pub run_dir: PathBuf,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Attach floodwall to an interface and protect it until SIGINT or SIGTERM.
+    Run(RunArgs),
+    /// Show or change the per-source limits of a running daemon.
+    #[command(subcommand)]
+    Limits(LimitsCommand),
+    /// Packets and bytes by outcome, with rates over the last interval.
+    Stats(ReadArgs),
+    /// The busiest tracked sources, their rates, blocked or not.
+    Top(TopArgs),
+    /// List or remove blocked sources.
+    #[command(subcommand)]
+    Blocked(BlockedCommand),
+}
+
+/// `floodwall run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Interface to protect, e.g. eth0.
+    #[arg(long)]
+    pub iface: String,
+    /// XDP mode: driver (native), skb (generic), or auto (driver, else skb with a warning).
+    #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
+    pub xdp_mode: AttachMode,
+    /// Capacity of the per-source table (least recently seen sources are evicted when full).
+    #[arg(long, default_value_t = filter_common::DEFAULT_MAX_SOURCES)]
+    pub max_sources: u32,
+    /// Initial limits (defaults: 10k packets/s, auto bursts, no bit-rate limit, 60s blocks).
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// Limit flags shared by `run` and `limits set`.
+#[derive(Debug, Args, Default)]
+pub struct LimitArgs {
+    /// Packets per second per source: a number (10k, 1.5M) or `unlimited`.
+    #[arg(long, value_parser = parse_rate)]
+    pub pps: Option<Rate>,
+    /// Bits per second per source: a number (100M, 1G) or `unlimited`.
+    #[arg(long, value_parser = parse_rate)]
+    pub bps: Option<Rate>,
+    /// Packets a source may send at once above its rate, or `auto` (one second of --pps).
+    #[arg(long, value_parser = parse_burst)]
+    pub burst_packets: Option<Burst>,
+    /// Bytes a source may send at once above its rate, or `auto` (one second of --bps).
+    #[arg(long, value_parser = parse_burst)]
+    pub burst_bytes: Option<Burst>,
+    /// How long a source over a limit stays blocked, e.g. 90s, 10m, 1h.
+    #[arg(long, value_parser = parse_duration_ms, value_name = "DURATION")]
+    pub block_for: Option<u64>,
+    /// enforce: drop; monitor: count what would be dropped, drop nothing.
+    #[arg(long, value_enum)]
+    pub mode: Option<FilterMode>,
+}
+
+impl LimitArgs {
+    /// The flags as a change to the current limits.
+    #[must_use]
+    pub fn change(&self) -> LimitsChange {
+        LimitsChange {
+            pps: self.pps,
+            burst_packets: self.burst_packets,
+            bps: self.bps,
+            burst_bytes: self.burst_bytes,
+            block_for_ms: self.block_for,
+            mode: self.mode,
+        }
+    }
+}
+
+/// Options of the read-only commands.
+#[derive(Debug, Args)]
+pub struct ReadArgs {
+    /// The interface whose daemon to ask (needed when several run).
+    #[arg(long)]
+    pub iface: Option<String>,
+    /// Print JSON for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `floodwall top`.
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// How many sources.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub limit: u32,
+    #[command(flatten)]
+    #[expect(missing_docs, reason = "flattened")]
+    pub read: ReadArgs,
+}
+
+/// `floodwall limits ...`.
+#[derive(Debug, Subcommand)]
+pub enum LimitsCommand {
+    /// Show the limits.
+    Show(ReadArgs),
+    /// Change some limits; the others keep their values. Root only.
+    Set {
+        /// The interface whose daemon to change (needed when several run).
+        #[arg(long)]
+        iface: Option<String>,
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        #[expect(missing_docs, reason = "flattened")]
+        limits: LimitArgs,
+    },
+}
+
+/// `floodwall blocked ...`.
+#[derive(Debug, Subcommand)]
+pub enum BlockedCommand {
+    /// List the blocked sources.
+    List(ReadArgs),
+    /// Unblock a source now. Root only.
+    Remove {
+        /// The source address (IPv4 or IPv6).
+        addr: IpAddr,
+        /// The interface whose daemon to change (needed when several run).
+        #[arg(long)]
+        iface: Option<String>,
+    },
+}
+
+/// Runs a client command against a daemon and prints the answer.
+///
+/// # Errors
+/// If the daemon cannot be reached or refuses the request.
+pub async fn client(run_dir: &std::path::Path, command: Command) -> anyhow::Result<()> {
+    let (iface, json, request) = match command {
+        Command::Run(_) => bail!("`run` is not a client command"),
+        Command::Limits(LimitsCommand::Show(r)) => (r.iface, r.json, Request::LimitsShow),
+        Command::Limits(LimitsCommand::Set { iface, json, limits }) => {
+            let change = limits.change();
+            if change.is_empty() {
+                bail!("nothing to change: give at least one of --pps, --bps, --burst-packets, --burst-bytes, --block-for, --mode");
+            }
+            (iface, json, Request::LimitsSet { change })
+        }
+        Command::Stats(r) => (r.iface, r.json, Request::Stats),
+        Command::Top(t) => (t.read.iface, t.read.json, Request::Top { limit: t.limit as usize }),
+        Command::Blocked(BlockedCommand::List(r)) => (r.iface, r.json, Request::BlockedList),
+        Command::Blocked(BlockedCommand::Remove { addr, iface }) => (iface, false, Request::BlockedRemove { addr }),
+    };
+    let socket = control::find_socket(run_dir, iface.as_deref())?;
+    let response = control::call(&socket, &request).await?;
+    if let Response::Error { message } = &response {
+        bail!("{message}");
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&response)?);
+        return Ok(());
+    }
+    match response {
+        Response::Limits(view) => print_limits(&view),
+        Response::Stats(view) => print_stats(&view),
+        Response::Sources { sources } => print_sources(&sources, matches!(request, Request::BlockedList)),
+        Response::Unblocked { addr } => println!("unblocked {addr}"),
+        Response::Error { .. } => unreachable!("handled above"),
+    }
+    Ok(())
+}
+
+fn print_limits(view: &LimitsView) {
+    let Limits { pps, bps, mode, .. } = view.limits;
+    let rate = |r: Rate, unit: &str| match r {
+        Rate::Unlimited => "unlimited".to_owned(),
+        Rate::PerSecond(n) => format!("{n} {unit}/s"),
+    };
+    let burst = |b: Burst, eff: Option<u64>, unit: &str| match (b, eff) {
+        (_, None) => "-".to_owned(),
+        (Burst::Auto, Some(n)) => format!("auto ({n} {unit})"),
+        (Burst::Exactly(n), _) => format!("{n} {unit}"),
+    };
+    println!("interface      {}", view.iface);
+    println!("mode           {mode}");
+    println!("packet rate    {}", rate(pps, "packets"));
+    println!("packet burst   {}", burst(view.limits.burst_packets, view.effective_burst_packets, "packets"));
+    println!("bit rate       {}", rate(bps, "bit"));
+    println!("byte burst     {}", burst(view.limits.burst_bytes, view.effective_burst_bytes, "bytes"));
+    println!("block for      {}", humantime::format_duration(view.limits.block_for()));
+}
+
+fn print_stats(view: &StatsView) {
+    println!(
+        "interface {} ({} mode), up {}, rates over the last {:.1}s",
+        view.iface,
+        view.xdp_mode,
+        humantime::format_duration(std::time::Duration::from_secs(view.uptime_secs)),
+        view.interval_secs
+    );
+    println!("{:<20} {:>14} {:>16} {:>12} {:>14}", "outcome", "packets", "bytes", "packets/s", "bit/s");
+    for o in &view.outcomes {
+        println!("{:<20} {:>14} {:>16} {:>12.0} {:>14.0}", o.outcome, o.packets, o.bytes, o.pps, o.bps);
+    }
+    let dropped: u64 = view.outcomes.iter().filter(|o| o.dropped).map(|o| o.packets).sum();
+    let total: u64 = view.outcomes.iter().map(|o| o.packets).sum();
+    println!("dropped {dropped} of {total} packets; block events lost: {}", view.events_lost);
+}
+
+fn print_sources(sources: &[SourceView], blocked_only: bool) {
+    if sources.is_empty() {
+        println!("{}", if blocked_only { "no blocked sources" } else { "no tracked sources" });
+        return;
+    }
+    println!("{:<40} {:>12} {:>14}  state", "source", "packets/s", "bit/s");
+    for s in sources {
+        let state = match s.blocked_remaining_ms {
+            Some(ms) => format!("blocked, {}s left", ms.div_ceil(1000)),
+            None => "tracked".to_owned(),
+        };
+        println!("{:<40} {:>12.0} {:>14.0}  {state}", s.addr.to_string(), s.pps, s.bps);
+    }
+}

@@ -1,0 +1,485 @@
+//! Limits as the operator states them: parsing, validation, and the translation into the
+//! [`LimitsConfig`] the XDP program reads. Pure logic, no kernel objects.
+
+use std::time::Duration;
+
+use filter_common::{COST_SHIFT, LimitsConfig, Mode};
+use serde::{Deserialize, Serialize};
+
+const NS_PER_SEC: u128 = 1_000_000_000;
+
+/// Bounds of what floodwall accepts; each one is named in the error for a value outside it.
+pub const MAX_PPS: u64 = 1_000_000_000;
+/// Below 8 bit/s one byte would cost more than a second; above 1 Tbit/s no NIC is faster.
+pub const MIN_BPS: u64 = 8;
+/// See [`MIN_BPS`].
+pub const MAX_BPS: u64 = 1_000_000_000_000;
+/// A byte burst smaller than one full-size Ethernet payload would block sources for sending a
+/// single large packet.
+pub const MIN_BURST_BYTES: u64 = 1_500;
+/// The longest burst, in time at the sustained rate.
+pub const MAX_BURST_TIME: Duration = Duration::from_secs(3_600);
+/// Shortest and longest block.
+pub const MIN_BLOCK: Duration = Duration::from_secs(1);
+/// See [`MIN_BLOCK`].
+pub const MAX_BLOCK: Duration = Duration::from_secs(30 * 24 * 3_600);
+
+/// A limit that is either a number per second or off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rate {
+    /// No limit.
+    Unlimited,
+    /// At most this many per second, sustained.
+    PerSecond(u64),
+}
+
+impl Rate {
+    fn per_second(self) -> Option<u64> {
+        match self {
+            Self::Unlimited => None,
+            Self::PerSecond(n) => Some(n),
+        }
+    }
+}
+
+/// A burst: a number, or `auto` for one second's worth of the rate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Burst {
+    /// One second of the sustained rate.
+    Auto,
+    /// This many packets or bytes.
+    Exactly(u64),
+}
+
+/// What the data path does with traffic over a limit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum FilterMode {
+    /// Drop it.
+    #[default]
+    Enforce,
+    /// Count what would be dropped, drop nothing.
+    Monitor,
+}
+
+impl From<FilterMode> for Mode {
+    fn from(mode: FilterMode) -> Self {
+        match mode {
+            FilterMode::Enforce => Self::Enforce,
+            FilterMode::Monitor => Self::Monitor,
+        }
+    }
+}
+
+impl From<Mode> for FilterMode {
+    fn from(mode: Mode) -> Self {
+        match mode {
+            Mode::Enforce => Self::Enforce,
+            Mode::Monitor => Self::Monitor,
+        }
+    }
+}
+
+impl std::fmt::Display for FilterMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Enforce => "enforce",
+            Self::Monitor => "monitor",
+        })
+    }
+}
+
+/// The per-source limits, validated. The only way to build one is [`Limits::default`] plus
+/// [`Limits::apply`], which validates the result as a whole.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Packets per second per source.
+    pub pps: Rate,
+    /// Packet burst.
+    pub burst_packets: Burst,
+    /// Bits per second per source.
+    pub bps: Rate,
+    /// Byte burst.
+    pub burst_bytes: Burst,
+    /// How long a source over a limit stays blocked, in milliseconds.
+    pub block_for_ms: u64,
+    /// Enforce or monitor.
+    pub mode: FilterMode,
+}
+
+impl Default for Limits {
+    /// 10,000 packets per second with a one-second burst, no byte limit, blocks of 60 s,
+    /// enforcing.
+    fn default() -> Self {
+        Self {
+            pps: Rate::PerSecond(10_000),
+            burst_packets: Burst::Auto,
+            bps: Rate::Unlimited,
+            burst_bytes: Burst::Auto,
+            block_for_ms: 60_000,
+            mode: FilterMode::Enforce,
+        }
+    }
+}
+
+/// A change to some of the limits; `None` keeps the current value.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LimitsChange {
+    /// New packet rate.
+    pub pps: Option<Rate>,
+    /// New packet burst.
+    pub burst_packets: Option<Burst>,
+    /// New bit rate.
+    pub bps: Option<Rate>,
+    /// New byte burst.
+    pub burst_bytes: Option<Burst>,
+    /// New block time in milliseconds.
+    pub block_for_ms: Option<u64>,
+    /// New mode.
+    pub mode: Option<FilterMode>,
+}
+
+impl LimitsChange {
+    /// Whether the change changes nothing.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// Why a limit was refused. Each names the value and the bound.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum LimitError {
+    /// Zero rate.
+    #[error("{name} must be at least 1 (use `unlimited` to turn the limit off)")]
+    Zero {
+        /// The setting.
+        name: &'static str,
+    },
+    /// Out of range.
+    #[error("{name} {value} is out of range: it must be between {min} and {max}")]
+    OutOfRange {
+        /// The setting.
+        name: &'static str,
+        /// The value given.
+        value: u64,
+        /// Smallest allowed.
+        min: u64,
+        /// Largest allowed.
+        max: u64,
+    },
+    /// Burst longer than [`MAX_BURST_TIME`] at the rate.
+    #[error(
+        "{name} {burst} lasts longer than {max_secs} s at the rate of {rate} per second; \
+         lower the burst or raise the rate"
+    )]
+    BurstTooLong {
+        /// The setting.
+        name: &'static str,
+        /// The burst.
+        burst: u64,
+        /// The rate.
+        rate: u64,
+        /// The bound in seconds.
+        max_secs: u64,
+    },
+    /// Byte burst below one full-size packet.
+    #[error("burst-bytes {0} is below {MIN_BURST_BYTES}, one full-size packet")]
+    BurstBytesTooSmall(u64),
+    /// Block time out of range.
+    #[error("block-for {given} is out of range: it must be between 1s and 30days")]
+    BlockFor {
+        /// The duration given, in human form.
+        given: String,
+    },
+    /// A mode number from the map that is not a mode.
+    #[error("mode {0} in the limits map is not a known mode")]
+    UnknownMode(u32),
+}
+
+impl Limits {
+    /// Applies `change` and validates the result as a whole: on error nothing changes.
+    ///
+    /// # Errors
+    /// A [`LimitError`] naming the first value that is out of its bounds.
+    pub fn apply(&self, change: &LimitsChange) -> Result<Self, LimitError> {
+        let next = Self {
+            pps: change.pps.unwrap_or(self.pps),
+            burst_packets: change.burst_packets.unwrap_or(self.burst_packets),
+            bps: change.bps.unwrap_or(self.bps),
+            burst_bytes: change.burst_bytes.unwrap_or(self.burst_bytes),
+            block_for_ms: change.block_for_ms.unwrap_or(self.block_for_ms),
+            mode: change.mode.unwrap_or(self.mode),
+        };
+        next.validate()?;
+        Ok(next)
+    }
+
+    fn validate(&self) -> Result<(), LimitError> {
+        if let Rate::PerSecond(pps) = self.pps {
+            check_range("pps", pps, 1, MAX_PPS)?;
+        }
+        if let Rate::PerSecond(bps) = self.bps {
+            check_range("bps", bps, MIN_BPS, MAX_BPS)?;
+        }
+        if let Burst::Exactly(burst) = self.burst_packets {
+            check_range("burst-packets", burst, 1, MAX_PPS * MAX_BURST_TIME.as_secs())?;
+            if let Rate::PerSecond(pps) = self.pps {
+                check_burst_time("burst-packets", burst, pps)?;
+            }
+        }
+        if let Burst::Exactly(burst) = self.burst_bytes {
+            if burst < MIN_BURST_BYTES {
+                return Err(LimitError::BurstBytesTooSmall(burst));
+            }
+            if let Rate::PerSecond(bps) = self.bps {
+                check_burst_time("burst-bytes", burst, bps / 8)?;
+            }
+        }
+        let block = Duration::from_millis(self.block_for_ms);
+        if !(MIN_BLOCK..=MAX_BLOCK).contains(&block) {
+            return Err(LimitError::BlockFor { given: format!("{}s", block.as_secs_f64()) });
+        }
+        Ok(())
+    }
+
+    /// The packet burst in packets, `auto` resolved.
+    #[must_use]
+    pub fn effective_burst_packets(&self) -> Option<u64> {
+        let pps = self.pps.per_second()?;
+        Some(match self.burst_packets {
+            Burst::Auto => pps,
+            Burst::Exactly(n) => n,
+        })
+    }
+
+    /// The byte burst in bytes, `auto` resolved (one second of the bit rate, at least
+    /// [`MIN_BURST_BYTES`]).
+    #[must_use]
+    pub fn effective_burst_bytes(&self) -> Option<u64> {
+        let bps = self.bps.per_second()?;
+        Some(match self.burst_bytes {
+            Burst::Auto => (bps / 8).max(MIN_BURST_BYTES),
+            Burst::Exactly(n) => n,
+        })
+    }
+
+    /// The block time.
+    #[must_use]
+    pub fn block_for(&self) -> Duration {
+        Duration::from_millis(self.block_for_ms)
+    }
+
+    /// The map value for these limits. `test_now_ns` is left at zero.
+    #[must_use]
+    pub fn to_kernel(&self) -> LimitsConfig {
+        let (packet_cost_fp, packet_window_ns) = match self.pps.per_second() {
+            None => (0, 0),
+            Some(pps) => gcra_params(NS_PER_SEC, pps, self.effective_burst_packets().unwrap_or(pps)),
+        };
+        // A byte costs 8 bit-times: 8e9 / bps nanoseconds.
+        let (byte_cost_fp, byte_window_ns) = match self.bps.per_second() {
+            None => (0, 0),
+            Some(bps) => gcra_params(8 * NS_PER_SEC, bps, self.effective_burst_bytes().unwrap_or(bps)),
+        };
+        LimitsConfig {
+            packet_cost_fp,
+            packet_window_ns,
+            byte_cost_fp,
+            byte_window_ns,
+            block_ns: self.block_for_ms.saturating_mul(1_000_000),
+            mode: Mode::from(self.mode) as u32,
+            _pad0: 0,
+            pps: self.pps.per_second().unwrap_or(0),
+            burst_packets: burst_to_kernel(self.burst_packets),
+            bps: self.bps.per_second().unwrap_or(0),
+            burst_bytes: burst_to_kernel(self.burst_bytes),
+            test_now_ns: 0,
+        }
+    }
+
+    /// Reads limits back from a map value (the operator's numbers stored beside the derived
+    /// ones).
+    ///
+    /// # Errors
+    /// [`LimitError`] if the stored values are not valid limits.
+    pub fn from_kernel(config: &LimitsConfig) -> Result<Self, LimitError> {
+        let rate = |n: u64| if n == 0 { Rate::Unlimited } else { Rate::PerSecond(n) };
+        let burst = |n: u64| if n == 0 { Burst::Auto } else { Burst::Exactly(n) };
+        let mode = Mode::try_from(config.mode).map_err(LimitError::UnknownMode)?;
+        let limits = Self {
+            pps: rate(config.pps),
+            burst_packets: burst(config.burst_packets),
+            bps: rate(config.bps),
+            burst_bytes: burst(config.burst_bytes),
+            block_for_ms: config.block_ns / 1_000_000,
+            mode: mode.into(),
+        };
+        limits.validate()?;
+        Ok(limits)
+    }
+}
+
+fn burst_to_kernel(burst: Burst) -> u64 {
+    match burst {
+        Burst::Auto => 0,
+        Burst::Exactly(n) => n,
+    }
+}
+
+/// GCRA parameters for `rate` units per second with a burst of `burst` units, where one
+/// unit at rate 1 costs `unit_ns` nanoseconds: the cost per unit in fixed point and the
+/// burst window in nanoseconds. Validation keeps both inside u64.
+fn gcra_params(unit_ns: u128, rate: u64, burst: u64) -> (u64, u64) {
+    let cost_fp = (unit_ns << COST_SHIFT) / u128::from(rate);
+    let window_ns = unit_ns * u128::from(burst) / u128::from(rate);
+    (
+        u64::try_from(cost_fp).unwrap_or(u64::MAX),
+        u64::try_from(window_ns).unwrap_or(u64::MAX),
+    )
+}
+
+fn check_range(name: &'static str, value: u64, min: u64, max: u64) -> Result<(), LimitError> {
+    if value == 0 && min > 0 {
+        return Err(LimitError::Zero { name });
+    }
+    if !(min..=max).contains(&value) {
+        return Err(LimitError::OutOfRange { name, value, min, max });
+    }
+    Ok(())
+}
+
+fn check_burst_time(name: &'static str, burst: u64, rate: u64) -> Result<(), LimitError> {
+    let max_secs = MAX_BURST_TIME.as_secs();
+    if u128::from(burst) > u128::from(rate.max(1)) * u128::from(max_secs) {
+        return Err(LimitError::BurstTooLong { name, burst, rate, max_secs });
+    }
+    Ok(())
+}
+
+/// Parses a rate: a count with an optional SI suffix (`2500`, `10k`, `1.5M`, `1G`), or
+/// `unlimited` / `off`.
+///
+/// # Errors
+/// A message naming the text that is not a rate.
+pub fn parse_rate(text: &str) -> Result<Rate, String> {
+    match text.trim() {
+        "unlimited" | "off" | "none" => Ok(Rate::Unlimited),
+        other => parse_count(other).map(Rate::PerSecond),
+    }
+}
+
+/// Parses a burst: a count with an optional SI suffix, or `auto`.
+///
+/// # Errors
+/// A message naming the text that is not a burst.
+pub fn parse_burst(text: &str) -> Result<Burst, String> {
+    match text.trim() {
+        "auto" => Ok(Burst::Auto),
+        other => parse_count(other).map(Burst::Exactly),
+    }
+}
+
+/// Parses a count with an optional SI suffix (`k` = 1000).
+///
+/// # Errors
+/// A message naming the text.
+pub fn parse_count(text: &str) -> Result<u64, String> {
+    let n = parse_size::parse_size(text)
+        .map_err(|e| format!("`{text}` is not a number ({e}); examples: 500, 10k, 1.5M"))?;
+    if n == 0 {
+        return Err(format!("`{text}` is zero; use `unlimited` to turn a limit off"));
+    }
+    Ok(n)
+}
+
+/// Parses a duration in human form (`90s`, `10m`, `1h30m`) into milliseconds.
+///
+/// # Errors
+/// A message naming the text.
+pub fn parse_duration_ms(text: &str) -> Result<u64, String> {
+    let duration = humantime::parse_duration(text)
+        .map_err(|e| format!("`{text}` is not a duration ({e}); examples: 90s, 10m, 1h"))?;
+    u64::try_from(duration.as_millis()).map_err(|_| format!("`{text}` is too long"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_round_trip_through_the_map_value() {
+        let limits = Limits::default();
+        assert_eq!(limits.apply(&LimitsChange::default()), Ok(limits));
+        assert_eq!(Limits::from_kernel(&limits.to_kernel()), Ok(limits));
+    }
+
+    #[test]
+    fn packet_cost_and_window_follow_the_rate() {
+        let limits = Limits::default()
+            .apply(&LimitsChange {
+                pps: Some(Rate::PerSecond(1_000)),
+                burst_packets: Some(Burst::Exactly(50)),
+                ..LimitsChange::default()
+            })
+            .expect("valid limits");
+        let k = limits.to_kernel();
+        assert_eq!(k.packet_cost_fp >> COST_SHIFT, 1_000_000, "1000 pps is one packet per ms");
+        assert_eq!(k.packet_window_ns, 50_000_000, "a 50-packet burst at 1000 pps is 50 ms");
+        assert_eq!(k.byte_cost_fp, 0, "no byte limit by default");
+    }
+
+    #[test]
+    fn byte_cost_is_in_bits() {
+        let limits = Limits::default()
+            .apply(&LimitsChange { bps: Some(Rate::PerSecond(8_000_000)), ..LimitsChange::default() })
+            .expect("valid limits");
+        let k = limits.to_kernel();
+        // 8 Mbit/s = 1 MB/s: a byte costs 1000 ns; auto burst is one second = 1 MB.
+        assert_eq!(k.byte_cost_fp >> COST_SHIFT, 1_000);
+        assert_eq!(k.byte_window_ns, 1_000_000_000);
+        assert_eq!(limits.effective_burst_bytes(), Some(1_000_000));
+    }
+
+    #[test]
+    fn sub_nanosecond_byte_costs_keep_their_fraction() {
+        let limits = Limits::default()
+            .apply(&LimitsChange { bps: Some(Rate::PerSecond(100_000_000_000)), ..LimitsChange::default() })
+            .expect("valid limits");
+        // 100 Gbit/s: 0.08 ns per byte, 0.08 * 65536 = 5242.88.
+        assert_eq!(limits.to_kernel().byte_cost_fp, 5_242);
+    }
+
+    #[test]
+    fn invalid_values_are_refused_and_change_nothing() {
+        let limits = Limits::default();
+        let cases = [
+            (LimitsChange { pps: Some(Rate::PerSecond(0)), ..LimitsChange::default() }, "pps must be at least 1"),
+            (LimitsChange { pps: Some(Rate::PerSecond(MAX_PPS + 1)), ..LimitsChange::default() }, "pps 1000000001 is out of range"),
+            (LimitsChange { bps: Some(Rate::PerSecond(7)), ..LimitsChange::default() }, "bps 7 is out of range"),
+            (LimitsChange { burst_bytes: Some(Burst::Exactly(100)), ..LimitsChange::default() }, "burst-bytes 100 is below 1500"),
+            (LimitsChange { burst_packets: Some(Burst::Exactly(10_000 * 3_601)), ..LimitsChange::default() }, "lasts longer than 3600 s"),
+            (LimitsChange { block_for_ms: Some(500), ..LimitsChange::default() }, "block-for 0.5s is out of range"),
+            (LimitsChange { block_for_ms: Some(31 * 24 * 3_600_000), ..LimitsChange::default() }, "block-for 2678400s is out of range"),
+        ];
+        for (change, expected) in cases {
+            let err = limits.apply(&change).expect_err("must be refused").to_string();
+            assert!(err.contains(expected), "error `{err}` should contain `{expected}`");
+        }
+    }
+
+    #[test]
+    fn text_values_parse_with_si_suffixes_and_keywords() {
+        assert_eq!(parse_rate("10k"), Ok(Rate::PerSecond(10_000)));
+        assert_eq!(parse_rate("1.5M"), Ok(Rate::PerSecond(1_500_000)));
+        assert_eq!(parse_rate("unlimited"), Ok(Rate::Unlimited));
+        assert_eq!(parse_burst("auto"), Ok(Burst::Auto));
+        assert!(parse_rate("0").unwrap_err().contains("zero"));
+        assert!(parse_rate("fast").unwrap_err().contains("`fast` is not a number"));
+        assert_eq!(parse_duration_ms("90s"), Ok(90_000));
+        assert_eq!(parse_duration_ms("10m"), Ok(600_000));
+        assert!(parse_duration_ms("ten").unwrap_err().contains("`ten` is not a duration"));
+    }
+}

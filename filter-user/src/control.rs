@@ -1,0 +1,225 @@
+//! The control socket: how the CLI talks to a running daemon.
+//!
+//! One Unix stream socket per protected interface, `RUN_DIR/IFACE.sock`, mode 0660 and
+//! owned by root, so only root (and members of root's group) can connect. Requests and
+//! responses are single JSON lines. Changes are also checked against the peer's credentials
+//! (`SO_PEERCRED`): only uid 0 may change anything.
+
+use std::{
+    net::IpAddr,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context as _, bail};
+use serde::{Deserialize, Serialize};
+use tokio::{
+    io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader},
+    net::UnixStream,
+};
+
+use crate::{
+    config::{Limits, LimitsChange},
+    stats::{OutcomeStats, SourceView},
+};
+
+/// Default directory of control sockets and lock files.
+pub const DEFAULT_RUN_DIR: &str = "/run/floodwall";
+
+/// Largest request line the daemon reads; longer ones are refused.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+/// A request from the CLI.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "request", rename_all = "snake_case")]
+pub enum Request {
+    /// The current limits.
+    LimitsShow,
+    /// Change some limits (root only).
+    LimitsSet {
+        /// What to change.
+        change: LimitsChange,
+    },
+    /// Counters and rates.
+    Stats,
+    /// The busiest tracked sources.
+    Top {
+        /// How many.
+        limit: usize,
+    },
+    /// Blocked sources.
+    BlockedList,
+    /// Unblock a source (root only).
+    BlockedRemove {
+        /// The source.
+        addr: IpAddr,
+    },
+}
+
+impl Request {
+    /// Whether the request changes anything (and so needs root).
+    #[must_use]
+    pub fn is_change(&self) -> bool {
+        matches!(self, Self::LimitsSet { .. } | Self::BlockedRemove { .. })
+    }
+}
+
+/// The limits with their bursts resolved, as `limits show` prints them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LimitsView {
+    /// The interface.
+    pub iface: String,
+    /// The limits as set.
+    pub limits: Limits,
+    /// Packet burst in packets (`auto` resolved), if there is a packet limit.
+    pub effective_burst_packets: Option<u64>,
+    /// Byte burst in bytes, if there is a byte limit.
+    pub effective_burst_bytes: Option<u64>,
+}
+
+/// Counters and rates, as `stats` prints them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StatsView {
+    /// The interface.
+    pub iface: String,
+    /// XDP attach mode in use.
+    pub xdp_mode: String,
+    /// Seconds since the daemon started.
+    pub uptime_secs: u64,
+    /// Length of the interval the rates are measured over, in seconds.
+    pub interval_secs: f64,
+    /// Per outcome.
+    pub outcomes: Vec<OutcomeStats>,
+    /// Block events lost because the ring buffer was full.
+    pub events_lost: u64,
+}
+
+/// A response from the daemon.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "response", rename_all = "snake_case")]
+pub enum Response {
+    /// The limits (after a change, the new ones).
+    Limits(LimitsView),
+    /// Counters and rates.
+    Stats(StatsView),
+    /// Sources, busiest first.
+    Sources {
+        /// The sources.
+        sources: Vec<SourceView>,
+    },
+    /// A source was unblocked.
+    Unblocked {
+        /// The source.
+        addr: IpAddr,
+    },
+    /// The request was refused or failed; nothing changed.
+    Error {
+        /// Why.
+        message: String,
+    },
+}
+
+/// The socket of the daemon on `iface`.
+#[must_use]
+pub fn socket_path(run_dir: &Path, iface: &str) -> PathBuf {
+    run_dir.join(format!("{iface}.sock"))
+}
+
+/// Finds the daemon's socket: the one for `iface`, or the only one running.
+///
+/// # Errors
+/// If no daemon runs (for `iface`), or several run and `iface` is not given.
+pub fn find_socket(run_dir: &Path, iface: Option<&str>) -> anyhow::Result<PathBuf> {
+    if let Some(iface) = iface {
+        let path = socket_path(run_dir, iface);
+        if !path.exists() {
+            bail!("no floodwall daemon is running on {iface} (no socket at {})", path.display());
+        }
+        return Ok(path);
+    }
+    let mut sockets: Vec<PathBuf> = match std::fs::read_dir(run_dir) {
+        Ok(entries) => entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "sock"))
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", run_dir.display())),
+    };
+    sockets.sort();
+    match sockets.len() {
+        0 => bail!("no floodwall daemon is running (no control socket in {})", run_dir.display()),
+        1 => Ok(sockets.remove(0)),
+        _ => {
+            let names: Vec<_> = sockets
+                .iter()
+                .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+                .collect();
+            bail!("floodwall daemons run on several interfaces ({}); pick one with --iface", names.join(", "))
+        }
+    }
+}
+
+/// Sends one request to the daemon at `socket` and returns its response.
+///
+/// # Errors
+/// If the socket cannot be reached or the daemon's answer is not a response.
+pub async fn call(socket: &Path, request: &Request) -> anyhow::Result<Response> {
+    let stream = UnixStream::connect(socket).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::PermissionDenied {
+            anyhow::anyhow!("permission denied connecting to {}: floodwall commands need root", socket.display())
+        } else {
+            anyhow::Error::new(e).context(format!("cannot reach the daemon at {}", socket.display()))
+        }
+    })?;
+    let (read, mut write) = stream.into_split();
+    let mut line = serde_json::to_string(request).context("cannot encode the request")?;
+    line.push('\n');
+    write.write_all(line.as_bytes()).await.context("cannot send the request")?;
+    let mut reader = BufReader::new(read);
+    let mut answer = String::new();
+    reader.read_line(&mut answer).await.context("cannot read the daemon's answer")?;
+    if answer.is_empty() {
+        bail!("the daemon closed the connection without answering");
+    }
+    serde_json::from_str(&answer).with_context(|| format!("the daemon's answer is not a response: {answer}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Rate;
+
+    #[test]
+    fn requests_round_trip_as_one_json_line() {
+        let request = Request::LimitsSet {
+            change: LimitsChange { pps: Some(Rate::PerSecond(500)), ..LimitsChange::default() },
+        };
+        let line = serde_json::to_string(&request).expect("encodes");
+        assert!(!line.contains('\n'));
+        assert_eq!(serde_json::from_str::<Request>(&line).expect("decodes"), request);
+        assert!(request.is_change());
+        assert!(!Request::Stats.is_change());
+    }
+
+    #[test]
+    fn unknown_requests_are_errors_that_name_them() {
+        let err = serde_json::from_str::<Request>(r#"{"request":"format_disk"}"#).unwrap_err();
+        assert!(err.to_string().contains("format_disk"), "{err}");
+    }
+
+    #[test]
+    fn socket_lookup_names_what_is_missing() {
+        let dir = std::env::temp_dir().join(format!("fw-ctl-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let err = find_socket(&dir, None).unwrap_err().to_string();
+        assert!(err.contains("no floodwall daemon is running"), "{err}");
+        let err = find_socket(&dir, Some("eth9")).unwrap_err().to_string();
+        assert!(err.contains("on eth9"), "{err}");
+        std::fs::write(dir.join("a.sock"), b"").expect("file");
+        std::fs::write(dir.join("b.sock"), b"").expect("file");
+        let err = find_socket(&dir, None).unwrap_err().to_string();
+        assert!(err.contains("several interfaces (a, b)"), "{err}");
+        assert_eq!(find_socket(&dir, Some("a")).expect("found"), dir.join("a.sock"));
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+}

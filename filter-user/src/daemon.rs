@@ -1,0 +1,324 @@
+//! The daemon: load, attach, serve the control socket, log blocks, detach on shutdown.
+
+use std::{
+    fs::{File, OpenOptions},
+    future::Future,
+    os::unix::fs::PermissionsExt as _,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, anyhow, bail};
+use aya::maps::{MapData, RingBuf};
+use filter_common::map_names;
+use log::{info, warn};
+use nix::fcntl::{Flock, FlockArg};
+use tokio::{
+    io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader},
+    io::unix::AsyncFd,
+    net::{UnixListener, UnixStream},
+};
+
+use crate::{
+    config::Limits,
+    control::{LimitsView, MAX_REQUEST_BYTES, Request, Response, StatsView, socket_path},
+    events::{self, BlockBook},
+    loader::{self, AttachMode, LoadOptions},
+    maps::{FilterMaps, monotonic_now_ns},
+    stats::{Sample, SourceView, addr_key, outcome_stats, top_sources},
+};
+
+/// How often the daemon samples the counters for `stats` rates and expires blocks.
+pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What `floodwall run` was asked to do.
+#[derive(Clone, Debug)]
+pub struct DaemonConfig {
+    /// Interface to protect.
+    pub iface: String,
+    /// XDP attach mode.
+    pub attach_mode: AttachMode,
+    /// Initial limits.
+    pub limits: Limits,
+    /// Capacity of the per-source table.
+    pub max_sources: u32,
+    /// Directory of the control socket and lock file.
+    pub run_dir: PathBuf,
+}
+
+/// What the tasks of a running daemon share.
+struct Shared {
+    iface: String,
+    attach_mode: AttachMode,
+    started: Instant,
+    maps: FilterMaps,
+    /// The limits as the operator set them; the map holds their kernel form.
+    limits: Mutex<Limits>,
+    /// The last two counter samples: rates are the difference.
+    samples: Mutex<(Option<Sample>, Option<Sample>)>,
+    blocks: Mutex<BlockBook>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding one of these locks leaves plain data behind, still usable.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Runs the daemon until `shutdown` completes, then detaches the program.
+///
+/// # Errors
+/// If the program cannot be loaded or attached, the control socket cannot be created, or
+/// another daemon protects the same interface.
+pub async fn run(config: DaemonConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let _lock = lock_interface(&config)?;
+    let mut loaded = loader::load(LoadOptions { max_sources: config.max_sources, test_clock: false })?;
+    loaded.maps.write_limits(&config.limits.to_kernel())?;
+    let (link, attach_mode) = loader::attach(&mut loaded.ebpf, &config.iface, config.attach_mode)?;
+    info!(
+        "floodwall protects {} ({} mode, table of {} sources): {}",
+        config.iface,
+        attach_mode,
+        config.max_sources,
+        describe_limits(&config.limits)
+    );
+    let ring = RingBuf::try_from(
+        loaded.ebpf.take_map(map_names::EVENTS).ok_or_else(|| anyhow!("the XDP object has no map named {}", map_names::EVENTS))?,
+    )
+    .context("map FW_EVENTS is not a ring buffer")?;
+
+    let shared = Arc::new(Shared {
+        iface: config.iface.clone(),
+        attach_mode,
+        started: Instant::now(),
+        maps: loaded.maps,
+        limits: Mutex::new(config.limits),
+        samples: Mutex::new((None, None)),
+        blocks: Mutex::new(BlockBook::default()),
+    });
+
+    let socket = socket_path(&config.run_dir, &config.iface);
+    // We hold the interface lock, so a socket file left here is a dead daemon's.
+    let _ = std::fs::remove_file(&socket);
+    let listener = UnixListener::bind(&socket).with_context(|| format!("cannot create the control socket {}", socket.display()))?;
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o660))
+        .with_context(|| format!("cannot set the mode of {}", socket.display()))?;
+
+    let result = tokio::select! {
+        () = shutdown => Ok(()),
+        r = serve(listener, Arc::clone(&shared)) => r,
+        r = watch_events(ring, Arc::clone(&shared)) => r,
+        r = sample_loop(Arc::clone(&shared)) => r,
+    };
+    let _ = std::fs::remove_file(&socket);
+    let detached = loader::xdp_program(&mut loaded.ebpf, filter_common::PROGRAM_NAME)
+        .and_then(|p| p.detach(link).context("failed to detach"));
+    match &detached {
+        Ok(()) => info!("detached from {}", config.iface),
+        Err(e) => warn!("{e:#}"),
+    }
+    result.and(detached)
+}
+
+/// Takes the per-interface lock, so that two daemons never fight over one interface.
+fn lock_interface(config: &DaemonConfig) -> anyhow::Result<Flock<File>> {
+    std::fs::create_dir_all(&config.run_dir)
+        .with_context(|| format!("cannot create {}", config.run_dir.display()))?;
+    let path = config.run_dir.join(format!("{}.lock", config.iface));
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| {
+        if errno == nix::errno::Errno::EWOULDBLOCK {
+            anyhow!("another floodwall daemon already protects {} (it holds {})", config.iface, path.display())
+        } else {
+            anyhow!("cannot lock {}: {errno}", path.display())
+        }
+    })
+}
+
+fn describe_limits(limits: &Limits) -> String {
+    let rate = |r: crate::config::Rate, unit: &str| match r {
+        crate::config::Rate::Unlimited => format!("no {unit} limit"),
+        crate::config::Rate::PerSecond(n) => format!("{n} {unit}/s"),
+    };
+    format!(
+        "{} (burst {}), {} (burst {}), block for {}, {}",
+        rate(limits.pps, "packets"),
+        limits.effective_burst_packets().map_or_else(|| "-".to_owned(), |b| b.to_string()),
+        rate(limits.bps, "bit"),
+        limits.effective_burst_bytes().map_or_else(|| "-".to_owned(), |b| format!("{b} bytes")),
+        humantime::format_duration(limits.block_for()),
+        limits.mode,
+    )
+}
+
+async fn sample_loop(shared: Arc<Shared>) -> anyhow::Result<()> {
+    let mut ticker = tokio::time::interval(SAMPLE_INTERVAL);
+    loop {
+        ticker.tick().await;
+        let sample = shared.maps.sample()?;
+        {
+            let mut samples = lock(&shared.samples);
+            samples.0 = samples.1.take();
+            samples.1 = Some(sample);
+        }
+        lock(&shared.blocks).expire(sample.at_ns);
+    }
+}
+
+async fn watch_events(ring: RingBuf<MapData>, shared: Arc<Shared>) -> anyhow::Result<()> {
+    // SAFETY: `register` needs the fd to stay open while registered: the ring buffer owns its
+    // fd and the AsyncFd owns the ring buffer, so the fd lives exactly as long as the
+    // registration.
+    let mut ring = unsafe { AsyncFd::register(ring) }
+        .map_err(|e| anyhow!("cannot poll the event ring buffer: {e}"))?;
+    loop {
+        let mut guard = ring.readable_mut().await.context("polling the event ring buffer failed")?;
+        let limits = *lock(&shared.limits);
+        let (pps, bps) = (
+            match limits.pps { crate::config::Rate::PerSecond(n) => n, crate::config::Rate::Unlimited => 0 },
+            match limits.bps { crate::config::Rate::PerSecond(n) => n, crate::config::Rate::Unlimited => 0 },
+        );
+        while let Some(item) = guard.get_inner_mut().next() {
+            match events::decode(&item) {
+                Some(event) => lock(&shared.blocks).on_block(&event, pps, bps),
+                None => warn!("ignoring a short event of {} bytes", item.len()),
+            }
+        }
+        guard.clear_ready();
+    }
+}
+
+async fn serve(listener: UnixListener, shared: Arc<Shared>) -> anyhow::Result<()> {
+    loop {
+        let (stream, _) = listener.accept().await.context("control socket accept failed")?;
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            if let Err(e) = serve_connection(stream, shared).await {
+                log::debug!("control connection: {e:#}");
+            }
+        });
+    }
+}
+
+async fn serve_connection(stream: UnixStream, shared: Arc<Shared>) -> anyhow::Result<()> {
+    let uid = stream.peer_cred().context("cannot read the peer's credentials")?.uid();
+    let (read, mut write) = stream.into_split();
+    let mut reader = BufReader::new(read.take(MAX_REQUEST_BYTES as u64 + 1));
+    let mut line = String::new();
+    let response = match reader.read_line(&mut line).await {
+        Err(e) => Response::Error { message: format!("cannot read the request: {e}") },
+        Ok(_) if line.len() > MAX_REQUEST_BYTES => {
+            Response::Error { message: format!("request longer than {MAX_REQUEST_BYTES} bytes") }
+        }
+        Ok(_) => match serde_json::from_str::<Request>(&line) {
+            Err(e) => Response::Error { message: format!("invalid request: {e}") },
+            Ok(request) if request.is_change() && uid != 0 => Response::Error {
+                message: format!("permission denied: only root may change floodwall (you are uid {uid})"),
+            },
+            Ok(request) => {
+                let shared = Arc::clone(&shared);
+                tokio::task::spawn_blocking(move || handle(&shared, request))
+                    .await
+                    .unwrap_or_else(|e| Err(anyhow!("request handler failed: {e}")))
+                    .unwrap_or_else(|e| Response::Error { message: format!("{e:#}") })
+            }
+        },
+    };
+    let mut out = serde_json::to_string(&response).context("cannot encode the response")?;
+    out.push('\n');
+    write.write_all(out.as_bytes()).await.context("cannot send the response")?;
+    Ok(())
+}
+
+/// Handles one request. Runs on a blocking thread: table walks take a while.
+fn handle(shared: &Shared, request: Request) -> anyhow::Result<Response> {
+    match request {
+        Request::LimitsShow => Ok(Response::Limits(limits_view(shared, *lock(&shared.limits)))),
+        Request::LimitsSet { change } => {
+            if change.is_empty() {
+                bail!("nothing to change: give at least one of --pps, --bps, --burst-packets, --burst-bytes, --block-for, --mode");
+            }
+            let mut limits = lock(&shared.limits);
+            let next = limits.apply(&change)?;
+            shared.maps.write_limits(&next.to_kernel())?;
+            info!("limits changed on {}: {} (was: {})", shared.iface, describe_limits(&next), describe_limits(&limits));
+            *limits = next;
+            Ok(Response::Limits(limits_view(shared, next)))
+        }
+        Request::Stats => {
+            let current = shared.maps.sample()?;
+            let previous = lock(&shared.samples).1;
+            // Rates over the last sampling interval: between the sampler's last sample and
+            // now (or its last two, if the last one is very recent).
+            let (cur, prev) = match previous {
+                Some(p) if current.at_ns.saturating_sub(p.at_ns) >= 200_000_000 => (current, Some(p)),
+                _ => {
+                    let samples = lock(&shared.samples);
+                    (samples.1.unwrap_or(current), samples.0)
+                }
+            };
+            #[expect(clippy::cast_precision_loss, reason = "seconds for display")]
+            let interval_secs = prev.map_or(0.0, |p| cur.at_ns.saturating_sub(p.at_ns) as f64 / 1e9);
+            let mut outcomes = outcome_stats(&cur, prev.as_ref());
+            // Totals are always as of now, rates as of the interval.
+            for (o, now) in outcomes.iter_mut().zip(current.totals.0) {
+                o.packets = now.packets;
+                o.bytes = now.bytes;
+            }
+            Ok(Response::Stats(StatsView {
+                iface: shared.iface.clone(),
+                xdp_mode: shared.attach_mode.to_string(),
+                uptime_secs: shared.started.elapsed().as_secs(),
+                interval_secs,
+                outcomes,
+                events_lost: shared.maps.events_lost()?,
+            }))
+        }
+        Request::Top { limit } => {
+            let sources = source_views(shared)?;
+            Ok(Response::Sources { sources: top_sources(sources, limit) })
+        }
+        Request::BlockedList => {
+            let mut sources: Vec<SourceView> = source_views(shared)?.into_iter().filter(|s| s.blocked).collect();
+            sources.sort_by_key(|s| s.addr);
+            Ok(Response::Sources { sources })
+        }
+        Request::BlockedRemove { addr } => {
+            let key = addr_key(addr);
+            let now = monotonic_now_ns()?;
+            match shared.maps.source(&key)? {
+                Some(state) if state.blocked_until_ns > now => {
+                    shared.maps.remove_source(&key)?;
+                    lock(&shared.blocks).on_removed(addr, now);
+                    Ok(Response::Unblocked { addr })
+                }
+                _ => bail!("{addr} is not blocked"),
+            }
+        }
+    }
+}
+
+fn limits_view(shared: &Shared, limits: Limits) -> LimitsView {
+    LimitsView {
+        iface: shared.iface.clone(),
+        effective_burst_packets: limits.effective_burst_packets(),
+        effective_burst_bytes: limits.effective_burst_bytes(),
+        limits,
+    }
+}
+
+fn source_views(shared: &Shared) -> anyhow::Result<Vec<SourceView>> {
+    let block_ns = lock(&shared.limits).block_for_ms * 1_000_000;
+    let now = monotonic_now_ns()?;
+    Ok(shared
+        .maps
+        .all_sources()?
+        .iter()
+        .map(|(key, state)| SourceView::new(key, state, now, block_ns))
+        .collect())
+}

@@ -1,0 +1,206 @@
+//! Block events from the XDP program: decoding, the daemon's record of current blocks (for
+//! unblock messages), and rate-limited logging, so that a flood of new offenders cannot
+//! flood the log.
+
+use std::{collections::HashMap, net::IpAddr};
+
+use filter_common::{BlockEvent, LimitKind, Mode};
+use log::info;
+
+use crate::stats::{key_addr, source_rate};
+
+/// At most this many block/unblock lines per second; the rest are summed up in one line.
+pub const LOG_LINES_PER_SEC: u32 = 20;
+
+/// Decodes a ring buffer record.
+#[must_use]
+pub fn decode(bytes: &[u8]) -> Option<BlockEvent> {
+    if bytes.len() < size_of::<BlockEvent>() {
+        return None;
+    }
+    // SAFETY: the length is checked; BlockEvent is plain old data (integers and bytes), so
+    // every bit pattern is valid, and read_unaligned needs no alignment.
+    Some(unsafe { bytes.as_ptr().cast::<BlockEvent>().read_unaligned() })
+}
+
+/// A block as a log line says it.
+#[must_use]
+pub fn describe_block(event: &BlockEvent, limit_pps: u64, limit_bps: u64) -> String {
+    let addr = key_addr(&filter_common::SourceKey { addr: event.addr });
+    let rate = source_rate(
+        event.window_start_ns,
+        (event.window_packets, event.window_bytes),
+        (event.prev_window_packets, event.prev_window_bytes),
+        event.now_ns,
+    );
+    let secs = event.blocked_until_ns.saturating_sub(event.now_ns) / 1_000_000_000;
+    let verb = if Mode::try_from(event.mode) == Ok(Mode::Monitor) {
+        "would block (monitor mode)"
+    } else {
+        "blocked"
+    };
+    match LimitKind::try_from(event.limit_kind) {
+        Ok(LimitKind::Bytes) => format!(
+            "{verb} {addr} for {secs}s: {:.0} bit/s seen, limit {limit_bps} bit/s",
+            rate.bps
+        ),
+        _ => format!("{verb} {addr} for {secs}s: {:.0} packets/s seen, limit {limit_pps} packets/s", rate.pps),
+    }
+}
+
+/// Allows [`LOG_LINES_PER_SEC`] lines per second and counts the rest.
+#[derive(Debug, Default)]
+pub struct LogLimiter {
+    second: u64,
+    used: u32,
+    suppressed: u64,
+}
+
+impl LogLimiter {
+    /// Whether a line may be logged at `now_ns`. When a new second starts and lines were
+    /// suppressed in the last one, returns how many, to be logged first.
+    pub fn allow(&mut self, now_ns: u64) -> (bool, Option<u64>) {
+        let second = now_ns / 1_000_000_000;
+        let mut flushed = None;
+        if second != self.second {
+            flushed = self.flush();
+            self.second = second;
+            self.used = 0;
+        }
+        if self.used < LOG_LINES_PER_SEC {
+            self.used += 1;
+            (true, flushed)
+        } else {
+            self.suppressed += 1;
+            (false, flushed)
+        }
+    }
+
+    /// Takes the count of suppressed lines, if any.
+    pub fn flush(&mut self) -> Option<u64> {
+        (self.suppressed > 0).then(|| std::mem::take(&mut self.suppressed))
+    }
+}
+
+/// The daemon's record of blocks it was told about, to say when each ends.
+#[derive(Debug, Default)]
+pub struct BlockBook {
+    until_ns: HashMap<IpAddr, u64>,
+    limiter: LogLimiter,
+}
+
+impl BlockBook {
+    /// Records and logs a block event.
+    pub fn on_block(&mut self, event: &BlockEvent, limit_pps: u64, limit_bps: u64) {
+        let addr = key_addr(&filter_common::SourceKey { addr: event.addr });
+        // Two CPUs can report the same block; the later report replaces the earlier.
+        let known = self.until_ns.insert(addr, event.blocked_until_ns).is_some();
+        if !known {
+            let line = describe_block(event, limit_pps, limit_bps);
+            self.log(event.now_ns, &line);
+        }
+    }
+
+    /// Forgets a block removed by the operator and logs it.
+    pub fn on_removed(&mut self, addr: IpAddr, now_ns: u64) {
+        self.until_ns.remove(&addr);
+        self.log(now_ns, &format!("unblocked {addr}: removed by the operator"));
+    }
+
+    /// Logs and forgets the blocks that ended by `now_ns`; returns how many.
+    pub fn expire(&mut self, now_ns: u64) -> usize {
+        let ended: Vec<IpAddr> = self
+            .until_ns
+            .iter()
+            .filter(|&(_, &until)| until <= now_ns)
+            .map(|(&addr, _)| addr)
+            .collect();
+        for addr in &ended {
+            self.until_ns.remove(addr);
+            self.log(now_ns, &format!("unblocked {addr}: block expired"));
+        }
+        if let Some(n) = self.limiter.flush() {
+            info!("{n} more block/unblock messages suppressed in the last second");
+        }
+        ended.len()
+    }
+
+    /// How many blocks the book holds.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.until_ns.len()
+    }
+
+    /// Whether the book is empty.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.until_ns.is_empty()
+    }
+
+    fn log(&mut self, now_ns: u64, line: &str) {
+        let (allowed, flushed) = self.limiter.allow(now_ns);
+        if let Some(n) = flushed {
+            info!("{n} more block/unblock messages suppressed in the last second");
+        }
+        if allowed {
+            info!("{line}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(last: u8, now_ns: u64) -> BlockEvent {
+        BlockEvent {
+            addr: filter_common::SourceKey::from_ipv4([198, 18, 0, last]).addr,
+            limit_kind: LimitKind::Packets as u32,
+            mode: Mode::Enforce as u32,
+            blocked_until_ns: now_ns + 60_000_000_000,
+            now_ns,
+            window_start_ns: now_ns - 10_000_000,
+            window_packets: 1_000,
+            window_bytes: 64_000,
+            ..BlockEvent::default()
+        }
+    }
+
+    #[test]
+    fn limiter_allows_a_budget_per_second_and_counts_the_rest() {
+        let mut limiter = LogLimiter::default();
+        let allowed = (0..100).filter(|_| limiter.allow(5_000_000_000).0).count();
+        assert_eq!(allowed, LOG_LINES_PER_SEC as usize);
+        let (ok, flushed) = limiter.allow(6_000_000_000);
+        assert!(ok, "a new second has a new budget");
+        assert_eq!(flushed, Some(80), "the suppressed lines of the last second are reported");
+    }
+
+    #[test]
+    fn block_lines_name_source_rate_and_limit() {
+        let line = describe_block(&event(9, 100_000_000_000), 1_000, 0);
+        assert_eq!(line, "blocked 198.18.0.9 for 60s: 100000 packets/s seen, limit 1000 packets/s");
+    }
+
+    #[test]
+    fn events_decode_and_short_records_are_refused() {
+        let e = event(3, 7_000_000_000);
+        // SAFETY: BlockEvent is plain old data; viewing it as bytes is sound.
+        let bytes = unsafe { std::slice::from_raw_parts((&raw const e).cast::<u8>(), size_of::<BlockEvent>()) };
+        assert_eq!(decode(bytes), Some(e));
+        assert_eq!(decode(&bytes[..10]), None);
+    }
+
+    #[test]
+    fn book_expires_blocks_once() {
+        let mut book = BlockBook::default();
+        book.on_block(&event(1, 1_000_000_000), 10, 0);
+        book.on_block(&event(1, 1_000_000_000), 10, 0);
+        book.on_block(&event(2, 2_000_000_000), 10, 0);
+        assert_eq!(book.len(), 2, "a duplicate report is one block");
+        assert_eq!(book.expire(61_000_000_000), 1);
+        assert_eq!(book.expire(61_000_000_000), 0);
+        assert_eq!(book.expire(62_000_000_000), 1);
+        assert!(book.is_empty());
+    }
+}

@@ -1,0 +1,287 @@
+//! Statistics: counters summed over CPUs, rates between samples, per-source rate estimates.
+//! Pure arithmetic over snapshots; reading the maps is `maps`' job.
+
+use std::net::{IpAddr, Ipv6Addr};
+
+use filter_common::{Counter, Outcome, RATE_WINDOW_NS, SourceKey, SourceState};
+use serde::{Deserialize, Serialize};
+
+/// Counters of every outcome, summed over CPUs, indexed like [`Outcome::ALL`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals(pub [Counter; Outcome::ALL.len()]);
+
+impl Totals {
+    /// Sums per-CPU values of one outcome.
+    #[must_use]
+    pub fn sum_cpus<'a>(values: impl IntoIterator<Item = &'a Counter>) -> Counter {
+        values.into_iter().fold(Counter::default(), |acc, c| Counter {
+            packets: acc.packets.wrapping_add(c.packets),
+            bytes: acc.bytes.wrapping_add(c.bytes),
+        })
+    }
+
+    /// The counter of one outcome.
+    #[must_use]
+    pub fn get(&self, outcome: Outcome) -> Counter {
+        self.0[outcome as usize]
+    }
+}
+
+/// A counter snapshot and when it was taken (`CLOCK_MONOTONIC` ns).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Sample {
+    /// The counters.
+    pub totals: Totals,
+    /// When.
+    pub at_ns: u64,
+}
+
+/// One outcome's totals and its rate over the last sampling interval.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OutcomeStats {
+    /// Outcome name (`passed`, `dropped_blocked`, ...).
+    pub outcome: String,
+    /// Whether packets of this outcome were dropped.
+    pub dropped: bool,
+    /// Packets since the program was loaded.
+    pub packets: u64,
+    /// Bytes since the program was loaded.
+    pub bytes: u64,
+    /// Packets per second over the last interval.
+    pub pps: f64,
+    /// Bits per second over the last interval.
+    pub bps: f64,
+}
+
+/// Rates between two samples, per outcome.
+#[must_use]
+pub fn outcome_stats(current: &Sample, previous: Option<&Sample>) -> Vec<OutcomeStats> {
+    Outcome::ALL
+        .iter()
+        .map(|&outcome| {
+            let now = current.totals.get(outcome);
+            let (pps, bps) = match previous {
+                Some(prev) if current.at_ns > prev.at_ns => {
+                    let then = prev.totals.get(outcome);
+                    #[expect(clippy::cast_precision_loss, reason = "rates are shown rounded")]
+                    let secs = (current.at_ns - prev.at_ns) as f64 / 1e9;
+                    #[expect(clippy::cast_precision_loss, reason = "rates are shown rounded")]
+                    (
+                        now.packets.saturating_sub(then.packets) as f64 / secs,
+                        now.bytes.saturating_sub(then.bytes) as f64 * 8.0 / secs,
+                    )
+                }
+                _ => (0.0, 0.0),
+            };
+            OutcomeStats {
+                outcome: outcome.name().to_owned(),
+                dropped: outcome.is_drop(),
+                packets: now.packets,
+                bytes: now.bytes,
+                pps,
+                bps,
+            }
+        })
+        .collect()
+}
+
+/// A source's recent rate, estimated from its reporting windows.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct SourceRate {
+    /// Packets per second.
+    pub pps: f64,
+    /// Bits per second.
+    pub bps: f64,
+}
+
+/// Shortest span a rate is computed over, so a source seen for a few microseconds does not
+/// show an absurd rate.
+const MIN_RATE_SPAN_NS: u64 = 10_000_000;
+
+/// Estimates a source's rate at `now_ns` from its current and previous one-second windows.
+/// With a previous window, the sliding-window estimate `previous × (1 − elapsed/window) +
+/// current`, which moves smoothly instead of jumping at window edges; for a source that is
+/// new this second, its count over the time since its first packet (at least 10 ms).
+#[must_use]
+pub fn source_rate(
+    window_start_ns: u64,
+    window: (u64, u64),
+    prev_window: (u64, u64),
+    now_ns: u64,
+) -> SourceRate {
+    #[expect(clippy::cast_precision_loss, reason = "an estimate")]
+    let per_sec = |count: u64, span_ns: u64| count as f64 * 1e9 / span_ns as f64;
+    let age = now_ns.saturating_sub(window_start_ns);
+    let (pps, bytes_per_sec) = if age >= 2 * RATE_WINDOW_NS {
+        (0.0, 0.0)
+    } else if age >= RATE_WINDOW_NS {
+        // The window is complete and nothing came since it.
+        (per_sec(window.0, RATE_WINDOW_NS), per_sec(window.1, RATE_WINDOW_NS))
+    } else if prev_window == (0, 0) {
+        let span = age.max(MIN_RATE_SPAN_NS);
+        (per_sec(window.0, span), per_sec(window.1, span))
+    } else {
+        #[expect(clippy::cast_precision_loss, reason = "an estimate")]
+        let weight = 1.0 - age as f64 / RATE_WINDOW_NS as f64;
+        (
+            per_sec(prev_window.0, RATE_WINDOW_NS) * weight + per_sec(window.0, RATE_WINDOW_NS),
+            per_sec(prev_window.1, RATE_WINDOW_NS) * weight + per_sec(window.1, RATE_WINDOW_NS),
+        )
+    };
+    SourceRate { pps, bps: bytes_per_sec * 8.0 }
+}
+
+/// [`source_rate`] of a table entry.
+#[must_use]
+pub fn state_rate(state: &SourceState, now_ns: u64) -> SourceRate {
+    source_rate(
+        state.window_start_ns,
+        (state.window_packets, state.window_bytes),
+        (state.prev_window_packets, state.prev_window_bytes),
+        now_ns,
+    )
+}
+
+/// The address of a table key: IPv4-mapped keys become IPv4 addresses.
+#[must_use]
+pub fn key_addr(key: &SourceKey) -> IpAddr {
+    let v6 = Ipv6Addr::from(key.addr);
+    match v6.to_ipv4_mapped() {
+        Some(v4) => IpAddr::V4(v4),
+        None => IpAddr::V6(v6),
+    }
+}
+
+/// The table key of an address.
+#[must_use]
+pub fn addr_key(addr: IpAddr) -> SourceKey {
+    match addr {
+        IpAddr::V4(v4) => SourceKey::from_ipv4(v4.octets()),
+        IpAddr::V6(v6) => SourceKey::from_ipv6(v6.octets()),
+    }
+}
+
+/// One tracked source as `top` and `blocked list` show it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SourceView {
+    /// The source.
+    pub addr: IpAddr,
+    /// Recent packets per second (while blocked: the rate when it was blocked, since blocked
+    /// packets are not counted per source).
+    pub pps: f64,
+    /// Recent bits per second.
+    pub bps: f64,
+    /// Whether it is blocked now.
+    pub blocked: bool,
+    /// Milliseconds left of the block.
+    pub blocked_remaining_ms: Option<u64>,
+}
+
+impl SourceView {
+    /// The view of one table entry at `now_ns`, with blocks lasting `block_ns`.
+    #[must_use]
+    pub fn new(key: &SourceKey, state: &SourceState, now_ns: u64, block_ns: u64) -> Self {
+        let blocked = state.blocked_until_ns > now_ns;
+        // A blocked source's windows froze when it was blocked (blocked packets are not
+        // counted per source): rate it as of the moment of the block.
+        let rated_at = if blocked {
+            state.blocked_until_ns.saturating_sub(block_ns).min(now_ns)
+        } else {
+            now_ns
+        };
+        let rate = state_rate(state, rated_at);
+        Self {
+            addr: key_addr(key),
+            pps: rate.pps,
+            bps: rate.bps,
+            blocked,
+            blocked_remaining_ms: blocked.then(|| (state.blocked_until_ns - now_ns) / 1_000_000),
+        }
+    }
+}
+
+/// The `n` busiest sources, blocked or not, by packet rate.
+#[must_use]
+pub fn top_sources(mut sources: Vec<SourceView>, n: usize) -> Vec<SourceView> {
+    sources.sort_by(|a, b| b.pps.total_cmp(&a.pps).then_with(|| b.bps.total_cmp(&a.bps)));
+    sources.truncate(n);
+    sources
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const W: u64 = RATE_WINDOW_NS;
+
+    #[test]
+    fn rate_of_a_complete_idle_window_is_its_count() {
+        let r = source_rate(0, (500, 50_000), (0, 0), W + W / 2);
+        assert!((r.pps - 500.0).abs() < 1e-9, "got {r:?}");
+        assert!((r.bps - 400_000.0).abs() < 1e-6, "got {r:?}");
+    }
+
+    #[test]
+    fn rate_blends_the_previous_window_by_elapsed_time() {
+        // Half-way through: half of the previous window's 1000 plus the current 300.
+        let r = source_rate(10 * W, (300, 0), (1000, 0), 10 * W + W / 2);
+        assert!((r.pps - 800.0).abs() < 1e-9, "got {r:?}");
+    }
+
+    #[test]
+    fn rate_of_a_new_source_is_its_count_over_its_age() {
+        // 1000 packets in the 10 ms since the first: 100,000 pps.
+        let r = source_rate(W, (1_000, 64_000), (0, 0), W + 10_000_000);
+        assert!((r.pps - 100_000.0).abs() < 1e-6, "got {r:?}");
+        // Three packets within a microsecond are rated over 10 ms, not 1 µs.
+        let r = source_rate(W, (3, 0), (0, 0), W + 1_000);
+        assert!((r.pps - 300.0).abs() < 1e-9, "got {r:?}");
+    }
+
+    #[test]
+    fn rate_is_zero_after_two_idle_windows() {
+        assert_eq!(source_rate(0, (900, 9), (900, 9), 2 * W), SourceRate::default());
+    }
+
+    #[test]
+    fn keys_round_trip_both_families() {
+        for text in ["198.18.0.7", "2001:2::7", "::1"] {
+            let addr: IpAddr = text.parse().expect("address");
+            assert_eq!(key_addr(&addr_key(addr)), addr, "{text}");
+        }
+        assert_eq!(
+            addr_key("198.18.0.7".parse().expect("address")).addr[10..],
+            [0xff, 0xff, 198, 18, 0, 7],
+            "IPv4 keys are IPv4-mapped, wire order"
+        );
+    }
+
+    #[test]
+    fn outcome_rates_are_deltas_over_the_interval() {
+        let mut a = Sample { at_ns: 1_000_000_000, ..Sample::default() };
+        let mut b = Sample { at_ns: 3_000_000_000, ..Sample::default() };
+        a.totals.0[Outcome::DroppedBlocked as usize] = Counter { packets: 100, bytes: 6_400 };
+        b.totals.0[Outcome::DroppedBlocked as usize] = Counter { packets: 2_100, bytes: 134_400 };
+        let stats = outcome_stats(&b, Some(&a));
+        let blocked = &stats[Outcome::DroppedBlocked as usize];
+        assert_eq!(blocked.outcome, "dropped_blocked");
+        assert!(blocked.dropped);
+        assert_eq!(blocked.packets, 2_100);
+        assert!((blocked.pps - 1_000.0).abs() < 1e-9, "2000 packets in 2 s: {blocked:?}");
+        assert!((blocked.bps - 512_000.0).abs() < 1e-6, "{blocked:?}");
+    }
+
+    #[test]
+    fn top_orders_by_packet_rate() {
+        let view = |last: u8, pps: f64| SourceView {
+            addr: IpAddr::from([198, 18, 0, last]),
+            pps,
+            bps: 0.0,
+            blocked: false,
+            blocked_remaining_ms: None,
+        };
+        let top = top_sources(vec![view(1, 5.0), view(2, 50.0), view(3, 20.0)], 2);
+        let order: Vec<_> = top.iter().map(|v| v.addr.to_string()).collect();
+        assert_eq!(order, ["198.18.0.2", "198.18.0.3"]);
+    }
+}
