@@ -35,12 +35,7 @@ pub fn privileged(test: &str) -> bool {
 
 fn nix_is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc_geteuid() == 0 }
-}
-
-unsafe extern "C" {
-    #[link_name = "geteuid"]
-    fn libc_geteuid() -> u32;
+    unsafe { libc::geteuid() == 0 }
 }
 
 /// The `floodwall` binary under test: `$FLOODWALL_BIN`, else the one cargo built beside this
