@@ -107,14 +107,28 @@ unsafe fn exceeded_limit(
     if limits.packet_cost_fp != 0 {
         let cost = limits.packet_cost_fp >> COST_SHIFT;
         // SAFETY: the caller guarantees `state`; the field is an aligned u64.
-        if unsafe { gcra_exceeds(&raw mut (*state).packet_tat_ns, now, cost, limits.packet_window_ns) } {
+        if unsafe {
+            gcra_exceeds(
+                &raw mut (*state).packet_tat_ns,
+                now,
+                cost,
+                limits.packet_window_ns,
+            )
+        } {
             return Some(LimitKind::Packets);
         }
     }
     if limits.byte_cost_fp != 0 {
         let cost = (len * limits.byte_cost_fp) >> COST_SHIFT;
         // SAFETY: as above.
-        if unsafe { gcra_exceeds(&raw mut (*state).byte_tat_ns, now, cost, limits.byte_window_ns) } {
+        if unsafe {
+            gcra_exceeds(
+                &raw mut (*state).byte_tat_ns,
+                now,
+                cost,
+                limits.byte_window_ns,
+            )
+        } {
             return Some(LimitKind::Bytes);
         }
     }

@@ -49,7 +49,11 @@ pub fn floodwall(ctx: XdpContext) -> u32 {
         Err(parse::Malformed) => Outcome::Malformed,
     };
     maps::count(outcome, len);
-    if outcome.is_drop() { XDP_DROP } else { XDP_PASS }
+    if outcome.is_drop() {
+        XDP_DROP
+    } else {
+        XDP_PASS
+    }
 }
 
 /// The cheapest possible XDP program, loaded only by benchmarks as the yardstick.

@@ -7,8 +7,8 @@ use aya_ebpf::{
     maps::{Array, LruHashMap, PerCpuArray, RingBuf},
 };
 use filter_common::{
-    BlockEvent, COUNTER_SLOTS, Counter, DEFAULT_MAX_SOURCES, EVENTS_BYTES, LimitsConfig,
-    Outcome, SourceKey, SourceState,
+    BlockEvent, COUNTER_SLOTS, Counter, DEFAULT_MAX_SOURCES, EVENTS_BYTES, LimitsConfig, Outcome,
+    SourceKey, SourceState,
 };
 
 /// Per-source state. Key: source address (wire order, IPv4 mapped); value: GCRA state,

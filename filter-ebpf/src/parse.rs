@@ -55,7 +55,8 @@ impl Cursor<'_> {
     /// place that turns packet memory into pointers.
     #[inline(always)]
     fn peek<T>(&self) -> Result<*const T, Malformed> {
-        self.peek_len(core::mem::size_of::<T>()).map(|p| p.cast::<T>())
+        self.peek_len(core::mem::size_of::<T>())
+            .map(|p| p.cast::<T>())
     }
 
     /// A pointer to `len` bytes at the cursor if they all lie inside the frame.
@@ -162,7 +163,10 @@ fn ipv6(mut cur: Cursor<'_>) -> Result<Parsed, Malformed> {
                 }
             }
             _ => {
-                return Ok(Parsed::Source { key, l4_ok: l4_ok(&cur, next) });
+                return Ok(Parsed::Source {
+                    key,
+                    l4_ok: l4_ok(&cur, next),
+                });
             }
         }
     }

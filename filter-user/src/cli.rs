@@ -7,7 +7,9 @@ use anyhow::bail;
 use clap::{Args, Parser, Subcommand};
 
 use crate::{
-    config::{Burst, FilterMode, Limits, LimitsChange, Rate, parse_burst, parse_duration_ms, parse_rate},
+    config::{
+        Burst, FilterMode, Limits, LimitsChange, Rate, parse_burst, parse_duration_ms, parse_rate,
+    },
     control::{self, DEFAULT_RUN_DIR, LimitsView, Request, Response, StatsView},
     loader::AttachMode,
     stats::SourceView,
@@ -161,17 +163,31 @@ pub async fn client(run_dir: &std::path::Path, command: Command) -> anyhow::Resu
     let (iface, json, request) = match command {
         Command::Run(_) => bail!("`run` is not a client command"),
         Command::Limits(LimitsCommand::Show(r)) => (r.iface, r.json, Request::LimitsShow),
-        Command::Limits(LimitsCommand::Set { iface, json, limits }) => {
+        Command::Limits(LimitsCommand::Set {
+            iface,
+            json,
+            limits,
+        }) => {
             let change = limits.change();
             if change.is_empty() {
-                bail!("nothing to change: give at least one of --pps, --bps, --burst-packets, --burst-bytes, --block-for, --mode");
+                bail!(
+                    "nothing to change: give at least one of --pps, --bps, --burst-packets, --burst-bytes, --block-for, --mode"
+                );
             }
             (iface, json, Request::LimitsSet { change })
         }
         Command::Stats(r) => (r.iface, r.json, Request::Stats),
-        Command::Top(t) => (t.read.iface, t.read.json, Request::Top { limit: t.limit as usize }),
+        Command::Top(t) => (
+            t.read.iface,
+            t.read.json,
+            Request::Top {
+                limit: t.limit as usize,
+            },
+        ),
         Command::Blocked(BlockedCommand::List(r)) => (r.iface, r.json, Request::BlockedList),
-        Command::Blocked(BlockedCommand::Remove { addr, iface }) => (iface, false, Request::BlockedRemove { addr }),
+        Command::Blocked(BlockedCommand::Remove { addr, iface }) => {
+            (iface, false, Request::BlockedRemove { addr })
+        }
     };
     let socket = control::find_socket(run_dir, iface.as_deref())?;
     let response = control::call(&socket, &request).await?;
@@ -185,7 +201,9 @@ pub async fn client(run_dir: &std::path::Path, command: Command) -> anyhow::Resu
     match response {
         Response::Limits(view) => print_limits(&view),
         Response::Stats(view) => print_stats(&view),
-        Response::Sources { sources } => print_sources(&sources, matches!(request, Request::BlockedList)),
+        Response::Sources { sources } => {
+            print_sources(&sources, matches!(request, Request::BlockedList))
+        }
         Response::Unblocked { addr } => println!("unblocked {addr}"),
         Response::Error { .. } => unreachable!("handled above"),
     }
@@ -206,10 +224,23 @@ fn print_limits(view: &LimitsView) {
     println!("interface      {}", view.iface);
     println!("mode           {mode}");
     println!("packet rate    {}", rate(pps, "packets"));
-    println!("packet burst   {}", burst(view.limits.burst_packets, view.effective_burst_packets, "packets"));
+    println!(
+        "packet burst   {}",
+        burst(
+            view.limits.burst_packets,
+            view.effective_burst_packets,
+            "packets"
+        )
+    );
     println!("bit rate       {}", rate(bps, "bit"));
-    println!("byte burst     {}", burst(view.limits.burst_bytes, view.effective_burst_bytes, "bytes"));
-    println!("block for      {}", humantime::format_duration(view.limits.block_for()));
+    println!(
+        "byte burst     {}",
+        burst(view.limits.burst_bytes, view.effective_burst_bytes, "bytes")
+    );
+    println!(
+        "block for      {}",
+        humantime::format_duration(view.limits.block_for())
+    );
 }
 
 fn print_stats(view: &StatsView) {
@@ -220,26 +251,55 @@ fn print_stats(view: &StatsView) {
         humantime::format_duration(std::time::Duration::from_secs(view.uptime_secs)),
         view.interval_secs
     );
-    println!("{:<20} {:>14} {:>16} {:>12} {:>14}", "outcome", "packets", "bytes", "packets/s", "bit/s");
+    println!(
+        "{:<20} {:>14} {:>16} {:>12} {:>14}",
+        "outcome", "packets", "bytes", "packets/s", "bit/s"
+    );
     for o in &view.outcomes {
-        println!("{:<20} {:>14} {:>16} {:>12.0} {:>14.0}", o.outcome, o.packets, o.bytes, o.pps, o.bps);
+        println!(
+            "{:<20} {:>14} {:>16} {:>12.0} {:>14.0}",
+            o.outcome, o.packets, o.bytes, o.pps, o.bps
+        );
     }
-    let dropped: u64 = view.outcomes.iter().filter(|o| o.dropped).map(|o| o.packets).sum();
+    let dropped: u64 = view
+        .outcomes
+        .iter()
+        .filter(|o| o.dropped)
+        .map(|o| o.packets)
+        .sum();
     let total: u64 = view.outcomes.iter().map(|o| o.packets).sum();
-    println!("dropped {dropped} of {total} packets; block events lost: {}", view.events_lost);
+    println!(
+        "dropped {dropped} of {total} packets; block events lost: {}",
+        view.events_lost
+    );
 }
 
 fn print_sources(sources: &[SourceView], blocked_only: bool) {
     if sources.is_empty() {
-        println!("{}", if blocked_only { "no blocked sources" } else { "no tracked sources" });
+        println!(
+            "{}",
+            if blocked_only {
+                "no blocked sources"
+            } else {
+                "no tracked sources"
+            }
+        );
         return;
     }
-    println!("{:<40} {:>12} {:>14}  state", "source", "packets/s", "bit/s");
+    println!(
+        "{:<40} {:>12} {:>14}  state",
+        "source", "packets/s", "bit/s"
+    );
     for s in sources {
         let state = match s.blocked_remaining_ms {
             Some(ms) => format!("blocked, {}s left", ms.div_ceil(1000)),
             None => "tracked".to_owned(),
         };
-        println!("{:<40} {:>12.0} {:>14.0}  {state}", s.addr.to_string(), s.pps, s.bps);
+        println!(
+            "{:<40} {:>12.0} {:>14.0}  {state}",
+            s.addr.to_string(),
+            s.pps,
+            s.bps
+        );
     }
 }

@@ -225,7 +225,12 @@ impl Limits {
             check_range("bps", bps, MIN_BPS, MAX_BPS)?;
         }
         if let Burst::Exactly(burst) = self.burst_packets {
-            check_range("burst-packets", burst, 1, MAX_PPS * MAX_BURST_TIME.as_secs())?;
+            check_range(
+                "burst-packets",
+                burst,
+                1,
+                MAX_PPS * MAX_BURST_TIME.as_secs(),
+            )?;
             if let Rate::PerSecond(pps) = self.pps {
                 check_burst_time("burst-packets", burst, pps)?;
             }
@@ -240,7 +245,9 @@ impl Limits {
         }
         let block = Duration::from_millis(self.block_for_ms);
         if !(MIN_BLOCK..=MAX_BLOCK).contains(&block) {
-            return Err(LimitError::BlockFor { given: format!("{}s", block.as_secs_f64()) });
+            return Err(LimitError::BlockFor {
+                given: format!("{}s", block.as_secs_f64()),
+            });
         }
         Ok(())
     }
@@ -277,12 +284,20 @@ impl Limits {
     pub fn to_kernel(&self) -> LimitsConfig {
         let (packet_cost_fp, packet_window_ns) = match self.pps.per_second() {
             None => (0, 0),
-            Some(pps) => gcra_params(NS_PER_SEC, pps, self.effective_burst_packets().unwrap_or(pps)),
+            Some(pps) => gcra_params(
+                NS_PER_SEC,
+                pps,
+                self.effective_burst_packets().unwrap_or(pps),
+            ),
         };
         // A byte costs 8 bit-times: 8e9 / bps nanoseconds.
         let (byte_cost_fp, byte_window_ns) = match self.bps.per_second() {
             None => (0, 0),
-            Some(bps) => gcra_params(8 * NS_PER_SEC, bps, self.effective_burst_bytes().unwrap_or(bps)),
+            Some(bps) => gcra_params(
+                8 * NS_PER_SEC,
+                bps,
+                self.effective_burst_bytes().unwrap_or(bps),
+            ),
         };
         LimitsConfig {
             packet_cost_fp,
@@ -306,8 +321,20 @@ impl Limits {
     /// # Errors
     /// [`LimitError`] if the stored values are not valid limits.
     pub fn from_kernel(config: &LimitsConfig) -> Result<Self, LimitError> {
-        let rate = |n: u64| if n == 0 { Rate::Unlimited } else { Rate::PerSecond(n) };
-        let burst = |n: u64| if n == 0 { Burst::Auto } else { Burst::Exactly(n) };
+        let rate = |n: u64| {
+            if n == 0 {
+                Rate::Unlimited
+            } else {
+                Rate::PerSecond(n)
+            }
+        };
+        let burst = |n: u64| {
+            if n == 0 {
+                Burst::Auto
+            } else {
+                Burst::Exactly(n)
+            }
+        };
         let mode = Mode::try_from(config.mode).map_err(LimitError::UnknownMode)?;
         let limits = Self {
             pps: rate(config.pps),
@@ -346,7 +373,12 @@ fn check_range(name: &'static str, value: u64, min: u64, max: u64) -> Result<(),
         return Err(LimitError::Zero { name });
     }
     if !(min..=max).contains(&value) {
-        return Err(LimitError::OutOfRange { name, value, min, max });
+        return Err(LimitError::OutOfRange {
+            name,
+            value,
+            min,
+            max,
+        });
     }
     Ok(())
 }
@@ -354,7 +386,12 @@ fn check_range(name: &'static str, value: u64, min: u64, max: u64) -> Result<(),
 fn check_burst_time(name: &'static str, burst: u64, rate: u64) -> Result<(), LimitError> {
     let max_secs = MAX_BURST_TIME.as_secs();
     if u128::from(burst) > u128::from(rate.max(1)) * u128::from(max_secs) {
-        return Err(LimitError::BurstTooLong { name, burst, rate, max_secs });
+        return Err(LimitError::BurstTooLong {
+            name,
+            burst,
+            rate,
+            max_secs,
+        });
     }
     Ok(())
 }
@@ -390,7 +427,9 @@ pub fn parse_count(text: &str) -> Result<u64, String> {
     let n = parse_size::parse_size(text)
         .map_err(|e| format!("`{text}` is not a number ({e}); examples: 500, 10k, 1.5M"))?;
     if n == 0 {
-        return Err(format!("`{text}` is zero; use `unlimited` to turn a limit off"));
+        return Err(format!(
+            "`{text}` is zero; use `unlimited` to turn a limit off"
+        ));
     }
     Ok(n)
 }
@@ -426,15 +465,25 @@ mod tests {
             })
             .expect("valid limits");
         let k = limits.to_kernel();
-        assert_eq!(k.packet_cost_fp >> COST_SHIFT, 1_000_000, "1000 pps is one packet per ms");
-        assert_eq!(k.packet_window_ns, 50_000_000, "a 50-packet burst at 1000 pps is 50 ms");
+        assert_eq!(
+            k.packet_cost_fp >> COST_SHIFT,
+            1_000_000,
+            "1000 pps is one packet per ms"
+        );
+        assert_eq!(
+            k.packet_window_ns, 50_000_000,
+            "a 50-packet burst at 1000 pps is 50 ms"
+        );
         assert_eq!(k.byte_cost_fp, 0, "no byte limit by default");
     }
 
     #[test]
     fn byte_cost_is_in_bits() {
         let limits = Limits::default()
-            .apply(&LimitsChange { bps: Some(Rate::PerSecond(8_000_000)), ..LimitsChange::default() })
+            .apply(&LimitsChange {
+                bps: Some(Rate::PerSecond(8_000_000)),
+                ..LimitsChange::default()
+            })
             .expect("valid limits");
         let k = limits.to_kernel();
         // 8 Mbit/s = 1 MB/s: a byte costs 1000 ns; auto burst is one second = 1 MB.
@@ -446,7 +495,10 @@ mod tests {
     #[test]
     fn sub_nanosecond_byte_costs_keep_their_fraction() {
         let limits = Limits::default()
-            .apply(&LimitsChange { bps: Some(Rate::PerSecond(100_000_000_000)), ..LimitsChange::default() })
+            .apply(&LimitsChange {
+                bps: Some(Rate::PerSecond(100_000_000_000)),
+                ..LimitsChange::default()
+            })
             .expect("valid limits");
         // 100 Gbit/s: 0.08 ns per byte, 0.08 * 65536 = 5242.88.
         assert_eq!(limits.to_kernel().byte_cost_fp, 5_242);
@@ -456,17 +508,65 @@ mod tests {
     fn invalid_values_are_refused_and_change_nothing() {
         let limits = Limits::default();
         let cases = [
-            (LimitsChange { pps: Some(Rate::PerSecond(0)), ..LimitsChange::default() }, "pps must be at least 1"),
-            (LimitsChange { pps: Some(Rate::PerSecond(MAX_PPS + 1)), ..LimitsChange::default() }, "pps 1000000001 is out of range"),
-            (LimitsChange { bps: Some(Rate::PerSecond(7)), ..LimitsChange::default() }, "bps 7 is out of range"),
-            (LimitsChange { burst_bytes: Some(Burst::Exactly(100)), ..LimitsChange::default() }, "burst-bytes 100 is below 1500"),
-            (LimitsChange { burst_packets: Some(Burst::Exactly(10_000 * 3_601)), ..LimitsChange::default() }, "lasts longer than 3600 s"),
-            (LimitsChange { block_for_ms: Some(500), ..LimitsChange::default() }, "block-for 0.5s is out of range"),
-            (LimitsChange { block_for_ms: Some(31 * 24 * 3_600_000), ..LimitsChange::default() }, "block-for 2678400s is out of range"),
+            (
+                LimitsChange {
+                    pps: Some(Rate::PerSecond(0)),
+                    ..LimitsChange::default()
+                },
+                "pps must be at least 1",
+            ),
+            (
+                LimitsChange {
+                    pps: Some(Rate::PerSecond(MAX_PPS + 1)),
+                    ..LimitsChange::default()
+                },
+                "pps 1000000001 is out of range",
+            ),
+            (
+                LimitsChange {
+                    bps: Some(Rate::PerSecond(7)),
+                    ..LimitsChange::default()
+                },
+                "bps 7 is out of range",
+            ),
+            (
+                LimitsChange {
+                    burst_bytes: Some(Burst::Exactly(100)),
+                    ..LimitsChange::default()
+                },
+                "burst-bytes 100 is below 1500",
+            ),
+            (
+                LimitsChange {
+                    burst_packets: Some(Burst::Exactly(10_000 * 3_601)),
+                    ..LimitsChange::default()
+                },
+                "lasts longer than 3600 s",
+            ),
+            (
+                LimitsChange {
+                    block_for_ms: Some(500),
+                    ..LimitsChange::default()
+                },
+                "block-for 0.5s is out of range",
+            ),
+            (
+                LimitsChange {
+                    block_for_ms: Some(31 * 24 * 3_600_000),
+                    ..LimitsChange::default()
+                },
+                "block-for 2678400s is out of range",
+            ),
         ];
         for (change, expected) in cases {
-            let err = limits.apply(&change).expect_err("must be refused").to_string();
-            assert!(err.contains(expected), "error `{err}` should contain `{expected}`");
+            let err = limits
+                .apply(&change)
+                .expect_err("must be refused")
+                .to_string();
+            assert!(
+                err.contains(expected),
+                "error `{err}` should contain `{expected}`"
+            );
         }
     }
 
@@ -477,9 +577,17 @@ mod tests {
         assert_eq!(parse_rate("unlimited"), Ok(Rate::Unlimited));
         assert_eq!(parse_burst("auto"), Ok(Burst::Auto));
         assert!(parse_rate("0").unwrap_err().contains("zero"));
-        assert!(parse_rate("fast").unwrap_err().contains("`fast` is not a number"));
+        assert!(
+            parse_rate("fast")
+                .unwrap_err()
+                .contains("`fast` is not a number")
+        );
         assert_eq!(parse_duration_ms("90s"), Ok(90_000));
         assert_eq!(parse_duration_ms("10m"), Ok(600_000));
-        assert!(parse_duration_ms("ten").unwrap_err().contains("`ten` is not a duration"));
+        assert!(
+            parse_duration_ms("ten")
+                .unwrap_err()
+                .contains("`ten` is not a duration")
+        );
     }
 }

@@ -132,7 +132,10 @@ pub fn find_socket(run_dir: &Path, iface: Option<&str>) -> anyhow::Result<PathBu
     if let Some(iface) = iface {
         let path = socket_path(run_dir, iface);
         if !path.exists() {
-            bail!("no floodwall daemon is running on {iface} (no socket at {})", path.display());
+            bail!(
+                "no floodwall daemon is running on {iface} (no socket at {})",
+                path.display()
+            );
         }
         return Ok(path);
     }
@@ -147,14 +150,20 @@ pub fn find_socket(run_dir: &Path, iface: Option<&str>) -> anyhow::Result<PathBu
     };
     sockets.sort();
     match sockets.len() {
-        0 => bail!("no floodwall daemon is running (no control socket in {})", run_dir.display()),
+        0 => bail!(
+            "no floodwall daemon is running (no control socket in {})",
+            run_dir.display()
+        ),
         1 => Ok(sockets.remove(0)),
         _ => {
             let names: Vec<_> = sockets
                 .iter()
                 .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
                 .collect();
-            bail!("floodwall daemons run on several interfaces ({}); pick one with --iface", names.join(", "))
+            bail!(
+                "floodwall daemons run on several interfaces ({}); pick one with --iface",
+                names.join(", ")
+            )
         }
     }
 }
@@ -166,22 +175,33 @@ pub fn find_socket(run_dir: &Path, iface: Option<&str>) -> anyhow::Result<PathBu
 pub async fn call(socket: &Path, request: &Request) -> anyhow::Result<Response> {
     let stream = UnixStream::connect(socket).await.map_err(|e| {
         if e.kind() == std::io::ErrorKind::PermissionDenied {
-            anyhow::anyhow!("permission denied connecting to {}: floodwall commands need root", socket.display())
+            anyhow::anyhow!(
+                "permission denied connecting to {}: floodwall commands need root",
+                socket.display()
+            )
         } else {
-            anyhow::Error::new(e).context(format!("cannot reach the daemon at {}", socket.display()))
+            anyhow::Error::new(e)
+                .context(format!("cannot reach the daemon at {}", socket.display()))
         }
     })?;
     let (read, mut write) = stream.into_split();
     let mut line = serde_json::to_string(request).context("cannot encode the request")?;
     line.push('\n');
-    write.write_all(line.as_bytes()).await.context("cannot send the request")?;
+    write
+        .write_all(line.as_bytes())
+        .await
+        .context("cannot send the request")?;
     let mut reader = BufReader::new(read);
     let mut answer = String::new();
-    reader.read_line(&mut answer).await.context("cannot read the daemon's answer")?;
+    reader
+        .read_line(&mut answer)
+        .await
+        .context("cannot read the daemon's answer")?;
     if answer.is_empty() {
         bail!("the daemon closed the connection without answering");
     }
-    serde_json::from_str(&answer).with_context(|| format!("the daemon's answer is not a response: {answer}"))
+    serde_json::from_str(&answer)
+        .with_context(|| format!("the daemon's answer is not a response: {answer}"))
 }
 
 #[cfg(test)]
@@ -192,11 +212,17 @@ mod tests {
     #[test]
     fn requests_round_trip_as_one_json_line() {
         let request = Request::LimitsSet {
-            change: LimitsChange { pps: Some(Rate::PerSecond(500)), ..LimitsChange::default() },
+            change: LimitsChange {
+                pps: Some(Rate::PerSecond(500)),
+                ..LimitsChange::default()
+            },
         };
         let line = serde_json::to_string(&request).expect("encodes");
         assert!(!line.contains('\n'));
-        assert_eq!(serde_json::from_str::<Request>(&line).expect("decodes"), request);
+        assert_eq!(
+            serde_json::from_str::<Request>(&line).expect("decodes"),
+            request
+        );
         assert!(request.is_change());
         assert!(!Request::Stats.is_change());
     }
@@ -219,7 +245,10 @@ mod tests {
         std::fs::write(dir.join("b.sock"), b"").expect("file");
         let err = find_socket(&dir, None).unwrap_err().to_string();
         assert!(err.contains("several interfaces (a, b)"), "{err}");
-        assert_eq!(find_socket(&dir, Some("a")).expect("found"), dir.join("a.sock"));
+        assert_eq!(
+            find_socket(&dir, Some("a")).expect("found"),
+            dir.join("a.sock")
+        );
         std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 }

@@ -15,8 +15,8 @@ use filter_common::map_names;
 use log::{info, warn};
 use nix::fcntl::{Flock, FlockArg};
 use tokio::{
-    io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader},
     io::unix::AsyncFd,
+    io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader},
     net::{UnixListener, UnixStream},
 };
 
@@ -72,7 +72,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// another daemon protects the same interface.
 pub async fn run(config: DaemonConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let _lock = lock_interface(&config)?;
-    let mut loaded = loader::load(LoadOptions { max_sources: config.max_sources, test_clock: false })?;
+    let mut loaded = loader::load(LoadOptions {
+        max_sources: config.max_sources,
+        test_clock: false,
+    })?;
     loaded.maps.write_limits(&config.limits.to_kernel())?;
     let (link, attach_mode) = loader::attach(&mut loaded.ebpf, &config.iface, config.attach_mode)?;
     info!(
@@ -83,7 +86,10 @@ pub async fn run(config: DaemonConfig, shutdown: impl Future<Output = ()>) -> an
         describe_limits(&config.limits)
     );
     let ring = RingBuf::try_from(
-        loaded.ebpf.take_map(map_names::EVENTS).ok_or_else(|| anyhow!("the XDP object has no map named {}", map_names::EVENTS))?,
+        loaded
+            .ebpf
+            .take_map(map_names::EVENTS)
+            .ok_or_else(|| anyhow!("the XDP object has no map named {}", map_names::EVENTS))?,
     )
     .context("map FW_EVENTS is not a ring buffer")?;
 
@@ -100,7 +106,8 @@ pub async fn run(config: DaemonConfig, shutdown: impl Future<Output = ()>) -> an
     let socket = socket_path(&config.run_dir, &config.iface);
     // We hold the interface lock, so a socket file left here is a dead daemon's.
     let _ = std::fs::remove_file(&socket);
-    let listener = UnixListener::bind(&socket).with_context(|| format!("cannot create the control socket {}", socket.display()))?;
+    let listener = UnixListener::bind(&socket)
+        .with_context(|| format!("cannot create the control socket {}", socket.display()))?;
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o660))
         .with_context(|| format!("cannot set the mode of {}", socket.display()))?;
 
@@ -133,7 +140,11 @@ fn lock_interface(config: &DaemonConfig) -> anyhow::Result<Flock<File>> {
         .with_context(|| format!("cannot open {}", path.display()))?;
     Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| {
         if errno == nix::errno::Errno::EWOULDBLOCK {
-            anyhow!("another floodwall daemon already protects {} (it holds {})", config.iface, path.display())
+            anyhow!(
+                "another floodwall daemon already protects {} (it holds {})",
+                config.iface,
+                path.display()
+            )
         } else {
             anyhow!("cannot lock {}: {errno}", path.display())
         }
@@ -148,9 +159,13 @@ fn describe_limits(limits: &Limits) -> String {
     format!(
         "{} (burst {}), {} (burst {}), block for {}, {}",
         rate(limits.pps, "packets"),
-        limits.effective_burst_packets().map_or_else(|| "-".to_owned(), |b| b.to_string()),
+        limits
+            .effective_burst_packets()
+            .map_or_else(|| "-".to_owned(), |b| b.to_string()),
         rate(limits.bps, "bit"),
-        limits.effective_burst_bytes().map_or_else(|| "-".to_owned(), |b| format!("{b} bytes")),
+        limits
+            .effective_burst_bytes()
+            .map_or_else(|| "-".to_owned(), |b| format!("{b} bytes")),
         humantime::format_duration(limits.block_for()),
         limits.mode,
     )
@@ -177,11 +192,20 @@ async fn watch_events(ring: RingBuf<MapData>, shared: Arc<Shared>) -> anyhow::Re
     let mut ring = unsafe { AsyncFd::register(ring) }
         .map_err(|e| anyhow!("cannot poll the event ring buffer: {e}"))?;
     loop {
-        let mut guard = ring.readable_mut().await.context("polling the event ring buffer failed")?;
+        let mut guard = ring
+            .readable_mut()
+            .await
+            .context("polling the event ring buffer failed")?;
         let limits = *lock(&shared.limits);
         let (pps, bps) = (
-            match limits.pps { crate::config::Rate::PerSecond(n) => n, crate::config::Rate::Unlimited => 0 },
-            match limits.bps { crate::config::Rate::PerSecond(n) => n, crate::config::Rate::Unlimited => 0 },
+            match limits.pps {
+                crate::config::Rate::PerSecond(n) => n,
+                crate::config::Rate::Unlimited => 0,
+            },
+            match limits.bps {
+                crate::config::Rate::PerSecond(n) => n,
+                crate::config::Rate::Unlimited => 0,
+            },
         );
         while let Some(item) = guard.get_inner_mut().next() {
             match events::decode(&item) {
@@ -195,7 +219,10 @@ async fn watch_events(ring: RingBuf<MapData>, shared: Arc<Shared>) -> anyhow::Re
 
 async fn serve(listener: UnixListener, shared: Arc<Shared>) -> anyhow::Result<()> {
     loop {
-        let (stream, _) = listener.accept().await.context("control socket accept failed")?;
+        let (stream, _) = listener
+            .accept()
+            .await
+            .context("control socket accept failed")?;
         let shared = Arc::clone(&shared);
         tokio::spawn(async move {
             if let Err(e) = serve_connection(stream, shared).await {
@@ -206,32 +233,46 @@ async fn serve(listener: UnixListener, shared: Arc<Shared>) -> anyhow::Result<()
 }
 
 async fn serve_connection(stream: UnixStream, shared: Arc<Shared>) -> anyhow::Result<()> {
-    let uid = stream.peer_cred().context("cannot read the peer's credentials")?.uid();
+    let uid = stream
+        .peer_cred()
+        .context("cannot read the peer's credentials")?
+        .uid();
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read.take(MAX_REQUEST_BYTES as u64 + 1));
     let mut line = String::new();
     let response = match reader.read_line(&mut line).await {
-        Err(e) => Response::Error { message: format!("cannot read the request: {e}") },
-        Ok(_) if line.len() > MAX_REQUEST_BYTES => {
-            Response::Error { message: format!("request longer than {MAX_REQUEST_BYTES} bytes") }
-        }
+        Err(e) => Response::Error {
+            message: format!("cannot read the request: {e}"),
+        },
+        Ok(_) if line.len() > MAX_REQUEST_BYTES => Response::Error {
+            message: format!("request longer than {MAX_REQUEST_BYTES} bytes"),
+        },
         Ok(_) => match serde_json::from_str::<Request>(&line) {
-            Err(e) => Response::Error { message: format!("invalid request: {e}") },
+            Err(e) => Response::Error {
+                message: format!("invalid request: {e}"),
+            },
             Ok(request) if request.is_change() && uid != 0 => Response::Error {
-                message: format!("permission denied: only root may change floodwall (you are uid {uid})"),
+                message: format!(
+                    "permission denied: only root may change floodwall (you are uid {uid})"
+                ),
             },
             Ok(request) => {
                 let shared = Arc::clone(&shared);
                 tokio::task::spawn_blocking(move || handle(&shared, request))
                     .await
                     .unwrap_or_else(|e| Err(anyhow!("request handler failed: {e}")))
-                    .unwrap_or_else(|e| Response::Error { message: format!("{e:#}") })
+                    .unwrap_or_else(|e| Response::Error {
+                        message: format!("{e:#}"),
+                    })
             }
         },
     };
     let mut out = serde_json::to_string(&response).context("cannot encode the response")?;
     out.push('\n');
-    write.write_all(out.as_bytes()).await.context("cannot send the response")?;
+    write
+        .write_all(out.as_bytes())
+        .await
+        .context("cannot send the response")?;
     Ok(())
 }
 
@@ -241,12 +282,19 @@ fn handle(shared: &Shared, request: Request) -> anyhow::Result<Response> {
         Request::LimitsShow => Ok(Response::Limits(limits_view(shared, *lock(&shared.limits)))),
         Request::LimitsSet { change } => {
             if change.is_empty() {
-                bail!("nothing to change: give at least one of --pps, --bps, --burst-packets, --burst-bytes, --block-for, --mode");
+                bail!(
+                    "nothing to change: give at least one of --pps, --bps, --burst-packets, --burst-bytes, --block-for, --mode"
+                );
             }
             let mut limits = lock(&shared.limits);
             let next = limits.apply(&change)?;
             shared.maps.write_limits(&next.to_kernel())?;
-            info!("limits changed on {}: {} (was: {})", shared.iface, describe_limits(&next), describe_limits(&limits));
+            info!(
+                "limits changed on {}: {} (was: {})",
+                shared.iface,
+                describe_limits(&next),
+                describe_limits(&limits)
+            );
             *limits = next;
             Ok(Response::Limits(limits_view(shared, next)))
         }
@@ -256,14 +304,17 @@ fn handle(shared: &Shared, request: Request) -> anyhow::Result<Response> {
             // Rates over the last sampling interval: between the sampler's last sample and
             // now (or its last two, if the last one is very recent).
             let (cur, prev) = match previous {
-                Some(p) if current.at_ns.saturating_sub(p.at_ns) >= 200_000_000 => (current, Some(p)),
+                Some(p) if current.at_ns.saturating_sub(p.at_ns) >= 200_000_000 => {
+                    (current, Some(p))
+                }
                 _ => {
                     let samples = lock(&shared.samples);
                     (samples.1.unwrap_or(current), samples.0)
                 }
             };
             #[expect(clippy::cast_precision_loss, reason = "seconds for display")]
-            let interval_secs = prev.map_or(0.0, |p| cur.at_ns.saturating_sub(p.at_ns) as f64 / 1e9);
+            let interval_secs =
+                prev.map_or(0.0, |p| cur.at_ns.saturating_sub(p.at_ns) as f64 / 1e9);
             let mut outcomes = outcome_stats(&cur, prev.as_ref());
             // Totals are always as of now, rates as of the interval.
             for (o, now) in outcomes.iter_mut().zip(current.totals.0) {
@@ -281,10 +332,15 @@ fn handle(shared: &Shared, request: Request) -> anyhow::Result<Response> {
         }
         Request::Top { limit } => {
             let sources = source_views(shared)?;
-            Ok(Response::Sources { sources: top_sources(sources, limit) })
+            Ok(Response::Sources {
+                sources: top_sources(sources, limit),
+            })
         }
         Request::BlockedList => {
-            let mut sources: Vec<SourceView> = source_views(shared)?.into_iter().filter(|s| s.blocked).collect();
+            let mut sources: Vec<SourceView> = source_views(shared)?
+                .into_iter()
+                .filter(|s| s.blocked)
+                .collect();
             sources.sort_by_key(|s| s.addr);
             Ok(Response::Sources { sources })
         }

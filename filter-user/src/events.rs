@@ -44,7 +44,10 @@ pub fn describe_block(event: &BlockEvent, limit_pps: u64, limit_bps: u64) -> Str
             "{verb} {addr} for {secs}s: {:.0} bit/s seen, limit {limit_bps} bit/s",
             rate.bps
         ),
-        _ => format!("{verb} {addr} for {secs}s: {:.0} packets/s seen, limit {limit_pps} packets/s", rate.pps),
+        _ => format!(
+            "{verb} {addr} for {secs}s: {:.0} packets/s seen, limit {limit_pps} packets/s",
+            rate.pps
+        ),
     }
 }
 
@@ -104,7 +107,10 @@ impl BlockBook {
     /// Forgets a block removed by the operator and logs it.
     pub fn on_removed(&mut self, addr: IpAddr, now_ns: u64) {
         self.until_ns.remove(&addr);
-        self.log(now_ns, &format!("unblocked {addr}: removed by the operator"));
+        self.log(
+            now_ns,
+            &format!("unblocked {addr}: removed by the operator"),
+        );
     }
 
     /// Logs and forgets the blocks that ended by `now_ns`; returns how many.
@@ -173,20 +179,29 @@ mod tests {
         assert_eq!(allowed, LOG_LINES_PER_SEC as usize);
         let (ok, flushed) = limiter.allow(6_000_000_000);
         assert!(ok, "a new second has a new budget");
-        assert_eq!(flushed, Some(80), "the suppressed lines of the last second are reported");
+        assert_eq!(
+            flushed,
+            Some(80),
+            "the suppressed lines of the last second are reported"
+        );
     }
 
     #[test]
     fn block_lines_name_source_rate_and_limit() {
         let line = describe_block(&event(9, 100_000_000_000), 1_000, 0);
-        assert_eq!(line, "blocked 198.18.0.9 for 60s: 100000 packets/s seen, limit 1000 packets/s");
+        assert_eq!(
+            line,
+            "blocked 198.18.0.9 for 60s: 100000 packets/s seen, limit 1000 packets/s"
+        );
     }
 
     #[test]
     fn events_decode_and_short_records_are_refused() {
         let e = event(3, 7_000_000_000);
         // SAFETY: BlockEvent is plain old data; viewing it as bytes is sound.
-        let bytes = unsafe { std::slice::from_raw_parts((&raw const e).cast::<u8>(), size_of::<BlockEvent>()) };
+        let bytes = unsafe {
+            std::slice::from_raw_parts((&raw const e).cast::<u8>(), size_of::<BlockEvent>())
+        };
         assert_eq!(decode(bytes), Some(e));
         assert_eq!(decode(&bytes[..10]), None);
     }

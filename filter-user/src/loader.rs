@@ -13,8 +13,7 @@ use log::warn;
 use crate::maps::FilterMaps;
 
 /// The XDP object, built by `build.rs` from `filter-ebpf` and embedded in the binary.
-pub static EBPF_OBJECT: &[u8] =
-    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/floodwall"));
+pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/floodwall"));
 
 /// How to load the object.
 #[derive(Clone, Copy, Debug)]
@@ -27,7 +26,10 @@ pub struct LoadOptions {
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        Self { max_sources: filter_common::DEFAULT_MAX_SOURCES, test_clock: false }
+        Self {
+            max_sources: filter_common::DEFAULT_MAX_SOURCES,
+            test_clock: false,
+        }
     }
 }
 
@@ -51,19 +53,30 @@ pub fn load(options: LoadOptions) -> anyhow::Result<Loaded> {
     // Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; newer ones use memcg. Raising
     // the limit is best-effort: without CAP_SYS_RESOURCE it fails, and on new kernels it
     // does not matter.
-    let unlimited = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    let unlimited = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
     // SAFETY: setrlimit reads the struct we pass and nothing else.
     if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &raw const unlimited) } != 0 {
-        log::debug!("could not raise RLIMIT_MEMLOCK: {}", io::Error::last_os_error());
+        log::debug!(
+            "could not raise RLIMIT_MEMLOCK: {}",
+            io::Error::last_os_error()
+        );
     }
     let mut loader = EbpfLoader::new();
     loader.map_max_entries(map_names::SOURCES, options.max_sources);
     if options.test_clock {
         loader.override_global(TEST_CLOCK_GLOBAL, &1u32, true);
     }
-    let mut ebpf = loader.load(EBPF_OBJECT).context("failed to load the floodwall XDP object")?;
+    let mut ebpf = loader
+        .load(EBPF_OBJECT)
+        .context("failed to load the floodwall XDP object")?;
     let program = xdp_program(&mut ebpf, PROGRAM_NAME)?;
-    program.load().map_err(explain_load_error).context("the kernel refused the XDP program")?;
+    program
+        .load()
+        .map_err(explain_load_error)
+        .context("the kernel refused the XDP program")?;
     let maps = FilterMaps::take(&mut ebpf)?;
     Ok(Loaded { ebpf, maps })
 }
@@ -81,7 +94,10 @@ pub fn xdp_program<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut
 
 fn explain_load_error(err: ProgramError) -> anyhow::Error {
     match err {
-        ProgramError::LoadError { io_error, verifier_log } => {
+        ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => {
             anyhow!("{io_error}; verifier log:\n{verifier_log}")
         }
         other => other.into(),
@@ -131,7 +147,9 @@ pub fn attach(
             AttachMode::Driver | AttachMode::Auto => XdpMode::Driver,
             AttachMode::Skb => XdpMode::Skb,
         };
-        program.attach(iface, xdp_mode).map_err(|e| attach_error(iface, mode, &e))
+        program
+            .attach(iface, xdp_mode)
+            .map_err(|e| attach_error(iface, mode, &e))
     };
     match mode {
         AttachMode::Driver | AttachMode::Skb => Ok((try_mode(program, mode)?, mode)),
@@ -143,7 +161,10 @@ pub fn attach(
                     "{iface} does not take XDP in driver mode ({e:#}); falling back to generic \
                      (skb) mode, which drops packets later and at a higher cost"
                 );
-                Ok((try_mode(program, AttachMode::Skb).map_err(AttachError::into_inner)?, AttachMode::Skb))
+                Ok((
+                    try_mode(program, AttachMode::Skb).map_err(AttachError::into_inner)?,
+                    AttachMode::Skb,
+                ))
             }
         },
     }
@@ -171,12 +192,17 @@ impl From<AttachError> for anyhow::Error {
 
 fn attach_error(iface: &str, mode: AttachMode, err: &ProgramError) -> AttachError {
     let errno = std::iter::successors(Some(err as &dyn std::error::Error), |e| e.source())
-        .find_map(|e| e.downcast_ref::<io::Error>().and_then(io::Error::raw_os_error));
+        .find_map(|e| {
+            e.downcast_ref::<io::Error>()
+                .and_then(io::Error::raw_os_error)
+        });
     if matches!(errno, Some(libc::EBUSY | libc::EEXIST)) {
         return AttachError::Busy(anyhow!(
             "{iface} already carries an XDP program; floodwall will not replace it \
              (remove it first, e.g. `ip link set dev {iface} xdp off`)"
         ));
     }
-    AttachError::Other(anyhow!("failed to attach XDP program to {iface} in {mode} mode: {err}"))
+    AttachError::Other(anyhow!(
+        "failed to attach XDP program to {iface} in {mode} mode: {err}"
+    ))
 }

@@ -50,8 +50,13 @@ impl FilterMaps {
     /// # Errors
     /// If the map update fails.
     pub fn write_limits(&self, config: &LimitsConfig) -> anyhow::Result<()> {
-        let mut limits = self.limits.lock().map_err(|_| anyhow!("limits map lock poisoned"))?;
-        limits.set(0, config, 0).context("failed to write the limits map")
+        let mut limits = self
+            .limits
+            .lock()
+            .map_err(|_| anyhow!("limits map lock poisoned"))?;
+        limits
+            .set(0, config, 0)
+            .context("failed to write the limits map")
     }
 
     /// Reads the limits map.
@@ -59,7 +64,10 @@ impl FilterMaps {
     /// # Errors
     /// If the map lookup fails.
     pub fn read_limits(&self) -> anyhow::Result<LimitsConfig> {
-        let limits = self.limits.lock().map_err(|_| anyhow!("limits map lock poisoned"))?;
+        let limits = self
+            .limits
+            .lock()
+            .map_err(|_| anyhow!("limits map lock poisoned"))?;
         limits.get(&0, 0).context("failed to read the limits map")
     }
 
@@ -84,7 +92,10 @@ impl FilterMaps {
     /// # Errors
     /// If a map lookup or the clock fails.
     pub fn sample(&self) -> anyhow::Result<Sample> {
-        Ok(Sample { totals: self.totals()?, at_ns: monotonic_now_ns()? })
+        Ok(Sample {
+            totals: self.totals()?,
+            at_ns: monotonic_now_ns()?,
+        })
     }
 
     /// Events the ring buffer had no room for, summed over CPUs.
@@ -92,7 +103,10 @@ impl FilterMaps {
     /// # Errors
     /// If the map lookup fails.
     pub fn events_lost(&self) -> anyhow::Result<u64> {
-        let per_cpu = self.events_lost.get(&0, 0).context("failed to read the lost-events counter")?;
+        let per_cpu = self
+            .events_lost
+            .get(&0, 0)
+            .context("failed to read the lost-events counter")?;
         Ok(per_cpu.iter().copied().fold(0, u64::wrapping_add))
     }
 
@@ -101,7 +115,10 @@ impl FilterMaps {
     /// # Errors
     /// If the lookup fails for another reason than a missing key.
     pub fn source(&self, key: &SourceKey) -> anyhow::Result<Option<SourceState>> {
-        let sources = self.sources.lock().map_err(|_| anyhow!("sources map lock poisoned"))?;
+        let sources = self
+            .sources
+            .lock()
+            .map_err(|_| anyhow!("sources map lock poisoned"))?;
         match sources.get(key, 0) {
             Ok(state) => Ok(Some(state)),
             Err(aya::maps::MapError::KeyNotFound) => Ok(None),
@@ -115,7 +132,10 @@ impl FilterMaps {
     /// # Errors
     /// If the walk fails.
     pub fn all_sources(&self) -> anyhow::Result<Vec<(SourceKey, SourceState)>> {
-        let sources = self.sources.lock().map_err(|_| anyhow!("sources map lock poisoned"))?;
+        let sources = self
+            .sources
+            .lock()
+            .map_err(|_| anyhow!("sources map lock poisoned"))?;
         let mut out = Vec::new();
         for entry in sources.iter() {
             match entry {
@@ -133,7 +153,10 @@ impl FilterMaps {
     /// # Errors
     /// If the delete fails for another reason than a missing key.
     pub fn remove_source(&self, key: &SourceKey) -> anyhow::Result<bool> {
-        let mut sources = self.sources.lock().map_err(|_| anyhow!("sources map lock poisoned"))?;
+        let mut sources = self
+            .sources
+            .lock()
+            .map_err(|_| anyhow!("sources map lock poisoned"))?;
         match sources.remove(key) {
             Ok(()) => Ok(true),
             Err(aya::maps::MapError::KeyNotFound) => Ok(false),
@@ -146,8 +169,13 @@ impl FilterMaps {
     /// # Errors
     /// If the update fails.
     pub fn put_source(&self, key: &SourceKey, state: &SourceState) -> anyhow::Result<()> {
-        let mut sources = self.sources.lock().map_err(|_| anyhow!("sources map lock poisoned"))?;
-        sources.insert(key, state, 0).context("failed to write a source")
+        let mut sources = self
+            .sources
+            .lock()
+            .map_err(|_| anyhow!("sources map lock poisoned"))?;
+        sources
+            .insert(key, state, 0)
+            .context("failed to write a source")
     }
 }
 

@@ -14,10 +14,12 @@ impl Totals {
     /// Sums per-CPU values of one outcome.
     #[must_use]
     pub fn sum_cpus<'a>(values: impl IntoIterator<Item = &'a Counter>) -> Counter {
-        values.into_iter().fold(Counter::default(), |acc, c| Counter {
-            packets: acc.packets.wrapping_add(c.packets),
-            bytes: acc.bytes.wrapping_add(c.bytes),
-        })
+        values
+            .into_iter()
+            .fold(Counter::default(), |acc, c| Counter {
+                packets: acc.packets.wrapping_add(c.packets),
+                bytes: acc.bytes.wrapping_add(c.bytes),
+            })
     }
 
     /// The counter of one outcome.
@@ -116,7 +118,10 @@ pub fn source_rate(
         (0.0, 0.0)
     } else if age >= RATE_WINDOW_NS {
         // The window is complete and nothing came since it.
-        (per_sec(window.0, RATE_WINDOW_NS), per_sec(window.1, RATE_WINDOW_NS))
+        (
+            per_sec(window.0, RATE_WINDOW_NS),
+            per_sec(window.1, RATE_WINDOW_NS),
+        )
     } else if prev_window == (0, 0) {
         let span = age.max(MIN_RATE_SPAN_NS);
         (per_sec(window.0, span), per_sec(window.1, span))
@@ -128,7 +133,10 @@ pub fn source_rate(
             per_sec(prev_window.1, RATE_WINDOW_NS) * weight + per_sec(window.1, RATE_WINDOW_NS),
         )
     };
-    SourceRate { pps, bps: bytes_per_sec * 8.0 }
+    SourceRate {
+        pps,
+        bps: bytes_per_sec * 8.0,
+    }
 }
 
 /// [`source_rate`] of a table entry.
@@ -203,7 +211,11 @@ impl SourceView {
 /// The `n` busiest sources, blocked or not, by packet rate.
 #[must_use]
 pub fn top_sources(mut sources: Vec<SourceView>, n: usize) -> Vec<SourceView> {
-    sources.sort_by(|a, b| b.pps.total_cmp(&a.pps).then_with(|| b.bps.total_cmp(&a.bps)));
+    sources.sort_by(|a, b| {
+        b.pps
+            .total_cmp(&a.pps)
+            .then_with(|| b.bps.total_cmp(&a.bps))
+    });
     sources.truncate(n);
     sources
 }
@@ -240,7 +252,10 @@ mod tests {
 
     #[test]
     fn rate_is_zero_after_two_idle_windows() {
-        assert_eq!(source_rate(0, (900, 9), (900, 9), 2 * W), SourceRate::default());
+        assert_eq!(
+            source_rate(0, (900, 9), (900, 9), 2 * W),
+            SourceRate::default()
+        );
     }
 
     #[test]
@@ -258,16 +273,31 @@ mod tests {
 
     #[test]
     fn outcome_rates_are_deltas_over_the_interval() {
-        let mut a = Sample { at_ns: 1_000_000_000, ..Sample::default() };
-        let mut b = Sample { at_ns: 3_000_000_000, ..Sample::default() };
-        a.totals.0[Outcome::DroppedBlocked as usize] = Counter { packets: 100, bytes: 6_400 };
-        b.totals.0[Outcome::DroppedBlocked as usize] = Counter { packets: 2_100, bytes: 134_400 };
+        let mut a = Sample {
+            at_ns: 1_000_000_000,
+            ..Sample::default()
+        };
+        let mut b = Sample {
+            at_ns: 3_000_000_000,
+            ..Sample::default()
+        };
+        a.totals.0[Outcome::DroppedBlocked as usize] = Counter {
+            packets: 100,
+            bytes: 6_400,
+        };
+        b.totals.0[Outcome::DroppedBlocked as usize] = Counter {
+            packets: 2_100,
+            bytes: 134_400,
+        };
         let stats = outcome_stats(&b, Some(&a));
         let blocked = &stats[Outcome::DroppedBlocked as usize];
         assert_eq!(blocked.outcome, "dropped_blocked");
         assert!(blocked.dropped);
         assert_eq!(blocked.packets, 2_100);
-        assert!((blocked.pps - 1_000.0).abs() < 1e-9, "2000 packets in 2 s: {blocked:?}");
+        assert!(
+            (blocked.pps - 1_000.0).abs() < 1e-9,
+            "2000 packets in 2 s: {blocked:?}"
+        );
         assert!((blocked.bps - 512_000.0).abs() < 1e-6, "{blocked:?}");
     }
 

@@ -28,7 +28,10 @@ pub fn privileged(test: &str) -> bool {
     let Some(why) = why else { return true };
     let required = std::env::var_os(REQUIRE_PRIVILEGED).is_some_and(|v| v != "0")
         || std::env::var_os("CI").is_some_and(|v| v == "true" || v == "1");
-    assert!(!required, "privileged test {test} cannot run: {why} (and {REQUIRE_PRIVILEGED} or CI is set)");
+    assert!(
+        !required,
+        "privileged test {test} cannot run: {why} (and {REQUIRE_PRIVILEGED} or CI is set)"
+    );
     eprintln!("SKIPPED privileged test {test}: {why}");
     false
 }
@@ -50,11 +53,18 @@ pub fn floodwall_bin() -> PathBuf {
     }
     let exe = std::env::current_exe().expect("current_exe");
     // target/<profile>/deps/<test> or target/<profile>/<bin>
-    let candidates = exe.ancestors().skip(1).take(3).map(|dir| dir.join("floodwall"));
+    let candidates = exe
+        .ancestors()
+        .skip(1)
+        .take(3)
+        .map(|dir| dir.join("floodwall"));
     for candidate in candidates {
         if candidate.is_file() {
             return candidate;
         }
     }
-    panic!("the floodwall binary was not found next to {}; build it (cargo build -p filter-user) or set FLOODWALL_BIN", exe.display());
+    panic!(
+        "the floodwall binary was not found next to {}; build it (cargo build -p filter-user) or set FLOODWALL_BIN",
+        exe.display()
+    );
 }

@@ -1,1 +1,319 @@
-fn main() {}
+//! Build, test, demo and benchmark orchestration for floodwall (`cargo xtask ...`).
+//! No product logic lives here.
+//!
+//! Every command that needs the eBPF toolchain runs [`setup`] first; setup is idempotent and
+//! takes seconds once everything is in place.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+use filter_common::BPF_TOOLCHAIN;
+
+/// floodwall's task runner.
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what building and testing need: Debian packages, the eBPF toolchain, bpf-linker.
+    Setup,
+    /// Build the workspace (the XDP program is built and embedded by filter-user).
+    Build,
+    /// Run the whole test suite: formatting, lints, unit tests, the ELF contract,
+    /// BPF_PROG_TEST_RUN tests and the end-to-end tests in network namespaces.
+    Test {
+        /// Allow privileged tests to skip (when not root); by default a skip is a failure.
+        #[arg(long)]
+        allow_skip: bool,
+    },
+    /// Run the demo: a lab of namespaces, a flood, a report.
+    Demo,
+    /// Measure the XDP program's per-packet cost against a bare XDP_DROP program.
+    Bench {
+        /// Fail if a target is missed.
+        #[arg(long)]
+        check: bool,
+        /// Arguments passed on to the benchmark binary.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+}
+
+/// Debian packages, with what each is for.
+const APT_PACKAGES: &[(&str, &str)] = &[
+    (
+        "rustc-web",
+        "Rust 1.96 with the LLVM 22 that bpf-linker links against",
+    ),
+    ("cargo-web", "cargo for that compiler"),
+    (
+        "rust-web-src",
+        "core's source, for -Z build-std=core on the BPF target",
+    ),
+    (
+        "llvm-22-dev",
+        "LLVM 22 headers and llvm-config, to build bpf-linker",
+    ),
+    ("zlib1g-dev", "linked by bpf-linker's LLVM"),
+    ("libzstd-dev", "linked by bpf-linker's LLVM"),
+    (
+        "iproute2",
+        "network namespaces and veth for the tests and demo",
+    ),
+    ("hping3", "flood generator for the tests and demo"),
+    ("nginx-light", "web server in the tests and demo"),
+    ("curl", "legitimate HTTP client in the tests and demo"),
+    (
+        "util-linux",
+        "setpriv, to run the CLI as a non-root user in the tests",
+    ),
+];
+
+/// Where the toolchain directory that rustup links lives: outside the checkout, so every
+/// clone on the machine shares it.
+const TOOLCHAIN_DIR: &str = "/usr/local/lib/floodwall-bpf-toolchain";
+const BPF_LINKER_VERSION: &str = "0.13.0";
+const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let root = workspace_root()?;
+    match cli.command {
+        Task::Setup => setup(),
+        Task::Build => {
+            setup()?;
+            cargo(
+                &root,
+                &[
+                    "build",
+                    "--locked",
+                    "--workspace",
+                    "--exclude",
+                    "filter-ebpf",
+                ],
+                &[],
+            )
+        }
+        Task::Test { allow_skip } => test(&root, allow_skip),
+        Task::Demo => {
+            setup()?;
+            cargo(
+                &root,
+                &[
+                    "build",
+                    "--locked",
+                    "--release",
+                    "-p",
+                    "filter-user",
+                    "-p",
+                    "floodwall-tests",
+                ],
+                &[],
+            )?;
+            let bin = root.join("target/release/floodwall");
+            cargo(
+                &root,
+                &[
+                    "run",
+                    "--locked",
+                    "--release",
+                    "-q",
+                    "-p",
+                    "floodwall-tests",
+                    "--bin",
+                    "floodwall-demo",
+                ],
+                &[("FLOODWALL_BIN", bin.as_os_str())],
+            )
+        }
+        Task::Bench { check, args } => {
+            setup()?;
+            let mut cmd = vec![
+                "run",
+                "--locked",
+                "--release",
+                "-q",
+                "-p",
+                "floodwall-tests",
+                "--bin",
+                "floodwall-bench",
+                "--",
+            ];
+            if check {
+                cmd.push("--check");
+            }
+            cmd.extend(args.iter().map(String::as_str));
+            cargo(&root, &cmd, &[])
+        }
+    }
+}
+
+fn workspace_root() -> anyhow::Result<PathBuf> {
+    let manifest = env!("CARGO_MANIFEST_DIR");
+    Path::new(manifest)
+        .parent()
+        .map(Path::to_path_buf)
+        .context("xtask has no parent directory")
+}
+
+fn test(root: &Path, allow_skip: bool) -> anyhow::Result<()> {
+    setup()?;
+    cargo(root, &["fmt", "--all", "--check"], &[])
+        .context("code is not formatted: run `cargo fmt --all`")?;
+    cargo(
+        root,
+        &[
+            "clippy",
+            "--locked",
+            "--workspace",
+            "--exclude",
+            "filter-ebpf",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+        &[],
+    )?;
+    cargo(root, &["build", "--locked", "-p", "filter-user"], &[])?;
+    let bin = root.join("target/debug/floodwall");
+    let require = if allow_skip { "0" } else { "1" };
+    // One test thread: the privileged tests share the kernel (XDP attachments, namespaces).
+    cargo(
+        root,
+        &[
+            "test",
+            "--locked",
+            "--workspace",
+            "--exclude",
+            "filter-ebpf",
+            "--",
+            "--test-threads=1",
+        ],
+        &[
+            ("FLOODWALL_BIN", bin.as_os_str()),
+            ("FLOODWALL_REQUIRE_PRIVILEGED", require.as_ref()),
+        ],
+    )
+}
+
+fn cargo(root: &Path, args: &[&str], envs: &[(&str, &std::ffi::OsStr)]) -> anyhow::Result<()> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(root).args(args);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    run(&mut cmd)
+}
+
+fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
+}
+
+fn output_ok(cmd: &mut Command) -> Option<String> {
+    let out = cmd.output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Installs whatever is missing, naming each piece; does nothing when all is in place.
+fn setup() -> anyhow::Result<()> {
+    let missing: Vec<&str> = APT_PACKAGES
+        .iter()
+        .filter(|(pkg, _)| {
+            output_ok(Command::new("dpkg-query").args(["-W", "-f=${Status}", pkg]))
+                .is_none_or(|status| !status.contains("install ok installed"))
+        })
+        .map(|(pkg, _)| *pkg)
+        .collect();
+    if !missing.is_empty() {
+        for (pkg, why) in APT_PACKAGES.iter().filter(|(p, _)| missing.contains(p)) {
+            eprintln!("setup: missing Debian package {pkg} ({why})");
+        }
+        run(Command::new("apt-get").arg("update").arg("-q")).context("apt-get update failed")?;
+        run(Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"))
+        .with_context(|| format!("apt-get install {} failed", missing.join(" ")))?;
+    }
+
+    let core_src = Path::new("/usr/lib/rustlib/src/rust/library/core");
+    if !core_src.is_dir() {
+        bail!(
+            "setup: {} is missing although rust-web-src is installed",
+            core_src.display()
+        );
+    }
+
+    link_toolchain()?;
+
+    let linker_ok = output_ok(Command::new("bpf-linker").arg("--version"))
+        .is_some_and(|v| v.contains(BPF_LINKER_VERSION));
+    if !linker_ok {
+        eprintln!(
+            "setup: missing bpf-linker {BPF_LINKER_VERSION}; building it against LLVM 22 (about a minute)"
+        );
+        run(Command::new("cargo")
+            .args(["install", "bpf-linker", "--version", BPF_LINKER_VERSION])
+            .args(["--no-default-features", "--features", "llvm-22", "--force"])
+            .env("LLVM_PREFIX", LLVM_PREFIX))
+        .context("cargo install bpf-linker failed")?;
+        if output_ok(Command::new("bpf-linker").arg("--version")).is_none() {
+            bail!("setup: bpf-linker was installed but is not on PATH; add ~/.cargo/bin to PATH");
+        }
+    }
+    Ok(())
+}
+
+/// Links Debian's rustc 1.96 (sysroot /usr, LLVM 22) into rustup as `floodwall-bpf`.
+fn link_toolchain() -> anyhow::Result<()> {
+    let works =
+        output_ok(Command::new("rustup").args(["run", BPF_TOOLCHAIN, "rustc", "--version"]))
+            .is_some_and(|v| v.starts_with("rustc 1.96"));
+    if works {
+        return Ok(());
+    }
+    eprintln!(
+        "setup: missing rustup toolchain {BPF_TOOLCHAIN}; linking Debian's rustc from {TOOLCHAIN_DIR}"
+    );
+    let dir = Path::new(TOOLCHAIN_DIR);
+    std::fs::create_dir_all(dir.join("bin"))
+        .with_context(|| format!("cannot create {TOOLCHAIN_DIR}/bin"))?;
+    for tool in ["rustc", "cargo", "rustdoc"] {
+        replace_symlink(
+            &Path::new("/usr/bin").join(tool),
+            &dir.join("bin").join(tool),
+        )?;
+    }
+    // rustup wants a lib directory; the compiler finds its sysroot (/usr) from its own path.
+    replace_symlink(Path::new("/usr/lib"), &dir.join("lib"))?;
+    run(Command::new("rustup").args(["toolchain", "link", BPF_TOOLCHAIN, TOOLCHAIN_DIR]))
+        .context("rustup toolchain link failed")?;
+    Ok(())
+}
+
+fn replace_symlink(target: &Path, link: &Path) -> anyhow::Result<()> {
+    match std::fs::remove_file(link) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot replace {}", link.display())),
+    }
+    std::os::unix::fs::symlink(target, link)
+        .with_context(|| format!("cannot link {} to {}", link.display(), target.display()))
+}

@@ -1,0 +1,804 @@
+//! The real XDP program, loaded into this kernel and run with BPF_PROG_TEST_RUN on crafted
+//! frames: parsing of every header case, rate limits, blocks and their expiry, monitor mode,
+//! counters and block events. Time comes from the test clock (`FW_TEST_CLOCK`), so rates and
+//! expiry are deterministic.
+
+use aya::{
+    maps::{MapData, RingBuf},
+    programs::{TestRun as _, TestRunOptions},
+};
+use etherparse::{PacketBuilder, VlanId};
+use filter_common::{
+    BlockEvent, Counter, LimitKind, LimitsConfig, Outcome, PROGRAM_NAME, SourceKey, SourceState,
+    map_names,
+};
+use floodwall::{
+    config::{Burst, FilterMode, Limits, LimitsChange, Rate},
+    events,
+    loader::{self, LoadOptions, Loaded},
+};
+use floodwall_tests::privileged;
+
+const XDP_DROP: u32 = 1;
+const XDP_PASS: u32 = 2;
+const SEC: u64 = 1_000_000_000;
+/// The test clock starts here; any non-zero time works.
+const START_NS: u64 = 1_000 * SEC;
+
+const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 2];
+const SERVER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 1];
+const SERVER4: [u8; 4] = [198, 18, 0, 1];
+const SERVER6: [u8; 16] = [0x20, 0x01, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+const ATTACKER4: [u8; 4] = [198, 18, 0, 10];
+const OTHER4: [u8; 4] = [198, 18, 0, 11];
+const ATTACKER6: [u8; 16] = [0x20, 0x01, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10];
+
+/// Ethernet + IPv4 header lengths, where the IPv4 header and L4 start in a plain frame.
+const ETH_LEN: usize = 14;
+const IP4_LEN: usize = 20;
+const IP6_LEN: usize = 40;
+
+/// The program loaded with the test clock, its maps, and the current test time.
+struct Harness {
+    loaded: Loaded,
+    limits: Limits,
+    now_ns: u64,
+    events: Option<RingBuf<MapData>>,
+}
+
+impl Harness {
+    fn new(change: LimitsChange) -> Self {
+        let loaded = loader::load(LoadOptions {
+            max_sources: 4096,
+            test_clock: true,
+        })
+        .expect("the XDP program must load with the test clock");
+        let limits = Limits::default().apply(&change).expect("valid test limits");
+        let mut harness = Self {
+            loaded,
+            limits,
+            now_ns: START_NS,
+            events: None,
+        };
+        harness.write_limits();
+        let ring = harness
+            .loaded
+            .ebpf
+            .take_map(map_names::EVENTS)
+            .expect("events map");
+        harness.events = Some(RingBuf::try_from(ring).expect("events map is a ring buffer"));
+        harness
+    }
+
+    fn write_limits(&self) {
+        let config = LimitsConfig {
+            test_now_ns: self.now_ns,
+            ..self.limits.to_kernel()
+        };
+        self.loaded
+            .maps
+            .write_limits(&config)
+            .expect("write limits");
+    }
+
+    fn change_limits(&mut self, change: LimitsChange) {
+        self.limits = self.limits.apply(&change).expect("valid test limits");
+        self.write_limits();
+    }
+
+    fn advance(&mut self, ns: u64) {
+        self.now_ns += ns;
+        self.write_limits();
+    }
+
+    fn run(&mut self, frame: &[u8]) -> u32 {
+        let program = loader::xdp_program(&mut self.loaded.ebpf, PROGRAM_NAME).expect("program");
+        program
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                ..TestRunOptions::new()
+            })
+            .expect("BPF_PROG_TEST_RUN must run the program")
+            .return_value
+    }
+
+    fn run_n(&mut self, frame: &[u8], n: usize) -> Vec<u32> {
+        (0..n).map(|_| self.run(frame)).collect()
+    }
+
+    fn count(&self, outcome: Outcome) -> Counter {
+        self.loaded.maps.totals().expect("counters").get(outcome)
+    }
+
+    fn packets(&self, outcome: Outcome) -> u64 {
+        self.count(outcome).packets
+    }
+
+    fn state(&self, key: SourceKey) -> Option<SourceState> {
+        self.loaded.maps.source(&key).expect("source lookup")
+    }
+
+    fn events(&mut self) -> Vec<BlockEvent> {
+        let ring = self.events.as_mut().expect("ring");
+        let mut out = Vec::new();
+        while let Some(item) = ring.next() {
+            out.push(events::decode(&item).expect("a whole block event"));
+        }
+        out
+    }
+}
+
+fn limits(pps: u64, burst: u64) -> LimitsChange {
+    LimitsChange {
+        pps: Some(Rate::PerSecond(pps)),
+        burst_packets: Some(Burst::Exactly(burst)),
+        block_for_ms: Some(10_000),
+        ..LimitsChange::default()
+    }
+}
+
+fn build(builder: impl FnOnce() -> Vec<u8>) -> Vec<u8> {
+    builder()
+}
+
+fn udp4(src: [u8; 4]) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(CLIENT_MAC, SERVER_MAC)
+        .ipv4(src, SERVER4, 64)
+        .udp(40_000, 53);
+    let mut frame = Vec::new();
+    b.write(&mut frame, &[0u8; 18]).expect("build frame");
+    frame
+}
+
+fn udp6(src: [u8; 16]) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(CLIENT_MAC, SERVER_MAC)
+        .ipv6(src, SERVER6, 64)
+        .udp(40_000, 53);
+    let mut frame = Vec::new();
+    b.write(&mut frame, &[0u8; 18]).expect("build frame");
+    frame
+}
+
+/// Inserts `options` (a multiple of 4 bytes) after the fixed IPv4 header and fixes IHL and
+/// total length (checksums do not matter to the program).
+fn with_ipv4_options(mut frame: Vec<u8>, options: &[u8]) -> Vec<u8> {
+    assert_eq!(options.len() % 4, 0);
+    let ip = ETH_LEN;
+    let ihl = frame[ip] & 0x0f;
+    frame[ip] = 0x40 | (ihl + u8::try_from(options.len() / 4).expect("small"));
+    let tot = u16::from_be_bytes([frame[ip + 2], frame[ip + 3]])
+        + u16::try_from(options.len()).expect("small");
+    frame[ip + 2..ip + 4].copy_from_slice(&tot.to_be_bytes());
+    frame.splice(ip + IP4_LEN..ip + IP4_LEN, options.iter().copied());
+    frame
+}
+
+/// Inserts IPv6 extension headers (each `(type, bytes)`, already sized) before L4.
+fn with_ipv6_ext(mut frame: Vec<u8>, headers: &[(u8, Vec<u8>)]) -> Vec<u8> {
+    let ip = ETH_LEN;
+    let l4_proto = frame[ip + 6];
+    let mut chain = Vec::new();
+    for (i, (_, bytes)) in headers.iter().enumerate() {
+        let mut h = bytes.clone();
+        h[0] = headers.get(i + 1).map_or(l4_proto, |next| next.0);
+        chain.extend(h);
+    }
+    frame[ip + 6] = headers[0].0;
+    let plen = u16::from_be_bytes([frame[ip + 4], frame[ip + 5]])
+        + u16::try_from(chain.len()).expect("small");
+    frame[ip + 4..ip + 6].copy_from_slice(&plen.to_be_bytes());
+    frame.splice(ip + IP6_LEN..ip + IP6_LEN, chain);
+    frame
+}
+
+/// An 8-byte options-style extension header (hop-by-hop, destination options, routing).
+fn ext8() -> Vec<u8> {
+    vec![0, 0, 1, 4, 0, 0, 0, 0] // next (filled in), length 0, PadN padding
+}
+
+fn frag6(offset_units: u16, more: bool) -> Vec<u8> {
+    let field = (offset_units << 3) | u16::from(more);
+    let [a, b] = field.to_be_bytes();
+    vec![0, 0, a, b, 0, 0, 0, 1]
+}
+
+fn set_ipv4_fragment(frame: &mut [u8], offset_units: u16, more: bool) {
+    let field = (offset_units & 0x1fff) | if more { 0x2000 } else { 0 };
+    frame[ETH_LEN + 6..ETH_LEN + 8].copy_from_slice(&field.to_be_bytes());
+}
+
+#[test]
+fn ipv4_udp_under_its_limit_passes_and_is_tracked() {
+    if !privileged("ipv4_udp_under_its_limit_passes_and_is_tracked") {
+        return;
+    }
+    let mut h = Harness::new(limits(100, 10));
+    let frame = udp4(ATTACKER4);
+    assert_eq!(
+        h.run(&frame),
+        XDP_PASS,
+        "a fresh source under its limit must pass"
+    );
+    assert_eq!(
+        h.count(Outcome::Passed),
+        Counter {
+            packets: 1,
+            bytes: frame.len() as u64
+        }
+    );
+    let state = h
+        .state(SourceKey::from_ipv4(ATTACKER4))
+        .expect("the source must be tracked");
+    assert_eq!(state.window_packets, 1);
+    assert_eq!(state.blocked_until_ns, 0);
+}
+
+#[test]
+fn burst_then_rate_limit_then_block_with_an_event() {
+    if !privileged("burst_then_rate_limit_then_block_with_an_event") {
+        return;
+    }
+    let mut h = Harness::new(limits(100, 10));
+    let frame = udp4(ATTACKER4);
+    let verdicts = h.run_n(&frame, 12);
+    assert_eq!(
+        verdicts[..10],
+        [XDP_PASS; 10],
+        "the burst of 10 packets must pass at once"
+    );
+    assert_eq!(verdicts[10], XDP_DROP, "the 11th packet exceeds the burst");
+    assert_eq!(verdicts[11], XDP_DROP, "the source is blocked now");
+    assert_eq!(h.packets(Outcome::Passed), 10);
+    assert_eq!(
+        h.packets(Outcome::DroppedRateLimit),
+        1,
+        "one packet crossed the limit"
+    );
+    assert_eq!(
+        h.packets(Outcome::DroppedBlocked),
+        1,
+        "later packets hit the block"
+    );
+    let state = h.state(SourceKey::from_ipv4(ATTACKER4)).expect("tracked");
+    assert_eq!(
+        state.blocked_until_ns,
+        START_NS + 10 * SEC,
+        "blocked for block-for (10 s)"
+    );
+
+    let events = h.events();
+    assert_eq!(events.len(), 1, "exactly one block event per block");
+    let e = events[0];
+    assert_eq!(e.addr, SourceKey::from_ipv4(ATTACKER4).addr);
+    assert_eq!(LimitKind::try_from(e.limit_kind), Ok(LimitKind::Packets));
+    assert_eq!(e.blocked_until_ns, START_NS + 10 * SEC);
+    assert_eq!(
+        e.window_packets, 11,
+        "the event carries the window the rate is computed from"
+    );
+
+    // Other sources are not affected by this block.
+    assert_eq!(
+        h.run(&udp4(OTHER4)),
+        XDP_PASS,
+        "another source must not suffer from the block"
+    );
+}
+
+#[test]
+fn a_source_at_its_sustained_rate_is_never_dropped() {
+    if !privileged("a_source_at_its_sustained_rate_is_never_dropped") {
+        return;
+    }
+    let mut h = Harness::new(limits(100, 5));
+    let frame = udp4(ATTACKER4);
+    // Use the whole burst, then send exactly at the rate (one packet per 10 ms) for 30 s.
+    assert_eq!(h.run_n(&frame, 5), [XDP_PASS; 5]);
+    for i in 0..3_000 {
+        h.advance(10_000_000);
+        assert_eq!(
+            h.run(&frame),
+            XDP_PASS,
+            "packet {i} at exactly 100 pps must pass"
+        );
+    }
+    assert_eq!(
+        h.packets(Outcome::DroppedRateLimit) + h.packets(Outcome::DroppedBlocked),
+        0
+    );
+    // With the burst used up, anything faster than the rate is over the limit at once.
+    h.advance(9_000_000);
+    assert_eq!(
+        h.run(&frame),
+        XDP_DROP,
+        "1 ms early with no burst left is over the limit"
+    );
+    // After the block and a pause the burst is full again; 11% over the rate, it lasts
+    // until the burst is used: after k packets the TAT runs k + 9 ms ahead, > 50 ms at k = 42.
+    h.advance(20 * SEC);
+    let mut dropped_at = None;
+    for i in 0..100 {
+        h.advance(9_000_000);
+        if h.run(&frame) == XDP_DROP {
+            dropped_at = Some(i);
+            break;
+        }
+    }
+    let i = dropped_at.expect("a source 11% over its rate must be dropped eventually");
+    assert_eq!(
+        i, 41,
+        "the 42nd packet 1 ms early exceeds a burst of 5 at 100 pps"
+    );
+}
+
+#[test]
+fn a_block_expires_by_itself_and_the_source_starts_afresh() {
+    if !privileged("a_block_expires_by_itself_and_the_source_starts_afresh") {
+        return;
+    }
+    let mut h = Harness::new(LimitsChange {
+        block_for_ms: Some(2_000),
+        ..limits(100, 3)
+    });
+    let frame = udp4(ATTACKER4);
+    assert_eq!(h.run_n(&frame, 4), [XDP_PASS, XDP_PASS, XDP_PASS, XDP_DROP]);
+    h.advance(2 * SEC - 1);
+    assert_eq!(
+        h.run(&frame),
+        XDP_DROP,
+        "still blocked 1 ns before the block ends"
+    );
+    h.advance(1);
+    assert_eq!(
+        h.run_n(&frame, 3),
+        [XDP_PASS; 3],
+        "after the block a full burst passes again"
+    );
+    assert_eq!(
+        h.state(SourceKey::from_ipv4(ATTACKER4))
+            .expect("tracked")
+            .blocked_until_ns,
+        0
+    );
+    assert_eq!(h.run(&frame), XDP_DROP, "and the limit still holds");
+}
+
+#[test]
+fn the_byte_rate_is_limited_too() {
+    if !privileged("the_byte_rate_is_limited_too") {
+        return;
+    }
+    // 8000 bytes/s with a burst of 2000 bytes; no packet limit.
+    let mut h = Harness::new(LimitsChange {
+        pps: Some(Rate::Unlimited),
+        bps: Some(Rate::PerSecond(64_000)),
+        burst_bytes: Some(Burst::Exactly(2_000)),
+        ..LimitsChange::default()
+    });
+    let frame = udp4(ATTACKER4); // 60 bytes
+    assert_eq!(frame.len(), 60);
+    let verdicts = h.run_n(&frame, 40);
+    let passed = verdicts.iter().filter(|&&v| v == XDP_PASS).count();
+    assert_eq!(passed, 33, "2000 bytes of burst is 33 frames of 60 bytes");
+    let events = h.events();
+    assert_eq!(
+        LimitKind::try_from(events[0].limit_kind),
+        Ok(LimitKind::Bytes),
+        "the byte limit was the one exceeded"
+    );
+}
+
+#[test]
+fn monitor_mode_counts_what_it_would_drop_and_drops_nothing() {
+    if !privileged("monitor_mode_counts_what_it_would_drop_and_drops_nothing") {
+        return;
+    }
+    let mut h = Harness::new(LimitsChange {
+        mode: Some(FilterMode::Monitor),
+        ..limits(100, 10)
+    });
+    let frame = udp4(ATTACKER4);
+    assert_eq!(
+        h.run_n(&frame, 15),
+        [XDP_PASS; 15],
+        "monitor mode never drops"
+    );
+    assert_eq!(h.packets(Outcome::Passed), 10);
+    assert_eq!(h.packets(Outcome::MonitorRateLimit), 1);
+    assert_eq!(h.packets(Outcome::MonitorBlocked), 4);
+    assert_eq!(
+        h.packets(Outcome::DroppedRateLimit) + h.packets(Outcome::DroppedBlocked),
+        0
+    );
+    // Switching to enforce takes effect on the next packet: the source is marked blocked.
+    h.change_limits(LimitsChange {
+        mode: Some(FilterMode::Enforce),
+        ..LimitsChange::default()
+    });
+    assert_eq!(
+        h.run(&frame),
+        XDP_DROP,
+        "enforce mode drops the source monitor mode blocked"
+    );
+}
+
+#[test]
+fn a_limit_change_applies_to_the_next_packet() {
+    if !privileged("a_limit_change_applies_to_the_next_packet") {
+        return;
+    }
+    let mut h = Harness::new(limits(1_000, 1_000));
+    let frame = udp4(ATTACKER4);
+    assert_eq!(h.run_n(&frame, 50), [XDP_PASS; 50]);
+    // 50 packets put the TAT 50 ms ahead; at 100 pps one more costs 10 ms, more than a
+    // burst of 5 (50 ms) allows.
+    h.change_limits(limits(100, 5));
+    assert_eq!(
+        h.run(&frame),
+        XDP_DROP,
+        "the new, lower limit applies to the very next packet"
+    );
+}
+
+#[test]
+fn ipv6_sources_are_limited_by_their_own_address() {
+    if !privileged("ipv6_sources_are_limited_by_their_own_address") {
+        return;
+    }
+    let mut h = Harness::new(limits(100, 4));
+    let frame = udp6(ATTACKER6);
+    assert_eq!(
+        h.run_n(&frame, 6),
+        [XDP_PASS, XDP_PASS, XDP_PASS, XDP_PASS, XDP_DROP, XDP_DROP]
+    );
+    let state = h
+        .state(SourceKey::from_ipv6(ATTACKER6))
+        .expect("the IPv6 source must be tracked");
+    assert!(state.blocked_until_ns > START_NS);
+    assert_eq!(h.events()[0].addr, ATTACKER6);
+}
+
+#[test]
+fn the_limit_holds_across_cpus() {
+    if !privileged("the_limit_holds_across_cpus") {
+        return;
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    assert!(
+        cpus >= 2,
+        "this test needs two CPUs to mean anything; the machine has {cpus}"
+    );
+    let mut h = Harness::new(limits(100, 20));
+    let frame = udp4(ATTACKER4);
+    let mut passed = 0;
+    // Alternate the CPU the program runs on (BPF_PROG_TEST_RUN runs on the caller's CPU).
+    for i in 0..40 {
+        pin_to_cpu(i % 2);
+        passed += usize::from(h.run(&frame) == XDP_PASS);
+    }
+    pin_to_all_cpus(cpus);
+    assert_eq!(
+        passed, 20,
+        "a burst of 20 must hold in total over two CPUs, not per CPU"
+    );
+}
+
+fn pin_to_cpu(cpu: usize) {
+    // SAFETY: cpu_set_t is plain data; sched_setaffinity reads it; pid 0 is this thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        assert_eq!(
+            libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const set),
+            0,
+            "pin to CPU {cpu}"
+        );
+    }
+}
+
+fn pin_to_all_cpus(cpus: usize) {
+    // SAFETY: as in `pin_to_cpu`.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for cpu in 0..cpus {
+            libc::CPU_SET(cpu, &mut set);
+        }
+        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const set);
+    }
+}
+
+/// Runs one frame on a fresh program and returns the verdict and the outcome it counted.
+fn outcome_of(frame: &[u8]) -> (u32, Outcome) {
+    let mut h = Harness::new(limits(100, 10));
+    let verdict = h.run(frame);
+    let counted: Vec<Outcome> = Outcome::ALL
+        .into_iter()
+        .filter(|&o| h.packets(o) > 0)
+        .collect();
+    assert_eq!(
+        counted.len(),
+        1,
+        "exactly one outcome counted, got {counted:?}"
+    );
+    (verdict, counted[0])
+}
+
+fn is_tracked_after(frame: &[u8], key: SourceKey) -> bool {
+    let mut h = Harness::new(limits(100, 10));
+    h.run(frame);
+    h.state(key).is_some()
+}
+
+#[test]
+fn parsing_cases_get_the_right_outcome() {
+    if !privileged("parsing_cases_get_the_right_outcome") {
+        return;
+    }
+    let v4 = SourceKey::from_ipv4(ATTACKER4);
+    let v6 = SourceKey::from_ipv6(ATTACKER6);
+    let plain = udp4(ATTACKER4);
+
+    let tcp_syn = build(|| {
+        let b = PacketBuilder::ethernet2(CLIENT_MAC, SERVER_MAC)
+            .ipv4(ATTACKER4, SERVER4, 64)
+            .tcp(40_000, 80, 1, 64_240)
+            .syn();
+        let mut f = Vec::new();
+        b.write(&mut f, &[]).expect("frame");
+        f
+    });
+    let icmp = build(|| {
+        let b = PacketBuilder::ethernet2(CLIENT_MAC, SERVER_MAC)
+            .ipv4(ATTACKER4, SERVER4, 64)
+            .icmpv4_echo_request(1, 1);
+        let mut f = Vec::new();
+        b.write(&mut f, &[0u8; 8]).expect("frame");
+        f
+    });
+    let icmp6 = build(|| {
+        let b = PacketBuilder::ethernet2(CLIENT_MAC, SERVER_MAC)
+            .ipv6(ATTACKER6, SERVER6, 64)
+            .icmpv6_echo_request(1, 1);
+        let mut f = Vec::new();
+        b.write(&mut f, &[0u8; 8]).expect("frame");
+        f
+    });
+    let vlan1 = build(|| {
+        let b = PacketBuilder::ethernet2(CLIENT_MAC, SERVER_MAC)
+            .single_vlan(VlanId::try_new(10).expect("vid"))
+            .ipv4(ATTACKER4, SERVER4, 64)
+            .udp(40_000, 53);
+        let mut f = Vec::new();
+        b.write(&mut f, &[0u8; 18]).expect("frame");
+        f
+    });
+    let vlan2 = build(|| {
+        let b = PacketBuilder::ethernet2(CLIENT_MAC, SERVER_MAC)
+            .double_vlan(
+                VlanId::try_new(100).expect("vid"),
+                VlanId::try_new(10).expect("vid"),
+            )
+            .ipv6(ATTACKER6, SERVER6, 64)
+            .udp(40_000, 53);
+        let mut f = Vec::new();
+        b.write(&mut f, &[0u8; 18]).expect("frame");
+        f
+    });
+    // A third tag: insert another 802.1Q tag after the two of vlan2.
+    let mut vlan3 = vlan2.clone();
+    vlan3.splice(ETH_LEN + 8..ETH_LEN + 8, [0x00, 0x05, 0x81, 0x00]);
+    vlan3[ETH_LEN + 6..ETH_LEN + 8].copy_from_slice(&[0x81, 0x00]);
+
+    let arp = {
+        let mut f = vec![0u8; 42];
+        f[..6].copy_from_slice(&[0xff; 6]);
+        f[6..12].copy_from_slice(&CLIENT_MAC);
+        f[12..14].copy_from_slice(&[0x08, 0x06]);
+        f
+    };
+
+    let mut truncated_ipv4 = plain[..ETH_LEN + 10].to_vec();
+    truncated_ipv4.resize(ETH_LEN + 10, 0);
+    let mut bad_ihl = plain.clone();
+    bad_ihl[ETH_LEN] = 0x44; // IHL 4 words < 20 bytes
+    let mut bad_version = plain.clone();
+    bad_version[ETH_LEN] = 0x55;
+    let options = with_ipv4_options(plain.clone(), &[1, 1, 1, 0]); // NOP NOP NOP EOL
+    let truncated_options = {
+        let f = with_ipv4_options(plain.clone(), &[1; 40]); // IHL 15: 60-byte header
+        f[..ETH_LEN + 40].to_vec() // the frame ends inside the options
+    };
+    let truncated_udp = plain[..ETH_LEN + IP4_LEN + 4].to_vec();
+    let non_first_fragment = {
+        let mut f = plain[..ETH_LEN + IP4_LEN + 4].to_vec(); // 4 payload bytes: no UDP header
+        set_ipv4_fragment(&mut f, 100, false);
+        f
+    };
+    let first_fragment_truncated = {
+        let mut f = plain[..ETH_LEN + IP4_LEN + 4].to_vec();
+        set_ipv4_fragment(&mut f, 0, true);
+        f
+    };
+    let tcp_bad_doff = {
+        let mut f = tcp_syn.clone();
+        f[ETH_LEN + IP4_LEN + 12] = 0x40; // data offset 4 words < 20 bytes
+        f
+    };
+    let tcp_truncated_options = {
+        let mut f = tcp_syn.clone();
+        f[ETH_LEN + IP4_LEN + 12] = 0xf0; // data offset 60 bytes, frame has 20
+        f
+    };
+    let truncated_icmp = icmp[..ETH_LEN + IP4_LEN + 4].to_vec();
+    let v6_plain = udp6(ATTACKER6);
+    let truncated_ipv6 = v6_plain[..ETH_LEN + 30].to_vec();
+    let v6_ext = with_ipv6_ext(v6_plain.clone(), &[(0, ext8()), (60, ext8()), (43, ext8())]);
+    let v6_frag_first = with_ipv6_ext(v6_plain.clone(), &[(0, ext8()), (44, frag6(0, true))]);
+    let v6_frag_later = {
+        let f = with_ipv6_ext(v6_plain.clone(), &[(44, frag6(100, false))]);
+        f[..ETH_LEN + IP6_LEN + 8 + 2].to_vec() // payload too short for UDP: fine, no L4 there
+    };
+    let v6_too_many_ext = with_ipv6_ext(
+        v6_plain.clone(),
+        &[
+            (0, ext8()),
+            (60, ext8()),
+            (60, ext8()),
+            (60, ext8()),
+            (60, ext8()),
+            (60, ext8()),
+            (60, ext8()),
+        ],
+    );
+    let v6_ext_truncated = {
+        let f = with_ipv6_ext(v6_plain.clone(), &[(0, ext8())]);
+        f[..ETH_LEN + IP6_LEN + 1].to_vec()
+    };
+    let mut bad_v6_version = v6_plain.clone();
+    bad_v6_version[ETH_LEN] = 0x40;
+
+    let cases: Vec<(&str, Vec<u8>, Outcome, Option<SourceKey>)> = vec![
+        ("IPv4 UDP", plain.clone(), Outcome::Passed, Some(v4)),
+        ("IPv4 TCP SYN", tcp_syn, Outcome::Passed, Some(v4)),
+        ("IPv4 ICMP echo", icmp, Outcome::Passed, Some(v4)),
+        ("IPv6 ICMPv6 echo", icmp6, Outcome::Passed, Some(v6)),
+        ("one 802.1Q tag", vlan1, Outcome::Passed, Some(v4)),
+        (
+            "802.1ad + 802.1Q tags, IPv6",
+            vlan2,
+            Outcome::Passed,
+            Some(v6),
+        ),
+        ("three VLAN tags", vlan3, Outcome::Malformed, None),
+        ("ARP", arp, Outcome::NonIp, None),
+        (
+            "Ethernet header only",
+            plain[..ETH_LEN].to_vec(),
+            Outcome::Malformed,
+            None,
+        ),
+        (
+            "IPv4 header truncated",
+            truncated_ipv4,
+            Outcome::Malformed,
+            None,
+        ),
+        ("IPv4 IHL below 5", bad_ihl, Outcome::Malformed, None),
+        ("IP version 5", bad_version, Outcome::Malformed, None),
+        ("IPv4 with options", options, Outcome::Passed, Some(v4)),
+        (
+            "IPv4 options truncated",
+            truncated_options,
+            Outcome::Malformed,
+            None,
+        ),
+        (
+            "UDP header truncated",
+            truncated_udp,
+            Outcome::Malformed,
+            Some(v4),
+        ),
+        (
+            "non-first IPv4 fragment",
+            non_first_fragment,
+            Outcome::Passed,
+            Some(v4),
+        ),
+        (
+            "first IPv4 fragment, UDP truncated",
+            first_fragment_truncated,
+            Outcome::Malformed,
+            Some(v4),
+        ),
+        (
+            "TCP data offset below 5",
+            tcp_bad_doff,
+            Outcome::Malformed,
+            Some(v4),
+        ),
+        (
+            "TCP options truncated",
+            tcp_truncated_options,
+            Outcome::Malformed,
+            Some(v4),
+        ),
+        (
+            "ICMP truncated",
+            truncated_icmp,
+            Outcome::Malformed,
+            Some(v4),
+        ),
+        ("IPv6 UDP", v6_plain, Outcome::Passed, Some(v6)),
+        (
+            "IPv6 header truncated",
+            truncated_ipv6,
+            Outcome::Malformed,
+            None,
+        ),
+        (
+            "IPv6 version field 4",
+            bad_v6_version,
+            Outcome::Malformed,
+            None,
+        ),
+        (
+            "IPv6 hop-by-hop, dest options, routing",
+            v6_ext,
+            Outcome::Passed,
+            Some(v6),
+        ),
+        (
+            "IPv6 first fragment",
+            v6_frag_first,
+            Outcome::Passed,
+            Some(v6),
+        ),
+        (
+            "IPv6 non-first fragment",
+            v6_frag_later,
+            Outcome::Passed,
+            Some(v6),
+        ),
+        (
+            "IPv6 seven extension headers",
+            v6_too_many_ext,
+            Outcome::Malformed,
+            Some(v6),
+        ),
+        (
+            "IPv6 extension header truncated",
+            v6_ext_truncated,
+            Outcome::Malformed,
+            Some(v6),
+        ),
+    ];
+    for (name, frame, expected, key) in cases {
+        let (verdict, outcome) = outcome_of(&frame);
+        assert_eq!(verdict, XDP_PASS, "{name}: a single packet must pass");
+        assert_eq!(outcome, expected, "{name}: outcome");
+        if let Some(key) = key {
+            assert!(
+                is_tracked_after(&frame, key),
+                "{name}: the source must be charged"
+            );
+        }
+    }
+}
+
+#[test]
+fn malformed_packets_from_a_known_source_still_count_against_its_limit() {
+    if !privileged("malformed_packets_from_a_known_source_still_count_against_its_limit") {
+        return;
+    }
+    let mut h = Harness::new(limits(100, 5));
+    let truncated_udp = udp4(ATTACKER4)[..ETH_LEN + IP4_LEN + 4].to_vec();
+    let verdicts = h.run_n(&truncated_udp, 7);
+    assert_eq!(
+        verdicts,
+        [
+            XDP_PASS, XDP_PASS, XDP_PASS, XDP_PASS, XDP_PASS, XDP_DROP, XDP_DROP
+        ],
+        "truncation is no way around the limit"
+    );
+    assert_eq!(h.packets(Outcome::Malformed), 5);
+}
