@@ -173,7 +173,7 @@ pub struct LimitsConfig {
     /// [`Mode`] as `u32`.
     pub mode: u32,
     /// Explicit padding.
-    pub _pad0: u32,
+    pub pad0: u32,
     /// The operator's packets per second (0: unlimited).
     pub pps: u64,
     /// The operator's packet burst (0: one second of `pps`).
@@ -225,7 +225,7 @@ impl Outcome {
         Self::TableFull,
     ];
 
-    /// A stable snake_case name for output and metrics.
+    /// A stable `snake_case` name for output and metrics.
     #[must_use]
     pub const fn name(self) -> &'static str {
         match self {

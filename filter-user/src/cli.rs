@@ -15,7 +15,7 @@ use crate::{
     stats::SourceView,
 };
 
-/// floodwall: an XDP filter that keeps a server reachable during a DDoS flood.
+/// floodwall: an XDP filter that keeps a server reachable during a flood.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about = None)]
 pub struct Cli {
@@ -202,7 +202,7 @@ pub async fn client(run_dir: &std::path::Path, command: Command) -> anyhow::Resu
         Response::Limits(view) => print_limits(&view),
         Response::Stats(view) => print_stats(&view),
         Response::Sources { sources } => {
-            print_sources(&sources, matches!(request, Request::BlockedList))
+            print_sources(&sources, matches!(request, Request::BlockedList));
         }
         Response::Unblocked { addr } => println!("unblocked {addr}"),
         Response::Error { .. } => unreachable!("handled above"),

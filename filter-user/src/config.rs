@@ -18,11 +18,11 @@ pub const MAX_BPS: u64 = 1_000_000_000_000;
 /// single large packet.
 pub const MIN_BURST_BYTES: u64 = 1_500;
 /// The longest burst, in time at the sustained rate.
-pub const MAX_BURST_TIME: Duration = Duration::from_secs(3_600);
+pub const MAX_BURST_TIME: Duration = Duration::from_hours(1);
 /// Shortest and longest block.
 pub const MIN_BLOCK: Duration = Duration::from_secs(1);
 /// See [`MIN_BLOCK`].
-pub const MAX_BLOCK: Duration = Duration::from_secs(30 * 24 * 3_600);
+pub const MAX_BLOCK: Duration = Duration::from_hours(30 * 24);
 
 /// A limit that is either a number per second or off.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -306,7 +306,7 @@ impl Limits {
             byte_window_ns,
             block_ns: self.block_for_ms.saturating_mul(1_000_000),
             mode: Mode::from(self.mode) as u32,
-            _pad0: 0,
+            pad0: 0,
             pps: self.pps.per_second().unwrap_or(0),
             burst_packets: burst_to_kernel(self.burst_packets),
             bps: self.bps.per_second().unwrap_or(0),

@@ -29,7 +29,7 @@ pub const DEFAULT_RUN_DIR: &str = "/run/floodwall";
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 
 /// A request from the CLI.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "request", rename_all = "snake_case")]
 pub enum Request {
     /// The current limits.

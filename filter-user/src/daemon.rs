@@ -258,7 +258,7 @@ async fn serve_connection(stream: UnixStream, shared: Arc<Shared>) -> anyhow::Re
             },
             Ok(request) => {
                 let shared = Arc::clone(&shared);
-                tokio::task::spawn_blocking(move || handle(&shared, request))
+                tokio::task::spawn_blocking(move || handle(&shared, &request))
                     .await
                     .unwrap_or_else(|e| Err(anyhow!("request handler failed: {e}")))
                     .unwrap_or_else(|e| Response::Error {
@@ -277,8 +277,8 @@ async fn serve_connection(stream: UnixStream, shared: Arc<Shared>) -> anyhow::Re
 }
 
 /// Handles one request. Runs on a blocking thread: table walks take a while.
-fn handle(shared: &Shared, request: Request) -> anyhow::Result<Response> {
-    match request {
+fn handle(shared: &Shared, request: &Request) -> anyhow::Result<Response> {
+    match *request {
         Request::LimitsShow => Ok(Response::Limits(limits_view(shared, *lock(&shared.limits)))),
         Request::LimitsSet { change } => {
             if change.is_empty() {

@@ -25,7 +25,7 @@ pub fn decode(bytes: &[u8]) -> Option<BlockEvent> {
 
 /// A block as a log line says it.
 #[must_use]
-pub fn describe_block(event: &BlockEvent, limit_pps: u64, limit_bps: u64) -> String {
+pub fn describe_block(event: &BlockEvent, limit_pps: u64, limit_bits: u64) -> String {
     let addr = key_addr(&filter_common::SourceKey { addr: event.addr });
     let rate = source_rate(
         event.window_start_ns,
@@ -41,7 +41,7 @@ pub fn describe_block(event: &BlockEvent, limit_pps: u64, limit_bps: u64) -> Str
     };
     match LimitKind::try_from(event.limit_kind) {
         Ok(LimitKind::Bytes) => format!(
-            "{verb} {addr} for {secs}s: {:.0} bit/s seen, limit {limit_bps} bit/s",
+            "{verb} {addr} for {secs}s: {:.0} bit/s seen, limit {limit_bits} bit/s",
             rate.bps
         ),
         _ => format!(
@@ -94,12 +94,12 @@ pub struct BlockBook {
 
 impl BlockBook {
     /// Records and logs a block event.
-    pub fn on_block(&mut self, event: &BlockEvent, limit_pps: u64, limit_bps: u64) {
+    pub fn on_block(&mut self, event: &BlockEvent, limit_pps: u64, limit_bits: u64) {
         let addr = key_addr(&filter_common::SourceKey { addr: event.addr });
         // Two CPUs can report the same block; the later report replaces the earlier.
         let known = self.until_ns.insert(addr, event.blocked_until_ns).is_some();
         if !known {
-            let line = describe_block(event, limit_pps, limit_bps);
+            let line = describe_block(event, limit_pps, limit_bits);
             self.log(event.now_ns, &line);
         }
     }

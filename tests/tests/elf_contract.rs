@@ -95,7 +95,7 @@ fn counter_slots_have_room_for_every_outcome() {
         assert_eq!(Outcome::try_from(*outcome as u32), Ok(*outcome));
     }
     assert!(
-        size_of::<BlockEvent>() % 8 == 0,
+        size_of::<BlockEvent>().is_multiple_of(8),
         "ring buffer records are 8-byte aligned"
     );
 }

@@ -1,4 +1,4 @@
-//! The real XDP program, loaded into this kernel and run with BPF_PROG_TEST_RUN on crafted
+//! The real XDP program, loaded into this kernel and run with `BPF_PROG_TEST_RUN` on crafted
 //! frames: parsing of every header case, rate limits, blocks and their expiry, monitor mode,
 //! counters and block events. Time comes from the test clock (`FW_TEST_CLOCK`), so rates and
 //! expiry are deterministic.
@@ -530,6 +530,7 @@ fn is_tracked_after(frame: &[u8], key: SourceKey) -> bool {
 }
 
 #[test]
+#[expect(clippy::too_many_lines, reason = "one table of cases, read top to bottom")]
 fn parsing_cases_get_the_right_outcome() {
     if !privileged("parsing_cases_get_the_right_outcome") {
         return;
@@ -652,7 +653,7 @@ fn parsing_cases_get_the_right_outcome() {
     );
     let v6_ext_truncated = {
         let f = with_ipv6_ext(v6_plain.clone(), &[(0, ext8())]);
-        f[..ETH_LEN + IP6_LEN + 1].to_vec()
+        f[..=ETH_LEN + IP6_LEN].to_vec()
     };
     let mut bad_v6_version = v6_plain.clone();
     bad_v6_version[ETH_LEN] = 0x40;

@@ -27,7 +27,7 @@ enum Task {
     /// Build the workspace (the XDP program is built and embedded by filter-user).
     Build,
     /// Run the whole test suite: formatting, lints, unit tests, the ELF contract,
-    /// BPF_PROG_TEST_RUN tests and the end-to-end tests in network namespaces.
+    /// `BPF_PROG_TEST_RUN` tests and the end-to-end tests in network namespaces.
     Test {
         /// Allow privileged tests to skip (when not root); by default a skip is a failure.
         #[arg(long)]
@@ -35,7 +35,7 @@ enum Task {
     },
     /// Run the demo: a lab of namespaces, a flood, a report.
     Demo,
-    /// Measure the XDP program's per-packet cost against a bare XDP_DROP program.
+    /// Measure the XDP program's per-packet cost against a bare `XDP_DROP` program.
     Bench {
         /// Fail if a target is missed.
         #[arg(long)]
