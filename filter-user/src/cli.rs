@@ -17,7 +17,7 @@ use crate::{
 
 /// floodwall: an XDP filter that keeps a server reachable during a flood.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None)]
+#[command(version)]
 pub struct Cli {
     /// Directory of the daemons' control sockets and lock files.
     #[arg(long, global = true, env = "FLOODWALL_RUN_DIR", default_value = DEFAULT_RUN_DIR)]
@@ -79,7 +79,9 @@ pub struct LimitArgs {
     /// How long a source over a limit stays blocked, e.g. 90s, 10m, 1h.
     #[arg(long, value_parser = parse_duration_ms, value_name = "DURATION")]
     pub block_for: Option<u64>,
-    /// enforce: drop; monitor: count what would be dropped, drop nothing.
+    /// enforce: drop; monitor: count what would be dropped, drop nothing. Sources marked
+    /// blocked in monitor mode are dropped for the rest of their block after a switch to
+    /// enforce.
     #[arg(long, value_enum)]
     pub mode: Option<FilterMode>,
 }
@@ -201,8 +203,8 @@ pub async fn client(run_dir: &std::path::Path, command: Command) -> anyhow::Resu
     match response {
         Response::Limits(view) => print_limits(&view),
         Response::Stats(view) => print_stats(&view),
-        Response::Sources { sources } => {
-            print_sources(&sources, matches!(request, Request::BlockedList));
+        Response::Sources { mode, sources } => {
+            print_sources(&sources, mode, matches!(request, Request::BlockedList));
         }
         Response::Unblocked { addr } => println!("unblocked {addr}"),
         Response::Error { .. } => unreachable!("handled above"),
@@ -274,7 +276,7 @@ fn print_stats(view: &StatsView) {
     );
 }
 
-fn print_sources(sources: &[SourceView], blocked_only: bool) {
+fn print_sources(sources: &[SourceView], mode: FilterMode, blocked_only: bool) {
     if sources.is_empty() {
         println!(
             "{}",
@@ -292,6 +294,12 @@ fn print_sources(sources: &[SourceView], blocked_only: bool) {
     );
     for s in sources {
         let state = match s.blocked_remaining_ms {
+            Some(ms) if mode == FilterMode::Monitor => {
+                format!(
+                    "would be blocked (monitor mode), {}s left",
+                    ms.div_ceil(1000)
+                )
+            }
             Some(ms) => format!("blocked, {}s left", ms.div_ceil(1000)),
             None => "tracked".to_owned(),
         };

@@ -103,6 +103,8 @@ pub enum Response {
     Stats(StatsView),
     /// Sources, busiest first.
     Sources {
+        /// The mode now: in monitor mode a "blocked" source is only marked, not dropped.
+        mode: crate::config::FilterMode,
         /// The sources.
         sources: Vec<SourceView>,
     },
@@ -131,7 +133,17 @@ pub fn socket_path(run_dir: &Path, iface: &str) -> PathBuf {
 pub fn find_socket(run_dir: &Path, iface: Option<&str>) -> anyhow::Result<PathBuf> {
     if let Some(iface) = iface {
         let path = socket_path(run_dir, iface);
-        if !path.exists() {
+        let exists = path.try_exists().map_err(|e| {
+            if e.kind() == std::io::ErrorKind::PermissionDenied {
+                anyhow::anyhow!(
+                    "permission denied reading {}: floodwall commands need root",
+                    run_dir.display()
+                )
+            } else {
+                anyhow::Error::new(e).context(format!("cannot look for {}", path.display()))
+            }
+        })?;
+        if !exists {
             bail!(
                 "no floodwall daemon is running on {iface} (no socket at {})",
                 path.display()
@@ -146,6 +158,10 @@ pub fn find_socket(run_dir: &Path, iface: Option<&str>) -> anyhow::Result<PathBu
             .filter(|p| p.extension().is_some_and(|e| e == "sock"))
             .collect(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => bail!(
+            "permission denied reading {}: floodwall commands need root",
+            run_dir.display()
+        ),
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", run_dir.display())),
     };
     sockets.sort();

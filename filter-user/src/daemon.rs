@@ -71,6 +71,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// If the program cannot be loaded or attached, the control socket cannot be created, or
 /// another daemon protects the same interface.
 pub async fn run(config: DaemonConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    // Checked before taking the lock, so a typo leaves no lock file behind.
+    if nix::net::if_::if_nametoindex(config.iface.as_str()).is_err() {
+        bail!("interface {} does not exist", config.iface);
+    }
     let _lock = lock_interface(&config)?;
     let mut loaded = loader::load(LoadOptions {
         max_sources: config.max_sources,
@@ -333,6 +337,7 @@ fn handle(shared: &Shared, request: &Request) -> anyhow::Result<Response> {
         Request::Top { limit } => {
             let sources = source_views(shared)?;
             Ok(Response::Sources {
+                mode: lock(&shared.limits).mode,
                 sources: top_sources(sources, limit),
             })
         }
@@ -342,7 +347,10 @@ fn handle(shared: &Shared, request: &Request) -> anyhow::Result<Response> {
                 .filter(|s| s.blocked)
                 .collect();
             sources.sort_by_key(|s| s.addr);
-            Ok(Response::Sources { sources })
+            Ok(Response::Sources {
+                mode: lock(&shared.limits).mode,
+                sources,
+            })
         }
         Request::BlockedRemove { addr } => {
             let key = addr_key(addr);

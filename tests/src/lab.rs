@@ -1071,7 +1071,7 @@ impl Daemon<'_> {
     /// If the command fails or answers something else.
     pub fn top(&self, limit: u32) -> anyhow::Result<Vec<SourceView>> {
         match self.query(&["top", "--limit", &limit.to_string()])? {
-            Response::Sources { sources } => Ok(sources),
+            Response::Sources { sources, .. } => Ok(sources),
             other => bail!("`top` answered {other:?}"),
         }
     }
@@ -1082,7 +1082,7 @@ impl Daemon<'_> {
     /// If the command fails or answers something else.
     pub fn blocked(&self) -> anyhow::Result<Vec<SourceView>> {
         match self.query(&["blocked", "list"])? {
-            Response::Sources { sources } => Ok(sources),
+            Response::Sources { sources, .. } => Ok(sources),
             other => bail!("`blocked list` answered {other:?}"),
         }
     }
