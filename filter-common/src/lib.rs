@@ -18,8 +18,12 @@
 //! decoded with `TryFrom<u32>` on the user side.
 //!
 //! # Time
-//! All `*_ns` fields are `CLOCK_MONOTONIC` nanoseconds, the clock behind
-//! `bpf_ktime_get_ns()`.
+//! All `*_ns` fields are nanoseconds on the program's clock: the kernel's tick counter
+//! (`bpf_jiffies64()`, which the verifier turns into a plain load, where
+//! `bpf_ktime_get_ns()` is a helper call costing ~35 ns per packet on this machine) scaled
+//! and shifted by the daemon so that it reads like `CLOCK_MONOTONIC`, to within one tick
+//! (see [`LimitsConfig::clock_mul_ns`]). Its resolution is one tick (1 to 10 ms), which is
+//! why bursts must last at least [`MIN_BURST_NS`] at their rate.
 #![no_std]
 
 /// Name of the XDP program in the object file.
@@ -29,6 +33,10 @@ pub const PROGRAM_NAME: &str = "floodwall";
 /// the same run as [`PROGRAM_NAME`] to express costs as a ratio to the cheapest possible XDP
 /// program on the same machine.
 pub const BASELINE_PROGRAM_NAME: &str = "floodwall_drop";
+
+/// Name of a program that samples the program clock and `bpf_ktime_get_ns()` into
+/// [`map_names::CLOCK`]; the daemon runs it with `BPF_PROG_TEST_RUN` to calibrate the clock.
+pub const CLOCK_PROGRAM_NAME: &str = "floodwall_clock";
 
 /// Name of the load-time global that switches the program to the test clock
 /// ([`LimitsConfig::test_now_ns`]). Zero in production, where the verifier removes the test
@@ -47,6 +55,11 @@ pub mod map_names {
     pub const EVENTS: &str = "FW_EVENTS";
     /// Per-CPU array of one `u64`: events the ring buffer had no room for.
     pub const EVENTS_LOST: &str = "FW_EVENTS_LOST";
+    /// Array of [`BLOCK_CACHE_SLOTS`](crate::BLOCK_CACHE_SLOTS)
+    /// [`BlockCacheSlot`](crate::BlockCacheSlot)s.
+    pub const BLOCK_CACHE: &str = "FW_BLOCK_CACHE";
+    /// Array of one [`ClockSample`](crate::ClockSample), written by the clock program.
+    pub const CLOCK: &str = "FW_CLOCK";
 }
 
 /// Default capacity of the per-source table.
@@ -62,6 +75,13 @@ pub const RATE_WINDOW_NS: u64 = 1_000_000_000;
 /// nanoseconds × 2^16, so that byte costs below one nanosecond (over 8 Gbit/s) stay exact
 /// enough and the data path needs a shift, not a division.
 pub const COST_SHIFT: u32 = 16;
+
+/// The shortest burst, in time at the sustained rate: a few ticks of the coarsest kernel
+/// clock (HZ = 100), since all packets within one tick see the same time.
+pub const MIN_BURST_NS: u64 = 30_000_000;
+
+/// Slots of the blocked-source cache (a power of two).
+pub const BLOCK_CACHE_SLOTS: u32 = 1 << 16;
 
 /// Maximum number of VLAN tags (802.1Q and 802.1ad) the parser walks through.
 pub const MAX_VLAN_TAGS: usize = 2;
@@ -126,8 +146,10 @@ pub struct SourceState {
     pub prev_window_packets: u64,
     /// Bytes of the previous window.
     pub prev_window_bytes: u64,
+    /// When the current block started (the reporting windows freeze then).
+    pub blocked_at_ns: u64,
 }
-const _: () = assert!(core::mem::size_of::<SourceState>() == 64);
+const _: () = assert!(core::mem::size_of::<SourceState>() == 72);
 
 /// What the data path does with a packet over a limit.
 #[repr(u32)]
@@ -184,8 +206,63 @@ pub struct LimitsConfig {
     pub burst_bytes: u64,
     /// Current time for a program loaded with [`TEST_CLOCK_GLOBAL`] set; ignored otherwise.
     pub test_now_ns: u64,
+    /// Nanoseconds per kernel tick: the program's time is
+    /// `jiffies × clock_mul_ns − clock_offset_ns` (wrapping).
+    pub clock_mul_ns: u64,
+    /// See [`clock_mul_ns`](Self::clock_mul_ns).
+    pub clock_offset_ns: u64,
 }
-const _: () = assert!(core::mem::size_of::<LimitsConfig>() == 88);
+const _: () = assert!(core::mem::size_of::<LimitsConfig>() == 104);
+
+impl LimitsConfig {
+    /// The program's time for a tick count.
+    #[must_use]
+    #[inline(always)]
+    pub const fn clock_ns(&self, jiffies: u64) -> u64 {
+        jiffies
+            .wrapping_mul(self.clock_mul_ns)
+            .wrapping_sub(self.clock_offset_ns)
+    }
+}
+
+/// One slot of the blocked-source cache: an array the program checks before the per-source
+/// table, because an array lookup is inlined by the verifier while a hash lookup is a helper
+/// call (~33 ns here). A slot holds the last source blocked that hashed to it; a collision
+/// only means a miss, and the table decides.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BlockCacheSlot {
+    /// The blocked source, as in [`SourceKey`].
+    pub addr: [u8; 16],
+    /// When its block ends; zero for an empty slot.
+    pub blocked_until_ns: u64,
+}
+const _: () = assert!(core::mem::size_of::<BlockCacheSlot>() == 24);
+
+/// The blocked-source cache slot of an address: a multiplicative hash of its four 32-bit
+/// words. Shared by the program and the daemon (which clears slots on unblock).
+#[must_use]
+#[inline(always)]
+pub const fn block_cache_slot(addr: &[u8; 16]) -> u32 {
+    let w0 = u32::from_ne_bytes([addr[0], addr[1], addr[2], addr[3]]);
+    let w1 = u32::from_ne_bytes([addr[4], addr[5], addr[6], addr[7]]);
+    let w2 = u32::from_ne_bytes([addr[8], addr[9], addr[10], addr[11]]);
+    let w3 = u32::from_ne_bytes([addr[12], addr[13], addr[14], addr[15]]);
+    let mixed = (w0 ^ w1.rotate_left(7) ^ w2.rotate_left(13) ^ w3.rotate_left(19))
+        .wrapping_mul(0x9E37_79B1);
+    (mixed >> 16) & (BLOCK_CACHE_SLOTS - 1)
+}
+
+/// What the clock program records: the tick counter and `CLOCK_MONOTONIC` at one instant.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClockSample {
+    /// `bpf_jiffies64()`.
+    pub jiffies: u64,
+    /// `bpf_ktime_get_ns()`.
+    pub monotonic_ns: u64,
+}
+const _: () = assert!(core::mem::size_of::<ClockSample>() == 16);
 
 /// Why a packet was passed or dropped: the index into the per-CPU counter array.
 #[repr(u32)]
@@ -327,6 +404,8 @@ mod pod {
     unsafe impl aya::Pod for super::LimitsConfig {}
     unsafe impl aya::Pod for super::Counter {}
     unsafe impl aya::Pod for super::BlockEvent {}
+    unsafe impl aya::Pod for super::BlockCacheSlot {}
+    unsafe impl aya::Pod for super::ClockSample {}
 }
 
 /// Name under which `cargo xtask setup` links the eBPF toolchain into rustup, and under which

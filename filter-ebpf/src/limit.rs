@@ -32,19 +32,31 @@ pub fn charge(key: &SourceKey, len: u64) -> Outcome {
     let now = maps::now_ns(limits);
     let monitor = limits.mode == Mode::Monitor as u32;
 
+    let blocked = if monitor {
+        Outcome::MonitorBlocked
+    } else {
+        Outcome::DroppedBlocked
+    };
+    // The blocked fast path: an inlined array lookup and two reads; no helper call, no write.
+    if let Some(slot) = maps::block_cache(key) {
+        // SAFETY: a pointer from a successful array lookup is valid and aligned. A slot being
+        // rewritten by another CPU can be read half-old: then we drop one packet of a source
+        // that is being blocked at that very moment, or fall through to the table.
+        let (addr, until) = unsafe { ((*slot).addr, (*slot).blocked_until_ns) };
+        if now < until && addr == key.addr {
+            return blocked;
+        }
+    }
+
     let state = match FW_SOURCES.get_ptr_mut(key) {
         Some(state) => {
-            // The blocked fast path: one lookup, one read, no write to anything shared.
             // SAFETY: a pointer from a successful lookup is valid for the program's run; the
             // LRU may recycle the element afterwards, which at worst mixes two sources' state.
             let blocked_until = unsafe { (*state).blocked_until_ns };
             if blocked_until != 0 {
                 if now < blocked_until {
-                    return if monitor {
-                        Outcome::MonitorBlocked
-                    } else {
-                        Outcome::DroppedBlocked
-                    };
+                    // Blocked, but not in the cache (its slot was taken by another source).
+                    return blocked;
                 }
                 // The block expired: the source starts again with a full burst.
                 // SAFETY: as above.
@@ -198,6 +210,17 @@ unsafe fn block(
             return; // another CPU blocked it first and sent the event
         }
         core::ptr::write_volatile(&raw mut (*state).blocked_until_ns, until);
+        (*state).blocked_at_ns = now;
+    }
+    if let Some(slot) = maps::block_cache(key) {
+        // SAFETY: a pointer from a successful array lookup. The deadline is cleared first and
+        // set last, so a reader on another CPU never pairs this address with an old
+        // occupant's deadline.
+        unsafe {
+            core::ptr::write_volatile(&raw mut (*slot).blocked_until_ns, 0);
+            (*slot).addr = key.addr;
+            core::ptr::write_volatile(&raw mut (*slot).blocked_until_ns, until);
+        }
     }
     // SAFETY: as above.
     let s = unsafe { &*state };

@@ -56,6 +56,14 @@ pub fn floodwall(ctx: XdpContext) -> u32 {
     }
 }
 
+/// Samples the program clock beside `CLOCK_MONOTONIC`; never attached, run by the daemon
+/// through `BPF_PROG_TEST_RUN` to calibrate the clock.
+#[xdp]
+pub fn floodwall_clock(_ctx: XdpContext) -> u32 {
+    maps::sample_clock();
+    XDP_PASS
+}
+
 /// The cheapest possible XDP program, loaded only by benchmarks as the yardstick.
 #[xdp]
 pub fn floodwall_drop(_ctx: XdpContext) -> u32 {

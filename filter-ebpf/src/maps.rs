@@ -7,8 +7,9 @@ use aya_ebpf::{
     maps::{Array, LruHashMap, PerCpuArray, RingBuf},
 };
 use filter_common::{
-    BlockEvent, COUNTER_SLOTS, Counter, DEFAULT_MAX_SOURCES, EVENTS_BYTES, LimitsConfig, Outcome,
-    SourceKey, SourceState,
+    BLOCK_CACHE_SLOTS, BlockCacheSlot, BlockEvent, COUNTER_SLOTS, ClockSample, Counter,
+    DEFAULT_MAX_SOURCES, EVENTS_BYTES, LimitsConfig, Outcome, SourceKey, SourceState,
+    block_cache_slot,
 };
 
 /// Per-source state. Key: source address (wire order, IPv4 mapped); value: GCRA state,
@@ -39,6 +40,16 @@ pub static FW_EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
 #[map(name = "FW_EVENTS_LOST")]
 pub static FW_EVENTS_LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
+/// Recently blocked sources by `block_cache_slot(addr)`: checked before `FW_SOURCES`, since
+/// an array lookup is inlined where a hash lookup is a helper call. Written here when a
+/// source is blocked; the daemon clears a slot when it unblocks its source.
+#[map(name = "FW_BLOCK_CACHE")]
+pub static FW_BLOCK_CACHE: Array<BlockCacheSlot> = Array::with_max_entries(BLOCK_CACHE_SLOTS, 0);
+
+/// Element 0: written by the clock program only, read by the daemon to calibrate the clock.
+#[map(name = "FW_CLOCK")]
+pub static FW_CLOCK: Array<ClockSample> = Array::with_max_entries(1, 0);
+
 /// Non-zero: take "now" from `LimitsConfig::test_now_ns` instead of the kernel clock, so
 /// tests can step time. Set only by tests at load time; in production it is zero in a frozen
 /// read-only map and the verifier prunes the test branch.
@@ -52,14 +63,33 @@ pub fn limits() -> Option<&'static LimitsConfig> {
     FW_LIMITS.get(0)
 }
 
-/// Current `CLOCK_MONOTONIC` time in nanoseconds (or the test clock, see `FW_TEST_CLOCK`).
+/// Now on the program clock (see `filter_common`'s crate doc), or the test clock.
 #[inline(always)]
 pub fn now_ns(limits: &LimitsConfig) -> u64 {
     if FW_TEST_CLOCK.load() != 0 {
         return limits.test_now_ns;
     }
-    // SAFETY: bpf_ktime_get_ns takes no arguments and has no preconditions.
-    unsafe { aya_ebpf::helpers::bpf_ktime_get_ns() }
+    // SAFETY: bpf_jiffies64 takes no arguments and has no preconditions.
+    limits.clock_ns(unsafe { aya_ebpf::helpers::bpf_jiffies64() })
+}
+
+/// The blocked-source cache slot of `key`.
+#[inline(always)]
+pub fn block_cache(key: &SourceKey) -> Option<*mut BlockCacheSlot> {
+    FW_BLOCK_CACHE.get_ptr_mut(block_cache_slot(&key.addr))
+}
+
+/// Records the clock pair the daemon calibrates from.
+#[inline(always)]
+pub fn sample_clock() {
+    if let Some(sample) = FW_CLOCK.get_ptr_mut(0) {
+        // SAFETY: the helpers take no arguments; the pointer comes from a successful array
+        // lookup.
+        unsafe {
+            (*sample).jiffies = aya_ebpf::helpers::bpf_jiffies64();
+            (*sample).monotonic_ns = aya_ebpf::helpers::bpf_ktime_get_ns();
+        }
+    }
 }
 
 /// Adds one packet of `len` bytes to this CPU's counter for `outcome`.

@@ -185,6 +185,21 @@ pub enum LimitError {
         /// The bound in seconds.
         max_secs: u64,
     },
+    /// Burst shorter than [`filter_common::MIN_BURST_NS`] at the rate.
+    #[error(
+        "{name} {burst} lasts less than {min_ms} ms at the rate of {rate} per second; \
+         raise the burst (or use `auto`)"
+    )]
+    BurstTooShort {
+        /// The setting.
+        name: &'static str,
+        /// The burst.
+        burst: u64,
+        /// The rate.
+        rate: u64,
+        /// The bound in milliseconds.
+        min_ms: u64,
+    },
     /// Byte burst below one full-size packet.
     #[error("burst-bytes {0} is below {MIN_BURST_BYTES}, one full-size packet")]
     BurstBytesTooSmall(u64),
@@ -279,7 +294,7 @@ impl Limits {
         Duration::from_millis(self.block_for_ms)
     }
 
-    /// The map value for these limits. `test_now_ns` is left at zero.
+    /// The map value for these limits. `test_now_ns` and the clock fields are left at zero.
     #[must_use]
     pub fn to_kernel(&self) -> LimitsConfig {
         let (packet_cost_fp, packet_window_ns) = match self.pps.per_second() {
@@ -312,6 +327,9 @@ impl Limits {
             bps: self.bps.per_second().unwrap_or(0),
             burst_bytes: burst_to_kernel(self.burst_bytes),
             test_now_ns: 0,
+            // Filled in by `FilterMaps::write_limits`, which knows the calibration.
+            clock_mul_ns: 0,
+            clock_offset_ns: 0,
         }
     }
 
@@ -384,6 +402,17 @@ fn check_range(name: &'static str, value: u64, min: u64, max: u64) -> Result<(),
 }
 
 fn check_burst_time(name: &'static str, burst: u64, rate: u64) -> Result<(), LimitError> {
+    // The program's clock ticks every few milliseconds and every packet within a tick sees
+    // the same time: a burst shorter than a few ticks would drop a source sending steadily
+    // at its rate.
+    if u128::from(burst) * NS_PER_SEC < u128::from(rate) * u128::from(filter_common::MIN_BURST_NS) {
+        return Err(LimitError::BurstTooShort {
+            name,
+            burst,
+            rate,
+            min_ms: filter_common::MIN_BURST_NS / 1_000_000,
+        });
+    }
     let max_secs = MAX_BURST_TIME.as_secs();
     if u128::from(burst) > u128::from(rate.max(1)) * u128::from(max_secs) {
         return Err(LimitError::BurstTooLong {
@@ -568,6 +597,22 @@ mod tests {
                 "error `{err}` should contain `{expected}`"
             );
         }
+    }
+
+    #[test]
+    fn bursts_shorter_than_a_few_clock_ticks_are_refused() {
+        let err = Limits::default()
+            .apply(&LimitsChange {
+                pps: Some(Rate::PerSecond(1_000)),
+                burst_packets: Some(Burst::Exactly(10)),
+                ..LimitsChange::default()
+            })
+            .expect_err("10 packets at 1000 pps last 10 ms");
+        assert!(
+            err.to_string()
+                .contains("burst-packets 10 lasts less than 30 ms"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -377,12 +377,11 @@ fn limits_view(shared: &Shared, limits: Limits) -> LimitsView {
 }
 
 fn source_views(shared: &Shared) -> anyhow::Result<Vec<SourceView>> {
-    let block_ns = lock(&shared.limits).block_for_ms * 1_000_000;
     let now = monotonic_now_ns()?;
     Ok(shared
         .maps
         .all_sources()?
         .iter()
-        .map(|(key, state)| SourceView::new(key, state, now, block_ns))
+        .map(|(key, state)| SourceView::new(key, state, now))
         .collect())
 }

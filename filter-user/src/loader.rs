@@ -7,10 +7,14 @@ use aya::{
     Ebpf, EbpfLoader,
     programs::{ProgramError, Xdp, XdpMode, xdp::XdpLinkId},
 };
-use filter_common::{PROGRAM_NAME, TEST_CLOCK_GLOBAL, map_names};
+use aya::{
+    maps::{Array, MapData},
+    programs::{TestRun as _, TestRunOptions},
+};
+use filter_common::{CLOCK_PROGRAM_NAME, ClockSample, PROGRAM_NAME, TEST_CLOCK_GLOBAL, map_names};
 use log::warn;
 
-use crate::maps::FilterMaps;
+use crate::maps::{ClockParams, FilterMaps};
 
 /// The XDP object, built by `build.rs` from `filter-ebpf` and embedded in the binary.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/floodwall"));
@@ -78,7 +82,81 @@ pub fn load(options: LoadOptions) -> anyhow::Result<Loaded> {
         .map_err(explain_load_error)
         .context("the kernel refused the XDP program")?;
     let maps = FilterMaps::take(&mut ebpf)?;
+    if !options.test_clock {
+        maps.set_clock(calibrate_clock(&mut ebpf)?);
+    }
     Ok(Loaded { ebpf, maps })
+}
+
+/// Kernel tick rates (`CONFIG_HZ`) Linux can be built with.
+const TICK_RATES: [u64; 4] = [100, 250, 300, 1_000];
+
+/// How long the calibration watches the tick counter.
+const CALIBRATION_SPAN: std::time::Duration = std::time::Duration::from_millis(120);
+
+/// Works out the program clock: the kernel's tick rate and the offset that makes
+/// `ticks × ns per tick − offset` read like `CLOCK_MONOTONIC`, from two samples of both
+/// clocks taken in the kernel by the clock program.
+///
+/// # Errors
+/// If the clock program cannot run or the tick rate is not one Linux supports.
+pub fn calibrate_clock(ebpf: &mut Ebpf) -> anyhow::Result<ClockParams> {
+    xdp_program(ebpf, CLOCK_PROGRAM_NAME)?
+        .load()
+        .map_err(explain_load_error)
+        .context("the kernel refused the clock program")?;
+    let samples: Array<MapData, ClockSample> = Array::try_from(
+        ebpf.take_map(map_names::CLOCK)
+            .ok_or_else(|| anyhow!("the XDP object has no map named {}", map_names::CLOCK))?,
+    )
+    .context("map FW_CLOCK has an unexpected layout")?;
+    let sample = |ebpf: &mut Ebpf| -> anyhow::Result<ClockSample> {
+        // Any frame will do: the program only reads the clocks.
+        let frame = [0u8; 64];
+        xdp_program(ebpf, CLOCK_PROGRAM_NAME)?
+            .test_run(TestRunOptions {
+                data_in: Some(&frame),
+                ..TestRunOptions::new()
+            })
+            .context("cannot run the clock program")?;
+        samples.get(&0, 0).context("cannot read the clock sample")
+    };
+    let first = sample(ebpf)?;
+    std::thread::sleep(CALIBRATION_SPAN);
+    let second = sample(ebpf)?;
+    clock_params(first, second)
+}
+
+/// The clock parameters from two samples (pure arithmetic, see [`calibrate_clock`]).
+///
+/// # Errors
+/// If the samples do not show one of the tick rates Linux supports.
+pub fn clock_params(first: ClockSample, second: ClockSample) -> anyhow::Result<ClockParams> {
+    let ticks = second.jiffies.wrapping_sub(first.jiffies);
+    let span_ns = second.monotonic_ns.saturating_sub(first.monotonic_ns);
+    if span_ns == 0 {
+        bail!("cannot calibrate the kernel clock: no time passed between two samples");
+    }
+    let measured_hz = u128::from(ticks) * 1_000_000_000 / u128::from(span_ns);
+    let hz = TICK_RATES
+        .into_iter()
+        .min_by_key(|&hz| u128::from(hz).abs_diff(measured_hz))
+        .unwrap_or(250);
+    // Within 10% of a real tick rate, or the measurement is not one.
+    if u128::from(hz).abs_diff(measured_hz) * 10 > u128::from(hz) {
+        bail!(
+            "cannot calibrate the kernel clock: {ticks} ticks in {span_ns} ns is no tick rate \
+             Linux supports (100, 250, 300 or 1000 Hz)"
+        );
+    }
+    let mul_ns = 1_000_000_000 / hz;
+    Ok(ClockParams {
+        mul_ns,
+        offset_ns: second
+            .jiffies
+            .wrapping_mul(mul_ns)
+            .wrapping_sub(second.monotonic_ns),
+    })
 }
 
 /// The XDP program `name` of a loaded object.
@@ -205,4 +283,52 @@ fn attach_error(iface: &str, mode: AttachMode, err: &ProgramError) -> AttachErro
     AttachError::Other(anyhow!(
         "failed to attach XDP program to {iface} in {mode} mode: {err}"
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(jiffies: u64, monotonic_ns: u64) -> ClockSample {
+        ClockSample {
+            jiffies,
+            monotonic_ns,
+        }
+    }
+
+    #[test]
+    fn the_tick_rate_is_recognised_and_the_clock_lines_up_with_monotonic() {
+        // 30 ticks in 120 ms: 250 Hz, 4 ms a tick; jiffies start near 2^32 as on Linux.
+        let start = (1u64 << 32) - 75_000;
+        let params = clock_params(
+            sample(start, 5_000_000_000),
+            sample(start + 30, 5_120_000_000),
+        )
+        .expect("250 Hz");
+        assert_eq!(params.mul_ns, 4_000_000);
+        let program_now = (start + 30)
+            .wrapping_mul(params.mul_ns)
+            .wrapping_sub(params.offset_ns);
+        assert_eq!(
+            program_now, 5_120_000_000,
+            "the program clock reads like CLOCK_MONOTONIC"
+        );
+        let later = (start + 280)
+            .wrapping_mul(params.mul_ns)
+            .wrapping_sub(params.offset_ns);
+        assert_eq!(later, 6_120_000_000, "and advances 4 ms a tick");
+    }
+
+    #[test]
+    fn an_impossible_tick_rate_is_an_error() {
+        let err = clock_params(sample(0, 0), sample(60, 120_000_000)).unwrap_err();
+        assert!(
+            err.to_string().contains("no tick rate Linux supports"),
+            "{err}"
+        );
+        assert!(
+            clock_params(sample(0, 7), sample(0, 7)).is_err(),
+            "no time passed"
+        );
+    }
 }

@@ -7,7 +7,10 @@ use aya::{
     Ebpf,
     maps::{Array, HashMap, MapData, PerCpuArray},
 };
-use filter_common::{Counter, LimitsConfig, Outcome, SourceKey, SourceState, map_names};
+use filter_common::{
+    BlockCacheSlot, Counter, LimitsConfig, Outcome, SourceKey, SourceState, block_cache_slot,
+    map_names,
+};
 
 use crate::stats::{Sample, Totals};
 
@@ -19,6 +22,18 @@ pub struct FilterMaps {
     limits: Mutex<Array<MapData, LimitsConfig>>,
     counters: PerCpuArray<MapData, Counter>,
     events_lost: PerCpuArray<MapData, u64>,
+    block_cache: Mutex<Array<MapData, BlockCacheSlot>>,
+    /// Program clock parameters written with every limits update.
+    clock: Mutex<ClockParams>,
+}
+
+/// How the program turns kernel ticks into nanoseconds (see `filter_common`'s crate doc).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClockParams {
+    /// Nanoseconds per tick.
+    pub mul_ns: u64,
+    /// Subtracted after scaling, so the program clock reads like `CLOCK_MONOTONIC`.
+    pub offset_ns: u64,
 }
 
 fn take<T>(ebpf: &mut Ebpf, name: &str) -> anyhow::Result<T>
@@ -42,7 +57,17 @@ impl FilterMaps {
             limits: Mutex::new(take(ebpf, map_names::LIMITS)?),
             counters: take(ebpf, map_names::COUNTERS)?,
             events_lost: take(ebpf, map_names::EVENTS_LOST)?,
+            block_cache: Mutex::new(take(ebpf, map_names::BLOCK_CACHE)?),
+            clock: Mutex::new(ClockParams::default()),
         })
+    }
+
+    /// Sets the clock parameters written with every limits update from now on.
+    pub fn set_clock(&self, params: ClockParams) {
+        *self
+            .clock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = params;
     }
 
     /// Writes the limits; the program uses them from its next packet on.
@@ -50,6 +75,15 @@ impl FilterMaps {
     /// # Errors
     /// If the map update fails.
     pub fn write_limits(&self, config: &LimitsConfig) -> anyhow::Result<()> {
+        let clock = *self
+            .clock
+            .lock()
+            .map_err(|_| anyhow!("clock lock poisoned"))?;
+        let config = LimitsConfig {
+            clock_mul_ns: clock.mul_ns,
+            clock_offset_ns: clock.offset_ns,
+            ..*config
+        };
         let mut limits = self
             .limits
             .lock()
@@ -148,18 +182,40 @@ impl FilterMaps {
         Ok(out)
     }
 
-    /// Forgets a source (and so its block).
+    /// Forgets a source (and so its block): its table entry and its blocked-cache slot.
+    /// Returns whether it was tracked.
     ///
     /// # Errors
-    /// If the delete fails for another reason than a missing key.
+    /// If a map update fails for another reason than a missing key.
     pub fn remove_source(&self, key: &SourceKey) -> anyhow::Result<bool> {
+        {
+            let slot = block_cache_slot(&key.addr);
+            let mut cache = self
+                .block_cache
+                .lock()
+                .map_err(|_| anyhow!("block cache lock poisoned"))?;
+            let cached = cache
+                .get(&slot, 0)
+                .context("failed to read the blocked-source cache")?;
+            if cached.addr == key.addr {
+                cache
+                    .set(slot, BlockCacheSlot::default(), 0)
+                    .context("failed to clear a blocked-source cache slot")?;
+            }
+        }
         let mut sources = self
             .sources
             .lock()
             .map_err(|_| anyhow!("sources map lock poisoned"))?;
         match sources.remove(key) {
             Ok(()) => Ok(true),
+            // aya reports a missing key on delete as the syscall's ENOENT.
             Err(aya::maps::MapError::KeyNotFound) => Ok(false),
+            Err(aya::maps::MapError::SyscallError(e))
+                if e.io_error.raw_os_error() == Some(libc::ENOENT) =>
+            {
+                Ok(false)
+            }
             Err(e) => Err(e).context("failed to delete a source"),
         }
     }

@@ -186,14 +186,14 @@ pub struct SourceView {
 }
 
 impl SourceView {
-    /// The view of one table entry at `now_ns`, with blocks lasting `block_ns`.
+    /// The view of one table entry at `now_ns`.
     #[must_use]
-    pub fn new(key: &SourceKey, state: &SourceState, now_ns: u64, block_ns: u64) -> Self {
+    pub fn new(key: &SourceKey, state: &SourceState, now_ns: u64) -> Self {
         let blocked = state.blocked_until_ns > now_ns;
         // A blocked source's windows froze when it was blocked (blocked packets are not
         // counted per source): rate it as of the moment of the block.
         let rated_at = if blocked {
-            state.blocked_until_ns.saturating_sub(block_ns).min(now_ns)
+            state.blocked_at_ns.min(now_ns)
         } else {
             now_ns
         };

@@ -530,7 +530,10 @@ fn is_tracked_after(frame: &[u8], key: SourceKey) -> bool {
 }
 
 #[test]
-#[expect(clippy::too_many_lines, reason = "one table of cases, read top to bottom")]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one table of cases, read top to bottom"
+)]
 fn parsing_cases_get_the_right_outcome() {
     if !privileged("parsing_cases_get_the_right_outcome") {
         return;

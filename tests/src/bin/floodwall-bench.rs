@@ -435,7 +435,43 @@ impl Bench<'_> {
             self.maps
                 .put_source(key, state)
                 .with_context(|| format!("failed to set up the source of {}", case.id))?;
+            if state.blocked_until_ns != 0 {
+                self.block_through_the_program(case)?;
+            }
         }
+        Ok(())
+    }
+
+    /// Blocks the case's source the way production does, by sending it over a limit, so
+    /// the block is also in the blocked-source cache (a state written into the table by
+    /// hand would only be found by the slower table lookup).
+    fn block_through_the_program(&self, case: &Case) -> anyhow::Result<()> {
+        let strict = limits(LimitsChange {
+            pps: Some(Rate::PerSecond(1)),
+            burst_packets: Some(Burst::Exactly(1)),
+            block_for_ms: Some(u64::try_from(floodwall::config::MAX_BLOCK.as_millis())?),
+            ..LimitsChange::default()
+        })?;
+        let key = case
+            .source
+            .as_ref()
+            .map(|(key, _)| *key)
+            .context("no source")?;
+        self.maps.remove_source(&key)?;
+        self.maps.write_limits(&strict)?;
+        for _ in 0..3 {
+            test_run(self.floodwall, &case.frame, 1)?;
+        }
+        self.maps.write_limits(&case.limits)?;
+        let state = self
+            .maps
+            .source(&key)?
+            .context("the blocked source is not tracked")?;
+        ensure!(
+            state.blocked_until_ns > monotonic_now_ns()?,
+            "case {}: the program did not block the source",
+            case.id
+        );
         Ok(())
     }
 
