@@ -186,22 +186,58 @@ fn test(root: &Path, allow_skip: bool) -> anyhow::Result<()> {
     let bin = root.join("target/debug/floodwall");
     let require = if allow_skip { "0" } else { "1" };
     // One test thread: the privileged tests share the kernel (XDP attachments, namespaces).
-    cargo(
-        root,
-        &[
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(root)
+        .args([
             "test",
             "--locked",
             "--workspace",
             "--exclude",
             "filter-ebpf",
-            "--",
-            "--test-threads=1",
-        ],
-        &[
-            ("FLOODWALL_BIN", bin.as_os_str()),
-            ("FLOODWALL_REQUIRE_PRIVILEGED", require.as_ref()),
-        ],
-    )
+        ])
+        .args(["--", "--test-threads=1"])
+        .env("FLOODWALL_BIN", &bin)
+        .env("FLOODWALL_REQUIRE_PRIVILEGED", require);
+    let (passed, failed) = run_counting_tests(&mut cmd)?;
+    // One closing line for the whole suite: cargo's own last line is a doc-test binary's.
+    println!("floodwall: {passed} passed, {failed} failed");
+    if failed > 0 || passed == 0 {
+        bail!("the test suite failed ({passed} passed, {failed} failed)");
+    }
+    Ok(())
+}
+
+/// Runs `cargo test`, passing its output through, and adds up its `test result:` lines.
+fn run_counting_tests(cmd: &mut Command) -> anyhow::Result<(u64, u64)> {
+    use std::io::{BufRead as _, BufReader};
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start {cmd:?}"))?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let (mut passed, mut failed) = (0, 0);
+    for line in BufReader::new(stdout).lines() {
+        let line = line.context("cannot read cargo test's output")?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            passed += count_before(rest, " passed");
+            failed += count_before(rest, " failed");
+        }
+    }
+    let status = child.wait().context("cargo test did not finish")?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok((passed, failed))
+}
+
+/// The number right before `label` in a `test result:` line (`ok. 12 passed; 0 failed; ...`).
+fn count_before(line: &str, label: &str) -> u64 {
+    line.split(';')
+        .find_map(|part| part.trim().strip_suffix(label.trim_start()).map(str::trim))
+        .and_then(|n| n.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }
 
 fn cargo(root: &Path, args: &[&str], envs: &[(&str, &std::ffi::OsStr)]) -> anyhow::Result<()> {
@@ -316,4 +352,18 @@ fn replace_symlink(target: &Path, link: &Path) -> anyhow::Result<()> {
     }
     std::os::unix::fs::symlink(target, link)
         .with_context(|| format!("cannot link {} to {}", link.display(), target.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::count_before;
+
+    #[test]
+    fn test_result_lines_are_counted() {
+        let line =
+            "ok. 12 passed; 3 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.1s";
+        assert_eq!(count_before(line, " passed"), 12);
+        assert_eq!(count_before(line, " failed"), 3);
+        assert_eq!(count_before("FAILED. 0 passed; 1 failed;", " passed"), 0);
+    }
 }
