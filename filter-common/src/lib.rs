@@ -60,6 +60,15 @@ pub mod map_names {
     pub const BLOCK_CACHE: &str = "FW_BLOCK_CACHE";
     /// Array of one [`ClockSample`](crate::ClockSample), written by the clock program.
     pub const CLOCK: &str = "FW_CLOCK";
+    /// LPM trie: `Key<[u8; 4]>` (prefix length, IPv4 prefix in wire order) →
+    /// [`ListEntry`](crate::ListEntry). Sources that are never dropped.
+    pub const ALLOW_V4: &str = "FW_ALLOW_V4";
+    /// LPM trie: `Key<[u8; 16]>` → [`ListEntry`](crate::ListEntry). IPv6 allowlist.
+    pub const ALLOW_V6: &str = "FW_ALLOW_V6";
+    /// LPM trie: `Key<[u8; 4]>` → [`ListEntry`](crate::ListEntry). Sources always dropped.
+    pub const DENY_V4: &str = "FW_DENY_V4";
+    /// LPM trie: `Key<[u8; 16]>` → [`ListEntry`](crate::ListEntry). IPv6 denylist.
+    pub const DENY_V6: &str = "FW_DENY_V6";
 }
 
 /// Default capacity of the per-source table.
@@ -406,7 +415,27 @@ mod pod {
     unsafe impl aya::Pod for super::BlockEvent {}
     unsafe impl aya::Pod for super::BlockCacheSlot {}
     unsafe impl aya::Pod for super::ClockSample {}
+    unsafe impl aya::Pod for super::ListEntry {}
 }
+
+/// Default capacity of each list (allow and deny, IPv4 and IPv6), in prefixes.
+pub const DEFAULT_LIST_CAPACITY: u32 = 131_072;
+
+/// The value of an allowlist or denylist entry (an LPM trie keyed by prefix length and the
+/// prefix in wire order, `aya`'s `lpm_trie::Key<[u8; 4]>` or `Key<[u8; 16]>`). Written by
+/// the daemon (insert, expiry); the program adds to the hit counters with atomic adds.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ListEntry {
+    /// Packets that matched this entry.
+    pub hit_packets: u64,
+    /// Bytes of those packets.
+    pub hit_bytes: u64,
+    /// When the entry stops applying (program clock); zero: never. The program ignores an
+    /// expired entry; the daemon deletes it.
+    pub expires_ns: u64,
+}
+const _: () = assert!(core::mem::size_of::<ListEntry>() == 24);
 
 /// Name under which `cargo xtask setup` links the eBPF toolchain into rustup, and under which
 /// `filter-user/build.rs` uses it. A build concern rather than a kernel one, kept here so the
