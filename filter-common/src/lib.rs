@@ -49,7 +49,8 @@ pub mod map_names {
     pub const SOURCES: &str = "FW_SOURCES";
     /// Array of one [`LimitsConfig`](crate::LimitsConfig).
     pub const LIMITS: &str = "FW_LIMITS";
-    /// Per-CPU array of [`Counter`](crate::Counter) indexed by [`Outcome`](crate::Outcome).
+    /// Per-CPU array of [`Counter`](crate::Counter) indexed by
+    /// [`Class::counter_index`](crate::Class::counter_index).
     pub const COUNTERS: &str = "FW_COUNTERS";
     /// Ring buffer of [`BlockEvent`](crate::BlockEvent).
     pub const EVENTS: &str = "FW_EVENTS";
@@ -69,6 +70,10 @@ pub mod map_names {
     pub const DENY_V4: &str = "FW_DENY_V4";
     /// LPM trie: `Key<[u8; 16]>` → [`ListEntry`](crate::ListEntry). IPv6 denylist.
     pub const DENY_V6: &str = "FW_DENY_V6";
+    /// Per-CPU array of [`SKETCH_ROWS`](crate::SKETCH_ROWS) [`SketchRow`](crate::SketchRow)s.
+    pub const SKETCH: &str = "FW_SKETCH";
+    /// Per-CPU array of one `u64` TAT per class: the ceilings' GCRA state.
+    pub const CEILINGS: &str = "FW_CEILINGS";
 }
 
 /// Default capacity of the per-source table.
@@ -157,8 +162,10 @@ pub struct SourceState {
     pub prev_window_bytes: u64,
     /// When the current block started (the reporting windows freeze then).
     pub blocked_at_ns: u64,
+    /// Per-class packet-rate TATs.
+    pub class_tat_ns: [u64; CLASSES],
 }
-const _: () = assert!(core::mem::size_of::<SourceState>() == 72);
+const _: () = assert!(core::mem::size_of::<SourceState>() == 120);
 
 /// What the data path does with a packet over a limit.
 #[repr(u32)]
@@ -220,8 +227,24 @@ pub struct LimitsConfig {
     pub clock_mul_ns: u64,
     /// See [`clock_mul_ns`](Self::clock_mul_ns).
     pub clock_offset_ns: u64,
+    /// Per-source packet limits by [`Class`].
+    pub class_packets: [RateParams; CLASSES],
+    /// Per-CPU ceilings by [`Class`] on packets of untracked sources (not yet admitted to
+    /// the table, or not insertable): the daemon divides the operator's total by the
+    /// number of CPUs, because a shared counter would be one cache line written by every CPU
+    /// at flood rate.
+    pub ceilings: [RateParams; CLASSES],
+    /// Packets a new source must show in the admission sketch (this second, this CPU)
+    /// before it gets a table entry; 0 or 1 admits at once.
+    pub admit_packets: u32,
+    /// Bit `1 << class`: that class only monitors.
+    pub monitor_classes: u32,
+    /// [`list_flags`] bits.
+    pub list_flags: u32,
+    /// Explicit padding.
+    pub pad1: u32,
 }
-const _: () = assert!(core::mem::size_of::<LimitsConfig>() == 104);
+const _: () = assert!(core::mem::size_of::<LimitsConfig>() == 312);
 
 impl LimitsConfig {
     /// The program's time for a tick count.
@@ -293,6 +316,16 @@ pub enum Outcome {
     MonitorBlocked = 6,
     /// Passed: the source could not be added to the table (insert failed).
     TableFull = 7,
+    /// Passed: the source is on the allowlist, which wins over every limit and list.
+    Allowed = 8,
+    /// Dropped: the source is on the denylist.
+    DroppedDenied = 9,
+    /// Passed in monitor mode; enforce mode would have dropped it as denylisted.
+    MonitorDenied = 10,
+    /// Dropped: an untracked source's packet over its class's ceiling.
+    DroppedCeiling = 11,
+    /// Passed in monitor mode; enforce mode would have dropped it for its class's ceiling.
+    MonitorCeiling = 12,
 }
 
 /// Number of counter slots: room for more outcomes without changing the map's size.
@@ -300,7 +333,7 @@ pub const COUNTER_SLOTS: u32 = 16;
 
 impl Outcome {
     /// Every outcome, in index order.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 13] = [
         Self::Passed,
         Self::DroppedRateLimit,
         Self::DroppedBlocked,
@@ -309,6 +342,11 @@ impl Outcome {
         Self::MonitorRateLimit,
         Self::MonitorBlocked,
         Self::TableFull,
+        Self::Allowed,
+        Self::DroppedDenied,
+        Self::MonitorDenied,
+        Self::DroppedCeiling,
+        Self::MonitorCeiling,
     ];
 
     /// A stable `snake_case` name for output and metrics.
@@ -323,13 +361,24 @@ impl Outcome {
             Self::MonitorRateLimit => "monitor_rate_limit",
             Self::MonitorBlocked => "monitor_blocked",
             Self::TableFull => "table_full",
+            Self::Allowed => "allowed",
+            Self::DroppedDenied => "dropped_denied",
+            Self::MonitorDenied => "monitor_denied",
+            Self::DroppedCeiling => "dropped_ceiling",
+            Self::MonitorCeiling => "monitor_ceiling",
         }
     }
 
     /// Whether the packet was dropped.
     #[must_use]
     pub const fn is_drop(self) -> bool {
-        matches!(self, Self::DroppedRateLimit | Self::DroppedBlocked)
+        matches!(
+            self,
+            Self::DroppedRateLimit
+                | Self::DroppedBlocked
+                | Self::DroppedDenied
+                | Self::DroppedCeiling
+        )
     }
 }
 
@@ -342,6 +391,133 @@ impl TryFrom<u32> for Outcome {
             .find(|o| *o as u32 == value)
             .ok_or(value)
     }
+}
+
+/// Protocol classes: each has its own per-source limit, ceiling and monitor switch, and
+/// its own row of counters.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Class {
+    /// TCP with SYN and without ACK: connection attempts.
+    Syn = 0,
+    /// Every other TCP segment.
+    Tcp = 1,
+    /// UDP.
+    Udp = 2,
+    /// `ICMP` and `ICMPv6`.
+    Icmp = 3,
+    /// IPv4 and IPv6 fragments, first or not.
+    Fragment = 4,
+    /// Everything else, including non-IP frames and frames too short to classify.
+    Other = 5,
+}
+
+/// Number of classes.
+pub const CLASSES: usize = 6;
+
+impl Class {
+    /// Every class, in index order.
+    pub const ALL: [Self; CLASSES] = [
+        Self::Syn,
+        Self::Tcp,
+        Self::Udp,
+        Self::Icmp,
+        Self::Fragment,
+        Self::Other,
+    ];
+
+    /// A stable name for the CLI, output and metrics.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Syn => "syn",
+            Self::Tcp => "tcp",
+            Self::Udp => "udp",
+            Self::Icmp => "icmp",
+            Self::Fragment => "fragment",
+            Self::Other => "other",
+        }
+    }
+
+    /// The index of the counter of `outcome` for this class in `FW_COUNTERS`.
+    #[must_use]
+    #[inline(always)]
+    pub const fn counter_index(self, outcome: Outcome) -> u32 {
+        self as u32 * COUNTER_SLOTS + outcome as u32
+    }
+}
+
+impl TryFrom<u32> for Class {
+    type Error = u32;
+    fn try_from(value: u32) -> Result<Self, u32> {
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|c| *c as u32 == value)
+            .ok_or(value)
+    }
+}
+
+/// Number of entries of `FW_COUNTERS`: a row of [`COUNTER_SLOTS`] outcomes per class.
+#[expect(clippy::cast_possible_truncation, reason = "CLASSES is 6")]
+pub const COUNTER_ENTRIES: u32 = CLASSES as u32 * COUNTER_SLOTS;
+
+/// A rate limit as the data path applies it: GCRA cost per unit and burst window.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RateParams {
+    /// Nanoseconds per unit × 2^[`COST_SHIFT`]; zero: no limit.
+    pub cost_fp: u64,
+    /// How far the TAT may run ahead of now.
+    pub window_ns: u64,
+}
+const _: () = assert!(core::mem::size_of::<RateParams>() == 16);
+
+/// Bits of [`LimitsConfig::list_flags`]: which lists hold entries (the program skips empty
+/// tries, since an LPM lookup is a helper call), and whether the denylist only monitors.
+pub mod list_flags {
+    /// `FW_ALLOW_V4` holds entries.
+    pub const ALLOW_V4: u32 = 1;
+    /// `FW_ALLOW_V6` holds entries.
+    pub const ALLOW_V6: u32 = 1 << 1;
+    /// `FW_DENY_V4` holds entries.
+    pub const DENY_V4: u32 = 1 << 2;
+    /// `FW_DENY_V6` holds entries.
+    pub const DENY_V6: u32 = 1 << 3;
+    /// Denylist hits are counted, not dropped.
+    pub const DENY_MONITOR: u32 = 1 << 4;
+}
+
+/// Width of each row of the admission sketch (a power of two).
+pub const SKETCH_WIDTH: usize = 4096;
+/// Rows of the admission sketch.
+pub const SKETCH_ROWS: u32 = 2;
+/// Sketch counters carry the epoch they count in, in their top 8 bits: a counter from an
+/// older epoch reads as zero, so the sketch never needs clearing.
+pub const SKETCH_EPOCH_SHIFT: u32 = 30;
+
+/// One row of the per-CPU admission sketch (a count-min sketch of recent packets by source).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct SketchRow {
+    /// `epoch << 24 | count` per bucket.
+    pub buckets: [u32; SKETCH_WIDTH],
+}
+const _: () = assert!(core::mem::size_of::<SketchRow>() == 4 * SKETCH_WIDTH);
+
+/// The sketch bucket of an address in row `row`: a multiplicative hash with a per-row
+/// constant.
+#[must_use]
+#[inline(always)]
+pub const fn sketch_bucket(addr: &[u8; 16], row: u32) -> usize {
+    let w0 = u32::from_ne_bytes([addr[0], addr[1], addr[2], addr[3]]);
+    let w1 = u32::from_ne_bytes([addr[4], addr[5], addr[6], addr[7]]);
+    let w2 = u32::from_ne_bytes([addr[8], addr[9], addr[10], addr[11]]);
+    let w3 = u32::from_ne_bytes([addr[12], addr[13], addr[14], addr[15]]);
+    let seed = if row == 0 { 0x85EB_CA6B } else { 0xC2B2_AE35 };
+    let mixed =
+        (w0.rotate_left(3) ^ w1.rotate_left(11) ^ w2.rotate_left(17) ^ w3).wrapping_mul(seed) ^ row;
+    ((mixed ^ (mixed >> 15)).wrapping_mul(0x2C1B_3C6D) >> 12) as usize & (SKETCH_WIDTH - 1)
 }
 
 /// Packets and bytes of one outcome on one CPU.
@@ -363,6 +539,8 @@ pub enum LimitKind {
     Packets = 0,
     /// Bytes (bits) per second.
     Bytes = 1,
+    /// Packets per second of one class ([`BlockEvent::class`]).
+    ClassPackets = 2,
 }
 
 impl TryFrom<u32> for LimitKind {
@@ -371,6 +549,7 @@ impl TryFrom<u32> for LimitKind {
         match value {
             0 => Ok(Self::Packets),
             1 => Ok(Self::Bytes),
+            2 => Ok(Self::ClassPackets),
             other => Err(other),
         }
     }
@@ -401,8 +580,12 @@ pub struct BlockEvent {
     pub prev_window_packets: u64,
     /// Bytes of the window before.
     pub prev_window_bytes: u64,
+    /// The [`Class`] of the packet that crossed the limit.
+    pub class: u32,
+    /// Explicit padding.
+    pub pad0: u32,
 }
-const _: () = assert!(core::mem::size_of::<BlockEvent>() == 80);
+const _: () = assert!(core::mem::size_of::<BlockEvent>() == 88);
 
 #[cfg(feature = "user")]
 mod pod {
@@ -416,6 +599,8 @@ mod pod {
     unsafe impl aya::Pod for super::BlockCacheSlot {}
     unsafe impl aya::Pod for super::ClockSample {}
     unsafe impl aya::Pod for super::ListEntry {}
+    unsafe impl aya::Pod for super::RateParams {}
+    unsafe impl aya::Pod for super::SketchRow {}
 }
 
 /// Default capacity of each list (allow and deny, IPv4 and IPv6), in prefixes.

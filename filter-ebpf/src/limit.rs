@@ -11,26 +11,40 @@
 
 use aya_ebpf::bindings::BPF_NOEXIST;
 use filter_common::{
-    BlockEvent, COST_SHIFT, LimitKind, LimitsConfig, Mode, Outcome, RATE_WINDOW_NS, SourceKey,
-    SourceState,
+    BlockEvent, CLASSES, COST_SHIFT, Class, LimitKind, LimitsConfig, Mode, Outcome, RATE_WINDOW_NS,
+    SourceKey, SourceState, list_flags,
 };
 
 use crate::{
-    atomic,
+    admission, atomic,
+    lists::{self, List},
     maps::{self, FW_SOURCES},
 };
 
 /// `-EEXIST`: another CPU inserted the same source between our lookup and insert.
 const EEXIST: i64 = 17;
 
-/// Charges a frame of `len` bytes to `key` and decides its outcome.
+/// Decides the outcome of a frame of `len` bytes and `class` from `key` (`v4`: an IPv4
+/// source): lists, blocks, admission and ceilings, per-source limits.
 #[inline(always)]
-pub fn charge(key: &SourceKey, len: u64) -> Outcome {
+pub fn charge(key: &SourceKey, v4: bool, class: Class, len: u64) -> Outcome {
     let Some(limits) = maps::limits() else {
         return Outcome::Passed;
     };
     let now = maps::now_ns(limits);
-    let monitor = limits.mode == Mode::Monitor as u32;
+    let monitor =
+        limits.mode == Mode::Monitor as u32 || limits.monitor_classes & (1 << class as u32) != 0;
+    let flags = limits.list_flags;
+
+    // The allowlist wins over everything; its trie is only searched when it holds entries.
+    let allow_bit = if v4 {
+        list_flags::ALLOW_V4
+    } else {
+        list_flags::ALLOW_V6
+    };
+    if flags & allow_bit != 0 && lists::matches(List::Allow, key, v4, now, len) {
+        return Outcome::Allowed;
+    }
 
     let blocked = if monitor {
         Outcome::MonitorBlocked
@@ -46,6 +60,19 @@ pub fn charge(key: &SourceKey, len: u64) -> Outcome {
         if now < until && addr == key.addr {
             return blocked;
         }
+    }
+
+    let deny_bit = if v4 {
+        list_flags::DENY_V4
+    } else {
+        list_flags::DENY_V6
+    };
+    if flags & deny_bit != 0 && lists::matches(List::Deny, key, v4, now, len) {
+        return if monitor || flags & list_flags::DENY_MONITOR != 0 {
+            Outcome::MonitorDenied
+        } else {
+            Outcome::DroppedDenied
+        };
     }
 
     let state = match FW_SOURCES.get_ptr_mut(key) {
@@ -64,40 +91,48 @@ pub fn charge(key: &SourceKey, len: u64) -> Outcome {
                     (*state).blocked_until_ns = 0;
                     (*state).packet_tat_ns = now;
                     (*state).byte_tat_ns = now;
+                    (*state).class_tat_ns = [now; CLASSES];
                 }
             }
             state
         }
         None => {
+            // Not tracked: admitted to the table only after a few packets (see admission).
+            if limits.admit_packets > 1
+                && admission::count_and_estimate(key, now) < limits.admit_packets
+            {
+                return untracked(class, limits, now, monitor, Outcome::Passed);
+            }
             let fresh = SourceState {
                 packet_tat_ns: now,
                 byte_tat_ns: now,
                 window_start_ns: now,
+                class_tat_ns: [now; CLASSES],
                 ..SourceState::default()
             };
             if let Err(err) = FW_SOURCES.insert(key, &fresh, u64::from(BPF_NOEXIST))
                 && i64::from(err) != -EEXIST
             {
-                return Outcome::TableFull;
+                return untracked(class, limits, now, monitor, Outcome::TableFull);
             }
             match FW_SOURCES.get_ptr_mut(key) {
                 Some(state) => state,
                 // Evicted again before we could look it up: the table is churning.
-                None => return Outcome::TableFull,
+                None => return untracked(class, limits, now, monitor, Outcome::TableFull),
             }
         }
     };
 
     // SAFETY: `state` comes from a successful lookup (see above); its fields are u64, aligned
     // to 8 as map values are, so they can be viewed as atomics.
-    let exceeded = unsafe { exceeded_limit(state, limits, now, len) };
+    let exceeded = unsafe { exceeded_limit(state, limits, class, now, len) };
     // SAFETY: as above.
     unsafe { count_in_window(state, now, len) };
     let Some(kind) = exceeded else {
         return Outcome::Passed;
     };
     // SAFETY: as above.
-    unsafe { block(key, state, limits, now, kind) };
+    unsafe { block(key, state, limits, class, now, kind) };
     if monitor {
         Outcome::MonitorRateLimit
     } else {
@@ -105,7 +140,26 @@ pub fn charge(key: &SourceKey, len: u64) -> Outcome {
     }
 }
 
-/// Advances the packet and byte TATs; returns the limit this frame exceeds, if any.
+/// The outcome of a packet not charged to a tracked source: held to its class's ceiling,
+/// else `passed` (`Passed`, or `TableFull` when the table refused the source).
+#[inline(always)]
+fn untracked(
+    class: Class,
+    limits: &LimitsConfig,
+    now: u64,
+    monitor: bool,
+    passed: Outcome,
+) -> Outcome {
+    if !admission::over_ceiling(class, limits, now) {
+        passed
+    } else if monitor {
+        Outcome::MonitorCeiling
+    } else {
+        Outcome::DroppedCeiling
+    }
+}
+
+/// Advances the class, packet and byte TATs; returns the limit this frame exceeds, if any.
 ///
 /// # Safety
 /// `state` must point to a live map value.
@@ -113,9 +167,19 @@ pub fn charge(key: &SourceKey, len: u64) -> Outcome {
 unsafe fn exceeded_limit(
     state: *mut SourceState,
     limits: &LimitsConfig,
+    class: Class,
     now: u64,
     len: u64,
 ) -> Option<LimitKind> {
+    if let Some(params) = limits.class_packets.get(class as usize)
+        && params.cost_fp != 0
+        // SAFETY: the caller guarantees `state`; `get_mut` bounds the index.
+        && let Some(tat) = unsafe { (*state).class_tat_ns.get_mut(class as usize) }
+        // SAFETY: an aligned u64 inside a live map value.
+        && unsafe { gcra_exceeds(tat, now, params.cost_fp >> COST_SHIFT, params.window_ns) }
+    {
+        return Some(LimitKind::ClassPackets);
+    }
     if limits.packet_cost_fp != 0 {
         let cost = limits.packet_cost_fp >> COST_SHIFT;
         // SAFETY: the caller guarantees `state`; the field is an aligned u64.
@@ -200,6 +264,7 @@ unsafe fn block(
     key: &SourceKey,
     state: *mut SourceState,
     limits: &LimitsConfig,
+    class: Class,
     now: u64,
     kind: LimitKind,
 ) {
@@ -235,5 +300,7 @@ unsafe fn block(
         window_bytes: s.window_bytes,
         prev_window_packets: s.prev_window_packets,
         prev_window_bytes: s.prev_window_bytes,
+        class: class as u32,
+        pad0: 0,
     });
 }

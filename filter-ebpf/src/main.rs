@@ -6,7 +6,8 @@
 //! if the source is blocked or goes over its packet or byte rate.
 //!
 //! Modules: [`maps`] (every map, with who reads and writes it), [`parse`] (bounds-checked
-//! header cursor), [`limit`] (per-source rate limiting), [`atomic`] (atomic adds).
+//! header cursor), [`limit`] (per-source rate limiting), [`lists`] (allow and deny lists),
+//! [`admission`] (the defence against random-source floods), [`atomic`] (atomic adds).
 #![no_std]
 #![no_main]
 // For the atomic add intrinsic (see `atomic`). The eBPF build runs with RUSTC_BOOTSTRAP=1 for
@@ -14,8 +15,10 @@
 #![feature(core_intrinsics)]
 #![expect(internal_features, reason = "atomic intrinsics, see above")]
 
+mod admission;
 mod atomic;
 mod limit;
+mod lists;
 mod maps;
 mod parse;
 
@@ -24,7 +27,7 @@ use aya_ebpf::{
     macros::xdp,
     programs::XdpContext,
 };
-use filter_common::Outcome;
+use filter_common::{Class, Outcome};
 
 /// The program operators attach: returns `XDP_DROP` or `XDP_PASS`, never aborts.
 #[xdp]
@@ -33,22 +36,27 @@ pub fn floodwall(ctx: XdpContext) -> u32 {
     // The fail policy lives here, in one place: a frame we cannot parse far enough to know
     // its source is counted as malformed and passed (a filter must not break traffic it does
     // not understand); everything else gets the outcome the limiter chose.
-    let outcome = match parse::source_of(&ctx) {
-        Ok(parse::Parsed::Source { key, l4_ok }) => {
-            let outcome = limit::charge(&key, len);
+    let (class, outcome) = match parse::source_of(&ctx) {
+        Ok(parse::Parsed::Source {
+            key,
+            v4,
+            class,
+            l4_ok,
+        }) => {
+            let outcome = limit::charge(&key, v4, class, len);
             // A frame whose source is known but whose L4 header is truncated is still
             // charged to its source (otherwise truncation would be a way around the limits)
             // and, when passed, counted as malformed.
             if !l4_ok && outcome as u32 == Outcome::Passed as u32 {
-                Outcome::Malformed
+                (class, Outcome::Malformed)
             } else {
-                outcome
+                (class, outcome)
             }
         }
-        Ok(parse::Parsed::NonIp) => Outcome::NonIp,
-        Err(parse::Malformed) => Outcome::Malformed,
+        Ok(parse::Parsed::NonIp) => (Class::Other, Outcome::NonIp),
+        Err(parse::Malformed) => (Class::Other, Outcome::Malformed),
     };
-    maps::count(outcome, len);
+    maps::count(class, outcome, len);
     if outcome.is_drop() {
         XDP_DROP
     } else {

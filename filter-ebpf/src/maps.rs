@@ -4,12 +4,12 @@
 use aya_ebpf::{
     Global,
     macros::map,
-    maps::{Array, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use filter_common::{
-    BLOCK_CACHE_SLOTS, BlockCacheSlot, BlockEvent, COUNTER_SLOTS, ClockSample, Counter,
-    DEFAULT_MAX_SOURCES, EVENTS_BYTES, LimitsConfig, Outcome, SourceKey, SourceState,
-    block_cache_slot,
+    BLOCK_CACHE_SLOTS, BlockCacheSlot, BlockEvent, CLASSES, COUNTER_ENTRIES, Class, ClockSample,
+    Counter, DEFAULT_LIST_CAPACITY, DEFAULT_MAX_SOURCES, EVENTS_BYTES, LimitsConfig, ListEntry,
+    Outcome, SKETCH_ROWS, SketchRow, SourceKey, SourceState, block_cache_slot,
 };
 
 /// Per-source state. Key: source address (wire order, IPv4 mapped); value: GCRA state,
@@ -26,10 +26,41 @@ pub static FW_SOURCES: LruHashMap<SourceKey, SourceState> =
 #[map(name = "FW_LIMITS")]
 pub static FW_LIMITS: Array<LimitsConfig> = Array::with_max_entries(1, 0);
 
-/// Packets and bytes by outcome, per CPU (no atomics, no shared cache lines); the daemon
-/// sums the CPUs.
+/// Packets and bytes by class and outcome (`Class::counter_index`), per CPU (no atomics, no
+/// shared cache lines); the daemon sums the CPUs.
 #[map(name = "FW_COUNTERS")]
-pub static FW_COUNTERS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
+pub static FW_COUNTERS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(COUNTER_ENTRIES, 0);
+
+/// Allowlist, IPv4: key prefix length + prefix in wire order. Written by the daemon; this
+/// program adds to the entries' hit counters. The daemon sets the capacity at load time.
+#[map(name = "FW_ALLOW_V4")]
+pub static FW_ALLOW_V4: LpmTrie<[u8; 4], ListEntry> =
+    LpmTrie::with_max_entries(DEFAULT_LIST_CAPACITY, 0);
+
+/// Allowlist, IPv6 (as `FW_ALLOW_V4`).
+#[map(name = "FW_ALLOW_V6")]
+pub static FW_ALLOW_V6: LpmTrie<[u8; 16], ListEntry> =
+    LpmTrie::with_max_entries(DEFAULT_LIST_CAPACITY, 0);
+
+/// Denylist, IPv4 (as `FW_ALLOW_V4`; entries may expire).
+#[map(name = "FW_DENY_V4")]
+pub static FW_DENY_V4: LpmTrie<[u8; 4], ListEntry> =
+    LpmTrie::with_max_entries(DEFAULT_LIST_CAPACITY, 0);
+
+/// Denylist, IPv6.
+#[map(name = "FW_DENY_V6")]
+pub static FW_DENY_V6: LpmTrie<[u8; 16], ListEntry> =
+    LpmTrie::with_max_entries(DEFAULT_LIST_CAPACITY, 0);
+
+/// The admission sketch, per CPU: recent packets of sources not in `FW_SOURCES`, so that
+/// only sources that send more than a few packets take a table entry. Read and written by
+/// this program only.
+#[map(name = "FW_SKETCH")]
+pub static FW_SKETCH: PerCpuArray<SketchRow> = PerCpuArray::with_max_entries(SKETCH_ROWS, 0);
+
+/// Per-CPU ceiling TATs by class, for packets of untracked sources. This program only.
+#[map(name = "FW_CEILINGS")]
+pub static FW_CEILINGS: PerCpuArray<u64> = PerCpuArray::with_max_entries(CLASSES as u32, 0);
 
 /// Block events for the daemon's log. One per block, so bounded by the number of sources
 /// that get blocked; when full, the event is lost and counted in `FW_EVENTS_LOST`.
@@ -92,10 +123,10 @@ pub fn sample_clock() {
     }
 }
 
-/// Adds one packet of `len` bytes to this CPU's counter for `outcome`.
+/// Adds one packet of `len` bytes to this CPU's counter for `class` and `outcome`.
 #[inline(always)]
-pub fn count(outcome: Outcome, len: u64) {
-    if let Some(counter) = FW_COUNTERS.get_ptr_mut(outcome as u32) {
+pub fn count(class: Class, outcome: Outcome, len: u64) {
+    if let Some(counter) = FW_COUNTERS.get_ptr_mut(class.counter_index(outcome)) {
         // SAFETY: the pointer comes from a successful lookup in a per-CPU array: it is valid,
         // aligned, and only this CPU touches this copy (XDP runs with preemption disabled).
         unsafe {

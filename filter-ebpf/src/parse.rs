@@ -2,7 +2,7 @@
 //! cursor). No slices over packet memory; every loop has a constant bound.
 
 use aya_ebpf::programs::XdpContext;
-use filter_common::{MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS, SourceKey};
+use filter_common::{Class, MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS, SourceKey};
 use network_types::{
     eth::EthHdr,
     ip::{Ipv4Hdr, Ipv6Hdr},
@@ -30,6 +30,9 @@ const TCP_MIN_LEN: usize = 20;
 const UDP_LEN: usize = 8;
 const ICMP_MIN_LEN: usize = 8;
 const ICMPV6_MIN_LEN: usize = 4;
+/// TCP flag bits in byte 13 of the header.
+const TCP_SYN: u8 = 0x02;
+const TCP_ACK: u8 = 0x10;
 
 /// The frame ended before a header we needed, or a header is inconsistent, before the
 /// source address was known.
@@ -37,9 +40,15 @@ pub struct Malformed;
 
 /// What the parser found out.
 pub enum Parsed {
-    /// An IP packet from `key`. `l4_ok` is false when a header after the IP header is
-    /// truncated or inconsistent (the packet is then counted as malformed if passed).
-    Source { key: SourceKey, l4_ok: bool },
+    /// An IP packet from `key` (`v4`: an IPv4 source) of `class`. `l4_ok` is false when a
+    /// header after the IP header is truncated or inconsistent (the packet is then counted
+    /// as malformed if passed).
+    Source {
+        key: SourceKey,
+        v4: bool,
+        class: Class,
+        l4_ok: bool,
+    },
     /// Not IPv4 or IPv6.
     NonIp,
 }
@@ -117,9 +126,21 @@ fn ipv4(mut cur: Cursor<'_>) -> Result<Parsed, Malformed> {
     cur.peek_len(header_len)?;
     let key = SourceKey::from_ipv4(src);
     cur.pos += header_len;
-    // A non-first fragment carries no L4 header: its first bytes are payload.
-    let l4_ok = frags & 0x1fff != 0 || l4_ok(&cur, proto);
-    Ok(Parsed::Source { key, l4_ok })
+    let (class, l4_ok) = if frags & 0x1fff != 0 {
+        // A non-first fragment carries no L4 header: its first bytes are payload.
+        (Class::Fragment, true)
+    } else if frags & 0x2000 != 0 {
+        // A first fragment (more fragments follow): its L4 header must be whole.
+        (Class::Fragment, l4(&cur, proto).1)
+    } else {
+        l4(&cur, proto)
+    };
+    Ok(Parsed::Source {
+        key,
+        v4: true,
+        class,
+        l4_ok,
+    })
 }
 
 #[inline(always)]
@@ -131,12 +152,21 @@ fn ipv6(mut cur: Cursor<'_>) -> Result<Parsed, Malformed> {
         return Err(Malformed);
     }
     let key = SourceKey::from_ipv6(src);
+    let source = |class: Class, l4_ok: bool| {
+        Ok(Parsed::Source {
+            key,
+            v4: false,
+            class,
+            l4_ok,
+        })
+    };
     cur.pos += Ipv6Hdr::LEN;
+    let mut fragment = false;
     for _ in 0..MAX_IPV6_EXT_HEADERS {
         match next {
             IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_AH => {
                 let Ok(ext) = cur.peek::<[u8; 2]>() else {
-                    return Ok(Parsed::Source { key, l4_ok: false });
+                    return source(Class::Other, false);
                 };
                 // SAFETY: `peek` checked that both bytes lie inside the frame.
                 let [ext_next, ext_len] = unsafe { *ext };
@@ -151,48 +181,57 @@ fn ipv6(mut cur: Cursor<'_>) -> Result<Parsed, Malformed> {
             }
             IPPROTO_FRAGMENT => {
                 let Ok(frag) = cur.peek::<[u8; 8]>() else {
-                    return Ok(Parsed::Source { key, l4_ok: false });
+                    return source(Class::Fragment, false);
                 };
                 // SAFETY: `peek` checked that the 8-byte fragment header lies inside the frame.
                 let frag = unsafe { *frag };
                 next = frag[0];
                 cur.pos += 8;
+                fragment = true;
                 if u16::from_be_bytes([frag[2], frag[3]]) >> 3 != 0 {
                     // Non-first fragment: no L4 header follows.
-                    return Ok(Parsed::Source { key, l4_ok: true });
+                    return source(Class::Fragment, true);
                 }
             }
             _ => {
-                return Ok(Parsed::Source {
-                    key,
-                    l4_ok: l4_ok(&cur, next),
-                });
+                let (class, l4_ok) = l4(&cur, next);
+                return source(if fragment { Class::Fragment } else { class }, l4_ok);
             }
         }
     }
     // Still inside the extension header chain after the bound: we cannot see L4.
-    let l4_ok = !matches!(
-        next,
-        IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_AH | IPPROTO_FRAGMENT
-    ) && l4_ok(&cur, next);
-    Ok(Parsed::Source { key, l4_ok })
+    let class = if fragment {
+        Class::Fragment
+    } else {
+        Class::Other
+    };
+    source(class, false)
 }
 
-/// Whether the L4 header of a known protocol lies complete inside the frame.
+/// The class of an L4 protocol and whether its header lies complete inside the frame.
 #[inline(always)]
-fn l4_ok(cur: &Cursor<'_>, proto: u8) -> bool {
+fn l4(cur: &Cursor<'_>, proto: u8) -> (Class, bool) {
     match proto {
         IPPROTO_TCP => {
             let Ok(tcp) = cur.peek_len(TCP_MIN_LEN) else {
-                return false;
+                return (Class::Tcp, false);
             };
             // SAFETY: `peek_len` checked that the 20-byte TCP header lies inside the frame.
-            let data_offset = usize::from(unsafe { *tcp.add(12) } >> 4) * 4;
-            data_offset >= TCP_MIN_LEN && cur.peek_len(data_offset).is_ok()
+            let (offset_byte, flags) = unsafe { (*tcp.add(12), *tcp.add(13)) };
+            let class = if flags & TCP_SYN != 0 && flags & TCP_ACK == 0 {
+                Class::Syn
+            } else {
+                Class::Tcp
+            };
+            let data_offset = usize::from(offset_byte >> 4) * 4;
+            (
+                class,
+                data_offset >= TCP_MIN_LEN && cur.peek_len(data_offset).is_ok(),
+            )
         }
-        IPPROTO_UDP => cur.peek_len(UDP_LEN).is_ok(),
-        IPPROTO_ICMP => cur.peek_len(ICMP_MIN_LEN).is_ok(),
-        IPPROTO_ICMPV6 => cur.peek_len(ICMPV6_MIN_LEN).is_ok(),
-        _ => true,
+        IPPROTO_UDP => (Class::Udp, cur.peek_len(UDP_LEN).is_ok()),
+        IPPROTO_ICMP => (Class::Icmp, cur.peek_len(ICMP_MIN_LEN).is_ok()),
+        IPPROTO_ICMPV6 => (Class::Icmp, cur.peek_len(ICMPV6_MIN_LEN).is_ok()),
+        _ => (Class::Other, true),
     }
 }

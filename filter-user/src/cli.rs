@@ -8,7 +8,8 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::{
     config::{
-        Burst, FilterMode, Limits, LimitsChange, Rate, parse_burst, parse_duration_ms, parse_rate,
+        Burst, ClassName, FilterMode, Limits, LimitsChange, Rate, parse_burst, parse_class_rate,
+        parse_duration_ms, parse_rate,
     },
     control::{self, DEFAULT_RUN_DIR, LimitsView, Request, Response, StatsView},
     loader::AttachMode,
@@ -84,20 +85,68 @@ pub struct LimitArgs {
     /// enforce.
     #[arg(long, value_enum)]
     pub mode: Option<FilterMode>,
+    /// Packets per second per source for one class, CLASS=RATE (classes: syn, tcp, udp,
+    /// icmp, fragment, other), e.g. `--class-pps syn=50`; repeatable; RATE may be
+    /// `unlimited`.
+    #[arg(long, value_parser = parse_class_rate, value_name = "CLASS=RATE")]
+    pub class_pps: Vec<(ClassName, Rate)>,
+    /// Ceiling on the packets per second of one class from sources not (yet) tracked, in
+    /// total over all CPUs, CLASS=RATE; repeatable. It caps random-source floods.
+    #[arg(long, value_parser = parse_class_rate, value_name = "CLASS=RATE")]
+    pub ceiling: Vec<(ClassName, Rate)>,
+    /// Packets a new source must send (within a second) before it gets its own table entry
+    /// and limits; until then its packets count against the ceilings. 1 admits at once.
+    #[arg(long, value_name = "PACKETS")]
+    pub admit_after: Option<u32>,
+    /// Put one class in monitor mode (count, do not drop); repeatable.
+    #[arg(long, value_enum, value_name = "CLASS")]
+    pub monitor_class: Vec<ClassName>,
+    /// Put one class back in enforce mode; repeatable.
+    #[arg(long, value_enum, value_name = "CLASS")]
+    pub enforce_class: Vec<ClassName>,
+    /// enforce: drop denylisted sources; monitor: count them, drop nothing.
+    #[arg(long, value_enum)]
+    pub deny_mode: Option<FilterMode>,
 }
 
 impl LimitArgs {
     /// The flags as a change to the current limits.
-    #[must_use]
-    pub fn change(&self) -> LimitsChange {
-        LimitsChange {
+    ///
+    /// # Errors
+    /// If one class is named twice in one flag, or both monitored and enforced.
+    pub fn change(&self) -> anyhow::Result<LimitsChange> {
+        let mut change = LimitsChange {
             pps: self.pps,
             burst_packets: self.burst_packets,
             bps: self.bps,
             burst_bytes: self.burst_bytes,
             block_for_ms: self.block_for,
             mode: self.mode,
+            admit_packets: self.admit_after,
+            deny_mode: self.deny_mode,
+            ..LimitsChange::default()
+        };
+        for (flag, list, target) in [
+            ("--class-pps", &self.class_pps, &mut change.class_pps),
+            ("--ceiling", &self.ceiling, &mut change.ceiling_pps),
+        ] {
+            for &(class, rate) in list {
+                if target[class.index()].replace(rate).is_some() {
+                    bail!("{flag} names class {class} twice");
+                }
+            }
         }
+        for (monitor, list) in [(true, &self.monitor_class), (false, &self.enforce_class)] {
+            for &class in list {
+                if change.monitor_classes[class.index()]
+                    .replace(monitor)
+                    .is_some()
+                {
+                    bail!("class {class} is named twice in --monitor-class/--enforce-class");
+                }
+            }
+        }
+        Ok(change)
     }
 }
 
@@ -170,10 +219,10 @@ pub async fn client(run_dir: &std::path::Path, command: Command) -> anyhow::Resu
             json,
             limits,
         }) => {
-            let change = limits.change();
+            let change = limits.change()?;
             if change.is_empty() {
                 bail!(
-                    "nothing to change: give at least one of --pps, --bps, --burst-packets, --burst-bytes, --block-for, --mode"
+                    "nothing to change: give at least one limit flag (see `floodwall limits set --help`)"
                 );
             }
             (iface, json, Request::LimitsSet { change })
@@ -243,6 +292,26 @@ fn print_limits(view: &LimitsView) {
         "block for      {}",
         humantime::format_duration(view.limits.block_for())
     );
+    println!("admit after    {} packets", view.limits.admit_packets);
+    println!("denylist       {}", view.limits.deny_mode);
+    println!(
+        "{:<14} {:>22} {:>26}  mode",
+        "class", "per-source rate", "ceiling (untracked)"
+    );
+    for class in ClassName::ALL {
+        let i = class.index();
+        let class_mode = if view.limits.monitor_classes[i] {
+            FilterMode::Monitor
+        } else {
+            mode
+        };
+        println!(
+            "{:<14} {:>22} {:>26}  {class_mode}",
+            class.to_string(),
+            rate(view.limits.class_pps[i], "packets"),
+            rate(view.limits.ceiling_pps[i], "packets"),
+        );
+    }
 }
 
 fn print_stats(view: &StatsView) {
@@ -274,6 +343,18 @@ fn print_stats(view: &StatsView) {
         "dropped {dropped} of {total} packets; block events lost: {}",
         view.events_lost
     );
+    println!("by class (outcomes with packets):");
+    for class in &view.classes {
+        let seen: Vec<String> = class
+            .outcomes
+            .iter()
+            .filter(|o| o.packets > 0)
+            .map(|o| format!("{} {} ({:.0}/s)", o.outcome, o.packets, o.pps))
+            .collect();
+        if !seen.is_empty() {
+            println!("  {:<9} {}", class.class, seen.join(", "));
+        }
+    }
 }
 
 fn print_sources(sources: &[SourceView], mode: FilterMode, blocked_only: bool) {

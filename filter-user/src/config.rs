@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use filter_common::{COST_SHIFT, LimitsConfig, Mode};
+use filter_common::{CLASSES, COST_SHIFT, Class, LimitsConfig, Mode, RateParams};
 use serde::{Deserialize, Serialize};
 
 const NS_PER_SEC: u128 = 1_000_000_000;
@@ -52,6 +52,85 @@ pub enum Burst {
     /// This many packets or bytes.
     Exactly(u64),
 }
+
+/// A protocol class, as the CLI and the config name it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum ClassName {
+    /// TCP SYN without ACK.
+    Syn,
+    /// Other TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+    /// `ICMP` and `ICMPv6`.
+    Icmp,
+    /// IP fragments.
+    Fragment,
+    /// Everything else.
+    Other,
+}
+
+impl ClassName {
+    /// Every class, in the data path's index order.
+    pub const ALL: [Self; CLASSES] = [
+        Self::Syn,
+        Self::Tcp,
+        Self::Udp,
+        Self::Icmp,
+        Self::Fragment,
+        Self::Other,
+    ];
+
+    /// The data path's class.
+    #[must_use]
+    pub const fn class(self) -> Class {
+        match self {
+            Self::Syn => Class::Syn,
+            Self::Tcp => Class::Tcp,
+            Self::Udp => Class::Udp,
+            Self::Icmp => Class::Icmp,
+            Self::Fragment => Class::Fragment,
+            Self::Other => Class::Other,
+        }
+    }
+
+    /// Index into per-class arrays.
+    #[must_use]
+    pub const fn index(self) -> usize {
+        self.class() as usize
+    }
+}
+
+impl std::fmt::Display for ClassName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.class().name())
+    }
+}
+
+/// Parses `CLASS=RATE`, e.g. `syn=100` or `udp=unlimited`.
+///
+/// # Errors
+/// A message naming the text.
+pub fn parse_class_rate(text: &str) -> Result<(ClassName, Rate), String> {
+    let (class, rate) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}` is not CLASS=RATE (e.g. syn=100, udp=10k)"))?;
+    let class = <ClassName as clap::ValueEnum>::from_str(class.trim(), true).map_err(|_| {
+        format!("`{class}` in `{text}` is not a class (syn, tcp, udp, icmp, fragment, other)")
+    })?;
+    Ok((class, parse_rate(rate)?))
+}
+
+/// Default ceilings on packets of untracked sources, by class (see the admission module of
+/// the XDP program): generous for a server's new clients, a hard cap on a spoofed flood.
+pub const DEFAULT_CEILINGS: [u64; CLASSES] = [50_000, 100_000, 100_000, 10_000, 10_000, 10_000];
+
+/// Default number of packets a new source must show before it gets a table entry.
+pub const DEFAULT_ADMIT_PACKETS: u32 = 4;
+
+/// Largest admission threshold: the sketch counts up to 2^24 packets per second.
+pub const MAX_ADMIT_PACKETS: u32 = 1_000_000;
 
 /// What the data path does with traffic over a limit.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -107,6 +186,16 @@ pub struct Limits {
     pub block_for_ms: u64,
     /// Enforce or monitor.
     pub mode: FilterMode,
+    /// Packets per second per source, by class (index: [`ClassName::index`]).
+    pub class_pps: [Rate; CLASSES],
+    /// Ceiling on untracked sources' packets per second in total, by class.
+    pub ceiling_pps: [Rate; CLASSES],
+    /// Packets a new source must show before it gets a table entry (1: at once).
+    pub admit_packets: u32,
+    /// Classes that only monitor (by index).
+    pub monitor_classes: [bool; CLASSES],
+    /// Whether the denylist drops or only counts.
+    pub deny_mode: FilterMode,
 }
 
 impl Default for Limits {
@@ -120,6 +209,11 @@ impl Default for Limits {
             burst_bytes: Burst::Auto,
             block_for_ms: 60_000,
             mode: FilterMode::Enforce,
+            class_pps: [Rate::Unlimited; CLASSES],
+            ceiling_pps: DEFAULT_CEILINGS.map(Rate::PerSecond),
+            admit_packets: DEFAULT_ADMIT_PACKETS,
+            monitor_classes: [false; CLASSES],
+            deny_mode: FilterMode::Enforce,
         }
     }
 }
@@ -139,6 +233,16 @@ pub struct LimitsChange {
     pub block_for_ms: Option<u64>,
     /// New mode.
     pub mode: Option<FilterMode>,
+    /// New per-source class rates.
+    pub class_pps: [Option<Rate>; CLASSES],
+    /// New class ceilings.
+    pub ceiling_pps: [Option<Rate>; CLASSES],
+    /// New admission threshold.
+    pub admit_packets: Option<u32>,
+    /// Classes to switch to monitor (`Some(true)`) or enforce (`Some(false)`).
+    pub monitor_classes: [Option<bool>; CLASSES],
+    /// New denylist mode.
+    pub deny_mode: Option<FilterMode>,
 }
 
 impl LimitsChange {
@@ -227,12 +331,31 @@ impl Limits {
             burst_bytes: change.burst_bytes.unwrap_or(self.burst_bytes),
             block_for_ms: change.block_for_ms.unwrap_or(self.block_for_ms),
             mode: change.mode.unwrap_or(self.mode),
+            class_pps: merge(self.class_pps, change.class_pps),
+            ceiling_pps: merge(self.ceiling_pps, change.ceiling_pps),
+            admit_packets: change.admit_packets.unwrap_or(self.admit_packets),
+            monitor_classes: merge(self.monitor_classes, change.monitor_classes),
+            deny_mode: change.deny_mode.unwrap_or(self.deny_mode),
         };
         next.validate()?;
         Ok(next)
     }
 
     fn validate(&self) -> Result<(), LimitError> {
+        for class in ClassName::ALL {
+            if let Rate::PerSecond(pps) = self.class_pps[class.index()] {
+                check_range(CLASS_PPS_NAMES[class.index()], pps, 1, MAX_PPS)?;
+            }
+            if let Rate::PerSecond(pps) = self.ceiling_pps[class.index()] {
+                check_range(CEILING_NAMES[class.index()], pps, 1, MAX_PPS)?;
+            }
+        }
+        check_range(
+            "admit-after",
+            u64::from(self.admit_packets),
+            1,
+            u64::from(MAX_ADMIT_PACKETS),
+        )?;
         if let Rate::PerSecond(pps) = self.pps {
             check_range("pps", pps, 1, MAX_PPS)?;
         }
@@ -294,9 +417,50 @@ impl Limits {
         Duration::from_millis(self.block_for_ms)
     }
 
-    /// The map value for these limits. `test_now_ns` and the clock fields are left at zero.
+    /// The map value for these limits, for this machine's CPUs (ceilings are per CPU).
+    /// `test_now_ns`, the clock fields and the list presence bits are left at zero.
     #[must_use]
     pub fn to_kernel(&self) -> LimitsConfig {
+        self.to_kernel_for(online_cpus())
+    }
+
+    /// [`Limits::to_kernel`] for `cpus` CPUs.
+    #[must_use]
+    pub fn to_kernel_for(&self, cpus: u32) -> LimitsConfig {
+        let per_second = |rate: Rate, unit_ns: u128| match rate {
+            Rate::Unlimited => RateParams::default(),
+            Rate::PerSecond(n) => {
+                // A burst of one second of the rate.
+                let (cost_fp, window_ns) = gcra_params(unit_ns, n, n);
+                RateParams { cost_fp, window_ns }
+            }
+        };
+        let class_packets = self.class_pps.map(|r| per_second(r, NS_PER_SEC));
+        // Each CPU gets its share of a ceiling: a packet costs `cpus` times as much there.
+        let ceilings = self
+            .ceiling_pps
+            .map(|r| per_second(r, NS_PER_SEC * u128::from(cpus.max(1))));
+        let monitor_classes = ClassName::ALL
+            .iter()
+            .filter(|c| self.monitor_classes[c.index()])
+            .fold(0u32, |bits, c| bits | 1 << c.index());
+        let deny_monitor = if self.deny_mode == FilterMode::Monitor {
+            filter_common::list_flags::DENY_MONITOR
+        } else {
+            0
+        };
+        LimitsConfig {
+            class_packets,
+            ceilings,
+            admit_packets: self.admit_packets,
+            monitor_classes,
+            list_flags: deny_monitor,
+            pad1: 0,
+            ..self.base_to_kernel()
+        }
+    }
+
+    fn base_to_kernel(&self) -> LimitsConfig {
         let (packet_cost_fp, packet_window_ns) = match self.pps.per_second() {
             None => (0, 0),
             Some(pps) => gcra_params(
@@ -330,41 +494,48 @@ impl Limits {
             // Filled in by `FilterMaps::write_limits`, which knows the calibration.
             clock_mul_ns: 0,
             clock_offset_ns: 0,
+            class_packets: [RateParams::default(); CLASSES],
+            ceilings: [RateParams::default(); CLASSES],
+            admit_packets: 0,
+            monitor_classes: 0,
+            list_flags: 0,
+            pad1: 0,
         }
     }
+}
 
-    /// Reads limits back from a map value (the operator's numbers stored beside the derived
-    /// ones).
-    ///
-    /// # Errors
-    /// [`LimitError`] if the stored values are not valid limits.
-    pub fn from_kernel(config: &LimitsConfig) -> Result<Self, LimitError> {
-        let rate = |n: u64| {
-            if n == 0 {
-                Rate::Unlimited
-            } else {
-                Rate::PerSecond(n)
-            }
-        };
-        let burst = |n: u64| {
-            if n == 0 {
-                Burst::Auto
-            } else {
-                Burst::Exactly(n)
-            }
-        };
-        let mode = Mode::try_from(config.mode).map_err(LimitError::UnknownMode)?;
-        let limits = Self {
-            pps: rate(config.pps),
-            burst_packets: burst(config.burst_packets),
-            bps: rate(config.bps),
-            burst_bytes: burst(config.burst_bytes),
-            block_for_ms: config.block_ns / 1_000_000,
-            mode: mode.into(),
-        };
-        limits.validate()?;
-        Ok(limits)
+/// Names of the per-class settings, as errors name them.
+const CLASS_PPS_NAMES: [&str; CLASSES] = [
+    "class-pps syn",
+    "class-pps tcp",
+    "class-pps udp",
+    "class-pps icmp",
+    "class-pps fragment",
+    "class-pps other",
+];
+const CEILING_NAMES: [&str; CLASSES] = [
+    "ceiling syn",
+    "ceiling tcp",
+    "ceiling udp",
+    "ceiling icmp",
+    "ceiling fragment",
+    "ceiling other",
+];
+
+fn merge<T: Copy>(current: [T; CLASSES], change: [Option<T>; CLASSES]) -> [T; CLASSES] {
+    let mut next = current;
+    for (slot, new) in next.iter_mut().zip(change) {
+        if let Some(new) = new {
+            *slot = new;
+        }
     }
+    next
+}
+
+/// Online CPUs (ceilings are split between them); 1 if that cannot be read.
+#[must_use]
+pub fn online_cpus() -> u32 {
+    aya::util::online_cpus().map_or(1, |cpus| u32::try_from(cpus.len()).unwrap_or(u32::MAX))
 }
 
 fn burst_to_kernel(burst: Burst) -> u64 {
@@ -478,10 +649,63 @@ mod tests {
     use super::*;
 
     #[test]
-    fn defaults_are_valid_and_round_trip_through_the_map_value() {
+    fn defaults_are_valid() {
         let limits = Limits::default();
         assert_eq!(limits.apply(&LimitsChange::default()), Ok(limits));
-        assert_eq!(Limits::from_kernel(&limits.to_kernel()), Ok(limits));
+    }
+
+    #[test]
+    fn class_limits_and_ceilings_reach_the_map_value() {
+        let mut change = LimitsChange::default();
+        change.class_pps[ClassName::Syn.index()] = Some(Rate::PerSecond(100));
+        change.monitor_classes[ClassName::Udp.index()] = Some(true);
+        change.ceiling_pps[ClassName::Icmp.index()] = Some(Rate::PerSecond(1_000));
+        let limits = Limits::default().apply(&change).expect("valid");
+        let k = limits.to_kernel_for(2);
+        assert_eq!(
+            k.class_packets[Class::Syn as usize].cost_fp >> COST_SHIFT,
+            10_000_000
+        );
+        assert_eq!(
+            k.class_packets[Class::Udp as usize],
+            RateParams::default(),
+            "unset: unlimited"
+        );
+        assert_eq!(
+            k.ceilings[Class::Icmp as usize].cost_fp >> COST_SHIFT,
+            2_000_000,
+            "1000/s over 2 CPUs is 500/s each, 2 ms a packet"
+        );
+        assert_eq!(k.monitor_classes, 1 << Class::Udp as u32);
+        assert_eq!(k.admit_packets, DEFAULT_ADMIT_PACKETS);
+    }
+
+    #[test]
+    fn class_rates_parse_and_bad_ones_name_the_problem() {
+        assert_eq!(
+            parse_class_rate("syn=100"),
+            Ok((ClassName::Syn, Rate::PerSecond(100)))
+        );
+        assert_eq!(
+            parse_class_rate("UDP=unlimited"),
+            Ok((ClassName::Udp, Rate::Unlimited))
+        );
+        assert!(
+            parse_class_rate("syn")
+                .unwrap_err()
+                .contains("is not CLASS=RATE")
+        );
+        assert!(
+            parse_class_rate("gre=5")
+                .unwrap_err()
+                .contains("`gre` in `gre=5` is not a class")
+        );
+        let change = LimitsChange {
+            admit_packets: Some(0),
+            ..LimitsChange::default()
+        };
+        let err = Limits::default().apply(&change).unwrap_err().to_string();
+        assert!(err.contains("admit-after must be at least 1"), "{err}");
     }
 
     #[test]

@@ -29,6 +29,10 @@ pub const DEFAULT_RUN_DIR: &str = "/run/floodwall";
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 
 /// A request from the CLI.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one short-lived request per connection"
+)]
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "request", rename_all = "snake_case")]
 pub enum Request {
@@ -87,13 +91,19 @@ pub struct StatsView {
     pub uptime_secs: u64,
     /// Length of the interval the rates are measured over, in seconds.
     pub interval_secs: f64,
-    /// Per outcome.
+    /// Per outcome, all classes together.
     pub outcomes: Vec<OutcomeStats>,
+    /// Per class and outcome.
+    pub classes: Vec<crate::stats::ClassStats>,
     /// Block events lost because the ring buffer was full.
     pub events_lost: u64,
 }
 
 /// A response from the daemon.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one short-lived response per connection"
+)]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "response", rename_all = "snake_case")]
 pub enum Response {

@@ -11,7 +11,7 @@ use std::{
 
 use anyhow::{Context as _, anyhow, bail};
 use aya::maps::{MapData, RingBuf};
-use filter_common::map_names;
+use filter_common::{Class, map_names};
 use log::{info, warn};
 use nix::fcntl::{Flock, FlockArg};
 use tokio::{
@@ -26,7 +26,7 @@ use crate::{
     events::{self, BlockBook},
     loader::{self, AttachMode, LoadOptions},
     maps::{FilterMaps, monotonic_now_ns},
-    stats::{Sample, SourceView, addr_key, outcome_stats, top_sources},
+    stats::{ClassStats, Sample, SourceView, addr_key, outcome_stats, top_sources},
 };
 
 /// How often the daemon samples the counters for `stats` rates and expires blocks.
@@ -283,11 +283,11 @@ async fn serve_connection(stream: UnixStream, shared: Arc<Shared>) -> anyhow::Re
 /// Handles one request. Runs on a blocking thread: table walks take a while.
 fn handle(shared: &Shared, request: &Request) -> anyhow::Result<Response> {
     match *request {
-        Request::LimitsShow => Ok(Response::Limits(limits_view(shared, *lock(&shared.limits)))),
+        Request::LimitsShow => Ok(Response::Limits(limits_view(shared, &lock(&shared.limits)))),
         Request::LimitsSet { change } => {
             if change.is_empty() {
                 bail!(
-                    "nothing to change: give at least one of --pps, --bps, --burst-packets, --burst-bytes, --block-for, --mode"
+                    "nothing to change: give at least one limit flag (see `floodwall limits set --help`)"
                 );
             }
             let mut limits = lock(&shared.limits);
@@ -300,7 +300,7 @@ fn handle(shared: &Shared, request: &Request) -> anyhow::Result<Response> {
                 describe_limits(&limits)
             );
             *limits = next;
-            Ok(Response::Limits(limits_view(shared, next)))
+            Ok(Response::Limits(limits_view(shared, &next)))
         }
         Request::Stats => {
             let current = shared.maps.sample()?;
@@ -319,13 +319,17 @@ fn handle(shared: &Shared, request: &Request) -> anyhow::Result<Response> {
             #[expect(clippy::cast_precision_loss, reason = "seconds for display")]
             let interval_secs =
                 prev.map_or(0.0, |p| cur.at_ns.saturating_sub(p.at_ns) as f64 / 1e9);
-            let mut outcomes = outcome_stats(&cur, prev.as_ref());
-            // Totals are always as of now, rates as of the interval.
-            for (o, now) in outcomes.iter_mut().zip(current.totals.0) {
-                o.packets = now.packets;
-                o.bytes = now.bytes;
-            }
+            // Totals are as of now, rates as of the interval.
+            let outcomes = outcome_stats(&current, &cur, prev.as_ref(), None);
+            let classes = Class::ALL
+                .iter()
+                .map(|&class| ClassStats {
+                    class: class.name().to_owned(),
+                    outcomes: outcome_stats(&current, &cur, prev.as_ref(), Some(class)),
+                })
+                .collect();
             Ok(Response::Stats(StatsView {
+                classes,
                 iface: shared.iface.clone(),
                 xdp_mode: shared.attach_mode.to_string(),
                 uptime_secs: shared.started.elapsed().as_secs(),
@@ -367,12 +371,12 @@ fn handle(shared: &Shared, request: &Request) -> anyhow::Result<Response> {
     }
 }
 
-fn limits_view(shared: &Shared, limits: Limits) -> LimitsView {
+fn limits_view(shared: &Shared, limits: &Limits) -> LimitsView {
     LimitsView {
         iface: shared.iface.clone(),
         effective_burst_packets: limits.effective_burst_packets(),
         effective_burst_bytes: limits.effective_burst_bytes(),
-        limits,
+        limits: *limits,
     }
 }
 

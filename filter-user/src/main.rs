@@ -27,7 +27,7 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Run(args) => {
-                let limits = Limits::default().apply(&args.limits.change())?;
+                let limits = Limits::default().apply(&args.limits.change()?)?;
                 let config = DaemonConfig {
                     iface: args.iface,
                     attach_mode: args.xdp_mode,

@@ -8,8 +8,8 @@ use aya::{
     maps::{Array, HashMap, MapData, PerCpuArray},
 };
 use filter_common::{
-    BlockCacheSlot, Counter, LimitsConfig, Outcome, SourceKey, SourceState, block_cache_slot,
-    map_names,
+    BlockCacheSlot, Class, Counter, LimitsConfig, Outcome, SourceKey, SourceState,
+    block_cache_slot, map_names,
 };
 
 use crate::stats::{Sample, Totals};
@@ -105,18 +105,26 @@ impl FilterMaps {
         limits.get(&0, 0).context("failed to read the limits map")
     }
 
-    /// Sums the per-CPU counters of every outcome.
+    /// Sums the per-CPU counters of every class and outcome.
     ///
     /// # Errors
     /// If a map lookup fails.
     pub fn totals(&self) -> anyhow::Result<Totals> {
         let mut totals = Totals::default();
-        for outcome in Outcome::ALL {
-            let per_cpu = self
-                .counters
-                .get(&(outcome as u32), 0)
-                .with_context(|| format!("failed to read the {} counter", outcome.name()))?;
-            totals.0[outcome as usize] = Totals::sum_cpus(per_cpu.iter());
+        for class in Class::ALL {
+            for outcome in Outcome::ALL {
+                let per_cpu = self
+                    .counters
+                    .get(&class.counter_index(outcome), 0)
+                    .with_context(|| {
+                        format!(
+                            "failed to read the {} {} counter",
+                            class.name(),
+                            outcome.name()
+                        )
+                    })?;
+                totals.0[class as usize][outcome as usize] = Totals::sum_cpus(per_cpu.iter());
+            }
         }
         Ok(totals)
     }

@@ -3,12 +3,13 @@
 
 use std::net::{IpAddr, Ipv6Addr};
 
-use filter_common::{Counter, Outcome, RATE_WINDOW_NS, SourceKey, SourceState};
+use filter_common::{CLASSES, Class, Counter, Outcome, RATE_WINDOW_NS, SourceKey, SourceState};
 use serde::{Deserialize, Serialize};
 
-/// Counters of every outcome, summed over CPUs, indexed like [`Outcome::ALL`].
+/// Counters by class and outcome, summed over CPUs, indexed like [`Class::ALL`] and
+/// [`Outcome::ALL`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Totals(pub [Counter; Outcome::ALL.len()]);
+pub struct Totals(pub [[Counter; Outcome::ALL.len()]; CLASSES]);
 
 impl Totals {
     /// Sums per-CPU values of one outcome.
@@ -22,10 +23,16 @@ impl Totals {
             })
     }
 
-    /// The counter of one outcome.
+    /// The counter of one outcome, all classes together.
     #[must_use]
     pub fn get(&self, outcome: Outcome) -> Counter {
-        self.0[outcome as usize]
+        Self::sum_cpus(self.0.iter().map(|class| &class[outcome as usize]))
+    }
+
+    /// The counter of one outcome of one class.
+    #[must_use]
+    pub fn get_class(&self, class: Class, outcome: Outcome) -> Counter {
+        self.0[class as usize][outcome as usize]
     }
 }
 
@@ -55,22 +62,32 @@ pub struct OutcomeStats {
     pub bps: f64,
 }
 
-/// Rates between two samples, per outcome.
+/// Totals as of `now` and rates between two samples, per outcome, for one class or (`None`)
+/// all classes together.
 #[must_use]
-pub fn outcome_stats(current: &Sample, previous: Option<&Sample>) -> Vec<OutcomeStats> {
+pub fn outcome_stats(
+    now: &Sample,
+    current: &Sample,
+    previous: Option<&Sample>,
+    class: Option<Class>,
+) -> Vec<OutcomeStats> {
+    let get = |sample: &Sample, outcome| match class {
+        Some(class) => sample.totals.get_class(class, outcome),
+        None => sample.totals.get(outcome),
+    };
     Outcome::ALL
         .iter()
         .map(|&outcome| {
-            let now = current.totals.get(outcome);
+            let total = get(now, outcome);
             let (pps, bps) = match previous {
                 Some(prev) if current.at_ns > prev.at_ns => {
-                    let then = prev.totals.get(outcome);
+                    let (cur, then) = (get(current, outcome), get(prev, outcome));
                     #[expect(clippy::cast_precision_loss, reason = "rates are shown rounded")]
                     let secs = (current.at_ns - prev.at_ns) as f64 / 1e9;
                     #[expect(clippy::cast_precision_loss, reason = "rates are shown rounded")]
                     (
-                        now.packets.saturating_sub(then.packets) as f64 / secs,
-                        now.bytes.saturating_sub(then.bytes) as f64 * 8.0 / secs,
+                        cur.packets.saturating_sub(then.packets) as f64 / secs,
+                        cur.bytes.saturating_sub(then.bytes) as f64 * 8.0 / secs,
                     )
                 }
                 _ => (0.0, 0.0),
@@ -78,13 +95,22 @@ pub fn outcome_stats(current: &Sample, previous: Option<&Sample>) -> Vec<Outcome
             OutcomeStats {
                 outcome: outcome.name().to_owned(),
                 dropped: outcome.is_drop(),
-                packets: now.packets,
-                bytes: now.bytes,
+                packets: total.packets,
+                bytes: total.bytes,
                 pps,
                 bps,
             }
         })
         .collect()
+}
+
+/// One class's outcomes, as `stats` shows them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClassStats {
+    /// Class name (`syn`, `udp`, ...).
+    pub class: String,
+    /// Its outcomes.
+    pub outcomes: Vec<OutcomeStats>,
 }
 
 /// A source's recent rate, estimated from its reporting windows.
@@ -281,15 +307,24 @@ mod tests {
             at_ns: 3_000_000_000,
             ..Sample::default()
         };
-        a.totals.0[Outcome::DroppedBlocked as usize] = Counter {
+        a.totals.0[Class::Udp as usize][Outcome::DroppedBlocked as usize] = Counter {
             packets: 100,
             bytes: 6_400,
         };
-        b.totals.0[Outcome::DroppedBlocked as usize] = Counter {
+        b.totals.0[Class::Udp as usize][Outcome::DroppedBlocked as usize] = Counter {
             packets: 2_100,
             bytes: 134_400,
         };
-        let stats = outcome_stats(&b, Some(&a));
+        let stats = outcome_stats(&b, &b, Some(&a), None);
+        let udp = outcome_stats(&b, &b, Some(&a), Some(Class::Udp));
+        assert_eq!(
+            udp[Outcome::DroppedBlocked as usize],
+            stats[Outcome::DroppedBlocked as usize]
+        );
+        assert_eq!(
+            outcome_stats(&b, &b, Some(&a), Some(Class::Syn))[2].packets,
+            0
+        );
         let blocked = &stats[Outcome::DroppedBlocked as usize];
         assert_eq!(blocked.outcome, "dropped_blocked");
         assert!(blocked.dropped);

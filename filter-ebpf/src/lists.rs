@@ -1,0 +1,70 @@
+//! Allowlist and denylist lookups: LPM tries of prefixes, with hit counters per entry.
+
+use core::ffi::c_void;
+
+use aya_ebpf::{helpers::bpf_map_lookup_elem, maps::lpm_trie::Key};
+use filter_common::{ListEntry, SourceKey};
+
+use crate::{
+    atomic,
+    maps::{FW_ALLOW_V4, FW_ALLOW_V6, FW_DENY_V4, FW_DENY_V6},
+};
+
+/// Which list.
+#[derive(Clone, Copy)]
+pub enum List {
+    Allow,
+    Deny,
+}
+
+/// Whether the source is on `list` (an entry that has not expired); counts the hit.
+#[inline(always)]
+pub fn matches(list: List, key: &SourceKey, v4: bool, now: u64, len: u64) -> bool {
+    let entry = if v4 {
+        let addr = [key.addr[12], key.addr[13], key.addr[14], key.addr[15]];
+        let lpm_key = Key::new(32, addr);
+        match list {
+            // SAFETY: the map statics are map definitions; the key matches the map's key type.
+            List::Allow => unsafe { lookup(&raw const FW_ALLOW_V4, &lpm_key) },
+            List::Deny => unsafe { lookup(&raw const FW_DENY_V4, &lpm_key) },
+        }
+    } else {
+        let lpm_key = Key::new(128, key.addr);
+        match list {
+            // SAFETY: as above.
+            List::Allow => unsafe { lookup(&raw const FW_ALLOW_V6, &lpm_key) },
+            List::Deny => unsafe { lookup(&raw const FW_DENY_V6, &lpm_key) },
+        }
+    };
+    let Some(entry) = entry else {
+        return false;
+    };
+    // SAFETY: a pointer from a successful lookup points to a live, aligned ListEntry.
+    unsafe {
+        let expires = (*entry).expires_ns;
+        if expires != 0 && now >= expires {
+            return false; // expired; the daemon deletes it
+        }
+        // Shared counters, so atomic: every CPU that sees this entry's traffic adds here.
+        atomic::add(&raw mut (*entry).hit_packets, 1);
+        atomic::add(&raw mut (*entry).hit_bytes, len);
+    }
+    true
+}
+
+/// `bpf_map_lookup_elem` returning a mutable pointer: aya-ebpf's `LpmTrie::get` gives a
+/// shared reference, and the hit counters are written through it.
+///
+/// # Safety
+/// `map` must be a map definition whose key type is `K` and value type is [`ListEntry`].
+#[inline(always)]
+unsafe fn lookup<M, K>(map: *const M, key: &Key<K>) -> Option<*mut ListEntry> {
+    // SAFETY: the caller guarantees the map and key types; the helper only reads the key.
+    let value = unsafe {
+        bpf_map_lookup_elem(
+            map.cast_mut().cast::<c_void>(),
+            (&raw const *key).cast::<c_void>(),
+        )
+    };
+    (!value.is_null()).then_some(value.cast::<ListEntry>())
+}
