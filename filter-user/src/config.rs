@@ -429,11 +429,11 @@ impl Limits {
     pub fn to_kernel_for(&self, cpus: u32) -> LimitsConfig {
         let per_second = |rate: Rate, unit_ns: u128| match rate {
             Rate::Unlimited => RateParams::default(),
-            Rate::PerSecond(n) => {
-                // A burst of one second of the rate.
-                let (cost_fp, window_ns) = gcra_params(unit_ns, n, n);
-                RateParams { cost_fp, window_ns }
-            }
+            Rate::PerSecond(n) => RateParams {
+                cost_fp: gcra_params(unit_ns, n, n).0,
+                // A burst of one second of the rate (per CPU, for ceilings).
+                window_ns: 1_000_000_000,
+            },
         };
         let class_packets = self.class_pps.map(|r| per_second(r, NS_PER_SEC));
         // Each CPU gets its share of a ceiling: a packet costs `cpus` times as much there.

@@ -14,11 +14,11 @@ use aya::{
 };
 use etherparse::{PacketBuilder, VlanId};
 use filter_common::{
-    BlockEvent, Counter, LimitKind, LimitsConfig, Outcome, PROGRAM_NAME, SourceKey, SourceState,
-    map_names,
+    BlockEvent, Class, Counter, LimitKind, LimitsConfig, Outcome, PROGRAM_NAME, SourceKey,
+    SourceState, map_names,
 };
 use floodwall::{
-    config::{Burst, FilterMode, Limits, LimitsChange, Rate},
+    config::{Burst, ClassName, FilterMode, Limits, LimitsChange, Rate},
     events,
     loader::{self, LoadOptions, Loaded},
 };
@@ -814,4 +814,204 @@ fn malformed_packets_from_a_known_source_still_count_against_its_limit() {
         "truncation is no way around the limit"
     );
     assert_eq!(h.packets(Outcome::Malformed), 5);
+}
+
+fn tcp4(src: [u8; 4], syn: bool) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(CLIENT_MAC, SERVER_MAC).ipv4(src, SERVER4, 64);
+    let b = if syn {
+        b.tcp(40_000, 80, 1, 64_240).syn()
+    } else {
+        b.tcp(40_000, 80, 1, 64_240).ack(1)
+    };
+    let mut frame = Vec::new();
+    b.write(&mut frame, &[]).expect("build frame");
+    frame
+}
+
+fn class_packets(h: &Harness, class: Class, outcome: Outcome) -> u64 {
+    h.loaded
+        .maps
+        .totals()
+        .expect("counters")
+        .get_class(class, outcome)
+        .packets
+}
+
+#[test]
+fn packets_are_counted_by_class() {
+    if !privileged("packets_are_counted_by_class") {
+        return;
+    }
+    let mut h = Harness::new(limits(1_000, 1_000));
+    let mut fragment = udp4(ATTACKER4);
+    set_ipv4_fragment(&mut fragment, 0, true);
+    let icmp = {
+        let b = PacketBuilder::ethernet2(CLIENT_MAC, SERVER_MAC)
+            .ipv4(ATTACKER4, SERVER4, 64)
+            .icmpv4_echo_request(1, 1);
+        let mut f = Vec::new();
+        b.write(&mut f, &[0u8; 8]).expect("frame");
+        f
+    };
+    for (frame, class) in [
+        (tcp4(ATTACKER4, true), Class::Syn),
+        (tcp4(ATTACKER4, false), Class::Tcp),
+        (udp4(ATTACKER4), Class::Udp),
+        (icmp, Class::Icmp),
+        (fragment, Class::Fragment),
+    ] {
+        assert_eq!(h.run(&frame), XDP_PASS);
+        assert_eq!(
+            class_packets(&h, class, Outcome::Passed),
+            1,
+            "one passed packet counted in class {}",
+            class.name()
+        );
+    }
+}
+
+#[test]
+fn a_class_limit_blocks_a_source_flooding_that_class() {
+    if !privileged("a_class_limit_blocks_a_source_flooding_that_class") {
+        return;
+    }
+    let mut change = limits(10_000, 10_000);
+    change.class_pps[ClassName::Syn.index()] = Some(Rate::PerSecond(100));
+    let mut h = Harness::new(change);
+    let udp = udp4(ATTACKER4);
+    assert_eq!(
+        h.run_n(&udp, 150),
+        [XDP_PASS; 150],
+        "UDP is not held to the SYN limit"
+    );
+    let syn = tcp4(ATTACKER4, true);
+    let verdicts = h.run_n(&syn, 101);
+    assert_eq!(
+        verdicts[..100],
+        [XDP_PASS; 100],
+        "a one-second burst of 100 SYNs passes"
+    );
+    assert_eq!(
+        verdicts[100], XDP_DROP,
+        "the 101st SYN exceeds the SYN limit"
+    );
+    assert_eq!(class_packets(&h, Class::Syn, Outcome::DroppedRateLimit), 1);
+    let event = h.events()[0];
+    assert_eq!(
+        LimitKind::try_from(event.limit_kind),
+        Ok(LimitKind::ClassPackets)
+    );
+    assert_eq!(Class::try_from(event.class), Ok(Class::Syn));
+    assert_eq!(
+        h.run(&udp),
+        XDP_DROP,
+        "the blocked source is blocked for every class"
+    );
+}
+
+#[test]
+fn a_class_in_monitor_mode_counts_but_passes() {
+    if !privileged("a_class_in_monitor_mode_counts_but_passes") {
+        return;
+    }
+    let mut change = limits(10_000, 10_000);
+    change.class_pps[ClassName::Syn.index()] = Some(Rate::PerSecond(100));
+    change.monitor_classes[ClassName::Syn.index()] = Some(true);
+    let mut h = Harness::new(change);
+    let syn = tcp4(ATTACKER4, true);
+    assert_eq!(
+        h.run_n(&syn, 120),
+        [XDP_PASS; 120],
+        "a monitored class never drops"
+    );
+    assert_eq!(class_packets(&h, Class::Syn, Outcome::MonitorRateLimit), 1);
+    assert_eq!(class_packets(&h, Class::Syn, Outcome::MonitorBlocked), 19);
+    // The source is marked blocked; its UDP (enforced) is dropped.
+    assert_eq!(
+        h.run(&udp4(ATTACKER4)),
+        XDP_DROP,
+        "other classes still enforce"
+    );
+}
+
+/// A distinct source address per `i`, inside 198.18.0.0/15.
+fn spoofed(i: u32) -> [u8; 4] {
+    let [_, b, c, d] = i.to_be_bytes();
+    [198, 18 + (b & 1), c, d]
+}
+
+#[test]
+fn new_sources_are_admitted_only_after_a_few_packets() {
+    if !privileged("new_sources_are_admitted_only_after_a_few_packets") {
+        return;
+    }
+    let mut h = Harness::new(LimitsChange {
+        admit_packets: Some(4),
+        ..limits(100, 10)
+    });
+    pin_to_cpu(0); // the sketch is per CPU
+    let frame = udp4(ATTACKER4);
+    let key = SourceKey::from_ipv4(ATTACKER4);
+    assert_eq!(h.run_n(&frame, 3), [XDP_PASS; 3]);
+    assert!(
+        h.state(key).is_none(),
+        "three packets do not earn a table entry"
+    );
+    assert_eq!(h.run(&frame), XDP_PASS);
+    assert!(
+        h.state(key).is_some(),
+        "the fourth packet admits the source"
+    );
+    // A random-source flood, one packet per source, leaves the table alone.
+    for i in 0..5_000 {
+        h.run(&udp4(spoofed(i + 1_000)));
+    }
+    let tracked = h.loaded.maps.all_sources().expect("walk").len();
+    assert_eq!(
+        tracked, 1,
+        "5000 one-packet sources must not take table entries"
+    );
+    pin_to_all_cpus(std::thread::available_parallelism().map_or(1, usize::from));
+}
+
+#[test]
+fn the_ceiling_caps_untracked_sources_and_spares_tracked_ones() {
+    if !privileged("the_ceiling_caps_untracked_sources_and_spares_tracked_ones") {
+        return;
+    }
+    let cpus = u64::from(floodwall::config::online_cpus());
+    let mut change = LimitsChange {
+        admit_packets: Some(1_000_000),
+        ..limits(10_000, 10_000)
+    };
+    change.ceiling_pps[ClassName::Udp.index()] = Some(Rate::PerSecond(20 * cpus));
+    let mut h = Harness::new(change);
+    pin_to_cpu(0); // the ceiling is shared out per CPU
+    // A legitimate source that is already tracked.
+    h.loaded
+        .maps
+        .put_source(&SourceKey::from_ipv4(OTHER4), &SourceState::default())
+        .expect("put source");
+    let verdicts: Vec<u32> = (0..40).map(|i| h.run(&udp4(spoofed(i + 1_000)))).collect();
+    let passed = verdicts.iter().filter(|&&v| v == XDP_PASS).count();
+    assert_eq!(
+        passed, 20,
+        "a ceiling of 20/s per CPU with a one-second burst lets 20 through"
+    );
+    assert_eq!(class_packets(&h, Class::Udp, Outcome::DroppedCeiling), 20);
+    assert_eq!(
+        h.run_n(&udp4(OTHER4), 50),
+        [XDP_PASS; 50],
+        "tracked sources ignore the ceiling"
+    );
+    assert_eq!(
+        h.run(&tcp4(spoofed(99), false)),
+        XDP_PASS,
+        "other classes have their own ceiling"
+    );
+    // The ceiling refills with time: 50 ms at 20/s is one more packet.
+    h.advance(50_000_000);
+    assert_eq!(h.run(&udp4(spoofed(500))), XDP_PASS);
+    assert_eq!(h.run(&udp4(spoofed(501))), XDP_DROP);
+    pin_to_all_cpus(std::thread::available_parallelism().map_or(1, usize::from));
 }
