@@ -201,19 +201,9 @@ async fn watch_events(ring: RingBuf<MapData>, shared: Arc<Shared>) -> anyhow::Re
             .await
             .context("polling the event ring buffer failed")?;
         let limits = *lock(&shared.limits);
-        let (pps, bps) = (
-            match limits.pps {
-                crate::config::Rate::PerSecond(n) => n,
-                crate::config::Rate::Unlimited => 0,
-            },
-            match limits.bps {
-                crate::config::Rate::PerSecond(n) => n,
-                crate::config::Rate::Unlimited => 0,
-            },
-        );
         while let Some(item) = guard.get_inner_mut().next() {
             match events::decode(&item) {
-                Some(event) => lock(&shared.blocks).on_block(&event, pps, bps),
+                Some(event) => lock(&shared.blocks).on_block(&event, &limits),
                 None => warn!("ignoring a short event of {} bytes", item.len()),
             }
         }

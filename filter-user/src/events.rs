@@ -1,13 +1,64 @@
-//! Block events from the XDP program: decoding, the daemon's record of current blocks (for
-//! unblock messages), and rate-limited logging, so that a flood of new offenders cannot
-//! flood the log.
+//! Events: block events from the XDP program (decoding), the daemon's record of current
+//! blocks (for unblock messages), rate-limited logging, so that a flood of new offenders
+//! cannot flood the log, and the journal that `floodwall events` reads and follows.
 
-use std::{collections::HashMap, net::IpAddr};
+use std::{
+    collections::{HashMap, VecDeque},
+    net::IpAddr,
+};
 
-use filter_common::{BlockEvent, LimitKind, Mode};
+use filter_common::{BlockEvent, Class, LimitKind, Mode};
 use log::info;
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
 
-use crate::stats::{key_addr, source_rate};
+use crate::{
+    config::{Limits, Rate},
+    stats::{key_addr, source_rate},
+};
+
+/// Events the journal keeps for `floodwall events`.
+pub const JOURNAL_LEN: usize = 1_000;
+
+/// What happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// A source was blocked (or would have been, in monitor mode).
+    Block,
+    /// A block ended or was removed.
+    Unblock,
+    /// List entries matched traffic since the last summary.
+    ListHits,
+    /// The data path lost events because the ring buffer was full.
+    EventsLost,
+}
+
+/// One entry of the journal.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventRecord {
+    /// When the daemon recorded it (RFC 3339, UTC).
+    pub time: String,
+    /// What happened.
+    pub kind: EventKind,
+    /// The source or prefix concerned, if any.
+    pub subject: Option<String>,
+    /// A sentence for people.
+    pub message: String,
+}
+
+impl EventRecord {
+    /// A record stamped now.
+    #[must_use]
+    pub fn now(kind: EventKind, subject: Option<String>, message: String) -> Self {
+        Self {
+            time: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            kind,
+            subject,
+            message,
+        }
+    }
+}
 
 /// At most this many block/unblock lines per second; the rest are summed up in one line.
 pub const LOG_LINES_PER_SEC: u32 = 20;
@@ -25,7 +76,11 @@ pub fn decode(bytes: &[u8]) -> Option<BlockEvent> {
 
 /// A block as a log line says it.
 #[must_use]
-pub fn describe_block(event: &BlockEvent, limit_pps: u64, limit_bits: u64) -> String {
+pub fn describe_block(event: &BlockEvent, limits: &Limits) -> String {
+    let per_second = |rate: Rate| match rate {
+        Rate::Unlimited => 0,
+        Rate::PerSecond(n) => n,
+    };
     let addr = key_addr(&filter_common::SourceKey { addr: event.addr });
     let rate = source_rate(
         event.window_start_ns,
@@ -41,12 +96,25 @@ pub fn describe_block(event: &BlockEvent, limit_pps: u64, limit_bits: u64) -> St
     };
     match LimitKind::try_from(event.limit_kind) {
         Ok(LimitKind::Bytes) => format!(
-            "{verb} {addr} for {secs}s: {:.0} bit/s seen, limit {limit_bits} bit/s",
-            rate.bps
+            "{verb} {addr} for {secs}s: {:.0} bit/s seen, limit {} bit/s",
+            rate.bps,
+            per_second(limits.bps)
         ),
+        Ok(LimitKind::ClassPackets) => {
+            let class = Class::try_from(event.class).unwrap_or(Class::Other);
+            format!(
+                "{verb} {addr} for {secs}s: {} packets over its {} limit of {} packets/s \
+                 ({:.0} packets/s seen in all)",
+                class.name(),
+                class.name(),
+                per_second(limits.class_pps[class as usize]),
+                rate.pps
+            )
+        }
         _ => format!(
-            "{verb} {addr} for {secs}s: {:.0} packets/s seen, limit {limit_pps} packets/s",
-            rate.pps
+            "{verb} {addr} for {secs}s: {:.0} packets/s seen, limit {} packets/s",
+            rate.pps,
+            per_second(limits.pps)
         ),
     }
 }
@@ -85,32 +153,63 @@ impl LogLimiter {
     }
 }
 
-/// The daemon's record of blocks it was told about, to say when each ends.
-#[derive(Debug, Default)]
+/// The daemon's record of blocks it was told about, to say when each ends, and the event
+/// journal.
+#[derive(Debug)]
 pub struct BlockBook {
     until_ns: HashMap<IpAddr, u64>,
     limiter: LogLimiter,
+    journal: VecDeque<EventRecord>,
+    followers: broadcast::Sender<EventRecord>,
+}
+
+impl Default for BlockBook {
+    fn default() -> Self {
+        Self {
+            until_ns: HashMap::new(),
+            limiter: LogLimiter::default(),
+            journal: VecDeque::with_capacity(JOURNAL_LEN),
+            followers: broadcast::channel(JOURNAL_LEN).0,
+        }
+    }
 }
 
 impl BlockBook {
     /// Records and logs a block event.
-    pub fn on_block(&mut self, event: &BlockEvent, limit_pps: u64, limit_bits: u64) {
+    pub fn on_block(&mut self, event: &BlockEvent, limits: &Limits) {
         let addr = key_addr(&filter_common::SourceKey { addr: event.addr });
         // Two CPUs can report the same block; the later report replaces the earlier.
         let known = self.until_ns.insert(addr, event.blocked_until_ns).is_some();
         if !known {
-            let line = describe_block(event, limit_pps, limit_bits);
+            let line = describe_block(event, limits);
             self.log(event.now_ns, &line);
+            self.record(EventRecord::now(EventKind::Block, Some(addr.to_string()), line));
         }
     }
 
     /// Forgets a block removed by the operator and logs it.
     pub fn on_removed(&mut self, addr: IpAddr, now_ns: u64) {
         self.until_ns.remove(&addr);
-        self.log(
-            now_ns,
-            &format!("unblocked {addr}: removed by the operator"),
-        );
+        let line = format!("unblocked {addr}: removed by the operator");
+        self.log(now_ns, &line);
+        self.record(EventRecord::now(EventKind::Unblock, Some(addr.to_string()), line));
+    }
+
+    /// Adds a record to the journal and sends it to followers.
+    pub fn record(&mut self, record: EventRecord) {
+        if self.journal.len() == JOURNAL_LEN {
+            self.journal.pop_front();
+        }
+        self.journal.push_back(record.clone());
+        // No followers is fine.
+        let _ = self.followers.send(record);
+    }
+
+    /// The journal so far and a receiver of what comes next, taken together so that no
+    /// event falls between them.
+    #[must_use]
+    pub fn subscribe(&self) -> (Vec<EventRecord>, broadcast::Receiver<EventRecord>) {
+        (self.journal.iter().cloned().collect(), self.followers.subscribe())
     }
 
     /// Logs and forgets the blocks that ended by `now_ns`; returns how many.
@@ -123,7 +222,9 @@ impl BlockBook {
             .collect();
         for addr in &ended {
             self.until_ns.remove(addr);
-            self.log(now_ns, &format!("unblocked {addr}: block expired"));
+            let line = format!("unblocked {addr}: block expired");
+            self.log(now_ns, &line);
+            self.record(EventRecord::now(EventKind::Unblock, Some(addr.to_string()), line));
         }
         if let Some(n) = self.limiter.flush() {
             info!("{n} more block/unblock messages suppressed in the last second");
@@ -188,7 +289,11 @@ mod tests {
 
     #[test]
     fn block_lines_name_source_rate_and_limit() {
-        let line = describe_block(&event(9, 100_000_000_000), 1_000, 0);
+        let limits = Limits {
+            pps: Rate::PerSecond(1_000),
+            ..Limits::default()
+        };
+        let line = describe_block(&event(9, 100_000_000_000), &limits);
         assert_eq!(
             line,
             "blocked 198.18.0.9 for 60s: 100000 packets/s seen, limit 1000 packets/s"
@@ -209,10 +314,16 @@ mod tests {
     #[test]
     fn book_expires_blocks_once() {
         let mut book = BlockBook::default();
-        book.on_block(&event(1, 1_000_000_000), 10, 0);
-        book.on_block(&event(1, 1_000_000_000), 10, 0);
-        book.on_block(&event(2, 2_000_000_000), 10, 0);
+        let limits = Limits::default();
+        book.on_block(&event(1, 1_000_000_000), &limits);
+        let (backlog, mut follower) = book.subscribe();
+        book.on_block(&event(1, 1_000_000_000), &limits);
+        book.on_block(&event(2, 2_000_000_000), &limits);
         assert_eq!(book.len(), 2, "a duplicate report is one block");
+        assert_eq!(backlog.len(), 1, "the journal has the first block");
+        let next = follower.try_recv().expect("a follower sees the next event");
+        assert_eq!(next.kind, EventKind::Block);
+        assert_eq!(next.subject.as_deref(), Some("198.18.0.2"));
         assert_eq!(book.expire(61_000_000_000), 1);
         assert_eq!(book.expire(61_000_000_000), 0);
         assert_eq!(book.expire(62_000_000_000), 1);

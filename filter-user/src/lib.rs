@@ -5,6 +5,7 @@
 //! - [`config`]: limits as the operator states them; parsing, validation, kernel form.
 //! - [`loader`]: load the embedded XDP object, attach it to an interface.
 //! - [`maps`]: typed access to the program's maps.
+//! - [`lists`]: the allowlist and denylist: prefixes, list files, their LPM tries.
 //! - [`stats`]: counter sums, rates, per-source rate estimates.
 //! - [`events`]: block events, the record of blocks, rate-limited logging.
 //! - [`control`]: the control socket protocol and its client.
@@ -16,6 +17,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod events;
+pub mod lists;
 pub mod loader;
 pub mod maps;
 pub mod stats;
