@@ -582,8 +582,34 @@ pub struct BlockEvent {
     pub prev_window_bytes: u64,
     /// The [`Class`] of the packet that crossed the limit.
     pub class: u32,
-    /// Explicit padding.
-    pub pad0: u32,
+    /// [`EventType`] as `u32`.
+    pub event_type: u32,
+}
+
+/// What a ring buffer record reports.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventType {
+    /// A source was blocked (all fields).
+    Block = 0,
+    /// An allowlist entry matched the source in `addr` for the `window_packets`-th time;
+    /// sent at powers of two, so an entry sends a few dozen events in its life, not one
+    /// per packet.
+    AllowHit = 1,
+    /// As `AllowHit`, for the denylist.
+    DenyHit = 2,
+}
+
+impl TryFrom<u32> for EventType {
+    type Error = u32;
+    fn try_from(value: u32) -> Result<Self, u32> {
+        match value {
+            0 => Ok(Self::Block),
+            1 => Ok(Self::AllowHit),
+            2 => Ok(Self::DenyHit),
+            other => Err(other),
+        }
+    }
 }
 const _: () = assert!(core::mem::size_of::<BlockEvent>() == 88);
 

@@ -11,8 +11,8 @@
 
 use aya_ebpf::bindings::BPF_NOEXIST;
 use filter_common::{
-    BlockEvent, CLASSES, COST_SHIFT, Class, LimitKind, LimitsConfig, Mode, Outcome, RATE_WINDOW_NS,
-    SourceKey, SourceState, list_flags,
+    BlockEvent, CLASSES, COST_SHIFT, Class, EventType, LimitKind, LimitsConfig, Mode, Outcome,
+    RATE_WINDOW_NS, SourceKey, SourceState, list_flags,
 };
 
 use crate::{
@@ -289,7 +289,7 @@ unsafe fn block(
     }
     // SAFETY: as above.
     let s = unsafe { &*state };
-    maps::send_block_event(&BlockEvent {
+    maps::send_event(&BlockEvent {
         addr: key.addr,
         limit_kind: kind as u32,
         mode: limits.mode,
@@ -301,6 +301,6 @@ unsafe fn block(
         prev_window_packets: s.prev_window_packets,
         prev_window_bytes: s.prev_window_bytes,
         class: class as u32,
-        pad0: 0,
+        event_type: EventType::Block as u32,
     });
 }

@@ -3,11 +3,11 @@
 use core::ffi::c_void;
 
 use aya_ebpf::{helpers::bpf_map_lookup_elem, maps::lpm_trie::Key};
-use filter_common::{ListEntry, SourceKey};
+use filter_common::{BlockEvent, EventType, ListEntry, SourceKey};
 
 use crate::{
     atomic,
-    maps::{FW_ALLOW_V4, FW_ALLOW_V6, FW_DENY_V4, FW_DENY_V6},
+    maps::{self, FW_ALLOW_V4, FW_ALLOW_V6, FW_DENY_V4, FW_DENY_V6},
 };
 
 /// Which list.
@@ -48,6 +48,22 @@ pub fn matches(list: List, key: &SourceKey, v4: bool, now: u64, len: u64) -> boo
         // Shared counters, so atomic: every CPU that sees this entry's traffic adds here.
         atomic::add(&raw mut (*entry).hit_packets, 1);
         atomic::add(&raw mut (*entry).hit_bytes, len);
+        // A summary event at the 1st, 2nd, 4th, 8th... hit: a log of the list's activity
+        // that cannot become a flood itself. (Read back after the add: another CPU's hit
+        // in between can skip or repeat one summary, which is harmless.)
+        let hits = core::ptr::read_volatile(&raw const (*entry).hit_packets);
+        if hits & (hits - 1) == 0 {
+            maps::send_event(&BlockEvent {
+                addr: key.addr,
+                event_type: match list {
+                    List::Allow => EventType::AllowHit,
+                    List::Deny => EventType::DenyHit,
+                } as u32,
+                now_ns: now,
+                window_packets: hits,
+                ..BlockEvent::default()
+            });
+        }
     }
     true
 }

@@ -136,9 +136,9 @@ pub fn count(class: Class, outcome: Outcome, len: u64) {
     }
 }
 
-/// Sends a block event, counting it as lost when the ring buffer is full.
+/// Sends an event, counting it as lost when the ring buffer is full.
 #[inline(always)]
-pub fn send_block_event(event: &BlockEvent) {
+pub fn send_event(event: &BlockEvent) {
     if FW_EVENTS.output::<BlockEvent>(event, 0).is_err()
         && let Some(lost) = FW_EVENTS_LOST.get_ptr_mut(0)
     {

@@ -12,6 +12,8 @@ use crate::{
         parse_duration_ms, parse_rate,
     },
     control::{self, DEFAULT_RUN_DIR, LimitsView, Request, Response, StatsView},
+    events::EventKind,
+    lists::{ListEntryView, ListKind, Prefix, parse_list_file},
     loader::AttachMode,
     stats::SourceView,
 };
@@ -43,6 +45,64 @@ pub enum Command {
     /// List or remove blocked sources.
     #[command(subcommand)]
     Blocked(BlockedCommand),
+    /// The allowlist: prefixes that are never dropped, by any limit or list.
+    #[command(subcommand)]
+    Allow(ListCommand),
+    /// The denylist: prefixes whose packets are always dropped (unless allowlisted).
+    #[command(subcommand)]
+    Deny(ListCommand),
+    /// Blocks, unblocks, list hits and list changes, newest last.
+    Events(EventsArgs),
+}
+
+/// `floodwall allow|deny ...`.
+#[derive(Debug, Subcommand)]
+pub enum ListCommand {
+    /// Add prefixes (all or nothing), e.g. `198.18.7.0/24 2001:2:0:9::/64 198.18.0.9`.
+    Add {
+        /// Prefixes (a bare address is a /32 or /128). Host bits must be zero.
+        #[arg(required = true)]
+        prefixes: Vec<Prefix>,
+        /// Denylist only: the entries expire after this long, e.g. 10m.
+        #[arg(long = "for", value_parser = parse_duration_ms, value_name = "DURATION")]
+        for_ms: Option<u64>,
+        /// The interface whose daemon to change (needed when several run).
+        #[arg(long)]
+        iface: Option<String>,
+    },
+    /// Remove prefixes (all must be listed, else nothing is removed).
+    Remove {
+        /// Prefixes, exactly as listed.
+        #[arg(required = true)]
+        prefixes: Vec<Prefix>,
+        /// The interface whose daemon to change (needed when several run).
+        #[arg(long)]
+        iface: Option<String>,
+    },
+    /// Show the entries with their hit counters.
+    List(ReadArgs),
+    /// Add every prefix of FILE (one a line, `#` comments), all or nothing.
+    Load {
+        /// The file.
+        file: std::path::PathBuf,
+        /// Denylist only: the entries expire after this long, e.g. 1h.
+        #[arg(long = "for", value_parser = parse_duration_ms, value_name = "DURATION")]
+        for_ms: Option<u64>,
+        /// The interface whose daemon to change (needed when several run).
+        #[arg(long)]
+        iface: Option<String>,
+    },
+}
+
+/// `floodwall events`.
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Keep running and print new events as they happen.
+    #[arg(long)]
+    pub follow: bool,
+    #[command(flatten)]
+    #[expect(missing_docs, reason = "flattened")]
+    pub read: ReadArgs,
 }
 
 /// `floodwall run`.
@@ -57,6 +117,9 @@ pub struct RunArgs {
     /// Capacity of the per-source table (least recently seen sources are evicted when full).
     #[arg(long, default_value_t = filter_common::DEFAULT_MAX_SOURCES)]
     pub max_sources: u32,
+    /// Capacity of each list (allowlist and denylist, IPv4 and IPv6 each), in prefixes.
+    #[arg(long, default_value_t = filter_common::DEFAULT_LIST_CAPACITY)]
+    pub list_capacity: u32,
     /// Initial limits (defaults: 10k packets/s, auto bursts, no bit-rate limit, 60s blocks).
     #[command(flatten)]
     pub limits: LimitArgs,
@@ -239,6 +302,36 @@ pub async fn client(run_dir: &std::path::Path, command: Command) -> anyhow::Resu
         Command::Blocked(BlockedCommand::Remove { addr, iface }) => {
             (iface, false, Request::BlockedRemove { addr })
         }
+        Command::Allow(command) => list_request(ListKind::Allow, command)?,
+        Command::Deny(command) => list_request(ListKind::Deny, command)?,
+        Command::Events(args) => {
+            let socket = control::find_socket(run_dir, args.read.iface.as_deref())?;
+            let request = Request::Events {
+                follow: args.follow,
+            };
+            return control::call_streaming(&socket, &request, |response| {
+                match response {
+                    Response::Events { events } => {
+                        for event in events {
+                            if args.read.json {
+                                println!("{}", serde_json::to_string(&event)?);
+                            } else {
+                                println!(
+                                    "{}  {:<11} {}",
+                                    event.time,
+                                    kind_name(event.kind),
+                                    event.message
+                                );
+                            }
+                        }
+                    }
+                    Response::Error { message } => bail!("{message}"),
+                    other => bail!("unexpected answer to events: {other:?}"),
+                }
+                Ok(())
+            })
+            .await;
+        }
     };
     let socket = control::find_socket(run_dir, iface.as_deref())?;
     let response = control::call(&socket, &request).await?;
@@ -256,9 +349,127 @@ pub async fn client(run_dir: &std::path::Path, command: Command) -> anyhow::Resu
             print_sources(&sources, mode, matches!(request, Request::BlockedList));
         }
         Response::Unblocked { addr } => println!("unblocked {addr}"),
+        Response::ListChanged {
+            list,
+            added,
+            updated,
+            unchanged,
+            removed,
+        } => {
+            if removed > 0 {
+                println!("{list}: removed {removed}");
+            } else {
+                println!("{list}: added {added}, updated {updated}, unchanged {unchanged}");
+            }
+        }
+        Response::ListEntries { list, entries } => print_list(list, &entries),
+        Response::Events { events } => {
+            for event in events {
+                println!(
+                    "{}  {:<11} {}",
+                    event.time,
+                    kind_name(event.kind),
+                    event.message
+                );
+            }
+        }
         Response::Error { .. } => unreachable!("handled above"),
     }
     Ok(())
+}
+
+/// The request of a list command; `load` reads and checks the file here, so its errors
+/// name the file as the operator typed it.
+fn list_request(
+    list: ListKind,
+    command: ListCommand,
+) -> anyhow::Result<(Option<String>, bool, Request)> {
+    let check_for = |for_ms: Option<u64>| {
+        if list == ListKind::Allow && for_ms.is_some() {
+            bail!("allowlist entries do not expire: --for is for the denylist");
+        }
+        Ok(for_ms)
+    };
+    Ok(match command {
+        ListCommand::Add {
+            prefixes,
+            for_ms,
+            iface,
+        } => {
+            let for_ms = check_for(for_ms)?;
+            (
+                iface,
+                false,
+                Request::ListAdd {
+                    list,
+                    prefixes,
+                    for_ms,
+                },
+            )
+        }
+        ListCommand::Remove { prefixes, iface } => {
+            (iface, false, Request::ListRemove { list, prefixes })
+        }
+        ListCommand::List(r) => (r.iface, r.json, Request::ListShow { list }),
+        ListCommand::Load {
+            file,
+            for_ms,
+            iface,
+        } => {
+            let for_ms = check_for(for_ms)?;
+            let prefixes = parse_list_file(&file)?;
+            if prefixes.is_empty() {
+                bail!("{} holds no prefixes", file.display());
+            }
+            (
+                iface,
+                false,
+                Request::ListAdd {
+                    list,
+                    prefixes,
+                    for_ms,
+                },
+            )
+        }
+    })
+}
+
+fn kind_name(kind: EventKind) -> &'static str {
+    match kind {
+        EventKind::Block => "block",
+        EventKind::Unblock => "unblock",
+        EventKind::ListHits => "list-hit",
+        EventKind::EventsLost => "lost",
+        EventKind::ListChange => "list-change",
+    }
+}
+
+fn print_list(list: ListKind, entries: &[ListEntryView]) {
+    if entries.is_empty() {
+        println!("the {list} is empty");
+        return;
+    }
+    println!(
+        "{:<44} {:>14} {:>16}  expires",
+        "prefix", "hit packets", "hit bytes"
+    );
+    for e in entries {
+        let expires = e.expires_in_ms.map_or_else(
+            || "never".to_owned(),
+            |ms| {
+                format!(
+                    "in {}",
+                    humantime::format_duration(std::time::Duration::from_secs(ms.div_ceil(1000)))
+                )
+            },
+        );
+        println!(
+            "{:<44} {:>14} {:>16}  {expires}",
+            e.prefix.to_string(),
+            e.hit_packets,
+            e.hit_bytes
+        );
+    }
 }
 
 fn print_limits(view: &LimitsView) {

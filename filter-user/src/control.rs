@@ -19,21 +19,24 @@ use tokio::{
 
 use crate::{
     config::{Limits, LimitsChange},
+    events::EventRecord,
+    lists::{ListEntryView, ListKind, Prefix},
     stats::{OutcomeStats, SourceView},
 };
 
 /// Default directory of control sockets and lock files.
 pub const DEFAULT_RUN_DIR: &str = "/run/floodwall";
 
-/// Largest request line the daemon reads; longer ones are refused.
-pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+/// Largest request line the daemon reads; longer ones are refused. Room for a bulk load of
+/// a full list (131,072 prefixes of up to 43 characters, JSON-quoted).
+pub const MAX_REQUEST_BYTES: usize = 8 * 1024 * 1024;
 
 /// A request from the CLI.
 #[expect(
     clippy::large_enum_variant,
     reason = "one short-lived request per connection"
 )]
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "request", rename_all = "snake_case")]
 pub enum Request {
     /// The current limits.
@@ -57,13 +60,45 @@ pub enum Request {
         /// The source.
         addr: IpAddr,
     },
+    /// Add prefixes to a list, all or nothing (root only).
+    ListAdd {
+        /// Which list.
+        list: ListKind,
+        /// The prefixes.
+        prefixes: Vec<Prefix>,
+        /// Denylist only: the entries expire after this many milliseconds.
+        for_ms: Option<u64>,
+    },
+    /// Remove prefixes from a list, all or nothing (root only).
+    ListRemove {
+        /// Which list.
+        list: ListKind,
+        /// The prefixes.
+        prefixes: Vec<Prefix>,
+    },
+    /// A list's entries with their hit counters.
+    ListShow {
+        /// Which list.
+        list: ListKind,
+    },
+    /// The event journal; with `follow`, then every new event as it happens.
+    Events {
+        /// Keep the connection open and stream new events.
+        follow: bool,
+    },
 }
 
 impl Request {
     /// Whether the request changes anything (and so needs root).
     #[must_use]
     pub fn is_change(&self) -> bool {
-        matches!(self, Self::LimitsSet { .. } | Self::BlockedRemove { .. })
+        matches!(
+            self,
+            Self::LimitsSet { .. }
+                | Self::BlockedRemove { .. }
+                | Self::ListAdd { .. }
+                | Self::ListRemove { .. }
+        )
     }
 }
 
@@ -122,6 +157,31 @@ pub enum Response {
     Unblocked {
         /// The source.
         addr: IpAddr,
+    },
+    /// A list changed.
+    ListChanged {
+        /// Which list.
+        list: ListKind,
+        /// Prefixes added.
+        added: usize,
+        /// Prefixes already listed whose expiry changed.
+        updated: usize,
+        /// Prefixes already listed as asked.
+        unchanged: usize,
+        /// Prefixes removed.
+        removed: usize,
+    },
+    /// A list's entries.
+    ListEntries {
+        /// Which list.
+        list: ListKind,
+        /// The entries, by prefix.
+        entries: Vec<ListEntryView>,
+    },
+    /// Events (one response line each when following).
+    Events {
+        /// The events, oldest first.
+        events: Vec<EventRecord>,
     },
     /// The request was refused or failed; nothing changed.
     Error {
@@ -194,12 +254,39 @@ pub fn find_socket(run_dir: &Path, iface: Option<&str>) -> anyhow::Result<PathBu
     }
 }
 
-/// Sends one request to the daemon at `socket` and returns its response.
+/// Sends `request` and calls `each` with every response line until the daemon closes the
+/// connection (for `events --follow`).
 ///
 /// # Errors
-/// If the socket cannot be reached or the daemon's answer is not a response.
-pub async fn call(socket: &Path, request: &Request) -> anyhow::Result<Response> {
-    let stream = UnixStream::connect(socket).await.map_err(|e| {
+/// If the socket cannot be reached, an answer is not a response, or `each` fails.
+pub async fn call_streaming(
+    socket: &Path,
+    request: &Request,
+    mut each: impl FnMut(Response) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let stream = connect(socket).await?;
+    let (read, mut write) = stream.into_split();
+    let mut line = serde_json::to_string(request).context("cannot encode the request")?;
+    line.push('\n');
+    write
+        .write_all(line.as_bytes())
+        .await
+        .context("cannot send the request")?;
+    let mut lines = BufReader::new(read).lines();
+    while let Some(answer) = lines
+        .next_line()
+        .await
+        .context("cannot read the daemon's answer")?
+    {
+        let response = serde_json::from_str(&answer)
+            .with_context(|| format!("the daemon's answer is not a response: {answer}"))?;
+        each(response)?;
+    }
+    Ok(())
+}
+
+async fn connect(socket: &Path) -> anyhow::Result<UnixStream> {
+    UnixStream::connect(socket).await.map_err(|e| {
         if e.kind() == std::io::ErrorKind::PermissionDenied {
             anyhow::anyhow!(
                 "permission denied connecting to {}: floodwall commands need root",
@@ -209,7 +296,15 @@ pub async fn call(socket: &Path, request: &Request) -> anyhow::Result<Response> 
             anyhow::Error::new(e)
                 .context(format!("cannot reach the daemon at {}", socket.display()))
         }
-    })?;
+    })
+}
+
+/// Sends one request to the daemon at `socket` and returns its response.
+///
+/// # Errors
+/// If the socket cannot be reached or the daemon's answer is not a response.
+pub async fn call(socket: &Path, request: &Request) -> anyhow::Result<Response> {
+    let stream = connect(socket).await?;
     let (read, mut write) = stream.into_split();
     let mut line = serde_json::to_string(request).context("cannot encode the request")?;
     line.push('\n');

@@ -11,7 +11,7 @@ use std::{
 
 use anyhow::{Context as _, anyhow, bail};
 use aya::maps::{MapData, RingBuf};
-use filter_common::{Class, map_names};
+use filter_common::{Class, list_flags, map_names};
 use log::{info, warn};
 use nix::fcntl::{Flock, FlockArg};
 use tokio::{
@@ -23,7 +23,8 @@ use tokio::{
 use crate::{
     config::Limits,
     control::{LimitsView, MAX_REQUEST_BYTES, Request, Response, StatsView, socket_path},
-    events::{self, BlockBook},
+    events::{self, BlockBook, EventKind, EventRecord},
+    lists::{self, ListMaps},
     loader::{self, AttachMode, LoadOptions},
     maps::{FilterMaps, monotonic_now_ns},
     stats::{ClassStats, Sample, SourceView, addr_key, outcome_stats, top_sources},
@@ -43,6 +44,8 @@ pub struct DaemonConfig {
     pub limits: Limits,
     /// Capacity of the per-source table.
     pub max_sources: u32,
+    /// Capacity of each list trie.
+    pub list_capacity: u32,
     /// Directory of the control socket and lock file.
     pub run_dir: PathBuf,
 }
@@ -53,6 +56,7 @@ struct Shared {
     attach_mode: AttachMode,
     started: Instant,
     maps: FilterMaps,
+    lists: ListMaps,
     /// The limits as the operator set them; the map holds their kernel form.
     limits: Mutex<Limits>,
     /// The last two counter samples: rates are the difference.
@@ -79,7 +83,9 @@ pub async fn run(config: DaemonConfig, shutdown: impl Future<Output = ()>) -> an
     let mut loaded = loader::load(LoadOptions {
         max_sources: config.max_sources,
         test_clock: false,
+        list_capacity: config.list_capacity,
     })?;
+    let lists = ListMaps::take(&mut loaded.ebpf)?;
     loaded.maps.write_limits(&config.limits.to_kernel())?;
     let (link, attach_mode) = loader::attach(&mut loaded.ebpf, &config.iface, config.attach_mode)?;
     info!(
@@ -102,6 +108,7 @@ pub async fn run(config: DaemonConfig, shutdown: impl Future<Output = ()>) -> an
         attach_mode,
         started: Instant::now(),
         maps: loaded.maps,
+        lists,
         limits: Mutex::new(config.limits),
         samples: Mutex::new((None, None)),
         blocks: Mutex::new(BlockBook::default()),
@@ -177,6 +184,7 @@ fn describe_limits(limits: &Limits) -> String {
 
 async fn sample_loop(shared: Arc<Shared>) -> anyhow::Result<()> {
     let mut ticker = tokio::time::interval(SAMPLE_INTERVAL);
+    let mut last_lost = shared.maps.events_lost()?;
     loop {
         ticker.tick().await;
         let sample = shared.maps.sample()?;
@@ -186,7 +194,44 @@ async fn sample_loop(shared: Arc<Shared>) -> anyhow::Result<()> {
             samples.1 = Some(sample);
         }
         lock(&shared.blocks).expire(sample.at_ns);
+        let lost = shared.maps.events_lost()?;
+        if lost > last_lost {
+            let line = format!("{} events lost: the ring buffer was full", lost - last_lost);
+            warn!("{line}");
+            lock(&shared.blocks).record(EventRecord::now(EventKind::EventsLost, None, line));
+            last_lost = lost;
+        }
+        let expired = shared.lists.expire(sample.at_ns)?;
+        if !expired.is_empty() {
+            for prefix in &expired {
+                let line = format!("denylist entry {prefix} expired");
+                info!("{line}");
+                lock(&shared.blocks).record(EventRecord::now(
+                    EventKind::Unblock,
+                    Some(prefix.to_string()),
+                    line,
+                ));
+            }
+            sync_list_presence(&shared)?;
+        }
     }
+}
+
+/// Tells the data path which list tries hold entries (it skips empty ones).
+fn sync_list_presence(shared: &Shared) -> anyhow::Result<()> {
+    let presence = shared.lists.nonempty()?;
+    let bits = [
+        (presence.allow.v4, list_flags::ALLOW_V4),
+        (presence.allow.v6, list_flags::ALLOW_V6),
+        (presence.deny.v4, list_flags::DENY_V4),
+        (presence.deny.v6, list_flags::DENY_V6),
+    ]
+    .iter()
+    .filter(|(present, _)| *present)
+    .fold(0, |acc, (_, bit)| acc | bit);
+    shared.maps.set_list_presence(bits);
+    let limits = *lock(&shared.limits);
+    shared.maps.write_limits(&limits.to_kernel())
 }
 
 async fn watch_events(ring: RingBuf<MapData>, shared: Arc<Shared>) -> anyhow::Result<()> {
@@ -203,7 +248,7 @@ async fn watch_events(ring: RingBuf<MapData>, shared: Arc<Shared>) -> anyhow::Re
         let limits = *lock(&shared.limits);
         while let Some(item) = guard.get_inner_mut().next() {
             match events::decode(&item) {
-                Some(event) => lock(&shared.blocks).on_block(&event, &limits),
+                Some(event) => lock(&shared.blocks).on_event(&event, &limits),
                 None => warn!("ignoring a short event of {} bytes", item.len()),
             }
         }
@@ -250,6 +295,13 @@ async fn serve_connection(stream: UnixStream, shared: Arc<Shared>) -> anyhow::Re
                     "permission denied: only root may change floodwall (you are uid {uid})"
                 ),
             },
+            Ok(Request::Events { follow }) => {
+                let (backlog, followers) = lock(&shared.blocks).subscribe();
+                if follow {
+                    return follow_events(write, backlog, followers).await;
+                }
+                Response::Events { events: backlog }
+            }
             Ok(request) => {
                 let shared = Arc::clone(&shared);
                 tokio::task::spawn_blocking(move || handle(&shared, &request))
@@ -270,9 +322,37 @@ async fn serve_connection(stream: UnixStream, shared: Arc<Shared>) -> anyhow::Re
     Ok(())
 }
 
+/// Streams the journal, then each new event, one response line each, until the client
+/// goes away.
+async fn follow_events(
+    mut write: tokio::net::unix::OwnedWriteHalf,
+    backlog: Vec<EventRecord>,
+    mut followers: tokio::sync::broadcast::Receiver<EventRecord>,
+) -> anyhow::Result<()> {
+    use tokio::sync::broadcast::error::RecvError;
+    let mut events = backlog;
+    loop {
+        let mut out =
+            serde_json::to_string(&Response::Events { events }).context("cannot encode events")?;
+        out.push('\n');
+        if write.write_all(out.as_bytes()).await.is_err() {
+            return Ok(()); // the follower went away
+        }
+        events = match followers.recv().await {
+            Ok(event) => vec![event],
+            Err(RecvError::Lagged(skipped)) => vec![EventRecord::now(
+                EventKind::EventsLost,
+                None,
+                format!("{skipped} events skipped: this follower read too slowly"),
+            )],
+            Err(RecvError::Closed) => return Ok(()),
+        };
+    }
+}
+
 /// Handles one request. Runs on a blocking thread: table walks take a while.
 fn handle(shared: &Shared, request: &Request) -> anyhow::Result<Response> {
-    match *request {
+    match request.clone() {
         Request::LimitsShow => Ok(Response::Limits(limits_view(shared, &lock(&shared.limits)))),
         Request::LimitsSet { change } => {
             if change.is_empty() {
@@ -346,6 +426,58 @@ fn handle(shared: &Shared, request: &Request) -> anyhow::Result<Response> {
                 sources,
             })
         }
+        Request::ListAdd {
+            list,
+            prefixes,
+            for_ms,
+        } => {
+            let expires = for_ms
+                .map(|ms| {
+                    lists::expiry_after(monotonic_now_ns()?, std::time::Duration::from_millis(ms))
+                        .map_err(anyhow::Error::from)
+                })
+                .transpose()?;
+            let report = shared.lists.add(list, &prefixes, expires)?;
+            sync_list_presence(shared)?;
+            let line = format!(
+                "{list}: {} added, {} updated, {} unchanged{}",
+                report.added,
+                report.updated,
+                report.unchanged,
+                for_ms.map_or(String::new(), |ms| format!(
+                    ", expiring in {}",
+                    humantime::format_duration(std::time::Duration::from_millis(ms))
+                ))
+            );
+            info!("{line}");
+            lock(&shared.blocks).record(EventRecord::now(EventKind::ListChange, None, line));
+            Ok(Response::ListChanged {
+                list,
+                added: report.added,
+                updated: report.updated,
+                unchanged: report.unchanged,
+                removed: 0,
+            })
+        }
+        Request::ListRemove { list, prefixes } => {
+            let removed = shared.lists.remove(list, &prefixes)?;
+            sync_list_presence(shared)?;
+            let line = format!("{list}: {removed} removed");
+            info!("{line}");
+            lock(&shared.blocks).record(EventRecord::now(EventKind::ListChange, None, line));
+            Ok(Response::ListChanged {
+                list,
+                added: 0,
+                updated: 0,
+                unchanged: 0,
+                removed,
+            })
+        }
+        Request::ListShow { list } => Ok(Response::ListEntries {
+            list,
+            entries: shared.lists.list(list, monotonic_now_ns()?)?,
+        }),
+        Request::Events { .. } => bail!("events are served by the connection handler"),
         Request::BlockedRemove { addr } => {
             let key = addr_key(addr);
             let now = monotonic_now_ns()?;

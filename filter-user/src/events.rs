@@ -7,7 +7,7 @@ use std::{
     net::IpAddr,
 };
 
-use filter_common::{BlockEvent, Class, LimitKind, Mode};
+use filter_common::{BlockEvent, Class, EventType, LimitKind, Mode};
 use log::info;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
@@ -32,6 +32,8 @@ pub enum EventKind {
     ListHits,
     /// The data path lost events because the ring buffer was full.
     EventsLost,
+    /// The operator changed a list.
+    ListChange,
 }
 
 /// One entry of the journal.
@@ -175,6 +177,32 @@ impl Default for BlockBook {
 }
 
 impl BlockBook {
+    /// Records and logs a ring buffer event of any type.
+    pub fn on_event(&mut self, event: &BlockEvent, limits: &Limits) {
+        match EventType::try_from(event.event_type) {
+            Ok(EventType::Block) => self.on_block(event, limits),
+            Ok(kind @ (EventType::AllowHit | EventType::DenyHit)) => {
+                let addr = key_addr(&filter_common::SourceKey { addr: event.addr });
+                let list = if kind == EventType::AllowHit {
+                    "allowlist"
+                } else {
+                    "denylist"
+                };
+                let line = format!(
+                    "{list} matched {addr}: hit {} of its entry",
+                    event.window_packets
+                );
+                self.log(event.now_ns, &line);
+                self.record(EventRecord::now(
+                    EventKind::ListHits,
+                    Some(addr.to_string()),
+                    line,
+                ));
+            }
+            Err(other) => log::warn!("ignoring an event of unknown type {other}"),
+        }
+    }
+
     /// Records and logs a block event.
     pub fn on_block(&mut self, event: &BlockEvent, limits: &Limits) {
         let addr = key_addr(&filter_common::SourceKey { addr: event.addr });
@@ -183,7 +211,11 @@ impl BlockBook {
         if !known {
             let line = describe_block(event, limits);
             self.log(event.now_ns, &line);
-            self.record(EventRecord::now(EventKind::Block, Some(addr.to_string()), line));
+            self.record(EventRecord::now(
+                EventKind::Block,
+                Some(addr.to_string()),
+                line,
+            ));
         }
     }
 
@@ -192,7 +224,11 @@ impl BlockBook {
         self.until_ns.remove(&addr);
         let line = format!("unblocked {addr}: removed by the operator");
         self.log(now_ns, &line);
-        self.record(EventRecord::now(EventKind::Unblock, Some(addr.to_string()), line));
+        self.record(EventRecord::now(
+            EventKind::Unblock,
+            Some(addr.to_string()),
+            line,
+        ));
     }
 
     /// Adds a record to the journal and sends it to followers.
@@ -209,7 +245,10 @@ impl BlockBook {
     /// event falls between them.
     #[must_use]
     pub fn subscribe(&self) -> (Vec<EventRecord>, broadcast::Receiver<EventRecord>) {
-        (self.journal.iter().cloned().collect(), self.followers.subscribe())
+        (
+            self.journal.iter().cloned().collect(),
+            self.followers.subscribe(),
+        )
     }
 
     /// Logs and forgets the blocks that ended by `now_ns`; returns how many.
@@ -224,7 +263,11 @@ impl BlockBook {
             self.until_ns.remove(addr);
             let line = format!("unblocked {addr}: block expired");
             self.log(now_ns, &line);
-            self.record(EventRecord::now(EventKind::Unblock, Some(addr.to_string()), line));
+            self.record(EventRecord::now(
+                EventKind::Unblock,
+                Some(addr.to_string()),
+                line,
+            ));
         }
         if let Some(n) = self.limiter.flush() {
             info!("{n} more block/unblock messages suppressed in the last second");

@@ -26,6 +26,8 @@ pub struct LoadOptions {
     pub max_sources: u32,
     /// Take time from `LimitsConfig::test_now_ns` (tests only).
     pub test_clock: bool,
+    /// Capacity of each of the four list tries (allow, deny; IPv4, IPv6).
+    pub list_capacity: u32,
 }
 
 impl Default for LoadOptions {
@@ -33,6 +35,7 @@ impl Default for LoadOptions {
         Self {
             max_sources: filter_common::DEFAULT_MAX_SOURCES,
             test_clock: false,
+            list_capacity: filter_common::DEFAULT_LIST_CAPACITY,
         }
     }
 }
@@ -69,7 +72,18 @@ pub fn load(options: LoadOptions) -> anyhow::Result<Loaded> {
         );
     }
     let mut loader = EbpfLoader::new();
+    if options.list_capacity == 0 {
+        bail!("list-capacity must be at least 1");
+    }
     loader.map_max_entries(map_names::SOURCES, options.max_sources);
+    for list in [
+        map_names::ALLOW_V4,
+        map_names::ALLOW_V6,
+        map_names::DENY_V4,
+        map_names::DENY_V6,
+    ] {
+        loader.map_max_entries(list, options.list_capacity);
+    }
     if options.test_clock {
         loader.override_global(TEST_CLOCK_GLOBAL, &1u32, true);
     }

@@ -33,6 +33,7 @@ fn main() -> std::process::ExitCode {
                     attach_mode: args.xdp_mode,
                     limits,
                     max_sources: args.max_sources,
+                    list_capacity: args.list_capacity,
                     run_dir: cli.run_dir,
                 };
                 daemon::run(config, shutdown_signal()?).await

@@ -25,6 +25,8 @@ pub struct FilterMaps {
     block_cache: Mutex<Array<MapData, BlockCacheSlot>>,
     /// Program clock parameters written with every limits update.
     clock: Mutex<ClockParams>,
+    /// `list_flags` presence bits written with every limits update.
+    list_presence: Mutex<u32>,
 }
 
 /// How the program turns kernel ticks into nanoseconds (see `filter_common`'s crate doc).
@@ -59,7 +61,17 @@ impl FilterMaps {
             events_lost: take(ebpf, map_names::EVENTS_LOST)?,
             block_cache: Mutex::new(take(ebpf, map_names::BLOCK_CACHE)?),
             clock: Mutex::new(ClockParams::default()),
+            list_presence: Mutex::new(0),
         })
+    }
+
+    /// Sets which list tries hold entries (`filter_common::list_flags` presence bits),
+    /// written with every limits update from now on.
+    pub fn set_list_presence(&self, bits: u32) {
+        *self
+            .list_presence
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = bits;
     }
 
     /// Sets the clock parameters written with every limits update from now on.
@@ -79,9 +91,14 @@ impl FilterMaps {
             .clock
             .lock()
             .map_err(|_| anyhow!("clock lock poisoned"))?;
+        let presence = *self
+            .list_presence
+            .lock()
+            .map_err(|_| anyhow!("list presence lock poisoned"))?;
         let config = LimitsConfig {
             clock_mul_ns: clock.mul_ns,
             clock_offset_ns: clock.offset_ns,
+            list_flags: config.list_flags | presence,
             ..*config
         };
         let mut limits = self

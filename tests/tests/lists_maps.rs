@@ -48,6 +48,7 @@ fn setup() -> Setup {
     let mut loaded = loader::load(LoadOptions {
         max_sources: 4096,
         test_clock: true,
+        ..LoadOptions::default()
     })
     .expect("the XDP program must load with the test clock");
     let deny_v4 = probe(&loaded.ebpf, map_names::DENY_V4);

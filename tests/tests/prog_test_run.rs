@@ -56,6 +56,7 @@ impl Harness {
         let loaded = loader::load(LoadOptions {
             max_sources: 4096,
             test_clock: true,
+            ..LoadOptions::default()
         })
         .expect("the XDP program must load with the test clock");
         let limits = Limits::default().apply(&change).expect("valid test limits");
@@ -1014,4 +1015,166 @@ fn the_ceiling_caps_untracked_sources_and_spares_tracked_ones() {
     assert_eq!(h.run(&udp4(spoofed(500))), XDP_PASS);
     assert_eq!(h.run(&udp4(spoofed(501))), XDP_DROP);
     pin_to_all_cpus(std::thread::available_parallelism().map_or(1, usize::from));
+}
+
+/// A harness with its list tries, and the presence bits the daemon would set.
+fn with_lists(change: LimitsChange) -> (Harness, floodwall::lists::ListMaps) {
+    let mut h = Harness::new(change);
+    let lists = floodwall::lists::ListMaps::take(&mut h.loaded.ebpf).expect("list maps");
+    (h, lists)
+}
+
+fn sync_presence(h: &Harness, lists: &floodwall::lists::ListMaps) {
+    use filter_common::list_flags;
+    let p = lists.nonempty().expect("presence");
+    let bits = [
+        (p.allow.v4, list_flags::ALLOW_V4),
+        (p.allow.v6, list_flags::ALLOW_V6),
+        (p.deny.v4, list_flags::DENY_V4),
+        (p.deny.v6, list_flags::DENY_V6),
+    ]
+    .iter()
+    .filter(|(on, _)| *on)
+    .fold(0, |acc, (_, bit)| acc | bit);
+    h.loaded.maps.set_list_presence(bits);
+    h.write_limits();
+}
+
+fn prefixes(texts: &[&str]) -> Vec<floodwall::lists::Prefix> {
+    texts.iter().map(|t| t.parse().expect("prefix")).collect()
+}
+
+#[test]
+fn the_denylist_drops_and_counts_hits_per_entry() {
+    if !privileged("the_denylist_drops_and_counts_hits_per_entry") {
+        return;
+    }
+    use floodwall::lists::ListKind;
+    let (mut h, lists) = with_lists(limits(100_000, 100_000));
+    lists
+        .add(
+            ListKind::Deny,
+            &prefixes(&["198.18.0.0/28", "2001:2::/120"]),
+            None,
+        )
+        .expect("add");
+    sync_presence(&h, &lists);
+    assert_eq!(
+        h.run_n(&udp4(ATTACKER4), 3),
+        [XDP_DROP; 3],
+        "198.18.0.10 is in 198.18.0.0/28"
+    );
+    assert_eq!(
+        h.run_n(&udp6(ATTACKER6), 2),
+        [XDP_DROP; 2],
+        "2001:2::10 is in 2001:2::/120"
+    );
+    assert_eq!(
+        h.run(&udp4([198, 18, 0, 20])),
+        XDP_PASS,
+        "198.18.0.20 is outside the /28"
+    );
+    assert_eq!(h.packets(Outcome::DroppedDenied), 5);
+    let entries = lists.list(ListKind::Deny, h.now_ns).expect("list");
+    let hits: Vec<(String, u64)> = entries
+        .iter()
+        .map(|e| (e.prefix.to_string(), e.hit_packets))
+        .collect();
+    assert_eq!(
+        hits,
+        [
+            ("198.18.0.0/28".to_owned(), 3),
+            ("2001:2::/120".to_owned(), 2)
+        ]
+    );
+    assert!(
+        h.state(SourceKey::from_ipv4(ATTACKER4)).is_none(),
+        "denied sources take no table entry"
+    );
+    // Summary events at the 1st and 2nd hit of each entry (powers of two).
+    let hit_events = h
+        .events()
+        .iter()
+        .filter(|e| {
+            filter_common::EventType::try_from(e.event_type)
+                == Ok(filter_common::EventType::DenyHit)
+        })
+        .count();
+    assert_eq!(
+        hit_events, 4,
+        "hits 1 and 2 of the v4 entry and of the v6 entry"
+    );
+}
+
+#[test]
+fn the_allowlist_wins_over_the_denylist_and_every_limit() {
+    if !privileged("the_allowlist_wins_over_the_denylist_and_every_limit") {
+        return;
+    }
+    use floodwall::lists::ListKind;
+    let (mut h, lists) = with_lists(limits(100, 3));
+    lists
+        .add(ListKind::Deny, &prefixes(&["198.18.0.0/24"]), None)
+        .expect("add deny");
+    lists
+        .add(ListKind::Allow, &prefixes(&["198.18.0.10"]), None)
+        .expect("add allow");
+    sync_presence(&h, &lists);
+    assert_eq!(
+        h.run_n(&udp4(ATTACKER4), 50),
+        [XDP_PASS; 50],
+        "allowlisted: never dropped"
+    );
+    assert_eq!(h.packets(Outcome::Allowed), 50);
+    assert_eq!(
+        h.run(&udp4(OTHER4)),
+        XDP_DROP,
+        "the rest of the /24 is denied"
+    );
+    // Removing the allow entry makes the deny entry apply.
+    lists
+        .remove(ListKind::Allow, &prefixes(&["198.18.0.10"]))
+        .expect("remove");
+    sync_presence(&h, &lists);
+    assert_eq!(h.run(&udp4(ATTACKER4)), XDP_DROP);
+}
+
+#[test]
+fn denylist_entries_expire_and_can_be_monitored() {
+    if !privileged("denylist_entries_expire_and_can_be_monitored") {
+        return;
+    }
+    use floodwall::lists::ListKind;
+    let (mut h, lists) = with_lists(limits(100_000, 100_000));
+    lists
+        .add(
+            ListKind::Deny,
+            &prefixes(&["198.18.0.10"]),
+            Some(h.now_ns + 10 * SEC),
+        )
+        .expect("add");
+    sync_presence(&h, &lists);
+    assert_eq!(h.run(&udp4(ATTACKER4)), XDP_DROP);
+    h.change_limits(LimitsChange {
+        deny_mode: Some(FilterMode::Monitor),
+        ..LimitsChange::default()
+    });
+    assert_eq!(
+        h.run(&udp4(ATTACKER4)),
+        XDP_PASS,
+        "a monitored denylist drops nothing"
+    );
+    assert_eq!(h.packets(Outcome::MonitorDenied), 1);
+    h.change_limits(LimitsChange {
+        deny_mode: Some(FilterMode::Enforce),
+        ..LimitsChange::default()
+    });
+    h.advance(10 * SEC);
+    assert_eq!(
+        h.run(&udp4(ATTACKER4)),
+        XDP_PASS,
+        "an expired entry no longer applies"
+    );
+    let expired = lists.expire(h.now_ns).expect("expire");
+    assert_eq!(expired.len(), 1, "and the daemon's sweep deletes it");
 }

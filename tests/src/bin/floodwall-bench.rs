@@ -164,6 +164,7 @@ fn run(args: &Args) -> anyhow::Result<bool> {
     let Loaded { mut ebpf, maps } = loader::load(LoadOptions {
         max_sources: args.max_sources,
         test_clock: false,
+        ..LoadOptions::default()
     })
     .context("failed to load floodwall (are you root?)")?;
     loader::xdp_program(&mut ebpf, BASELINE_PROGRAM_NAME)?
