@@ -273,6 +273,7 @@ pub enum BlockedCommand {
 ///
 /// # Errors
 /// If the daemon cannot be reached or refuses the request.
+#[expect(clippy::too_many_lines, reason = "one arm per command, read top to bottom")]
 pub async fn client(run_dir: &std::path::Path, command: Command) -> anyhow::Result<()> {
     let (iface, json, request) = match command {
         Command::Run(_) => bail!("`run` is not a client command"),

@@ -351,6 +351,7 @@ async fn follow_events(
 }
 
 /// Handles one request. Runs on a blocking thread: table walks take a while.
+#[expect(clippy::too_many_lines, reason = "one arm per request, read top to bottom")]
 fn handle(shared: &Shared, request: &Request) -> anyhow::Result<Response> {
     match request.clone() {
         Request::LimitsShow => Ok(Response::Limits(limits_view(shared, &lock(&shared.limits)))),
