@@ -74,6 +74,11 @@ pub mod map_names {
     pub const SKETCH: &str = "FW_SKETCH";
     /// Per-CPU array of one `u64` TAT per class: the ceilings' GCRA state.
     pub const CEILINGS: &str = "FW_CEILINGS";
+    /// LRU hash: [`PrefixKey`](crate::PrefixKey) → [`PrefixState`](crate::PrefixState).
+    pub const PREFIXES: &str = "FW_PREFIXES";
+    /// Per-CPU array of [`TABLE_STAT_SLOTS`](crate::TABLE_STAT_SLOTS) `u64`: source table
+    /// inserts and failed inserts.
+    pub const TABLE_STATS: &str = "FW_TABLE_STATS";
 }
 
 /// Default capacity of the per-source table.
@@ -243,8 +248,10 @@ pub struct LimitsConfig {
     pub list_flags: u32,
     /// Explicit padding.
     pub pad1: u32,
+    /// Limits by prefix scope ([`prefix_scopes`]).
+    pub prefixes: [PrefixLimits; PREFIX_SCOPES],
 }
-const _: () = assert!(core::mem::size_of::<LimitsConfig>() == 312);
+const _: () = assert!(core::mem::size_of::<LimitsConfig>() == 312 + 3 * 136);
 
 impl LimitsConfig {
     /// The program's time for a tick count.
@@ -326,6 +333,10 @@ pub enum Outcome {
     DroppedCeiling = 11,
     /// Passed in monitor mode; enforce mode would have dropped it for its class's ceiling.
     MonitorCeiling = 12,
+    /// Dropped: its source's prefix (e.g. its /24) is over the prefix's limit.
+    DroppedPrefixLimit = 13,
+    /// Passed in monitor mode; enforce mode would have dropped it for its prefix's limit.
+    MonitorPrefixLimit = 14,
 }
 
 /// Number of counter slots: room for more outcomes without changing the map's size.
@@ -333,7 +344,7 @@ pub const COUNTER_SLOTS: u32 = 16;
 
 impl Outcome {
     /// Every outcome, in index order.
-    pub const ALL: [Self; 13] = [
+    pub const ALL: [Self; 15] = [
         Self::Passed,
         Self::DroppedRateLimit,
         Self::DroppedBlocked,
@@ -347,6 +358,8 @@ impl Outcome {
         Self::MonitorDenied,
         Self::DroppedCeiling,
         Self::MonitorCeiling,
+        Self::DroppedPrefixLimit,
+        Self::MonitorPrefixLimit,
     ];
 
     /// A stable `snake_case` name for output and metrics.
@@ -366,6 +379,8 @@ impl Outcome {
             Self::MonitorDenied => "monitor_denied",
             Self::DroppedCeiling => "dropped_ceiling",
             Self::MonitorCeiling => "monitor_ceiling",
+            Self::DroppedPrefixLimit => "dropped_prefix_limit",
+            Self::MonitorPrefixLimit => "monitor_prefix_limit",
         }
     }
 
@@ -378,6 +393,7 @@ impl Outcome {
                 | Self::DroppedBlocked
                 | Self::DroppedDenied
                 | Self::DroppedCeiling
+                | Self::DroppedPrefixLimit
         )
     }
 }
@@ -486,6 +502,95 @@ pub mod list_flags {
     pub const DENY_V6: u32 = 1 << 3;
     /// Denylist hits are counted, not dropped.
     pub const DENY_MONITOR: u32 = 1 << 4;
+}
+
+/// Prefix scopes: the levels at which sources are also limited as groups, so that a
+/// source rotating addresses inside its prefix is limited as one.
+pub mod prefix_scopes {
+    /// IPv4 prefixes (default /24).
+    pub const V4: usize = 0;
+    /// IPv6 prefixes, narrow (default /64: one customer's network).
+    pub const V6: usize = 1;
+    /// IPv6 prefixes, wide (default /48: one site).
+    pub const V6_WIDE: usize = 2;
+}
+/// Number of prefix scopes.
+pub const PREFIX_SCOPES: usize = 3;
+
+/// Default capacity of the prefix table.
+pub const DEFAULT_MAX_PREFIXES: u32 = 1 << 18;
+
+/// The limits of one prefix scope.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PrefixLimits {
+    /// Prefix length within the family (IPv4: 0..=32, IPv6: 0..=128).
+    pub len: u32,
+    /// Non-zero when any limit below is set: the program skips inactive scopes.
+    pub active: u32,
+    /// Packets per second of the whole prefix.
+    pub packets: RateParams,
+    /// Bytes per second of the whole prefix.
+    pub bytes: RateParams,
+    /// Packets per second of the whole prefix, by class.
+    pub class_packets: [RateParams; CLASSES],
+}
+const _: () = assert!(core::mem::size_of::<PrefixLimits>() == 136);
+
+/// Key of the prefix table: the scope and the source address masked to the scope's length
+/// (IPv4 mapped, wire order).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct PrefixKey {
+    /// One of [`prefix_scopes`].
+    pub scope: u32,
+    /// Prefix length within the family.
+    pub len: u32,
+    /// The masked address.
+    pub addr: [u8; 16],
+}
+const _: () = assert!(core::mem::size_of::<PrefixKey>() == 24);
+
+/// GCRA state of one prefix (as [`SourceState`], without blocks: a prefix over its limit
+/// loses its excess packets, its sources are not blocked for it).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PrefixState {
+    /// Packet-rate TAT.
+    pub packet_tat_ns: u64,
+    /// Byte-rate TAT.
+    pub byte_tat_ns: u64,
+    /// Per-class packet-rate TATs.
+    pub class_tat_ns: [u64; CLASSES],
+}
+const _: () = assert!(core::mem::size_of::<PrefixState>() == 64);
+
+/// Slots of `FW_TABLE_STATS`.
+pub const TABLE_STAT_SLOTS: u32 = 2;
+/// `FW_TABLE_STATS` slot: sources inserted into the table.
+pub const TABLE_INSERTS: u32 = 0;
+/// `FW_TABLE_STATS` slot: inserts the kernel refused.
+pub const TABLE_INSERT_FAILURES: u32 = 1;
+
+/// Masks a 16-byte address (IPv4 mapped or IPv6) to its first `bits` bits.
+#[must_use]
+#[inline(always)]
+pub const fn mask_addr(addr: &[u8; 16], bits: u32) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    let mut i = 0;
+    while i < 16 {
+        #[expect(clippy::cast_possible_truncation, reason = "i < 16")]
+        let start = i as u32 * 8;
+        out[i] = if bits >= start + 8 {
+            addr[i]
+        } else if bits > start {
+            addr[i] & !(0xffu8 >> (bits - start))
+        } else {
+            0
+        };
+        i += 1;
+    }
+    out
 }
 
 /// Width of each row of the admission sketch (a power of two).
@@ -627,6 +732,9 @@ mod pod {
     unsafe impl aya::Pod for super::ListEntry {}
     unsafe impl aya::Pod for super::RateParams {}
     unsafe impl aya::Pod for super::SketchRow {}
+    unsafe impl aya::Pod for super::PrefixKey {}
+    unsafe impl aya::Pod for super::PrefixState {}
+    unsafe impl aya::Pod for super::PrefixLimits {}
 }
 
 /// Default capacity of each list (allow and deny, IPv4 and IPv6), in prefixes.

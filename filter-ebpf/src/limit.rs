@@ -12,13 +12,14 @@
 use aya_ebpf::bindings::BPF_NOEXIST;
 use filter_common::{
     BlockEvent, CLASSES, COST_SHIFT, Class, EventType, LimitKind, LimitsConfig, Mode, Outcome,
-    RATE_WINDOW_NS, SourceKey, SourceState, list_flags,
+    RATE_WINDOW_NS, SourceKey, SourceState, TABLE_INSERT_FAILURES, TABLE_INSERTS, list_flags,
 };
 
 use crate::{
     admission, atomic,
     lists::{self, List},
     maps::{self, FW_SOURCES},
+    prefix,
 };
 
 /// `-EEXIST`: another CPU inserted the same source between our lookup and insert.
@@ -110,10 +111,13 @@ pub fn charge(key: &SourceKey, v4: bool, class: Class, len: u64) -> Outcome {
                 class_tat_ns: [now; CLASSES],
                 ..SourceState::default()
             };
-            if let Err(err) = FW_SOURCES.insert(key, &fresh, u64::from(BPF_NOEXIST))
-                && i64::from(err) != -EEXIST
-            {
-                return untracked(class, limits, now, monitor, Outcome::TableFull);
+            match FW_SOURCES.insert(key, &fresh, u64::from(BPF_NOEXIST)) {
+                Ok(()) => maps::count_table(TABLE_INSERTS),
+                Err(err) if i64::from(err) == -EEXIST => {}
+                Err(_) => {
+                    maps::count_table(TABLE_INSERT_FAILURES);
+                    return untracked(class, limits, now, monitor, Outcome::TableFull);
+                }
             }
             match FW_SOURCES.get_ptr_mut(key) {
                 Some(state) => state,
@@ -129,7 +133,14 @@ pub fn charge(key: &SourceKey, v4: bool, class: Class, len: u64) -> Outcome {
     // SAFETY: as above.
     unsafe { count_in_window(state, now, len) };
     let Some(kind) = exceeded else {
-        return Outcome::Passed;
+        // Under its own limits; its prefix may still be over the prefix's.
+        return if !prefix::over_limit(key, v4, class, limits, now, len) {
+            Outcome::Passed
+        } else if monitor {
+            Outcome::MonitorPrefixLimit
+        } else {
+            Outcome::DroppedPrefixLimit
+        };
     };
     // SAFETY: as above.
     unsafe { block(key, state, limits, class, now, kind) };
@@ -230,6 +241,24 @@ unsafe fn gcra_exceeds(tat: *mut u64, now: u64, cost: u64, window: u64) -> bool 
         }
     };
     new.saturating_sub(now) > window
+}
+
+/// A GCRA step that does not charge a packet over the limit: moves the TAT forward by
+/// `cost` and, if that runs more than `window` ahead of `now`, moves it back and says so.
+/// For limits that drop only the excess (prefixes), where a packet that is dropped must not
+/// use up the rate of the packets that are not.
+///
+/// # Safety
+/// `tat` must point to an aligned `u64` in a live map value.
+#[inline(always)]
+pub unsafe fn gcra_take(tat: *mut u64, now: u64, cost: u64, window: u64) -> bool {
+    // SAFETY: the caller guarantees `tat`.
+    if unsafe { gcra_exceeds(tat, now, cost, window) } {
+        // SAFETY: as above; adding the two's complement subtracts, atomically.
+        unsafe { atomic::add(tat, cost.wrapping_neg()) };
+        return true;
+    }
+    false
 }
 
 /// Counts the frame in the source's reporting window (what `top` shows). Plain stores, not

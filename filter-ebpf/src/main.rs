@@ -7,7 +7,8 @@
 //!
 //! Modules: [`maps`] (every map, with who reads and writes it), [`parse`] (bounds-checked
 //! header cursor), [`limit`] (per-source rate limiting), [`lists`] (allow and deny lists),
-//! [`admission`] (the defence against random-source floods), [`atomic`] (atomic adds).
+//! [`admission`] (the defence against random-source floods), [`prefix`] (prefix limits),
+//! [`atomic`] (atomic adds).
 #![no_std]
 #![no_main]
 // For the atomic add intrinsic (see `atomic`). The eBPF build runs with RUSTC_BOOTSTRAP=1 for
@@ -21,6 +22,7 @@ mod limit;
 mod lists;
 mod maps;
 mod parse;
+mod prefix;
 
 use aya_ebpf::{
     bindings::xdp_action::{XDP_DROP, XDP_PASS},

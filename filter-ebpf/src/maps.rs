@@ -8,8 +8,9 @@ use aya_ebpf::{
 };
 use filter_common::{
     BLOCK_CACHE_SLOTS, BlockCacheSlot, BlockEvent, CLASSES, COUNTER_ENTRIES, Class, ClockSample,
-    Counter, DEFAULT_LIST_CAPACITY, DEFAULT_MAX_SOURCES, EVENTS_BYTES, LimitsConfig, ListEntry,
-    Outcome, SKETCH_ROWS, SketchRow, SourceKey, SourceState, block_cache_slot,
+    Counter, DEFAULT_LIST_CAPACITY, DEFAULT_MAX_PREFIXES, DEFAULT_MAX_SOURCES, EVENTS_BYTES,
+    LimitsConfig, ListEntry, Outcome, PrefixKey, PrefixState, SKETCH_ROWS, SketchRow, SourceKey,
+    SourceState, TABLE_STAT_SLOTS, block_cache_slot,
 };
 
 /// Per-source state. Key: source address (wire order, IPv4 mapped); value: GCRA state,
@@ -57,6 +58,26 @@ pub static FW_DENY_V6: LpmTrie<[u8; 16], ListEntry> =
 /// this program only.
 #[map(name = "FW_SKETCH")]
 pub static FW_SKETCH: PerCpuArray<SketchRow> = PerCpuArray::with_max_entries(SKETCH_ROWS, 0);
+
+/// Per-prefix state (`PrefixKey` → `PrefixState`), for the prefix scopes that have limits.
+/// Written by this program in place; LRU, like `FW_SOURCES`.
+#[map(name = "FW_PREFIXES")]
+pub static FW_PREFIXES: LruHashMap<PrefixKey, PrefixState> =
+    LruHashMap::with_max_entries(DEFAULT_MAX_PREFIXES, 0);
+
+/// Per-CPU counters of the source table: inserts and refused inserts (slots
+/// `TABLE_INSERTS`, `TABLE_INSERT_FAILURES`). The daemon shows them in `stats`.
+#[map(name = "FW_TABLE_STATS")]
+pub static FW_TABLE_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(TABLE_STAT_SLOTS, 0);
+
+/// Adds one to a `FW_TABLE_STATS` slot on this CPU.
+#[inline(always)]
+pub fn count_table(slot: u32) {
+    if let Some(counter) = FW_TABLE_STATS.get_ptr_mut(slot) {
+        // SAFETY: a per-CPU array element owned by this CPU.
+        unsafe { *counter += 1 };
+    }
+}
 
 /// Per-CPU ceiling TATs by class, for packets of untracked sources. This program only.
 #[map(name = "FW_CEILINGS")]

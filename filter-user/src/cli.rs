@@ -8,8 +8,9 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::{
     config::{
-        Burst, ClassName, FilterMode, Limits, LimitsChange, Rate, parse_burst, parse_class_rate,
-        parse_duration_ms, parse_rate,
+        Burst, ClassName, FilterMode, Limits, LimitsChange, Rate, ScopeName, parse_burst,
+        parse_class_rate, parse_duration_ms, parse_rate, parse_scope_class_rate, parse_scope_len,
+        parse_scope_rate,
     },
     control::{self, DEFAULT_RUN_DIR, LimitsView, Request, Response, StatsView},
     events::EventKind,
@@ -170,6 +171,21 @@ pub struct LimitArgs {
     /// enforce: drop denylisted sources; monitor: count them, drop nothing.
     #[arg(long, value_enum)]
     pub deny_mode: Option<FilterMode>,
+    /// Prefix length of a scope, SCOPE=LEN (scopes: v4, default 24; v6, default 64;
+    /// v6-wide, default 48); repeatable.
+    #[arg(long, value_parser = parse_scope_len, value_name = "SCOPE=LEN")]
+    pub prefix_len: Vec<(ScopeName, u32)>,
+    /// Packets per second of each prefix of a scope, in total over its sources, SCOPE=RATE;
+    /// repeatable. A prefix over it loses its excess packets.
+    #[arg(long, value_parser = parse_scope_rate, value_name = "SCOPE=RATE")]
+    pub prefix_pps: Vec<(ScopeName, Rate)>,
+    /// Bits per second of each prefix of a scope, SCOPE=RATE; repeatable.
+    #[arg(long, value_parser = parse_scope_rate, value_name = "SCOPE=RATE")]
+    pub prefix_bps: Vec<(ScopeName, Rate)>,
+    /// Packets per second of one class for each prefix of a scope, SCOPE:CLASS=RATE, e.g.
+    /// `v4:syn=2k`; repeatable.
+    #[arg(long, value_parser = parse_scope_class_rate, value_name = "SCOPE:CLASS=RATE")]
+    pub prefix_class_pps: Vec<(ScopeName, ClassName, Rate)>,
 }
 
 impl LimitArgs {
@@ -197,6 +213,29 @@ impl LimitArgs {
                 if target[class.index()].replace(rate).is_some() {
                     bail!("{flag} names class {class} twice");
                 }
+            }
+        }
+        for &(scope, len) in &self.prefix_len {
+            if change.prefix_len[scope.index()].replace(len).is_some() {
+                bail!("--prefix-len names scope {scope} twice");
+            }
+        }
+        for (flag, list, target) in [
+            ("--prefix-pps", &self.prefix_pps, &mut change.prefix_pps),
+            ("--prefix-bps", &self.prefix_bps, &mut change.prefix_bps),
+        ] {
+            for &(scope, rate) in list {
+                if target[scope.index()].replace(rate).is_some() {
+                    bail!("{flag} names scope {scope} twice");
+                }
+            }
+        }
+        for &(scope, class, rate) in &self.prefix_class_pps {
+            if change.prefix_class_pps[scope.index()][class.index()]
+                .replace(rate)
+                .is_some()
+            {
+                bail!("--prefix-class-pps names {scope}:{class} twice");
             }
         }
         for (monitor, list) in [(true, &self.monitor_class), (false, &self.enforce_class)] {
@@ -236,6 +275,7 @@ pub struct TopArgs {
 }
 
 /// `floodwall limits ...`.
+#[expect(clippy::large_enum_variant, reason = "parsed once per process")]
 #[derive(Debug, Subcommand)]
 pub enum LimitsCommand {
     /// Show the limits.
@@ -273,7 +313,10 @@ pub enum BlockedCommand {
 ///
 /// # Errors
 /// If the daemon cannot be reached or refuses the request.
-#[expect(clippy::too_many_lines, reason = "one arm per command, read top to bottom")]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one arm per command, read top to bottom"
+)]
 pub async fn client(run_dir: &std::path::Path, command: Command) -> anyhow::Result<()> {
     let (iface, json, request) = match command {
         Command::Run(_) => bail!("`run` is not a client command"),
@@ -505,6 +548,28 @@ fn print_limits(view: &LimitsView) {
         humantime::format_duration(view.limits.block_for())
     );
     println!("admit after    {} packets", view.limits.admit_packets);
+    for scope in ScopeName::ALL {
+        let i = scope.index();
+        let classes: Vec<String> = ClassName::ALL
+            .iter()
+            .filter_map(|c| match view.limits.prefix_class_pps[i][c.index()] {
+                Rate::Unlimited => None,
+                Rate::PerSecond(n) => Some(format!("{c} {n}/s")),
+            })
+            .collect();
+        println!(
+            "prefix {:<7} /{:<3} {}, {}{}",
+            scope.to_string(),
+            view.limits.prefix_len[i],
+            rate(view.limits.prefix_pps[i], "packets"),
+            rate(view.limits.prefix_bps[i], "bit"),
+            if classes.is_empty() {
+                String::new()
+            } else {
+                format!(", {}", classes.join(", "))
+            }
+        );
+    }
     println!("denylist       {}", view.limits.deny_mode);
     println!(
         "{:<14} {:>22} {:>26}  mode",
@@ -554,6 +619,11 @@ fn print_stats(view: &StatsView) {
     println!(
         "dropped {dropped} of {total} packets; block events lost: {}",
         view.events_lost
+    );
+    let t = view.table;
+    println!(
+        "source table: capacity {}, {} inserted, {} evicted (at least), {} inserts refused",
+        t.capacity, t.inserts, t.evictions, t.insert_failures
     );
     println!("by class (outcomes with packets):");
     for class in &view.classes {

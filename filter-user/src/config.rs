@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use filter_common::{CLASSES, COST_SHIFT, Class, LimitsConfig, Mode, RateParams};
+use filter_common::{
+    CLASSES, COST_SHIFT, Class, LimitsConfig, Mode, PREFIX_SCOPES, PrefixLimits, RateParams,
+};
 use serde::{Deserialize, Serialize};
 
 const NS_PER_SEC: u128 = 1_000_000_000;
@@ -122,6 +124,105 @@ pub fn parse_class_rate(text: &str) -> Result<(ClassName, Rate), String> {
     Ok((class, parse_rate(rate)?))
 }
 
+/// A prefix scope, as the CLI names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ScopeName {
+    /// IPv4 prefixes (default /24).
+    V4,
+    /// IPv6 prefixes (default /64).
+    V6,
+    /// Wider IPv6 prefixes (default /48).
+    V6Wide,
+}
+
+impl ScopeName {
+    /// Every scope, in the data path's index order.
+    pub const ALL: [Self; PREFIX_SCOPES] = [Self::V4, Self::V6, Self::V6Wide];
+
+    /// Index into per-scope arrays (`filter_common::prefix_scopes`).
+    #[must_use]
+    pub const fn index(self) -> usize {
+        match self {
+            Self::V4 => filter_common::prefix_scopes::V4,
+            Self::V6 => filter_common::prefix_scopes::V6,
+            Self::V6Wide => filter_common::prefix_scopes::V6_WIDE,
+        }
+    }
+
+    /// The longest prefix of the scope's family.
+    #[must_use]
+    pub const fn max_len(self) -> u32 {
+        match self {
+            Self::V4 => 32,
+            Self::V6 | Self::V6Wide => 128,
+        }
+    }
+}
+
+impl std::fmt::Display for ScopeName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::V4 => "v4",
+            Self::V6 => "v6",
+            Self::V6Wide => "v6-wide",
+        })
+    }
+}
+
+fn parse_scope(text: &str, whole: &str) -> Result<ScopeName, String> {
+    <ScopeName as clap::ValueEnum>::from_str(text.trim(), true)
+        .map_err(|_| format!("`{text}` in `{whole}` is not a prefix scope (v4, v6, v6-wide)"))
+}
+
+/// Parses `SCOPE=RATE`, e.g. `v4=5k`.
+///
+/// # Errors
+/// A message naming the text.
+pub fn parse_scope_rate(text: &str) -> Result<(ScopeName, Rate), String> {
+    let (scope, rate) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}` is not SCOPE=RATE (e.g. v4=5k, v6-wide=20k)"))?;
+    Ok((parse_scope(scope, text)?, parse_rate(rate)?))
+}
+
+/// Parses `SCOPE=LEN`, e.g. `v4=22`.
+///
+/// # Errors
+/// A message naming the text.
+pub fn parse_scope_len(text: &str) -> Result<(ScopeName, u32), String> {
+    let (scope, len) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}` is not SCOPE=LENGTH (e.g. v4=24, v6=64)"))?;
+    let scope = parse_scope(scope, text)?;
+    let len: u32 = len
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{len}` in `{text}` is not a prefix length"))?;
+    if len == 0 || len > scope.max_len() {
+        return Err(format!(
+            "prefix length {len} in `{text}` is out of range: 1 to {} for {scope}",
+            scope.max_len()
+        ));
+    }
+    Ok((scope, len))
+}
+
+/// Parses `SCOPE:CLASS=RATE`, e.g. `v4:syn=1k`.
+///
+/// # Errors
+/// A message naming the text.
+pub fn parse_scope_class_rate(text: &str) -> Result<(ScopeName, ClassName, Rate), String> {
+    let (scope, rest) = text
+        .split_once(':')
+        .ok_or_else(|| format!("`{text}` is not SCOPE:CLASS=RATE (e.g. v4:syn=1k)"))?;
+    let (class, rate) = parse_class_rate(rest)?;
+    Ok((parse_scope(scope, text)?, class, rate))
+}
+
+/// Default prefix lengths by scope.
+pub const DEFAULT_PREFIX_LENS: [u32; PREFIX_SCOPES] = [24, 64, 48];
+
 /// Default ceilings on packets of untracked sources, by class (see the admission module of
 /// the XDP program): generous for a server's new clients, a hard cap on a spoofed flood.
 pub const DEFAULT_CEILINGS: [u64; CLASSES] = [50_000, 100_000, 100_000, 10_000, 10_000, 10_000];
@@ -196,6 +297,14 @@ pub struct Limits {
     pub monitor_classes: [bool; CLASSES],
     /// Whether the denylist drops or only counts.
     pub deny_mode: FilterMode,
+    /// Prefix length by scope ([`ScopeName::index`]).
+    pub prefix_len: [u32; PREFIX_SCOPES],
+    /// Packets per second per prefix, by scope.
+    pub prefix_pps: [Rate; PREFIX_SCOPES],
+    /// Bits per second per prefix, by scope.
+    pub prefix_bps: [Rate; PREFIX_SCOPES],
+    /// Packets per second per prefix and class, by scope.
+    pub prefix_class_pps: [[Rate; CLASSES]; PREFIX_SCOPES],
 }
 
 impl Default for Limits {
@@ -214,6 +323,10 @@ impl Default for Limits {
             admit_packets: DEFAULT_ADMIT_PACKETS,
             monitor_classes: [false; CLASSES],
             deny_mode: FilterMode::Enforce,
+            prefix_len: DEFAULT_PREFIX_LENS,
+            prefix_pps: [Rate::Unlimited; PREFIX_SCOPES],
+            prefix_bps: [Rate::Unlimited; PREFIX_SCOPES],
+            prefix_class_pps: [[Rate::Unlimited; CLASSES]; PREFIX_SCOPES],
         }
     }
 }
@@ -243,6 +356,14 @@ pub struct LimitsChange {
     pub monitor_classes: [Option<bool>; CLASSES],
     /// New denylist mode.
     pub deny_mode: Option<FilterMode>,
+    /// New prefix lengths.
+    pub prefix_len: [Option<u32>; PREFIX_SCOPES],
+    /// New prefix packet rates.
+    pub prefix_pps: [Option<Rate>; PREFIX_SCOPES],
+    /// New prefix bit rates.
+    pub prefix_bps: [Option<Rate>; PREFIX_SCOPES],
+    /// New prefix class rates.
+    pub prefix_class_pps: [[Option<Rate>; CLASSES]; PREFIX_SCOPES],
 }
 
 impl LimitsChange {
@@ -336,6 +457,11 @@ impl Limits {
             admit_packets: change.admit_packets.unwrap_or(self.admit_packets),
             monitor_classes: merge(self.monitor_classes, change.monitor_classes),
             deny_mode: change.deny_mode.unwrap_or(self.deny_mode),
+            prefix_len: merge(self.prefix_len, change.prefix_len),
+            prefix_pps: merge(self.prefix_pps, change.prefix_pps),
+            prefix_bps: merge(self.prefix_bps, change.prefix_bps),
+            prefix_class_pps: [0, 1, 2]
+                .map(|i| merge(self.prefix_class_pps[i], change.prefix_class_pps[i])),
         };
         next.validate()?;
         Ok(next)
@@ -356,6 +482,29 @@ impl Limits {
             1,
             u64::from(MAX_ADMIT_PACKETS),
         )?;
+        for scope in ScopeName::ALL {
+            let i = scope.index();
+            let len = self.prefix_len[i];
+            if len == 0 || len > scope.max_len() {
+                return Err(LimitError::OutOfRange {
+                    name: "prefix-len",
+                    value: u64::from(len),
+                    min: 1,
+                    max: u64::from(scope.max_len()),
+                });
+            }
+            if let Rate::PerSecond(pps) = self.prefix_pps[i] {
+                check_range("prefix-pps", pps, 1, MAX_PPS)?;
+            }
+            if let Rate::PerSecond(bps) = self.prefix_bps[i] {
+                check_range("prefix-bps", bps, MIN_BPS, MAX_BPS)?;
+            }
+            for rate in self.prefix_class_pps[i] {
+                if let Rate::PerSecond(pps) = rate {
+                    check_range("prefix-class-pps", pps, 1, MAX_PPS)?;
+                }
+            }
+        }
         if let Rate::PerSecond(pps) = self.pps {
             check_range("pps", pps, 1, MAX_PPS)?;
         }
@@ -449,7 +598,24 @@ impl Limits {
         } else {
             0
         };
+        let prefixes = ScopeName::ALL.map(|scope| {
+            let i = scope.index();
+            let class_packets = self.prefix_class_pps[i].map(|r| per_second(r, NS_PER_SEC));
+            let packets = per_second(self.prefix_pps[i], NS_PER_SEC);
+            let bytes = per_second(self.prefix_bps[i], 8 * NS_PER_SEC);
+            let active = packets.cost_fp != 0
+                || bytes.cost_fp != 0
+                || class_packets.iter().any(|p| p.cost_fp != 0);
+            PrefixLimits {
+                len: self.prefix_len[i],
+                active: u32::from(active),
+                packets,
+                bytes,
+                class_packets,
+            }
+        });
         LimitsConfig {
+            prefixes,
             class_packets,
             ceilings,
             admit_packets: self.admit_packets,
@@ -500,6 +666,7 @@ impl Limits {
             monitor_classes: 0,
             list_flags: 0,
             pad1: 0,
+            prefixes: [PrefixLimits::default(); PREFIX_SCOPES],
         }
     }
 }
@@ -522,7 +689,7 @@ const CEILING_NAMES: [&str; CLASSES] = [
     "ceiling other",
 ];
 
-fn merge<T: Copy>(current: [T; CLASSES], change: [Option<T>; CLASSES]) -> [T; CLASSES] {
+fn merge<T: Copy, const N: usize>(current: [T; N], change: [Option<T>; N]) -> [T; N] {
     let mut next = current;
     for (slot, new) in next.iter_mut().zip(change) {
         if let Some(new) = new {
@@ -678,6 +845,46 @@ mod tests {
         );
         assert_eq!(k.monitor_classes, 1 << Class::Udp as u32);
         assert_eq!(k.admit_packets, DEFAULT_ADMIT_PACKETS);
+    }
+
+    #[test]
+    fn prefix_limits_reach_the_map_value_and_bad_ones_are_named() {
+        let mut change = LimitsChange::default();
+        change.prefix_pps[ScopeName::V4.index()] = Some(Rate::PerSecond(5_000));
+        change.prefix_len[ScopeName::V6.index()] = Some(56);
+        change.prefix_class_pps[ScopeName::V6Wide.index()][ClassName::Syn.index()] =
+            Some(Rate::PerSecond(100));
+        let k = Limits::default()
+            .apply(&change)
+            .expect("valid")
+            .to_kernel_for(1);
+        let [v4, v6, wide] = k.prefixes;
+        assert_eq!((v4.len, v4.active), (24, 1));
+        assert_eq!(v4.packets.cost_fp >> COST_SHIFT, 200_000, "5000 packets/s");
+        assert_eq!((v6.len, v6.active), (56, 0), "no limit set: inactive");
+        assert_eq!(wide.active, 1);
+        assert_eq!(
+            wide.class_packets[Class::Syn as usize].cost_fp >> COST_SHIFT,
+            10_000_000
+        );
+        assert_eq!(
+            parse_scope_rate("v6-wide=20k"),
+            Ok((ScopeName::V6Wide, Rate::PerSecond(20_000)))
+        );
+        assert!(
+            parse_scope_len("v4=33")
+                .unwrap_err()
+                .contains("1 to 32 for v4")
+        );
+        assert!(
+            parse_scope_rate("v5=1")
+                .unwrap_err()
+                .contains("`v5` in `v5=1` is not a prefix scope")
+        );
+        assert_eq!(
+            parse_scope_class_rate("v4:syn=1k"),
+            Ok((ScopeName::V4, ClassName::Syn, Rate::PerSecond(1_000)))
+        );
     }
 
     #[test]

@@ -132,6 +132,24 @@ pub struct StatsView {
     pub classes: Vec<crate::stats::ClassStats>,
     /// Block events lost because the ring buffer was full.
     pub events_lost: u64,
+    /// The per-source table.
+    pub table: TableStats,
+}
+
+/// How full the per-source table is and how it churns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableStats {
+    /// Sources it holds at most.
+    pub capacity: u32,
+    /// Sources inserted since the program was loaded.
+    pub inserts: u64,
+    /// Inserts the kernel refused (the packets were passed as `table_full`, under the
+    /// ceilings).
+    pub insert_failures: u64,
+    /// Sources evicted to make room, at least: inserts beyond the capacity (an LRU table
+    /// evicts its least recently seen entry for each). Operator removals can make it
+    /// overstate by as many.
+    pub evictions: u64,
 }
 
 /// A response from the daemon.

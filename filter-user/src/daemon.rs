@@ -22,7 +22,9 @@ use tokio::{
 
 use crate::{
     config::Limits,
-    control::{LimitsView, MAX_REQUEST_BYTES, Request, Response, StatsView, socket_path},
+    control::{
+        LimitsView, MAX_REQUEST_BYTES, Request, Response, StatsView, TableStats, socket_path,
+    },
     events::{self, BlockBook, EventKind, EventRecord},
     lists::{self, ListMaps},
     loader::{self, AttachMode, LoadOptions},
@@ -57,6 +59,7 @@ struct Shared {
     started: Instant,
     maps: FilterMaps,
     lists: ListMaps,
+    max_sources: u32,
     /// The limits as the operator set them; the map holds their kernel form.
     limits: Mutex<Limits>,
     /// The last two counter samples: rates are the difference.
@@ -84,6 +87,7 @@ pub async fn run(config: DaemonConfig, shutdown: impl Future<Output = ()>) -> an
         max_sources: config.max_sources,
         test_clock: false,
         list_capacity: config.list_capacity,
+        ..LoadOptions::default()
     })?;
     let lists = ListMaps::take(&mut loaded.ebpf)?;
     loaded.maps.write_limits(&config.limits.to_kernel())?;
@@ -109,6 +113,7 @@ pub async fn run(config: DaemonConfig, shutdown: impl Future<Output = ()>) -> an
         started: Instant::now(),
         maps: loaded.maps,
         lists,
+        max_sources: config.max_sources,
         limits: Mutex::new(config.limits),
         samples: Mutex::new((None, None)),
         blocks: Mutex::new(BlockBook::default()),
@@ -351,7 +356,10 @@ async fn follow_events(
 }
 
 /// Handles one request. Runs on a blocking thread: table walks take a while.
-#[expect(clippy::too_many_lines, reason = "one arm per request, read top to bottom")]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one arm per request, read top to bottom"
+)]
 fn handle(shared: &Shared, request: &Request) -> anyhow::Result<Response> {
     match request.clone() {
         Request::LimitsShow => Ok(Response::Limits(limits_view(shared, &lock(&shared.limits)))),
@@ -407,6 +415,15 @@ fn handle(shared: &Shared, request: &Request) -> anyhow::Result<Response> {
                 interval_secs,
                 outcomes,
                 events_lost: shared.maps.events_lost()?,
+                table: {
+                    let (inserts, insert_failures) = shared.maps.table_stats()?;
+                    TableStats {
+                        capacity: shared.max_sources,
+                        inserts,
+                        insert_failures,
+                        evictions: inserts.saturating_sub(u64::from(shared.max_sources)),
+                    }
+                },
             }))
         }
         Request::Top { limit } => {

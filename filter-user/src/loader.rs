@@ -28,6 +28,8 @@ pub struct LoadOptions {
     pub test_clock: bool,
     /// Capacity of each of the four list tries (allow, deny; IPv4, IPv6).
     pub list_capacity: u32,
+    /// Capacity of the prefix table.
+    pub max_prefixes: u32,
 }
 
 impl Default for LoadOptions {
@@ -36,6 +38,7 @@ impl Default for LoadOptions {
             max_sources: filter_common::DEFAULT_MAX_SOURCES,
             test_clock: false,
             list_capacity: filter_common::DEFAULT_LIST_CAPACITY,
+            max_prefixes: filter_common::DEFAULT_MAX_PREFIXES,
         }
     }
 }
@@ -75,7 +78,11 @@ pub fn load(options: LoadOptions) -> anyhow::Result<Loaded> {
     if options.list_capacity == 0 {
         bail!("list-capacity must be at least 1");
     }
+    if options.max_prefixes == 0 {
+        bail!("max-prefixes must be at least 1");
+    }
     loader.map_max_entries(map_names::SOURCES, options.max_sources);
+    loader.map_max_entries(map_names::PREFIXES, options.max_prefixes);
     for list in [
         map_names::ALLOW_V4,
         map_names::ALLOW_V6,

@@ -22,6 +22,7 @@ pub struct FilterMaps {
     limits: Mutex<Array<MapData, LimitsConfig>>,
     counters: PerCpuArray<MapData, Counter>,
     events_lost: PerCpuArray<MapData, u64>,
+    table_stats: PerCpuArray<MapData, u64>,
     block_cache: Mutex<Array<MapData, BlockCacheSlot>>,
     /// Program clock parameters written with every limits update.
     clock: Mutex<ClockParams>,
@@ -59,6 +60,7 @@ impl FilterMaps {
             limits: Mutex::new(take(ebpf, map_names::LIMITS)?),
             counters: take(ebpf, map_names::COUNTERS)?,
             events_lost: take(ebpf, map_names::EVENTS_LOST)?,
+            table_stats: take(ebpf, map_names::TABLE_STATS)?,
             block_cache: Mutex::new(take(ebpf, map_names::BLOCK_CACHE)?),
             clock: Mutex::new(ClockParams::default()),
             list_presence: Mutex::new(0),
@@ -167,6 +169,24 @@ impl FilterMaps {
             .get(&0, 0)
             .context("failed to read the lost-events counter")?;
         Ok(per_cpu.iter().copied().fold(0, u64::wrapping_add))
+    }
+
+    /// Sources inserted into the table and inserts the kernel refused, summed over CPUs.
+    ///
+    /// # Errors
+    /// If a map lookup fails.
+    pub fn table_stats(&self) -> anyhow::Result<(u64, u64)> {
+        let sum = |slot: u32| -> anyhow::Result<u64> {
+            let per_cpu = self
+                .table_stats
+                .get(&slot, 0)
+                .context("failed to read the table counters")?;
+            Ok(per_cpu.iter().copied().fold(0, u64::wrapping_add))
+        };
+        Ok((
+            sum(filter_common::TABLE_INSERTS)?,
+            sum(filter_common::TABLE_INSERT_FAILURES)?,
+        ))
     }
 
     /// The state of one source, if tracked.

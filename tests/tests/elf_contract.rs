@@ -5,8 +5,11 @@
 
 use aya_obj::Object;
 use filter_common::{
-    BASELINE_PROGRAM_NAME, BlockEvent, COUNTER_SLOTS, Counter, DEFAULT_MAX_SOURCES, EVENTS_BYTES,
-    LimitsConfig, Outcome, PROGRAM_NAME, SourceKey, SourceState, map_names,
+    BASELINE_PROGRAM_NAME, BLOCK_CACHE_SLOTS, BlockCacheSlot, BlockEvent, CLASSES,
+    CLOCK_PROGRAM_NAME, COUNTER_ENTRIES, COUNTER_SLOTS, ClockSample, Counter,
+    DEFAULT_LIST_CAPACITY, DEFAULT_MAX_PREFIXES, DEFAULT_MAX_SOURCES, EVENTS_BYTES, LimitsConfig,
+    ListEntry, Outcome, PROGRAM_NAME, PrefixKey, PrefixState, SKETCH_ROWS, SketchRow, SourceKey,
+    SourceState, TABLE_STAT_SLOTS, map_names,
 };
 use floodwall::loader::EBPF_OBJECT;
 
@@ -14,6 +17,7 @@ use floodwall::loader::EBPF_OBJECT;
 const BPF_MAP_TYPE_ARRAY: u32 = 2;
 const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
 const BPF_MAP_TYPE_LRU_HASH: u32 = 9;
+const BPF_MAP_TYPE_LPM_TRIE: u32 = 11;
 const BPF_MAP_TYPE_RINGBUF: u32 = 27;
 
 fn object() -> Object {
@@ -27,7 +31,7 @@ fn size_of_u32<T>() -> u32 {
 #[test]
 fn object_has_the_floodwall_and_baseline_programs() {
     let obj = object();
-    for name in [PROGRAM_NAME, BASELINE_PROGRAM_NAME] {
+    for name in [PROGRAM_NAME, BASELINE_PROGRAM_NAME, CLOCK_PROGRAM_NAME] {
         assert!(
             obj.programs.contains_key(name),
             "program {name} missing; object has {:?}",
@@ -37,6 +41,7 @@ fn object_has_the_floodwall_and_baseline_programs() {
 }
 
 #[test]
+#[expect(clippy::too_many_lines, reason = "one table of maps")]
 fn maps_match_the_contract() {
     let obj = object();
     // (name, type, key size, value size, max entries)
@@ -60,10 +65,81 @@ fn maps_match_the_contract() {
             BPF_MAP_TYPE_PERCPU_ARRAY,
             4,
             size_of_u32::<Counter>(),
-            COUNTER_SLOTS,
+            COUNTER_ENTRIES,
         ),
         (map_names::EVENTS, BPF_MAP_TYPE_RINGBUF, 0, 0, EVENTS_BYTES),
         (map_names::EVENTS_LOST, BPF_MAP_TYPE_PERCPU_ARRAY, 4, 8, 1),
+        (
+            map_names::BLOCK_CACHE,
+            BPF_MAP_TYPE_ARRAY,
+            4,
+            size_of_u32::<BlockCacheSlot>(),
+            BLOCK_CACHE_SLOTS,
+        ),
+        (
+            map_names::CLOCK,
+            BPF_MAP_TYPE_ARRAY,
+            4,
+            size_of_u32::<ClockSample>(),
+            1,
+        ),
+        // LPM trie keys: a 4-byte prefix length, then the address.
+        (
+            map_names::ALLOW_V4,
+            BPF_MAP_TYPE_LPM_TRIE,
+            8,
+            size_of_u32::<ListEntry>(),
+            DEFAULT_LIST_CAPACITY,
+        ),
+        (
+            map_names::ALLOW_V6,
+            BPF_MAP_TYPE_LPM_TRIE,
+            20,
+            size_of_u32::<ListEntry>(),
+            DEFAULT_LIST_CAPACITY,
+        ),
+        (
+            map_names::DENY_V4,
+            BPF_MAP_TYPE_LPM_TRIE,
+            8,
+            size_of_u32::<ListEntry>(),
+            DEFAULT_LIST_CAPACITY,
+        ),
+        (
+            map_names::DENY_V6,
+            BPF_MAP_TYPE_LPM_TRIE,
+            20,
+            size_of_u32::<ListEntry>(),
+            DEFAULT_LIST_CAPACITY,
+        ),
+        (
+            map_names::SKETCH,
+            BPF_MAP_TYPE_PERCPU_ARRAY,
+            4,
+            size_of_u32::<SketchRow>(),
+            SKETCH_ROWS,
+        ),
+        (
+            map_names::CEILINGS,
+            BPF_MAP_TYPE_PERCPU_ARRAY,
+            4,
+            8,
+            u32::try_from(CLASSES).expect("6"),
+        ),
+        (
+            map_names::PREFIXES,
+            BPF_MAP_TYPE_LRU_HASH,
+            size_of_u32::<PrefixKey>(),
+            size_of_u32::<PrefixState>(),
+            DEFAULT_MAX_PREFIXES,
+        ),
+        (
+            map_names::TABLE_STATS,
+            BPF_MAP_TYPE_PERCPU_ARRAY,
+            4,
+            8,
+            TABLE_STAT_SLOTS,
+        ),
     ];
     for (name, map_type, key, value, entries) in expected {
         let map = obj.maps.get(name).unwrap_or_else(|| {

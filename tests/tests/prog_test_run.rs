@@ -15,11 +15,12 @@ use aya::{
 use etherparse::{PacketBuilder, VlanId};
 use filter_common::{
     BlockEvent, Class, Counter, LimitKind, LimitsConfig, Outcome, PROGRAM_NAME, SourceKey,
-    SourceState, map_names,
+    SourceState, list_flags, map_names,
 };
 use floodwall::{
-    config::{Burst, ClassName, FilterMode, Limits, LimitsChange, Rate},
+    config::{Burst, ClassName, FilterMode, Limits, LimitsChange, Rate, ScopeName},
     events,
+    lists::ListKind,
     loader::{self, LoadOptions, Loaded},
 };
 use floodwall_tests::privileged;
@@ -56,6 +57,9 @@ impl Harness {
         let loaded = loader::load(LoadOptions {
             max_sources: 4096,
             test_clock: true,
+            // Small tables: every test loads its own program, and an LRU map is allocated
+            // in full at load time.
+            max_prefixes: 4096,
             ..LoadOptions::default()
         })
         .expect("the XDP program must load with the test clock");
@@ -517,26 +521,29 @@ fn pin_to_all_cpus(cpus: usize) {
     }
 }
 
-/// Runs one frame on a fresh program and returns the verdict and the outcome it counted.
-fn outcome_of(frame: &[u8]) -> (u32, Outcome) {
-    let mut h = Harness::new(limits(100, 10));
+/// Runs one frame from a source the table does not know, and returns the verdict, the one
+/// outcome it was counted under, and whether its source is tracked afterwards.
+fn outcome_of(h: &mut Harness, frame: &[u8], key: Option<SourceKey>) -> (u32, Outcome, bool) {
+    for k in [
+        SourceKey::from_ipv4(ATTACKER4),
+        SourceKey::from_ipv6(ATTACKER6),
+    ] {
+        h.loaded.maps.remove_source(&k).expect("forget the source");
+    }
+    let before = h.loaded.maps.totals().expect("counters");
     let verdict = h.run(frame);
+    let after = h.loaded.maps.totals().expect("counters");
     let counted: Vec<Outcome> = Outcome::ALL
         .into_iter()
-        .filter(|&o| h.packets(o) > 0)
+        .filter(|&o| after.get(o).packets != before.get(o).packets)
         .collect();
     assert_eq!(
         counted.len(),
         1,
         "exactly one outcome counted, got {counted:?}"
     );
-    (verdict, counted[0])
-}
-
-fn is_tracked_after(frame: &[u8], key: SourceKey) -> bool {
-    let mut h = Harness::new(limits(100, 10));
-    h.run(frame);
-    h.state(key).is_some()
+    let tracked = key.is_some_and(|k| h.state(k).is_some());
+    (verdict, counted[0], tracked)
 }
 
 #[test]
@@ -786,16 +793,14 @@ fn parsing_cases_get_the_right_outcome() {
             Some(v6),
         ),
     ];
+    // One program for every case: each case forgets the test sources first and looks at
+    // what its one frame changed.
+    let mut h = Harness::new(limits(100, 10));
     for (name, frame, expected, key) in cases {
-        let (verdict, outcome) = outcome_of(&frame);
+        let (verdict, outcome, tracked) = outcome_of(&mut h, &frame, key);
         assert_eq!(verdict, XDP_PASS, "{name}: a single packet must pass");
         assert_eq!(outcome, expected, "{name}: outcome");
-        if let Some(key) = key {
-            assert!(
-                is_tracked_after(&frame, key),
-                "{name}: the source must be charged"
-            );
-        }
+        assert_eq!(tracked, key.is_some(), "{name}: the source must be charged");
     }
 }
 
@@ -1025,7 +1030,6 @@ fn with_lists(change: LimitsChange) -> (Harness, floodwall::lists::ListMaps) {
 }
 
 fn sync_presence(h: &Harness, lists: &floodwall::lists::ListMaps) {
-    use filter_common::list_flags;
     let p = lists.nonempty().expect("presence");
     let bits = [
         (p.allow.v4, list_flags::ALLOW_V4),
@@ -1049,7 +1053,6 @@ fn the_denylist_drops_and_counts_hits_per_entry() {
     if !privileged("the_denylist_drops_and_counts_hits_per_entry") {
         return;
     }
-    use floodwall::lists::ListKind;
     let (mut h, lists) = with_lists(limits(100_000, 100_000));
     lists
         .add(
@@ -1111,7 +1114,6 @@ fn the_allowlist_wins_over_the_denylist_and_every_limit() {
     if !privileged("the_allowlist_wins_over_the_denylist_and_every_limit") {
         return;
     }
-    use floodwall::lists::ListKind;
     let (mut h, lists) = with_lists(limits(100, 3));
     lists
         .add(ListKind::Deny, &prefixes(&["198.18.0.0/24"]), None)
@@ -1144,7 +1146,6 @@ fn denylist_entries_expire_and_can_be_monitored() {
     if !privileged("denylist_entries_expire_and_can_be_monitored") {
         return;
     }
-    use floodwall::lists::ListKind;
     let (mut h, lists) = with_lists(limits(100_000, 100_000));
     lists
         .add(
@@ -1177,4 +1178,68 @@ fn denylist_entries_expire_and_can_be_monitored() {
     );
     let expired = lists.expire(h.now_ns).expect("expire");
     assert_eq!(expired.len(), 1, "and the daemon's sweep deletes it");
+}
+
+#[test]
+fn a_source_rotating_inside_its_prefix_is_limited_as_one() {
+    if !privileged("a_source_rotating_inside_its_prefix_is_limited_as_one") {
+        return;
+    }
+    let mut change = limits(1_000, 1_000);
+    change.prefix_pps[ScopeName::V4.index()] = Some(Rate::PerSecond(100));
+    let mut h = Harness::new(change);
+    // 256 addresses of 198.19.7.0/24, 2 packets each: every source is far under its own
+    // limit, but the /24 sends 512 packets against a burst of 100.
+    let mut passed = 0;
+    for i in 0..512u32 {
+        let last = u8::try_from(i % 256).expect("byte");
+        passed += usize::from(h.run(&udp4([198, 19, 7, last])) == XDP_PASS);
+    }
+    assert_eq!(
+        passed, 100,
+        "the /24 passes its one-second burst of 100 packets, no more"
+    );
+    assert_eq!(h.packets(Outcome::DroppedPrefixLimit), 412);
+    assert_eq!(
+        h.run(&udp4([198, 19, 8, 1])),
+        XDP_PASS,
+        "another /24 is not affected"
+    );
+    assert!(
+        h.loaded
+            .maps
+            .all_sources()
+            .expect("walk")
+            .iter()
+            .all(|(_, s)| s.blocked_until_ns == 0),
+        "a prefix limit drops the excess; it blocks no source"
+    );
+    // Dropped packets did not use up the rate: 10 ms later exactly one more passes.
+    h.advance(10_000_000);
+    assert_eq!(h.run(&udp4([198, 19, 7, 1])), XDP_PASS);
+    assert_eq!(h.run(&udp4([198, 19, 7, 2])), XDP_DROP);
+}
+
+#[test]
+fn ipv6_prefixes_are_limited_at_both_levels_and_per_class() {
+    if !privileged("ipv6_prefixes_are_limited_at_both_levels_and_per_class") {
+        return;
+    }
+    let mut change = limits(1_000, 1_000);
+    change.prefix_pps[ScopeName::V6.index()] = Some(Rate::PerSecond(50));
+    change.prefix_class_pps[ScopeName::V6Wide.index()][ClassName::Udp.index()] =
+        Some(Rate::PerSecond(80));
+    let mut h = Harness::new(change);
+    // Rotating through 2001:2:0:1::/64: held to the /64's 50.
+    let v6 = |net: u8, host: u8| udp6([0x20, 0x01, 0, 2, 0, 0, 0, net, 0, 0, 0, 0, 0, 0, 0, host]);
+    let passed = (0..100u8).filter(|&i| h.run(&v6(1, i)) == XDP_PASS).count();
+    assert_eq!(passed, 50, "the /64 passes its burst of 50");
+    // Other /64s of the same /48: each has its own 50, the /48 allows 80 UDP in all, of
+    // which the first /64 used 50.
+    let passed = (0..100u8).filter(|&i| h.run(&v6(2, i)) == XDP_PASS).count();
+    assert_eq!(
+        passed, 30,
+        "the /48's UDP limit of 80 leaves 30 for a second /64"
+    );
+    assert_eq!(h.packets(Outcome::DroppedPrefixLimit), 120);
 }
