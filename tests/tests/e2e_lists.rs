@@ -53,7 +53,10 @@ fn list_entries(daemon: &Daemon, list: &str) -> Vec<floodwall::lists::ListEntryV
 }
 
 #[test]
-#[expect(clippy::too_many_lines, reason = "one operator session, read top to bottom")]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one operator session, read top to bottom"
+)]
 fn a_denylisted_network_is_dropped_and_an_allowlisted_partner_passes_every_limit() {
     if !floodwall_tests::privileged(
         "a_denylisted_network_is_dropped_and_an_allowlisted_partner_passes_every_limit",
