@@ -1243,3 +1243,61 @@ fn ipv6_prefixes_are_limited_at_both_levels_and_per_class() {
     );
     assert_eq!(h.packets(Outcome::DroppedPrefixLimit), 120);
 }
+
+#[test]
+fn monitor_mode_covers_ceilings_and_prefix_limits() {
+    if !privileged("monitor_mode_covers_ceilings_and_prefix_limits") {
+        return;
+    }
+    let cpus = u64::from(floodwall::config::online_cpus());
+    let mut change = LimitsChange {
+        mode: Some(FilterMode::Monitor),
+        admit_packets: Some(1_000_000),
+        ..limits(10_000, 10_000)
+    };
+    change.ceiling_pps[ClassName::Udp.index()] = Some(Rate::PerSecond(10 * cpus));
+    let mut h = Harness::new(change);
+    pin_to_cpu(0);
+    let verdicts: Vec<u32> = (0..20).map(|i| h.run(&udp4(spoofed(i + 2_000)))).collect();
+    assert_eq!(
+        verdicts, [XDP_PASS; 20],
+        "monitor mode drops nothing at the ceiling"
+    );
+    assert_eq!(class_packets(&h, Class::Udp, Outcome::MonitorCeiling), 10);
+
+    let mut change = LimitsChange {
+        mode: Some(FilterMode::Monitor),
+        ..limits(10_000, 10_000)
+    };
+    change.prefix_bps[ScopeName::V4.index()] = Some(Rate::PerSecond(8 * 3_000));
+    let mut h = Harness::new(change);
+    // 3000 bytes of burst for the /24: 50 frames of 60 bytes.
+    let verdicts: Vec<u32> = (0..60u8).map(|i| h.run(&udp4([198, 19, 9, i]))).collect();
+    assert_eq!(verdicts, [XDP_PASS; 60]);
+    assert_eq!(
+        h.packets(Outcome::MonitorPrefixLimit),
+        10,
+        "the byte limit of the /24 counts 10 over"
+    );
+    pin_to_all_cpus(std::thread::available_parallelism().map_or(1, usize::from));
+}
+
+#[test]
+fn an_allowlisted_ipv6_source_passes_even_when_blocked_before() {
+    if !privileged("an_allowlisted_ipv6_source_passes_even_when_blocked_before") {
+        return;
+    }
+    let (mut h, lists) = with_lists(limits(100, 3));
+    let frame = udp6(ATTACKER6);
+    assert_eq!(h.run_n(&frame, 5)[4], XDP_DROP, "blocked by its rate");
+    lists
+        .add(ListKind::Allow, &prefixes(&["2001:2::/64"]), None)
+        .expect("add");
+    sync_presence(&h, &lists);
+    assert_eq!(
+        h.run_n(&frame, 20),
+        [XDP_PASS; 20],
+        "the allowlist wins over a block"
+    );
+    assert_eq!(h.packets(Outcome::Allowed), 20);
+}
