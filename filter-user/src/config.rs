@@ -230,8 +230,8 @@ pub const DEFAULT_CEILINGS: [u64; CLASSES] = [50_000, 100_000, 100_000, 10_000, 
 /// Default number of packets a new source must show before it gets a table entry.
 pub const DEFAULT_ADMIT_PACKETS: u32 = 4;
 
-/// Largest admission threshold: the sketch counts up to 2^24 packets per second.
-pub const MAX_ADMIT_PACKETS: u32 = 1_000_000;
+/// Largest admission threshold: a sketch bucket counts up to 2^24 − 1 packets per epoch.
+pub const MAX_ADMIT_PACKETS: u32 = (1 << 24) - 1;
 
 /// What the data path does with traffic over a limit.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]

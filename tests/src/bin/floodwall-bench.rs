@@ -85,6 +85,8 @@ const BLOCKED_V4: [u8; 4] = [198, 18, 0, 1];
 const TRACKED_V4: [u8; 4] = [198, 18, 0, 2];
 /// See [`BLOCKED_V4`].
 const BURST_V4: [u8; 4] = [198, 18, 0, 3];
+/// Source of the untracked-source case: never admitted to the table.
+const UNTRACKED_V4: [u8; 4] = [198, 18, 0, 4];
 /// See [`BLOCKED_V4`].
 const TRACKED_V6: [u8; 16] = [0x20, 0x01, 0, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x02];
 /// New sources are numbered from 198.18.1.0 up to 198.19.255.255.
@@ -304,6 +306,14 @@ fn repeated_cases(
     under_limit: &LimitsConfig,
     within_burst: &LimitsConfig,
 ) -> anyhow::Result<Vec<Case>> {
+    // The path every packet of a random-source flood takes: not in the table, counted in the
+    // admission sketch, held to its class's ceiling (here unlimited, so it passes). The
+    // admission threshold is out of reach, so the repeated frame never earns an entry.
+    let mut untracked_limits = limits(LimitsChange {
+        admit_packets: Some(floodwall::config::MAX_ADMIT_PACKETS),
+        ..LimitsChange::default()
+    })?;
+    untracked_limits.ceilings = [filter_common::RateParams::default(); filter_common::CLASSES];
     let now = monotonic_now_ns()?;
     let blocked = SourceState {
         blocked_until_ns: now + u64::try_from(BLOCK_AHEAD.as_nanos()).context("block time")?,
@@ -359,6 +369,17 @@ fn repeated_cases(
             outcome: Outcome::Passed,
             target: None,
             tats_ahead: true,
+        },
+        Case {
+            id: "untracked_v4",
+            title: "untracked source (spoofed-flood path: sketch, ceiling)",
+            frame: ipv4_udp(UNTRACKED_V4)?,
+            source: None,
+            limits: untracked_limits,
+            verdict: XDP_PASS,
+            outcome: Outcome::Passed,
+            target: None,
+            tats_ahead: false,
         },
         Case {
             id: "malformed_v4",
