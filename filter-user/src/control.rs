@@ -322,25 +322,14 @@ async fn connect(socket: &Path) -> anyhow::Result<UnixStream> {
 /// # Errors
 /// If the socket cannot be reached or the daemon's answer is not a response.
 pub async fn call(socket: &Path, request: &Request) -> anyhow::Result<Response> {
-    let stream = connect(socket).await?;
-    let (read, mut write) = stream.into_split();
-    let mut line = serde_json::to_string(request).context("cannot encode the request")?;
-    line.push('\n');
-    write
-        .write_all(line.as_bytes())
-        .await
-        .context("cannot send the request")?;
-    let mut reader = BufReader::new(read);
-    let mut answer = String::new();
-    reader
-        .read_line(&mut answer)
-        .await
-        .context("cannot read the daemon's answer")?;
-    if answer.is_empty() {
-        bail!("the daemon closed the connection without answering");
-    }
-    serde_json::from_str(&answer)
-        .with_context(|| format!("the daemon's answer is not a response: {answer}"))
+    // The daemon answers a request with one line and closes the connection.
+    let mut answer = None;
+    call_streaming(socket, request, |response| {
+        answer.get_or_insert(response);
+        Ok(())
+    })
+    .await?;
+    answer.ok_or_else(|| anyhow::anyhow!("the daemon closed the connection without answering"))
 }
 
 #[cfg(test)]

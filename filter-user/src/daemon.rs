@@ -11,7 +11,7 @@ use std::{
 
 use anyhow::{Context as _, anyhow, bail};
 use aya::maps::{MapData, RingBuf};
-use filter_common::{Class, list_flags, map_names};
+use filter_common::{Class, map_names};
 use log::{info, warn};
 use nix::fcntl::{Flock, FlockArg};
 use tokio::{
@@ -224,16 +224,7 @@ async fn sample_loop(shared: Arc<Shared>) -> anyhow::Result<()> {
 
 /// Tells the data path which list tries hold entries (it skips empty ones).
 fn sync_list_presence(shared: &Shared) -> anyhow::Result<()> {
-    let presence = shared.lists.nonempty()?;
-    let bits = [
-        (presence.allow.v4, list_flags::ALLOW_V4),
-        (presence.allow.v6, list_flags::ALLOW_V6),
-        (presence.deny.v4, list_flags::DENY_V4),
-        (presence.deny.v6, list_flags::DENY_V6),
-    ]
-    .iter()
-    .filter(|(present, _)| *present)
-    .fold(0, |acc, (_, bit)| acc | bit);
+    let bits = shared.lists.nonempty()?.flag_bits();
     shared.maps.set_list_presence(bits);
     let limits = *lock(&shared.limits);
     shared.maps.write_limits(&limits.to_kernel())

@@ -704,6 +704,23 @@ pub struct ListPresence {
     pub deny: PerFamily<bool>,
 }
 
+impl ListPresence {
+    /// The presence bits of `filter_common::list_flags` the data path reads.
+    #[must_use]
+    pub fn flag_bits(&self) -> u32 {
+        use filter_common::list_flags;
+        [
+            (self.allow.v4, list_flags::ALLOW_V4),
+            (self.allow.v6, list_flags::ALLOW_V6),
+            (self.deny.v4, list_flags::DENY_V4),
+            (self.deny.v6, list_flags::DENY_V6),
+        ]
+        .iter()
+        .filter(|(present, _)| *present)
+        .fold(0, |bits, (_, bit)| bits | bit)
+    }
+}
+
 /// Whether an entry has stopped applying at `now_ns` (the program's rule as well).
 fn is_expired(expires_ns: u64, now_ns: u64) -> bool {
     expires_ns != 0 && expires_ns <= now_ns

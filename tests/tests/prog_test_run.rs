@@ -15,7 +15,7 @@ use aya::{
 use etherparse::{PacketBuilder, VlanId};
 use filter_common::{
     BlockEvent, Class, Counter, LimitKind, LimitsConfig, Outcome, PROGRAM_NAME, SourceKey,
-    SourceState, list_flags, map_names,
+    SourceState, map_names,
 };
 use floodwall::{
     config::{Burst, ClassName, FilterMode, Limits, LimitsChange, Rate, ScopeName},
@@ -1030,16 +1030,7 @@ fn with_lists(change: LimitsChange) -> (Harness, floodwall::lists::ListMaps) {
 }
 
 fn sync_presence(h: &Harness, lists: &floodwall::lists::ListMaps) {
-    let p = lists.nonempty().expect("presence");
-    let bits = [
-        (p.allow.v4, list_flags::ALLOW_V4),
-        (p.allow.v6, list_flags::ALLOW_V6),
-        (p.deny.v4, list_flags::DENY_V4),
-        (p.deny.v6, list_flags::DENY_V6),
-    ]
-    .iter()
-    .filter(|(on, _)| *on)
-    .fold(0, |acc, (_, bit)| acc | bit);
+    let bits = lists.nonempty().expect("presence").flag_bits();
     h.loaded.maps.set_list_presence(bits);
     h.write_limits();
 }
