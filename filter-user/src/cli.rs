@@ -118,6 +118,9 @@ pub struct RunArgs {
     /// Capacity of the per-source table (least recently seen sources are evicted when full).
     #[arg(long, default_value_t = filter_common::DEFAULT_MAX_SOURCES)]
     pub max_sources: u32,
+    /// Serve Prometheus metrics on this address, e.g. 127.0.0.1:9477 (off by default).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// Capacity of each list (allowlist and denylist, IPv4 and IPv6 each), in prefixes.
     #[arg(long, default_value_t = filter_common::DEFAULT_LIST_CAPACITY)]
     pub list_capacity: u32,

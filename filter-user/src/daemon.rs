@@ -11,7 +11,7 @@ use std::{
 
 use anyhow::{Context as _, anyhow, bail};
 use aya::maps::{MapData, RingBuf};
-use filter_common::{Class, map_names};
+use filter_common::{Class, Outcome, map_names};
 use log::{info, warn};
 use nix::fcntl::{Flock, FlockArg};
 use tokio::{
@@ -26,9 +26,10 @@ use crate::{
         LimitsView, MAX_REQUEST_BYTES, Request, Response, StatsView, TableStats, socket_path,
     },
     events::{self, BlockBook, EventKind, EventRecord},
-    lists::{self, ListMaps},
+    lists::{self, ListKind, ListMaps},
     loader::{self, AttachMode, LoadOptions},
     maps::{FilterMaps, monotonic_now_ns},
+    metrics,
     stats::{ClassStats, Sample, SourceView, addr_key, outcome_stats, top_sources},
 };
 
@@ -48,6 +49,8 @@ pub struct DaemonConfig {
     pub max_sources: u32,
     /// Capacity of each list trie.
     pub list_capacity: u32,
+    /// Where to serve Prometheus metrics, if anywhere.
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// Directory of the control socket and lock file.
     pub run_dir: PathBuf,
 }
@@ -132,6 +135,7 @@ pub async fn run(config: DaemonConfig, shutdown: impl Future<Output = ()>) -> an
         r = serve(listener, Arc::clone(&shared)) => r,
         r = watch_events(ring, Arc::clone(&shared)) => r,
         r = sample_loop(Arc::clone(&shared)) => r,
+        r = serve_metrics(config.metrics_addr, Arc::clone(&shared)) => r,
     };
     let _ = std::fs::remove_file(&socket);
     let detached = loader::xdp_program(&mut loaded.ebpf, filter_common::PROGRAM_NAME)
@@ -220,6 +224,47 @@ async fn sample_loop(shared: Arc<Shared>) -> anyhow::Result<()> {
             sync_list_presence(&shared)?;
         }
     }
+}
+
+async fn serve_metrics(
+    addr: Option<std::net::SocketAddr>,
+    shared: Arc<Shared>,
+) -> anyhow::Result<()> {
+    let Some(addr) = addr else {
+        return std::future::pending().await;
+    };
+    let iface = shared.iface.clone();
+    let read: Arc<metrics::SnapshotFn> = Arc::new(move || metrics_snapshot(&shared));
+    metrics::serve(addr, iface, read).await
+}
+
+fn metrics_snapshot(shared: &Shared) -> anyhow::Result<metrics::Snapshot> {
+    let totals = shared.maps.totals()?;
+    let counters = Class::ALL
+        .iter()
+        .flat_map(|&class| {
+            Outcome::ALL.iter().map(move |&outcome| {
+                let c = totals.get_class(class, outcome);
+                (class.name(), outcome.name(), c.packets, c.bytes)
+            })
+        })
+        .collect();
+    let (table_inserts, table_insert_failures) = shared.maps.table_stats()?;
+    let mut list_entries = Vec::new();
+    for (kind, name) in [(ListKind::Allow, "allow"), (ListKind::Deny, "deny")] {
+        let counts = shared.lists.counts(kind)?;
+        list_entries.push((name, "ipv4", counts.v4 as u64));
+        list_entries.push((name, "ipv6", counts.v6 as u64));
+    }
+    Ok(metrics::Snapshot {
+        counters,
+        events_lost: shared.maps.events_lost()?,
+        blocked_sources: lock(&shared.blocks).len() as u64,
+        table_capacity: u64::from(shared.max_sources),
+        table_inserts,
+        table_insert_failures,
+        list_entries,
+    })
 }
 
 /// Tells the data path which list tries hold entries (it skips empty ones).

@@ -5,6 +5,7 @@
 //! - [`config`]: limits as the operator states them; parsing, validation, kernel form.
 //! - [`loader`]: load the embedded XDP object, attach it to an interface.
 //! - [`maps`]: typed access to the program's maps.
+//! - [`metrics`]: the Prometheus endpoint.
 //! - [`lists`]: the allowlist and denylist: prefixes, list files, their LPM tries.
 //! - [`stats`]: counter sums, rates, per-source rate estimates.
 //! - [`events`]: block events, the record of blocks, rate-limited logging.
@@ -20,4 +21,5 @@ pub mod events;
 pub mod lists;
 pub mod loader;
 pub mod maps;
+pub mod metrics;
 pub mod stats;

@@ -34,6 +34,7 @@ fn main() -> std::process::ExitCode {
                     limits,
                     max_sources: args.max_sources,
                     list_capacity: args.list_capacity,
+                    metrics_addr: args.metrics_addr,
                     run_dir: cli.run_dir,
                 };
                 daemon::run(config, shutdown_signal()?).await

@@ -65,7 +65,14 @@ fn a_denylisted_network_is_dropped_and_an_allowlisted_partner_passes_every_limit
     }
     let lab = lab_with_server(2);
     let daemon = lab
-        .start_floodwall(&["--xdp-mode", "driver", "--pps", "500"])
+        .start_floodwall(&[
+            "--xdp-mode",
+            "driver",
+            "--pps",
+            "500",
+            "--metrics-addr",
+            "198.18.0.1:9477",
+        ])
         .expect("floodwall must start");
     let [denied, partner] = [&lab.attackers()[0], &lab.attackers()[1]];
 
@@ -158,6 +165,34 @@ fn a_denylisted_network_is_dropped_and_an_allowlisted_partner_passes_every_limit
         entries[0].expires_in_ms.is_some_and(|ms| ms > 500_000),
         "it expires in ~10 min"
     );
+
+    // A Prometheus scrape shows the same, by class and outcome.
+    let scrape = lab
+        .run_in(
+            lab.client(),
+            &[
+                "curl",
+                "-sf",
+                "--max-time",
+                "5",
+                "http://198.18.0.1:9477/metrics",
+            ],
+        )
+        .expect("the metrics endpoint must answer");
+    let text = String::from_utf8_lossy(&scrape.stdout);
+    let iface = &lab.server().iface;
+    for expected in [
+        format!(
+            r#"floodwall_packets_total{{iface="{iface}",class="udp",outcome="dropped_denied"}}"#
+        ),
+        format!(r#"floodwall_packets_total{{iface="{iface}",class="udp",outcome="allowed"}}"#),
+        format!(r#"floodwall_list_entries{{iface="{iface}",list="deny",family="ipv4"}} 1"#),
+    ] {
+        assert!(
+            text.contains(&expected),
+            "metrics must contain `{expected}`:\n{text}"
+        );
+    }
 
     // The journal has the list changes and hit summaries.
     let out = ok(&daemon, &["events", "--json"]);

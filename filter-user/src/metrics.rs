@@ -1,0 +1,254 @@
+//! The Prometheus endpoint (`--metrics-addr`): counters by interface, class and outcome,
+//! gauges of blocked sources, table use and list sizes, read from the maps at each scrape.
+//! The exposition format is `prometheus-client`'s (`OpenMetrics` text).
+
+use std::{net::SocketAddr, sync::Arc};
+
+use anyhow::Context as _;
+use http_body_util::Full;
+use hyper::{Request, Response, StatusCode, body::Bytes, service::service_fn};
+use hyper_util::rt::TokioIo;
+use prometheus_client::{
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeMetric as _},
+    metrics::{MetricType, counter::ConstCounter, gauge::ConstGauge},
+    registry::Registry,
+};
+
+/// What one scrape reports, read by the daemon.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    /// `(class, outcome, packets, bytes)` for every class and outcome.
+    pub counters: Vec<(&'static str, &'static str, u64, u64)>,
+    /// Ring buffer events lost.
+    pub events_lost: u64,
+    /// Sources blocked now (as the daemon knows from block events).
+    pub blocked_sources: u64,
+    /// Capacity of the per-source table.
+    pub table_capacity: u64,
+    /// Sources inserted into the table.
+    pub table_inserts: u64,
+    /// Inserts the kernel refused.
+    pub table_insert_failures: u64,
+    /// `(list, family, entries)`.
+    pub list_entries: Vec<(&'static str, &'static str, u64)>,
+}
+
+/// Reads a snapshot at scrape time.
+pub type SnapshotFn = dyn Fn() -> anyhow::Result<Snapshot> + Send + Sync;
+
+struct FilterCollector {
+    iface: String,
+    read: Arc<SnapshotFn>,
+}
+
+impl std::fmt::Debug for FilterCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FilterCollector")
+            .field("iface", &self.iface)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Collector for FilterCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let snapshot = match (self.read)() {
+            Ok(snapshot) => snapshot,
+            Err(e) => {
+                log::warn!("metrics scrape failed: {e:#}");
+                return Err(std::fmt::Error);
+            }
+        };
+        let iface = self.iface.as_str();
+        {
+            let mut family = encoder.encode_descriptor(
+                "floodwall_packets",
+                "Packets seen by the XDP program, by class and outcome.",
+                None,
+                MetricType::Counter,
+            )?;
+            for (class, outcome, packets, _) in &snapshot.counters {
+                let labels = [("iface", iface), ("class", class), ("outcome", outcome)];
+                ConstCounter::new(*packets).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        {
+            let mut family = encoder.encode_descriptor(
+                "floodwall_bytes",
+                "Bytes seen by the XDP program, by class and outcome.",
+                None,
+                MetricType::Counter,
+            )?;
+            for (class, outcome, _, bytes) in &snapshot.counters {
+                let labels = [("iface", iface), ("class", class), ("outcome", outcome)];
+                ConstCounter::new(*bytes).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        let labels = [("iface", iface)];
+        for (name, help, value) in [
+            (
+                "floodwall_events_lost",
+                "Events the ring buffer had no room for.",
+                snapshot.events_lost,
+            ),
+            (
+                "floodwall_table_inserts",
+                "Sources inserted into the per-source table.",
+                snapshot.table_inserts,
+            ),
+            (
+                "floodwall_table_insert_failures",
+                "Per-source table inserts the kernel refused.",
+                snapshot.table_insert_failures,
+            ),
+        ] {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
+        }
+        for (name, help, value) in [
+            (
+                "floodwall_blocked_sources",
+                "Sources blocked now.",
+                snapshot.blocked_sources,
+            ),
+            (
+                "floodwall_table_capacity",
+                "Capacity of the per-source table.",
+                snapshot.table_capacity,
+            ),
+        ] {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            #[expect(
+                clippy::cast_possible_wrap,
+                reason = "gauges are i64; these stay far below"
+            )]
+            ConstGauge::new(value as i64).encode(family.encode_family(&labels)?)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "floodwall_list_entries",
+            "Prefixes on the allowlist and denylist.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (list, fam, entries) in &snapshot.list_entries {
+            let labels = [("iface", iface), ("list", list), ("family", fam)];
+            #[expect(clippy::cast_possible_wrap, reason = "at most a few million entries")]
+            ConstGauge::new(*entries as i64).encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
+
+/// The exposition text for one scrape.
+///
+/// # Errors
+/// If the snapshot cannot be read.
+pub fn render(iface: &str, read: Arc<SnapshotFn>) -> anyhow::Result<String> {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(FilterCollector {
+        iface: iface.to_owned(),
+        read,
+    }));
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry)
+        .map_err(|_| anyhow::anyhow!("cannot encode the metrics (see the log)"))?;
+    Ok(text)
+}
+
+/// Serves `GET /metrics` on `addr` until the future is dropped.
+///
+/// # Errors
+/// If the address cannot be bound.
+pub async fn serve(addr: SocketAddr, iface: String, read: Arc<SnapshotFn>) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen for metrics on {addr}"))?;
+    log::info!("metrics on http://{addr}/metrics");
+    loop {
+        let (stream, _) = listener.accept().await.context("metrics accept failed")?;
+        let (iface, read) = (iface.clone(), Arc::clone(&read));
+        tokio::spawn(async move {
+            let service = service_fn(move |request: Request<hyper::body::Incoming>| {
+                let (iface, read) = (iface.clone(), Arc::clone(&read));
+                async move {
+                    let response = if request.uri().path() == "/metrics" {
+                        match tokio::task::spawn_blocking(move || render(&iface, read)).await {
+                            Ok(Ok(text)) => reply(
+                                StatusCode::OK,
+                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                                text,
+                            ),
+                            Ok(Err(e)) => reply(
+                                StatusCode::INTERNAL_SERVER_ERROR,
+                                "text/plain",
+                                format!("{e:#}\n"),
+                            ),
+                            Err(e) => reply(
+                                StatusCode::INTERNAL_SERVER_ERROR,
+                                "text/plain",
+                                format!("{e}\n"),
+                            ),
+                        }
+                    } else {
+                        reply(
+                            StatusCode::NOT_FOUND,
+                            "text/plain",
+                            "try /metrics\n".to_owned(),
+                        )
+                    };
+                    Ok::<_, std::convert::Infallible>(response)
+                }
+            });
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                log::debug!("metrics connection: {e}");
+            }
+        });
+    }
+}
+
+fn reply(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    if let Ok(value) = content_type.parse() {
+        response
+            .headers_mut()
+            .insert(hyper::header::CONTENT_TYPE, value);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scrape_text_follows_prometheus_conventions() {
+        let read: Arc<SnapshotFn> = Arc::new(|| {
+            Ok(Snapshot {
+                counters: vec![("udp", "dropped_blocked", 1_000, 64_000)],
+                blocked_sources: 3,
+                table_capacity: 1 << 20,
+                list_entries: vec![("deny", "ipv4", 2)],
+                ..Snapshot::default()
+            })
+        });
+        let text = render("eth0", read).expect("renders");
+        for expected in [
+            "# TYPE floodwall_packets counter",
+            r#"floodwall_packets_total{iface="eth0",class="udp",outcome="dropped_blocked"} 1000"#,
+            r#"floodwall_bytes_total{iface="eth0",class="udp",outcome="dropped_blocked"} 64000"#,
+            "# TYPE floodwall_blocked_sources gauge",
+            r#"floodwall_blocked_sources{iface="eth0"} 3"#,
+            r#"floodwall_list_entries{iface="eth0",list="deny",family="ipv4"} 2"#,
+            "# EOF",
+        ] {
+            assert!(
+                text.contains(expected),
+                "metrics must contain `{expected}`:\n{text}"
+            );
+        }
+    }
+}
