@@ -72,7 +72,8 @@ pub mod map_names {
     pub const DENY_V6: &str = "FW_DENY_V6";
     /// Per-CPU array of [`SKETCH_ROWS`](crate::SKETCH_ROWS) [`SketchRow`](crate::SketchRow)s.
     pub const SKETCH: &str = "FW_SKETCH";
-    /// Per-CPU array of one `u64` TAT per class: the ceilings' GCRA state.
+    /// Per-CPU array of one `u64` TAT per class, then the admission budget's
+    /// ([`ADMISSION_SLOT`](crate::ADMISSION_SLOT)): per-CPU GCRA state.
     pub const CEILINGS: &str = "FW_CEILINGS";
     /// LRU hash: [`PrefixKey`](crate::PrefixKey) → [`PrefixState`](crate::PrefixState).
     pub const PREFIXES: &str = "FW_PREFIXES";
@@ -250,8 +251,15 @@ pub struct LimitsConfig {
     pub pad1: u32,
     /// Limits by prefix scope ([`prefix_scopes`]).
     pub prefixes: [PrefixLimits; PREFIX_SCOPES],
+    /// Per-CPU rate of new table entries: however many sources pass the admission sketch,
+    /// at most this many get an entry, so a flood cannot churn the table and evict the state
+    /// of established clients. Zero cost: unlimited.
+    pub admit_rate: RateParams,
 }
-const _: () = assert!(core::mem::size_of::<LimitsConfig>() == 312 + 3 * 136);
+const _: () = assert!(core::mem::size_of::<LimitsConfig>() == 312 + 3 * 136 + 16);
+
+/// `FW_CEILINGS` slot of the admission budget's TAT (after the classes' slots).
+pub const ADMISSION_SLOT: u32 = CLASSES as u32;
 
 impl LimitsConfig {
     /// The program's time for a tick count.

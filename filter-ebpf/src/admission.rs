@@ -4,13 +4,14 @@
 //! entry would make the LRU table churn (an insert costs ~300 ns here and evicts a real
 //! client's state). So a source not in the table is first counted in a small per-CPU
 //! count-min sketch; only once it has shown `admit_packets` packets within the current
-//! second does it get an entry and its own limits. Until then its packets are untracked and
-//! held to a per-class ceiling, a per-CPU GCRA, which protects the host when every source
-//! is new. Sources already in the table are never subject to the ceiling, so established
+//! second does it get an entry and its own limits, and then only while this CPU's
+//! admission budget (`--admit-rate`) has room: a flood that fills the sketch still cannot
+//! churn the table. Until then its packets are untracked and held to a per-class ceiling, a
+//! per-CPU GCRA, which protects the host when every source is new. Sources already in the table are never subject to the ceiling, so established
 //! clients keep working through a spoofed flood.
 
 use filter_common::{
-    COST_SHIFT, Class, LimitsConfig, SKETCH_EPOCH_SHIFT, SKETCH_ROWS, SourceKey, sketch_bucket,
+    ADMISSION_SLOT, COST_SHIFT, Class, LimitsConfig, SKETCH_EPOCH_SHIFT, SourceKey, sketch_bucket,
 };
 
 use crate::maps::{FW_CEILINGS, FW_SKETCH};
@@ -19,38 +20,79 @@ use crate::maps::{FW_CEILINGS, FW_SKETCH};
 const COUNT_MASK: u32 = 0x00ff_ffff;
 
 /// Counts a packet of an untracked source in this CPU's sketch and returns the estimated
-/// number of its packets this epoch (the minimum over the rows: count-min never
-/// under-counts).
+/// number of its packets this epoch. Count-min with conservative update: only the buckets
+/// at the minimum are raised, so a flood of distinct sources fills the sketch far more
+/// slowly than plain count-min would (a saturated sketch would admit everybody).
 #[inline(always)]
 pub fn count_and_estimate(key: &SourceKey, now: u64) -> u32 {
     #[expect(clippy::cast_possible_truncation, reason = "masked to 8 bits")]
     let epoch = ((now >> SKETCH_EPOCH_SHIFT) & 0xff) as u32;
-    let mut estimate = COUNT_MASK;
-    for row in 0..SKETCH_ROWS {
-        let Some(sketch) = FW_SKETCH.get_ptr_mut(row) else {
-            return COUNT_MASK; // cannot happen; admit rather than drop
-        };
-        let bucket = sketch_bucket(&key.addr, row);
-        // SAFETY: a per-CPU array element owned by this CPU; `get_mut` bounds the index.
-        let Some(cell) = (unsafe { (*sketch).buckets.get_mut(bucket) }) else {
-            return COUNT_MASK;
-        };
-        let count = if *cell >> 24 == epoch {
-            (*cell & COUNT_MASK) + 1
+    let (Some(row0), Some(row1)) = (FW_SKETCH.get_ptr_mut(0), FW_SKETCH.get_ptr_mut(1)) else {
+        return COUNT_MASK; // cannot happen; admit rather than drop
+    };
+    // SAFETY: per-CPU array elements owned by this CPU; `get_mut` bounds the indexes.
+    let cells = unsafe {
+        (
+            (*row0).buckets.get_mut(sketch_bucket(&key.addr, 0)),
+            (*row1).buckets.get_mut(sketch_bucket(&key.addr, 1)),
+        )
+    };
+    let (Some(a), Some(b)) = cells else {
+        return COUNT_MASK;
+    };
+    let count = |cell: u32| {
+        if cell >> 24 == epoch {
+            cell & COUNT_MASK
         } else {
-            1
-        };
-        let count = if count > COUNT_MASK {
-            COUNT_MASK
-        } else {
-            count
-        };
-        *cell = (epoch << 24) | count;
-        if count < estimate {
-            estimate = count;
+            0
         }
+    };
+    let (count_a, count_b) = (count(*a), count(*b));
+    let estimate = if count_a < count_b { count_a } else { count_b };
+    let next = if estimate < COUNT_MASK {
+        estimate + 1
+    } else {
+        COUNT_MASK
+    };
+    if count_a < next {
+        *a = (epoch << 24) | next;
     }
-    estimate
+    if count_b < next {
+        *b = (epoch << 24) | next;
+    }
+    next
+}
+
+/// Whether this CPU's admission budget has room for one more table entry (and takes it).
+#[inline(always)]
+pub fn take_admission(limits: &LimitsConfig, now: u64) -> bool {
+    let params = limits.admit_rate;
+    if params.cost_fp == 0 {
+        return true;
+    }
+    let Some(tat) = FW_CEILINGS.get_ptr_mut(ADMISSION_SLOT) else {
+        return true;
+    };
+    // SAFETY: a per-CPU array element owned by this CPU.
+    unsafe { !gcra_step(tat, now, params.cost_fp >> COST_SHIFT, params.window_ns) }
+}
+
+/// A strict GCRA step on a per-CPU TAT: true (and no charge) if over the limit.
+///
+/// # Safety
+/// `tat` must point to this CPU's element of a per-CPU array.
+#[inline(always)]
+unsafe fn gcra_step(tat: *mut u64, now: u64, cost: u64, window: u64) -> bool {
+    // SAFETY: the caller guarantees `tat`.
+    unsafe {
+        let start = if *tat > now { *tat } else { now };
+        let next = start + cost;
+        if next - now > window {
+            return true;
+        }
+        *tat = next;
+    }
+    false
 }
 
 /// Whether an untracked packet of `class` goes over the class's ceiling on this CPU.
@@ -68,13 +110,5 @@ pub fn over_ceiling(class: Class, limits: &LimitsConfig, now: u64) -> bool {
         return false;
     };
     // SAFETY: a per-CPU array element owned by this CPU (XDP runs with preemption off).
-    unsafe {
-        let start = if *tat > now { *tat } else { now };
-        let next = start + (params.cost_fp >> COST_SHIFT);
-        if next - now > params.window_ns {
-            return true;
-        }
-        *tat = next;
-    }
-    false
+    unsafe { gcra_step(tat, now, params.cost_fp >> COST_SHIFT, params.window_ns) }
 }

@@ -99,8 +99,9 @@ pub fn charge(key: &SourceKey, v4: bool, class: Class, len: u64) -> Outcome {
         }
         None => {
             // Not tracked: admitted to the table only after a few packets (see admission).
-            if limits.admit_packets > 1
-                && admission::count_and_estimate(key, now) < limits.admit_packets
+            if (limits.admit_packets > 1
+                && admission::count_and_estimate(key, now) < limits.admit_packets)
+                || !admission::take_admission(limits, now)
             {
                 return untracked(class, limits, now, monitor, Outcome::Passed);
             }

@@ -81,7 +81,7 @@ pub fn count_table(slot: u32) {
 
 /// Per-CPU ceiling TATs by class, for packets of untracked sources. This program only.
 #[map(name = "FW_CEILINGS")]
-pub static FW_CEILINGS: PerCpuArray<u64> = PerCpuArray::with_max_entries(CLASSES as u32, 0);
+pub static FW_CEILINGS: PerCpuArray<u64> = PerCpuArray::with_max_entries(CLASSES as u32 + 1, 0);
 
 /// Block events for the daemon's log. One per block, so bounded by the number of sources
 /// that get blocked; when full, the event is lost and counted in `FW_EVENTS_LOST`.

@@ -165,6 +165,10 @@ pub struct LimitArgs {
     /// and limits; until then its packets count against the ceilings. 1 admits at once.
     #[arg(long, value_name = "PACKETS")]
     pub admit_after: Option<u32>,
+    /// New table entries per second, in total over the CPUs (or `unlimited`): sources past
+    /// `--admit-after` beyond this rate stay untracked, so no flood can churn the table.
+    #[arg(long, value_parser = parse_rate, value_name = "RATE")]
+    pub admit_rate: Option<Rate>,
     /// Put one class in monitor mode (count, do not drop); repeatable.
     #[arg(long, value_enum, value_name = "CLASS")]
     pub monitor_class: Vec<ClassName>,
@@ -205,6 +209,7 @@ impl LimitArgs {
             block_for_ms: self.block_for,
             mode: self.mode,
             admit_packets: self.admit_after,
+            admit_rate: self.admit_rate,
             deny_mode: self.deny_mode,
             ..LimitsChange::default()
         };
@@ -550,7 +555,11 @@ fn print_limits(view: &LimitsView) {
         "block for      {}",
         humantime::format_duration(view.limits.block_for())
     );
-    println!("admit after    {} packets", view.limits.admit_packets);
+    println!(
+        "admit after    {} packets; new table entries at most {}",
+        view.limits.admit_packets,
+        rate(view.limits.admit_rate, "sources")
+    );
     for scope in ScopeName::ALL {
         let i = scope.index();
         let classes: Vec<String> = ClassName::ALL

@@ -227,6 +227,10 @@ pub const DEFAULT_PREFIX_LENS: [u32; PREFIX_SCOPES] = [24, 64, 48];
 /// the XDP program): generous for a server's new clients, a hard cap on a spoofed flood.
 pub const DEFAULT_CEILINGS: [u64; CLASSES] = [50_000, 100_000, 100_000, 10_000, 10_000, 10_000];
 
+/// Default rate of new table entries (all CPUs together): a busy server's new clients fit;
+/// a flood that fills the admission sketch cannot churn a million-entry table with it.
+pub const DEFAULT_ADMIT_RATE: u64 = 5_000;
+
 /// Default number of packets a new source must show before it gets a table entry.
 pub const DEFAULT_ADMIT_PACKETS: u32 = 4;
 
@@ -293,6 +297,8 @@ pub struct Limits {
     pub ceiling_pps: [Rate; CLASSES],
     /// Packets a new source must show before it gets a table entry (1: at once).
     pub admit_packets: u32,
+    /// New table entries per second, in total over the CPUs.
+    pub admit_rate: Rate,
     /// Classes that only monitor (by index).
     pub monitor_classes: [bool; CLASSES],
     /// Whether the denylist drops or only counts.
@@ -321,6 +327,7 @@ impl Default for Limits {
             class_pps: [Rate::Unlimited; CLASSES],
             ceiling_pps: DEFAULT_CEILINGS.map(Rate::PerSecond),
             admit_packets: DEFAULT_ADMIT_PACKETS,
+            admit_rate: Rate::PerSecond(DEFAULT_ADMIT_RATE),
             monitor_classes: [false; CLASSES],
             deny_mode: FilterMode::Enforce,
             prefix_len: DEFAULT_PREFIX_LENS,
@@ -352,6 +359,8 @@ pub struct LimitsChange {
     pub ceiling_pps: [Option<Rate>; CLASSES],
     /// New admission threshold.
     pub admit_packets: Option<u32>,
+    /// New admission rate.
+    pub admit_rate: Option<Rate>,
     /// Classes to switch to monitor (`Some(true)`) or enforce (`Some(false)`).
     pub monitor_classes: [Option<bool>; CLASSES],
     /// New denylist mode.
@@ -455,6 +464,7 @@ impl Limits {
             class_pps: merge(self.class_pps, change.class_pps),
             ceiling_pps: merge(self.ceiling_pps, change.ceiling_pps),
             admit_packets: change.admit_packets.unwrap_or(self.admit_packets),
+            admit_rate: change.admit_rate.unwrap_or(self.admit_rate),
             monitor_classes: merge(self.monitor_classes, change.monitor_classes),
             deny_mode: change.deny_mode.unwrap_or(self.deny_mode),
             prefix_len: merge(self.prefix_len, change.prefix_len),
@@ -482,6 +492,9 @@ impl Limits {
             1,
             u64::from(MAX_ADMIT_PACKETS),
         )?;
+        if let Rate::PerSecond(rate) = self.admit_rate {
+            check_range("admit-rate", rate, 1, MAX_PPS)?;
+        }
         for scope in ScopeName::ALL {
             let i = scope.index();
             let len = self.prefix_len[i];
@@ -615,6 +628,7 @@ impl Limits {
             }
         });
         LimitsConfig {
+            admit_rate: per_second(self.admit_rate, NS_PER_SEC * u128::from(cpus.max(1))),
             prefixes,
             class_packets,
             ceilings,
@@ -667,6 +681,7 @@ impl Limits {
             list_flags: 0,
             pad1: 0,
             prefixes: [PrefixLimits::default(); PREFIX_SCOPES],
+            admit_rate: RateParams::default(),
         }
     }
 }

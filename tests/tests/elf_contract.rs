@@ -124,7 +124,7 @@ fn maps_match_the_contract() {
             BPF_MAP_TYPE_PERCPU_ARRAY,
             4,
             8,
-            u32::try_from(CLASSES).expect("6"),
+            u32::try_from(CLASSES + 1).expect("7"),
         ),
         (
             map_names::PREFIXES,

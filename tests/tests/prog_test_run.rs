@@ -1292,3 +1292,62 @@ fn an_allowlisted_ipv6_source_passes_even_when_blocked_before() {
     );
     assert_eq!(h.packets(Outcome::Allowed), 20);
 }
+
+#[test]
+fn the_admission_budget_bounds_table_churn() {
+    if !privileged("the_admission_budget_bounds_table_churn") {
+        return;
+    }
+    let cpus = u64::from(floodwall::config::online_cpus());
+    let mut h = Harness::new(LimitsChange {
+        admit_rate: Some(Rate::PerSecond(50 * cpus)),
+        ..limits(10_000, 10_000)
+    });
+    pin_to_cpu(0);
+    // Every source is admitted at its first packet, but only 50 a second on this CPU.
+    for i in 0..200 {
+        assert_eq!(
+            h.run(&udp4(spoofed(i + 3_000))),
+            XDP_PASS,
+            "untracked packets still pass"
+        );
+    }
+    let tracked = h.loaded.maps.all_sources().expect("walk").len();
+    assert_eq!(tracked, 50, "a one-second budget of 50 entries");
+    h.advance(100_000_000);
+    for i in 0..10 {
+        h.run(&udp4(spoofed(9_000 + i)));
+    }
+    let tracked = h.loaded.maps.all_sources().expect("walk").len();
+    assert_eq!(tracked, 55, "100 ms later the budget has 5 more");
+    pin_to_all_cpus(std::thread::available_parallelism().map_or(1, usize::from));
+}
+
+#[test]
+fn a_flood_of_distinct_sources_does_not_fill_the_table() {
+    if !privileged("a_flood_of_distinct_sources_does_not_fill_the_table") {
+        return;
+    }
+    // Default admission: 4 packets, 5000 entries a second in all. 60,000 sources send one
+    // packet each, twice: far more distinct sources than the sketch has buckets, so it
+    // over-counts and would admit most of them; the admission budget (5000/s shared out
+    // per CPU) is what keeps them from churning the table.
+    let cpus = u64::from(floodwall::config::online_cpus());
+    let mut h = Harness::new(LimitsChange {
+        admit_packets: None,
+        ..limits(10_000, 10_000)
+    });
+    pin_to_cpu(0);
+    for round in 0..2 {
+        for i in 0..60_000 {
+            h.run(&udp4(spoofed(i)));
+        }
+        let tracked = h.loaded.maps.all_sources().expect("walk").len() as u64;
+        let budget = floodwall::config::DEFAULT_ADMIT_RATE / cpus;
+        assert!(
+            tracked <= budget,
+            "round {round}: {tracked} of 60000 sources tracked, over the budget of {budget}"
+        );
+    }
+    pin_to_all_cpus(std::thread::available_parallelism().map_or(1, usize::from));
+}
