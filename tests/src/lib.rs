@@ -1,9 +1,11 @@
 //! Shared pieces of floodwall's privileged tests, demo and benchmarks.
 //!
-//! Modules: [`lab`] (network namespaces joined by veth, removed on drop).
+//! Modules: [`lab`] (network namespaces joined by veth, removed on drop), [`flood`]
+//! (generators of spoofed floods: trafgen configurations, a test-run frame generator).
 
 use std::path::PathBuf;
 
+pub mod flood;
 pub mod lab;
 
 /// Environment variable that turns a skipped privileged test into a failure. `cargo xtask
