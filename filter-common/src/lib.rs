@@ -259,6 +259,7 @@ pub struct LimitsConfig {
 const _: () = assert!(core::mem::size_of::<LimitsConfig>() == 312 + 3 * 136 + 16);
 
 /// `FW_CEILINGS` slot of the admission budget's TAT (after the classes' slots).
+#[expect(clippy::cast_possible_truncation, reason = "CLASSES is 6")]
 pub const ADMISSION_SLOT: u32 = CLASSES as u32;
 
 impl LimitsConfig {
