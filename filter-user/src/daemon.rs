@@ -86,6 +86,10 @@ pub async fn run(config: DaemonConfig, shutdown: impl Future<Output = ()>) -> an
         bail!("interface {} does not exist", config.iface);
     }
     let _lock = lock_interface(&config)?;
+    // Name what an old kernel lacks before the verifier gets a chance to say it obscurely.
+    let probe = crate::probe::probe();
+    probe.log_fallbacks();
+    probe.require()?;
     let mut loaded = loader::load(LoadOptions {
         max_sources: config.max_sources,
         test_clock: false,

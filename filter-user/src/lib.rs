@@ -6,6 +6,7 @@
 //! - [`loader`]: load the embedded XDP object, attach it to an interface.
 //! - [`maps`]: typed access to the program's maps.
 //! - [`metrics`]: the Prometheus endpoint.
+//! - [`probe`]: kernel feature probes, with messages that name what is missing.
 //! - [`lists`]: the allowlist and denylist: prefixes, list files, their LPM tries.
 //! - [`stats`]: counter sums, rates, per-source rate estimates.
 //! - [`events`]: block events, the record of blocks, rate-limited logging.
@@ -22,4 +23,5 @@ pub mod lists;
 pub mod loader;
 pub mod maps;
 pub mod metrics;
+pub mod probe;
 pub mod stats;

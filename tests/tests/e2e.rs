@@ -6,7 +6,7 @@
 //! `--test-threads=1`. Each builds its own lab, which is removed when the test ends, also
 //! when it fails. Every traffic generator is bounded both in packets and in time; no
 //! assertion depends on how fast this machine is, beyond hping3 `--faster` outrunning a
-//! 1000 packets/s limit and `-i u1000` (about 1000 packets/s) outrunning a 100 packets/s
+//! 500 packets/s limit and `-i u1000` (about 1000 packets/s) outrunning a 100 packets/s
 //! limit.
 
 use std::{collections::BTreeSet, net::IpAddr, time::Duration};
@@ -23,8 +23,12 @@ use floodwall_tests::lab::{
 
 /// Upper bound of any one hping3 run (`timeout` stops it then).
 const FLOOD_MAX_TIME: Duration = Duration::from_secs(20);
-/// The packet limit of the flood tests; the burst is `auto`, one second of it.
-const PPS: u64 = 1_000;
+/// The packet limit of the flood tests; the burst is `auto`, one second of it. Floods must
+/// go well over it for [`MIN_DROPPED_SHARE`] to hold, also in the VM runs of `cargo xtask
+/// test`, where three hping3 `--faster` floods beside the client send only 1,300 to 1,800
+/// packets/s each under emulation. The client stays far under it (about 150 packets/s per
+/// address here, less in the VM).
+const PPS: u64 = 500;
 /// Share of the packets over the burst that must be dropped. The rest of the packets over
 /// the burst are what passes before the limiter blocks a source (GCRA lets the burst plus
 /// the rate times the time it took through) and scheduling noise.
@@ -202,9 +206,10 @@ fn flood_is_dropped_while_the_client_is_served() {
     );
 
     // The client runs before, during and after the flood: about 7 s of requests, while the
-    // floods take one to three seconds.
+    // floods take one to three seconds. Its bound leaves room for the VM runs of `cargo xtask
+    // test`, where each curl costs ten times more under emulation (about 80 s in all).
     let client = lab
-        .spawn_http_client(150, Duration::from_millis(20), Duration::from_mins(1))
+        .spawn_http_client(150, Duration::from_millis(20), Duration::from_mins(4))
         .expect("curl loop must start");
     std::thread::sleep(Duration::from_millis(500));
     let kinds: [&[&str]; 3] = [
@@ -219,7 +224,7 @@ fn flood_is_dropped_while_the_client_is_served() {
         .map(|(a, flags)| flood(&lab, a, flags, 20_000))
         .collect();
     let sent: Vec<u64> = floods.iter().map(|f| sent_by(&lab, f)).collect();
-    lab.wait(&client, Duration::from_secs(65))
+    lab.wait(&client, Duration::from_secs(245))
         .expect("the curl loop must end within its time bound");
 
     let tally = http_tally(&client);

@@ -3,10 +3,15 @@
 //!
 //! Every command that needs the eBPF toolchain runs [`setup`] first; setup is idempotent and
 //! takes seconds once everything is in place.
+//!
+//! Modules: [`vm`] (the kernel-level tests in a VM on Debian's kernels).
+
+mod vm;
 
 use std::{
     path::{Path, PathBuf},
     process::Command,
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, bail};
@@ -27,11 +32,28 @@ enum Task {
     /// Build the workspace (the XDP program is built and embedded by filter-user).
     Build,
     /// Run the whole test suite: formatting, lints, unit tests, the ELF contract,
-    /// `BPF_PROG_TEST_RUN` tests and the end-to-end tests in network namespaces.
+    /// `BPF_PROG_TEST_RUN` tests and the end-to-end tests in network namespaces, on this
+    /// machine's kernel and then in a VM on each of Debian's kernels (6.1 and 6.12).
     Test {
         /// Allow privileged tests to skip (when not root); by default a skip is a failure.
         #[arg(long)]
         allow_skip: bool,
+        /// Leave out the VM runs (a quicker check while developing; CI runs them).
+        #[arg(long)]
+        no_vm: bool,
+    },
+    /// Run the kernel-level tests (the ELF contract, `BPF_PROG_TEST_RUN` and end-to-end
+    /// tests) on this machine's kernel, or with `--vm` in a VM on Debian's kernels.
+    IntegrationTest {
+        /// Run in a VM (qemu, software emulation) on Debian's cloud kernels instead.
+        #[arg(long)]
+        vm: bool,
+        /// Which kernel the VM boots.
+        #[arg(long, requires = "vm", default_value = "all", value_parser = ["6.1", "6.12", "all"])]
+        kernel: String,
+        /// Seconds one kernel's VM run may take before it counts as hung.
+        #[arg(long, requires = "vm", default_value_t = vm::DEFAULT_VM_TIMEOUT.as_secs())]
+        timeout_secs: u64,
     },
     /// Run the demo: a lab of namespaces, a flood, a report.
     Demo,
@@ -74,6 +96,28 @@ const APT_PACKAGES: &[(&str, &str)] = &[
         "util-linux",
         "setpriv, to run the CLI as a non-root user in the tests",
     ),
+    ("procps", "sysctl, to turn off IPv6 on the lab's switch"),
+    (
+        "netsniff-ng",
+        "trafgen, the spoofed-source flood generator of the tests",
+    ),
+    (
+        "qemu-system-x86",
+        "qemu-system-x86_64, the VM the tests run in on Debian's kernels",
+    ),
+    (
+        "busybox-static",
+        "the VM's /init shell, mount, insmod and poweroff",
+    ),
+    ("dash", "the VM's /bin/sh, as on this machine"),
+    (
+        "xz-utils",
+        "to uncompress the kernel modules of Debian's 6.12 kernel",
+    ),
+    (
+        "binutils",
+        "objcopy, to strip debug info from the binaries put in the VM",
+    ),
 ];
 
 /// Where the toolchain directory that rustup links lives: outside the checkout, so every
@@ -101,7 +145,12 @@ fn main() -> anyhow::Result<()> {
                 &[],
             )
         }
-        Task::Test { allow_skip } => test(&root, allow_skip),
+        Task::Test { allow_skip, no_vm } => test(&root, allow_skip, !no_vm),
+        Task::IntegrationTest {
+            vm,
+            kernel,
+            timeout_secs,
+        } => integration_test(&root, vm, &kernel, Duration::from_secs(timeout_secs)),
         Task::Demo => {
             setup()?;
             cargo(
@@ -163,7 +212,7 @@ fn workspace_root() -> anyhow::Result<PathBuf> {
         .context("xtask has no parent directory")
 }
 
-fn test(root: &Path, allow_skip: bool) -> anyhow::Result<()> {
+fn test(root: &Path, allow_skip: bool, with_vm: bool) -> anyhow::Result<()> {
     setup()?;
     cargo(root, &["fmt", "--all", "--check"], &[])
         .context("code is not formatted: run `cargo fmt --all`")?;
@@ -182,25 +231,102 @@ fn test(root: &Path, allow_skip: bool) -> anyhow::Result<()> {
         ],
         &[],
     )?;
+    let started = Instant::now();
+    let (passed, failed) = host_tests(
+        root,
+        allow_skip,
+        &["--workspace", "--exclude", "filter-ebpf"],
+    )?;
+    let mut reports = vec![vm::Report {
+        label: "host".to_owned(),
+        kernel: host_kernel(),
+        verdict: if failed == 0 && passed > 0 {
+            vm::Verdict::Pass
+        } else {
+            vm::Verdict::Fail("tests failed".to_owned())
+        },
+        passed,
+        failed,
+        duration: started.elapsed(),
+    }];
+    if with_vm {
+        reports.extend(vm::run(root, &vm::kernel::ALL, vm::DEFAULT_VM_TIMEOUT)?);
+    }
+    summarize(&reports)
+}
+
+/// `cargo xtask integration-test`: the kernel-level tests on this machine's kernel, or in a
+/// VM on each chosen kernel.
+fn integration_test(
+    root: &Path,
+    in_vm: bool,
+    kernel: &str,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    setup()?;
+    let reports = if in_vm {
+        let series: Vec<vm::kernel::Series> = vm::kernel::ALL
+            .into_iter()
+            .filter(|s| kernel == "all" || s.label == kernel)
+            .collect();
+        vm::run(root, &series, timeout)?
+    } else {
+        let started = Instant::now();
+        let (passed, failed) = host_tests(root, false, &vm::TEST_SELECTION)?;
+        vec![vm::Report {
+            label: "host".to_owned(),
+            kernel: host_kernel(),
+            verdict: vm::Verdict::Pass,
+            passed,
+            failed,
+            duration: started.elapsed(),
+        }]
+    };
+    summarize(&reports)
+}
+
+/// `uname -r` of this machine, for the report.
+fn host_kernel() -> String {
+    output_ok(Command::new("uname").arg("-r"))
+        .map_or_else(|| "(unknown kernel)".to_owned(), |r| r.trim().to_owned())
+}
+
+/// `cargo test` of `selection` on this machine's kernel, with the `floodwall` binary built
+/// first; returns the tests passed and failed.
+fn host_tests(root: &Path, allow_skip: bool, selection: &[&str]) -> anyhow::Result<(u64, u64)> {
     cargo(root, &["build", "--locked", "-p", "filter-user"], &[])?;
     let bin = root.join("target/debug/floodwall");
     let require = if allow_skip { "0" } else { "1" };
     // One test thread: the privileged tests share the kernel (XDP attachments, namespaces).
     let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cmd.current_dir(root)
-        .args([
-            "test",
-            "--locked",
-            "--workspace",
-            "--exclude",
-            "filter-ebpf",
-        ])
+        .args(["test", "--locked"])
+        .args(selection)
         .args(["--", "--test-threads=1"])
         .env("FLOODWALL_BIN", &bin)
         .env("FLOODWALL_REQUIRE_PRIVILEGED", require);
-    let (passed, failed) = run_counting_tests(&mut cmd)?;
-    // One closing line for the whole suite: cargo's own last line is a doc-test binary's.
+    run_counting_tests(&mut cmd)
+}
+
+/// Prints one line per kernel and the closing `floodwall: N passed, N failed` line over all
+/// of them (cargo's own last line is a doc-test binary's, or one VM's); fails if any kernel
+/// failed.
+fn summarize(reports: &[vm::Report]) -> anyhow::Result<()> {
+    println!();
+    for report in reports {
+        println!("{report}");
+    }
+    let passed: u64 = reports.iter().map(|r| r.passed).sum();
+    let failed: u64 = reports.iter().map(|r| r.failed).sum();
     println!("floodwall: {passed} passed, {failed} failed");
+    let failing: Vec<&str> = reports
+        .iter()
+        .filter(|r| r.verdict != vm::Verdict::Pass)
+        .map(|r| r.label.as_str())
+        .collect();
+    if !failing.is_empty() {
+        bail!("the tests failed on: {}", failing.join(", "));
+    }
     if failed > 0 || passed == 0 {
         bail!("the test suite failed ({passed} passed, {failed} failed)");
     }
