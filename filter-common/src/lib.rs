@@ -80,7 +80,34 @@ pub mod map_names {
     /// Per-CPU array of [`TABLE_STAT_SLOTS`](crate::TABLE_STAT_SLOTS) `u64`: source table
     /// inserts and failed inserts.
     pub const TABLE_STATS: &str = "FW_TABLE_STATS";
+
+    /// The maps the daemon pins in bpffs, so that the program keeps its state (and keeps
+    /// enforcing) while no daemon runs, and a new daemon or a new build takes it over.
+    /// `FW_CLOCK` is left out: it only holds the calibration samples of the moment.
+    pub const PINNED: &[&str] = &[
+        SOURCES,
+        LIMITS,
+        COUNTERS,
+        EVENTS,
+        EVENTS_LOST,
+        BLOCK_CACHE,
+        ALLOW_V4,
+        ALLOW_V6,
+        DENY_V4,
+        DENY_V6,
+        SKETCH,
+        CEILINGS,
+        PREFIXES,
+        TABLE_STATS,
+    ];
 }
+
+/// Version of the maps' layout: the names, types, key and value types above and the meaning
+/// of every field. Pinned maps live in a directory named after it (`maps-v{N}`), and a new
+/// build adopts pinned state only when the versions match. Bump it with any change to a
+/// shared type or map; the test `a_layout_change_bumps_the_version` is the tripwire for the
+/// changes that alter a size.
+pub const MAP_LAYOUT_VERSION: u32 = 1;
 
 /// Default capacity of the per-source table.
 pub const DEFAULT_MAX_SOURCES: u32 = 1 << 20;
@@ -769,3 +796,38 @@ const _: () = assert!(core::mem::size_of::<ListEntry>() == 24);
 /// `filter-user/build.rs` uses it. A build concern rather than a kernel one, kept here so the
 /// two sides cannot disagree.
 pub const BPF_TOOLCHAIN: &str = "floodwall-bpf";
+
+#[cfg(test)]
+mod layout_tests {
+    use super::*;
+    use core::mem::size_of;
+
+    #[test]
+    fn a_layout_change_bumps_the_version() {
+        // When this fails, a shared type changed size: bump MAP_LAYOUT_VERSION (pinned state
+        // of the old layout must not be adopted) and record the new sizes here.
+        let sizes = [
+            size_of::<SourceKey>(),
+            size_of::<SourceState>(),
+            size_of::<LimitsConfig>(),
+            size_of::<BlockCacheSlot>(),
+            size_of::<PrefixKey>(),
+            size_of::<PrefixState>(),
+            size_of::<SketchRow>(),
+            size_of::<Counter>(),
+            size_of::<BlockEvent>(),
+            size_of::<ListEntry>(),
+            BLOCK_CACHE_SLOTS as usize,
+            SKETCH_ROWS as usize,
+            COUNTER_ENTRIES as usize,
+        ];
+        assert_eq!(
+            (MAP_LAYOUT_VERSION, sizes),
+            (
+                1,
+                [16, 120, 736, 24, 24, 64, 16384, 16, 88, 24, 65536, 2, 96]
+            ),
+            "record the sizes and bump MAP_LAYOUT_VERSION"
+        );
+    }
+}

@@ -16,6 +16,7 @@ use crate::{
     events::EventKind,
     lists::{ListEntryView, ListKind, Prefix, parse_list_file},
     loader::AttachMode,
+    pin::DEFAULT_PIN_ROOT,
     stats::SourceView,
 };
 
@@ -26,6 +27,9 @@ pub struct Cli {
     /// Directory of the daemons' control sockets and lock files.
     #[arg(long, global = true, env = "FLOODWALL_RUN_DIR", default_value = DEFAULT_RUN_DIR)]
     pub run_dir: PathBuf,
+    /// Directory in bpffs of the pinned programs and state, one subdirectory an interface.
+    #[arg(long, global = true, env = "FLOODWALL_PIN_ROOT", default_value = DEFAULT_PIN_ROOT)]
+    pub pin_root: PathBuf,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -54,6 +58,21 @@ pub enum Command {
     Deny(ListCommand),
     /// Blocks, unblocks, list hits and list changes, newest last.
     Events(EventsArgs),
+    /// Make the running daemon read its config file again and apply it, all or nothing
+    /// (as SIGHUP does); prints what changed.
+    Reload {
+        /// The interface whose daemon to ask (needed when several run).
+        #[arg(long)]
+        iface: Option<String>,
+    },
+    /// Remove floodwall from an interface: detach the program and delete its pinned state
+    /// (blocks, lists, counters). Stop the daemon first: a running daemon is never
+    /// detached under it.
+    Detach {
+        /// The interface.
+        #[arg(long)]
+        iface: String,
+    },
 }
 
 /// `floodwall allow|deny ...`.
@@ -107,30 +126,44 @@ pub struct EventsArgs {
 }
 
 /// `floodwall run`.
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 pub struct RunArgs {
-    /// Interface to protect, e.g. eth0.
+    /// Config file (TOML). Without this flag /etc/floodwall/floodwall.toml is read if it
+    /// exists. The flags below override the file.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Interface to protect, e.g. eth0; repeat for several (replaces the file's list).
     #[arg(long)]
-    pub iface: String,
+    pub iface: Vec<String>,
     /// XDP mode: driver (native), skb (generic), or auto (driver, else skb with a warning).
-    #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
-    pub xdp_mode: AttachMode,
-    /// Capacity of the per-source table (least recently seen sources are evicted when full).
-    #[arg(long, default_value_t = filter_common::DEFAULT_MAX_SOURCES)]
-    pub max_sources: u32,
+    #[arg(long, value_enum)]
+    pub xdp_mode: Option<AttachMode>,
+    /// Capacity of the per-source table (least recently seen sources are evicted when full;
+    /// default 1,048,576).
+    #[arg(long)]
+    pub max_sources: Option<u32>,
     /// Serve Prometheus metrics on this address, e.g. 127.0.0.1:9477 (off by default).
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics_addr: Option<std::net::SocketAddr>,
-    /// Capacity of each list (allowlist and denylist, IPv4 and IPv6 each), in prefixes.
-    #[arg(long, default_value_t = filter_common::DEFAULT_LIST_CAPACITY)]
-    pub list_capacity: u32,
+    /// Capacity of each list (allowlist and denylist, IPv4 and IPv6 each), in prefixes
+    /// (default 131,072).
+    #[arg(long)]
+    pub list_capacity: Option<u32>,
+    /// Capacity of the prefix table (default 262,144).
+    #[arg(long)]
+    pub max_prefixes: Option<u32>,
+    /// Start from empty state: replace the attached program (atomically, the interface
+    /// stays protected) and drop the pinned blocks, lists and counters. Needed when the
+    /// pinned state has another layout or other capacities than this start asks for.
+    #[arg(long)]
+    pub fresh_state: bool,
     /// Initial limits (defaults: 10k packets/s, auto bursts, no bit-rate limit, 60s blocks).
     #[command(flatten)]
     pub limits: LimitArgs,
 }
 
 /// Limit flags shared by `run` and `limits set`.
-#[derive(Debug, Args, Default)]
+#[derive(Clone, Debug, Args, Default)]
 pub struct LimitArgs {
     /// Packets per second per source: a number (10k, 1.5M) or `unlimited`.
     #[arg(long, value_parser = parse_rate)]
@@ -328,6 +361,8 @@ pub enum BlockedCommand {
 pub async fn client(run_dir: &std::path::Path, command: Command) -> anyhow::Result<()> {
     let (iface, json, request) = match command {
         Command::Run(_) => bail!("`run` is not a client command"),
+        Command::Detach { .. } => bail!("`detach` is not a client command"),
+        Command::Reload { iface } => (iface, false, Request::Reload),
         Command::Limits(LimitsCommand::Show(r)) => (r.iface, r.json, Request::LimitsShow),
         Command::Limits(LimitsCommand::Set {
             iface,
@@ -423,6 +458,14 @@ pub async fn client(run_dir: &std::path::Path, command: Command) -> anyhow::Resu
                     kind_name(event.kind),
                     event.message
                 );
+            }
+        }
+        Response::Reloaded { changes } => {
+            if changes.is_empty() {
+                println!("reloaded: the config is unchanged");
+            }
+            for line in changes {
+                println!("reloaded: {line}");
             }
         }
         Response::Error { .. } => unreachable!("handled above"),
@@ -685,4 +728,71 @@ fn print_sources(sources: &[SourceView], mode: FilterMode, blocked_only: bool) {
             s.bps
         );
     }
+}
+
+/// `floodwall detach`: removes the program and the pinned state of `iface`, refusing while
+/// a daemon protects it.
+///
+/// # Errors
+/// If a daemon runs on the interface, nothing is pinned for it, or a pin cannot be removed.
+pub fn detach(
+    run_dir: &std::path::Path,
+    pin_root: &std::path::Path,
+    iface: &str,
+) -> anyhow::Result<()> {
+    let _lock = crate::daemon::lock_interface(run_dir, iface)
+        .map_err(|e| anyhow::anyhow!("{e:#}; stop it first (e.g. `systemctl stop floodwall`)"))?;
+    let pins = crate::pin::PinDir::new(pin_root, iface);
+    if !pins.detach()? {
+        bail!(
+            "floodwall is not attached to {iface}: nothing is pinned at {}",
+            pins.dir().display()
+        );
+    }
+    println!(
+        "detached floodwall from {iface} and removed its state ({})",
+        pins.dir().display()
+    );
+    Ok(())
+}
+
+/// The config of `floodwall run`: the config file (if any) with the flags over it. Called
+/// again on every reload, with the same flags, so that flags keep overriding the file.
+///
+/// # Errors
+/// If the file or a flag is invalid; nothing is applied then.
+pub fn daemon_config(
+    run_dir: &std::path::Path,
+    pin_root: &std::path::Path,
+    args: &RunArgs,
+) -> anyhow::Result<crate::daemon::DaemonConfig> {
+    use crate::daemon::{DaemonConfig, InterfaceSpec};
+    let attach_mode = args.xdp_mode.unwrap_or_default();
+    Ok(DaemonConfig {
+        interfaces: args
+            .iface
+            .iter()
+            .map(|name| InterfaceSpec {
+                name: name.clone(),
+                attach_mode,
+            })
+            .collect(),
+        limits: Limits::default().apply(&args.limits.change()?)?,
+        max_sources: args
+            .max_sources
+            .unwrap_or(filter_common::DEFAULT_MAX_SOURCES),
+        list_capacity: args
+            .list_capacity
+            .unwrap_or(filter_common::DEFAULT_LIST_CAPACITY),
+        max_prefixes: args
+            .max_prefixes
+            .unwrap_or(filter_common::DEFAULT_MAX_PREFIXES),
+        metrics_addr: args.metrics_addr,
+        run_dir: run_dir.to_owned(),
+        pin_root: pin_root.to_owned(),
+        fresh_state: args.fresh_state,
+        access: control::Access::default(),
+        allow: Vec::new(),
+        deny: Vec::new(),
+    })
 }

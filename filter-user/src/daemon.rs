@@ -1,6 +1,9 @@
-//! The daemon: load, attach, serve the control socket, log blocks, detach on shutdown.
+//! The daemon: load, attach (or take over what an earlier daemon left attached), serve the
+//! control sockets, log blocks, reload its config. It never detaches: the program and its
+//! state stay pinned when the daemon stops (see [`crate::pin`]).
 
 use std::{
+    collections::HashSet,
     fs::{File, OpenOptions},
     future::Future,
     os::unix::fs::PermissionsExt as _,
@@ -12,50 +15,79 @@ use std::{
 use anyhow::{Context as _, anyhow, bail};
 use aya::maps::{MapData, RingBuf};
 use filter_common::{Class, Outcome, map_names};
-use log::{info, warn};
+use log::{error, info, warn};
 use nix::fcntl::{Flock, FlockArg};
 use tokio::{
     io::unix::AsyncFd,
     io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader},
     net::{UnixListener, UnixStream},
+    sync::{mpsc, oneshot},
+    task::JoinSet,
 };
 
 use crate::{
     config::Limits,
     control::{
-        LimitsView, MAX_REQUEST_BYTES, Request, Response, StatsView, TableStats, socket_path,
+        Access, LimitsView, MAX_REQUEST_BYTES, Request, Response, StatsView, TableStats,
+        socket_path,
     },
     events::{self, BlockBook, EventKind, EventRecord},
-    lists::{self, ListKind, ListMaps},
+    lists::{self, ListKind, ListMaps, Prefix},
     loader::{self, AttachMode, LoadOptions},
     maps::{FilterMaps, monotonic_now_ns},
     metrics,
-    stats::{ClassStats, Sample, SourceView, addr_key, outcome_stats, top_sources},
+    pin::{PinDir, Takeover},
+    stats::{ClassStats, Sample, SourceView, addr_key, key_addr, outcome_stats, top_sources},
 };
 
 /// How often the daemon samples the counters for `stats` rates and expires blocks.
 pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
 
-/// What `floodwall run` was asked to do.
-#[derive(Clone, Debug)]
-pub struct DaemonConfig {
-    /// Interface to protect.
-    pub iface: String,
+/// One interface to protect.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InterfaceSpec {
+    /// Its name.
+    pub name: String,
     /// XDP attach mode.
     pub attach_mode: AttachMode,
-    /// Initial limits.
+}
+
+/// What `floodwall run` was asked to do: the config file with the command line over it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DaemonConfig {
+    /// Interfaces to protect, each with its own program and state.
+    pub interfaces: Vec<InterfaceSpec>,
+    /// Limits, the same on every interface.
     pub limits: Limits,
     /// Capacity of the per-source table.
     pub max_sources: u32,
     /// Capacity of each list trie.
     pub list_capacity: u32,
+    /// Capacity of the prefix table.
+    pub max_prefixes: u32,
     /// Where to serve Prometheus metrics, if anywhere.
     pub metrics_addr: Option<std::net::SocketAddr>,
-    /// Directory of the control socket and lock file.
+    /// Directory of the control sockets and lock files.
     pub run_dir: PathBuf,
+    /// Directory of the pinned state in bpffs.
+    pub pin_root: PathBuf,
+    /// Start from empty state even if pinned state could be adopted.
+    pub fresh_state: bool,
+    /// Who may read and change what.
+    pub access: Access,
+    /// Allowlist entries the config file owns.
+    pub allow: Vec<Prefix>,
+    /// Denylist entries the config file owns (no expiry).
+    pub deny: Vec<Prefix>,
 }
 
-/// What the tasks of a running daemon share.
+/// Reads the config again (file and command line) for a reload.
+pub type Reloader = dyn Fn() -> anyhow::Result<DaemonConfig> + Send + Sync;
+
+/// A reload request: answered with the changes applied, or why nothing was.
+type ReloadReply = oneshot::Sender<Result<Vec<String>, String>>;
+
+/// What the tasks of one protected interface share.
 struct Shared {
     iface: String,
     attach_mode: AttachMode,
@@ -68,6 +100,10 @@ struct Shared {
     /// The last two counter samples: rates are the difference.
     samples: Mutex<(Option<Sample>, Option<Sample>)>,
     blocks: Mutex<BlockBook>,
+    /// Who may read and change what (reloadable, the same on every interface).
+    access: Arc<Mutex<Access>>,
+    /// Where `floodwall reload` requests go.
+    reload: mpsc::Sender<ReloadReply>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -75,37 +111,129 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Runs the daemon until `shutdown` completes, then detaches the program.
+/// Runs the daemon until `shutdown` completes. The program stays attached afterwards.
+///
+/// `reloader` reads the config again on SIGHUP and `floodwall reload`; without one, reloads
+/// are refused.
 ///
 /// # Errors
-/// If the program cannot be loaded or attached, the control socket cannot be created, or
-/// another daemon protects the same interface.
-pub async fn run(config: DaemonConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    // Checked before taking the lock, so a typo leaves no lock file behind.
-    if nix::net::if_::if_nametoindex(config.iface.as_str()).is_err() {
-        bail!("interface {} does not exist", config.iface);
+/// If an interface does not exist, its program cannot be loaded or attached, a control
+/// socket cannot be created, or another daemon protects one of the interfaces.
+pub async fn run(
+    config: DaemonConfig,
+    reloader: Option<Arc<Reloader>>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    if config.interfaces.is_empty() {
+        bail!("no interface to protect: give --iface or list interfaces in the config");
     }
-    let _lock = lock_interface(&config)?;
+    // Checked before anything else, so a typo leaves nothing behind.
+    let mut seen = HashSet::new();
+    for spec in &config.interfaces {
+        if nix::net::if_::if_nametoindex(spec.name.as_str()).is_err() {
+            bail!("interface {} does not exist", spec.name);
+        }
+        if !seen.insert(&spec.name) {
+            bail!("interface {} is named twice", spec.name);
+        }
+    }
+    let _locks = config
+        .interfaces
+        .iter()
+        .map(|spec| lock_interface(&config.run_dir, &spec.name))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     // Name what an old kernel lacks before the verifier gets a chance to say it obscurely.
     let probe = crate::probe::probe();
     probe.log_fallbacks();
     probe.require()?;
-    let mut loaded = loader::load(LoadOptions {
-        max_sources: config.max_sources,
-        test_clock: false,
-        list_capacity: config.list_capacity,
-        ..LoadOptions::default()
-    })?;
-    let lists = ListMaps::take(&mut loaded.ebpf)?;
-    loaded.maps.write_limits(&config.limits.to_kernel())?;
-    let (link, attach_mode) = loader::attach(&mut loaded.ebpf, &config.iface, config.attach_mode)?;
-    info!(
-        "floodwall protects {} ({} mode, table of {} sources): {}",
-        config.iface,
-        attach_mode,
-        config.max_sources,
-        describe_limits(&config.limits)
-    );
+
+    let access = Arc::new(Mutex::new(config.access));
+    let (reload_tx, reload_rx) = mpsc::channel::<ReloadReply>(4);
+    let mut tasks = JoinSet::new();
+    let mut protected = Vec::new();
+    for spec in &config.interfaces {
+        let (shared, ring) = protect(spec, &config, Arc::clone(&access), reload_tx.clone())?;
+        let listener = bind_socket(&config, &spec.name)?;
+        tasks.spawn(serve(listener, Arc::clone(&shared)));
+        tasks.spawn(watch_events(ring, Arc::clone(&shared)));
+        tasks.spawn(sample_loop(Arc::clone(&shared)));
+        protected.push(shared);
+    }
+    tasks.spawn(serve_metrics(config.metrics_addr, protected.clone()));
+    tasks.spawn(reload_loop(
+        reload_rx,
+        reload_tx.clone(),
+        reloader,
+        config.clone(),
+        protected.clone(),
+    ));
+
+    let result = tokio::select! {
+        () = shutdown => Ok(()),
+        Some(finished) = tasks.join_next() => match finished {
+            Ok(r) => r.and_then(|()| Err(anyhow!("a daemon task stopped unexpectedly"))),
+            Err(e) => Err(anyhow!("a daemon task failed: {e}")),
+        },
+    };
+    tasks.abort_all();
+    for spec in &config.interfaces {
+        let _ = std::fs::remove_file(socket_path(&config.run_dir, &spec.name));
+        info!(
+            "floodwall stays attached to {} and keeps enforcing; `floodwall detach --iface {}` \
+             removes it",
+            spec.name, spec.name
+        );
+    }
+    result
+}
+
+/// Loads the program for one interface with its pinned state and attaches it, taking over
+/// the program an earlier daemon left attached without a moment unprotected.
+fn protect(
+    spec: &InterfaceSpec,
+    config: &DaemonConfig,
+    access: Arc<Mutex<Access>>,
+    reload: mpsc::Sender<ReloadReply>,
+) -> anyhow::Result<(Arc<Shared>, RingBuf<MapData>)> {
+    let iface = spec.name.as_str();
+    let pins = PinDir::new(&config.pin_root, iface);
+    pins.prepare()?;
+    let takeover = pins.takeover()?;
+    let plan = pins.plan_maps(config.fresh_state)?;
+    let prepared = (|| {
+        let mut loaded = loader::load(&LoadOptions {
+            max_sources: config.max_sources,
+            test_clock: false,
+            list_capacity: config.list_capacity,
+            max_prefixes: config.max_prefixes,
+            pin_maps: Some(plan.dir().to_owned()),
+        })?;
+        let lists = ListMaps::take(&mut loaded.ebpf)?;
+        if !config.allow.is_empty() {
+            lists.add(ListKind::Allow, &config.allow, None)?;
+        }
+        if !config.deny.is_empty() {
+            lists.add(ListKind::Deny, &config.deny, None)?;
+        }
+        loaded.maps.set_list_presence(lists.nonempty()?.flag_bits());
+        loaded.maps.write_limits(&config.limits.to_kernel())?;
+        anyhow::Ok((loaded, lists))
+    })();
+    let (mut loaded, lists) = match prepared {
+        Ok(prepared) => prepared,
+        Err(e) => {
+            pins.abandon(&plan);
+            return Err(e.context(format!("cannot protect {iface}")));
+        }
+    };
+    let attach_mode = match pins.attach(&mut loaded.ebpf, &takeover, spec.attach_mode) {
+        Ok(mode) => mode,
+        Err(e) => {
+            pins.abandon(&plan);
+            return Err(e);
+        }
+    };
+    pins.commit(&plan)?;
     let ring = RingBuf::try_from(
         loaded
             .ebpf
@@ -114,8 +242,36 @@ pub async fn run(config: DaemonConfig, shutdown: impl Future<Output = ()>) -> an
     )
     .context("map FW_EVENTS is not a ring buffer")?;
 
+    let mut blocks = BlockBook::default();
+    let adopted = match (&takeover, &plan) {
+        (Takeover::Replace { .. }, crate::pin::MapsPlan::Reuse(_)) => {
+            let now = monotonic_now_ns()?;
+            let mut blocked = 0usize;
+            for (key, state) in loaded.maps.all_sources()? {
+                if state.blocked_until_ns > now {
+                    blocks.adopt(key_addr(&key), state.blocked_until_ns);
+                    blocked += 1;
+                }
+            }
+            Some(blocked)
+        }
+        _ => None,
+    };
+    match adopted {
+        Some(blocked) => info!(
+            "floodwall took over {iface} without detaching ({attach_mode} mode): kept {blocked} \
+             blocked sources, {} allowlist and {} denylist entries, and the counters",
+            lists.len(ListKind::Allow)?,
+            lists.len(ListKind::Deny)?
+        ),
+        None => info!(
+            "floodwall protects {iface} ({attach_mode} mode, table of {} sources): {}",
+            config.max_sources,
+            describe_limits(&config.limits)
+        ),
+    }
     let shared = Arc::new(Shared {
-        iface: config.iface.clone(),
+        iface: iface.to_owned(),
         attach_mode,
         started: Instant::now(),
         maps: loaded.maps,
@@ -123,39 +279,37 @@ pub async fn run(config: DaemonConfig, shutdown: impl Future<Output = ()>) -> an
         max_sources: config.max_sources,
         limits: Mutex::new(config.limits),
         samples: Mutex::new((None, None)),
-        blocks: Mutex::new(BlockBook::default()),
+        blocks: Mutex::new(blocks),
+        access,
+        reload,
     });
+    // The object (and with it the program fd) may go: the pinned link holds the program.
+    drop(loaded.ebpf);
+    Ok((shared, ring))
+}
 
-    let socket = socket_path(&config.run_dir, &config.iface);
+fn bind_socket(config: &DaemonConfig, iface: &str) -> anyhow::Result<UnixListener> {
+    let socket = socket_path(&config.run_dir, iface);
     // We hold the interface lock, so a socket file left here is a dead daemon's.
     let _ = std::fs::remove_file(&socket);
     let listener = UnixListener::bind(&socket)
         .with_context(|| format!("cannot create the control socket {}", socket.display()))?;
-    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o660))
-        .with_context(|| format!("cannot set the mode of {}", socket.display()))?;
-
-    let result = tokio::select! {
-        () = shutdown => Ok(()),
-        r = serve(listener, Arc::clone(&shared)) => r,
-        r = watch_events(ring, Arc::clone(&shared)) => r,
-        r = sample_loop(Arc::clone(&shared)) => r,
-        r = serve_metrics(config.metrics_addr, Arc::clone(&shared)) => r,
-    };
-    let _ = std::fs::remove_file(&socket);
-    let detached = loader::xdp_program(&mut loaded.ebpf, filter_common::PROGRAM_NAME)
-        .and_then(|p| p.detach(link).context("failed to detach"));
-    match &detached {
-        Ok(()) => info!("detached from {}", config.iface),
-        Err(e) => warn!("{e:#}"),
-    }
-    result.and(detached)
+    std::fs::set_permissions(
+        &socket,
+        std::fs::Permissions::from_mode(config.access.socket_mode()),
+    )
+    .with_context(|| format!("cannot set the mode of {}", socket.display()))?;
+    Ok(listener)
 }
 
 /// Takes the per-interface lock, so that two daemons never fight over one interface.
-fn lock_interface(config: &DaemonConfig) -> anyhow::Result<Flock<File>> {
-    std::fs::create_dir_all(&config.run_dir)
-        .with_context(|| format!("cannot create {}", config.run_dir.display()))?;
-    let path = config.run_dir.join(format!("{}.lock", config.iface));
+///
+/// # Errors
+/// If another process holds it, or the lock file cannot be opened.
+pub fn lock_interface(run_dir: &std::path::Path, iface: &str) -> anyhow::Result<Flock<File>> {
+    std::fs::create_dir_all(run_dir)
+        .with_context(|| format!("cannot create {}", run_dir.display()))?;
+    let path = run_dir.join(format!("{iface}.lock"));
     let file = OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -165,14 +319,213 @@ fn lock_interface(config: &DaemonConfig) -> anyhow::Result<Flock<File>> {
     Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| {
         if errno == nix::errno::Errno::EWOULDBLOCK {
             anyhow!(
-                "another floodwall daemon already protects {} (it holds {})",
-                config.iface,
+                "another floodwall daemon already protects {iface} (it holds {})",
                 path.display()
             )
         } else {
             anyhow!("cannot lock {}: {errno}", path.display())
         }
     })
+}
+
+/// Serves reloads, from SIGHUP and from `floodwall reload`, one at a time.
+async fn reload_loop(
+    mut requests: mpsc::Receiver<ReloadReply>,
+    sighup_tx: mpsc::Sender<ReloadReply>,
+    reloader: Option<Arc<Reloader>>,
+    mut current: DaemonConfig,
+    protected: Vec<Arc<Shared>>,
+) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            info!("SIGHUP: reloading the config");
+            let (reply, answer) = oneshot::channel();
+            if sighup_tx.send(reply).await.is_err() {
+                return;
+            }
+            // The outcome is logged by the reload itself.
+            let _ = answer.await;
+        }
+    });
+    while let Some(reply) = requests.recv().await {
+        let outcome = match &reloader {
+            None => {
+                Err("this daemon runs without a config file: there is nothing to reload".to_owned())
+            }
+            Some(reloader) => {
+                let reloader = Arc::clone(reloader);
+                let old = current.clone();
+                let protected = protected.clone();
+                tokio::task::spawn_blocking(move || {
+                    let next = reloader()?;
+                    let changes = apply_reload(&protected, &old, &next)?;
+                    anyhow::Ok((next, changes))
+                })
+                .await
+                .unwrap_or_else(|e| Err(anyhow!("the reload failed: {e}")))
+                .map(|(next, changes)| {
+                    current = next;
+                    changes
+                })
+                .map_err(|e| format!("{e:#}"))
+            }
+        };
+        match &outcome {
+            Ok(changes) if changes.is_empty() => info!("reload: the config is unchanged"),
+            Ok(changes) => {
+                for line in changes {
+                    info!("reload: {line}");
+                }
+            }
+            Err(e) => error!("reload refused, nothing changed: {e}"),
+        }
+        let _ = reply.send(outcome);
+    }
+    Ok(())
+}
+
+/// The config's list entries to add and remove, by list; each is also described in
+/// `changes`.
+fn list_changes(
+    old: &DaemonConfig,
+    new: &DaemonConfig,
+    changes: &mut Vec<String>,
+) -> [(ListKind, Vec<Prefix>, Vec<Prefix>); 2] {
+    [
+        (ListKind::Allow, &old.allow, &new.allow),
+        (ListKind::Deny, &old.deny, &new.deny),
+    ]
+    .map(|(kind, old, new)| {
+        let old_set: HashSet<&Prefix> = old.iter().collect();
+        let new_set: HashSet<&Prefix> = new.iter().collect();
+        let added: Vec<Prefix> = new
+            .iter()
+            .filter(|p| !old_set.contains(p))
+            .copied()
+            .collect();
+        let removed: Vec<Prefix> = old
+            .iter()
+            .filter(|p| !new_set.contains(p))
+            .copied()
+            .collect();
+        for p in &added {
+            changes.push(format!("{kind}: + {p}"));
+        }
+        for p in &removed {
+            changes.push(format!("{kind}: - {p}"));
+        }
+        (kind, added, removed)
+    })
+}
+
+/// Applies a reloaded config to every interface, all or nothing; returns the changes.
+///
+/// # Errors
+/// If a setting changed that only a restart can change, or a list change does not fit: then
+/// nothing is changed (what was applied before the failure is undone).
+fn apply_reload(
+    protected: &[Arc<Shared>],
+    old: &DaemonConfig,
+    new: &DaemonConfig,
+) -> anyhow::Result<Vec<String>> {
+    let restart_only = [
+        ("interfaces", old.interfaces != new.interfaces),
+        ("max_sources", old.max_sources != new.max_sources),
+        ("list_capacity", old.list_capacity != new.list_capacity),
+        ("max_prefixes", old.max_prefixes != new.max_prefixes),
+        ("metrics_addr", old.metrics_addr != new.metrics_addr),
+        ("run_dir", old.run_dir != new.run_dir),
+        ("pin_root", old.pin_root != new.pin_root),
+    ];
+    let need_restart: Vec<&str> = restart_only
+        .iter()
+        .filter(|(_, differs)| *differs)
+        .map(|(name, _)| *name)
+        .collect();
+    if !need_restart.is_empty() {
+        bail!(
+            "{} changed: a reload changes limits, lists and access; this takes a restart",
+            need_restart.join(", ")
+        );
+    }
+    let mut changes = Vec::new();
+    let plans = list_changes(old, new, &mut changes);
+    if old.limits != new.limits {
+        changes.push(format!(
+            "limits: {} (was: {})",
+            describe_limits(&new.limits),
+            describe_limits(&old.limits)
+        ));
+    }
+    if old.access != new.access {
+        changes.push(format!("access: {} (was: {})", new.access, old.access));
+    }
+    // Undo steps of what was applied, run in reverse if a later step fails.
+    let mut undo: Vec<Box<dyn FnOnce() -> anyhow::Result<()> + '_>> = Vec::new();
+    let result = (|| {
+        for shared in protected {
+            for (kind, added, removed) in &plans {
+                if !added.is_empty() {
+                    // Entries the operator listed by hand before stay when undoing.
+                    let before: HashSet<Prefix> =
+                        shared.lists.listed(*kind, added)?.into_iter().collect();
+                    shared.lists.add(*kind, added, None)?;
+                    let fresh: Vec<Prefix> = added
+                        .iter()
+                        .filter(|p| !before.contains(p))
+                        .copied()
+                        .collect();
+                    undo.push(Box::new(move || {
+                        shared
+                            .lists
+                            .remove_listed(*kind, &fresh)
+                            .map(|_| ())
+                            .map_err(Into::into)
+                    }));
+                }
+                // An entry the operator already removed by hand is gone either way.
+                let removed = shared.lists.remove_listed(*kind, removed)?;
+                if !removed.is_empty() {
+                    undo.push(Box::new(move || {
+                        shared
+                            .lists
+                            .add(*kind, &removed, None)
+                            .map(|_| ())
+                            .map_err(Into::into)
+                    }));
+                }
+            }
+            sync_list_presence_with(shared, &new.limits)?;
+            let previous = *lock(&shared.limits);
+            *lock(&shared.limits) = new.limits;
+            undo.push(Box::new(move || {
+                *lock(&shared.limits) = previous;
+                sync_list_presence_with(shared, &previous)
+            }));
+        }
+        anyhow::Ok(())
+    })();
+    if let Err(e) = result {
+        for step in undo.into_iter().rev() {
+            if let Err(undo_error) = step() {
+                error!("reload: undoing a step failed: {undo_error:#}");
+            }
+        }
+        return Err(e);
+    }
+    if let Some(shared) = protected.first() {
+        *lock(&shared.access) = new.access;
+    }
+    for shared in protected {
+        lock(&shared.blocks).record(EventRecord::now(
+            EventKind::ListChange,
+            None,
+            format!("config reloaded: {} changes", changes.len()),
+        ));
+    }
+    Ok(changes)
 }
 
 fn describe_limits(limits: &Limits) -> String {
@@ -232,14 +585,18 @@ async fn sample_loop(shared: Arc<Shared>) -> anyhow::Result<()> {
 
 async fn serve_metrics(
     addr: Option<std::net::SocketAddr>,
-    shared: Arc<Shared>,
+    protected: Vec<Arc<Shared>>,
 ) -> anyhow::Result<()> {
     let Some(addr) = addr else {
         return std::future::pending().await;
     };
-    let iface = shared.iface.clone();
-    let read: Arc<metrics::SnapshotFn> = Arc::new(move || metrics_snapshot(&shared));
-    metrics::serve(addr, iface, read).await
+    let read: Arc<metrics::SnapshotFn> = Arc::new(move || {
+        protected
+            .iter()
+            .map(|shared| Ok((shared.iface.clone(), metrics_snapshot(shared)?)))
+            .collect()
+    });
+    metrics::serve(addr, read).await
 }
 
 fn metrics_snapshot(shared: &Shared) -> anyhow::Result<metrics::Snapshot> {
@@ -273,9 +630,14 @@ fn metrics_snapshot(shared: &Shared) -> anyhow::Result<metrics::Snapshot> {
 
 /// Tells the data path which list tries hold entries (it skips empty ones).
 fn sync_list_presence(shared: &Shared) -> anyhow::Result<()> {
+    let limits = *lock(&shared.limits);
+    sync_list_presence_with(shared, &limits)
+}
+
+/// [`sync_list_presence`] writing `limits` with it.
+fn sync_list_presence_with(shared: &Shared, limits: &Limits) -> anyhow::Result<()> {
     let bits = shared.lists.nonempty()?.flag_bits();
     shared.maps.set_list_presence(bits);
-    let limits = *lock(&shared.limits);
     shared.maps.write_limits(&limits.to_kernel())
 }
 
@@ -317,10 +679,7 @@ async fn serve(listener: UnixListener, shared: Arc<Shared>) -> anyhow::Result<()
 }
 
 async fn serve_connection(stream: UnixStream, shared: Arc<Shared>) -> anyhow::Result<()> {
-    let uid = stream
-        .peer_cred()
-        .context("cannot read the peer's credentials")?
-        .uid();
+    let peer = crate::control::peer_of(&stream)?;
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read.take(MAX_REQUEST_BYTES as u64 + 1));
     let mut line = String::new();
@@ -335,11 +694,30 @@ async fn serve_connection(stream: UnixStream, shared: Arc<Shared>) -> anyhow::Re
             Err(e) => Response::Error {
                 message: format!("invalid request: {e}"),
             },
-            Ok(request) if request.is_change() && uid != 0 => Response::Error {
-                message: format!(
-                    "permission denied: only root may change floodwall (you are uid {uid})"
-                ),
-            },
+            Ok(request) if lock(&shared.access).check(&peer, &request).is_err() => {
+                Response::Error {
+                    message: lock(&shared.access)
+                        .check(&peer, &request)
+                        .err()
+                        .unwrap_or_default(),
+                }
+            }
+            Ok(Request::Reload) => {
+                let (reply, answer) = oneshot::channel();
+                if shared.reload.send(reply).await.is_err() {
+                    Response::Error {
+                        message: "the daemon is shutting down".to_owned(),
+                    }
+                } else {
+                    match answer.await {
+                        Ok(Ok(changes)) => Response::Reloaded { changes },
+                        Ok(Err(message)) => Response::Error { message },
+                        Err(_) => Response::Error {
+                            message: "the reload was abandoned".to_owned(),
+                        },
+                    }
+                }
+            }
             Ok(Request::Events { follow }) => {
                 let (backlog, followers) = lock(&shared.blocks).subscribe();
                 if follow {
@@ -535,7 +913,9 @@ fn handle(shared: &Shared, request: &Request) -> anyhow::Result<Response> {
             list,
             entries: shared.lists.list(list, monotonic_now_ns()?)?,
         }),
-        Request::Events { .. } => bail!("events are served by the connection handler"),
+        Request::Events { .. } | Request::Reload => {
+            bail!("served by the connection handler")
+        }
         Request::BlockedRemove { addr } => {
             let key = addr_key(addr);
             let now = monotonic_now_ns()?;

@@ -219,6 +219,12 @@ impl BlockBook {
         }
     }
 
+    /// Takes over a block found in the pinned table of an earlier daemon, silently: it
+    /// was logged when it began.
+    pub fn adopt(&mut self, addr: IpAddr, until_ns: u64) {
+        self.until_ns.insert(addr, until_ns);
+    }
+
     /// Forgets a block removed by the operator and logs it.
     pub fn on_removed(&mut self, addr: IpAddr, now_ns: u64) {
         self.until_ns.remove(&addr);

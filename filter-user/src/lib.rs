@@ -23,5 +23,6 @@ pub mod lists;
 pub mod loader;
 pub mod maps;
 pub mod metrics;
+pub mod pin;
 pub mod probe;
 pub mod stats;

@@ -1228,6 +1228,40 @@ impl ListMaps {
         self.lock(kind)?.remove(prefixes)
     }
 
+    /// Which of `prefixes` the list holds.
+    ///
+    /// # Errors
+    /// If the lock is poisoned.
+    pub fn listed(&self, kind: ListKind, prefixes: &[Prefix]) -> Result<Vec<Prefix>, ListError> {
+        let list = self.lock(kind)?;
+        Ok(prefixes
+            .iter()
+            .filter(|p| list.index.contains_key(p))
+            .copied()
+            .collect())
+    }
+
+    /// Removes those of `prefixes` the list holds, all or nothing, and returns them; the
+    /// others are not an error (a reload removing an entry the operator already removed).
+    ///
+    /// # Errors
+    /// If the kernel refuses a delete (the deletes before it are undone).
+    pub fn remove_listed(
+        &self,
+        kind: ListKind,
+        prefixes: &[Prefix],
+    ) -> Result<Vec<Prefix>, ListError> {
+        let mut list = self.lock(kind)?;
+        let listed: Vec<Prefix> = dedup(prefixes)
+            .into_iter()
+            .filter(|p| list.index.contains_key(p))
+            .collect();
+        if !listed.is_empty() {
+            list.remove(&listed)?;
+        }
+        Ok(listed)
+    }
+
     /// The entries of a list with their hit counters, sorted by prefix, leaving out those
     /// expired at `now_ns`. Walks the tries (two syscalls per entry).
     ///

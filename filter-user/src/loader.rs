@@ -20,7 +20,7 @@ use crate::maps::{ClockParams, FilterMaps};
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/floodwall"));
 
 /// How to load the object.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct LoadOptions {
     /// Capacity of the per-source table.
     pub max_sources: u32,
@@ -30,6 +30,9 @@ pub struct LoadOptions {
     pub list_capacity: u32,
     /// Capacity of the prefix table.
     pub max_prefixes: u32,
+    /// Pin the state maps in this bpffs directory, reusing the maps pinned there (see
+    /// [`crate::pin`]); `None` keeps them private to this process.
+    pub pin_maps: Option<std::path::PathBuf>,
 }
 
 impl Default for LoadOptions {
@@ -39,6 +42,7 @@ impl Default for LoadOptions {
             test_clock: false,
             list_capacity: filter_common::DEFAULT_LIST_CAPACITY,
             max_prefixes: filter_common::DEFAULT_MAX_PREFIXES,
+            pin_maps: None,
         }
     }
 }
@@ -56,7 +60,7 @@ pub struct Loaded {
 ///
 /// # Errors
 /// If the kernel refuses a map or the program; the verifier's log is part of the error.
-pub fn load(options: LoadOptions) -> anyhow::Result<Loaded> {
+pub fn load(options: &LoadOptions) -> anyhow::Result<Loaded> {
     if options.max_sources == 0 {
         bail!("max-sources must be at least 1");
     }
@@ -94,9 +98,20 @@ pub fn load(options: LoadOptions) -> anyhow::Result<Loaded> {
     if options.test_clock {
         loader.override_global(TEST_CLOCK_GLOBAL, &1u32, true);
     }
+    if let Some(dir) = &options.pin_maps {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        for name in map_names::PINNED {
+            loader.map_pin_path(name, dir.join(name));
+        }
+    }
     let mut ebpf = loader
         .load(EBPF_OBJECT)
         .context("failed to load the floodwall XDP object")?;
+    if options.pin_maps.is_some() {
+        // A pinned map is reused as it is: aya does not compare it with the object's
+        // definition. Sizes are checked when the maps are taken; capacities here.
+        check_capacities(&ebpf, options)?;
+    }
     let program = xdp_program(&mut ebpf, PROGRAM_NAME)?;
     program
         .load()
@@ -107,6 +122,36 @@ pub fn load(options: LoadOptions) -> anyhow::Result<Loaded> {
         maps.set_clock(calibrate_clock(&mut ebpf)?);
     }
     Ok(Loaded { ebpf, maps })
+}
+
+/// Refuses pinned maps whose capacity differs from the one asked for: the operator asked
+/// for another size, and a map cannot be resized in place.
+fn check_capacities(ebpf: &Ebpf, options: &LoadOptions) -> anyhow::Result<()> {
+    let wanted = [
+        (map_names::SOURCES, options.max_sources, "max-sources"),
+        (map_names::PREFIXES, options.max_prefixes, "max-prefixes"),
+        (map_names::ALLOW_V4, options.list_capacity, "list-capacity"),
+        (map_names::ALLOW_V6, options.list_capacity, "list-capacity"),
+        (map_names::DENY_V4, options.list_capacity, "list-capacity"),
+        (map_names::DENY_V6, options.list_capacity, "list-capacity"),
+    ];
+    for (name, capacity, option) in wanted {
+        let map = ebpf
+            .map(name)
+            .ok_or_else(|| anyhow!("the XDP object has no map named {name}"))?;
+        let pinned = match map {
+            aya::maps::Map::LruHashMap(m) | aya::maps::Map::LpmTrie(m) => m.info()?.max_entries(),
+            _ => bail!("map {name} has an unexpected type"),
+        };
+        if pinned != capacity {
+            bail!(
+                "the pinned state has {option} {pinned} ({name}), this start asks for {capacity}: \
+                 a map cannot be resized in place. Keep {option} at {pinned}, or start with \
+                 --fresh-state to start from empty state at the new size"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Kernel tick rates (`CONFIG_HZ`) Linux can be built with.

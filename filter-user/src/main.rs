@@ -2,10 +2,11 @@
 
 use anyhow::Context as _;
 use clap::Parser as _;
+use std::sync::Arc;
+
 use floodwall::{
-    cli::{Cli, Command},
-    config::Limits,
-    daemon::{self, DaemonConfig},
+    cli::{Cli, Command, RunArgs},
+    daemon::{self, Reloader},
 };
 
 fn main() -> std::process::ExitCode {
@@ -27,17 +28,21 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Run(args) => {
-                let limits = Limits::default().apply(&args.limits.change()?)?;
-                let config = DaemonConfig {
-                    iface: args.iface,
-                    attach_mode: args.xdp_mode,
-                    limits,
-                    max_sources: args.max_sources,
-                    list_capacity: args.list_capacity,
-                    metrics_addr: args.metrics_addr,
-                    run_dir: cli.run_dir,
-                };
-                daemon::run(config, shutdown_signal()?).await
+                let config = floodwall::cli::daemon_config(&cli.run_dir, &cli.pin_root, &args)?;
+                let (run_dir, pin_root) = (cli.run_dir.clone(), cli.pin_root.clone());
+                // Reloads read the file again with the same flags over it; a fresh start
+                // is a start-time choice only.
+                let reloader: Arc<Reloader> = Arc::new(move || {
+                    let args = RunArgs {
+                        fresh_state: false,
+                        ..args.clone()
+                    };
+                    floodwall::cli::daemon_config(&run_dir, &pin_root, &args)
+                });
+                daemon::run(config, Some(reloader), shutdown_signal()?).await
+            }
+            Command::Detach { iface } => {
+                floodwall::cli::detach(&cli.run_dir, &cli.pin_root, &iface)
             }
             command => floodwall::cli::client(&cli.run_dir, command).await,
         }

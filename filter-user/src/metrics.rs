@@ -34,32 +34,32 @@ pub struct Snapshot {
     pub list_entries: Vec<(&'static str, &'static str, u64)>,
 }
 
-/// Reads a snapshot at scrape time.
-pub type SnapshotFn = dyn Fn() -> anyhow::Result<Snapshot> + Send + Sync;
+/// Reads a snapshot of every protected interface at scrape time.
+pub type SnapshotFn = dyn Fn() -> anyhow::Result<Vec<(String, Snapshot)>> + Send + Sync;
+
+/// Reads one number of a snapshot.
+type Field = fn(&Snapshot) -> u64;
 
 struct FilterCollector {
-    iface: String,
     read: Arc<SnapshotFn>,
 }
 
 impl std::fmt::Debug for FilterCollector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FilterCollector")
-            .field("iface", &self.iface)
-            .finish_non_exhaustive()
+        f.debug_struct("FilterCollector").finish_non_exhaustive()
     }
 }
 
 impl Collector for FilterCollector {
+    #[expect(clippy::too_many_lines, reason = "one metric family after another")]
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let snapshot = match (self.read)() {
-            Ok(snapshot) => snapshot,
+        let snapshots = match (self.read)() {
+            Ok(snapshots) => snapshots,
             Err(e) => {
                 log::warn!("metrics scrape failed: {e:#}");
                 return Err(std::fmt::Error);
             }
         };
-        let iface = self.iface.as_str();
         {
             let mut family = encoder.encode_descriptor(
                 "floodwall_packets",
@@ -67,9 +67,15 @@ impl Collector for FilterCollector {
                 None,
                 MetricType::Counter,
             )?;
-            for (class, outcome, packets, _) in &snapshot.counters {
-                let labels = [("iface", iface), ("class", class), ("outcome", outcome)];
-                ConstCounter::new(*packets).encode(family.encode_family(&labels)?)?;
+            for (iface, snapshot) in &snapshots {
+                for (class, outcome, packets, _) in &snapshot.counters {
+                    let labels = [
+                        ("iface", iface.as_str()),
+                        ("class", class),
+                        ("outcome", outcome),
+                    ];
+                    ConstCounter::new(*packets).encode(family.encode_family(&labels)?)?;
+                }
             }
         }
         {
@@ -79,50 +85,61 @@ impl Collector for FilterCollector {
                 None,
                 MetricType::Counter,
             )?;
-            for (class, outcome, _, bytes) in &snapshot.counters {
-                let labels = [("iface", iface), ("class", class), ("outcome", outcome)];
-                ConstCounter::new(*bytes).encode(family.encode_family(&labels)?)?;
+            for (iface, snapshot) in &snapshots {
+                for (class, outcome, _, bytes) in &snapshot.counters {
+                    let labels = [
+                        ("iface", iface.as_str()),
+                        ("class", class),
+                        ("outcome", outcome),
+                    ];
+                    ConstCounter::new(*bytes).encode(family.encode_family(&labels)?)?;
+                }
             }
         }
-        let labels = [("iface", iface)];
-        for (name, help, value) in [
+        let counters: [(&str, &str, Field); 3] = [
             (
                 "floodwall_events_lost",
                 "Events the ring buffer had no room for.",
-                snapshot.events_lost,
+                |s| s.events_lost,
             ),
             (
                 "floodwall_table_inserts",
                 "Sources inserted into the per-source table.",
-                snapshot.table_inserts,
+                |s| s.table_inserts,
             ),
             (
                 "floodwall_table_insert_failures",
                 "Per-source table inserts the kernel refused.",
-                snapshot.table_insert_failures,
+                |s| s.table_insert_failures,
             ),
-        ] {
+        ];
+        for (name, help, field) in counters {
             let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-            ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
+            for (iface, snapshot) in &snapshots {
+                ConstCounter::new(field(snapshot))
+                    .encode(family.encode_family(&[("iface", iface.as_str())])?)?;
+            }
         }
-        for (name, help, value) in [
-            (
-                "floodwall_blocked_sources",
-                "Sources blocked now.",
-                snapshot.blocked_sources,
-            ),
+        let gauges: [(&str, &str, Field); 2] = [
+            ("floodwall_blocked_sources", "Sources blocked now.", |s| {
+                s.blocked_sources
+            }),
             (
                 "floodwall_table_capacity",
                 "Capacity of the per-source table.",
-                snapshot.table_capacity,
+                |s| s.table_capacity,
             ),
-        ] {
+        ];
+        for (name, help, field) in gauges {
             let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
-            #[expect(
-                clippy::cast_possible_wrap,
-                reason = "gauges are i64; these stay far below"
-            )]
-            ConstGauge::new(value as i64).encode(family.encode_family(&labels)?)?;
+            for (iface, snapshot) in &snapshots {
+                #[expect(
+                    clippy::cast_possible_wrap,
+                    reason = "gauges are i64; these stay far below"
+                )]
+                ConstGauge::new(field(snapshot) as i64)
+                    .encode(family.encode_family(&[("iface", iface.as_str())])?)?;
+            }
         }
         let mut family = encoder.encode_descriptor(
             "floodwall_list_entries",
@@ -130,10 +147,12 @@ impl Collector for FilterCollector {
             None,
             MetricType::Gauge,
         )?;
-        for (list, fam, entries) in &snapshot.list_entries {
-            let labels = [("iface", iface), ("list", list), ("family", fam)];
-            #[expect(clippy::cast_possible_wrap, reason = "at most a few million entries")]
-            ConstGauge::new(*entries as i64).encode(family.encode_family(&labels)?)?;
+        for (iface, snapshot) in &snapshots {
+            for (list, fam, entries) in &snapshot.list_entries {
+                let labels = [("iface", iface.as_str()), ("list", list), ("family", fam)];
+                #[expect(clippy::cast_possible_wrap, reason = "at most a few million entries")]
+                ConstGauge::new(*entries as i64).encode(family.encode_family(&labels)?)?;
+            }
         }
         Ok(())
     }
@@ -143,12 +162,9 @@ impl Collector for FilterCollector {
 ///
 /// # Errors
 /// If the snapshot cannot be read.
-pub fn render(iface: &str, read: Arc<SnapshotFn>) -> anyhow::Result<String> {
+pub fn render(read: Arc<SnapshotFn>) -> anyhow::Result<String> {
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(FilterCollector {
-        iface: iface.to_owned(),
-        read,
-    }));
+    registry.register_collector(Box::new(FilterCollector { read }));
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry)
         .map_err(|_| anyhow::anyhow!("cannot encode the metrics (see the log)"))?;
@@ -159,20 +175,20 @@ pub fn render(iface: &str, read: Arc<SnapshotFn>) -> anyhow::Result<String> {
 ///
 /// # Errors
 /// If the address cannot be bound.
-pub async fn serve(addr: SocketAddr, iface: String, read: Arc<SnapshotFn>) -> anyhow::Result<()> {
+pub async fn serve(addr: SocketAddr, read: Arc<SnapshotFn>) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen for metrics on {addr}"))?;
     log::info!("metrics on http://{addr}/metrics");
     loop {
         let (stream, _) = listener.accept().await.context("metrics accept failed")?;
-        let (iface, read) = (iface.clone(), Arc::clone(&read));
+        let read = Arc::clone(&read);
         tokio::spawn(async move {
             let service = service_fn(move |request: Request<hyper::body::Incoming>| {
-                let (iface, read) = (iface.clone(), Arc::clone(&read));
+                let read = Arc::clone(&read);
                 async move {
                     let response = if request.uri().path() == "/metrics" {
-                        match tokio::task::spawn_blocking(move || render(&iface, read)).await {
+                        match tokio::task::spawn_blocking(move || render(read)).await {
                             Ok(Ok(text)) => reply(
                                 StatusCode::OK,
                                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
@@ -227,21 +243,33 @@ mod tests {
     #[test]
     fn scrape_text_follows_prometheus_conventions() {
         let read: Arc<SnapshotFn> = Arc::new(|| {
-            Ok(Snapshot {
+            let eth0 = Snapshot {
                 counters: vec![("udp", "dropped_blocked", 1_000, 64_000)],
                 blocked_sources: 3,
                 table_capacity: 1 << 20,
                 list_entries: vec![("deny", "ipv4", 2)],
                 ..Snapshot::default()
-            })
+            };
+            let eth1 = Snapshot {
+                blocked_sources: 7,
+                ..eth0.clone()
+            };
+            Ok(vec![("eth0".to_owned(), eth0), ("eth1".to_owned(), eth1)])
         });
-        let text = render("eth0", read).expect("renders");
+        let text = render(read).expect("renders");
+        assert_eq!(
+            text.matches("# TYPE floodwall_blocked_sources gauge")
+                .count(),
+            1,
+            "one family for all interfaces:\n{text}"
+        );
         for expected in [
             "# TYPE floodwall_packets counter",
             r#"floodwall_packets_total{iface="eth0",class="udp",outcome="dropped_blocked"} 1000"#,
             r#"floodwall_bytes_total{iface="eth0",class="udp",outcome="dropped_blocked"} 64000"#,
             "# TYPE floodwall_blocked_sources gauge",
             r#"floodwall_blocked_sources{iface="eth0"} 3"#,
+            r#"floodwall_blocked_sources{iface="eth1"} 7"#,
             r#"floodwall_list_entries{iface="eth0",list="deny",family="ipv4"} 2"#,
             "# EOF",
         ] {
