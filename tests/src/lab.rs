@@ -54,6 +54,7 @@ pub const NETNS_PREFIX: &str = "fwlab-";
 /// Prefix of each lab's directory (logs, nginx files, control sockets) under the temp dir:
 /// `floodwall-lab-<pid>-<n>`.
 pub const DIR_PREFIX: &str = "floodwall-lab-";
+
 /// The server's IPv4 address, the only target of the lab's traffic generators.
 pub const SERVER_IPV4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 /// The server's IPv6 address.
@@ -181,6 +182,13 @@ pub struct Lab {
     name: String,
     dir: PathBuf,
     run_dir: PathBuf,
+    /// The lab's own bpffs instance, for the daemons' pinned state (`--pin-root`): the
+    /// server interface has the same name in every lab, and pinned state outlives daemons.
+    /// Not under /sys/fs/bpf: `ip netns exec` mounts a new /sys for the daemon, without the
+    /// machine's bpffs, while other mounts stay visible to it.
+    pin_root: PathBuf,
+    /// Whether `pin_root` is mounted (and must be unmounted).
+    pin_root_mounted: bool,
     switch_netns: String,
     server: Host,
     client: Host,
@@ -339,6 +347,8 @@ impl Lab {
             client: host("client", "cli", CLIENT_IPV4, CLIENT_IPV6),
             attackers,
             run_dir: dir.join("run"),
+            pin_root: dir.join("bpffs"),
+            pin_root_mounted: false,
             dir,
             name,
             created: Vec::new(),
@@ -358,6 +368,12 @@ impl Lab {
             fs::set_permissions(dir, fs::Permissions::from_mode(0o755))
                 .with_context(|| format!("cannot set the mode of {}", dir.display()))?;
         }
+        fs::create_dir_all(&self.pin_root)
+            .with_context(|| format!("cannot create {}", self.pin_root.display()))?;
+        let mut mount = command("mount");
+        mount.args(["-t", "bpf", "bpf"]).arg(&self.pin_root);
+        run_checked(mount)?;
+        self.pin_root_mounted = true;
         let switch = self.switch_netns.clone();
         self.add_netns(&switch)?;
         // The switch only forwards frames: without IPv6 its bridge sends no router
@@ -466,6 +482,12 @@ impl Lab {
     #[must_use]
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The bpffs directory of the lab's pinned state (`--pin-root`).
+    #[must_use]
+    pub fn pin_root(&self) -> &Path {
+        &self.pin_root
     }
 
     /// The control socket directory the lab's daemons use (`--run-dir`).
@@ -780,7 +802,8 @@ done"#;
 
     // ---- floodwall -----------------------------------------------------------------------
 
-    /// Starts `floodwall --run-dir RUN_DIR run --iface IFACE ARGS` in the server namespace
+    /// Starts `floodwall --run-dir RUN_DIR --pin-root PIN_ROOT run --iface IFACE ARGS` in the
+    /// server namespace
     /// without waiting for it (to watch it refuse to start).
     ///
     /// # Errors
@@ -791,12 +814,18 @@ done"#;
     pub fn spawn_floodwall(
         &self,
         run_dir: &Path,
+        pin_root: &Path,
         iface: &str,
         args: &[&str],
     ) -> anyhow::Result<Proc> {
         let bin = crate::floodwall_bin();
-        let mut command: Vec<&OsStr> =
-            vec![bin.as_os_str(), "--run-dir".as_ref(), run_dir.as_os_str()];
+        let mut command: Vec<&OsStr> = vec![
+            bin.as_os_str(),
+            "--run-dir".as_ref(),
+            run_dir.as_os_str(),
+            "--pin-root".as_ref(),
+            pin_root.as_os_str(),
+        ];
         command.extend(["run", "--iface", iface].map(OsStr::new));
         command.extend(args.iter().map(OsStr::new));
         self.spawn(&self.server, "floodwall-run", &command)
@@ -822,7 +851,7 @@ done"#;
     /// # Panics
     /// If the `floodwall` binary cannot be found (see [`crate::floodwall_bin`]).
     pub fn start_floodwall_in(&self, run_dir: &Path, args: &[&str]) -> anyhow::Result<Daemon<'_>> {
-        let proc = self.spawn_floodwall(run_dir, &self.server.iface, args)?;
+        let proc = self.spawn_floodwall(run_dir, &self.pin_root, &self.server.iface, args)?;
         let socket = socket_path(run_dir, &self.server.iface);
         // The daemon binds its socket after it attached, so the socket means "protecting".
         // A socket left by an earlier daemon in this run dir does not fool us: the lab's
@@ -854,7 +883,7 @@ done"#;
     // ---- cleanup -------------------------------------------------------------------------
 
     /// SIGTERM to every process group still running, then SIGKILL to those that outlive the
-    /// grace period. SIGTERM first so that floodwall detaches and nginx exits cleanly.
+    /// grace period. SIGTERM first so that floodwall and nginx exit cleanly.
     fn stop_all(&self) {
         let mut procs = lock(&self.procs);
         for slot in procs.iter_mut() {
@@ -916,6 +945,11 @@ impl Drop for Lab {
                 eprintln!("lab {}: {e:#}", self.name);
             }
         }
+        // After the namespaces: with the interfaces gone the pinned links hold nothing, and
+        // unmounting the lab's bpffs frees the pinned maps.
+        if self.pin_root_mounted {
+            unmount(&self.pin_root);
+        }
         if let Err(e) = fs::remove_dir_all(&self.dir)
             && e.kind() != std::io::ErrorKind::NotFound
         {
@@ -925,6 +959,13 @@ impl Drop for Lab {
                 self.dir.display()
             );
         }
+    }
+}
+
+/// Unmounts a lab's bpffs (lazily: a process still inside lets go when it exits).
+fn unmount(path: &Path) {
+    if let Err(e) = command("umount").arg("-l").arg(path).output() {
+        eprintln!("cannot unmount {}: {e}", path.display());
     }
 }
 
@@ -970,6 +1011,10 @@ fn reap_stale_labs() {
         for entry in entries.filter_map(Result::ok) {
             let name = entry.file_name();
             if lab_owner(&name.to_string_lossy(), DIR_PREFIX).is_some_and(dead) {
+                let bpffs = entry.path().join("bpffs");
+                if bpffs.exists() {
+                    unmount(&bpffs);
+                }
                 let _ = fs::remove_dir_all(entry.path());
             }
         }
@@ -1015,8 +1060,28 @@ impl Daemon<'_> {
     /// If the `floodwall` binary cannot be found (see [`crate::floodwall_bin`]).
     pub fn cli(&self, args: &[&str]) -> anyhow::Result<Output> {
         let mut cmd = command(crate::floodwall_bin());
-        cmd.arg("--run-dir").arg(&self.run_dir).args(args);
+        cmd.arg("--run-dir")
+            .arg(&self.run_dir)
+            .arg("--pin-root")
+            .arg(&self.lab.pin_root)
+            .args(args);
         cmd.output().with_context(|| format!("cannot run {cmd:?}"))
+    }
+
+    /// `floodwall detach --iface SERVER_IFACE`, which must succeed (the daemon must have
+    /// stopped): removes the program it left attached and its pinned state.
+    ///
+    /// # Errors
+    /// If the command fails.
+    pub fn detach(&self) -> anyhow::Result<()> {
+        let out = self.cli(&["detach", "--iface", &self.lab.server.iface])?;
+        ensure!(
+            out.status.success(),
+            "floodwall detach failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        Ok(())
     }
 
     /// `floodwall ARGS --json`, which must succeed, decoded.

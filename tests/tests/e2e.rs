@@ -57,8 +57,9 @@ fn start_nginx(lab: &Lab) {
     }
 }
 
-/// Stops the daemon with `signal` and checks that it exits 0, detaches its XDP program and
-/// removes its control socket.
+/// Stops the daemon with `signal` and checks that it exits 0 and removes its control socket
+/// while its XDP program stays attached (pinned); then `floodwall detach` removes the
+/// program and its pinned state.
 fn stop_and_check_detached(lab: &Lab, daemon: &Daemon, signal: i32) {
     let status = daemon
         .stop(signal)
@@ -69,14 +70,25 @@ fn stop_and_check_detached(lab: &Lab, daemon: &Daemon, signal: i32) {
         daemon.log()
     );
     assert!(
-        !lab.xdp_attached(lab.server())
+        lab.xdp_attached(lab.server())
             .expect("ip link show must work"),
-        "the daemon must detach its XDP program from {} when it exits",
+        "the XDP program must stay attached to {} when the daemon exits",
         lab.server().iface
     );
     assert!(
         !socket_path(daemon.run_dir(), &lab.server().iface).exists(),
         "the daemon must remove its control socket when it exits"
+    );
+    daemon.detach().expect("floodwall detach must work");
+    assert!(
+        !lab.xdp_attached(lab.server())
+            .expect("ip link show must work"),
+        "floodwall detach must remove the program from {}",
+        lab.server().iface
+    );
+    assert!(
+        !lab.pin_root().join(&lab.server().iface).exists(),
+        "floodwall detach must remove the pinned state"
     );
 }
 
@@ -686,10 +698,19 @@ fn daemon_refuses_what_it_cannot_protect() {
     }
     let lab = new_lab(1);
     let iface = lab.server().iface.clone();
+    // A daemon with its own run dir and pin root does not know the first one: to it, the
+    // first one's program is a foreign XDP program.
+    let other_run_dir = lab.dir().join("other-run");
+    let other_pin_root = lab.pin_root().join("other");
     let refused =
         |run_dir: &std::path::Path, iface: &str, args: &[&str], what: &str, expected: &str| {
+            let pin_root = if run_dir == other_run_dir {
+                other_pin_root.as_path()
+            } else {
+                lab.pin_root()
+            };
             let proc = lab
-                .spawn_floodwall(run_dir, iface, args)
+                .spawn_floodwall(run_dir, pin_root, iface, args)
                 .expect("floodwall run starts");
             let status = lab
                 .wait(&proc, Duration::from_secs(30))
@@ -730,7 +751,6 @@ fn daemon_refuses_what_it_cannot_protect() {
         "a second daemon on the interface",
         &format!("another floodwall daemon already protects {iface}"),
     );
-    let other_run_dir = lab.dir().join("other-run");
     let busy = format!("{iface} already carries an XDP program");
     refused(
         &other_run_dir,

@@ -45,7 +45,7 @@ struct Setup {
 }
 
 fn setup() -> Setup {
-    let mut loaded = loader::load(LoadOptions {
+    let mut loaded = loader::load(&LoadOptions {
         max_sources: 4096,
         test_clock: true,
         ..LoadOptions::default()

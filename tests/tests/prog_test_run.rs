@@ -54,7 +54,7 @@ struct Harness {
 
 impl Harness {
     fn new(change: LimitsChange) -> Self {
-        let loaded = loader::load(LoadOptions {
+        let loaded = loader::load(&LoadOptions {
             max_sources: 4096,
             test_clock: true,
             // Small tables: every test loads its own program, and an LRU map is allocated

@@ -226,18 +226,29 @@ fn report(lab: &Lab, daemon: &Daemon, floods: &[Proc], client: &Proc) -> anyhow:
     report_offenders(lab, daemon, &mut failures)?;
 
     let exit = daemon.stop(libc::SIGTERM)?;
-    let attached = lab.xdp_attached(lab.server())?;
-    let xdp = if attached {
-        "STILL ATTACHED"
-    } else {
-        "detached"
-    };
+    let stayed = lab.xdp_attached(lab.server())?;
     let code = exit
         .code()
         .map_or_else(|| exit.to_string(), |c| format!("exit code {c}"));
-    println!("daemon: {code} after SIGTERM; XDP program {xdp}");
-    if !exit.success() || attached {
-        failures.push("the daemon did not exit cleanly and detach".to_owned());
+    println!(
+        "daemon: {code} after SIGTERM; XDP program {} (pinned: the server stays protected)",
+        if stayed { "still attached" } else { "GONE" }
+    );
+    daemon.detach()?;
+    let attached = lab.xdp_attached(lab.server())?;
+    println!(
+        "floodwall detach: XDP program {}",
+        if attached {
+            "STILL ATTACHED"
+        } else {
+            "removed"
+        }
+    );
+    if !exit.success() || !stayed || attached {
+        failures.push(
+            "the daemon did not exit cleanly leaving its program attached, or detach failed"
+                .to_owned(),
+        );
     }
 
     if failures.is_empty() {

@@ -406,6 +406,8 @@ fn floodwall_phase(
     daemon
         .stop(libc::SIGTERM)
         .context("floodwall must stop on SIGTERM")?;
+    // The program stays attached after the daemon; the next phase needs the interface.
+    daemon.detach().context("floodwall detach")?;
     Ok(FloodwallPhase {
         generated,
         window,
