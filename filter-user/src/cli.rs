@@ -12,6 +12,7 @@ use crate::{
         parse_class_rate, parse_duration_ms, parse_rate, parse_scope_class_rate, parse_scope_len,
         parse_scope_rate,
     },
+    config_file::{self, DaemonFile},
     control::{self, DEFAULT_RUN_DIR, LimitsView, Request, Response, StatsView},
     events::EventKind,
     lists::{ListEntryView, ListKind, Prefix, parse_list_file},
@@ -54,6 +55,21 @@ pub enum Command {
     Deny(ListCommand),
     /// Blocks, unblocks, list hits and list changes, newest last.
     Events(EventsArgs),
+    /// Check a configuration file; needs no daemon.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+/// `floodwall config ...`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Check FILE and the list files it names, and summarize it; changes nothing. Exits
+    /// non-zero on the first problem, naming its line and key.
+    Check {
+        /// The configuration file.
+        #[arg(default_value = config_file::DEFAULT_PATH)]
+        file: PathBuf,
+    },
 }
 
 /// `floodwall allow|deny ...`.
@@ -328,6 +344,7 @@ pub enum BlockedCommand {
 pub async fn client(run_dir: &std::path::Path, command: Command) -> anyhow::Result<()> {
     let (iface, json, request) = match command {
         Command::Run(_) => bail!("`run` is not a client command"),
+        Command::Config(_) => bail!("`config` is not a client command"),
         Command::Limits(LimitsCommand::Show(r)) => (r.iface, r.json, Request::LimitsShow),
         Command::Limits(LimitsCommand::Set {
             iface,
@@ -684,5 +701,71 @@ fn print_sources(sources: &[SourceView], mode: FilterMode, blocked_only: bool) {
             s.pps,
             s.bps
         );
+    }
+}
+
+/// Runs `floodwall config ...`: reads the file here, with no daemon.
+///
+/// # Errors
+/// The file's first problem, as [`config_file::ConfigError`] words it.
+pub fn config(command: &ConfigCommand) -> anyhow::Result<()> {
+    match command {
+        ConfigCommand::Check { file } => {
+            let config = config_file::load(file)?;
+            print_config(&config);
+        }
+    }
+    Ok(())
+}
+
+fn print_config(config: &DaemonFile) {
+    println!("{}: valid", config.path.display());
+    let interfaces: Vec<String> = config
+        .interfaces
+        .iter()
+        .map(|i| format!("{} (xdp {})", i.name, i.xdp_mode))
+        .collect();
+    print_limits(&LimitsView {
+        iface: interfaces.join(", "),
+        limits: config.limits,
+        effective_burst_packets: config.limits.effective_burst_packets(),
+        effective_burst_bytes: config.limits.effective_burst_bytes(),
+    });
+    println!(
+        "capacities     {} sources, {} prefixes, {} entries per list and family",
+        config.max_sources, config.max_prefixes, config.list_capacity
+    );
+    println!(
+        "metrics        {}",
+        config
+            .metrics_addr
+            .map_or_else(|| "off".to_owned(), |addr| format!("http://{addr}/metrics"))
+    );
+    let group = |g: &Option<config_file::GroupRef>| {
+        g.as_ref()
+            .map_or_else(|| "none".to_owned(), ToString::to_string)
+    };
+    println!(
+        "groups         admin {}; read-only {}",
+        group(&config.admin_group),
+        group(&config.read_group)
+    );
+    println!(
+        "run dir        {}",
+        config.run_dir.as_ref().map_or_else(
+            || format!("{DEFAULT_RUN_DIR} (default)"),
+            |dir| dir.display().to_string()
+        )
+    );
+    for (name, list) in [("allow", &config.allow), ("deny", &config.deny)] {
+        let v4 = list.iter().filter(|p| p.addr().is_ipv4()).count();
+        println!(
+            "{name:<14} {} prefixes ({v4} IPv4, {} IPv6)",
+            list.len(),
+            list.len() - v4
+        );
+    }
+    for prefix in config.shadowed_deny_entries() {
+        println!("note: deny {prefix} is covered by the allowlist, which wins");
     }
 }

@@ -39,6 +39,7 @@ fn main() -> std::process::ExitCode {
                 };
                 daemon::run(config, shutdown_signal()?).await
             }
+            Command::Config(command) => floodwall::cli::config(&command),
             command => floodwall::cli::client(&cli.run_dir, command).await,
         }
     });
