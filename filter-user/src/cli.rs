@@ -760,8 +760,13 @@ fn print_config(config: &DaemonFile) {
     for (name, list) in [("allow", &config.allow), ("deny", &config.deny)] {
         let v4 = list.iter().filter(|p| p.addr().is_ipv4()).count();
         println!(
-            "{name:<14} {} prefixes ({v4} IPv4, {} IPv6)",
+            "{name:<14} {} {} ({v4} IPv4, {} IPv6)",
             list.len(),
+            if list.len() == 1 {
+                "prefix"
+            } else {
+                "prefixes"
+            },
             list.len() - v4
         );
     }
