@@ -2,9 +2,9 @@
 //! two versions of it differ.
 //!
 //! Reading a file changes nothing: [`load`] and [`parse`] read the file and its list files
-//! and return either a complete, validated [`DaemonFile`] or the first [`ConfigError`]. The
-//! daemon applies a file only once it parsed whole, so a bad file, at start or on reload,
-//! leaves the running filter exactly as it was.
+//! (and look up group names) and return either a complete, validated [`DaemonFile`] or the
+//! first [`ConfigError`]. The daemon applies a file only once it parsed whole, so a bad
+//! file, at start or on reload, leaves the running filter exactly as it was.
 //!
 //! The schema is documented in `packaging/floodwall.toml`, the commented sample that ships
 //! with floodwall; a test keeps that sample valid and its values equal to the defaults.
@@ -190,7 +190,8 @@ pub fn load(path: &Path) -> Result<DaemonFile, ConfigError> {
 }
 
 /// Validates `text` as the configuration file at `path`. Relative list files are read from
-/// `path`'s directory; nothing else is read and nothing is changed.
+/// `path`'s directory and group names are looked up in the system's group database;
+/// nothing else is read and nothing is changed.
 ///
 /// # Errors
 /// The first problem found, as a [`ConfigError`] naming the line, column and key.
