@@ -12,6 +12,7 @@ use crate::{
         parse_class_rate, parse_duration_ms, parse_rate, parse_scope_class_rate, parse_scope_len,
         parse_scope_rate,
     },
+    config_file::{self, DaemonFile},
     control::{self, DEFAULT_RUN_DIR, LimitsView, Request, Response, StatsView},
     events::EventKind,
     lists::{ListEntryView, ListKind, Prefix, parse_list_file},
@@ -24,15 +25,26 @@ use crate::{
 #[derive(Debug, Parser)]
 #[command(version)]
 pub struct Cli {
-    /// Directory of the daemons' control sockets and lock files.
-    #[arg(long, global = true, env = "FLOODWALL_RUN_DIR", default_value = DEFAULT_RUN_DIR)]
-    pub run_dir: PathBuf,
+    /// Directory of the daemons' control sockets and lock files [default: /run/floodwall,
+    /// or the config file's `run_dir` for `run`].
+    #[arg(long, global = true, env = "FLOODWALL_RUN_DIR")]
+    pub run_dir: Option<PathBuf>,
     /// Directory in bpffs of the pinned programs and state, one subdirectory an interface.
     #[arg(long, global = true, env = "FLOODWALL_PIN_ROOT", default_value = DEFAULT_PIN_ROOT)]
     pub pin_root: PathBuf,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// The run dir given, or the default.
+    #[must_use]
+    pub fn run_dir(&self) -> PathBuf {
+        self.run_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_RUN_DIR))
+    }
 }
 
 /// The commands.
@@ -72,6 +84,21 @@ pub enum Command {
         /// The interface.
         #[arg(long)]
         iface: String,
+    },
+    /// Check a configuration file; needs no daemon.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+/// `floodwall config ...`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Check FILE and the list files it names, and summarize it; changes nothing. Exits
+    /// non-zero on the first problem, naming its line and key.
+    Check {
+        /// The configuration file.
+        #[arg(default_value = config_file::DEFAULT_PATH)]
+        file: PathBuf,
     },
 }
 
@@ -152,6 +179,12 @@ pub struct RunArgs {
     /// Capacity of the prefix table (default 262,144).
     #[arg(long)]
     pub max_prefixes: Option<u32>,
+    /// Members of this group (a name or a gid) may change floodwall, like root.
+    #[arg(long, value_parser = config_file::parse_group, value_name = "GROUP")]
+    pub admin_group: Option<config_file::GroupRef>,
+    /// Members of this group (a name or a gid) may use the read-only commands.
+    #[arg(long, value_parser = config_file::parse_group, value_name = "GROUP")]
+    pub read_group: Option<config_file::GroupRef>,
     /// Start from empty state: replace the attached program (atomically, the interface
     /// stays protected) and drop the pinned blocks, lists and counters. Needed when the
     /// pinned state has another layout or other capacities than this start asks for.
@@ -363,6 +396,7 @@ pub async fn client(run_dir: &std::path::Path, command: Command) -> anyhow::Resu
         Command::Run(_) => bail!("`run` is not a client command"),
         Command::Detach { .. } => bail!("`detach` is not a client command"),
         Command::Reload { iface } => (iface, false, Request::Reload),
+        Command::Config(_) => bail!("`config` is not a client command"),
         Command::Limits(LimitsCommand::Show(r)) => (r.iface, r.json, Request::LimitsShow),
         Command::Limits(LimitsCommand::Set {
             iface,
@@ -756,43 +790,161 @@ pub fn detach(
     Ok(())
 }
 
+/// The config file `run` reads: `--config`, else the default path if it exists.
+#[must_use]
+pub fn config_path(args: &RunArgs) -> Option<PathBuf> {
+    args.config.clone().or_else(|| {
+        let default = PathBuf::from(config_file::DEFAULT_PATH);
+        default.exists().then_some(default)
+    })
+}
+
 /// The config of `floodwall run`: the config file (if any) with the flags over it. Called
 /// again on every reload, with the same flags, so that flags keep overriding the file.
 ///
 /// # Errors
 /// If the file or a flag is invalid; nothing is applied then.
 pub fn daemon_config(
-    run_dir: &std::path::Path,
+    run_dir: Option<&std::path::Path>,
     pin_root: &std::path::Path,
     args: &RunArgs,
 ) -> anyhow::Result<crate::daemon::DaemonConfig> {
     use crate::daemon::{DaemonConfig, InterfaceSpec};
-    let attach_mode = args.xdp_mode.unwrap_or_default();
-    Ok(DaemonConfig {
-        interfaces: args
-            .iface
+    let file = config_path(args)
+        .map(|path| config_file::load(&path))
+        .transpose()?;
+    let interfaces = if args.iface.is_empty() {
+        file.as_ref()
+            .map(|f| {
+                f.interfaces
+                    .iter()
+                    .map(|i| InterfaceSpec {
+                        name: i.name.clone(),
+                        attach_mode: args.xdp_mode.unwrap_or(i.xdp_mode),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    } else {
+        args.iface
             .iter()
             .map(|name| InterfaceSpec {
                 name: name.clone(),
-                attach_mode,
+                attach_mode: args.xdp_mode.unwrap_or_default(),
             })
-            .collect(),
-        limits: Limits::default().apply(&args.limits.change()?)?,
+            .collect()
+    };
+    let base = file.as_ref().map_or_else(Limits::default, |f| f.limits);
+    let gid = |flag: &Option<config_file::GroupRef>, file: Option<&config_file::GroupRef>| {
+        flag.as_ref().or(file).map(|g| g.gid.as_raw())
+    };
+    Ok(DaemonConfig {
+        interfaces,
+        limits: base.apply(&args.limits.change()?)?,
         max_sources: args
             .max_sources
+            .or(file.as_ref().map(|f| f.max_sources))
             .unwrap_or(filter_common::DEFAULT_MAX_SOURCES),
         list_capacity: args
             .list_capacity
+            .or(file.as_ref().map(|f| f.list_capacity))
             .unwrap_or(filter_common::DEFAULT_LIST_CAPACITY),
         max_prefixes: args
             .max_prefixes
+            .or(file.as_ref().map(|f| f.max_prefixes))
             .unwrap_or(filter_common::DEFAULT_MAX_PREFIXES),
-        metrics_addr: args.metrics_addr,
-        run_dir: run_dir.to_owned(),
+        metrics_addr: args
+            .metrics_addr
+            .or(file.as_ref().and_then(|f| f.metrics_addr)),
+        run_dir: run_dir
+            .map(std::path::Path::to_path_buf)
+            .or(file.as_ref().and_then(|f| f.run_dir.clone()))
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_RUN_DIR)),
         pin_root: pin_root.to_owned(),
         fresh_state: args.fresh_state,
-        access: control::Access::default(),
-        allow: Vec::new(),
-        deny: Vec::new(),
+        access: control::Access {
+            admin_gid: gid(
+                &args.admin_group,
+                file.as_ref().and_then(|f| f.admin_group.as_ref()),
+            ),
+            read_gid: gid(
+                &args.read_group,
+                file.as_ref().and_then(|f| f.read_group.as_ref()),
+            ),
+        },
+        allow: file.as_ref().map(|f| f.allow.clone()).unwrap_or_default(),
+        deny: file.as_ref().map(|f| f.deny.clone()).unwrap_or_default(),
+        file,
     })
+}
+
+/// Runs `floodwall config ...`: reads the file here, with no daemon.
+///
+/// # Errors
+/// The file's first problem, as [`config_file::ConfigError`] words it.
+pub fn config(command: &ConfigCommand) -> anyhow::Result<()> {
+    match command {
+        ConfigCommand::Check { file } => {
+            let config = config_file::load(file)?;
+            print_config(&config);
+        }
+    }
+    Ok(())
+}
+
+fn print_config(config: &DaemonFile) {
+    println!("{}: valid", config.path.display());
+    let interfaces: Vec<String> = config
+        .interfaces
+        .iter()
+        .map(|i| format!("{} (xdp {})", i.name, i.xdp_mode))
+        .collect();
+    print_limits(&LimitsView {
+        iface: interfaces.join(", "),
+        limits: config.limits,
+        effective_burst_packets: config.limits.effective_burst_packets(),
+        effective_burst_bytes: config.limits.effective_burst_bytes(),
+    });
+    println!(
+        "capacities     {} sources, {} prefixes, {} entries per list and family",
+        config.max_sources, config.max_prefixes, config.list_capacity
+    );
+    println!(
+        "metrics        {}",
+        config
+            .metrics_addr
+            .map_or_else(|| "off".to_owned(), |addr| format!("http://{addr}/metrics"))
+    );
+    let group = |g: &Option<config_file::GroupRef>| {
+        g.as_ref()
+            .map_or_else(|| "none".to_owned(), ToString::to_string)
+    };
+    println!(
+        "groups         admin {}; read-only {}",
+        group(&config.admin_group),
+        group(&config.read_group)
+    );
+    println!(
+        "run dir        {}",
+        config.run_dir.as_ref().map_or_else(
+            || format!("{DEFAULT_RUN_DIR} (default)"),
+            |dir| dir.display().to_string()
+        )
+    );
+    for (name, list) in [("allow", &config.allow), ("deny", &config.deny)] {
+        let v4 = list.iter().filter(|p| p.addr().is_ipv4()).count();
+        println!(
+            "{name:<14} {} {} ({v4} IPv4, {} IPv6)",
+            list.len(),
+            if list.len() == 1 {
+                "prefix"
+            } else {
+                "prefixes"
+            },
+            list.len() - v4
+        );
+    }
+    for prefix in config.shadowed_deny_entries() {
+        println!("note: deny {prefix} is covered by the allowlist, which wins");
+    }
 }

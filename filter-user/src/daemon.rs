@@ -79,6 +79,8 @@ pub struct DaemonConfig {
     pub allow: Vec<Prefix>,
     /// Denylist entries the config file owns (no expiry).
     pub deny: Vec<Prefix>,
+    /// The config file this came from, if any: reloads log their change as its diff.
+    pub file: Option<crate::config_file::DaemonFile>,
 }
 
 /// Reads the config again (file and command line) for a reload.
@@ -452,14 +454,18 @@ fn apply_reload(
     }
     let mut changes = Vec::new();
     let plans = list_changes(old, new, &mut changes);
-    if old.limits != new.limits {
+    // The file's diff says what the operator edited, key by key; without files (a daemon
+    // reloading flags only has nothing to reload) the summary below stands in.
+    if let (Some(old_file), Some(new_file)) = (&old.file, &new.file) {
+        changes = crate::config_file::diff(old_file, new_file);
+    } else if old.limits != new.limits {
         changes.push(format!(
             "limits: {} (was: {})",
             describe_limits(&new.limits),
             describe_limits(&old.limits)
         ));
     }
-    if old.access != new.access {
+    if old.access != new.access && (old.file.is_none() || new.file.is_none()) {
         changes.push(format!("access: {} (was: {})", new.access, old.access));
     }
     // Undo steps of what was applied, run in reverse if a later step fails.

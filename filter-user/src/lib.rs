@@ -3,6 +3,7 @@
 //!
 //! Modules, by concern:
 //! - [`config`]: limits as the operator states them; parsing, validation, kernel form.
+//! - [`config_file`]: the daemon's TOML configuration file, its checks and its diff.
 //! - [`loader`]: load the embedded XDP object, attach it to an interface.
 //! - [`maps`]: typed access to the program's maps.
 //! - [`metrics`]: the Prometheus endpoint.
@@ -16,6 +17,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod config_file;
 pub mod control;
 pub mod daemon;
 pub mod events;

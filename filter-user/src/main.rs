@@ -12,6 +12,15 @@ use floodwall::{
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let is_daemon = matches!(cli.command, Command::Run(_));
+    if !is_daemon {
+        // A CLI whose output goes to `head` should end quietly when `head` does, as other
+        // Unix tools do, not panic on the broken pipe (Rust ignores SIGPIPE by default).
+        // The daemon keeps ignoring it: a client going away must not end it.
+        // SAFETY: restoring a signal's default disposition before any thread starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .format_target(false)
         .init();
@@ -25,26 +34,32 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    let client_run_dir = cli.run_dir();
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Run(args) => {
-                let config = floodwall::cli::daemon_config(&cli.run_dir, &cli.pin_root, &args)?;
-                let (run_dir, pin_root) = (cli.run_dir.clone(), cli.pin_root.clone());
-                // Reloads read the file again with the same flags over it; a fresh start
-                // is a start-time choice only.
-                let reloader: Arc<Reloader> = Arc::new(move || {
+                let run_dir = cli.run_dir.clone();
+                let config =
+                    floodwall::cli::daemon_config(run_dir.as_deref(), &cli.pin_root, &args)?;
+                // Reloads read the file again with the same flags over it; a fresh start is
+                // a start-time choice only.
+                let reloader = floodwall::cli::config_path(&args).map(|_| {
+                    let pin_root = cli.pin_root.clone();
                     let args = RunArgs {
                         fresh_state: false,
-                        ..args.clone()
+                        ..args
                     };
-                    floodwall::cli::daemon_config(&run_dir, &pin_root, &args)
+                    Arc::new(move || {
+                        floodwall::cli::daemon_config(run_dir.as_deref(), &pin_root, &args)
+                    }) as Arc<Reloader>
                 });
-                daemon::run(config, Some(reloader), shutdown_signal()?).await
+                daemon::run(config, reloader, shutdown_signal()?).await
             }
             Command::Detach { iface } => {
-                floodwall::cli::detach(&cli.run_dir, &cli.pin_root, &iface)
+                floodwall::cli::detach(&client_run_dir, &cli.pin_root, &iface)
             }
-            command => floodwall::cli::client(&cli.run_dir, command).await,
+            Command::Config(command) => floodwall::cli::config(&command),
+            command => floodwall::cli::client(&client_run_dir, command).await,
         }
     });
     match result {
