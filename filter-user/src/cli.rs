@@ -411,6 +411,9 @@ pub async fn client(run_dir: &std::path::Path, command: Command) -> anyhow::Resu
             }
             (iface, json, Request::LimitsSet { change })
         }
+        Command::Stats(r) if r.iface.is_none() && control::all_sockets(run_dir)?.len() > 1 => {
+            return stats_of_all(run_dir, r.json).await;
+        }
         Command::Stats(r) => (r.iface, r.json, Request::Stats),
         Command::Top(t) => (
             t.read.iface,
@@ -504,6 +507,30 @@ pub async fn client(run_dir: &std::path::Path, command: Command) -> anyhow::Resu
         }
         Response::Error { .. } => unreachable!("handled above"),
     }
+    Ok(())
+}
+
+/// `stats` with several interfaces protected: each, then their total.
+async fn stats_of_all(run_dir: &std::path::Path, json: bool) -> anyhow::Result<()> {
+    let mut views = Vec::new();
+    for socket in control::all_sockets(run_dir)? {
+        match control::call(&socket, &Request::Stats).await? {
+            Response::Stats(view) => views.push(view),
+            Response::Error { message } => bail!("{}: {message}", socket.display()),
+            other => bail!("unexpected answer to stats: {other:?}"),
+        }
+    }
+    let total = StatsView::total(&views);
+    if json {
+        let all = serde_json::json!({ "interfaces": views, "total": total });
+        println!("{}", serde_json::to_string_pretty(&all)?);
+        return Ok(());
+    }
+    for view in &views {
+        print_stats(view);
+        println!();
+    }
+    print_stats(&total);
     Ok(())
 }
 

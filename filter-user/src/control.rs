@@ -271,6 +271,53 @@ pub struct StatsView {
     pub table: TableStats,
 }
 
+impl StatsView {
+    /// The sum over several interfaces: packets, bytes and rates added outcome by outcome
+    /// (every view lists the same outcomes and classes in the same order).
+    #[must_use]
+    pub fn total(views: &[StatsView]) -> StatsView {
+        fn add(into: &mut [OutcomeStats], from: &[OutcomeStats]) {
+            for (a, b) in into.iter_mut().zip(from) {
+                a.packets += b.packets;
+                a.bytes += b.bytes;
+                a.pps += b.pps;
+                a.bps += b.bps;
+            }
+        }
+        let mut total = views.first().cloned().unwrap_or_else(|| StatsView {
+            iface: String::new(),
+            xdp_mode: String::new(),
+            uptime_secs: 0,
+            interval_secs: 0.0,
+            outcomes: Vec::new(),
+            classes: Vec::new(),
+            events_lost: 0,
+            table: TableStats {
+                capacity: 0,
+                inserts: 0,
+                insert_failures: 0,
+                evictions: 0,
+            },
+        });
+        total.iface = format!("total of {}", views.len());
+        "-".clone_into(&mut total.xdp_mode);
+        for view in views.iter().skip(1) {
+            add(&mut total.outcomes, &view.outcomes);
+            for (a, b) in total.classes.iter_mut().zip(&view.classes) {
+                add(&mut a.outcomes, &b.outcomes);
+            }
+            total.uptime_secs = total.uptime_secs.min(view.uptime_secs);
+            total.interval_secs = total.interval_secs.max(view.interval_secs);
+            total.events_lost += view.events_lost;
+            total.table.capacity = total.table.capacity.saturating_add(view.table.capacity);
+            total.table.inserts += view.table.inserts;
+            total.table.insert_failures += view.table.insert_failures;
+            total.table.evictions += view.table.evictions;
+        }
+        total
+    }
+}
+
 /// How full the per-source table is and how it churns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TableStats {
@@ -379,6 +426,31 @@ pub fn find_socket(run_dir: &Path, iface: Option<&str>) -> anyhow::Result<PathBu
         }
         return Ok(path);
     }
+    let mut sockets = all_sockets(run_dir)?;
+    match sockets.len() {
+        0 => bail!(
+            "no floodwall daemon is running (no control socket in {})",
+            run_dir.display()
+        ),
+        1 => Ok(sockets.remove(0)),
+        _ => {
+            let names: Vec<_> = sockets
+                .iter()
+                .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+                .collect();
+            bail!(
+                "floodwall protects several interfaces ({}); pick one with --iface",
+                names.join(", ")
+            )
+        }
+    }
+}
+
+/// Every control socket in `run_dir`, sorted (one per protected interface).
+///
+/// # Errors
+/// If the directory cannot be read.
+pub fn all_sockets(run_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut sockets: Vec<PathBuf> = match std::fs::read_dir(run_dir) {
         Ok(entries) => entries
             .filter_map(Result::ok)
@@ -393,23 +465,7 @@ pub fn find_socket(run_dir: &Path, iface: Option<&str>) -> anyhow::Result<PathBu
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", run_dir.display())),
     };
     sockets.sort();
-    match sockets.len() {
-        0 => bail!(
-            "no floodwall daemon is running (no control socket in {})",
-            run_dir.display()
-        ),
-        1 => Ok(sockets.remove(0)),
-        _ => {
-            let names: Vec<_> = sockets
-                .iter()
-                .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
-                .collect();
-            bail!(
-                "floodwall daemons run on several interfaces ({}); pick one with --iface",
-                names.join(", ")
-            )
-        }
-    }
+    Ok(sockets)
 }
 
 /// Sends `request` and calls `each` with every response line until the daemon closes the
@@ -518,5 +574,41 @@ mod tests {
             dir.join("a.sock")
         );
         std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn the_total_adds_interfaces_outcome_by_outcome() {
+        let view = |iface: &str, packets: u64, inserts: u64| StatsView {
+            iface: iface.to_owned(),
+            xdp_mode: "driver".to_owned(),
+            uptime_secs: packets,
+            interval_secs: 1.0,
+            outcomes: vec![OutcomeStats {
+                outcome: "passed".to_owned(),
+                dropped: false,
+                packets,
+                bytes: packets * 64,
+                pps: 1.0,
+                bps: 8.0,
+            }],
+            classes: Vec::new(),
+            events_lost: 1,
+            table: TableStats {
+                capacity: 100,
+                inserts,
+                insert_failures: 0,
+                evictions: 0,
+            },
+        };
+        let total = StatsView::total(&[view("eth0", 10, 3), view("eth1", 5, 4)]);
+        assert_eq!(total.iface, "total of 2");
+        assert_eq!(total.outcomes[0].packets, 15);
+        assert_eq!(total.outcomes[0].bytes, 15 * 64);
+        assert!((total.outcomes[0].pps - 2.0).abs() < f64::EPSILON);
+        assert_eq!(
+            (total.events_lost, total.table.inserts, total.table.capacity),
+            (2, 7, 200)
+        );
+        assert_eq!(total.uptime_secs, 5, "the youngest daemon's uptime");
     }
 }

@@ -153,13 +153,19 @@ pub async fn run(
     let (reload_tx, reload_rx) = mpsc::channel::<ReloadReply>(4);
     let mut tasks = JoinSet::new();
     let mut protected = Vec::new();
+    let mut rings = Vec::new();
     for spec in &config.interfaces {
         let (shared, ring) = protect(spec, &config, Arc::clone(&access), reload_tx.clone())?;
-        let listener = bind_socket(&config, &spec.name)?;
-        tasks.spawn(serve(listener, Arc::clone(&shared)));
-        tasks.spawn(watch_events(ring, Arc::clone(&shared)));
-        tasks.spawn(sample_loop(Arc::clone(&shared)));
         protected.push(shared);
+        rings.push(ring);
+    }
+    // The sockets come last: a socket means its daemon protects every interface it was
+    // given.
+    for (shared, ring) in protected.iter().zip(rings) {
+        let listener = bind_socket(&config, &shared.iface)?;
+        tasks.spawn(serve(listener, Arc::clone(shared)));
+        tasks.spawn(watch_events(ring, Arc::clone(shared)));
+        tasks.spawn(sample_loop(Arc::clone(shared)));
     }
     tasks.spawn(serve_metrics(config.metrics_addr, protected.clone()));
     tasks.spawn(reload_loop(

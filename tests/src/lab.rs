@@ -28,6 +28,7 @@
 //! floodwall itself runs in the server namespace ([`Lab::start_floodwall`]), with a control
 //! socket directory private to the lab, so tests never talk to a real daemon.
 
+use std::os::unix::fs::MetadataExt as _;
 use std::{
     ffi::OsStr,
     fs::{self, File},
@@ -370,9 +371,7 @@ impl Lab {
         }
         fs::create_dir_all(&self.pin_root)
             .with_context(|| format!("cannot create {}", self.pin_root.display()))?;
-        let mut mount = command("mount");
-        mount.args(["-t", "bpf", "bpf"]).arg(&self.pin_root);
-        run_checked(mount)?;
+        mount_bpffs(&self.pin_root)?;
         self.pin_root_mounted = true;
         let switch = self.switch_netns.clone();
         self.add_netns(&switch)?;
@@ -616,6 +615,21 @@ impl Lab {
         Ok(String::from_utf8_lossy(&out.stdout).contains("xdp"))
     }
 
+    /// The id of the XDP program on `iface` in `host`'s namespace, if one is attached
+    /// (`prog/xdp id N` in `ip link show`).
+    ///
+    /// # Errors
+    /// If `ip link show` fails.
+    pub fn xdp_prog_id(&self, host: &Host, iface: &str) -> anyhow::Result<Option<u32>> {
+        let out = ip(&["-n", &host.netns, "link", "show", "dev", iface])?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        Ok(text
+            .split("prog/xdp id ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|id| id.parse().ok()))
+    }
+
     // ---- nginx ---------------------------------------------------------------------------
 
     /// Starts nginx in the server namespace, serving [`PAGE`] at `http://198.18.0.1/` and
@@ -851,13 +865,19 @@ done"#;
     /// # Panics
     /// If the `floodwall` binary cannot be found (see [`crate::floodwall_bin`]).
     pub fn start_floodwall_in(&self, run_dir: &Path, args: &[&str]) -> anyhow::Result<Daemon<'_>> {
-        let proc = self.spawn_floodwall(run_dir, &self.pin_root, &self.server.iface, args)?;
         let socket = socket_path(run_dir, &self.server.iface);
-        // The daemon binds its socket after it attached, so the socket means "protecting".
-        // A socket left by an earlier daemon in this run dir does not fool us: the lab's
-        // run dirs are new, and a daemon removes its socket when it exits.
+        // The daemon binds its socket after it attached, so a new socket means "protecting".
+        // A socket left behind by a killed daemon (kill -9 leaves it) is not new: it keeps
+        // its inode and change time until the new daemon replaces it.
+        let inode = |path: &Path| {
+            fs::metadata(path)
+                .ok()
+                .map(|m| (m.ino(), m.ctime(), m.ctime_nsec()))
+        };
+        let stale = inode(&socket);
+        let proc = self.spawn_floodwall(run_dir, &self.pin_root, &self.server.iface, args)?;
         let ready = poll_until(DAEMON_START_TIMEOUT, Duration::from_millis(20), || {
-            self.try_wait(&proc).is_some() || socket.exists()
+            self.try_wait(&proc).is_some() || inode(&socket).is_some_and(|i| Some(i) != stale)
         });
         if let Some(status) = self.try_wait(&proc) {
             bail!(
@@ -962,10 +982,41 @@ impl Drop for Lab {
     }
 }
 
+/// Mounts a new bpffs instance at `path` (the VM has no `mount` tool, hence the syscall).
+fn mount_bpffs(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let target = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .with_context(|| format!("{} has a NUL byte", path.display()))?;
+    // SAFETY: every pointer is a NUL-terminated string that outlives the call.
+    let rc = unsafe {
+        libc::mount(
+            c"bpf".as_ptr(),
+            target.as_ptr(),
+            c"bpf".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("cannot mount bpffs at {}", path.display()));
+    }
+    Ok(())
+}
+
 /// Unmounts a lab's bpffs (lazily: a process still inside lets go when it exits).
 fn unmount(path: &Path) {
-    if let Err(e) = command("umount").arg("-l").arg(path).output() {
-        eprintln!("cannot unmount {}: {e}", path.display());
+    use std::os::unix::ffi::OsStrExt as _;
+    let Ok(target) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return;
+    };
+    // SAFETY: a NUL-terminated path that outlives the call.
+    if unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) } != 0 {
+        eprintln!(
+            "cannot unmount {}: {}",
+            path.display(),
+            std::io::Error::last_os_error()
+        );
     }
 }
 
