@@ -43,6 +43,10 @@ use crate::{
 /// How often the daemon samples the counters for `stats` rates and expires blocks.
 pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
 
+/// How often the daemon counts the sources in the table for the tracked-sources gauge: a
+/// walk of up to a million keys, too dear for every second.
+pub const COUNT_INTERVAL: Duration = Duration::from_secs(10);
+
 /// One interface to protect.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InterfaceSpec {
@@ -102,6 +106,8 @@ struct Shared {
     /// The last two counter samples: rates are the difference.
     samples: Mutex<(Option<Sample>, Option<Sample>)>,
     blocks: Mutex<BlockBook>,
+    /// Sources in the table as last counted.
+    tracked: std::sync::atomic::AtomicU64,
     /// Who may read and change what (reloadable, the same on every interface).
     access: Arc<Mutex<Access>>,
     /// Where `floodwall reload` requests go.
@@ -288,6 +294,7 @@ fn protect(
         limits: Mutex::new(config.limits),
         samples: Mutex::new((None, None)),
         blocks: Mutex::new(blocks),
+        tracked: std::sync::atomic::AtomicU64::new(0),
         access,
         reload,
     });
@@ -563,8 +570,19 @@ fn describe_limits(limits: &Limits) -> String {
 async fn sample_loop(shared: Arc<Shared>) -> anyhow::Result<()> {
     let mut ticker = tokio::time::interval(SAMPLE_INTERVAL);
     let mut last_lost = shared.maps.events_lost()?;
+    let mut last_count: Option<Instant> = None;
     loop {
         ticker.tick().await;
+        if last_count.is_none_or(|at| at.elapsed() >= COUNT_INTERVAL) {
+            last_count = Some(Instant::now());
+            let counter = Arc::clone(&shared);
+            let count = tokio::task::spawn_blocking(move || counter.maps.count_sources())
+                .await
+                .map_err(|e| anyhow!("counting the table failed: {e}"))??;
+            shared
+                .tracked
+                .store(count, std::sync::atomic::Ordering::Relaxed);
+        }
         let sample = shared.maps.sample()?;
         {
             let mut samples = lock(&shared.samples);
@@ -634,6 +652,7 @@ fn metrics_snapshot(shared: &Shared) -> anyhow::Result<metrics::Snapshot> {
         events_lost: shared.maps.events_lost()?,
         blocked_sources: lock(&shared.blocks).len() as u64,
         table_capacity: u64::from(shared.max_sources),
+        tracked_sources: shared.tracked.load(std::sync::atomic::Ordering::Relaxed),
         table_inserts,
         table_insert_failures,
         list_entries,

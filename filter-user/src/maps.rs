@@ -227,6 +227,28 @@ impl FilterMaps {
         Ok(out)
     }
 
+    /// How many sources the table holds: a walk of its keys (one syscall a key, no values).
+    ///
+    /// # Errors
+    /// If the walk fails.
+    pub fn count_sources(&self) -> anyhow::Result<u64> {
+        let sources = self
+            .sources
+            .lock()
+            .map_err(|_| anyhow!("sources map lock poisoned"))?;
+        let mut count = 0;
+        for key in sources.keys() {
+            match key {
+                Ok(_) => count += 1,
+                // The walk restarts when its current key is evicted; at worst it counts a
+                // key twice or misses one, for a gauge.
+                Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(e) => return Err(e).context("failed to walk the sources table"),
+            }
+        }
+        Ok(count)
+    }
+
     /// Forgets a source (and so its block): its table entry and its blocked-cache slot.
     /// Returns whether it was tracked.
     ///

@@ -26,6 +26,9 @@ pub struct Snapshot {
     pub blocked_sources: u64,
     /// Capacity of the per-source table.
     pub table_capacity: u64,
+    /// Sources in the table, as of the daemon's last count (every
+    /// [`crate::daemon::COUNT_INTERVAL`]).
+    pub tracked_sources: u64,
     /// Sources inserted into the table.
     pub table_inserts: u64,
     /// Inserts the kernel refused.
@@ -120,10 +123,15 @@ impl Collector for FilterCollector {
                     .encode(family.encode_family(&[("iface", iface.as_str())])?)?;
             }
         }
-        let gauges: [(&str, &str, Field); 2] = [
+        let gauges: [(&str, &str, Field); 3] = [
             ("floodwall_blocked_sources", "Sources blocked now.", |s| {
                 s.blocked_sources
             }),
+            (
+                "floodwall_tracked_sources",
+                "Sources in the per-source table (counted every 10 s).",
+                |s| s.tracked_sources,
+            ),
             (
                 "floodwall_table_capacity",
                 "Capacity of the per-source table.",
@@ -138,6 +146,20 @@ impl Collector for FilterCollector {
                     reason = "gauges are i64; these stay far below"
                 )]
                 ConstGauge::new(field(snapshot) as i64)
+                    .encode(family.encode_family(&[("iface", iface.as_str())])?)?;
+            }
+        }
+        {
+            let mut family = encoder.encode_descriptor(
+                "floodwall_table_fill_ratio",
+                "Tracked sources over the table's capacity, 0 to 1.",
+                None,
+                MetricType::Gauge,
+            )?;
+            for (iface, snapshot) in &snapshots {
+                #[expect(clippy::cast_precision_loss, reason = "a ratio")]
+                let fill = snapshot.tracked_sources as f64 / snapshot.table_capacity.max(1) as f64;
+                ConstGauge::new(fill)
                     .encode(family.encode_family(&[("iface", iface.as_str())])?)?;
             }
         }
@@ -247,6 +269,7 @@ mod tests {
                 counters: vec![("udp", "dropped_blocked", 1_000, 64_000)],
                 blocked_sources: 3,
                 table_capacity: 1 << 20,
+                tracked_sources: 1 << 18,
                 list_entries: vec![("deny", "ipv4", 2)],
                 ..Snapshot::default()
             };
@@ -270,6 +293,8 @@ mod tests {
             "# TYPE floodwall_blocked_sources gauge",
             r#"floodwall_blocked_sources{iface="eth0"} 3"#,
             r#"floodwall_blocked_sources{iface="eth1"} 7"#,
+            r#"floodwall_tracked_sources{iface="eth0"} 262144"#,
+            r#"floodwall_table_fill_ratio{iface="eth0"} 0.25"#,
             r#"floodwall_list_entries{iface="eth0",list="deny",family="ipv4"} 2"#,
             "# EOF",
         ] {
