@@ -25,7 +25,7 @@ use crate::{
 ///
 /// floodwall run attaches an XDP program to an interface that counts every packet against
 /// its source address and drops the packets of sources over their packet or bit rate, in
-/// the driver, before the kernel spends anything on them. The other commands talk to the
+/// the driver, before the kernel spends anything on them. Most other commands talk to the
 /// running daemon over its control socket: they read its statistics, change its limits and
 /// edit its allowlist and denylist.
 #[derive(Debug, Parser)]

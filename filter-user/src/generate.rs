@@ -13,7 +13,7 @@ use clap::{CommandFactory as _, Subcommand};
 use clap_complete::Shell;
 use roff::{Roff, bold, roman};
 
-use crate::{cli::Cli, control::DEFAULT_RUN_DIR};
+use crate::{cli::Cli, config_file, control::DEFAULT_RUN_DIR, pin::DEFAULT_PIN_ROOT};
 
 /// The shells whose completions the Debian package installs, each into its own vendor
 /// directory.
@@ -21,9 +21,6 @@ pub const SHELLS: [Shell; 3] = [Shell::Bash, Shell::Zsh, Shell::Fish];
 
 /// The name of the binary, as completions and man pages call it.
 const BIN_NAME: &str = "floodwall";
-
-/// Where the packaged systemd unit reads the daemon's configuration.
-const PACKAGED_CONFIG: &str = "/etc/floodwall/floodwall.toml";
 
 /// `floodwall generate ...`.
 #[derive(Debug, Subcommand)]
@@ -150,31 +147,53 @@ fn write_pages(
 
 /// FILES and ENVIRONMENT of `floodwall.1`.
 fn top_page_sections(roff: &mut Roff) {
+    let item = |roff: &mut Roff, term: String, text: String| {
+        roff.control("TP", []);
+        roff.text([bold(term)]);
+        roff.text([roman(text)]);
+    };
     roff.control("SH", ["FILES"]);
-    roff.control("TP", []);
-    roff.text([bold(format!("{DEFAULT_RUN_DIR}/IFACE.sock"))]);
-    roff.text([roman(
-        "The control socket of the daemon that protects IFACE (mode 0660). Commands that \
-         change something are accepted from root only.",
-    )]);
-    roff.control("TP", []);
-    roff.text([bold(PACKAGED_CONFIG)]);
-    roff.text([roman(
-        "The configuration the packaged systemd unit (floodwall.service) starts the daemon \
-         with. Edit it before enabling the unit.",
-    )]);
+    item(
+        roff,
+        config_file::DEFAULT_PATH.to_owned(),
+        "The daemon's configuration: floodwall run reads it unless --config names another \
+         file, floodwall config check checks it, and floodwall reload (or SIGHUP) applies a \
+         changed one. The packaged systemd unit (floodwall.service) starts the daemon with \
+         it; edit it before enabling the unit."
+            .to_owned(),
+    );
+    item(
+        roff,
+        format!("{DEFAULT_RUN_DIR}/IFACE.sock"),
+        "The control socket of the daemon that protects IFACE. Changes are accepted from \
+         root and the configured admin group, reads also from the read group."
+            .to_owned(),
+    );
+    item(
+        roff,
+        format!("{DEFAULT_PIN_ROOT}/IFACE"),
+        "The pinned program, link and maps of IFACE (on bpffs). They outlive the daemon, so \
+         the interface stays protected across restarts; floodwall detach removes them."
+            .to_owned(),
+    );
     roff.control("SH", ["ENVIRONMENT"]);
-    roff.control("TP", []);
-    roff.text([bold("FLOODWALL_RUN_DIR")]);
-    roff.text([roman(format!(
-        "Directory of the control sockets, as --run-dir (default {DEFAULT_RUN_DIR})."
-    ))]);
-    roff.control("TP", []);
-    roff.text([bold("RUST_LOG")]);
-    roff.text([roman(
+    item(
+        roff,
+        "FLOODWALL_RUN_DIR".to_owned(),
+        format!("Directory of the control sockets, as --run-dir (default {DEFAULT_RUN_DIR})."),
+    );
+    item(
+        roff,
+        "FLOODWALL_PIN_ROOT".to_owned(),
+        format!("Directory of the pinned state, as --pin-root (default {DEFAULT_PIN_ROOT})."),
+    );
+    item(
+        roff,
+        "RUST_LOG".to_owned(),
         "Log level of the daemon's diagnostics on stderr: error, warn, info (the default), \
-         debug or trace.",
-    )]);
+         debug or trace."
+            .to_owned(),
+    );
 }
 
 /// `floodwall-limits-set` for `floodwall limits set`: the page name man(1) finds.
@@ -242,6 +261,7 @@ mod tests {
             "floodwall-limits.1",
             "floodwall-limits-set.1",
             "floodwall-deny-load.1",
+            "floodwall-config-check.1",
         ] {
             assert!(
                 names.iter().any(|n| n == page),
