@@ -1,6 +1,7 @@
 //! The packaged systemd unit's capability set (`packaging/floodwall.service`) is exactly
-//! what the daemon needs: with those capabilities and no others it protects an interface
-//! and answers the CLI; without any one of them it cannot start.
+//! what the daemon needs: with those capabilities and no others it protects an interface,
+//! answers the CLI and, restarted, takes over its pinned program; without any one of them it
+//! cannot start.
 //!
 //! systemd is not needed: the tests run the daemon under `setpriv` with the unit's
 //! `CapabilityBoundingSet` as its bounding, inheritable and ambient sets, as root, which is
@@ -117,13 +118,35 @@ fn the_units_capabilities_are_enough_to_protect_an_interface() {
         .expect("the daemon must exit after SIGTERM");
     assert!(
         status.success(),
-        "with {caps:?} the daemon must detach and exit 0 on SIGTERM, got {status}; log:\n{}",
+        "with {caps:?} the daemon must exit 0 on SIGTERM, got {status}; log:\n{}",
         daemon.log()
     );
     assert!(
+        lab.xdp_attached(lab.server())
+            .expect("ip link show must work"),
+        "the program must stay attached (pinned) when the daemon exits"
+    );
+
+    // A restart (`systemctl restart`, an upgrade) adopts the pinned maps and link.
+    let again = start_with(&lab, &caps).unwrap_or_else(|e| {
+        panic!("with only {caps:?} a new daemon must take over the pinned program: {e:#}")
+    });
+    again
+        .stats()
+        .expect("the daemon that took over must answer floodwall stats");
+    let status = again
+        .stop(libc::SIGTERM)
+        .expect("the daemon must exit after SIGTERM");
+    assert!(
+        status.success(),
+        "with {caps:?} the daemon that took over must exit 0, got {status}; log:\n{}",
+        again.log()
+    );
+    again.detach().expect("floodwall detach must work");
+    assert!(
         !lab.xdp_attached(lab.server())
             .expect("ip link show must work"),
-        "with {caps:?} the daemon must detach its XDP program when it exits"
+        "floodwall detach must remove the program"
     );
 }
 
