@@ -21,9 +21,17 @@ use crate::{
     stats::SourceView,
 };
 
-/// floodwall: an XDP filter that keeps a server reachable during a flood.
+/// An XDP filter that keeps a server reachable during a flood.
+///
+/// floodwall run attaches an XDP program to an interface that counts every packet against
+/// its source address and drops the packets of sources over their packet or bit rate, in
+/// the driver, before the kernel spends anything on them. Most other commands talk to the
+/// running daemon over its control socket: they read its statistics, change its limits and
+/// edit its allowlist and denylist.
 #[derive(Debug, Parser)]
-#[command(version)]
+// The binary's name, not the package's (`filter-user`): `--version`, completions and man
+// pages show it.
+#[command(name = "floodwall", version)]
 pub struct Cli {
     /// Directory of the daemons' control sockets and lock files [default: /run/floodwall,
     /// or the config file's `run_dir` for `run`].
@@ -88,6 +96,9 @@ pub enum Command {
     /// Check a configuration file; needs no daemon.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Shell completions and man pages, for packaging.
+    #[command(subcommand, hide = true)]
+    Generate(crate::generate::GenerateCommand),
 }
 
 /// `floodwall config ...`.
@@ -397,6 +408,7 @@ pub async fn client(run_dir: &std::path::Path, command: Command) -> anyhow::Resu
         Command::Detach { .. } => bail!("`detach` is not a client command"),
         Command::Reload { iface } => (iface, false, Request::Reload),
         Command::Config(_) => bail!("`config` is not a client command"),
+        Command::Generate(_) => bail!("`generate` is not a client command"),
         Command::Limits(LimitsCommand::Show(r)) => (r.iface, r.json, Request::LimitsShow),
         Command::Limits(LimitsCommand::Set {
             iface,

@@ -14,6 +14,7 @@
 //! - [`control`]: the control socket protocol and its client.
 //! - [`daemon`]: `floodwall run`.
 //! - [`cli`]: argument definitions and the client commands.
+//! - [`generate`]: shell completions and man pages from the argument definitions.
 
 pub mod cli;
 pub mod config;
@@ -21,6 +22,7 @@ pub mod config_file;
 pub mod control;
 pub mod daemon;
 pub mod events;
+pub mod generate;
 pub mod lists;
 pub mod loader;
 pub mod maps;

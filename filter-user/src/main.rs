@@ -59,6 +59,7 @@ fn main() -> std::process::ExitCode {
                 floodwall::cli::detach(&client_run_dir, &cli.pin_root, &iface)
             }
             Command::Config(command) => floodwall::cli::config(&command),
+            Command::Generate(what) => floodwall::generate::run(&what),
             command => floodwall::cli::client(&client_run_dir, command).await,
         }
     });

@@ -832,14 +832,34 @@ done"#;
         iface: &str,
         args: &[&str],
     ) -> anyhow::Result<Proc> {
+        self.spawn_floodwall_under(&[], run_dir, pin_root, iface, args)
+    }
+
+    /// [`Lab::spawn_floodwall`] with `floodwall` run by a wrapper command, e.g. `setpriv
+    /// --bounding-set=... --`.
+    ///
+    /// # Errors
+    /// If it cannot be started.
+    ///
+    /// # Panics
+    /// If the `floodwall` binary cannot be found (see [`crate::floodwall_bin`]).
+    pub fn spawn_floodwall_under(
+        &self,
+        wrapper: &[&str],
+        run_dir: &Path,
+        pin_root: &Path,
+        iface: &str,
+        args: &[&str],
+    ) -> anyhow::Result<Proc> {
         let bin = crate::floodwall_bin();
-        let mut command: Vec<&OsStr> = vec![
+        let mut command: Vec<&OsStr> = wrapper.iter().map(OsStr::new).collect();
+        command.extend([
             bin.as_os_str(),
             "--run-dir".as_ref(),
             run_dir.as_os_str(),
             "--pin-root".as_ref(),
             pin_root.as_os_str(),
-        ];
+        ]);
         command.extend(["run", "--iface", iface].map(OsStr::new));
         command.extend(args.iter().map(OsStr::new));
         self.spawn(&self.server, "floodwall-run", &command)
@@ -865,6 +885,23 @@ done"#;
     /// # Panics
     /// If the `floodwall` binary cannot be found (see [`crate::floodwall_bin`]).
     pub fn start_floodwall_in(&self, run_dir: &Path, args: &[&str]) -> anyhow::Result<Daemon<'_>> {
+        self.start_floodwall_under(&[], run_dir, args)
+    }
+
+    /// [`Lab::start_floodwall_in`] with `floodwall` run by a wrapper command (see
+    /// [`Lab::spawn_floodwall_under`]).
+    ///
+    /// # Errors
+    /// As [`Lab::start_floodwall`].
+    ///
+    /// # Panics
+    /// If the `floodwall` binary cannot be found (see [`crate::floodwall_bin`]).
+    pub fn start_floodwall_under(
+        &self,
+        wrapper: &[&str],
+        run_dir: &Path,
+        args: &[&str],
+    ) -> anyhow::Result<Daemon<'_>> {
         let socket = socket_path(run_dir, &self.server.iface);
         // The daemon binds its socket after it attached, so a new socket means "protecting".
         // A socket left behind by a killed daemon (kill -9 leaves it) is not new: it keeps
@@ -875,7 +912,8 @@ done"#;
                 .map(|m| (m.ino(), m.ctime(), m.ctime_nsec()))
         };
         let stale = inode(&socket);
-        let proc = self.spawn_floodwall(run_dir, &self.pin_root, &self.server.iface, args)?;
+        let proc =
+            self.spawn_floodwall_under(wrapper, run_dir, &self.pin_root, &self.server.iface, args)?;
         let ready = poll_until(DAEMON_START_TIMEOUT, Duration::from_millis(20), || {
             self.try_wait(&proc).is_some() || inode(&socket).is_some_and(|i| Some(i) != stale)
         });

@@ -4,8 +4,10 @@
 //! Every command that needs the eBPF toolchain runs [`setup`] first; setup is idempotent and
 //! takes seconds once everything is in place.
 //!
-//! Modules: [`vm`] (the kernel-level tests in a VM on Debian's kernels).
+//! Modules: [`vm`] (the kernel-level tests in a VM on Debian's kernels), [`package`] (the
+//! Debian package).
 
+mod package;
 mod vm;
 
 use std::{
@@ -27,13 +29,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Install what building and testing need: Debian packages, the eBPF toolchain, bpf-linker.
+    /// Install what building and testing need: Debian packages, the eBPF toolchain,
+    /// bpf-linker, cargo-deb.
     Setup,
     /// Build the workspace (the XDP program is built and embedded by filter-user).
     Build,
     /// Run the whole test suite: formatting, lints, unit tests, the ELF contract,
     /// `BPF_PROG_TEST_RUN` tests and the end-to-end tests in network namespaces, on this
-    /// machine's kernel and then in a VM on each of Debian's kernels (6.1 and 6.12).
+    /// machine's kernel, the Debian package, and then the kernel-level tests in a VM on each
+    /// of Debian's kernels (6.1 and 6.12).
     Test {
         /// Allow privileged tests to skip (when not root); by default a skip is a failure.
         #[arg(long)]
@@ -55,6 +59,8 @@ enum Task {
         #[arg(long, requires = "vm", default_value_t = vm::DEFAULT_VM_TIMEOUT.as_secs())]
         timeout_secs: u64,
     },
+    /// Build the Debian package (target/debian/floodwall_*.deb) and check its contents.
+    Package,
     /// Run the demo: a lab of namespaces, a flood, a report.
     Demo,
     /// Measure the XDP program's per-packet cost against a bare `XDP_DROP` program, then
@@ -124,6 +130,10 @@ const APT_PACKAGES: &[(&str, &str)] = &[
         "binutils",
         "objcopy, to strip debug info from the binaries put in the VM",
     ),
+    (
+        "dpkg-dev",
+        "dpkg-shlibdeps, which cargo-deb runs for the package's Depends",
+    ),
 ];
 
 /// Where the toolchain directory that rustup links lives: outside the checkout, so every
@@ -157,6 +167,10 @@ fn main() -> anyhow::Result<()> {
             kernel,
             timeout_secs,
         } => integration_test(&root, vm, &kernel, Duration::from_secs(timeout_secs)),
+        Task::Package => {
+            setup()?;
+            package::run(&root).map(drop)
+        }
         Task::Demo => {
             setup()?;
             cargo(
@@ -299,6 +313,8 @@ fn test(root: &Path, allow_skip: bool, with_vm: bool) -> anyhow::Result<()> {
         failed,
         duration: started.elapsed(),
     }];
+    // Before the VM runs: a package that does not build fails CI in a minute, not twenty.
+    package::run(root).context("the Debian package failed (cargo xtask package)")?;
     if with_vm {
         reports.extend(vm::run(root, &vm::kernel::ALL, vm::DEFAULT_VM_TIMEOUT)?);
     }
@@ -490,7 +506,7 @@ fn setup() -> anyhow::Result<()> {
             bail!("setup: bpf-linker was installed but is not on PATH; add ~/.cargo/bin to PATH");
         }
     }
-    Ok(())
+    package::setup()
 }
 
 /// Links Debian's rustc 1.96 (sysroot /usr, LLVM 22) into rustup as `floodwall-bpf`.
