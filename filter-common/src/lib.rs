@@ -80,6 +80,10 @@ pub mod map_names {
     /// Per-CPU array of [`TABLE_STAT_SLOTS`](crate::TABLE_STAT_SLOTS) `u64`: source table
     /// inserts and failed inserts.
     pub const TABLE_STATS: &str = "FW_TABLE_STATS";
+    /// Array of [`TRACKED_CHUNKS`](crate::TRACKED_CHUNKS)
+    /// [`TrackedChunk`](crate::TrackedChunk)s: a bit per hash of the sources that may be in
+    /// `FW_SOURCES`, so that a packet of a source that is not skips the table lookup.
+    pub const TRACKED: &str = "FW_TRACKED";
 
     /// The maps the daemon pins in bpffs, so that the program keeps its state (and keeps
     /// enforcing) while no daemon runs, and a new daemon or a new build takes it over.
@@ -99,6 +103,7 @@ pub mod map_names {
         CEILINGS,
         PREFIXES,
         TABLE_STATS,
+        TRACKED,
     ];
 }
 
@@ -107,7 +112,7 @@ pub mod map_names {
 /// build adopts pinned state only when the versions match. Bump it with any change to a
 /// shared type or map; the test `a_layout_change_bumps_the_version` is the tripwire for the
 /// changes that alter a size.
-pub const MAP_LAYOUT_VERSION: u32 = 1;
+pub const MAP_LAYOUT_VERSION: u32 = 2;
 
 /// Default capacity of the per-source table.
 pub const DEFAULT_MAX_SOURCES: u32 = 1 << 20;
@@ -661,6 +666,47 @@ pub const fn sketch_bucket(addr: &[u8; 16], row: u32) -> usize {
     ((mixed ^ (mixed >> 15)).wrapping_mul(0x2C1B_3C6D) >> 12) as usize & (SKETCH_WIDTH - 1)
 }
 
+/// Bits of the tracked-source filter (`FW_TRACKED`), as a power of two: 2^22 bits, 512 KiB,
+/// small enough to stay in a core's L2 cache where the source table's buckets (16 MiB at a
+/// million sources) do not.
+pub const TRACKED_BITS_LOG2: u32 = 22;
+/// 64-bit words in one chunk (one array element) of the filter: 4 KiB.
+pub const TRACKED_CHUNK_WORDS: usize = 512;
+/// Bits in one chunk.
+const TRACKED_CHUNK_BITS: u32 = 64 * 512;
+const _: () = assert!(TRACKED_CHUNK_BITS as usize == 64 * TRACKED_CHUNK_WORDS);
+/// Chunks (array elements) of the filter.
+pub const TRACKED_CHUNKS: u32 = (1 << TRACKED_BITS_LOG2) / TRACKED_CHUNK_BITS;
+
+/// One chunk of the tracked-source filter.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TrackedChunk {
+    /// Bits, one per hash value; set: a source with that hash may be in the table.
+    pub words: [u64; TRACKED_CHUNK_WORDS],
+}
+const _: () = assert!(core::mem::size_of::<TrackedChunk>() == 4096);
+
+/// Where an address's bit is in the tracked-source filter: (chunk, word, mask). The same
+/// multiplicative mixing as [`sketch_bucket`] with its own constant, keeping the top
+/// [`TRACKED_BITS_LOG2`] bits.
+#[must_use]
+#[inline(always)]
+pub const fn tracked_bit(addr: &[u8; 16]) -> (u32, usize, u64) {
+    let w0 = u32::from_ne_bytes([addr[0], addr[1], addr[2], addr[3]]);
+    let w1 = u32::from_ne_bytes([addr[4], addr[5], addr[6], addr[7]]);
+    let w2 = u32::from_ne_bytes([addr[8], addr[9], addr[10], addr[11]]);
+    let w3 = u32::from_ne_bytes([addr[12], addr[13], addr[14], addr[15]]);
+    let mixed = (w0.rotate_left(5) ^ w1.rotate_left(13) ^ w2.rotate_left(23) ^ w3)
+        .wrapping_mul(0x27D4_EB2F);
+    let bit = (mixed ^ (mixed >> 16)).wrapping_mul(0x165_667B1) >> (32 - TRACKED_BITS_LOG2);
+    (
+        bit / TRACKED_CHUNK_BITS,
+        (bit / 64) as usize % TRACKED_CHUNK_WORDS,
+        1u64 << (bit % 64),
+    )
+}
+
 /// Packets and bytes of one outcome on one CPU.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -771,6 +817,7 @@ mod pod {
     unsafe impl aya::Pod for super::PrefixKey {}
     unsafe impl aya::Pod for super::PrefixState {}
     unsafe impl aya::Pod for super::PrefixLimits {}
+    unsafe impl aya::Pod for super::TrackedChunk {}
 }
 
 /// Default capacity of each list (allow and deny, IPv4 and IPv6), in prefixes.
@@ -820,12 +867,16 @@ mod layout_tests {
             BLOCK_CACHE_SLOTS as usize,
             SKETCH_ROWS as usize,
             COUNTER_ENTRIES as usize,
+            size_of::<TrackedChunk>(),
+            TRACKED_CHUNKS as usize,
         ];
         assert_eq!(
             (MAP_LAYOUT_VERSION, sizes),
             (
-                1,
-                [16, 120, 736, 24, 24, 64, 16384, 16, 88, 24, 65536, 2, 96]
+                2,
+                [
+                    16, 120, 736, 24, 24, 64, 16384, 16, 88, 24, 65536, 2, 96, 4096, 128
+                ]
             ),
             "record the sizes and bump MAP_LAYOUT_VERSION"
         );

@@ -76,6 +76,28 @@ pub fn charge(key: &SourceKey, v4: bool, class: Class, len: u64) -> Outcome {
         };
     }
 
+    // A source whose filter bit is clear is not in the table: no lookup (see FW_TRACKED).
+    // Admission marks it first and inserts it at its next packet, so that this path ends
+    // here and the verifier walks the table paths once.
+    // With prefix limits set, a new source's first packet must reach them through the
+    // table path below; the short path leaves them out so that the verifier need not walk
+    // the prefix code twice.
+    let prefixes_active = limits.prefixes.iter().any(|p| p.active != 0);
+    if !prefixes_active && !maps::maybe_tracked(key) {
+        if (limits.admit_packets <= 1
+            || admission::count_and_estimate(key, now) >= limits.admit_packets)
+            && admission::take_admission(limits, now)
+        {
+            // Admitted: its entry starts charged with this packet, as a tracked source's
+            // first packet would be.
+            maps::mark_tracked(key);
+            if !insert_source(key, limits, class, now, len) {
+                return untracked(class, limits, now, monitor, Outcome::TableFull);
+            }
+            return Outcome::Passed;
+        }
+        return untracked(class, limits, now, monitor, Outcome::Passed);
+    }
     let state = match FW_SOURCES.get_ptr_mut(key) {
         Some(state) => {
             // SAFETY: a pointer from a successful lookup is valid for the program's run; the
@@ -112,6 +134,9 @@ pub fn charge(key: &SourceKey, v4: bool, class: Class, len: u64) -> Outcome {
                 class_tat_ns: [now; CLASSES],
                 ..SourceState::default()
             };
+            // Marked already (else the lookup would not have run), or a hash neighbour's
+            // bit let it through: mark it for sure.
+            maps::mark_tracked(key);
             match FW_SOURCES.insert(key, &fresh, u64::from(BPF_NOEXIST)) {
                 Ok(()) => maps::count_table(TABLE_INSERTS),
                 Err(err) if i64::from(err) == -EEXIST => {}
@@ -149,6 +174,41 @@ pub fn charge(key: &SourceKey, v4: bool, class: Class, len: u64) -> Outcome {
         Outcome::MonitorRateLimit
     } else {
         Outcome::DroppedRateLimit
+    }
+}
+
+/// Inserts a new source charged with its first packet (`len` bytes of `class`): its TATs
+/// start one cost after now, as an idle source's do after a packet. Returns false if the
+/// table refused it. (A first packet larger than the byte burst is not blocked here; it
+/// cannot be with the smallest byte burst of 1,500 bytes and ordinary MTUs.)
+#[inline(always)]
+fn insert_source(key: &SourceKey, limits: &LimitsConfig, class: Class, now: u64, len: u64) -> bool {
+    let mut fresh = SourceState {
+        packet_tat_ns: now + (limits.packet_cost_fp >> COST_SHIFT),
+        byte_tat_ns: now + ((len * limits.byte_cost_fp) >> COST_SHIFT),
+        window_start_ns: now,
+        window_packets: 1,
+        window_bytes: len,
+        class_tat_ns: [now; CLASSES],
+        ..SourceState::default()
+    };
+    if let (Some(params), Some(tat)) = (
+        limits.class_packets.get(class as usize),
+        fresh.class_tat_ns.get_mut(class as usize),
+    ) {
+        *tat = now + (params.cost_fp >> COST_SHIFT);
+    }
+    match FW_SOURCES.insert(key, &fresh, u64::from(BPF_NOEXIST)) {
+        Ok(()) => {
+            maps::count_table(TABLE_INSERTS);
+            true
+        }
+        // Another CPU inserted it first: this packet goes uncharged, once.
+        Err(err) if i64::from(err) == -EEXIST => true,
+        Err(_) => {
+            maps::count_table(TABLE_INSERT_FAILURES);
+            false
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use filter_common::{
     BLOCK_CACHE_SLOTS, BlockCacheSlot, BlockEvent, CLASSES, COUNTER_ENTRIES, Class, ClockSample,
     Counter, DEFAULT_LIST_CAPACITY, DEFAULT_MAX_PREFIXES, DEFAULT_MAX_SOURCES, EVENTS_BYTES,
     LimitsConfig, ListEntry, Outcome, PrefixKey, PrefixState, SKETCH_ROWS, SketchRow, SourceKey,
-    SourceState, TABLE_STAT_SLOTS, block_cache_slot,
+    SourceState, TABLE_STAT_SLOTS, TRACKED_CHUNKS, TrackedChunk, block_cache_slot, tracked_bit,
 };
 
 /// Per-source state. Key: source address (wire order, IPv4 mapped); value: GCRA state,
@@ -69,6 +69,39 @@ pub static FW_PREFIXES: LruHashMap<PrefixKey, PrefixState> =
 /// `TABLE_INSERTS`, `TABLE_INSERT_FAILURES`). The daemon shows them in `stats`.
 #[map(name = "FW_TABLE_STATS")]
 pub static FW_TABLE_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(TABLE_STAT_SLOTS, 0);
+
+/// The tracked-source filter: a bit per hash of the sources that may be in `FW_SOURCES`.
+/// Set here before every insert and never cleared by this program, so a clear bit means
+/// "not in the table" and the packet skips the table's hash lookup, the one cache miss a
+/// spoofed flood would otherwise pay per packet. A shared array (not per CPU): a source
+/// inserted on one CPU must be found on every other.
+#[map(name = "FW_TRACKED")]
+pub static FW_TRACKED: Array<TrackedChunk> = Array::with_max_entries(TRACKED_CHUNKS, 0);
+
+/// Whether `key` may be in the source table (false: it certainly is not).
+#[inline(always)]
+pub fn maybe_tracked(key: &SourceKey) -> bool {
+    let (chunk, word, mask) = tracked_bit(&key.addr);
+    match FW_TRACKED.get(chunk) {
+        Some(chunk) => chunk.words.get(word).is_none_or(|w| w & mask != 0),
+        None => true,
+    }
+}
+
+/// Sets `key`'s bit, before it is inserted into the source table. A plain read-modify-write:
+/// two CPUs setting bits of one word in the same instant can lose one; that source then
+/// looks new, goes through admission again and, once admitted, finds its entry (the insert
+/// says it exists) and sets its bit again.
+#[inline(always)]
+pub fn mark_tracked(key: &SourceKey) {
+    let (chunk, word, mask) = tracked_bit(&key.addr);
+    if let Some(chunk) = FW_TRACKED.get_ptr_mut(chunk) {
+        // SAFETY: a pointer from a successful array lookup; `get_mut` bounds the index.
+        if let Some(w) = unsafe { (*chunk).words.get_mut(word) } {
+            *w |= mask;
+        }
+    }
+}
 
 /// Adds one to a `FW_TABLE_STATS` slot on this CPU.
 #[inline(always)]

@@ -43,8 +43,10 @@ use crate::{
 /// How often the daemon samples the counters for `stats` rates and expires blocks.
 pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
 
-/// How often the daemon counts the sources in the table for the tracked-sources gauge: a
-/// walk of up to a million keys, too dear for every second.
+/// How often the daemon walks the table: to count its sources (the tracked-sources gauge)
+/// and to rebuild the tracked-source filter from it (see
+/// [`FilterMaps::rebuild_tracked_filter`]). A walk of up to a million keys, too dear for
+/// every second.
 pub const COUNT_INTERVAL: Duration = Duration::from_secs(10);
 
 /// One interface to protect.
@@ -576,7 +578,7 @@ async fn sample_loop(shared: Arc<Shared>) -> anyhow::Result<()> {
         if last_count.is_none_or(|at| at.elapsed() >= COUNT_INTERVAL) {
             last_count = Some(Instant::now());
             let counter = Arc::clone(&shared);
-            let count = tokio::task::spawn_blocking(move || counter.maps.count_sources())
+            let count = tokio::task::spawn_blocking(move || counter.maps.rebuild_tracked_filter())
                 .await
                 .map_err(|e| anyhow!("counting the table failed: {e}"))??;
             shared

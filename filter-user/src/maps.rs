@@ -8,8 +8,8 @@ use aya::{
     maps::{Array, HashMap, MapData, PerCpuArray},
 };
 use filter_common::{
-    BlockCacheSlot, Class, Counter, LimitsConfig, Outcome, SourceKey, SourceState,
-    block_cache_slot, map_names,
+    BlockCacheSlot, Class, Counter, LimitsConfig, Outcome, SourceKey, SourceState, TrackedChunk,
+    block_cache_slot, map_names, tracked_bit,
 };
 
 use crate::stats::{Sample, Totals};
@@ -24,6 +24,7 @@ pub struct FilterMaps {
     events_lost: PerCpuArray<MapData, u64>,
     table_stats: PerCpuArray<MapData, u64>,
     block_cache: Mutex<Array<MapData, BlockCacheSlot>>,
+    tracked: Mutex<Array<MapData, TrackedChunk>>,
     /// Program clock parameters written with every limits update.
     clock: Mutex<ClockParams>,
     /// `list_flags` presence bits written with every limits update.
@@ -62,6 +63,7 @@ impl FilterMaps {
             events_lost: take(ebpf, map_names::EVENTS_LOST)?,
             table_stats: take(ebpf, map_names::TABLE_STATS)?,
             block_cache: Mutex::new(take(ebpf, map_names::BLOCK_CACHE)?),
+            tracked: Mutex::new(take(ebpf, map_names::TRACKED)?),
             clock: Mutex::new(ClockParams::default()),
             list_presence: Mutex::new(0),
         })
@@ -227,28 +229,6 @@ impl FilterMaps {
         Ok(out)
     }
 
-    /// How many sources the table holds: a walk of its keys (one syscall a key, no values).
-    ///
-    /// # Errors
-    /// If the walk fails.
-    pub fn count_sources(&self) -> anyhow::Result<u64> {
-        let sources = self
-            .sources
-            .lock()
-            .map_err(|_| anyhow!("sources map lock poisoned"))?;
-        let mut count = 0;
-        for key in sources.keys() {
-            match key {
-                Ok(_) => count += 1,
-                // The walk restarts when its current key is evicted; at worst it counts a
-                // key twice or misses one, for a gauge.
-                Err(aya::maps::MapError::KeyNotFound) => {}
-                Err(e) => return Err(e).context("failed to walk the sources table"),
-            }
-        }
-        Ok(count)
-    }
-
     /// Forgets a source (and so its block): its table entry and its blocked-cache slot.
     /// Returns whether it was tracked.
     ///
@@ -296,9 +276,136 @@ impl FilterMaps {
             .sources
             .lock()
             .map_err(|_| anyhow!("sources map lock poisoned"))?;
+        // The bit first, as the program does: a source in the table always has its bit.
+        self.mark_tracked(key)?;
         sources
             .insert(key, state, 0)
             .context("failed to write a source")
+    }
+
+    /// Rebuilds the tracked-source filter from the table and returns how many sources the
+    /// table holds. The program only ever sets bits; sources the table evicted keep theirs
+    /// until this clears them, so that the filter stays as selective as the table is full.
+    ///
+    /// A source admitted while this runs sets its bit in the live filter: bits set since
+    /// the snapshot taken first are kept. Only one admitted in the instant its chunk is
+    /// rewritten can lose its bit; it then looks new, and its next admitted packet finds
+    /// its entry and sets the bit again.
+    ///
+    /// # Errors
+    /// If a map cannot be read or written.
+    pub fn rebuild_tracked_filter(&self) -> anyhow::Result<u64> {
+        let chunks = filter_common::TRACKED_CHUNKS;
+        let snapshot = {
+            let tracked = self
+                .tracked
+                .lock()
+                .map_err(|_| anyhow!("tracked filter lock poisoned"))?;
+            (0..chunks)
+                .map(|c| tracked.get(&c, 0))
+                .collect::<Result<Vec<TrackedChunk>, _>>()
+                .context("failed to read the tracked-source filter")?
+        };
+        let empty = TrackedChunk {
+            words: [0; filter_common::TRACKED_CHUNK_WORDS],
+        };
+        let mut fresh = vec![empty; snapshot.len()];
+        let mut count = 0;
+        {
+            let sources = self
+                .sources
+                .lock()
+                .map_err(|_| anyhow!("sources map lock poisoned"))?;
+            for key in sources.keys() {
+                match key {
+                    Ok(key) => {
+                        let (chunk, word, mask) = tracked_bit(&key.addr);
+                        if let Some(chunk) = fresh.get_mut(chunk as usize) {
+                            chunk.words[word] |= mask;
+                        }
+                        count += 1;
+                    }
+                    // The walk restarts when its current key is evicted; at worst a key
+                    // is counted twice.
+                    Err(aya::maps::MapError::KeyNotFound) => {}
+                    Err(e) => return Err(e).context("failed to walk the sources table"),
+                }
+            }
+        }
+        let mut tracked = self
+            .tracked
+            .lock()
+            .map_err(|_| anyhow!("tracked filter lock poisoned"))?;
+        for (index, (fresh, old)) in (0..chunks).zip(fresh.iter().zip(&snapshot)) {
+            let live = tracked
+                .get(&index, 0)
+                .context("failed to read the tracked-source filter")?;
+            let mut next = *fresh;
+            for ((next, live), old) in next.words.iter_mut().zip(live.words).zip(old.words) {
+                // Set since the snapshot: a source admitted during the walk.
+                *next |= live & !old;
+            }
+            if next != live {
+                tracked
+                    .set(index, next, 0)
+                    .context("failed to write the tracked-source filter")?;
+            }
+        }
+        Ok(count)
+    }
+
+    /// Whether a source's bit is set in the tracked-source filter.
+    ///
+    /// # Errors
+    /// If the map lookup fails.
+    pub fn is_marked(&self, key: &SourceKey) -> anyhow::Result<bool> {
+        let (chunk, word, mask) = tracked_bit(&key.addr);
+        let tracked = self
+            .tracked
+            .lock()
+            .map_err(|_| anyhow!("tracked filter lock poisoned"))?;
+        let value = tracked
+            .get(&chunk, 0)
+            .context("failed to read the tracked-source filter")?;
+        Ok(value.words[word] & mask != 0)
+    }
+
+    /// Clears a source's bit, as a lost concurrent update would (tests).
+    ///
+    /// # Errors
+    /// If the map lookup or update fails.
+    pub fn unmark(&self, key: &SourceKey) -> anyhow::Result<()> {
+        let (chunk, word, mask) = tracked_bit(&key.addr);
+        let mut tracked = self
+            .tracked
+            .lock()
+            .map_err(|_| anyhow!("tracked filter lock poisoned"))?;
+        let mut value = tracked
+            .get(&chunk, 0)
+            .context("failed to read the tracked-source filter")?;
+        value.words[word] &= !mask;
+        tracked
+            .set(chunk, value, 0)
+            .context("failed to write the tracked-source filter")
+    }
+
+    /// Sets a source's bit in the tracked-source filter (`FW_TRACKED`).
+    ///
+    /// # Errors
+    /// If the map lookup or update fails.
+    pub fn mark_tracked(&self, key: &SourceKey) -> anyhow::Result<()> {
+        let (chunk, word, mask) = tracked_bit(&key.addr);
+        let mut tracked = self
+            .tracked
+            .lock()
+            .map_err(|_| anyhow!("tracked filter lock poisoned"))?;
+        let mut value = tracked
+            .get(&chunk, 0)
+            .context("failed to read the tracked-source filter")?;
+        value.words[word] |= mask;
+        tracked
+            .set(chunk, value, 0)
+            .context("failed to write the tracked-source filter")
     }
 }
 

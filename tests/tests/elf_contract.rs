@@ -9,7 +9,7 @@ use filter_common::{
     CLOCK_PROGRAM_NAME, COUNTER_ENTRIES, COUNTER_SLOTS, ClockSample, Counter,
     DEFAULT_LIST_CAPACITY, DEFAULT_MAX_PREFIXES, DEFAULT_MAX_SOURCES, EVENTS_BYTES, LimitsConfig,
     ListEntry, Outcome, PROGRAM_NAME, PrefixKey, PrefixState, SKETCH_ROWS, SketchRow, SourceKey,
-    SourceState, TABLE_STAT_SLOTS, map_names,
+    SourceState, TABLE_STAT_SLOTS, TRACKED_CHUNKS, TrackedChunk, map_names,
 };
 use floodwall::loader::EBPF_OBJECT;
 
@@ -139,6 +139,13 @@ fn maps_match_the_contract() {
             4,
             8,
             TABLE_STAT_SLOTS,
+        ),
+        (
+            map_names::TRACKED,
+            BPF_MAP_TYPE_ARRAY,
+            4,
+            size_of_u32::<TrackedChunk>(),
+            TRACKED_CHUNKS,
         ),
     ];
     for (name, map_type, key, value, entries) in expected {

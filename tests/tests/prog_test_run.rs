@@ -1351,3 +1351,95 @@ fn a_flood_of_distinct_sources_does_not_fill_the_table() {
     }
     pin_to_all_cpus(std::thread::available_parallelism().map_or(1, usize::from));
 }
+
+#[test]
+fn untracked_sources_skip_the_table_and_a_lost_filter_bit_heals() {
+    if !privileged("untracked_sources_skip_the_table_and_a_lost_filter_bit_heals") {
+        return;
+    }
+    let mut h = Harness::new(LimitsChange {
+        admit_packets: Some(3),
+        ..limits(100, 10)
+    });
+    let key = SourceKey::from_ipv4(ATTACKER4);
+    let frame = udp4(ATTACKER4);
+    // Not admitted yet: no bit, no entry; the packets pass under the ceiling.
+    assert_eq!(h.run_n(&frame, 2), [XDP_PASS; 2]);
+    assert!(!h.loaded.maps.is_marked(&key).expect("filter"));
+    assert!(h.state(key).is_none(), "not admitted after 2 of 3 packets");
+    // The admitting packet marks it and inserts it, charged with that packet.
+    assert_eq!(h.run(&frame), XDP_PASS);
+    assert!(h.loaded.maps.is_marked(&key).expect("filter"));
+    let state = h.state(key).expect("admitted at its third packet");
+    assert_eq!(state.window_packets, 1, "the admitting packet is counted");
+    assert_eq!(
+        state.packet_tat_ns,
+        START_NS + SEC / 100,
+        "and charged: one packet's cost at 100 packets/s"
+    );
+    // Tracked now: its burst of 10 (one used) then a block, by its own state.
+    let verdicts = h.run_n(&frame, 10);
+    assert_eq!(verdicts[..9], [XDP_PASS; 9]);
+    assert_eq!(
+        verdicts[9], XDP_DROP,
+        "the 11th charged packet exceeds the burst"
+    );
+    assert!(h.state(key).expect("tracked").blocked_until_ns > START_NS);
+
+    // A lost bit (two CPUs setting bits of one word at once): the blocked source looks new,
+    // but the block cache still drops it; with its cache slot taken too, admission finds
+    // its entry (the insert says it exists), sets the bit again, and its state rules.
+    h.loaded.maps.unmark(&key).expect("clear the bit");
+    assert_eq!(h.run(&frame), XDP_DROP, "the block cache is checked first");
+    let other = SourceKey::from_ipv4(OTHER4);
+    assert!(!h.loaded.maps.is_marked(&other).expect("filter"));
+    assert!(h.state(other).is_none());
+
+    // A tracked source that is not blocked, its bit lost: its next packet goes through
+    // admission (its sketch count is high), finds its entry and marks it again, once
+    // uncharged; the packet after that is charged to its state again.
+    let other_frame = udp4(OTHER4);
+    assert_eq!(h.run_n(&other_frame, 3), [XDP_PASS; 3]);
+    let before = h.state(other).expect("admitted").window_packets;
+    h.loaded.maps.unmark(&other).expect("clear the bit");
+    assert_eq!(h.run(&other_frame), XDP_PASS);
+    assert!(
+        h.loaded.maps.is_marked(&other).expect("filter"),
+        "marked again"
+    );
+    assert_eq!(
+        h.state(other).expect("still tracked").window_packets,
+        before
+    );
+    assert_eq!(h.run(&other_frame), XDP_PASS);
+    assert_eq!(
+        h.state(other).expect("tracked").window_packets,
+        before + 1,
+        "charged to its own state again"
+    );
+}
+
+#[test]
+fn the_daemon_rebuilds_the_filter_from_the_table() {
+    if !privileged("the_daemon_rebuilds_the_filter_from_the_table") {
+        return;
+    }
+    let mut h = Harness::new(limits(100, 10));
+    let (kept, gone) = (
+        SourceKey::from_ipv4(ATTACKER4),
+        SourceKey::from_ipv4(OTHER4),
+    );
+    h.run(&udp4(ATTACKER4));
+    h.run(&udp4(OTHER4));
+    assert!(h.loaded.maps.is_marked(&kept).expect("filter"));
+    assert!(h.loaded.maps.is_marked(&gone).expect("filter"));
+    // Gone from the table (as an LRU eviction would take it): its bit stays until the
+    // rebuild, which keeps the bit of the source still there.
+    assert!(h.loaded.maps.remove_source(&gone).expect("remove"));
+    assert_eq!(h.loaded.maps.rebuild_tracked_filter().expect("rebuild"), 1);
+    assert!(h.loaded.maps.is_marked(&kept).expect("filter"));
+    assert!(!h.loaded.maps.is_marked(&gone).expect("filter"), "cleared");
+    // The source still in the table is still limited by its own state.
+    let verdicts = h.run_n(&udp4(ATTACKER4), 10);
+    assert_eq!(verdicts[9], XDP_DROP, "its 11th packet exceeds its burst");
+}
