@@ -337,10 +337,26 @@ fn random_source_syn_flood_is_held_by_the_syn_ceiling() {
         run.client.attempted
     );
     run.assert_client_served(&flood);
+    // What passes: the ceiling's 2000/s (plus its one-second burst and a second of slack),
+    // and the packets of spoofed addresses admitted by the budget, which are tracked sources
+    // from then on. The flood repeats its ~130,000 addresses, so the admitted ones send a
+    // share of it that grows with the flood's length; bound it by the share of addresses
+    // admitted, over the whole flood. (A fixed share of the flood would depend on how long
+    // this machine takes to send it: the VMs sent it in 9 to 11 s and passed 20 %.)
+    #[expect(
+        clippy::cast_precision_loss,
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "packet counts"
+    )]
+    let allowed = (2_000.0 * (run.took.as_secs_f64() + 2.0)
+        + run.sent as f64 * (run.inserts() as f64 / distinct).min(1.0) * 1.2) as u64
+        + 1_000;
     assert!(
-        share(by_ceiling, arrived) >= MIN_DROPPED_SHARE,
-        "most of a random-source SYN flood must be dropped by the SYN ceiling: {by_ceiling} of {arrived} \
-         were, {passed} passed; by class: {}",
+        passed <= allowed && by_ceiling > 0,
+        "a random-source SYN flood must be held by the SYN ceiling: {passed} of {arrived} \
+         passed, at most {allowed} may (the ceiling's rate and the admitted addresses' share); \
+         by class: {}",
         summary(&run.after)
     );
     // The admission budget is the bound: at most DEFAULT_ADMIT_RATE new entries a second
