@@ -52,8 +52,12 @@ pub fn charge(key: &SourceKey, v4: bool, class: Class, len: u64) -> Outcome {
     } else {
         Outcome::DroppedBlocked
     };
+    // A source whose filter bit is clear is neither in the table nor blocked (see
+    // FW_TRACKED): its packet skips the block cache and the table, the two lookups that
+    // miss the CPU cache at spoofed-flood rates.
+    let maybe_tracked = maps::maybe_tracked(key);
     // The blocked fast path: an inlined array lookup and two reads; no helper call, no write.
-    if let Some(slot) = maps::block_cache(key) {
+    if maybe_tracked && let Some(slot) = maps::block_cache(key) {
         // SAFETY: a pointer from a successful array lookup is valid and aligned. A slot being
         // rewritten by another CPU can be read half-old: then we drop one packet of a source
         // that is being blocked at that very moment, or fall through to the table.
@@ -76,14 +80,12 @@ pub fn charge(key: &SourceKey, v4: bool, class: Class, len: u64) -> Outcome {
         };
     }
 
-    // A source whose filter bit is clear is not in the table: no lookup (see FW_TRACKED).
-    // Admission marks it first and inserts it at its next packet, so that this path ends
-    // here and the verifier walks the table paths once.
-    // With prefix limits set, a new source's first packet must reach them through the
+    // Not in the table: admission, and the table only if admitted. This short path ends
+    // here, so that the verifier walks the table paths below once. With prefix limits set, a new source's first packet must reach them through the
     // table path below; the short path leaves them out so that the verifier need not walk
     // the prefix code twice.
     let prefixes_active = limits.prefixes.iter().any(|p| p.active != 0);
-    if !prefixes_active && !maps::maybe_tracked(key) {
+    if !prefixes_active && !maybe_tracked {
         if (limits.admit_packets <= 1
             || admission::count_and_estimate(key, now) >= limits.admit_packets)
             && admission::take_admission(limits, now)

@@ -283,9 +283,10 @@ impl FilterMaps {
             .context("failed to write a source")
     }
 
-    /// Rebuilds the tracked-source filter from the table and returns how many sources the
-    /// table holds. The program only ever sets bits; sources the table evicted keep theirs
-    /// until this clears them, so that the filter stays as selective as the table is full.
+    /// Rebuilds the tracked-source filter from the table and the block cache, and returns
+    /// how many sources the table holds. The program only ever sets bits; sources the table
+    /// evicted keep theirs until this clears them (unless still blocked), so that the filter
+    /// stays as selective as the table is full.
     ///
     /// A source admitted while this runs sets its bit in the live filter: bits set since
     /// the snapshot taken first are kept. Only one admitted in the instant its chunk is
@@ -329,6 +330,24 @@ impl FilterMaps {
                     // is counted twice.
                     Err(aya::maps::MapError::KeyNotFound) => {}
                     Err(e) => return Err(e).context("failed to walk the sources table"),
+                }
+            }
+        }
+        // Blocked sources keep their bits while blocked, also when the table evicted them:
+        // the program consults the block cache only for sources whose bit is set.
+        {
+            let now = monotonic_now_ns()?;
+            let cache = self
+                .block_cache
+                .lock()
+                .map_err(|_| anyhow!("block cache lock poisoned"))?;
+            for slot in cache.iter() {
+                let slot = slot.context("failed to read the block cache")?;
+                if slot.blocked_until_ns > now {
+                    let (chunk, word, mask) = tracked_bit(&slot.addr);
+                    if let Some(chunk) = fresh.get_mut(chunk as usize) {
+                        chunk.words[word] |= mask;
+                    }
                 }
             }
         }

@@ -350,7 +350,8 @@ fn random_source_syn_flood_is_held_by_the_syn_ceiling() {
         reason = "packet counts"
     )]
     let allowed = (2_000.0 * (run.took.as_secs_f64() + 2.0)
-        + run.sent as f64 * (run.inserts() as f64 / distinct).min(1.0) * 1.2) as u64
+        + run.sent as f64 * (run.inserts() as f64 / distinct).min(1.0) * 1.2)
+        as u64
         + 1_000;
     assert!(
         passed <= allowed && by_ceiling > 0,

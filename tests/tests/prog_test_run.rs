@@ -1386,11 +1386,17 @@ fn untracked_sources_skip_the_table_and_a_lost_filter_bit_heals() {
     );
     assert!(h.state(key).expect("tracked").blocked_until_ns > START_NS);
 
-    // A lost bit (two CPUs setting bits of one word at once): the blocked source looks new,
-    // but the block cache still drops it; with its cache slot taken too, admission finds
-    // its entry (the insert says it exists), sets the bit again, and its state rules.
+    // A lost bit (two CPUs setting bits of one word at once): the blocked source looks new
+    // for one packet; admission finds its entry (the insert says it exists) and sets the
+    // bit again, and the block holds from the next packet on.
     h.loaded.maps.unmark(&key).expect("clear the bit");
-    assert_eq!(h.run(&frame), XDP_DROP, "the block cache is checked first");
+    assert_eq!(
+        h.run(&frame),
+        XDP_PASS,
+        "one packet looks new and heals the bit"
+    );
+    assert!(h.loaded.maps.is_marked(&key).expect("filter"));
+    assert_eq!(h.run_n(&frame, 3), [XDP_DROP; 3], "blocked again");
     let other = SourceKey::from_ipv4(OTHER4);
     assert!(!h.loaded.maps.is_marked(&other).expect("filter"));
     assert!(h.state(other).is_none());
