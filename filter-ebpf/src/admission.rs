@@ -77,6 +77,22 @@ pub fn take_admission(limits: &LimitsConfig, now: u64) -> bool {
     unsafe { !gcra_step(tat, now, params.cost_fp >> COST_SHIFT, params.window_ns) }
 }
 
+/// Whether this CPU's admission budget has room now, without taking it. A spoofed flood
+/// keeps the budget empty nearly all the time; its packets then skip the sketch, which
+/// could admit none of them anyway.
+#[inline(always)]
+pub fn admission_open(limits: &LimitsConfig, now: u64) -> bool {
+    let params = limits.admit_rate;
+    if params.cost_fp == 0 {
+        return true;
+    }
+    let Some(tat) = FW_CEILINGS.get(ADMISSION_SLOT) else {
+        return true;
+    };
+    let start = if *tat > now { *tat } else { now };
+    start + (params.cost_fp >> COST_SHIFT) - now <= params.window_ns
+}
+
 /// A strict GCRA step on a per-CPU TAT: true (and no charge) if over the limit.
 ///
 /// # Safety

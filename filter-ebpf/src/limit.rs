@@ -87,7 +87,8 @@ pub fn charge(key: &SourceKey, v4: bool, class: Class, len: u64) -> Outcome {
     let prefixes_active = limits.prefixes.iter().any(|p| p.active != 0);
     if !prefixes_active && !maybe_tracked {
         if (limits.admit_packets <= 1
-            || admission::count_and_estimate(key, now) >= limits.admit_packets)
+            || (admission::admission_open(limits, now)
+                && admission::count_and_estimate(key, now) >= limits.admit_packets))
             && admission::take_admission(limits, now)
         {
             // Admitted: its entry starts charged with this packet, as a tracked source's
