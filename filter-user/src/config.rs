@@ -392,6 +392,12 @@ pub enum LimitError {
         /// The setting.
         name: &'static str,
     },
+    /// Zero count, where there is no `unlimited` (a burst, the admission threshold).
+    #[error("{name} must be at least 1")]
+    ZeroCount {
+        /// The setting.
+        name: &'static str,
+    },
     /// Out of range.
     #[error("{name} {value} is out of range: it must be between {min} and {max}")]
     OutOfRange {
@@ -741,7 +747,12 @@ fn gcra_params(unit_ns: u128, rate: u64, burst: u64) -> (u64, u64) {
 
 fn check_range(name: &'static str, value: u64, min: u64, max: u64) -> Result<(), LimitError> {
     if value == 0 && min > 0 {
-        return Err(LimitError::Zero { name });
+        // Counts have no `unlimited` to suggest; rates do.
+        return Err(if matches!(name, "admit-after" | "burst-packets") {
+            LimitError::ZeroCount { name }
+        } else {
+            LimitError::Zero { name }
+        });
     }
     if !(min..=max).contains(&value) {
         return Err(LimitError::OutOfRange {

@@ -883,6 +883,7 @@ impl Source<'_> {
         let by_name = || {
             let name = match error {
                 LimitError::Zero { name }
+                | LimitError::ZeroCount { name }
                 | LimitError::OutOfRange { name, .. }
                 | LimitError::BurstTooLong { name, .. }
                 | LimitError::BurstTooShort { name, .. } => *name,
