@@ -394,18 +394,7 @@ impl FilterMaps {
     /// # Errors
     /// If the map lookup or update fails.
     pub fn unmark(&self, key: &SourceKey) -> anyhow::Result<()> {
-        let (chunk, word, mask) = tracked_bit(&key.addr);
-        let mut tracked = self
-            .tracked
-            .lock()
-            .map_err(|_| anyhow!("tracked filter lock poisoned"))?;
-        let mut value = tracked
-            .get(&chunk, 0)
-            .context("failed to read the tracked-source filter")?;
-        value.words[word] &= !mask;
-        tracked
-            .set(chunk, value, 0)
-            .context("failed to write the tracked-source filter")
+        self.set_tracked_bit(key, false)
     }
 
     /// Sets a source's bit in the tracked-source filter (`FW_TRACKED`).
@@ -413,6 +402,10 @@ impl FilterMaps {
     /// # Errors
     /// If the map lookup or update fails.
     pub fn mark_tracked(&self, key: &SourceKey) -> anyhow::Result<()> {
+        self.set_tracked_bit(key, true)
+    }
+
+    fn set_tracked_bit(&self, key: &SourceKey, set: bool) -> anyhow::Result<()> {
         let (chunk, word, mask) = tracked_bit(&key.addr);
         let mut tracked = self
             .tracked
@@ -421,7 +414,11 @@ impl FilterMaps {
         let mut value = tracked
             .get(&chunk, 0)
             .context("failed to read the tracked-source filter")?;
-        value.words[word] |= mask;
+        if set {
+            value.words[word] |= mask;
+        } else {
+            value.words[word] &= !mask;
+        }
         tracked
             .set(chunk, value, 0)
             .context("failed to write the tracked-source filter")

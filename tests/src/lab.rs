@@ -1241,6 +1241,14 @@ impl Daemon<'_> {
         }
     }
 
+    /// The addresses `floodwall blocked list` shows.
+    ///
+    /// # Errors
+    /// As [`Daemon::blocked`].
+    pub fn blocked_addrs(&self) -> anyhow::Result<std::collections::BTreeSet<std::net::IpAddr>> {
+        Ok(self.blocked()?.iter().map(|s| s.addr).collect())
+    }
+
     /// Sends `signal` (SIGTERM, SIGINT) and waits up to 10 s for the daemon to exit.
     ///
     /// # Errors

@@ -116,11 +116,8 @@ fn stats(daemon: &Daemon) -> floodwall::control::StatsView {
 
 fn blocked_addrs(daemon: &Daemon) -> BTreeSet<IpAddr> {
     daemon
-        .blocked()
+        .blocked_addrs()
         .expect("floodwall blocked list --json must answer")
-        .iter()
-        .map(|s| s.addr)
-        .collect()
 }
 
 fn addrs_v4(hosts: &[Host]) -> BTreeSet<IpAddr> {

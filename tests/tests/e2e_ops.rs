@@ -58,12 +58,7 @@ fn failed(out: &Output, what: &str, expected: &str) {
 }
 
 fn blocked(daemon: &Daemon) -> BTreeSet<IpAddr> {
-    daemon
-        .blocked()
-        .expect("blocked list answers")
-        .iter()
-        .map(|s| s.addr)
-        .collect()
+    daemon.blocked_addrs().expect("blocked list answers")
 }
 
 fn deny_entries(daemon: &Daemon) -> Vec<String> {
