@@ -225,6 +225,44 @@ pub fn trafgen_sent(proc: &Proc) -> Option<u64> {
     (proc.stdout() + &proc.stderr()).lines().find_map(outgoing)
 }
 
+/// Whether a trafgen run ended on `Flushing TX_RING failed`: under emulation the kernel can
+/// refuse the last flush of its TX ring (EAGAIN), and trafgen then exits before printing its
+/// statistics, although it sent the frames before. See [`tx_packets`].
+#[must_use]
+pub fn trafgen_flush_failed(proc: &Proc) -> bool {
+    (proc.stdout() + &proc.stderr()).contains("Flushing TX_RING failed")
+}
+
+/// Packets `host`'s lab interface has transmitted (its `tx_packets` counter), read inside
+/// its namespace.
+///
+/// # Errors
+/// If the counter cannot be read.
+pub fn tx_packets(lab: &Lab, host: &Host) -> anyhow::Result<u64> {
+    let path = format!("/sys/class/net/{}/statistics/tx_packets", host.iface);
+    // sh's own `read`: the VM has no `cat`.
+    let out = lab.run_in(
+        host,
+        &[
+            "sh",
+            "-c",
+            r#"read n < "$1" && echo "$n""#,
+            "sh",
+            path.as_str(),
+        ],
+    )?;
+    anyhow::ensure!(
+        out.status.success(),
+        "cannot read {path} in {}: {}",
+        host.netns,
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .with_context(|| format!("{path} is not a number"))
+}
+
 /// The count of trafgen's statistics line `   600000 packets outgoing`.
 fn outgoing(line: &str) -> Option<u64> {
     line.trim()
