@@ -403,12 +403,10 @@ async fn reload_loop(
     Ok(())
 }
 
-/// The config's list entries to add and remove, by list; each is also described in
-/// `changes`.
+/// The config's list entries to add and remove, by list.
 fn list_changes(
     old: &DaemonConfig,
     new: &DaemonConfig,
-    changes: &mut Vec<String>,
 ) -> [(ListKind, Vec<Prefix>, Vec<Prefix>); 2] {
     [
         (ListKind::Allow, &old.allow, &new.allow),
@@ -427,12 +425,6 @@ fn list_changes(
             .filter(|p| !new_set.contains(p))
             .copied()
             .collect();
-        for p in &added {
-            changes.push(format!("{kind}: + {p}"));
-        }
-        for p in &removed {
-            changes.push(format!("{kind}: - {p}"));
-        }
         (kind, added, removed)
     })
 }
@@ -467,22 +459,13 @@ fn apply_reload(
             need_restart.join(", ")
         );
     }
-    let mut changes = Vec::new();
-    let plans = list_changes(old, new, &mut changes);
-    // The file's diff says what the operator edited, key by key; without files (a daemon
-    // reloading flags only has nothing to reload) the summary below stands in.
-    if let (Some(old_file), Some(new_file)) = (&old.file, &new.file) {
-        changes = crate::config_file::diff(old_file, new_file);
-    } else if old.limits != new.limits {
-        changes.push(format!(
-            "limits: {} (was: {})",
-            describe_limits(&new.limits),
-            describe_limits(&old.limits)
-        ));
-    }
-    if old.access != new.access && (old.file.is_none() || new.file.is_none()) {
-        changes.push(format!("access: {} (was: {})", new.access, old.access));
-    }
+    let plans = list_changes(old, new);
+    // What the operator edited, key by key. Only a daemon with a config file has a reloader,
+    // so both sides have one.
+    let changes = match (&old.file, &new.file) {
+        (Some(old_file), Some(new_file)) => crate::config_file::diff(old_file, new_file),
+        _ => Vec::new(),
+    };
     // Undo steps of what was applied, run in reverse if a later step fails.
     let mut undo: Vec<Box<dyn FnOnce() -> anyhow::Result<()> + '_>> = Vec::new();
     let result = (|| {

@@ -1157,6 +1157,29 @@ impl Daemon<'_> {
         cmd.output().with_context(|| format!("cannot run {cmd:?}"))
     }
 
+    /// [`Daemon::cli`] run as `uid` (its group too) with the supplementary `groups` only,
+    /// through `setpriv`: how an unprivileged operator reaches the daemon.
+    ///
+    /// # Errors
+    /// If setpriv cannot be started.
+    pub fn cli_as(&self, uid: u32, groups: &[u32], args: &[&str]) -> anyhow::Result<Output> {
+        let mut cmd = command("setpriv");
+        cmd.arg(format!("--reuid={uid}"))
+            .arg(format!("--regid={uid}"));
+        if groups.is_empty() {
+            cmd.arg("--clear-groups");
+        } else {
+            let list: Vec<String> = groups.iter().map(u32::to_string).collect();
+            cmd.arg(format!("--groups={}", list.join(",")));
+        }
+        cmd.arg("--")
+            .arg(crate::floodwall_bin())
+            .arg("--run-dir")
+            .arg(&self.run_dir)
+            .args(args);
+        cmd.output().with_context(|| format!("cannot run {cmd:?}"))
+    }
+
     /// `floodwall detach --iface SERVER_IFACE`, which must succeed (the daemon must have
     /// stopped): removes the program it left attached and its pinned state.
     ///

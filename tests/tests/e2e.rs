@@ -641,16 +641,7 @@ fn bad_input_changes_nothing() {
     );
 
     // As nobody. The socket is root's, mode 0660: the connection itself is refused.
-    let as_nobody = |args: &[&str]| {
-        std::process::Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-            .arg(floodwall_tests::floodwall_bin())
-            .arg("--run-dir")
-            .arg(daemon.run_dir())
-            .args(args)
-            .output()
-            .expect("setpriv runs")
-    };
+    let as_nobody = |args: &[&str]| daemon.cli_as(65534, &[], args).expect("setpriv runs");
     fails_with(
         &as_nobody(&["limits", "set", "--pps", "500"]),
         "limits set as nobody",

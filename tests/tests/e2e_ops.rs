@@ -410,20 +410,12 @@ fn groups_decide_who_may_read_and_who_may_change() {
         &lab,
         &["--pps", PPS, "--admin-group", ADMIN, "--read-group", READER],
     );
-    let as_user = |groups: Option<&str>, args: &[&str]| {
-        let mut cmd = std::process::Command::new("setpriv");
-        cmd.args(["--reuid=61000", "--regid=61000"]);
-        match groups {
-            Some(g) => cmd.arg(format!("--groups={g}")),
-            None => cmd.arg("--clear-groups"),
-        };
-        cmd.arg("--")
-            .arg(floodwall_tests::floodwall_bin())
-            .arg("--run-dir")
-            .arg(daemon.run_dir())
-            .args(args)
-            .output()
-            .expect("setpriv runs")
+    let as_user = |group: Option<&str>, args: &[&str]| {
+        let groups: Vec<u32> = group
+            .map(|g| g.parse().expect("a gid"))
+            .into_iter()
+            .collect();
+        daemon.cli_as(61000, &groups, args).expect("setpriv runs")
     };
     failed(
         &as_user(None, &["stats"]),
