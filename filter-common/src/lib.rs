@@ -47,6 +47,9 @@ pub const TEST_CLOCK_GLOBAL: &str = "FW_TEST_CLOCK";
 pub mod map_names {
     /// LRU hash: [`SourceKey`](crate::SourceKey) → [`SourceState`](crate::SourceState).
     pub const SOURCES: &str = "FW_SOURCES";
+    /// Hash (not preallocated): [`SourceKey`](crate::SourceKey) →
+    /// [`ClassState`](crate::ClassState), the per-class TATs of tracked sources.
+    pub const CLASS_STATE: &str = "FW_CLASS_STATE";
     /// Array of one [`LimitsConfig`](crate::LimitsConfig).
     pub const LIMITS: &str = "FW_LIMITS";
     /// Per-CPU array of [`Counter`](crate::Counter) indexed by
@@ -90,6 +93,7 @@ pub mod map_names {
     /// `FW_CLOCK` is left out: it only holds the calibration samples of the moment.
     pub const PINNED: &[&str] = &[
         SOURCES,
+        CLASS_STATE,
         LIMITS,
         COUNTERS,
         EVENTS,
@@ -112,7 +116,7 @@ pub mod map_names {
 /// build adopts pinned state only when the versions match. Bump it with any change to a
 /// shared type or map; the test `a_layout_change_bumps_the_version` is the tripwire for the
 /// changes that alter a size.
-pub const MAP_LAYOUT_VERSION: u32 = 2;
+pub const MAP_LAYOUT_VERSION: u32 = 3;
 
 /// Default capacity of the per-source table.
 pub const DEFAULT_MAX_SOURCES: u32 = 1 << 20;
@@ -143,13 +147,19 @@ pub const MAX_VLAN_TAGS: usize = 2;
 pub const MAX_IPV6_EXT_HEADERS: usize = 6;
 
 /// Key of the per-source table: the source address in wire order, IPv4 mapped into IPv6.
-#[repr(C)]
+///
+/// Aligned to 8 bytes (its size stays 16, so the maps' key size does not change): the BPF
+/// backend may not combine byte loads into wider ones at an unknown alignment, so a key
+/// aligned to 1 was built, hashed and compared a byte at a time. [`SourceKey::words`]
+/// reads it as two native-order 64-bit words.
+#[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct SourceKey {
     /// The address, network byte order.
     pub addr: [u8; 16],
 }
 const _: () = assert!(core::mem::size_of::<SourceKey>() == 16);
+const _: () = assert!(core::mem::align_of::<SourceKey>() == 8);
 
 impl SourceKey {
     /// The key of an IPv4 source given in wire order.
@@ -164,13 +174,79 @@ impl SourceKey {
         }
     }
 
+    /// The key of an IPv4 source whose four wire-order bytes were loaded as one native-order
+    /// `u32` (a single load from the packet): the same key as [`SourceKey::from_ipv4`].
+    #[must_use]
+    #[inline(always)]
+    pub const fn from_ipv4_word(word: u32) -> Self {
+        // Bytes 8..12 are 00 00 ff ff, bytes 12..16 the address (little-endian words, see
+        // `halves`).
+        Self::from_words([0, 0xffff_0000 | ((word as u64) << 32)])
+    }
+
     /// The key of an IPv6 source given in wire order.
     #[must_use]
     #[inline(always)]
     pub const fn from_ipv6(octets: [u8; 16]) -> Self {
         Self { addr: octets }
     }
+
+    /// The address as two native-order words (bytes 0..8 and 8..16), the form the hashes
+    /// and comparisons of the data path use.
+    #[must_use]
+    #[inline(always)]
+    pub const fn words(&self) -> [u64; 2] {
+        // SAFETY: `SourceKey` is 16 bytes aligned to 8 (asserted above), so it can be read
+        // as two u64; every bit pattern is a valid u64.
+        unsafe { *(&raw const *self).cast::<[u64; 2]>() }
+    }
+
+    /// The key whose [`words`](Self::words) are `words`.
+    #[must_use]
+    #[inline(always)]
+    pub const fn from_words(words: [u64; 2]) -> Self {
+        // SAFETY: as in `words`: same size, and a key is plain bytes.
+        unsafe { core::mem::transmute::<[u64; 2], Self>(words) }
+    }
+
+    /// The key masked to its first `bits` bits in wire order (prefix keys). Word by word,
+    /// with two branches at most: the verifier walks every branch of the data path, and a
+    /// byte loop here multiplied its states.
+    #[must_use]
+    #[inline(always)]
+    pub const fn masked(&self, bits: u32) -> Self {
+        let [a, b] = self.words();
+        let first = if bits < 64 { bits } else { 64 };
+        let second = bits.saturating_sub(64);
+        Self::from_words([a & word_mask(first), b & word_mask(second)])
+    }
+
+    /// The four native-order 32-bit words the hashes mix (bytes 0..4, 4..8, 8..12, 12..16).
+    #[inline(always)]
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "splitting words into halves"
+    )]
+    const fn halves(&self) -> [u32; 4] {
+        let [a, b] = self.words();
+        // Native order is little-endian on every target floodwall builds for (x86-64,
+        // aarch64, bpfel): the low half of a word holds its first four bytes.
+        [a as u32, (a >> 32) as u32, b as u32, (b >> 32) as u32]
+    }
 }
+/// The native-order mask of a word's first `bits` bits in wire order (`bits` at most 64):
+/// the big-endian mask with its bytes swapped into the little-endian word.
+#[inline(always)]
+const fn word_mask(bits: u32) -> u64 {
+    if bits == 0 {
+        0
+    } else {
+        (u64::MAX << (64 - bits)).swap_bytes()
+    }
+}
+
+#[cfg(not(target_endian = "little"))]
+compile_error!("SourceKey::halves assumes a little-endian target");
 
 /// State of one tracked source. Written by the XDP program only, read by the daemon.
 ///
@@ -178,6 +254,10 @@ impl SourceKey {
 /// the source's theoretical arrival time (TAT) forward by its cost; the packet exceeds the
 /// limit when the TAT runs more than the burst window ahead of now. The TATs are advanced with
 /// atomic adds, so the limit holds in total across CPUs.
+///
+/// One cache line: the table holds a million of these, and a tracked packet reads and
+/// writes its source's state. The per-class TATs, which only class limits need, live in
+/// their own table ([`ClassState`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SourceState {
@@ -187,23 +267,32 @@ pub struct SourceState {
     pub byte_tat_ns: u64,
     /// While non-zero and in the future, every packet from the source is dropped.
     pub blocked_until_ns: u64,
-    /// Start of the current reporting window.
-    pub window_start_ns: u64,
-    /// Packets counted in the current reporting window (blocked packets are not counted:
-    /// the blocked fast path writes nothing shared).
-    pub window_packets: u64,
-    /// Bytes counted in the current reporting window.
-    pub window_bytes: u64,
-    /// Packets of the previous window, zero if it was idle.
-    pub prev_window_packets: u64,
-    /// Bytes of the previous window.
-    pub prev_window_bytes: u64,
     /// When the current block started (the reporting windows freeze then).
     pub blocked_at_ns: u64,
-    /// Per-class packet-rate TATs.
+    /// Start of the current reporting window.
+    pub window_start_ns: u64,
+    /// Bytes counted in the current reporting window.
+    pub window_bytes: u64,
+    /// Bytes of the previous window, zero if it was idle.
+    pub prev_window_bytes: u64,
+    /// Packets counted in the current reporting window (blocked packets are not counted:
+    /// the blocked fast path writes nothing shared).
+    pub window_packets: u32,
+    /// Packets of the previous window.
+    pub prev_window_packets: u32,
+}
+const _: () = assert!(core::mem::size_of::<SourceState>() == 64);
+
+/// Per-class packet-rate TATs of one tracked source (`FW_CLASS_STATE`), kept apart from
+/// [`SourceState`] because only per-source class limits use them: the program looks them
+/// up only while such a limit is set ([`list_flags::CLASS_LIMITS`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClassState {
+    /// Per-class packet-rate TATs, by [`Class`].
     pub class_tat_ns: [u64; CLASSES],
 }
-const _: () = assert!(core::mem::size_of::<SourceState>() == 120);
+const _: () = assert!(core::mem::size_of::<ClassState>() == 48);
 
 /// What the data path does with a packet over a limit.
 #[repr(u32)]
@@ -230,12 +319,21 @@ impl TryFrom<u32> for Mode {
 /// The limits the data path enforces, element 0 of the `FW_LIMITS` array. Written by the
 /// daemon, read by the XDP program on every packet, so a change takes effect on the next one.
 ///
-/// The `*_cost_fp` and `*_window_ns` fields are what the data path uses; the rate and burst
-/// fields beside them are the operator's numbers they were derived from, kept so that the
-/// configuration can be read back from the map.
+/// Ordered by use: the first cache line holds what every tracked packet reads (clock, flags,
+/// per-source packet and byte limits); the per-class, ceiling, admission and prefix
+/// parameters follow.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LimitsConfig {
+    /// Nanoseconds per kernel tick: the program's time is
+    /// `jiffies × clock_mul_ns − clock_offset_ns` (wrapping).
+    pub clock_mul_ns: u64,
+    /// See [`clock_mul_ns`](Self::clock_mul_ns).
+    pub clock_offset_ns: u64,
+    /// [`list_flags`] bits: which lists hold entries, which optional stages are on.
+    pub list_flags: u32,
+    /// [`Mode`] as `u32`.
+    pub mode: u32,
     /// Nanoseconds per packet × 2^[`COST_SHIFT`]; zero disables the packet limit.
     pub packet_cost_fp: u64,
     /// Packet burst tolerance: how far the packet TAT may run ahead of now.
@@ -246,25 +344,17 @@ pub struct LimitsConfig {
     pub byte_window_ns: u64,
     /// How long a source that exceeded a limit stays blocked.
     pub block_ns: u64,
-    /// [`Mode`] as `u32`.
-    pub mode: u32,
-    /// Explicit padding.
-    pub pad0: u32,
-    /// The operator's packets per second (0: unlimited).
-    pub pps: u64,
-    /// The operator's packet burst (0: one second of `pps`).
-    pub burst_packets: u64,
-    /// The operator's bits per second (0: unlimited).
-    pub bps: u64,
-    /// The operator's byte burst (0: one second of `bps`).
-    pub burst_bytes: u64,
+    /// Bit `1 << class`: that class only monitors.
+    pub monitor_classes: u32,
+    /// Packets a new source must show in the admission sketch (this second, this CPU)
+    /// before it gets a table entry; 0 or 1 admits at once.
+    pub admit_packets: u32,
     /// Current time for a program loaded with [`TEST_CLOCK_GLOBAL`] set; ignored otherwise.
     pub test_now_ns: u64,
-    /// Nanoseconds per kernel tick: the program's time is
-    /// `jiffies × clock_mul_ns − clock_offset_ns` (wrapping).
-    pub clock_mul_ns: u64,
-    /// See [`clock_mul_ns`](Self::clock_mul_ns).
-    pub clock_offset_ns: u64,
+    /// Per-CPU rate of new table entries: however many sources pass the admission sketch,
+    /// at most this many get an entry, so a flood cannot churn the table and evict the state
+    /// of established clients. Zero cost: unlimited.
+    pub admit_rate: RateParams,
     /// Per-source packet limits by [`Class`].
     pub class_packets: [RateParams; CLASSES],
     /// Per-CPU ceilings by [`Class`] on packets of untracked sources (not yet admitted to
@@ -272,29 +362,36 @@ pub struct LimitsConfig {
     /// number of CPUs, because a shared counter would be one cache line written by every CPU
     /// at flood rate.
     pub ceilings: [RateParams; CLASSES],
-    /// Packets a new source must show in the admission sketch (this second, this CPU)
-    /// before it gets a table entry; 0 or 1 admits at once.
-    pub admit_packets: u32,
-    /// Bit `1 << class`: that class only monitors.
-    pub monitor_classes: u32,
-    /// [`list_flags`] bits.
-    pub list_flags: u32,
-    /// Explicit padding.
-    pub pad1: u32,
     /// Limits by prefix scope ([`prefix_scopes`]).
     pub prefixes: [PrefixLimits; PREFIX_SCOPES],
-    /// Per-CPU rate of new table entries: however many sources pass the admission sketch,
-    /// at most this many get an entry, so a flood cannot churn the table and evict the state
-    /// of established clients. Zero cost: unlimited.
-    pub admit_rate: RateParams,
 }
-const _: () = assert!(core::mem::size_of::<LimitsConfig>() == 312 + 3 * 136 + 16);
+const _: () = assert!(core::mem::size_of::<LimitsConfig>() == 96 + 2 * 96 + 3 * 136);
 
 /// `FW_CEILINGS` slot of the admission budget's TAT (after the classes' slots).
 #[expect(clippy::cast_possible_truncation, reason = "CLASSES is 6")]
 pub const ADMISSION_SLOT: u32 = CLASSES as u32;
 
 impl LimitsConfig {
+    /// The [`list_flags::DERIVED`] bits these limits call for.
+    #[must_use]
+    pub fn derived_flags(&self) -> u32 {
+        let mut flags = 0;
+        if self.prefixes.iter().any(|p| p.active != 0) {
+            flags |= list_flags::PREFIX_LIMITS;
+        }
+        if self.class_packets.iter().any(|c| c.cost_fp != 0) {
+            flags |= list_flags::CLASS_LIMITS;
+        }
+        flags
+    }
+
+    /// These limits with their derived flags set from their own fields (and the others kept).
+    #[must_use]
+    pub fn with_derived_flags(mut self) -> Self {
+        self.list_flags = (self.list_flags & !list_flags::DERIVED) | self.derived_flags();
+        self
+    }
+
     /// The program's time for a tick count.
     #[must_use]
     #[inline(always)]
@@ -323,11 +420,8 @@ const _: () = assert!(core::mem::size_of::<BlockCacheSlot>() == 24);
 /// words. Shared by the program and the daemon (which clears slots on unblock).
 #[must_use]
 #[inline(always)]
-pub const fn block_cache_slot(addr: &[u8; 16]) -> u32 {
-    let w0 = u32::from_ne_bytes([addr[0], addr[1], addr[2], addr[3]]);
-    let w1 = u32::from_ne_bytes([addr[4], addr[5], addr[6], addr[7]]);
-    let w2 = u32::from_ne_bytes([addr[8], addr[9], addr[10], addr[11]]);
-    let w3 = u32::from_ne_bytes([addr[12], addr[13], addr[14], addr[15]]);
+pub const fn block_cache_slot(key: &SourceKey) -> u32 {
+    let [w0, w1, w2, w3] = key.halves();
     let mixed = (w0 ^ w1.rotate_left(7) ^ w2.rotate_left(13) ^ w3.rotate_left(19))
         .wrapping_mul(0x9E37_79B1);
     (mixed >> 16) & (BLOCK_CACHE_SLOTS - 1)
@@ -531,7 +625,9 @@ pub struct RateParams {
 const _: () = assert!(core::mem::size_of::<RateParams>() == 16);
 
 /// Bits of [`LimitsConfig::list_flags`]: which lists hold entries (the program skips empty
-/// tries, since an LPM lookup is a helper call), and whether the denylist only monitors.
+/// tries, since an LPM lookup is a helper call), whether the denylist only monitors, and
+/// which optional stages have limits set (so that a packet reads one word, not the
+/// parameters of every class and scope, to learn that it can skip them).
 pub mod list_flags {
     /// `FW_ALLOW_V4` holds entries.
     pub const ALLOW_V4: u32 = 1;
@@ -543,6 +639,14 @@ pub mod list_flags {
     pub const DENY_V6: u32 = 1 << 3;
     /// Denylist hits are counted, not dropped.
     pub const DENY_MONITOR: u32 = 1 << 4;
+    /// A prefix scope has a limit (some [`PrefixLimits::active`](crate::PrefixLimits) is
+    /// set): the program charges prefixes.
+    pub const PREFIX_LIMITS: u32 = 1 << 5;
+    /// A per-source class limit is set (some `class_packets` cost is non-zero): the program
+    /// keeps per-class TATs in `FW_CLASS_STATE`.
+    pub const CLASS_LIMITS: u32 = 1 << 6;
+    /// The bits above that follow from the limits themselves, not from the lists.
+    pub const DERIVED: u32 = PREFIX_LIMITS | CLASS_LIMITS;
 }
 
 /// Prefix scopes: the levels at which sources are also limited as groups, so that a
@@ -613,27 +717,6 @@ pub const TABLE_INSERTS: u32 = 0;
 /// `FW_TABLE_STATS` slot: inserts the kernel refused.
 pub const TABLE_INSERT_FAILURES: u32 = 1;
 
-/// Masks a 16-byte address (IPv4 mapped or IPv6) to its first `bits` bits.
-#[must_use]
-#[inline(always)]
-pub const fn mask_addr(addr: &[u8; 16], bits: u32) -> [u8; 16] {
-    let mut out = [0u8; 16];
-    let mut i = 0;
-    while i < 16 {
-        #[expect(clippy::cast_possible_truncation, reason = "i < 16")]
-        let start = i as u32 * 8;
-        out[i] = if bits >= start + 8 {
-            addr[i]
-        } else if bits > start {
-            addr[i] & !(0xffu8 >> (bits - start))
-        } else {
-            0
-        };
-        i += 1;
-    }
-    out
-}
-
 /// Width of each row of the admission sketch (a power of two).
 pub const SKETCH_WIDTH: usize = 4096;
 /// Rows of the admission sketch.
@@ -655,11 +738,8 @@ const _: () = assert!(core::mem::size_of::<SketchRow>() == 4 * SKETCH_WIDTH);
 /// constant.
 #[must_use]
 #[inline(always)]
-pub const fn sketch_bucket(addr: &[u8; 16], row: u32) -> usize {
-    let w0 = u32::from_ne_bytes([addr[0], addr[1], addr[2], addr[3]]);
-    let w1 = u32::from_ne_bytes([addr[4], addr[5], addr[6], addr[7]]);
-    let w2 = u32::from_ne_bytes([addr[8], addr[9], addr[10], addr[11]]);
-    let w3 = u32::from_ne_bytes([addr[12], addr[13], addr[14], addr[15]]);
+pub const fn sketch_bucket(key: &SourceKey, row: u32) -> usize {
+    let [w0, w1, w2, w3] = key.halves();
     let seed = if row == 0 { 0x85EB_CA6B } else { 0xC2B2_AE35 };
     let mixed =
         (w0.rotate_left(3) ^ w1.rotate_left(11) ^ w2.rotate_left(17) ^ w3).wrapping_mul(seed) ^ row;
@@ -695,11 +775,8 @@ const _: () = assert!(core::mem::size_of::<TrackedChunk>() == 4096);
 /// [`TRACKED_BITS_LOG2`] bits.
 #[must_use]
 #[inline(always)]
-pub const fn tracked_bit(addr: &[u8; 16]) -> (u32, usize, u64) {
-    let w0 = u32::from_ne_bytes([addr[0], addr[1], addr[2], addr[3]]);
-    let w1 = u32::from_ne_bytes([addr[4], addr[5], addr[6], addr[7]]);
-    let w2 = u32::from_ne_bytes([addr[8], addr[9], addr[10], addr[11]]);
-    let w3 = u32::from_ne_bytes([addr[12], addr[13], addr[14], addr[15]]);
+pub const fn tracked_bit(key: &SourceKey) -> (u32, usize, u64) {
+    let [w0, w1, w2, w3] = key.halves();
     let mixed = (w0.rotate_left(5) ^ w1.rotate_left(13) ^ w2.rotate_left(23) ^ w3)
         .wrapping_mul(0x27D4_EB2F);
     let bit = (mixed ^ (mixed >> 16)).wrapping_mul(0x165_667B1) >> (32 - TRACKED_BITS_LOG2);
@@ -809,6 +886,7 @@ mod pod {
     // explicit padding: every bit pattern is a valid value.
     unsafe impl aya::Pod for super::SourceKey {}
     unsafe impl aya::Pod for super::SourceState {}
+    unsafe impl aya::Pod for super::ClassState {}
     unsafe impl aya::Pod for super::LimitsConfig {}
     unsafe impl aya::Pod for super::Counter {}
     unsafe impl aya::Pod for super::BlockEvent {}
@@ -847,22 +925,51 @@ const _: () = assert!(core::mem::size_of::<ListEntry>() == 24);
 /// two sides cannot disagree.
 pub const BPF_TOOLCHAIN: &str = "floodwall-bpf";
 
+// `Outcome::ALL` and `Class::ALL` list every variant in index order (their counters and
+// names are found by index), and the outcomes fit a class's row of counter slots. A variant
+// added to an enum must be added to its `ALL` (the exhaustive `name()` matches point there).
+const _: () = {
+    let mut i = 0;
+    while i < Outcome::ALL.len() {
+        assert!(
+            Outcome::ALL[i] as usize == i,
+            "Outcome::ALL must be in index order"
+        );
+        i += 1;
+    }
+    assert!(Outcome::ALL.len() <= COUNTER_SLOTS as usize);
+    let mut i = 0;
+    while i < CLASSES {
+        assert!(
+            Class::ALL[i] as usize == i,
+            "Class::ALL must be in index order"
+        );
+        i += 1;
+    }
+    assert!(
+        core::mem::size_of::<BlockEvent>().is_multiple_of(8),
+        "ring buffer records are 8-aligned"
+    );
+};
+
 #[cfg(test)]
 mod layout_tests {
     use super::*;
-    use core::mem::size_of;
+    use core::mem::{offset_of, size_of};
 
     #[test]
     fn a_layout_change_bumps_the_version() {
-        // When this fails, a shared type changed size: bump MAP_LAYOUT_VERSION (pinned state
-        // of the old layout must not be adopted) and record the new sizes here.
+        // When this fails, a shared type changed: bump MAP_LAYOUT_VERSION (pinned state of the
+        // old layout must not be adopted) and record the new sizes and offsets here.
         let sizes = [
             size_of::<SourceKey>(),
             size_of::<SourceState>(),
+            size_of::<ClassState>(),
             size_of::<LimitsConfig>(),
             size_of::<BlockCacheSlot>(),
             size_of::<PrefixKey>(),
             size_of::<PrefixState>(),
+            size_of::<PrefixLimits>(),
             size_of::<SketchRow>(),
             size_of::<Counter>(),
             size_of::<BlockEvent>(),
@@ -873,15 +980,141 @@ mod layout_tests {
             size_of::<TrackedChunk>(),
             TRACKED_CHUNKS as usize,
         ];
+        let source_state = [
+            offset_of!(SourceState, packet_tat_ns),
+            offset_of!(SourceState, byte_tat_ns),
+            offset_of!(SourceState, blocked_until_ns),
+            offset_of!(SourceState, blocked_at_ns),
+            offset_of!(SourceState, window_start_ns),
+            offset_of!(SourceState, window_bytes),
+            offset_of!(SourceState, prev_window_bytes),
+            offset_of!(SourceState, window_packets),
+            offset_of!(SourceState, prev_window_packets),
+        ];
+        let limits = [
+            offset_of!(LimitsConfig, clock_mul_ns),
+            offset_of!(LimitsConfig, clock_offset_ns),
+            offset_of!(LimitsConfig, list_flags),
+            offset_of!(LimitsConfig, mode),
+            offset_of!(LimitsConfig, packet_cost_fp),
+            offset_of!(LimitsConfig, packet_window_ns),
+            offset_of!(LimitsConfig, byte_cost_fp),
+            offset_of!(LimitsConfig, byte_window_ns),
+            offset_of!(LimitsConfig, block_ns),
+            offset_of!(LimitsConfig, monitor_classes),
+            offset_of!(LimitsConfig, admit_packets),
+            offset_of!(LimitsConfig, test_now_ns),
+            offset_of!(LimitsConfig, admit_rate),
+            offset_of!(LimitsConfig, class_packets),
+            offset_of!(LimitsConfig, ceilings),
+            offset_of!(LimitsConfig, prefixes),
+        ];
+        let others = [
+            offset_of!(BlockCacheSlot, blocked_until_ns),
+            offset_of!(PrefixKey, addr),
+            offset_of!(PrefixLimits, packets),
+            offset_of!(PrefixLimits, class_packets),
+            offset_of!(BlockEvent, blocked_until_ns),
+            offset_of!(BlockEvent, class),
+            offset_of!(ListEntry, expires_ns),
+        ];
         assert_eq!(
-            (MAP_LAYOUT_VERSION, sizes),
+            (MAP_LAYOUT_VERSION, sizes, source_state, limits, others),
             (
-                2,
+                3,
                 [
-                    16, 120, 736, 24, 24, 64, 16384, 16, 88, 24, 65536, 2, 96, 4096, 64
-                ]
+                    16, 64, 48, 696, 24, 24, 64, 136, 16384, 16, 88, 24, 65536, 2, 96, 4096, 64
+                ],
+                [0, 8, 16, 24, 32, 40, 48, 56, 60],
+                [
+                    0, 8, 16, 20, 24, 32, 40, 48, 56, 64, 68, 72, 80, 96, 192, 288
+                ],
+                [16, 8, 8, 40, 24, 80, 16],
             ),
-            "record the sizes and bump MAP_LAYOUT_VERSION"
+            "record the sizes and offsets, and bump MAP_LAYOUT_VERSION"
+        );
+    }
+
+    /// Golden values: pinned state (the block cache, the tracked filter, the sketch) is
+    /// addressed by these hashes, so a new build must compute the same ones as the build
+    /// that pinned it. Computed with the byte-wise versions of layout 2.
+    #[test]
+    fn the_hashes_of_pinned_state_do_not_change() {
+        let v4 = SourceKey::from_ipv4([198, 18, 0, 10]);
+        let v6 = SourceKey::from_ipv6([0x20, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10]);
+        let ones = SourceKey::from_ipv6([0xff; 16]);
+        let zero = SourceKey::default();
+        let hashes = |k: &SourceKey| {
+            (
+                block_cache_slot(k),
+                sketch_bucket(k, 0),
+                sketch_bucket(k, 1),
+                tracked_bit(k),
+            )
+        };
+        assert_eq!(hashes(&v4), (7935, 2020, 2409, (28, 178, 8_388_608)));
+        assert_eq!(hashes(&v6), (7489, 655, 3974, (49, 29, 16_384)));
+        assert_eq!(hashes(&ones), (0, 0, 435, (0, 0, 1)));
+        assert_eq!(hashes(&zero), (0, 0, 435, (0, 0, 1)));
+    }
+
+    #[test]
+    fn keys_from_words_are_keys_from_bytes() {
+        let octets = [198, 18, 0, 10];
+        assert_eq!(
+            SourceKey::from_ipv4_word(u32::from_ne_bytes(octets)),
+            SourceKey::from_ipv4(octets)
+        );
+        let key = SourceKey::from_ipv6([0x20, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10]);
+        assert_eq!(SourceKey::from_words(key.words()), key);
+    }
+
+    #[test]
+    fn masking_keeps_the_first_bits_in_wire_order() {
+        // The plain byte-by-byte definition, as the oracle.
+        let reference = |addr: &[u8; 16], bits: u32| {
+            let mut out = [0u8; 16];
+            for (i, (out, byte)) in out.iter_mut().zip(addr).enumerate() {
+                let start = u32::try_from(i).expect("small") * 8;
+                *out = if bits >= start + 8 {
+                    *byte
+                } else if bits > start {
+                    byte & !(0xffu8 >> (bits - start))
+                } else {
+                    0
+                };
+            }
+            out
+        };
+        for key in [
+            SourceKey::from_ipv4([198, 18, 0, 10]),
+            SourceKey::from_ipv6([0xff; 16]),
+            SourceKey::from_ipv6([
+                0x20, 1, 0, 2, 0xab, 0xcd, 0, 0, 0, 0, 0, 0, 0, 0x12, 0, 0x10,
+            ]),
+        ] {
+            for bits in 0..=128 {
+                assert_eq!(
+                    key.masked(bits).addr,
+                    reference(&key.addr, bits),
+                    "{key:?} masked to {bits} bits"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn derived_flags_follow_the_limits() {
+        let mut limits = LimitsConfig {
+            list_flags: list_flags::ALLOW_V4 | list_flags::PREFIX_LIMITS,
+            ..LimitsConfig::default()
+        };
+        assert_eq!(limits.with_derived_flags().list_flags, list_flags::ALLOW_V4);
+        limits.prefixes[prefix_scopes::V6].active = 1;
+        limits.class_packets[Class::Syn as usize].cost_fp = 1;
+        assert_eq!(
+            limits.with_derived_flags().list_flags,
+            list_flags::ALLOW_V4 | list_flags::PREFIX_LIMITS | list_flags::CLASS_LIMITS
         );
     }
 }

@@ -1,25 +1,59 @@
-//! Allowlist and denylist lookups: LPM tries of prefixes, with hit counters per entry.
+//! Stages: the allowlist and the denylist, LPM tries of prefixes with hit counters per
+//! entry. The program searches a trie only while it holds entries (a presence bit in
+//! `list_flags`), since an LPM lookup is a helper call.
 
 use core::ffi::c_void;
 
 use aya_ebpf::{helpers::bpf_map_lookup_elem, maps::lpm_trie::Key};
-use filter_common::{BlockEvent, EventType, ListEntry, SourceKey};
+use filter_common::{BlockEvent, EventType, ListEntry, Outcome, SourceKey, list_flags};
 
 use crate::{
     atomic,
     maps::{self, FW_ALLOW_V4, FW_ALLOW_V6, FW_DENY_V4, FW_DENY_V6},
+    packet::Packet,
 };
 
 /// Which list.
 #[derive(Clone, Copy)]
-pub enum List {
+enum List {
     Allow,
     Deny,
 }
 
+/// `Allowed` if the packet's source is on the allowlist, which wins over everything.
+#[inline(always)]
+pub fn allowlist(pkt: &Packet) -> Option<Outcome> {
+    let present = if pkt.v4 {
+        list_flags::ALLOW_V4
+    } else {
+        list_flags::ALLOW_V6
+    };
+    (pkt.flag(present) && matches(List::Allow, &pkt.key, pkt.v4, pkt.now, pkt.len))
+        .then_some(Outcome::Allowed)
+}
+
+/// `DroppedDenied` (or `MonitorDenied`, in monitor mode or with the denylist monitoring) if
+/// the packet's source is on the denylist.
+#[inline(always)]
+pub fn denylist(pkt: &Packet) -> Option<Outcome> {
+    let present = if pkt.v4 {
+        list_flags::DENY_V4
+    } else {
+        list_flags::DENY_V6
+    };
+    if !(pkt.flag(present) && matches(List::Deny, &pkt.key, pkt.v4, pkt.now, pkt.len)) {
+        return None;
+    }
+    Some(if pkt.flag(list_flags::DENY_MONITOR) {
+        Outcome::MonitorDenied
+    } else {
+        pkt.drop_as(Outcome::DroppedDenied, Outcome::MonitorDenied)
+    })
+}
+
 /// Whether the source is on `list` (an entry that has not expired); counts the hit.
 #[inline(always)]
-pub fn matches(list: List, key: &SourceKey, v4: bool, now: u64, len: u64) -> bool {
+fn matches(list: List, key: &SourceKey, v4: bool, now: u64, len: u64) -> bool {
     let entry = if v4 {
         let addr = [key.addr[12], key.addr[13], key.addr[14], key.addr[15]];
         let lpm_key = Key::new(32, addr);

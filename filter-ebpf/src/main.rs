@@ -2,13 +2,15 @@
 //!
 //! For every frame: parse Ethernet (up to `MAX_VLAN_TAGS` tags), IPv4 or IPv6 (with up to
 //! `MAX_IPV6_EXT_HEADERS` extension headers) and the first bytes of TCP, UDP, ICMP or
-//! ICMPv6; then charge the frame to its source address in the per-source table and drop it
-//! if the source is blocked or goes over its packet or byte rate.
+//! ICMPv6; then run the policy's stages ([`decide`]) on its source address, count the
+//! outcome, and drop or pass.
 //!
-//! Modules: [`maps`] (every map, with who reads and writes it), [`parse`] (bounds-checked
-//! header cursor), [`limit`] (per-source rate limiting), [`lists`] (allow and deny lists),
-//! [`admission`] (the defence against random-source floods), [`prefix`] (prefix limits),
-//! [`atomic`] (atomic adds).
+//! Modules: [`parse`] (bounds-checked header cursor), [`packet`] (what a stage is given),
+//! the stages in policy order: [`lists`] (allowlist, denylist), [`block_cache`],
+//! [`untracked`] (admission and ceilings for sources not in the table), [`tracked`]
+//! (per-source limits and blocks), [`prefix`] (prefix limits); and below them [`table`]
+//! (the source table and its filter, the one insert), [`gcra`] (rate limiting), [`maps`]
+//! (every map, with who reads and writes it), [`atomic`] (atomic adds).
 #![no_std]
 #![no_main]
 // For the atomic add intrinsic (see `atomic`). The eBPF build runs with RUSTC_BOOTSTRAP=1 for
@@ -16,20 +18,26 @@
 #![feature(core_intrinsics)]
 #![expect(internal_features, reason = "atomic intrinsics, see above")]
 
-mod admission;
 mod atomic;
-mod limit;
+mod block_cache;
+mod gcra;
 mod lists;
 mod maps;
+mod packet;
 mod parse;
 mod prefix;
+mod table;
+mod tracked;
+mod untracked;
 
 use aya_ebpf::{
     bindings::xdp_action::{XDP_DROP, XDP_PASS},
     macros::xdp,
     programs::XdpContext,
 };
-use filter_common::{Class, Outcome};
+use filter_common::{Class, Outcome, list_flags};
+
+use crate::packet::Packet;
 
 /// The program operators attach: returns `XDP_DROP` or `XDP_PASS`, never aborts.
 #[xdp]
@@ -37,7 +45,7 @@ pub fn floodwall(ctx: XdpContext) -> u32 {
     let len = (ctx.data_end() - ctx.data()) as u64;
     // The fail policy lives here, in one place: a frame we cannot parse far enough to know
     // its source is counted as malformed and passed (a filter must not break traffic it does
-    // not understand); everything else gets the outcome the limiter chose.
+    // not understand); everything else gets the outcome the policy chose.
     let (class, outcome) = match parse::source_of(&ctx) {
         Ok(parse::Parsed::Source {
             key,
@@ -45,7 +53,17 @@ pub fn floodwall(ctx: XdpContext) -> u32 {
             class,
             l4_ok,
         }) => {
-            let outcome = limit::charge(&key, v4, class, len);
+            // The limits are element 0 of a one-element array: the lookup cannot fail.
+            let outcome = maps::limits().map_or(Outcome::Passed, |limits| {
+                decide(&Packet {
+                    key,
+                    v4,
+                    class,
+                    len,
+                    limits,
+                    now: maps::now_ns(limits),
+                })
+            });
             // A frame whose source is known but whose L4 header is truncated is still
             // charged to its source (otherwise truncation would be a way around the limits)
             // and, when passed, counted as malformed.
@@ -64,6 +82,28 @@ pub fn floodwall(ctx: XdpContext) -> u32 {
     } else {
         XDP_PASS
     }
+}
+
+/// The policy: one stage a line, in order; the first stage with an answer decides.
+#[inline(always)]
+fn decide(pkt: &Packet) -> Outcome {
+    if let Some(allowed) = lists::allowlist(pkt) {
+        return allowed;
+    }
+    // A source whose filter bit is clear is neither in the table nor blocked: it skips the
+    // block cache and the table, the two lookups that miss the CPU cache at flood rates.
+    let maybe_tracked = table::maybe_tracked(&pkt.key);
+    if maybe_tracked && let Some(blocked) = block_cache::check(pkt) {
+        return blocked;
+    }
+    if let Some(denied) = lists::denylist(pkt) {
+        return denied;
+    }
+    // Prefix limits need every packet charged through the table path.
+    if !maybe_tracked && !pkt.flag(list_flags::PREFIX_LIMITS) {
+        return untracked::new_source(pkt);
+    }
+    tracked::charge(pkt)
 }
 
 /// Samples the program clock beside `CLOCK_MONOTONIC`; never attached, run by the daemon

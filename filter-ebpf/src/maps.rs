@@ -3,25 +3,36 @@
 
 use aya_ebpf::{
     Global,
+    bindings::BPF_F_NO_PREALLOC,
     macros::map,
-    maps::{Array, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use filter_common::{
-    BLOCK_CACHE_SLOTS, BlockCacheSlot, BlockEvent, CLASSES, COUNTER_ENTRIES, Class, ClockSample,
-    Counter, DEFAULT_LIST_CAPACITY, DEFAULT_MAX_PREFIXES, DEFAULT_MAX_SOURCES, EVENTS_BYTES,
-    LimitsConfig, ListEntry, Outcome, PrefixKey, PrefixState, SKETCH_ROWS, SketchRow, SourceKey,
-    SourceState, TABLE_STAT_SLOTS, TRACKED_CHUNKS, TrackedChunk, block_cache_slot, tracked_bit,
+    BLOCK_CACHE_SLOTS, BlockCacheSlot, BlockEvent, CLASSES, COUNTER_ENTRIES, Class, ClassState,
+    ClockSample, Counter, DEFAULT_LIST_CAPACITY, DEFAULT_MAX_PREFIXES, DEFAULT_MAX_SOURCES,
+    EVENTS_BYTES, LimitsConfig, ListEntry, Outcome, PrefixKey, PrefixState, SKETCH_ROWS, SketchRow,
+    SourceKey, SourceState, TABLE_STAT_SLOTS, TRACKED_CHUNKS, TrackedChunk,
 };
 
 /// Per-source state. Key: source address (wire order, IPv4 mapped); value: GCRA state,
 /// block deadline and reporting window. Written by this program (in place, through the
 /// lookup pointer: `bpf_map_update_elem` on an LRU map takes a free node even when the key
-/// exists, about 170 ns here); read by the daemon, which also deletes entries to unblock.
+/// exists, several times the cost of the lookup); read by the daemon, which also deletes entries to unblock.
 /// LRU, so a spoofed flood evicts old sources instead of failing inserts. The daemon sets the
 /// capacity at load time.
 #[map(name = "FW_SOURCES")]
 pub static FW_SOURCES: LruHashMap<SourceKey, SourceState> =
     LruHashMap::with_max_entries(DEFAULT_MAX_SOURCES, 0);
+
+/// Per-class TATs of tracked sources, only while a per-source class limit is set
+/// (`list_flags::CLASS_LIMITS`). Key: as `FW_SOURCES`. Written by this program (created with
+/// a source's first classed packet, in place after that); the daemon deletes entries that
+/// are idle (every TAT in the past, which reads the same as no entry) or whose source has
+/// left `FW_SOURCES`. Not preallocated: a configuration without class limits pays no memory
+/// for it. The daemon sets the capacity at load time, equal to `FW_SOURCES`'s.
+#[map(name = "FW_CLASS_STATE")]
+pub static FW_CLASS_STATE: HashMap<SourceKey, ClassState> =
+    HashMap::with_max_entries(DEFAULT_MAX_SOURCES, BPF_F_NO_PREALLOC);
 
 /// Element 0: the limits and mode. Written by the daemon, read here on every packet.
 #[map(name = "FW_LIMITS")]
@@ -70,47 +81,12 @@ pub static FW_PREFIXES: LruHashMap<PrefixKey, PrefixState> =
 #[map(name = "FW_TABLE_STATS")]
 pub static FW_TABLE_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(TABLE_STAT_SLOTS, 0);
 
-/// The tracked-source filter: a bit per hash of the sources that may be in `FW_SOURCES`.
-/// Set here before every insert and never cleared by this program, so a clear bit means
-/// "not in the table" and the packet skips the table's hash lookup, the one cache miss a
-/// spoofed flood would otherwise pay per packet. A shared array (not per CPU): a source
-/// inserted on one CPU must be found on every other.
+/// The tracked-source filter: a bit per hash of the sources that may be in `FW_SOURCES`
+/// (see `table`). Set by this program before every insert, never cleared by it; the daemon
+/// rebuilds it from the table. A shared array (not per CPU): a source inserted on one CPU
+/// must be found on every other.
 #[map(name = "FW_TRACKED")]
 pub static FW_TRACKED: Array<TrackedChunk> = Array::with_max_entries(TRACKED_CHUNKS, 0);
-
-/// Whether `key` may be in the source table (false: it certainly is not).
-#[inline(always)]
-pub fn maybe_tracked(key: &SourceKey) -> bool {
-    let (chunk, word, mask) = tracked_bit(&key.addr);
-    match FW_TRACKED.get(chunk) {
-        Some(chunk) => chunk.words.get(word).is_none_or(|w| w & mask != 0),
-        None => true,
-    }
-}
-
-/// Sets `key`'s bit, before it is inserted into the source table. A plain read-modify-write:
-/// two CPUs setting bits of one word in the same instant can lose one; that source then
-/// looks new, goes through admission again and, once admitted, finds its entry (the insert
-/// says it exists) and sets its bit again.
-#[inline(always)]
-pub fn mark_tracked(key: &SourceKey) {
-    let (chunk, word, mask) = tracked_bit(&key.addr);
-    if let Some(chunk) = FW_TRACKED.get_ptr_mut(chunk) {
-        // SAFETY: a pointer from a successful array lookup; `get_mut` bounds the index.
-        if let Some(w) = unsafe { (*chunk).words.get_mut(word) } {
-            *w |= mask;
-        }
-    }
-}
-
-/// Adds one to a `FW_TABLE_STATS` slot on this CPU.
-#[inline(always)]
-pub fn count_table(slot: u32) {
-    if let Some(counter) = FW_TABLE_STATS.get_ptr_mut(slot) {
-        // SAFETY: a per-CPU array element owned by this CPU.
-        unsafe { *counter += 1 };
-    }
-}
 
 /// Per-CPU ceiling TATs by class, for packets of untracked sources. This program only.
 #[map(name = "FW_CEILINGS")]
@@ -156,12 +132,6 @@ pub fn now_ns(limits: &LimitsConfig) -> u64 {
     }
     // SAFETY: bpf_jiffies64 takes no arguments and has no preconditions.
     limits.clock_ns(unsafe { aya_ebpf::helpers::bpf_jiffies64() })
-}
-
-/// The blocked-source cache slot of `key`.
-#[inline(always)]
-pub fn block_cache(key: &SourceKey) -> Option<*mut BlockCacheSlot> {
-    FW_BLOCK_CACHE.get_ptr_mut(block_cache_slot(&key.addr))
 }
 
 /// Records the clock pair the daemon calibrates from.

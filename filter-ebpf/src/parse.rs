@@ -115,7 +115,8 @@ fn ipv4(mut cur: Cursor<'_>) -> Result<Parsed, Malformed> {
             u16::from_be_bytes((*ip).tot_len),
             u16::from_be_bytes((*ip).frags),
             (*ip).proto,
-            (*ip).src_addr,
+            // One load for the address (the key is built from words, not bytes).
+            core::ptr::read_unaligned((&raw const (*ip).src_addr).cast::<u32>()),
         )
     };
     let header_len = usize::from(vihl & 0x0f) * 4;
@@ -124,7 +125,7 @@ fn ipv4(mut cur: Cursor<'_>) -> Result<Parsed, Malformed> {
     }
     // Options must be inside the frame too.
     cur.peek_len(header_len)?;
-    let key = SourceKey::from_ipv4(src);
+    let key = SourceKey::from_ipv4_word(src);
     cur.pos += header_len;
     let (class, l4_ok) = if frags & 0x1fff != 0 {
         // A non-first fragment carries no L4 header: its first bytes are payload.
@@ -147,11 +148,22 @@ fn ipv4(mut cur: Cursor<'_>) -> Result<Parsed, Malformed> {
 fn ipv6(mut cur: Cursor<'_>) -> Result<Parsed, Malformed> {
     let ip = cur.peek::<Ipv6Hdr>()?;
     // SAFETY: `peek` checked that the fixed IPv6 header lies inside the frame.
-    let (version, mut next, src) = unsafe { ((*ip).vcf[0] >> 4, (*ip).next_hdr, (*ip).src_addr) };
+    let (version, mut next, src) = unsafe {
+        let src = (&raw const (*ip).src_addr).cast::<u64>();
+        (
+            (*ip).vcf[0] >> 4,
+            (*ip).next_hdr,
+            // Two loads for the address (the key is built from words, not bytes).
+            [
+                core::ptr::read_unaligned(src),
+                core::ptr::read_unaligned(src.add(1)),
+            ],
+        )
+    };
     if version != 6 {
         return Err(Malformed);
     }
-    let key = SourceKey::from_ipv6(src);
+    let key = SourceKey::from_words(src);
     let source = |class: Class, l4_ok: bool| {
         Ok(Parsed::Source {
             key,

@@ -4,28 +4,19 @@
 //! blocked for it (most of them may be innocent neighbours).
 
 use aya_ebpf::bindings::BPF_NOEXIST;
-use filter_common::{
-    CLASSES, COST_SHIFT, Class, LimitsConfig, PREFIX_SCOPES, PrefixKey, PrefixState, SourceKey,
-    mask_addr, prefix_scopes,
-};
+use filter_common::{CLASSES, COST_SHIFT, PREFIX_SCOPES, PrefixKey, PrefixState, prefix_scopes};
 
-use crate::{limit::gcra_take, maps::FW_PREFIXES};
+use crate::{gcra, maps::FW_PREFIXES, packet::Packet};
 
 /// Bits of the IPv4-mapped prefix (`::ffff:0:0/96`) before an IPv4 address.
 const V4_MAPPED_BITS: u32 = 96;
 
-/// Charges the frame to the source's prefixes; whether one of them is over its limit.
+/// Charges the packet to its source's prefixes; whether one of them is over its limit.
 #[inline(always)]
-pub fn over_limit(
-    key: &SourceKey,
-    v4: bool,
-    class: Class,
-    limits: &LimitsConfig,
-    now: u64,
-    len: u64,
-) -> bool {
+pub fn over_limit(pkt: &Packet) -> bool {
+    let (limits, now, len) = (pkt.limits, pkt.now, pkt.len);
     for scope in 0..PREFIX_SCOPES {
-        if (scope == prefix_scopes::V4) != v4 {
+        if (scope == prefix_scopes::V4) != pkt.v4 {
             continue;
         }
         let Some(params) = limits.prefixes.get(scope) else {
@@ -34,7 +25,7 @@ pub fn over_limit(
         if params.active == 0 {
             continue;
         }
-        let bits = if v4 {
+        let bits = if pkt.v4 {
             V4_MAPPED_BITS + params.len
         } else {
             params.len
@@ -43,7 +34,7 @@ pub fn over_limit(
         let prefix = PrefixKey {
             scope: scope as u32,
             len: params.len,
-            addr: mask_addr(&key.addr, bits),
+            addr: pkt.key.masked(bits).addr,
         };
         let state = match FW_PREFIXES.get_ptr_mut(&prefix) {
             Some(state) => state,
@@ -64,24 +55,24 @@ pub fn over_limit(
         // SAFETY: `state` comes from a successful lookup; its fields are aligned u64s.
         let over = unsafe {
             (params.packets.cost_fp != 0
-                && gcra_take(
+                && gcra::take(
                     &raw mut (*state).packet_tat_ns,
                     now,
                     params.packets.cost_fp >> COST_SHIFT,
                     params.packets.window_ns,
                 ))
                 || (params.bytes.cost_fp != 0
-                    && gcra_take(
+                    && gcra::take(
                         &raw mut (*state).byte_tat_ns,
                         now,
                         (len * params.bytes.cost_fp) >> COST_SHIFT,
                         params.bytes.window_ns,
                     ))
                 || match (
-                    params.class_packets.get(class as usize),
-                    (*state).class_tat_ns.get_mut(class as usize),
+                    params.class_packets.get(pkt.class as usize),
+                    (*state).class_tat_ns.get_mut(pkt.class as usize),
                 ) {
-                    (Some(class_params), Some(tat)) if class_params.cost_fp != 0 => gcra_take(
+                    (Some(class_params), Some(tat)) if class_params.cost_fp != 0 => gcra::take(
                         tat,
                         now,
                         class_params.cost_fp >> COST_SHIFT,

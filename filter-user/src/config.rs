@@ -641,7 +641,6 @@ impl Limits {
             admit_packets: self.admit_packets,
             monitor_classes,
             list_flags: deny_monitor,
-            pad1: 0,
             ..self.base_to_kernel()
         }
     }
@@ -671,11 +670,6 @@ impl Limits {
             byte_window_ns,
             block_ns: self.block_for_ms.saturating_mul(1_000_000),
             mode: Mode::from(self.mode) as u32,
-            pad0: 0,
-            pps: self.pps.per_second().unwrap_or(0),
-            burst_packets: burst_to_kernel(self.burst_packets),
-            bps: self.bps.per_second().unwrap_or(0),
-            burst_bytes: burst_to_kernel(self.burst_bytes),
             test_now_ns: 0,
             // Filled in by `FilterMaps::write_limits`, which knows the calibration.
             clock_mul_ns: 0,
@@ -685,7 +679,6 @@ impl Limits {
             admit_packets: 0,
             monitor_classes: 0,
             list_flags: 0,
-            pad1: 0,
             prefixes: [PrefixLimits::default(); PREFIX_SCOPES],
             admit_rate: RateParams::default(),
         }
@@ -724,13 +717,6 @@ fn merge<T: Copy, const N: usize>(current: [T; N], change: [Option<T>; N]) -> [T
 #[must_use]
 pub fn online_cpus() -> u32 {
     aya::util::online_cpus().map_or(1, |cpus| u32::try_from(cpus.len()).unwrap_or(u32::MAX))
-}
-
-fn burst_to_kernel(burst: Burst) -> u64 {
-    match burst {
-        Burst::Auto => 0,
-        Burst::Exactly(n) => n,
-    }
 }
 
 /// GCRA parameters for `rate` units per second with a burst of `burst` units, where one

@@ -45,7 +45,7 @@ pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How often the daemon walks the table: to count its sources (the tracked-sources gauge)
 /// and to rebuild the tracked-source filter from it (see
-/// [`FilterMaps::rebuild_tracked_filter`]). A walk of up to a million keys, too dear for
+/// [`FilterMaps::maintain_table`]). A walk of up to a million keys, too dear for
 /// every second.
 pub const COUNT_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -561,7 +561,7 @@ async fn sample_loop(shared: Arc<Shared>) -> anyhow::Result<()> {
         if last_count.is_none_or(|at| at.elapsed() >= COUNT_INTERVAL) {
             last_count = Some(Instant::now());
             let counter = Arc::clone(&shared);
-            let count = tokio::task::spawn_blocking(move || counter.maps.rebuild_tracked_filter())
+            let count = tokio::task::spawn_blocking(move || counter.maps.maintain_table())
                 .await
                 .map_err(|e| anyhow!("counting the table failed: {e}"))??;
             shared

@@ -86,6 +86,7 @@ pub fn load(options: &LoadOptions) -> anyhow::Result<Loaded> {
         bail!("max-prefixes must be at least 1");
     }
     loader.map_max_entries(map_names::SOURCES, options.max_sources);
+    loader.map_max_entries(map_names::CLASS_STATE, options.max_sources);
     loader.map_max_entries(map_names::PREFIXES, options.max_prefixes);
     for list in [
         map_names::ALLOW_V4,
@@ -129,6 +130,7 @@ pub fn load(options: &LoadOptions) -> anyhow::Result<Loaded> {
 fn check_capacities(ebpf: &Ebpf, options: &LoadOptions) -> anyhow::Result<()> {
     let wanted = [
         (map_names::SOURCES, options.max_sources, "max-sources"),
+        (map_names::CLASS_STATE, options.max_sources, "max-sources"),
         (map_names::PREFIXES, options.max_prefixes, "max-prefixes"),
         (map_names::ALLOW_V4, options.list_capacity, "list-capacity"),
         (map_names::ALLOW_V6, options.list_capacity, "list-capacity"),
@@ -140,7 +142,9 @@ fn check_capacities(ebpf: &Ebpf, options: &LoadOptions) -> anyhow::Result<()> {
             .map(name)
             .ok_or_else(|| anyhow!("the XDP object has no map named {name}"))?;
         let pinned = match map {
-            aya::maps::Map::LruHashMap(m) | aya::maps::Map::LpmTrie(m) => m.info()?.max_entries(),
+            aya::maps::Map::LruHashMap(m)
+            | aya::maps::Map::HashMap(m)
+            | aya::maps::Map::LpmTrie(m) => m.info()?.max_entries(),
             _ => bail!("map {name} has an unexpected type"),
         };
         if pinned != capacity {

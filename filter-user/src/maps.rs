@@ -8,8 +8,8 @@ use aya::{
     maps::{Array, HashMap, MapData, PerCpuArray},
 };
 use filter_common::{
-    BlockCacheSlot, Class, Counter, LimitsConfig, Outcome, SourceKey, SourceState, TrackedChunk,
-    block_cache_slot, map_names, tracked_bit,
+    BlockCacheSlot, Class, ClassState, Counter, LimitsConfig, Outcome, SourceKey, SourceState,
+    TrackedChunk, block_cache_slot, map_names, tracked_bit,
 };
 
 use crate::stats::{Sample, Totals};
@@ -19,6 +19,7 @@ use crate::stats::{Sample, Totals};
 /// up a limits change.
 pub struct FilterMaps {
     sources: Mutex<HashMap<MapData, SourceKey, SourceState>>,
+    class_state: Mutex<HashMap<MapData, SourceKey, ClassState>>,
     limits: Mutex<Array<MapData, LimitsConfig>>,
     counters: PerCpuArray<MapData, Counter>,
     events_lost: PerCpuArray<MapData, u64>,
@@ -29,6 +30,24 @@ pub struct FilterMaps {
     clock: Mutex<ClockParams>,
     /// `list_flags` presence bits written with every limits update.
     list_presence: Mutex<u32>,
+}
+
+/// Deletes `key`; whether it was there.
+fn remove_key<V: aya::Pod>(
+    map: &mut HashMap<MapData, SourceKey, V>,
+    key: &SourceKey,
+) -> Result<bool, aya::maps::MapError> {
+    match map.remove(key) {
+        Ok(()) => Ok(true),
+        // aya reports a missing key on delete as the syscall's ENOENT.
+        Err(aya::maps::MapError::KeyNotFound) => Ok(false),
+        Err(aya::maps::MapError::SyscallError(e))
+            if e.io_error.raw_os_error() == Some(libc::ENOENT) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// How the program turns kernel ticks into nanoseconds (see `filter_common`'s crate doc).
@@ -58,6 +77,7 @@ impl FilterMaps {
     pub fn take(ebpf: &mut Ebpf) -> anyhow::Result<Self> {
         Ok(Self {
             sources: Mutex::new(take(ebpf, map_names::SOURCES)?),
+            class_state: Mutex::new(take(ebpf, map_names::CLASS_STATE)?),
             limits: Mutex::new(take(ebpf, map_names::LIMITS)?),
             counters: take(ebpf, map_names::COUNTERS)?,
             events_lost: take(ebpf, map_names::EVENTS_LOST)?,
@@ -99,12 +119,15 @@ impl FilterMaps {
             .list_presence
             .lock()
             .map_err(|_| anyhow!("list presence lock poisoned"))?;
+        // The stage bits follow from the limits written, so they are set here, where every
+        // write passes, and cannot disagree with them.
         let config = LimitsConfig {
             clock_mul_ns: clock.mul_ns,
             clock_offset_ns: clock.offset_ns,
             list_flags: config.list_flags | presence,
             ..*config
-        };
+        }
+        .with_derived_flags();
         let mut limits = self
             .limits
             .lock()
@@ -236,7 +259,7 @@ impl FilterMaps {
     /// If a map update fails for another reason than a missing key.
     pub fn remove_source(&self, key: &SourceKey) -> anyhow::Result<bool> {
         {
-            let slot = block_cache_slot(&key.addr);
+            let slot = block_cache_slot(key);
             let mut cache = self
                 .block_cache
                 .lock()
@@ -250,21 +273,57 @@ impl FilterMaps {
                     .context("failed to clear a blocked-source cache slot")?;
             }
         }
+        // Its class TATs go with it: a source that comes back starts afresh.
+        let mut classes = self
+            .class_state
+            .lock()
+            .map_err(|_| anyhow!("class state lock poisoned"))?;
+        remove_key(&mut classes, key).context("failed to delete a source's class state")?;
         let mut sources = self
             .sources
             .lock()
             .map_err(|_| anyhow!("sources map lock poisoned"))?;
-        match sources.remove(key) {
-            Ok(()) => Ok(true),
-            // aya reports a missing key on delete as the syscall's ENOENT.
-            Err(aya::maps::MapError::KeyNotFound) => Ok(false),
-            Err(aya::maps::MapError::SyscallError(e))
-                if e.io_error.raw_os_error() == Some(libc::ENOENT) =>
-            {
-                Ok(false)
+        remove_key(&mut sources, key).context("failed to delete a source")
+    }
+
+    /// Deletes the class state (`FW_CLASS_STATE`) that no longer says anything: entries
+    /// whose TATs are all in the past, which the program reads as it reads a missing entry,
+    /// and entries of sources the table no longer holds. Returns how many it deleted.
+    ///
+    /// # Errors
+    /// If a map cannot be read or written.
+    pub fn prune_class_state(&self) -> anyhow::Result<u64> {
+        let now = monotonic_now_ns()?;
+        let mut classes = self
+            .class_state
+            .lock()
+            .map_err(|_| anyhow!("class state lock poisoned"))?;
+        let sources = self
+            .sources
+            .lock()
+            .map_err(|_| anyhow!("sources map lock poisoned"))?;
+        let mut stale = Vec::new();
+        for entry in classes.iter() {
+            match entry {
+                Ok((key, classes_of)) => {
+                    let idle = classes_of.class_tat_ns.iter().all(|tat| *tat < now);
+                    let gone =
+                        matches!(sources.get(&key, 0), Err(aya::maps::MapError::KeyNotFound));
+                    if idle || gone {
+                        stale.push(key);
+                    }
+                }
+                Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(e) => return Err(e).context("failed to walk the class state"),
             }
-            Err(e) => Err(e).context("failed to delete a source"),
         }
+        let mut deleted = 0;
+        for key in &stale {
+            if remove_key(&mut classes, key).context("failed to delete class state")? {
+                deleted += 1;
+            }
+        }
+        Ok(deleted)
     }
 
     /// Inserts or replaces a source's state (tests use this to set up a table).
@@ -281,6 +340,17 @@ impl FilterMaps {
         sources
             .insert(key, state, 0)
             .context("failed to write a source")
+    }
+
+    /// The daemon's periodic upkeep of the table's companions: rebuilds the tracked-source
+    /// filter and prunes the class state. Returns how many sources the table holds.
+    ///
+    /// # Errors
+    /// If a map cannot be read or written.
+    pub fn maintain_table(&self) -> anyhow::Result<u64> {
+        let count = self.rebuild_tracked_filter()?;
+        self.prune_class_state()?;
+        Ok(count)
     }
 
     /// Rebuilds the tracked-source filter from the table and the block cache, and returns
@@ -320,7 +390,7 @@ impl FilterMaps {
             for key in sources.keys() {
                 match key {
                     Ok(key) => {
-                        let (chunk, word, mask) = tracked_bit(&key.addr);
+                        let (chunk, word, mask) = tracked_bit(&key);
                         if let Some(chunk) = fresh.get_mut(chunk as usize) {
                             chunk.words[word] |= mask;
                         }
@@ -344,7 +414,7 @@ impl FilterMaps {
             for slot in cache.iter() {
                 let slot = slot.context("failed to read the block cache")?;
                 if slot.blocked_until_ns > now {
-                    let (chunk, word, mask) = tracked_bit(&slot.addr);
+                    let (chunk, word, mask) = tracked_bit(&SourceKey { addr: slot.addr });
                     if let Some(chunk) = fresh.get_mut(chunk as usize) {
                         chunk.words[word] |= mask;
                     }
@@ -378,7 +448,7 @@ impl FilterMaps {
     /// # Errors
     /// If the map lookup fails.
     pub fn is_marked(&self, key: &SourceKey) -> anyhow::Result<bool> {
-        let (chunk, word, mask) = tracked_bit(&key.addr);
+        let (chunk, word, mask) = tracked_bit(key);
         let tracked = self
             .tracked
             .lock()
@@ -406,7 +476,7 @@ impl FilterMaps {
     }
 
     fn set_tracked_bit(&self, key: &SourceKey, set: bool) -> anyhow::Result<()> {
-        let (chunk, word, mask) = tracked_bit(&key.addr);
+        let (chunk, word, mask) = tracked_bit(key);
         let mut tracked = self
             .tracked
             .lock()

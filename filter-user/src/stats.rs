@@ -170,8 +170,11 @@ pub fn source_rate(
 pub fn state_rate(state: &SourceState, now_ns: u64) -> SourceRate {
     source_rate(
         state.window_start_ns,
-        (state.window_packets, state.window_bytes),
-        (state.prev_window_packets, state.prev_window_bytes),
+        (u64::from(state.window_packets), state.window_bytes),
+        (
+            u64::from(state.prev_window_packets),
+            state.prev_window_bytes,
+        ),
         now_ns,
     )
 }

@@ -5,15 +5,16 @@
 
 use aya_obj::Object;
 use filter_common::{
-    BASELINE_PROGRAM_NAME, BLOCK_CACHE_SLOTS, BlockCacheSlot, BlockEvent, CLASSES,
-    CLOCK_PROGRAM_NAME, COUNTER_ENTRIES, COUNTER_SLOTS, ClockSample, Counter,
-    DEFAULT_LIST_CAPACITY, DEFAULT_MAX_PREFIXES, DEFAULT_MAX_SOURCES, EVENTS_BYTES, LimitsConfig,
-    ListEntry, Outcome, PROGRAM_NAME, PrefixKey, PrefixState, SKETCH_ROWS, SketchRow, SourceKey,
-    SourceState, TABLE_STAT_SLOTS, TRACKED_CHUNKS, TrackedChunk, map_names,
+    BASELINE_PROGRAM_NAME, BLOCK_CACHE_SLOTS, BlockCacheSlot, CLASSES, CLOCK_PROGRAM_NAME,
+    COUNTER_ENTRIES, ClassState, ClockSample, Counter, DEFAULT_LIST_CAPACITY, DEFAULT_MAX_PREFIXES,
+    DEFAULT_MAX_SOURCES, EVENTS_BYTES, LimitsConfig, ListEntry, PROGRAM_NAME, PrefixKey,
+    PrefixState, SKETCH_ROWS, SketchRow, SourceKey, SourceState, TABLE_STAT_SLOTS, TRACKED_CHUNKS,
+    TrackedChunk, map_names,
 };
 use floodwall::loader::EBPF_OBJECT;
 
 // Kernel map type numbers (include/uapi/linux/bpf.h).
+const BPF_MAP_TYPE_HASH: u32 = 1;
 const BPF_MAP_TYPE_ARRAY: u32 = 2;
 const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
 const BPF_MAP_TYPE_LRU_HASH: u32 = 9;
@@ -51,6 +52,13 @@ fn maps_match_the_contract() {
             BPF_MAP_TYPE_LRU_HASH,
             size_of_u32::<SourceKey>(),
             size_of_u32::<SourceState>(),
+            DEFAULT_MAX_SOURCES,
+        ),
+        (
+            map_names::CLASS_STATE,
+            BPF_MAP_TYPE_HASH,
+            size_of_u32::<SourceKey>(),
+            size_of_u32::<ClassState>(),
             DEFAULT_MAX_SOURCES,
         ),
         (
@@ -160,25 +168,11 @@ fn maps_match_the_contract() {
         assert_eq!(map.value_size(), value, "map {name}: value size");
         assert_eq!(map.max_entries(), entries, "map {name}: max entries");
     }
-}
-
-#[test]
-fn counter_slots_have_room_for_every_outcome() {
-    let slots = usize::try_from(COUNTER_SLOTS).expect("small");
-    assert!(
-        Outcome::ALL.len() <= slots,
-        "{} outcomes do not fit {slots} counter slots",
-        Outcome::ALL.len()
-    );
-    for (index, outcome) in Outcome::ALL.iter().enumerate() {
-        assert_eq!(
-            *outcome as usize, index,
-            "Outcome::ALL must be in index order"
-        );
-        assert_eq!(Outcome::try_from(*outcome as u32), Ok(*outcome));
-    }
-    assert!(
-        size_of::<BlockEvent>().is_multiple_of(8),
-        "ring buffer records are 8-byte aligned"
+    // Not preallocated: a configuration without class limits pays no memory for it.
+    let class_state = &obj.maps[map_names::CLASS_STATE];
+    assert_eq!(
+        class_state.map_flags() & 1,
+        1,
+        "FW_CLASS_STATE must be created with BPF_F_NO_PREALLOC"
     );
 }

@@ -1,0 +1,41 @@
+//! The packet being decided: what the parser found, with the limits and the time it is
+//! judged by. Every stage takes one.
+
+use filter_common::{Class, LimitsConfig, Mode, Outcome, SourceKey};
+
+/// A parsed packet with a known source, and what it is judged by.
+pub struct Packet<'a> {
+    /// Its source address.
+    pub key: SourceKey,
+    /// Whether the source is IPv4.
+    pub v4: bool,
+    /// Its protocol class.
+    pub class: Class,
+    /// Frame length in bytes.
+    pub len: u64,
+    /// The limits in force.
+    pub limits: &'a LimitsConfig,
+    /// Now on the program clock.
+    pub now: u64,
+}
+
+impl Packet<'_> {
+    /// Whether a `filter_common::list_flags` bit is set.
+    #[inline(always)]
+    pub fn flag(&self, bit: u32) -> bool {
+        self.limits.list_flags & bit != 0
+    }
+
+    /// Whether this packet's class only monitors (globally or for its class).
+    #[inline(always)]
+    pub fn monitor(&self) -> bool {
+        self.limits.mode == Mode::Monitor as u32
+            || self.limits.monitor_classes & (1 << self.class as u32) != 0
+    }
+
+    /// `dropped`, or `monitored` when this packet's class only monitors.
+    #[inline(always)]
+    pub fn drop_as(&self, dropped: Outcome, monitored: Outcome) -> Outcome {
+        if self.monitor() { monitored } else { dropped }
+    }
+}

@@ -1,0 +1,120 @@
+//! The source table (`FW_SOURCES`) and its filter (`FW_TRACKED`): the one place that
+//! inserts sources.
+//!
+//! The filter has a bit per hash of the sources that may be in the table. It is set here
+//! before every insert and never cleared by this program, so a clear bit means "not in the
+//! table": the packet skips the table's hash lookup, the one cache miss a spoofed flood
+//! would otherwise pay per packet.
+
+use aya_ebpf::bindings::{BPF_ANY, BPF_NOEXIST};
+use filter_common::{
+    CLASSES, COST_SHIFT, ClassState, SourceKey, SourceState, TABLE_INSERT_FAILURES, TABLE_INSERTS,
+    list_flags, tracked_bit,
+};
+
+use crate::{
+    maps::{FW_CLASS_STATE, FW_SOURCES, FW_TABLE_STATS, FW_TRACKED},
+    packet::Packet,
+};
+
+/// `-EEXIST`: another CPU inserted the same source between our lookup and insert.
+const EEXIST: i64 = 17;
+
+/// What [`insert`] did.
+pub enum Insert {
+    /// The source is in the table now.
+    Added,
+    /// It was there already (another CPU, or a filter bit lost to a race).
+    Exists,
+    /// The table refused it.
+    Refused,
+}
+
+/// Whether [`insert`] charges the packet to the new entry.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Charge {
+    /// The entry starts charged with this packet, which is done with then (the short path
+    /// of a source certainly not in the table).
+    Now,
+    /// The entry starts idle and the caller charges the packet through it, as any tracked
+    /// packet (the table path). One tail for every tracked packet keeps the verifier from
+    /// walking the limit and prefix code twice.
+    Later,
+}
+
+/// Whether the packet's source may be in the table (false: it certainly is not).
+#[inline(always)]
+pub fn maybe_tracked(key: &SourceKey) -> bool {
+    let (chunk, word, mask) = tracked_bit(key);
+    match FW_TRACKED.get(chunk) {
+        Some(chunk) => chunk.words.get(word).is_none_or(|w| w & mask != 0),
+        None => true,
+    }
+}
+
+/// Inserts the packet's source. Charged [`Charge::Now`], its TATs start one cost after now,
+/// as an idle source's do after a packet, and its reporting window counts the packet (a first
+/// packet larger than the byte burst is not blocked for it: the smallest byte burst holds an
+/// ordinary MTU). With class limits set, its per-class TATs start the same way.
+#[inline(always)]
+pub fn insert(pkt: &Packet, charge: Charge) -> Insert {
+    let (limits, now) = (pkt.limits, pkt.now);
+    let charged = charge == Charge::Now;
+    let cost = |cost_fp: u64| if charged { cost_fp >> COST_SHIFT } else { 0 };
+    let fresh = SourceState {
+        packet_tat_ns: now + cost(limits.packet_cost_fp),
+        byte_tat_ns: now + cost(pkt.len * limits.byte_cost_fp),
+        window_start_ns: now,
+        window_packets: u32::from(charged),
+        window_bytes: if charged { pkt.len } else { 0 },
+        ..SourceState::default()
+    };
+    mark_tracked(&pkt.key);
+    match FW_SOURCES.insert(&pkt.key, &fresh, u64::from(BPF_NOEXIST)) {
+        Ok(()) => count(TABLE_INSERTS),
+        Err(err) if i64::from(err) == -EEXIST => return Insert::Exists,
+        Err(_) => {
+            count(TABLE_INSERT_FAILURES);
+            return Insert::Refused;
+        }
+    }
+    if pkt.flag(list_flags::CLASS_LIMITS) {
+        let mut classes = ClassState {
+            class_tat_ns: [now; CLASSES],
+        };
+        if let (Some(params), Some(tat)) = (
+            limits.class_packets.get(pkt.class as usize),
+            classes.class_tat_ns.get_mut(pkt.class as usize),
+        ) {
+            *tat = now + cost(params.cost_fp);
+        }
+        // Overwrites what an earlier life of this source left. A full class table leaves
+        // the source without class limits: fail open, as for the source table.
+        let _ = FW_CLASS_STATE.insert(&pkt.key, &classes, u64::from(BPF_ANY));
+    }
+    Insert::Added
+}
+
+/// Sets `key`'s filter bit, before it is inserted. A plain read-modify-write: two CPUs
+/// setting bits of one word in the same instant can lose one; that source then looks new,
+/// goes through admission again and, once admitted, finds its entry (the insert says it
+/// exists) and sets its bit again.
+#[inline(always)]
+fn mark_tracked(key: &SourceKey) {
+    let (chunk, word, mask) = tracked_bit(key);
+    if let Some(chunk) = FW_TRACKED.get_ptr_mut(chunk) {
+        // SAFETY: a pointer from a successful array lookup; `get_mut` bounds the index.
+        if let Some(w) = unsafe { (*chunk).words.get_mut(word) } {
+            *w |= mask;
+        }
+    }
+}
+
+/// Adds one to a `FW_TABLE_STATS` slot on this CPU.
+#[inline(always)]
+fn count(slot: u32) {
+    if let Some(counter) = FW_TABLE_STATS.get_ptr_mut(slot) {
+        // SAFETY: a per-CPU array element owned by this CPU.
+        unsafe { *counter += 1 };
+    }
+}
