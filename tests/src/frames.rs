@@ -12,7 +12,7 @@ pub mod consts {
     pub const ETH_P_IPV6: u16 = 0x86DD;
     /// 802.1Q VLAN tag.
     pub const ETH_P_8021Q: u16 = 0x8100;
-    /// 802.1ad (QinQ) service tag.
+    /// 802.1ad (`QinQ`) service tag.
     pub const ETH_P_8021AD: u16 = 0x88A8;
     /// ARP, a frame that is not IP.
     pub const ETH_P_ARP: u16 = 0x0806;
@@ -36,7 +36,7 @@ pub mod consts {
     pub const IPPROTO_ESP: u8 = 50;
     /// Authentication header.
     pub const IPPROTO_AH: u8 = 51;
-    /// ICMPv6.
+    /// `ICMPv6`.
     pub const IPPROTO_ICMPV6: u8 = 58;
     /// IPv6 "no next header".
     pub const IPPROTO_NONE: u8 = 59;
@@ -56,7 +56,11 @@ pub mod consts {
     pub const TCP_PSH: u8 = 0x08;
 }
 
-use consts::*;
+use consts::{
+    ETH_P_8021AD, ETH_P_8021Q, ETH_P_IPV4, ETH_P_IPV6, IPPROTO_AH, IPPROTO_DSTOPTS,
+    IPPROTO_FRAGMENT, IPPROTO_HOPOPTS, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_ROUTING, IPPROTO_TCP,
+    IPPROTO_UDP,
+};
 
 /// Destination MAC of built frames (the server's).
 pub const SERVER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 1];
@@ -104,15 +108,20 @@ impl Rng {
         result
     }
 
-    /// A number in `0..n` (`n` > 0).
+    /// A number in `0..n`.
+    ///
+    /// # Panics
+    /// If `n` is 0.
     pub fn below(&mut self, n: u64) -> u64 {
         assert!(n > 0, "below(0)");
-        #[expect(clippy::cast_possible_truncation, reason = "the high half of a product")]
-        let value = ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64;
-        value
+        // The high half of a 128-bit product: unbiased enough, and no division.
+        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
     }
 
     /// A number in `0..n` as `usize`.
+    ///
+    /// # Panics
+    /// If `n` is 0.
     pub fn index(&mut self, n: usize) -> usize {
         usize::try_from(self.below(n as u64)).expect("below n fits usize")
     }
@@ -377,8 +386,8 @@ impl Frame {
                 out.extend_from_slice(&SERVER4);
                 // NOP options, then end of options in the last byte.
                 out.extend(std::iter::repeat_n(1u8, usize::from(*option_words) * 4));
-                if *option_words > 0 {
-                    *out.last_mut().expect("options") = 0;
+                if let (true, Some(last)) = (*option_words > 0, out.last_mut()) {
+                    *last = 0;
                 }
                 debug_assert_eq!(out.len() - ip_start, header_len);
                 self.transport.write(&mut out, self.payload);
@@ -435,8 +444,8 @@ pub fn flip_bits(rng: &mut Rng, frame: &mut [u8], flips: usize, headers: usize) 
 /// (ethertype and protocol bytes, version nibbles, lengths at their limits) or a random one.
 pub fn poke_byte(rng: &mut Rng, frame: &mut [u8], headers: usize) {
     const SPECIAL: [u8; 24] = [
-        0x00, 0x01, 0x02, 0x05, 0x06, 0x08, 0x11, 0x12, 0x2b, 0x2c, 0x33, 0x3a, 0x3c, 0x40,
-        0x45, 0x4f, 0x50, 0x60, 0x81, 0x86, 0x88, 0xa8, 0xdd, 0xff,
+        0x00, 0x01, 0x02, 0x05, 0x06, 0x08, 0x11, 0x12, 0x2b, 0x2c, 0x33, 0x3a, 0x3c, 0x40, 0x45,
+        0x4f, 0x50, 0x60, 0x81, 0x86, 0x88, 0xa8, 0xdd, 0xff,
     ];
     let i = rng.index(headers.min(frame.len()).max(1));
     frame[i] = if rng.chance(700) {

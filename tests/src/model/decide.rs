@@ -6,7 +6,10 @@
 //! Each function names the program's function it mirrors; the arithmetic is the program's,
 //! wrapping where the BPF code wraps. The hashes and masks are `filter_common`'s own.
 
-use std::{collections::HashMap, net::IpAddr};
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::IpAddr,
+};
 
 use filter_common::{
     ADMISSION_SLOT, BLOCK_CACHE_SLOTS, CLASSES, COST_SHIFT, COUNTER_ENTRIES, Class, Counter,
@@ -191,6 +194,7 @@ pub struct Model {
     lists: HashMap<(List, bool), Vec<ListEntry>>,
     counters: Vec<Counter>,
     events: Vec<Event>,
+    paths: BTreeMap<&'static str, u64>,
 }
 
 impl Model {
@@ -208,6 +212,7 @@ impl Model {
             lists: HashMap::new(),
             counters: vec![Counter::default(); COUNTER_ENTRIES as usize],
             events: Vec::new(),
+            paths: BTreeMap::new(),
         }
     }
 
@@ -215,6 +220,16 @@ impl Model {
     #[must_use]
     pub fn counters(&self) -> &[Counter] {
         &self.counters
+    }
+
+    /// How often each branch of the decision was taken: what a run covered.
+    #[must_use]
+    pub fn paths(&self) -> &BTreeMap<&'static str, u64> {
+        &self.paths
+    }
+
+    fn path(&mut self, name: &'static str) {
+        *self.paths.entry(name).or_default() += 1;
     }
 
     /// Takes the events sent since the last call.
@@ -246,7 +261,7 @@ impl Model {
         self.prefixes
             .iter()
             .filter(|(p, _)| {
-                let bits = if p.scope == prefix_scopes::V4 as u32 {
+                let bits = if p.scope as usize == prefix_scopes::V4 {
                     V4_MAPPED_BITS + p.len
                 } else {
                     p.len
@@ -364,6 +379,10 @@ impl Model {
     }
 
     /// `limit::charge`.
+    #[expect(
+        clippy::too_many_lines,
+        reason = "mirrors limit::charge, one function there"
+    )]
     fn charge(&mut self, key: &SourceKey, v4: bool, class: Class, len: u64) -> Outcome {
         let limits = self.limits;
         let now = limits.test_now_ns;
@@ -377,6 +396,7 @@ impl Model {
             list_flags::ALLOW_V6
         };
         if flags & allow_bit != 0 && self.list_matches(List::Allow, key, v4, now, len) {
+            self.path("allowlist: listed");
             return Outcome::Allowed;
         }
 
@@ -389,6 +409,7 @@ impl Model {
         if maybe_tracked {
             let (addr, until) = self.block_cache_slot(key);
             if now < until && addr == key.addr {
+                self.path("blocked: in the block cache");
                 return blocked;
             }
         }
@@ -399,6 +420,7 @@ impl Model {
             list_flags::DENY_V6
         };
         if flags & deny_bit != 0 && self.list_matches(List::Deny, key, v4, now, len) {
+            self.path("denylist: listed");
             return if monitor || flags & list_flags::DENY_MONITOR != 0 {
                 Outcome::MonitorDenied
             } else {
@@ -416,30 +438,40 @@ impl Model {
                     && self.count_and_estimate(key, now) >= limits.admit_packets))
                 && self.take_admission(now)
             {
+                self.path("new source, short path: admitted");
                 self.mark_tracked(key);
                 self.insert_source(key, class, now, len);
                 return Outcome::Passed;
             }
+            self.path("new source, short path: untracked");
             return self.untracked(class, now, monitor, Outcome::Passed);
         }
 
         if let Some(state) = self.sources.get_mut(key) {
             if state.blocked_until_ns != 0 {
                 if now < state.blocked_until_ns {
+                    self.path("blocked: in the table, not in the cache");
                     return blocked;
                 }
+                // The block expired: a full burst again.
                 state.blocked_until_ns = 0;
                 state.packet_tat_ns = now;
                 state.byte_tat_ns = now;
                 state.class_tat_ns = [now; CLASSES];
+                self.path("blocked: the block expired");
             }
         } else {
+            if !prefixes_active {
+                self.path("new source, table path: a neighbour's tracked bit");
+            }
             if (limits.admit_packets > 1
                 && self.count_and_estimate(key, now) < limits.admit_packets)
                 || !self.take_admission(now)
             {
+                self.path("new source, table path: untracked");
                 return self.untracked(class, now, monitor, Outcome::Passed);
             }
+            self.path("new source, table path: admitted");
             self.mark_tracked(key);
             // BPF_NOEXIST on a key that is not there: the insert succeeds (the table is
             // large enough never to evict or refuse).
@@ -459,7 +491,11 @@ impl Model {
         let exceeded = exceeded_limit(state, &limits, class, now, len);
         count_in_window(state, now, len);
         let Some(kind) = exceeded else {
-            return if !self.prefix_over_limit(key, v4, class, now, len) {
+            let over = self.prefix_over_limit(key, v4, class, now, len);
+            if over {
+                self.path("prefix: over its limit");
+            }
+            return if !over {
                 Outcome::Passed
             } else if monitor {
                 Outcome::MonitorPrefixLimit
@@ -467,6 +503,11 @@ impl Model {
                 Outcome::DroppedPrefixLimit
             };
         };
+        self.path(match kind {
+            LimitKind::ClassPackets => "limit: class packets exceeded",
+            LimitKind::Packets => "limit: packets exceeded",
+            LimitKind::Bytes => "limit: bytes exceeded",
+        });
         self.block(key, class, now, kind);
         if monitor {
             Outcome::MonitorRateLimit
@@ -479,6 +520,7 @@ impl Model {
     fn insert_source(&mut self, key: &SourceKey, class: Class, now: u64, len: u64) {
         if self.sources.contains_key(key) {
             // -EEXIST: the packet goes uncharged.
+            self.path("new source, short path: already in the table");
             return;
         }
         let limits = &self.limits;
@@ -501,8 +543,10 @@ impl Model {
         if !self.over_ceiling(class, now) {
             passed
         } else if monitor {
+            self.path("ceiling: over");
             Outcome::MonitorCeiling
         } else {
+            self.path("ceiling: over");
             Outcome::DroppedCeiling
         }
     }
@@ -510,7 +554,10 @@ impl Model {
     /// `limit::block`: blocks the source and fills its block cache slot.
     fn block(&mut self, key: &SourceKey, class: Class, now: u64, kind: LimitKind) {
         let until = now.wrapping_add(self.limits.block_ns);
-        let state = self.sources.get_mut(key).expect("blocking a tracked source");
+        let state = self
+            .sources
+            .get_mut(key)
+            .expect("blocking a tracked source");
         if state.blocked_until_ns > now {
             return;
         }
@@ -533,13 +580,13 @@ impl Model {
 
     /// `maps::maybe_tracked`.
     fn maybe_tracked(&self, key: &SourceKey) -> bool {
-        let (word, mask) = self.tracked_word(key);
+        let (word, mask) = Self::tracked_word(key);
         self.tracked[word] & mask != 0
     }
 
     /// `maps::mark_tracked`.
     fn mark_tracked(&mut self, key: &SourceKey) {
-        let (word, mask) = self.tracked_word(key);
+        let (word, mask) = Self::tracked_word(key);
         self.tracked[word] |= mask;
     }
 
@@ -549,7 +596,7 @@ impl Model {
         self.maybe_tracked(key)
     }
 
-    fn tracked_word(&self, key: &SourceKey) -> (usize, u64) {
+    fn tracked_word(key: &SourceKey) -> (usize, u64) {
         let (chunk, word, mask) = tracked_bit(&key.addr);
         let words_per_chunk = filter_common::TRACKED_CHUNK_WORDS;
         (chunk as usize * words_per_chunk + word, mask)
@@ -557,7 +604,6 @@ impl Model {
 
     /// `admission::count_and_estimate`.
     fn count_and_estimate(&mut self, key: &SourceKey, now: u64) -> u32 {
-        #[expect(clippy::cast_possible_truncation, reason = "masked to 8 bits")]
         let epoch = ((now >> SKETCH_EPOCH_SHIFT) & 0xff) as u32;
         let (ia, ib) = (sketch_bucket(&key.addr, 0), sketch_bucket(&key.addr, 1));
         let count = |cell: u32| {
@@ -699,20 +745,31 @@ impl Model {
         let Some(entries) = self.lists.get_mut(&(list, v4)) else {
             return false;
         };
-        let Some(entry) = entries
-            .iter_mut()
-            .filter(|e| mask_addr(&addr, u32::from(e.len)) == mask_addr(&e.bits(), u32::from(e.len)))
-            .max_by_key(|e| e.len)
+        let holds = |e: &ListEntry| {
+            let bits = u32::from(e.len);
+            mask_addr(&addr, bits) == mask_addr(&e.bits(), bits)
+        };
+        let Some(longest) = (0..entries.len())
+            .filter(|&i| holds(&entries[i]))
+            .max_by_key(|&i| entries[i].len)
         else {
             return false;
         };
+        let entry = entries[longest];
         if entry.expires_ns != 0 && now >= entry.expires_ns {
+            let shorter = entries.iter().any(|e| e.len < entry.len && holds(e));
+            self.path(if shorter {
+                "lists: the longest match expired, a shorter one holds"
+            } else {
+                "lists: the match expired"
+            });
             return false;
         }
+        let entry = &mut entries[longest];
         entry.hit_packets += 1;
         entry.hit_bytes += len;
         let hits = entry.hit_packets;
-        if hits & (hits - 1) == 0 {
+        if hits.is_power_of_two() {
             self.events.push(Event {
                 event_type: match list {
                     List::Allow => EventType::AllowHit,

@@ -273,7 +273,10 @@ mod tests {
     fn whole_packets_get_their_protocol_class() {
         let whole = Fragment::Whole;
         assert_eq!(parse(&v4(SYN, whole, 0)), source(true, Class::Syn, true));
-        assert_eq!(parse(&v4(SYN_ACK, whole, 2)), source(true, Class::Tcp, true));
+        assert_eq!(
+            parse(&v4(SYN_ACK, whole, 2)),
+            source(true, Class::Tcp, true)
+        );
         assert_eq!(
             parse(&v4(Transport::Udp, whole, 0)),
             source(true, Class::Udp, true)
@@ -361,7 +364,7 @@ mod tests {
             ],
         );
         assert_eq!(
-            parse(&frame[..14 + 40 + 8 + 1]),
+            parse(&frame[..=14 + 40 + 8]),
             source(false, Class::Other, false)
         );
     }
