@@ -67,10 +67,13 @@ const START_NS: u64 = 1_000 * SEC;
 const DEFAULT_SEED: u64 = 0x000F_100D_3A11_2026;
 const DEFAULT_FRAMES: usize = 120_000;
 const DEFAULT_CHECK_EVERY: usize = 256;
-/// Table capacities far above the sources a scenario creates (a few thousand), so the LRU
-/// maps never evict: the model has no LRU.
-const TABLE_CAPACITY: u32 = 1 << 16;
-const PREFIX_CAPACITY: u32 = 1 << 16;
+/// Table capacities far above the sources and prefixes a run creates (about one every
+/// ten frames), so the LRU maps never evict: the model has no LRU.
+const MIN_CAPACITY: u32 = 1 << 16;
+/// The longest frame: `BPF_PROG_TEST_RUN` takes an XDP frame of at most a page less the
+/// headroom and the shared info (3,520 bytes on x86-64) in one buffer; longer ones would
+/// need multi-buffer XDP, which the program does not declare.
+const MAX_FRAME: usize = 3_000;
 
 /// What to run, from the environment.
 #[derive(Clone, Copy, Debug)]
@@ -129,11 +132,16 @@ struct Program {
 }
 
 impl Program {
-    fn load() -> Self {
+    fn load(frames: usize) -> Self {
+        // At most about one new source or prefix every four frames.
+        let capacity = u32::try_from(frames / 2)
+            .unwrap_or(u32::MAX)
+            .next_power_of_two()
+            .max(MIN_CAPACITY);
         let mut loaded = loader::load(&LoadOptions {
-            max_sources: TABLE_CAPACITY,
+            max_sources: capacity,
             test_clock: true,
-            max_prefixes: PREFIX_CAPACITY,
+            max_prefixes: capacity,
             ..LoadOptions::default()
         })
         .expect("the XDP program must load with the test clock");
@@ -480,6 +488,12 @@ impl Traffic {
     }
 
     fn next(&mut self) -> (u64, Vec<u8>) {
+        let (gap, mut frame) = self.next_whole();
+        frame.truncate(MAX_FRAME);
+        (gap, frame)
+    }
+
+    fn next_whole(&mut self) -> (u64, Vec<u8>) {
         let rng = &mut self.rng;
         let mut gap = if rng.chance(200) {
             0 // several frames within one tick of the kernel clock
@@ -1311,7 +1325,7 @@ impl Run {
             settings,
             scenario: "",
             phase: 0,
-            program: Program::load(),
+            program: Program::load(settings.frames),
             model: Model::new(kernel),
             limits,
             kernel,
@@ -1767,7 +1781,9 @@ fn the_program_decides_as_the_model_on_every_frame() {
         .map(|p| p.weight)
         .sum();
     let mut traffic = Traffic::new(rng.next_u64());
+    let generator = started.elapsed();
     let mut run = Run::new(settings);
+    let load = started.elapsed().saturating_sub(generator);
     let mut frames_left = settings.frames;
     for scenario in &scenarios {
         run.start_scenario(scenario.name);
@@ -1789,12 +1805,24 @@ fn the_program_decides_as_the_model_on_every_frame() {
     }
     let reached = run.finish();
     let elapsed = started.elapsed();
-    print_summary(settings, run.index, &reached, elapsed, pinned.cpu);
+    let timing = format!(
+        "{:.1} s: generator {:.1} s, program load {:.1} s, frames {:.1} s",
+        elapsed.as_secs_f64(),
+        generator.as_secs_f64(),
+        load.as_secs_f64(),
+        elapsed.saturating_sub(generator + load).as_secs_f64()
+    );
+    print_summary(settings, run.index, &reached, &timing, pinned.cpu);
     println!(
         "pool: {} sources ({} heavy), colliders {:?}",
         traffic.pool.len(),
         traffic.heavy.len(),
         &traffic.pool[POOL_V4.len() + POOL_V6.len()..]
+    );
+    println!(
+        "tables at the end: {} sources, {} prefixes",
+        run.model.source_count(),
+        run.model.prefix_count()
     );
     println!("branches of the decision taken (model):");
     for (path, n) in run.model.paths() {
@@ -1835,21 +1863,13 @@ fn the_program_decides_as_the_model_on_every_frame() {
     }
 }
 
-fn print_summary(
-    settings: Settings,
-    frames: usize,
-    reached: &[Counter],
-    elapsed: std::time::Duration,
-    cpu: usize,
-) {
+fn print_summary(settings: Settings, frames: usize, reached: &[Counter], timing: &str, cpu: usize) {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "differential test: {frames} frames, seed {:#x}, all agreed ({:.1} s, CPU {cpu}, \
+        "differential test: {frames} frames, seed {:#x}, all agreed ({timing}; CPU {cpu}, \
          full checks every {} frames)",
-        settings.seed,
-        elapsed.as_secs_f64(),
-        settings.check_every
+        settings.seed, settings.check_every
     );
     let _ = write!(out, "{:<22}", "outcome");
     for class in Class::ALL {
