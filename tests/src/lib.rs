@@ -1,12 +1,16 @@
 //! Shared pieces of floodwall's privileged tests, demo and benchmarks.
 //!
 //! Modules: [`lab`] (network namespaces joined by veth, removed on drop), [`flood`]
-//! (generators of spoofed floods: trafgen configurations, a test-run frame generator).
+//! (generators of spoofed floods: trafgen configurations, a test-run frame generator),
+//! [`frames`] (frames built byte by byte, a seeded generator), [`model`] (a reference model
+//! of the XDP program's decision, for the differential test).
 
 use std::path::PathBuf;
 
 pub mod flood;
+pub mod frames;
 pub mod lab;
+pub mod model;
 
 /// Environment variable that turns a skipped privileged test into a failure. `cargo xtask
 /// test` sets it; so does CI (`CI=true`).
