@@ -174,11 +174,28 @@ fn ipv6(mut cur: Cursor<'_>) -> Result<Parsed, Malformed> {
     };
     cur.pos += Ipv6Hdr::LEN;
     let mut fragment = false;
-    for _ in 0..MAX_IPV6_EXT_HEADERS {
+    // What a packet whose headers end inside the chain is counted as.
+    let cut_short = |fragment: bool| {
+        if fragment {
+            Class::Fragment
+        } else {
+            Class::Other
+        }
+    };
+    // One round per extension header, and one more for the transport header after the last
+    // one the parser walks through.
+    for round in 0..=MAX_IPV6_EXT_HEADERS {
+        let extension = matches!(
+            next,
+            IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_AH | IPPROTO_FRAGMENT
+        );
+        if extension && round == MAX_IPV6_EXT_HEADERS {
+            break;
+        }
         match next {
             IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_AH => {
                 let Ok(ext) = cur.peek::<[u8; 2]>() else {
-                    return source(Class::Other, false);
+                    return source(cut_short(fragment), false);
                 };
                 // SAFETY: `peek` checked that both bytes lie inside the frame.
                 let [ext_next, ext_len] = unsafe { *ext };
@@ -212,12 +229,7 @@ fn ipv6(mut cur: Cursor<'_>) -> Result<Parsed, Malformed> {
         }
     }
     // Still inside the extension header chain after the bound: we cannot see L4.
-    let class = if fragment {
-        Class::Fragment
-    } else {
-        Class::Other
-    };
-    source(class, false)
+    source(cut_short(fragment), false)
 }
 
 /// The class of an L4 protocol and whether its header lies complete inside the frame.

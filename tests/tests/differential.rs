@@ -632,17 +632,20 @@ fn colliders(pool: &[IpAddr]) -> (Vec<IpAddr>, Vec<IpAddr>) {
         if pool[h].is_ipv6() {
             continue;
         }
-        let slot = block_cache_slot(&keys[h]);
+        let slot = block_cache_slot(&SourceKey { addr: keys[h] });
         cache_partners.extend(
-            v4().find(|a| *a != keys[h] && block_cache_slot(a) == slot)
+            v4().find(|a| *a != keys[h] && block_cache_slot(&SourceKey { addr: *a }) == slot)
                 .map(|a| IpAddr::from([a[12], a[13], a[14], a[15]])),
         );
     }
     // Tracked filter: partners of any pool source.
-    let bits: HashSet<(u32, usize, u64)> = keys.iter().map(tracked_bit).collect();
+    let bits: HashSet<(u32, usize, u64)> = keys
+        .iter()
+        .map(|addr| tracked_bit(&SourceKey { addr: *addr }))
+        .collect();
     let bit_partners = v4()
         .chain(v6)
-        .filter(|a| bits.contains(&tracked_bit(a)) && !keys.contains(a))
+        .filter(|a| bits.contains(&tracked_bit(&SourceKey { addr: *a })) && !keys.contains(a))
         .take(6)
         .map(|a| {
             let v6 = Ipv6Addr::from(a);
@@ -1644,7 +1647,7 @@ impl Run {
                  cells (model): {:x?}; prefixes (model): {:#?}",
                 self.model.is_marked(&key),
                 self.program.loaded.maps.is_marked(&key).ok(),
-                block_cache_slot(&key.addr),
+                block_cache_slot(&key),
                 self.model.block_cache_slot(&key),
                 self.model.sketch_cells(&key),
                 self.model.prefixes_of(&key)

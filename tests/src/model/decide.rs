@@ -15,7 +15,7 @@ use filter_common::{
     ADMISSION_SLOT, BLOCK_CACHE_SLOTS, CLASSES, COST_SHIFT, COUNTER_ENTRIES, Class, Counter,
     EventType, LimitKind, LimitsConfig, Mode, Outcome, PREFIX_SCOPES, PrefixKey, RATE_WINDOW_NS,
     SKETCH_EPOCH_SHIFT, SKETCH_WIDTH, SourceKey, TRACKED_BITS_LOG2, block_cache_slot, list_flags,
-    mask_addr, prefix_scopes, sketch_bucket, tracked_bit,
+    prefix_scopes, sketch_bucket, tracked_bit,
 };
 
 use super::parse::{Parsed, parse};
@@ -25,7 +25,7 @@ pub const XDP_DROP: u32 = 1;
 /// `XDP_PASS`.
 pub const XDP_PASS: u32 = 2;
 
-/// Largest count a sketch bucket holds (`admission::COUNT_MASK`).
+/// Largest count a sketch bucket holds (`untracked::COUNT_MASK`).
 const COUNT_MASK: u32 = 0x00ff_ffff;
 /// Bits of the IPv4-mapped prefix (`prefix::V4_MAPPED_BITS`).
 const V4_MAPPED_BITS: u32 = 96;
@@ -266,7 +266,7 @@ impl Model {
                 } else {
                     p.len
                 };
-                mask_addr(&key.addr, bits) == p.addr
+                key.masked(bits).addr == p.addr
             })
             .map(|(p, s)| (*p, *s))
             .collect()
@@ -276,7 +276,7 @@ impl Model {
     #[must_use]
     pub fn block_cache_slot(&self, key: &SourceKey) -> ([u8; 16], u64) {
         self.block_cache
-            .get(&block_cache_slot(&key.addr))
+            .get(&block_cache_slot(key))
             .copied()
             .unwrap_or_default()
     }
@@ -291,8 +291,8 @@ impl Model {
     #[must_use]
     pub fn sketch_cells(&self, key: &SourceKey) -> [u32; 2] {
         [
-            self.sketch[0][sketch_bucket(&key.addr, 0)],
-            self.sketch[1][sketch_bucket(&key.addr, 1)],
+            self.sketch[0][sketch_bucket(key, 0)],
+            self.sketch[1][sketch_bucket(key, 1)],
         ]
     }
 
@@ -378,10 +378,11 @@ impl Model {
         }
     }
 
-    /// `limit::charge`.
+    /// `decide` in main.rs with the stages it calls (`lists`, `block_cache`, `untracked`,
+    /// `tracked`).
     #[expect(
         clippy::too_many_lines,
-        reason = "mirrors limit::charge, one function there"
+        reason = "mirrors the program's stages in one function, to read them side by side"
     )]
     fn charge(&mut self, key: &SourceKey, v4: bool, class: Class, len: u64) -> Outcome {
         let limits = self.limits;
@@ -430,14 +431,7 @@ impl Model {
 
         let prefixes_active = limits.prefixes.iter().any(|p| p.active != 0);
         if !prefixes_active && !maybe_tracked {
-            // `&&` and `||` short-circuit as in the program: the sketch counts only when
-            // more than one packet is needed and the budget is open; the budget is taken
-            // only when the sketch says yes.
-            if (limits.admit_packets <= 1
-                || (self.admission_open(now)
-                    && self.count_and_estimate(key, now) >= limits.admit_packets))
-                && self.take_admission(now)
-            {
+            if self.admits(key, now) {
                 self.path("new source, short path: admitted");
                 self.mark_tracked(key);
                 self.insert_source(key, class, now, len);
@@ -464,10 +458,7 @@ impl Model {
             if !prefixes_active {
                 self.path("new source, table path: a neighbour's tracked bit");
             }
-            if (limits.admit_packets > 1
-                && self.count_and_estimate(key, now) < limits.admit_packets)
-                || !self.take_admission(now)
-            {
+            if !self.admits(key, now) {
                 self.path("new source, table path: untracked");
                 return self.untracked(class, now, monitor, Outcome::Passed);
             }
@@ -516,7 +507,18 @@ impl Model {
         }
     }
 
-    /// `limit::insert_source`: a new source charged with its first packet.
+    /// `untracked::admits`: whether a source not in the table gets an entry now. `&&` and
+    /// `||` short-circuit as in the program: the sketch counts only when more than one
+    /// packet is needed and the budget is open; the budget is taken only when the sketch
+    /// says yes.
+    fn admits(&mut self, key: &SourceKey, now: u64) -> bool {
+        (self.limits.admit_packets <= 1
+            || (self.admission_open(now)
+                && self.count_and_estimate(key, now) >= self.limits.admit_packets))
+            && self.take_admission(now)
+    }
+
+    /// `table::insert` with `Charge::Now`: a new source charged with its first packet.
     fn insert_source(&mut self, key: &SourceKey, class: Class, now: u64, len: u64) {
         if self.sources.contains_key(key) {
             // -EEXIST: the packet goes uncharged.
@@ -538,7 +540,7 @@ impl Model {
         self.sources.insert(*key, fresh);
     }
 
-    /// `limit::untracked`.
+    /// `untracked::ceiling`.
     fn untracked(&mut self, class: Class, now: u64, monitor: bool, passed: Outcome) -> Outcome {
         if !self.over_ceiling(class, now) {
             passed
@@ -551,7 +553,7 @@ impl Model {
         }
     }
 
-    /// `limit::block`: blocks the source and fills its block cache slot.
+    /// `tracked::block`: blocks the source and fills its block cache slot.
     fn block(&mut self, key: &SourceKey, class: Class, now: u64, kind: LimitKind) {
         let until = now.wrapping_add(self.limits.block_ns);
         let state = self
@@ -564,8 +566,8 @@ impl Model {
         state.blocked_until_ns = until;
         state.blocked_at_ns = now;
         self.block_cache
-            .insert(block_cache_slot(&key.addr), (key.addr, until));
-        debug_assert!(block_cache_slot(&key.addr) < BLOCK_CACHE_SLOTS);
+            .insert(block_cache_slot(key), (key.addr, until));
+        debug_assert!(block_cache_slot(key) < BLOCK_CACHE_SLOTS);
         self.events.push(Event {
             event_type: EventType::Block as u32,
             addr: key.addr,
@@ -597,15 +599,15 @@ impl Model {
     }
 
     fn tracked_word(key: &SourceKey) -> (usize, u64) {
-        let (chunk, word, mask) = tracked_bit(&key.addr);
+        let (chunk, word, mask) = tracked_bit(key);
         let words_per_chunk = filter_common::TRACKED_CHUNK_WORDS;
         (chunk as usize * words_per_chunk + word, mask)
     }
 
-    /// `admission::count_and_estimate`.
+    /// `untracked::count_and_estimate`.
     fn count_and_estimate(&mut self, key: &SourceKey, now: u64) -> u32 {
         let epoch = ((now >> SKETCH_EPOCH_SHIFT) & 0xff) as u32;
-        let (ia, ib) = (sketch_bucket(&key.addr, 0), sketch_bucket(&key.addr, 1));
+        let (ia, ib) = (sketch_bucket(key, 0), sketch_bucket(key, 1));
         let count = |cell: u32| {
             if cell >> 24 == epoch {
                 cell & COUNT_MASK
@@ -629,7 +631,7 @@ impl Model {
         next
     }
 
-    /// `admission::take_admission`.
+    /// `untracked::take_budget`.
     fn take_admission(&mut self, now: u64) -> bool {
         let params = self.limits.admit_rate;
         if params.cost_fp == 0 {
@@ -643,7 +645,7 @@ impl Model {
         )
     }
 
-    /// `admission::admission_open`.
+    /// `untracked::budget_open`.
     fn admission_open(&self, now: u64) -> bool {
         let params = self.limits.admit_rate;
         if params.cost_fp == 0 {
@@ -657,7 +659,7 @@ impl Model {
             <= params.window_ns
     }
 
-    /// `admission::over_ceiling`.
+    /// `untracked::ceiling`'s GCRA step.
     fn over_ceiling(&mut self, class: Class, now: u64) -> bool {
         let params = self.limits.ceilings[class as usize];
         if params.cost_fp == 0 {
@@ -696,7 +698,7 @@ impl Model {
             let prefix = PrefixKey {
                 scope: u32::try_from(scope).expect("scope < 3"),
                 len: params.len,
-                addr: mask_addr(&key.addr, bits),
+                addr: key.masked(bits).addr,
             };
             let state = self.prefixes.entry(prefix).or_insert(PrefixState {
                 packet_tat_ns: now,
@@ -747,7 +749,7 @@ impl Model {
         };
         let holds = |e: &ListEntry| {
             let bits = u32::from(e.len);
-            mask_addr(&addr, bits) == mask_addr(&e.bits(), bits)
+            SourceKey { addr }.masked(bits).addr == SourceKey { addr: e.bits() }.masked(bits).addr
         };
         let Some(longest) = (0..entries.len())
             .filter(|&i| holds(&entries[i]))
@@ -788,7 +790,7 @@ impl Model {
     }
 }
 
-/// `limit::exceeded_limit`: advances the class, packet and byte TATs in turn, stopping at
+/// `tracked::exceeded_limit`: advances the class, packet and byte TATs in turn, stopping at
 /// the first limit exceeded.
 fn exceeded_limit(
     state: &mut SourceState,
@@ -831,7 +833,7 @@ fn exceeded_limit(
     None
 }
 
-/// `limit::gcra_exceeds`: an idle TAT restarts from now.
+/// `gcra::charge`: an idle TAT restarts from now.
 fn gcra_exceeds(tat: &mut u64, now: u64, cost: u64, window: u64) -> bool {
     if *tat < now {
         *tat = now.wrapping_add(cost);
@@ -841,7 +843,7 @@ fn gcra_exceeds(tat: &mut u64, now: u64, cost: u64, window: u64) -> bool {
     tat.saturating_sub(now) > window
 }
 
-/// `limit::gcra_take`: as `gcra_exceeds`, taking the cost back when over.
+/// `gcra::take`: as `gcra::charge`, taking the cost back when over.
 fn gcra_take(tat: &mut u64, now: u64, cost: u64, window: u64) -> bool {
     if gcra_exceeds(tat, now, cost, window) {
         *tat = tat.wrapping_sub(cost);
@@ -850,7 +852,7 @@ fn gcra_take(tat: &mut u64, now: u64, cost: u64, window: u64) -> bool {
     false
 }
 
-/// `admission::gcra_step`: strict GCRA on a per-CPU TAT, no charge when over.
+/// `gcra::step_local`: strict GCRA on a per-CPU TAT, no charge when over.
 fn gcra_step(tat: &mut u64, now: u64, cost: u64, window: u64) -> bool {
     let start = (*tat).max(now);
     let next = start.wrapping_add(cost);
@@ -861,7 +863,7 @@ fn gcra_step(tat: &mut u64, now: u64, cost: u64, window: u64) -> bool {
     false
 }
 
-/// `limit::count_in_window`.
+/// `tracked::count_in_window`.
 fn count_in_window(s: &mut SourceState, now: u64, len: u64) {
     let age = now.wrapping_sub(s.window_start_ns);
     if age >= RATE_WINDOW_NS {

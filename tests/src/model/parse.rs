@@ -140,15 +140,29 @@ fn ipv6(mut cur: Cursor<'_>) -> Parsed {
     };
     cur.pos += IPV6_LEN;
     let mut fragment = false;
-    for _ in 0..MAX_IPV6_EXT_HEADERS {
+    let cut_short = |fragment: bool| {
+        if fragment {
+            Class::Fragment
+        } else {
+            Class::Other
+        }
+    };
+    // The parser walks through up to MAX_IPV6_EXT_HEADERS extension headers and then reads
+    // the transport header; a seventh extension header is beyond it.
+    let mut walked = 0;
+    loop {
+        let extension = matches!(
+            next,
+            IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_AH | IPPROTO_FRAGMENT
+        );
+        if extension && walked == MAX_IPV6_EXT_HEADERS {
+            return source(cut_short(fragment), false);
+        }
+        walked += 1;
         match next {
             IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_AH => {
                 let Some(ext) = cur.peek(2) else {
-                    // PROGRAM BUG: after a first-fragment header, a truncated extension
-                    // header gives class Other, where every other path after a fragment
-                    // header gives Fragment (filter-ebpf/src/parse.rs, the `let Ok(ext) =
-                    // cur.peek::<[u8; 2]>() else { return source(Class::Other, false) }`).
-                    return source(Class::Other, false);
+                    return source(cut_short(fragment), false);
                 };
                 let (ext_next, ext_len) = (ext[0], usize::from(ext[1]));
                 cur.pos += if next == IPPROTO_AH {
@@ -176,18 +190,6 @@ fn ipv6(mut cur: Cursor<'_>) -> Parsed {
             }
         }
     }
-    // PROGRAM BUG: reached with exactly MAX_IPV6_EXT_HEADERS headers too, whose transport
-    // header lies right there: the loop spends its last round on the last extension header
-    // and never looks at what follows, so a chain of six counts as too long (its packets
-    // are Malformed when passed), where the constant's doc says the parser walks through six.
-    source(
-        if fragment {
-            Class::Fragment
-        } else {
-            Class::Other
-        },
-        false,
-    )
 }
 
 fn l4(cur: &Cursor<'_>, proto: u8) -> (Class, bool) {
@@ -351,8 +353,7 @@ mod tests {
     }
 
     #[test]
-    fn a_truncated_header_after_a_first_fragment_header_is_class_other() {
-        // Mirrors the program (see the PROGRAM BUG note in `ipv6`).
+    fn a_truncated_header_after_a_first_fragment_header_is_a_fragment() {
         let frame = v6(
             Transport::Udp,
             vec![
@@ -365,7 +366,7 @@ mod tests {
         );
         assert_eq!(
             parse(&frame[..=14 + 40 + 8]),
-            source(false, Class::Other, false)
+            source(false, Class::Fragment, false)
         );
     }
 
@@ -405,13 +406,18 @@ mod tests {
             parse(&v6(Transport::Raw(IPPROTO_NONE), five)),
             source(false, Class::Other, true)
         );
-        // PROGRAM BUG (mirrored): the loop's six rounds all go to the six headers, so the
-        // transport after them is never looked at: six headers count as too many, where
-        // MAX_IPV6_EXT_HEADERS says the parser walks through six.
+        // Six headers are walked through, and the transport after them is read.
         let six = vec![Ext::DstOpts(0); 6];
         assert_eq!(
             parse(&v6(Transport::Udp, six.clone())),
-            source(false, Class::Other, false)
+            source(false, Class::Udp, true)
+        );
+        let mut seven = six.clone();
+        seven.push(Ext::DstOpts(0));
+        assert_eq!(
+            parse(&v6(Transport::Udp, seven)),
+            source(false, Class::Other, false),
+            "a seventh extension header is beyond the parser"
         );
         let mut with_fragment = six;
         with_fragment[0] = Ext::Fragment {
