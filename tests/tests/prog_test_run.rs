@@ -671,6 +671,24 @@ fn parsing_cases_get_the_right_outcome() {
             (60, ext8()),
         ],
     );
+    // Six extension headers, the most the parser walks through: the transport after them is
+    // still read.
+    let v6_six_ext = with_ipv6_ext(
+        v6_plain.clone(),
+        &[
+            (0, ext8()),
+            (60, ext8()),
+            (60, ext8()),
+            (60, ext8()),
+            (60, ext8()),
+            (60, ext8()),
+        ],
+    );
+    // A header cut short after a first-fragment header: still a fragment.
+    let v6_frag_then_truncated = {
+        let f = with_ipv6_ext(v6_plain.clone(), &[(44, frag6(0, true)), (60, ext8())]);
+        f[..=ETH_LEN + IP6_LEN + 8].to_vec()
+    };
     let v6_ext_truncated = {
         let f = with_ipv6_ext(v6_plain.clone(), &[(0, ext8())]);
         f[..=ETH_LEN + IP6_LEN].to_vec()
@@ -792,6 +810,18 @@ fn parsing_cases_get_the_right_outcome() {
             Outcome::Malformed,
             Some(v6),
         ),
+        (
+            "IPv6 six extension headers",
+            v6_six_ext,
+            Outcome::Passed,
+            Some(v6),
+        ),
+        (
+            "IPv6 header cut short after a first-fragment header",
+            v6_frag_then_truncated.clone(),
+            Outcome::Malformed,
+            Some(v6),
+        ),
     ];
     // One program for every case: each case forgets the test sources first and looks at
     // what its one frame changed.
@@ -802,6 +832,13 @@ fn parsing_cases_get_the_right_outcome() {
         assert_eq!(outcome, expected, "{name}: outcome");
         assert_eq!(tracked, key.is_some(), "{name}: the source must be charged");
     }
+    let before = class_packets(&h, Class::Fragment, Outcome::Malformed);
+    outcome_of(&mut h, &v6_frag_then_truncated, Some(v6));
+    assert_eq!(
+        class_packets(&h, Class::Fragment, Outcome::Malformed),
+        before + 1,
+        "a header cut short after a fragment header is counted as a fragment"
+    );
 }
 
 #[test]
