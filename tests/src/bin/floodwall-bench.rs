@@ -63,6 +63,7 @@ use floodwall::{
     maps::{FilterMaps, monotonic_now_ns},
     stats::Totals,
 };
+use floodwall_tests::bench;
 use serde_json::json;
 
 /// `XDP_DROP` and `XDP_PASS` (`enum xdp_action` in `include/uapi/linux/bpf.h`).
@@ -137,17 +138,7 @@ struct Args {
 /// Exit codes: 0 on success, 1 when `--check` finds a missed target, 2 on an error.
 fn main() -> ExitCode {
     let args = Args::parse();
-    match run(&args) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => {
-            eprintln!("floodwall-bench: a target was missed (--check)");
-            ExitCode::FAILURE
-        }
-        Err(err) => {
-            eprintln!("floodwall-bench: {err:#}");
-            ExitCode::from(2)
-        }
-    }
+    bench::main(env!("CARGO_BIN_NAME"), || run(&args))
 }
 
 /// Runs every case; returns false if `--check` is set and a target was missed.
@@ -159,8 +150,8 @@ fn run(args: &Args) -> anyhow::Result<bool> {
         args.max_sources,
         args.new_sources
     );
-    let cpu = pin_to_cpu(args.cpu)?;
-    warn_if_bpf_stats_enabled();
+    let cpu = bench::pin_to_cpu(args.cpu)?;
+    bench::warn_if_bpf_stats_enabled();
 
     // Real clock: the blocked case relies on bpf_ktime_get_ns() being before blocked_until.
     let Loaded { mut ebpf, maps } = loader::load(&LoadOptions {
@@ -1005,48 +996,5 @@ impl Report {
             "new_source_estimate": self.new_source_estimate.json(),
             "targets_met": self.targets_met(),
         })
-    }
-}
-
-/// Pins this thread to `cpu`, or to the last CPU it may use; returns the CPU.
-fn pin_to_cpu(cpu: Option<usize>) -> anyhow::Result<usize> {
-    // SAFETY: cpu_set_t is plain data; zeroed is the empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `set` is a valid cpu_set_t of the size we pass.
-    if unsafe { libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &raw mut set) } != 0 {
-        return Err(std::io::Error::last_os_error()).context("sched_getaffinity failed");
-    }
-    let allowed: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
-        // SAFETY: `i` is below CPU_SETSIZE.
-        .filter(|&i| unsafe { libc::CPU_ISSET(i, &set) })
-        .collect();
-    let cpu = match cpu {
-        Some(cpu) if allowed.contains(&cpu) => cpu,
-        Some(cpu) => bail!("--cpu {cpu} is not among the CPUs this process may use: {allowed:?}"),
-        None => *allowed
-            .last()
-            .context("this process may use no CPU at all")?,
-    };
-    // SAFETY: as above.
-    unsafe {
-        libc::CPU_ZERO(&mut set);
-        libc::CPU_SET(cpu, &mut set);
-    }
-    // SAFETY: `set` is a valid cpu_set_t of the size we pass.
-    if unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const set) } != 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("failed to pin to CPU {cpu}"));
-    }
-    Ok(cpu)
-}
-
-/// With `kernel.bpf_stats_enabled` set, every program run is timed by the kernel, which
-/// adds to each packet's cost and skews every figure here.
-fn warn_if_bpf_stats_enabled() {
-    if std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").is_ok_and(|s| s.trim() != "0")
-    {
-        eprintln!(
-            "warning: kernel.bpf_stats_enabled is on: every program run pays for run-time accounting"
-        );
     }
 }
