@@ -2,9 +2,10 @@
 //! spoofed sources, against a bare `XDP_DROP` program in the same run, while a legitimate
 //! client is served.
 //!
-//! The target (issue 3): with a flood of at least 1,000,000 distinct random sources, the
-//! receive rate on veth with floodwall stays at or above 0.6 × the rate with a bare
-//! `XDP_DROP` program, and a legitimate client keeps at least 99 % of its requests served.
+//! The target (issue 3, raised by issue 9): with a flood of at least 1,000,000 distinct random
+//! sources, the receive rate on veth with floodwall stays at or above 0.65 × the rate with a
+//! bare `XDP_DROP` program, and a legitimate client keeps at least 99 % of its requests
+//! served.
 //!
 //! Run as root:
 //! `cargo run --release -p floodwall-tests --bin floodwall-flood-bench [-- --check --json]`.
@@ -67,7 +68,7 @@ use floodwall_tests::{
 use serde_json::json;
 
 /// The issue's target: floodwall's receive rate over the `XDP_DROP` program's.
-const TARGET_RATIO: f64 = 0.6;
+const TARGET_RATIO: f64 = 0.65;
 /// The issue's flood: at least this many distinct sources.
 const MIN_DISTINCT_SOURCES: u64 = 1_000_000;
 /// Share of the client's requests that must be served.
