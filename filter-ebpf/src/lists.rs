@@ -86,6 +86,10 @@ fn matches(list: List, key: &SourceKey, v4: bool, now: u64, len: u64) -> bool {
         // that cannot become a flood itself. (Read back after the add: another CPU's hit
         // in between can skip or repeat one summary, which is harmless.)
         let hits = core::ptr::read_volatile(&raw const (*entry).hit_packets);
+        #[expect(
+            clippy::manual_is_power_of_two,
+            reason = "is_power_of_two counts bits, and BPF has no population count instruction"
+        )]
         if hits & (hits - 1) == 0 {
             maps::send_event(&BlockEvent {
                 addr: key.addr,

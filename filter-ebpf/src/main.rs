@@ -2,7 +2,7 @@
 //!
 //! For every frame: parse Ethernet (up to `MAX_VLAN_TAGS` tags), IPv4 or IPv6 (with up to
 //! `MAX_IPV6_EXT_HEADERS` extension headers) and the first bytes of TCP, UDP, ICMP or
-//! ICMPv6; then run the policy's stages ([`decide`]) on its source address, count the
+//! `ICMPv6`; then run the policy's stages ([`decide`]) on its source address, count the
 //! outcome, and drop or pass.
 //!
 //! Modules: [`parse`] (bounds-checked header cursor), [`packet`] (what a stage is given),
@@ -17,6 +17,15 @@
 // -Z build-std already (filter-user/build.rs).
 #![feature(core_intrinsics)]
 #![expect(internal_features, reason = "atomic intrinsics, see above")]
+#![expect(
+    clippy::needless_borrows_for_generic_args,
+    reason = "map keys and values go by reference, the form that compiles on every aya version \
+              (STYLE.md)"
+)]
+#![expect(
+    clippy::single_match_else,
+    reason = "a lookup that falls back to an insert reads best with both arms side by side"
+)]
 
 mod atomic;
 mod block_cache;
@@ -41,6 +50,10 @@ use crate::packet::Packet;
 
 /// The program operators attach: returns `XDP_DROP` or `XDP_PASS`, never aborts.
 #[xdp]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "aya's #[xdp] macro hands the context over by value"
+)]
 pub fn floodwall(ctx: XdpContext) -> u32 {
     let len = (ctx.data_end() - ctx.data()) as u64;
     // The fail policy lives here, in one place: a frame we cannot parse far enough to know

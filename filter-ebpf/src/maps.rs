@@ -90,6 +90,7 @@ pub static FW_TRACKED: Array<TrackedChunk> = Array::with_max_entries(TRACKED_CHU
 
 /// Per-CPU ceiling TATs by class, for packets of untracked sources. This program only.
 #[map(name = "FW_CEILINGS")]
+#[expect(clippy::cast_possible_truncation, reason = "CLASSES is a handful")]
 pub static FW_CEILINGS: PerCpuArray<u64> = PerCpuArray::with_max_entries(CLASSES as u32 + 1, 0);
 
 /// Block events for the daemon's log. One per block, so bounded by the number of sources

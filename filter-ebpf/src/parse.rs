@@ -25,7 +25,7 @@ const IPPROTO_ICMPV6: u8 = 58;
 const IPPROTO_DSTOPTS: u8 = 60;
 
 /// Minimum header lengths checked at L4: TCP without options, UDP, ICMP (type, code,
-/// checksum and the 4-byte rest of header, RFC 792), ICMPv6 (type, code, checksum, RFC 4443).
+/// checksum and the 4-byte rest of header, RFC 792), `ICMPv6` (type, code, checksum, RFC 4443).
 const TCP_MIN_LEN: usize = 20;
 const UDP_LEN: usize = 8;
 const ICMP_MIN_LEN: usize = 8;
@@ -65,7 +65,7 @@ impl Cursor<'_> {
     #[inline(always)]
     fn peek<T>(&self) -> Result<*const T, Malformed> {
         self.peek_len(core::mem::size_of::<T>())
-            .map(|p| p.cast::<T>())
+            .map(<*const u8>::cast::<T>)
     }
 
     /// A pointer to `len` bytes at the cursor if they all lie inside the frame.
@@ -149,6 +149,7 @@ fn ipv6(mut cur: Cursor<'_>) -> Result<Parsed, Malformed> {
     let ip = cur.peek::<Ipv6Hdr>()?;
     // SAFETY: `peek` checked that the fixed IPv6 header lies inside the frame.
     let (version, mut next, src) = unsafe {
+        #[expect(clippy::cast_ptr_alignment, reason = "read with read_unaligned below")]
         let src = (&raw const (*ip).src_addr).cast::<u64>();
         (
             (*ip).vcf[0] >> 4,

@@ -78,7 +78,6 @@ pub fn ceiling(pkt: &Packet, passed: Outcome) -> Outcome {
 /// slowly than plain count-min would (a saturated sketch would admit everybody).
 #[inline(always)]
 fn count_and_estimate(key: &SourceKey, now: u64) -> u32 {
-    #[expect(clippy::cast_possible_truncation, reason = "masked to 8 bits")]
     let epoch = ((now >> SKETCH_EPOCH_SHIFT) & 0xff) as u32;
     let (Some(row0), Some(row1)) = (FW_SKETCH.get_ptr_mut(0), FW_SKETCH.get_ptr_mut(1)) else {
         return COUNT_MASK; // cannot happen; admit rather than drop

@@ -352,45 +352,6 @@ pub fn ifindex(name: &str) -> anyhow::Result<u32> {
     Ok(index)
 }
 
-/// Pins the calling thread to `cpu`.
-///
-/// # Errors
-/// If the kernel refuses (no such CPU, or not allowed by the process's affinity).
-pub fn pin_thread(cpu: usize) -> anyhow::Result<()> {
-    // SAFETY: cpu_set_t is plain data; zeroed is the empty set, which CPU_SET then fills.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: CPU_SET bounds-checks `cpu` against the set's size.
-    unsafe { libc::CPU_SET(cpu, &mut set) };
-    // SAFETY: pid 0 is the calling thread; the set is ours and of the size we pass.
-    if unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const set) } != 0 {
-        bail!(
-            "cannot pin the thread to CPU {cpu}: {}",
-            std::io::Error::last_os_error()
-        );
-    }
-    Ok(())
-}
-
-/// The CPUs this process may run on.
-///
-/// # Errors
-/// If the kernel does not say.
-pub fn allowed_cpus() -> anyhow::Result<Vec<usize>> {
-    // SAFETY: as in `pin_thread`.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: pid 0 is the calling thread; the kernel writes at most the size we pass.
-    if unsafe { libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &raw mut set) } != 0 {
-        bail!(
-            "cannot read the CPU affinity: {}",
-            std::io::Error::last_os_error()
-        );
-    }
-    // SAFETY: CPU_ISSET bounds-checks the index against the set's size.
-    Ok((0..libc::CPU_SETSIZE as usize)
-        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
-        .collect())
-}
-
 // ---- the live-frame generator ---------------------------------------------------------------
 
 /// `BPF_PROG_LOAD` and `BPF_PROG_TEST_RUN` (`enum bpf_cmd`, `include/uapi/linux/bpf.h`).

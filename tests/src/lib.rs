@@ -3,10 +3,12 @@
 //! Modules: [`lab`] (network namespaces joined by veth, removed on drop), [`flood`]
 //! (generators of spoofed floods: trafgen configurations, a test-run frame generator),
 //! [`frames`] (frames built byte by byte, a seeded generator), [`model`] (a reference model
-//! of the XDP program's decision, for the differential test).
+//! of the XDP program's decision, for the differential test), [`bench`] (what the benchmark
+//! binaries share: exit codes, CPU pinning).
 
 use std::path::PathBuf;
 
+pub mod bench;
 pub mod flood;
 pub mod frames;
 pub mod lab;
