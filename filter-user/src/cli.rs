@@ -8,9 +8,9 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::{
     config::{
-        Burst, ClassName, FilterMode, Limits, LimitsChange, Rate, ScopeName, parse_burst,
-        parse_class_rate, parse_duration_ms, parse_rate, parse_scope_class_rate, parse_scope_len,
-        parse_scope_rate,
+        Burst, ClassName, FilterMode, Limits, LimitsChange, Rate, ScopeName, Setting, Value,
+        parse_burst, parse_class_rate, parse_duration_ms, parse_rate, parse_scope_class_rate,
+        parse_scope_len, parse_scope_rate,
     },
     config_file::{self, DaemonFile},
     control::{self, DEFAULT_RUN_DIR, LimitsView, Request, Response, StatsView},
@@ -278,51 +278,52 @@ impl LimitArgs {
     /// # Errors
     /// If one class is named twice in one flag, or both monitored and enforced.
     pub fn change(&self) -> anyhow::Result<LimitsChange> {
-        let mut change = LimitsChange {
-            pps: self.pps,
-            burst_packets: self.burst_packets,
-            bps: self.bps,
-            burst_bytes: self.burst_bytes,
-            block_for_ms: self.block_for,
-            mode: self.mode,
-            admit_packets: self.admit_after,
-            admit_rate: self.admit_rate,
-            deny_mode: self.deny_mode,
-            ..LimitsChange::default()
-        };
-        for (flag, list, target) in [
-            ("--class-pps", &self.class_pps, &mut change.class_pps),
-            ("--ceiling", &self.ceiling, &mut change.ceiling_pps),
-        ] {
-            for &(class, rate) in list {
-                if target[class.index()].replace(rate).is_some() {
-                    bail!("{flag} names class {class} twice");
-                }
+        let mut change = LimitsChange::default();
+        let mut given = std::collections::HashSet::new();
+        let mut set = |setting: Setting, value: Value| {
+            // Only the per-class and per-scope flags repeat; clap refuses other repeats.
+            if !given.insert(setting) {
+                let target = setting.target().unwrap_or_default();
+                bail!("--{} names {target} twice", setting.flag());
             }
+            change.set(setting, value);
+            Ok(())
+        };
+        let scalars = [
+            (Setting::Pps, self.pps.map(Value::Rate)),
+            (Setting::BurstPackets, self.burst_packets.map(Value::Burst)),
+            (Setting::Bps, self.bps.map(Value::Rate)),
+            (Setting::BurstBytes, self.burst_bytes.map(Value::Burst)),
+            (Setting::BlockFor, self.block_for.map(Value::Duration)),
+            (Setting::Mode, self.mode.map(Value::Mode)),
+            (Setting::AdmitAfter, self.admit_after.map(Value::Count)),
+            (Setting::AdmitRate, self.admit_rate.map(Value::Rate)),
+            (Setting::DenyMode, self.deny_mode.map(Value::Mode)),
+        ];
+        for (setting, value) in scalars {
+            if let Some(value) = value {
+                set(setting, value)?;
+            }
+        }
+        for &(class, rate) in &self.class_pps {
+            set(Setting::ClassPps(class), Value::Rate(rate))?;
+        }
+        for &(class, rate) in &self.ceiling {
+            set(Setting::Ceiling(class), Value::Rate(rate))?;
         }
         for &(scope, len) in &self.prefix_len {
-            if change.prefix_len[scope.index()].replace(len).is_some() {
-                bail!("--prefix-len names scope {scope} twice");
-            }
+            set(Setting::PrefixLen(scope), Value::Count(len))?;
         }
-        for (flag, list, target) in [
-            ("--prefix-pps", &self.prefix_pps, &mut change.prefix_pps),
-            ("--prefix-bps", &self.prefix_bps, &mut change.prefix_bps),
-        ] {
-            for &(scope, rate) in list {
-                if target[scope.index()].replace(rate).is_some() {
-                    bail!("{flag} names scope {scope} twice");
-                }
-            }
+        for &(scope, rate) in &self.prefix_pps {
+            set(Setting::PrefixPps(scope), Value::Rate(rate))?;
+        }
+        for &(scope, rate) in &self.prefix_bps {
+            set(Setting::PrefixBps(scope), Value::Rate(rate))?;
         }
         for &(scope, class, rate) in &self.prefix_class_pps {
-            if change.prefix_class_pps[scope.index()][class.index()]
-                .replace(rate)
-                .is_some()
-            {
-                bail!("--prefix-class-pps names {scope}:{class} twice");
-            }
+            set(Setting::PrefixClassPps(scope, class), Value::Rate(rate))?;
         }
+        // Two flags for one setting, each changing only the classes it names.
         for (monitor, list) in [(true, &self.monitor_class), (false, &self.enforce_class)] {
             for &class in list {
                 if change.monitor_classes[class.index()]
@@ -641,80 +642,50 @@ fn print_list(list: ListKind, entries: &[ListEntryView]) {
 }
 
 fn print_limits(view: &LimitsView) {
-    let Limits { pps, bps, mode, .. } = view.limits;
-    let rate = |r: Rate, unit: &str| match r {
-        Rate::Unlimited => "unlimited".to_owned(),
-        Rate::PerSecond(n) => format!("{n} {unit}/s"),
-    };
-    let burst = |b: Burst, eff: Option<u64>, unit: &str| match (b, eff) {
-        (_, None) => "-".to_owned(),
-        (Burst::Auto, Some(n)) => format!("auto ({n} {unit})"),
-        (Burst::Exactly(n), _) => format!("{n} {unit}"),
-    };
-    println!("interface      {}", view.iface);
-    println!("mode           {mode}");
-    println!("packet rate    {}", rate(pps, "packets"));
-    println!(
-        "packet burst   {}",
-        burst(
-            view.limits.burst_packets,
-            view.effective_burst_packets,
-            "packets"
-        )
-    );
-    println!("bit rate       {}", rate(bps, "bit"));
-    println!(
-        "byte burst     {}",
-        burst(view.limits.burst_bytes, view.effective_burst_bytes, "bytes")
-    );
-    println!(
-        "block for      {}",
-        humantime::format_duration(view.limits.block_for())
-    );
-    println!(
-        "admit after    {} packets; new table entries at most {}",
-        view.limits.admit_packets,
-        rate(view.limits.admit_rate, "sources")
-    );
+    use std::fmt::Write as _;
+    let limits = &view.limits;
+    println!("{:<14} {}", "interface", view.iface);
+    // The classes that monitor are shown in the class table.
+    for setting in Setting::SCALARS
+        .into_iter()
+        .filter(|s| *s != Setting::MonitorClasses)
+    {
+        println!("{:<14} {}", setting.label(), setting.show(limits));
+    }
     for scope in ScopeName::ALL {
-        let i = scope.index();
-        let classes: Vec<String> = ClassName::ALL
-            .iter()
-            .filter_map(|c| match view.limits.prefix_class_pps[i][c.index()] {
-                Rate::Unlimited => None,
-                Rate::PerSecond(n) => Some(format!("{c} {n}/s")),
-            })
-            .collect();
-        println!(
-            "prefix {:<7} /{:<3} {}, {}{}",
-            scope.to_string(),
-            view.limits.prefix_len[i],
-            rate(view.limits.prefix_pps[i], "packets"),
-            rate(view.limits.prefix_bps[i], "bit"),
-            if classes.is_empty() {
-                String::new()
-            } else {
-                format!(", {}", classes.join(", "))
+        let mut classes = String::new();
+        for class in ClassName::ALL {
+            let setting = Setting::PrefixClassPps(scope, class);
+            if let Value::Rate(rate @ Rate::PerSecond(_)) = setting.get(limits) {
+                // Writing to a String cannot fail.
+                let _ = write!(classes, ", {class} {rate}");
             }
+        }
+        println!(
+            "prefix {:<7} {:<4} {}, {}{classes}",
+            scope.to_string(),
+            Setting::PrefixLen(scope).show(limits),
+            Setting::PrefixPps(scope).show(limits),
+            Setting::PrefixBps(scope).show(limits),
         );
     }
-    println!("denylist       {}", view.limits.deny_mode);
     println!(
         "{:<14} {:>22} {:>26}  mode",
-        "class", "per-source rate", "ceiling (untracked)"
+        "class",
+        Setting::ClassPps(ClassName::Syn).label(),
+        Setting::Ceiling(ClassName::Syn).label()
     );
     for class in ClassName::ALL {
-        let i = class.index();
-        let class_mode = if view.limits.monitor_classes[i] {
+        let class_mode = if limits.monitor_classes[class.index()] {
             FilterMode::Monitor
         } else {
-            mode
+            limits.mode
         };
         println!(
             "{:<14} {:>22} {:>26}  {class_mode}",
             class.to_string(),
-            rate(view.limits.class_pps[i], "packets"),
-            rate(view.limits.ceiling_pps[i], "packets"),
+            Setting::ClassPps(class).show(limits),
+            Setting::Ceiling(class).show(limits),
         );
     }
 }
@@ -985,5 +956,26 @@ fn print_config(config: &DaemonFile) {
     }
     for prefix in config.shadowed_deny_entries() {
         println!("note: deny {prefix} is covered by the allowlist, which wins");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_setting_has_its_flag() {
+        let command = LimitArgs::augment_args(clap::Command::new("limits"));
+        let flags: Vec<&str> = command
+            .get_arguments()
+            .filter_map(clap::Arg::get_long)
+            .collect();
+        for setting in Setting::all() {
+            assert!(
+                flags.contains(&setting.flag()),
+                "--{} of {setting:?} must be a flag of LimitArgs: {flags:?}",
+                setting.flag()
+            );
+        }
     }
 }

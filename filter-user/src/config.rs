@@ -8,6 +8,10 @@ use filter_common::{
 };
 use serde::{Deserialize, Serialize};
 
+mod setting;
+
+pub use setting::{Bounds, Kind, Setting, Value};
+
 const NS_PER_SEC: u128 = 1_000_000_000;
 
 /// Bounds of what floodwall accepts; each one is named in the error for a value outside it.
@@ -43,6 +47,35 @@ impl Rate {
             Self::PerSecond(n) => Some(n),
         }
     }
+
+    /// The rate with its unit, for people: `10000 packets/s`, `unlimited`.
+    #[must_use]
+    pub fn per(self, unit: &str) -> impl std::fmt::Display + '_ {
+        RateIn { rate: self, unit }
+    }
+}
+
+/// `10000/s` or `unlimited`: what the rate means whatever it counts.
+impl std::fmt::Display for Rate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.per("").fmt(f)
+    }
+}
+
+/// [`Rate::per`].
+struct RateIn<'a> {
+    rate: Rate,
+    unit: &'a str,
+}
+
+impl std::fmt::Display for RateIn<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.rate, self.unit) {
+            (Rate::Unlimited, _) => f.write_str("unlimited"),
+            (Rate::PerSecond(n), "") => write!(f, "{n}/s"),
+            (Rate::PerSecond(n), unit) => write!(f, "{n} {unit}/s"),
+        }
+    }
 }
 
 /// A burst: a number, or `auto` for one second's worth of the rate.
@@ -53,6 +86,16 @@ pub enum Burst {
     Auto,
     /// This many packets or bytes.
     Exactly(u64),
+}
+
+/// `auto` or the number.
+impl std::fmt::Display for Burst {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Auto => f.write_str("auto"),
+            Self::Exactly(n) => n.fmt(f),
+        }
+    }
 }
 
 /// A protocol class, as the CLI and the config name it.
@@ -383,26 +426,36 @@ impl LimitsChange {
     }
 }
 
-/// Why a limit was refused. Each names the value and the bound.
+/// Why a limit was refused. Each names the setting, the value and the bound; the config
+/// file names the setting by its key instead, and prints [`LimitError::problem`].
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum LimitError {
-    /// Zero rate.
-    #[error("{name} must be at least 1 (use `unlimited` to turn the limit off)")]
+#[error("{setting} {}", self.problem())]
+pub struct LimitError {
+    /// The setting refused.
+    pub setting: Setting,
+    /// What is wrong with its value.
+    pub reason: LimitProblem,
+}
+
+/// What is wrong with the value of a setting.
+#[derive(Debug, PartialEq, Eq)]
+pub enum LimitProblem {
+    /// Zero, where the least is `min`.
     Zero {
-        /// The setting.
-        name: &'static str,
+        /// The bound.
+        min: u64,
     },
-    /// Zero count, where there is no `unlimited` (a burst, the admission threshold).
-    #[error("{name} must be at least 1")]
-    ZeroCount {
-        /// The setting.
-        name: &'static str,
+    /// Below the least value, for a reason worth saying.
+    TooSmall {
+        /// The value given.
+        value: u64,
+        /// The bound.
+        min: u64,
+        /// Why.
+        why: &'static str,
     },
     /// Out of range.
-    #[error("{name} {value} is out of range: it must be between {min} and {max}")]
     OutOfRange {
-        /// The setting.
-        name: &'static str,
         /// The value given.
         value: u64,
         /// Smallest allowed.
@@ -410,14 +463,8 @@ pub enum LimitError {
         /// Largest allowed.
         max: u64,
     },
-    /// Burst longer than [`MAX_BURST_TIME`] at the rate.
-    #[error(
-        "{name} {burst} lasts longer than {max_secs} s at the rate of {rate} per second; \
-         lower the burst or raise the rate"
-    )]
+    /// A burst longer than [`MAX_BURST_TIME`] at its rate.
     BurstTooLong {
-        /// The setting.
-        name: &'static str,
         /// The burst.
         burst: u64,
         /// The rate.
@@ -425,14 +472,8 @@ pub enum LimitError {
         /// The bound in seconds.
         max_secs: u64,
     },
-    /// Burst shorter than [`filter_common::MIN_BURST_NS`] at the rate.
-    #[error(
-        "{name} {burst} lasts less than {min_ms} ms at the rate of {rate} per second; \
-         raise the burst (or use `auto`)"
-    )]
+    /// A burst shorter than [`filter_common::MIN_BURST_NS`] at its rate.
     BurstTooShort {
-        /// The setting.
-        name: &'static str,
         /// The burst.
         burst: u64,
         /// The rate.
@@ -440,18 +481,62 @@ pub enum LimitError {
         /// The bound in milliseconds.
         min_ms: u64,
     },
-    /// Byte burst below one full-size packet.
-    #[error("burst-bytes {0} is below {MIN_BURST_BYTES}, one full-size packet")]
-    BurstBytesTooSmall(u64),
-    /// Block time out of range.
-    #[error("block-for {given} is out of range: it must be between 1s and 30days")]
-    BlockFor {
-        /// The duration given, in human form.
-        given: String,
-    },
-    /// A mode number from the map that is not a mode.
-    #[error("mode {0} in the limits map is not a known mode")]
-    UnknownMode(u32),
+}
+
+impl LimitError {
+    /// The problem with the value, without the setting's name: `10 lasts less than 30 ms
+    /// ...`.
+    #[must_use]
+    pub fn problem(&self) -> String {
+        let show = |n: u64| show_number(self.setting, n);
+        match self.reason {
+            LimitProblem::Zero { min } => {
+                let hint = if self.setting.kind() == Kind::Rate {
+                    " (use `unlimited` to turn the limit off)"
+                } else {
+                    ""
+                };
+                format!("must be at least {}{hint}", show(min))
+            }
+            LimitProblem::TooSmall { value, min, why } => {
+                format!("{} is below {}, {why}", show(value), show(min))
+            }
+            LimitProblem::OutOfRange { value, min, max } => format!(
+                "{} is out of range: it must be between {} and {}",
+                show(value),
+                show(min),
+                show(max)
+            ),
+            LimitProblem::BurstTooLong {
+                burst,
+                rate,
+                max_secs,
+            } => format!(
+                "{burst} lasts longer than {max_secs} s at the rate of {rate} per second; \
+                 lower the burst or raise the rate"
+            ),
+            LimitProblem::BurstTooShort {
+                burst,
+                rate,
+                min_ms,
+            } => format!(
+                "{burst} lasts less than {min_ms} ms at the rate of {rate} per second; \
+                 raise the burst (or use `auto`)"
+            ),
+        }
+    }
+}
+
+/// A number of `setting` in an error: durations (in milliseconds) in whole days, else in
+/// seconds, so that `500ms` reads `0.5s` and the bound reads `30days`.
+fn show_number(setting: Setting, n: u64) -> String {
+    const DAY_MS: u64 = 24 * 3_600_000;
+    match setting.kind() {
+        Kind::Duration if n > 0 && n.is_multiple_of(DAY_MS) => format!("{}days", n / DAY_MS),
+        #[expect(clippy::cast_precision_loss, reason = "a duration for people")]
+        Kind::Duration => format!("{}s", n as f64 / 1000.0),
+        _ => n.to_string(),
+    }
 }
 
 impl Limits {
@@ -484,76 +569,31 @@ impl Limits {
     }
 
     fn validate(&self) -> Result<(), LimitError> {
-        for class in ClassName::ALL {
-            if let Rate::PerSecond(pps) = self.class_pps[class.index()] {
-                check_range(CLASS_PPS_NAMES[class.index()], pps, 1, MAX_PPS)?;
-            }
-            if let Rate::PerSecond(pps) = self.ceiling_pps[class.index()] {
-                check_range(CEILING_NAMES[class.index()], pps, 1, MAX_PPS)?;
-            }
+        for setting in Setting::all() {
+            let Some(bounds) = setting.bounds() else {
+                continue;
+            };
+            let value = match setting.get(self) {
+                Value::Rate(Rate::PerSecond(n)) | Value::Burst(Burst::Exactly(n)) => n,
+                Value::Duration(ms) => ms,
+                Value::Count(n) => u64::from(n),
+                _ => continue,
+            };
+            check_bounds(setting, value, bounds)?;
         }
-        check_range(
-            "admit-after",
-            u64::from(self.admit_packets),
-            1,
-            u64::from(MAX_ADMIT_PACKETS),
-        )?;
-        if let Rate::PerSecond(rate) = self.admit_rate {
-            check_range("admit-rate", rate, 1, MAX_PPS)?;
-        }
-        for scope in ScopeName::ALL {
-            let i = scope.index();
-            let len = self.prefix_len[i];
-            if len == 0 || len > scope.max_len() {
-                return Err(LimitError::OutOfRange {
-                    name: "prefix-len",
-                    value: u64::from(len),
-                    min: 1,
-                    max: u64::from(scope.max_len()),
-                });
+        for burst_setting in [Setting::BurstPackets, Setting::BurstBytes] {
+            let rate_setting = burst_setting.rate_of_burst().unwrap_or(Setting::Pps);
+            if let (Value::Burst(Burst::Exactly(burst)), Value::Rate(Rate::PerSecond(rate))) =
+                (burst_setting.get(self), rate_setting.get(self))
+            {
+                // A burst of bytes is measured against a rate of bits.
+                let per_unit = if burst_setting == Setting::BurstBytes {
+                    rate / 8
+                } else {
+                    rate
+                };
+                check_burst_time(burst_setting, burst, per_unit)?;
             }
-            if let Rate::PerSecond(pps) = self.prefix_pps[i] {
-                check_range("prefix-pps", pps, 1, MAX_PPS)?;
-            }
-            if let Rate::PerSecond(bps) = self.prefix_bps[i] {
-                check_range("prefix-bps", bps, MIN_BPS, MAX_BPS)?;
-            }
-            for rate in self.prefix_class_pps[i] {
-                if let Rate::PerSecond(pps) = rate {
-                    check_range("prefix-class-pps", pps, 1, MAX_PPS)?;
-                }
-            }
-        }
-        if let Rate::PerSecond(pps) = self.pps {
-            check_range("pps", pps, 1, MAX_PPS)?;
-        }
-        if let Rate::PerSecond(bps) = self.bps {
-            check_range("bps", bps, MIN_BPS, MAX_BPS)?;
-        }
-        if let Burst::Exactly(burst) = self.burst_packets {
-            check_range(
-                "burst-packets",
-                burst,
-                1,
-                MAX_PPS * MAX_BURST_TIME.as_secs(),
-            )?;
-            if let Rate::PerSecond(pps) = self.pps {
-                check_burst_time("burst-packets", burst, pps)?;
-            }
-        }
-        if let Burst::Exactly(burst) = self.burst_bytes {
-            if burst < MIN_BURST_BYTES {
-                return Err(LimitError::BurstBytesTooSmall(burst));
-            }
-            if let Rate::PerSecond(bps) = self.bps {
-                check_burst_time("burst-bytes", burst, bps / 8)?;
-            }
-        }
-        let block = Duration::from_millis(self.block_for_ms);
-        if !(MIN_BLOCK..=MAX_BLOCK).contains(&block) {
-            return Err(LimitError::BlockFor {
-                given: format!("{}s", block.as_secs_f64()),
-            });
         }
         Ok(())
     }
@@ -692,24 +732,6 @@ impl Limits {
     }
 }
 
-/// Names of the per-class settings, as errors name them.
-const CLASS_PPS_NAMES: [&str; CLASSES] = [
-    "class-pps syn",
-    "class-pps tcp",
-    "class-pps udp",
-    "class-pps icmp",
-    "class-pps fragment",
-    "class-pps other",
-];
-const CEILING_NAMES: [&str; CLASSES] = [
-    "ceiling syn",
-    "ceiling tcp",
-    "ceiling udp",
-    "ceiling icmp",
-    "ceiling fragment",
-    "ceiling other",
-];
-
 fn merge<T: Copy, const N: usize>(current: [T; N], change: [Option<T>; N]) -> [T; N] {
     let mut next = current;
     for (slot, new) in next.iter_mut().zip(change) {
@@ -745,45 +767,53 @@ fn gcra_params(unit_ns: u128, rate: u64, burst: u64) -> (u64, u64) {
     )
 }
 
-fn check_range(name: &'static str, value: u64, min: u64, max: u64) -> Result<(), LimitError> {
-    if value == 0 && min > 0 {
-        // Counts have no `unlimited` to suggest; rates do.
-        return Err(if matches!(name, "admit-after" | "burst-packets") {
-            LimitError::ZeroCount { name }
-        } else {
-            LimitError::Zero { name }
+fn check_bounds(setting: Setting, value: u64, bounds: Bounds) -> Result<(), LimitError> {
+    let refuse = |reason| Err(LimitError { setting, reason });
+    if value < bounds.min
+        && let Some(why) = bounds.min_reason
+    {
+        return refuse(LimitProblem::TooSmall {
+            value,
+            min: bounds.min,
+            why,
         });
     }
-    if !(min..=max).contains(&value) {
-        return Err(LimitError::OutOfRange {
-            name,
+    if value == 0 && bounds.min > 0 {
+        return refuse(LimitProblem::Zero { min: bounds.min });
+    }
+    if !(bounds.min..=bounds.max).contains(&value) {
+        return refuse(LimitProblem::OutOfRange {
             value,
-            min,
-            max,
+            min: bounds.min,
+            max: bounds.max,
         });
     }
     Ok(())
 }
 
-fn check_burst_time(name: &'static str, burst: u64, rate: u64) -> Result<(), LimitError> {
+fn check_burst_time(setting: Setting, burst: u64, rate: u64) -> Result<(), LimitError> {
     // The program's clock ticks every few milliseconds and every packet within a tick sees
     // the same time: a burst shorter than a few ticks would drop a source sending steadily
     // at its rate.
     if u128::from(burst) * NS_PER_SEC < u128::from(rate) * u128::from(filter_common::MIN_BURST_NS) {
-        return Err(LimitError::BurstTooShort {
-            name,
-            burst,
-            rate,
-            min_ms: filter_common::MIN_BURST_NS / 1_000_000,
+        return Err(LimitError {
+            setting,
+            reason: LimitProblem::BurstTooShort {
+                burst,
+                rate,
+                min_ms: filter_common::MIN_BURST_NS / 1_000_000,
+            },
         });
     }
     let max_secs = MAX_BURST_TIME.as_secs();
     if u128::from(burst) > u128::from(rate.max(1)) * u128::from(max_secs) {
-        return Err(LimitError::BurstTooLong {
-            name,
-            burst,
-            rate,
-            max_secs,
+        return Err(LimitError {
+            setting,
+            reason: LimitProblem::BurstTooLong {
+                burst,
+                rate,
+                max_secs,
+            },
         });
     }
     Ok(())
@@ -1041,7 +1071,7 @@ mod tests {
                     block_for_ms: Some(31 * 24 * 3_600_000),
                     ..LimitsChange::default()
                 },
-                "block-for 2678400s is out of range",
+                "block-for 31days is out of range: it must be between 1s and 30days",
             ),
         ];
         for (change, expected) in cases {

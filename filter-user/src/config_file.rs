@@ -34,7 +34,7 @@ use toml::{
 
 use crate::{
     config::{
-        Burst, ClassName, FilterMode, LimitError, Limits, LimitsChange, Rate, ScopeName,
+        Burst, ClassName, FilterMode, Kind, Limits, LimitsChange, Rate, Setting, Value,
         parse_burst, parse_duration_ms, parse_rate,
     },
     lists::{Family, ListFileError, Prefix, parse_list_file},
@@ -238,7 +238,7 @@ pub fn parse(path: &Path, text: &str) -> Result<DaemonFile, ConfigError> {
     }
     let raw = RawFile::deserialize(toml::de::Deserializer::from(document.clone()))
         .map_err(|e| source.schema_error(&e, document.get_ref()))?;
-    source.build(raw)
+    source.build(raw, document.get_ref())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -250,7 +250,9 @@ pub fn parse(path: &Path, text: &str) -> Result<DaemonFile, ConfigError> {
 struct RawFile {
     daemon: Option<RawDaemon>,
     interface: Option<Spanned<Vec<Spanned<RawInterface>>>>,
-    limits: Option<Spanned<RawLimits>>,
+    /// Read from the document by [`Setting`]'s keys, see `Source::limits`.
+    #[expect(dead_code, reason = "only checked to be present")]
+    limits: Option<de::IgnoredAny>,
     allow: Option<Spanned<RawList>>,
     deny: Option<Spanned<RawList>>,
 }
@@ -273,71 +275,6 @@ struct RawDaemon {
 struct RawInterface {
     name: Spanned<String>,
     xdp_mode: Option<Spanned<String>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawLimits {
-    pps: Option<Spanned<Scalar>>,
-    burst_packets: Option<Spanned<Scalar>>,
-    bps: Option<Spanned<Scalar>>,
-    burst_bytes: Option<Spanned<Scalar>>,
-    block_for: Option<Spanned<Scalar>>,
-    mode: Option<Spanned<String>>,
-    admit_after: Option<Spanned<u32>>,
-    admit_rate: Option<Spanned<Scalar>>,
-    deny_mode: Option<Spanned<String>>,
-    monitor_classes: Option<Spanned<Vec<Spanned<String>>>>,
-    class_pps: Option<PerClass>,
-    ceiling: Option<PerClass>,
-    prefix: Option<RawPrefixes>,
-}
-
-/// A rate for some classes; the field names are the classes' names.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PerClass {
-    syn: Option<Spanned<Scalar>>,
-    tcp: Option<Spanned<Scalar>>,
-    udp: Option<Spanned<Scalar>>,
-    icmp: Option<Spanned<Scalar>>,
-    fragment: Option<Spanned<Scalar>>,
-    other: Option<Spanned<Scalar>>,
-}
-
-impl PerClass {
-    fn by_class(&self) -> [(ClassName, Option<&Spanned<Scalar>>); filter_common::CLASSES] {
-        ClassName::ALL.map(|class| {
-            let value = match class {
-                ClassName::Syn => &self.syn,
-                ClassName::Tcp => &self.tcp,
-                ClassName::Udp => &self.udp,
-                ClassName::Icmp => &self.icmp,
-                ClassName::Fragment => &self.fragment,
-                ClassName::Other => &self.other,
-            };
-            (class, value.as_ref())
-        })
-    }
-}
-
-/// The keys are the scopes' names as the CLI and `limits show` print them.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawPrefixes {
-    v4: Option<RawScope>,
-    v6: Option<RawScope>,
-    #[serde(rename = "v6-wide")]
-    v6_wide: Option<RawScope>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawScope {
-    len: Option<Spanned<u32>>,
-    pps: Option<Spanned<Scalar>>,
-    bps: Option<Spanned<Scalar>>,
-    class_pps: Option<PerClass>,
 }
 
 #[derive(Deserialize)]
@@ -386,36 +323,6 @@ impl<'de> Deserialize<'de> for Scalar {
 struct Source<'a> {
     path: &'a Path,
     text: &'a str,
-}
-
-/// One limit the file sets: where, and how it changes the defaults. Kept apart so that an
-/// error from validating all of them together can be traced to the key that causes it.
-struct LimitSetting {
-    key: String,
-    span: Range<usize>,
-    set: Box<dyn Fn(&mut LimitsChange)>,
-}
-
-impl LimitSetting {
-    fn new<T: Copy + 'static>(
-        key: String,
-        span: Range<usize>,
-        value: T,
-        set: impl Fn(&mut LimitsChange, T) + 'static,
-    ) -> Self {
-        Self {
-            key,
-            span,
-            set: Box::new(move |change| set(change, value)),
-        }
-    }
-
-    /// The change this setting alone makes.
-    fn change(&self) -> LimitsChange {
-        let mut change = LimitsChange::default();
-        (self.set)(&mut change);
-        change
-    }
 }
 
 impl Source<'_> {
@@ -469,7 +376,7 @@ impl Source<'_> {
         }
     }
 
-    fn build(&self, raw: RawFile) -> Result<DaemonFile, ConfigError> {
+    fn build(&self, raw: RawFile, document: &DeTable<'_>) -> Result<DaemonFile, ConfigError> {
         let daemon = raw.daemon.unwrap_or_default();
         let default_mode = match &daemon.xdp_mode {
             Some(mode) => self.choice::<AttachMode>(mode, "daemon.xdp_mode", "an XDP mode")?,
@@ -533,7 +440,7 @@ impl Source<'_> {
             })
             .transpose()?;
         let interfaces = self.interfaces(raw.interface, default_mode)?;
-        let limits = self.limits(raw.limits)?;
+        let limits = self.limits(document)?;
         let allow = self.list(raw.allow, "allow", list_capacity)?;
         let deny = self.list(raw.deny, "deny", list_capacity)?;
         Ok(DaemonFile {
@@ -644,268 +551,165 @@ impl Source<'_> {
         Ok(interfaces)
     }
 
-    fn rate(&self, value: &Spanned<Scalar>, key: &str) -> Result<Rate, ConfigError> {
-        match value.get_ref() {
-            Scalar::Int(n) => u64::try_from(*n).map(Rate::PerSecond).map_err(|_| {
-                self.error(
-                    &value.span(),
-                    key,
-                    format!("{n} is negative; a rate is a count per second or \"unlimited\""),
-                )
-            }),
-            Scalar::Text(text) => parse_rate(text).map_err(|e| {
-                self.error(&value.span(), key, format!("invalid rate \"{text}\": {e}"))
-            }),
+    /// The `[limits]` table. Its keys are [`Setting::key`]s, each read as its setting's
+    /// [`Kind`], so the table knows every setting there is and nothing else.
+    fn limits(&self, document: &DeTable<'_>) -> Result<Limits, ConfigError> {
+        let Some((_, table)) = document.iter().find(|(key, _)| key.get_ref() == "limits") else {
+            return Ok(Limits::default());
+        };
+        let mut found = Vec::new();
+        self.limit_table(table, "", document, &mut found)?;
+        let mut change = LimitsChange::default();
+        for &(setting, value, _) in &found {
+            change.set(setting, value);
         }
+        Limits::default().apply(&change).map_err(|error| {
+            // The setting refused, else (a burst that does not fit its rate) its rate.
+            let own = found.iter().find(|(s, ..)| *s == error.setting);
+            let rate = || {
+                let rate = error.setting.rate_of_burst()?;
+                found.iter().find(|(s, ..)| *s == rate)
+            };
+            match (own, rate()) {
+                (Some((setting, _, span)), _) => {
+                    self.error(span, format!("limits.{}", setting.key()), error.problem())
+                }
+                (None, Some((setting, _, span))) => {
+                    self.error(span, format!("limits.{}", setting.key()), error.to_string())
+                }
+                (None, None) => self.error(&table.span(), "limits", error.to_string()),
+            }
+        })
     }
 
-    fn burst(&self, value: &Spanned<Scalar>, key: &str) -> Result<Burst, ConfigError> {
-        match value.get_ref() {
-            Scalar::Int(n) => u64::try_from(*n).map(Burst::Exactly).map_err(|_| {
-                self.error(
-                    &value.span(),
-                    key,
-                    format!("{n} is negative; a burst is a count or \"auto\""),
-                )
-            }),
-            Scalar::Text(text) => parse_burst(text).map_err(|e| {
-                self.error(&value.span(), key, format!("invalid burst \"{text}\": {e}"))
-            }),
-        }
-    }
-
-    fn duration_ms(&self, value: &Spanned<Scalar>, key: &str) -> Result<u64, ConfigError> {
-        match value.get_ref() {
-            // A bare number could mean seconds or milliseconds; make the operator say.
-            Scalar::Int(n) => Err(self.error(
-                &value.span(),
-                key,
-                format!("{n} has no unit; write a duration such as \"{n}s\" or \"10m\""),
-            )),
-            Scalar::Text(text) => parse_duration_ms(text).map_err(|e| {
-                self.error(
-                    &value.span(),
-                    key,
-                    format!("invalid duration \"{text}\": {e}"),
-                )
-            }),
-        }
-    }
-
-    /// Rates by class, as settings of `table` (e.g. `limits.class_pps`).
-    fn per_class_settings(
+    /// Reads the settings of one table of `[limits]` (`path` is its dotted key inside
+    /// `[limits]`, empty for `[limits]` itself) into `found`.
+    fn limit_table(
         &self,
-        settings: &mut Vec<LimitSetting>,
-        rates: Option<&PerClass>,
-        table: &str,
-        set: impl Fn(&mut LimitsChange, usize, Rate) + Copy + 'static,
+        table: &Spanned<DeValue<'_>>,
+        path: &str,
+        document: &DeTable<'_>,
+        found: &mut Vec<(Setting, Value, Range<usize>)>,
     ) -> Result<(), ConfigError> {
-        for (class, value) in rates.map(PerClass::by_class).into_iter().flatten() {
-            if let Some(value) = value {
-                let key = format!("{table}.{class}");
-                let rate = self.rate(value, &key)?;
-                let index = class.index();
-                settings.push(LimitSetting::new(key, value.span(), rate, move |c, r| {
-                    set(c, index, r);
-                }));
+        let full_key = |path: &str| {
+            if path.is_empty() {
+                "limits".to_owned()
+            } else {
+                format!("limits.{path}")
+            }
+        };
+        let DeValue::Table(entries) = table.get_ref() else {
+            return Err(self.error(
+                &table.span(),
+                full_key(path),
+                format!(
+                    "invalid type: {}, expected a table",
+                    table.get_ref().type_str()
+                ),
+            ));
+        };
+        for (key, value) in entries {
+            let key_path = if path.is_empty() {
+                key.get_ref().to_string()
+            } else {
+                format!("{path}.{}", key.get_ref())
+            };
+            if let Some(setting) = Setting::all().find(|s| s.key() == key_path) {
+                let span = value.span();
+                found.push((setting, self.limit_value(setting, value, document)?, span));
+            } else if Setting::all().any(|s| s.key().starts_with(&format!("{key_path}."))) {
+                self.limit_table(value, &key_path, document, found)?;
+            } else {
+                return Err(self.error(
+                    &key.span(),
+                    full_key(&key_path),
+                    format!("unknown field `{}`, {}", key.get_ref(), expected_keys(path)),
+                ));
             }
         }
         Ok(())
     }
 
-    #[expect(
-        clippy::too_many_lines,
-        reason = "one block per key of [limits], read top to bottom"
-    )]
-    fn limits(&self, raw: Option<Spanned<RawLimits>>) -> Result<Limits, ConfigError> {
-        let Some(raw) = raw else {
-            return Ok(Limits::default());
-        };
-        let table_span = raw.span();
-        let raw = raw.into_inner();
-        let mut settings = Vec::new();
-        for (value, key, set) in [
-            (
-                &raw.pps,
-                "limits.pps",
-                (|c, r| c.pps = Some(r)) as fn(&mut LimitsChange, Rate),
-            ),
-            (&raw.bps, "limits.bps", |c, r| c.bps = Some(r)),
-            (&raw.admit_rate, "limits.admit_rate", |c, r| {
-                c.admit_rate = Some(r);
-            }),
-        ] {
-            if let Some(value) = value {
-                let rate = self.rate(value, key)?;
-                settings.push(LimitSetting::new(key.into(), value.span(), rate, set));
-            }
-        }
-        for (value, key, set) in [
-            (
-                &raw.burst_packets,
-                "limits.burst_packets",
-                (|c, b| c.burst_packets = Some(b)) as fn(&mut LimitsChange, Burst),
-            ),
-            (&raw.burst_bytes, "limits.burst_bytes", |c, b| {
-                c.burst_bytes = Some(b);
-            }),
-        ] {
-            if let Some(value) = value {
-                let burst = self.burst(value, key)?;
-                settings.push(LimitSetting::new(key.into(), value.span(), burst, set));
-            }
-        }
-        if let Some(value) = &raw.block_for {
-            let key = "limits.block_for";
-            let ms = self.duration_ms(value, key)?;
-            settings.push(LimitSetting::new(key.into(), value.span(), ms, |c, ms| {
-                c.block_for_ms = Some(ms);
-            }));
-        }
-        for (value, key, set) in [
-            (
-                &raw.mode,
-                "limits.mode",
-                (|c, m| c.mode = Some(m)) as fn(&mut LimitsChange, FilterMode),
-            ),
-            (&raw.deny_mode, "limits.deny_mode", |c, m| {
-                c.deny_mode = Some(m);
-            }),
-        ] {
-            if let Some(value) = value {
-                let mode = self.choice::<FilterMode>(value, key, "a mode")?;
-                settings.push(LimitSetting::new(key.into(), value.span(), mode, set));
-            }
-        }
-        if let Some(value) = &raw.admit_after {
-            settings.push(LimitSetting::new(
-                "limits.admit_after".into(),
-                value.span(),
-                *value.get_ref(),
-                |c, n| c.admit_packets = Some(n),
-            ));
-        }
-        if let Some(list) = &raw.monitor_classes {
-            // The file states the whole set: a class not listed enforces.
-            let mut monitored = [false; filter_common::CLASSES];
-            for (index, name) in list.get_ref().iter().enumerate() {
-                let key = format!("limits.monitor_classes[{index}]");
-                let class = self.choice::<ClassName>(name, &key, "a class")?;
-                if std::mem::replace(&mut monitored[class.index()], true) {
-                    return Err(self.error(
-                        &name.span(),
-                        key,
-                        format!("class {class} is listed twice"),
-                    ));
+    /// The value of `setting`, read as its kind.
+    fn limit_value(
+        &self,
+        setting: Setting,
+        value: &Spanned<DeValue<'_>>,
+        document: &DeTable<'_>,
+    ) -> Result<Value, ConfigError> {
+        let key = format!("limits.{}", setting.key());
+        let span = value.span();
+        let error = |problem: String| self.error(&span, &key, problem);
+        Ok(match setting.kind() {
+            Kind::Rate => match self.typed::<Scalar>(value, document)? {
+                Scalar::Int(n) => {
+                    Value::Rate(u64::try_from(n).map(Rate::PerSecond).map_err(|_| {
+                        error(format!(
+                            "{n} is negative; a rate is a count per second or \"unlimited\""
+                        ))
+                    })?)
                 }
+                Scalar::Text(text) => Value::Rate(
+                    parse_rate(&text)
+                        .map_err(|e| error(format!("invalid rate \"{text}\": {e}")))?,
+                ),
+            },
+            Kind::Burst => match self.typed::<Scalar>(value, document)? {
+                Scalar::Int(n) => {
+                    Value::Burst(u64::try_from(n).map(Burst::Exactly).map_err(|_| {
+                        error(format!("{n} is negative; a burst is a count or \"auto\""))
+                    })?)
+                }
+                Scalar::Text(text) => Value::Burst(
+                    parse_burst(&text)
+                        .map_err(|e| error(format!("invalid burst \"{text}\": {e}")))?,
+                ),
+            },
+            Kind::Duration => match self.typed::<Scalar>(value, document)? {
+                // A bare number could mean seconds or milliseconds; make the operator say.
+                Scalar::Int(n) => {
+                    return Err(error(format!(
+                        "{n} has no unit; write a duration such as \"{n}s\" or \"10m\""
+                    )));
+                }
+                Scalar::Text(text) => Value::Duration(
+                    parse_duration_ms(&text)
+                        .map_err(|e| error(format!("invalid duration \"{text}\": {e}")))?,
+                ),
+            },
+            Kind::Mode => {
+                let text = self.typed::<Spanned<String>>(value, document)?;
+                Value::Mode(self.choice::<FilterMode>(&text, &key, "a mode")?)
             }
-            settings.push(LimitSetting::new(
-                "limits.monitor_classes".into(),
-                list.span(),
-                monitored,
-                |c, monitored| c.monitor_classes = monitored.map(Some),
-            ));
-        }
-        self.per_class_settings(
-            &mut settings,
-            raw.class_pps.as_ref(),
-            "limits.class_pps",
-            |c, i, r| c.class_pps[i] = Some(r),
-        )?;
-        self.per_class_settings(
-            &mut settings,
-            raw.ceiling.as_ref(),
-            "limits.ceiling",
-            |c, i, r| c.ceiling_pps[i] = Some(r),
-        )?;
-        if let Some(prefixes) = &raw.prefix {
-            for (scope, raw_scope) in [
-                (ScopeName::V4, &prefixes.v4),
-                (ScopeName::V6, &prefixes.v6),
-                (ScopeName::V6Wide, &prefixes.v6_wide),
-            ] {
-                let Some(raw_scope) = raw_scope else {
-                    continue;
-                };
-                let table = format!("limits.prefix.{scope}");
-                let s = scope.index();
-                if let Some(len) = &raw_scope.len {
-                    settings.push(LimitSetting::new(
-                        format!("{table}.len"),
-                        len.span(),
-                        *len.get_ref(),
-                        move |c, len| c.prefix_len[s] = Some(len),
-                    ));
+            Kind::Count => Value::Count(self.typed::<u32>(value, document)?),
+            Kind::Classes => {
+                // The file states the whole set: a class not listed is not in it.
+                let names = self.typed::<Vec<Spanned<String>>>(value, document)?;
+                let mut set = [false; filter_common::CLASSES];
+                for (index, name) in names.iter().enumerate() {
+                    let key = format!("{key}[{index}]");
+                    let class = self.choice::<ClassName>(name, &key, "a class")?;
+                    if std::mem::replace(&mut set[class.index()], true) {
+                        return Err(self.error(
+                            &name.span(),
+                            key,
+                            format!("class {class} is listed twice"),
+                        ));
+                    }
                 }
-                if let Some(value) = &raw_scope.pps {
-                    let key = format!("{table}.pps");
-                    let rate = self.rate(value, &key)?;
-                    settings.push(LimitSetting::new(key, value.span(), rate, move |c, r| {
-                        c.prefix_pps[s] = Some(r);
-                    }));
-                }
-                if let Some(value) = &raw_scope.bps {
-                    let key = format!("{table}.bps");
-                    let rate = self.rate(value, &key)?;
-                    settings.push(LimitSetting::new(key, value.span(), rate, move |c, r| {
-                        c.prefix_bps[s] = Some(r);
-                    }));
-                }
-                self.per_class_settings(
-                    &mut settings,
-                    raw_scope.class_pps.as_ref(),
-                    &format!("{table}.class_pps"),
-                    move |c, i, r| c.prefix_class_pps[s][i] = Some(r),
-                )?;
+                Value::Classes(set)
             }
-        }
-        let mut change = LimitsChange::default();
-        for setting in &settings {
-            (setting.set)(&mut change);
-        }
-        Limits::default()
-            .apply(&change)
-            .map_err(|error| self.limit_error(&settings, &error, &table_span))
+        })
     }
 
-    /// Points a [`LimitError`] from validating all the limits at once at the key that
-    /// causes it: the setting that alone gives the same error, else (for a burst that does
-    /// not fit its rate) the burst or its rate, else the `[limits]` table.
-    fn limit_error(
+    /// `value` deserialized as a `T`, with serde's words for a value of the wrong type.
+    fn typed<T: de::DeserializeOwned>(
         &self,
-        settings: &[LimitSetting],
-        error: &LimitError,
-        table_span: &Range<usize>,
-    ) -> ConfigError {
-        let alone = settings.iter().find(|setting| {
-            Limits::default().apply(&setting.change()).as_ref().err() == Some(error)
-        });
-        let by_name = || {
-            let name = match error {
-                LimitError::Zero { name }
-                | LimitError::ZeroCount { name }
-                | LimitError::OutOfRange { name, .. }
-                | LimitError::BurstTooLong { name, .. }
-                | LimitError::BurstTooShort { name, .. } => *name,
-                LimitError::BurstBytesTooSmall(_) => "burst-bytes",
-                LimitError::BlockFor { .. } => "block-for",
-                LimitError::UnknownMode(_) => "mode",
-            };
-            let rate_key = match name {
-                "burst-packets" => "limits.pps",
-                "burst-bytes" => "limits.bps",
-                _ => "",
-            };
-            let own_key = format!("limits.{}", name.replace('-', "_"));
-            settings
-                .iter()
-                .find(|s| s.key == own_key)
-                .or_else(|| settings.iter().find(|s| s.key == rate_key))
-        };
-        match alone.or_else(by_name) {
-            Some(setting) => self.error(&setting.span, &setting.key, error.to_string()),
-            None => self.error(table_span, "limits", error.to_string()),
-        }
+        value: &Spanned<DeValue<'_>>,
+        document: &DeTable<'_>,
+    ) -> Result<T, ConfigError> {
+        T::deserialize(toml::de::ValueDeserializer::from(value.clone()))
+            .map_err(|e| self.schema_error(&e, document))
     }
 
     fn list(
@@ -1014,6 +818,30 @@ fn covers(wide: &Prefix, narrow: &Prefix) -> bool {
         _ => return false,
     };
     network(narrow_bits, width, wide.prefix_len()) == wide_bits
+}
+
+/// serde's words for the keys one table of `[limits]` (at `path`) takes.
+fn expected_keys(path: &str) -> String {
+    let prefix = if path.is_empty() {
+        String::new()
+    } else {
+        format!("{path}.")
+    };
+    let mut names: Vec<String> = Vec::new();
+    for setting in Setting::all() {
+        if let Some(rest) = setting.key().strip_prefix(&prefix) {
+            let name = rest.split('.').next().unwrap_or(rest).to_owned();
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    let quoted: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+    match quoted.as_slice() {
+        [one] => format!("expected {one}"),
+        [a, b] => format!("expected {a} or {b}"),
+        _ => format!("expected one of {}", quoted.join(", ")),
+    }
 }
 
 /// The dotted key at byte `offset` of the document, e.g. `limits.prefix.v4.len` or
@@ -1125,109 +953,9 @@ fn diff_interfaces(lines: &mut Vec<String>, old: &[InterfaceConfig], new: &[Inte
     }
 }
 
-fn show_rate(rate: Rate) -> String {
-    match rate {
-        Rate::Unlimited => "unlimited".into(),
-        Rate::PerSecond(n) => format!("{n}/s"),
-    }
-}
-
-fn show_burst(burst: Burst) -> String {
-    match burst {
-        Burst::Auto => "auto".into(),
-        Burst::Exactly(n) => n.to_string(),
-    }
-}
-
 fn diff_limits(lines: &mut Vec<String>, old: &Limits, new: &Limits) {
-    let mut changed = |key: String, from: String, to: String| {
-        if from != to {
-            lines.push(format!("{key}: {from} -> {to}"));
-        }
-    };
-    for (key, from, to) in [
-        ("pps", old.pps, new.pps),
-        ("bps", old.bps, new.bps),
-        ("admit_rate", old.admit_rate, new.admit_rate),
-    ] {
-        changed(format!("limits.{key}"), show_rate(from), show_rate(to));
-    }
-    for (key, from, to) in [
-        ("burst_packets", old.burst_packets, new.burst_packets),
-        ("burst_bytes", old.burst_bytes, new.burst_bytes),
-    ] {
-        changed(format!("limits.{key}"), show_burst(from), show_burst(to));
-    }
-    changed(
-        "limits.block_for".into(),
-        humantime::format_duration(old.block_for()).to_string(),
-        humantime::format_duration(new.block_for()).to_string(),
-    );
-    changed(
-        "limits.mode".into(),
-        old.mode.to_string(),
-        new.mode.to_string(),
-    );
-    changed(
-        "limits.deny_mode".into(),
-        old.deny_mode.to_string(),
-        new.deny_mode.to_string(),
-    );
-    changed(
-        "limits.admit_after".into(),
-        old.admit_packets.to_string(),
-        new.admit_packets.to_string(),
-    );
-    let monitored = |limits: &Limits| {
-        let classes: Vec<String> = ClassName::ALL
-            .iter()
-            .filter(|c| limits.monitor_classes[c.index()])
-            .map(ToString::to_string)
-            .collect();
-        format!("[{}]", classes.join(", "))
-    };
-    changed(
-        "limits.monitor_classes".into(),
-        monitored(old),
-        monitored(new),
-    );
-    for class in ClassName::ALL {
-        let c = class.index();
-        changed(
-            format!("limits.class_pps.{class}"),
-            show_rate(old.class_pps[c]),
-            show_rate(new.class_pps[c]),
-        );
-        changed(
-            format!("limits.ceiling.{class}"),
-            show_rate(old.ceiling_pps[c]),
-            show_rate(new.ceiling_pps[c]),
-        );
-    }
-    for scope in ScopeName::ALL {
-        let s = scope.index();
-        changed(
-            format!("limits.prefix.{scope}.len"),
-            old.prefix_len[s].to_string(),
-            new.prefix_len[s].to_string(),
-        );
-        changed(
-            format!("limits.prefix.{scope}.pps"),
-            show_rate(old.prefix_pps[s]),
-            show_rate(new.prefix_pps[s]),
-        );
-        changed(
-            format!("limits.prefix.{scope}.bps"),
-            show_rate(old.prefix_bps[s]),
-            show_rate(new.prefix_bps[s]),
-        );
-        for class in ClassName::ALL {
-            changed(
-                format!("limits.prefix.{scope}.class_pps.{class}"),
-                show_rate(old.prefix_class_pps[s][class.index()]),
-                show_rate(new.prefix_class_pps[s][class.index()]),
-            );
-        }
+    for (setting, from, to) in old.differences(new) {
+        lines.push(format!("limits.{}: {from} -> {to}", setting.key()));
     }
 }
 
@@ -1471,7 +1199,7 @@ prefixes = ["2001:2::/48", "198.18.99.7"]
         );
         let err = parse_err(&format!("{MINIMAL}[limits]\npps = 0\n"));
         assert!(
-            err.contains("test.toml:4:7: limits.pps: pps must be at least 1"),
+            err.contains("test.toml:4:7: limits.pps: must be at least 1 (use `unlimited`"),
             "an integer zero is refused like \"0\": {err}"
         );
         let err = parse_err(&format!("{MINIMAL}[limits]\npps = 1.5\n"));
@@ -1534,14 +1262,16 @@ prefixes = ["2001:2::/48", "198.18.99.7"]
             "{MINIMAL}[limits]\npps = 1000\nburst_packets = 10\n"
         ));
         assert!(
-            err.contains("test.toml:5:17: limits.burst_packets: burst-packets 10 lasts less than 30 ms at the rate of 1000"),
+            err.contains(
+                "test.toml:5:17: limits.burst_packets: 10 lasts less than 30 ms at the rate of 1000"
+            ),
             "neither alone is wrong; the burst is named: {err}"
         );
         let err = parse_err(&format!(
             "{MINIMAL}[limits]\nburst_packets = 20000\npps = 1000\n[limits.prefix.v6]\nlen = 129\n"
         ));
         assert!(
-            err.contains("test.toml:7:7: limits.prefix.v6.len: prefix-len 129 is out of range"),
+            err.contains("test.toml:7:7: limits.prefix.v6.len: 129 is out of range: it must be between 1 and 128"),
             "{err}"
         );
     }
@@ -1558,6 +1288,47 @@ prefixes = ["2001:2::/48", "198.18.99.7"]
         for (end, _) in sample.char_indices() {
             let _ = parse(&corpus_path("cut.toml"), &sample[..end]);
         }
+    }
+
+    #[test]
+    fn limits_take_exactly_the_settings_keys() {
+        let err = parse_err(&format!("{MINIMAL}[limits]\nburst = 5\n"));
+        assert!(
+            err.contains(
+                "test.toml:4:1: limits.burst: unknown field `burst`, expected one of `pps`, \
+                 `burst_packets`, `bps`"
+            ),
+            "{err}"
+        );
+        let err = parse_err(&format!("{MINIMAL}[limits.prefix.v4]\nlength = 22\n"));
+        assert!(
+            err.contains(
+                "limits.prefix.v4.length: unknown field `length`, expected one of `len`, `pps`, \
+                 `bps`, `class_pps`"
+            ),
+            "{err}"
+        );
+        let err = parse_err(&format!("{MINIMAL}[limits]\nclass_pps = 5\n"));
+        assert!(
+            err.contains(
+                "test.toml:4:13: limits.class_pps: invalid type: integer, expected a table"
+            ),
+            "{err}"
+        );
+        let err = parse_err(&format!("limits = \"fast\"\n{MINIMAL}"));
+        assert!(
+            err.contains("limits: invalid type: string, expected a table"),
+            "{err}"
+        );
+        let err = parse_err(&format!("{MINIMAL}[limits]\nadmit_after = \"4\"\n"));
+        assert!(
+            err.contains("limits.admit_after: invalid type: string \"4\", expected u32"),
+            "{err}"
+        );
+        let file = parse_ok(&format!(
+            "{MINIMAL}[limits.class_pps]\n[limits.prefix.v4]\nclass_pps = {{}}\n"
+        ));
+        assert_eq!(file.limits, Limits::default(), "empty tables set nothing");
     }
 
     #[test]

@@ -283,7 +283,7 @@ fn protect(
         None => info!(
             "floodwall protects {iface} ({attach_mode} mode, table of {} sources): {}",
             config.max_sources,
-            describe_limits(&config.limits)
+            config.limits.describe()
         ),
     }
     let shared = Arc::new(Shared {
@@ -530,26 +530,6 @@ fn apply_reload(
         ));
     }
     Ok(changes)
-}
-
-fn describe_limits(limits: &Limits) -> String {
-    let rate = |r: crate::config::Rate, unit: &str| match r {
-        crate::config::Rate::Unlimited => format!("no {unit} limit"),
-        crate::config::Rate::PerSecond(n) => format!("{n} {unit}/s"),
-    };
-    format!(
-        "{} (burst {}), {} (burst {}), block for {}, {}",
-        rate(limits.pps, "packets"),
-        limits
-            .effective_burst_packets()
-            .map_or_else(|| "-".to_owned(), |b| b.to_string()),
-        rate(limits.bps, "bit"),
-        limits
-            .effective_burst_bytes()
-            .map_or_else(|| "-".to_owned(), |b| format!("{b} bytes")),
-        humantime::format_duration(limits.block_for()),
-        limits.mode,
-    )
 }
 
 async fn sample_loop(shared: Arc<Shared>) -> anyhow::Result<()> {
@@ -806,12 +786,12 @@ fn handle(shared: &Shared, request: &Request) -> anyhow::Result<Response> {
             let mut limits = lock(&shared.limits);
             let next = limits.apply(&change)?;
             shared.maps.write_limits(&next.to_kernel())?;
-            info!(
-                "limits changed on {}: {} (was: {})",
-                shared.iface,
-                describe_limits(&next),
-                describe_limits(&limits)
-            );
+            let changes: Vec<String> = limits
+                .differences(&next)
+                .iter()
+                .map(|(setting, from, to)| format!("{setting} {from} -> {to}"))
+                .collect();
+            info!("limits changed on {}: {}", shared.iface, changes.join(", "));
             *limits = next;
             Ok(Response::Limits(limits_view(shared, &next)))
         }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use crate::{
-    config::{Limits, Rate},
+    config::Limits,
     stats::{key_addr, source_rate},
 };
 
@@ -79,10 +79,6 @@ pub fn decode(bytes: &[u8]) -> Option<BlockEvent> {
 /// A block as a log line says it.
 #[must_use]
 pub fn describe_block(event: &BlockEvent, limits: &Limits) -> String {
-    let per_second = |rate: Rate| match rate {
-        Rate::Unlimited => 0,
-        Rate::PerSecond(n) => n,
-    };
     let addr = key_addr(&filter_common::SourceKey { addr: event.addr });
     let rate = source_rate(
         event.window_start_ns,
@@ -98,25 +94,25 @@ pub fn describe_block(event: &BlockEvent, limits: &Limits) -> String {
     };
     match LimitKind::try_from(event.limit_kind) {
         Ok(LimitKind::Bytes) => format!(
-            "{verb} {addr} for {secs}s: {:.0} bit/s seen, limit {} bit/s",
+            "{verb} {addr} for {secs}s: {:.0} bit/s seen, limit {}",
             rate.bps,
-            per_second(limits.bps)
+            limits.bps.per("bit")
         ),
         Ok(LimitKind::ClassPackets) => {
             let class = Class::try_from(event.class).unwrap_or(Class::Other);
             format!(
-                "{verb} {addr} for {secs}s: {} packets over its {} limit of {} packets/s \
+                "{verb} {addr} for {secs}s: {} packets over its {} limit of {} \
                  ({:.0} packets/s seen in all)",
                 class.name(),
                 class.name(),
-                per_second(limits.class_pps[class as usize]),
+                limits.class_pps[class as usize].per("packets"),
                 rate.pps
             )
         }
         _ => format!(
-            "{verb} {addr} for {secs}s: {:.0} packets/s seen, limit {} packets/s",
+            "{verb} {addr} for {secs}s: {:.0} packets/s seen, limit {}",
             rate.pps,
-            per_second(limits.pps)
+            limits.pps.per("packets")
         ),
     }
 }
@@ -307,6 +303,7 @@ impl BlockBook {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Rate;
 
     fn event(last: u8, now_ns: u64) -> BlockEvent {
         BlockEvent {
