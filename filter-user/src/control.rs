@@ -18,8 +18,8 @@ use tokio::{
 };
 
 use crate::{
-    config::{Limits, LimitsChange},
     events::EventRecord,
+    limits::{Limits, LimitsChange},
     lists::{ListEntryView, ListKind, Prefix},
     stats::{OutcomeStats, SourceView},
 };
@@ -349,7 +349,7 @@ pub enum Response {
     /// Sources, busiest first.
     Sources {
         /// The mode now: in monitor mode a "blocked" source is only marked, not dropped.
-        mode: crate::config::FilterMode,
+        mode: crate::limits::FilterMode,
         /// The sources.
         sources: Vec<SourceView>,
     },
@@ -531,7 +531,7 @@ pub async fn call(socket: &Path, request: &Request) -> anyhow::Result<Response> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Rate;
+    use crate::limits::Rate;
 
     #[test]
     fn requests_round_trip_as_one_json_line() {

@@ -26,12 +26,12 @@ use tokio::{
 };
 
 use crate::{
-    config::Limits,
     control::{
         Access, LimitsView, MAX_REQUEST_BYTES, Request, Response, StatsView, TableStats,
         socket_path,
     },
     events::{self, BlockBook, EventKind, EventRecord},
+    limits::Limits,
     lists::{self, ListKind, ListMaps, Prefix},
     loader::{self, AttachMode, LoadOptions},
     maps::{FilterMaps, monotonic_now_ns},
@@ -86,7 +86,7 @@ pub struct DaemonConfig {
     /// Denylist entries the config file owns (no expiry).
     pub deny: Vec<Prefix>,
     /// The config file this came from, if any: reloads log their change as its diff.
-    pub file: Option<crate::config_file::DaemonFile>,
+    pub file: Option<crate::config::DaemonFile>,
 }
 
 /// Reads the config again (file and command line) for a reload.
@@ -463,7 +463,7 @@ fn apply_reload(
     // What the operator edited, key by key. Only a daemon with a config file has a reloader,
     // so both sides have one.
     let changes = match (&old.file, &new.file) {
-        (Some(old_file), Some(new_file)) => crate::config_file::diff(old_file, new_file),
+        (Some(old_file), Some(new_file)) => crate::config::diff(old_file, new_file),
         _ => Vec::new(),
     };
     // Undo steps of what was applied, run in reverse if a later step fails.

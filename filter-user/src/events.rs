@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use crate::{
-    config::Limits,
+    limits::Limits,
     stats::{key_addr, source_rate},
 };
 
@@ -303,7 +303,7 @@ impl BlockBook {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Rate;
+    use crate::limits::Rate;
 
     fn event(last: u8, now_ns: u64) -> BlockEvent {
         BlockEvent {

@@ -13,7 +13,7 @@ use clap::{CommandFactory as _, Subcommand};
 use clap_complete::Shell;
 use roff::{Roff, bold, roman};
 
-use crate::{cli::Cli, config_file, control::DEFAULT_RUN_DIR, pin::DEFAULT_PIN_ROOT};
+use crate::{cli::Cli, config, control::DEFAULT_RUN_DIR, pin::DEFAULT_PIN_ROOT};
 
 /// The shells whose completions the Debian package installs, each into its own vendor
 /// directory.
@@ -155,7 +155,7 @@ fn top_page_sections(roff: &mut Roff) {
     roff.control("SH", ["FILES"]);
     item(
         roff,
-        config_file::DEFAULT_PATH.to_owned(),
+        config::DEFAULT_PATH.to_owned(),
         "The daemon's configuration: floodwall run reads it unless --config names another \
          file, floodwall config check checks it, and floodwall reload (or SIGHUP) applies a \
          changed one. The packaged systemd unit (floodwall.service) starts the daemon with \

@@ -2,8 +2,9 @@
 //! that tunes it while it runs.
 //!
 //! Modules, by concern:
-//! - [`config`]: limits as the operator states them; parsing, validation, kernel form.
-//! - [`config_file`]: the daemon's TOML configuration file, its checks and its diff.
+//! - [`limits`]: the limits as the operator states them: their vocabulary, values,
+//!   validation and kernel form.
+//! - [`config`]: the daemon's TOML configuration file, its checks and its diff.
 //! - [`loader`]: load the embedded XDP object, attach it to an interface.
 //! - [`maps`]: typed access to the program's maps.
 //! - [`metrics`]: the Prometheus endpoint.
@@ -18,11 +19,11 @@
 
 pub mod cli;
 pub mod config;
-pub mod config_file;
 pub mod control;
 pub mod daemon;
 pub mod events;
 pub mod generate;
+pub mod limits;
 pub mod lists;
 pub mod loader;
 pub mod maps;

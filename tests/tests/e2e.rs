@@ -13,8 +13,8 @@ use std::{collections::BTreeSet, net::IpAddr, time::Duration};
 
 use filter_common::Outcome;
 use floodwall::{
-    config::{Burst, FilterMode, Rate},
     control::{Response, socket_path},
+    limits::{Burst, FilterMode, Rate},
     stats::SourceView,
 };
 use floodwall_tests::lab::{
