@@ -11,11 +11,9 @@ use crate::{
     control::{self, DEFAULT_RUN_DIR, LimitsView, Request, Response, StatsView},
     events::EventKind,
     limits::{
-        ClassName, FilterMode, LimitArgs, Limits, Rate, ScopeName, Setting, Value,
-        parse_duration_ms,
+        ClassName, FilterMode, LimitArgs, Rate, ScopeName, Setting, Value, parse_duration_ms,
     },
     lists::{ListEntryView, ListKind, Prefix, parse_list_file},
-    loader::AttachMode,
     pin::DEFAULT_PIN_ROOT,
     stats::SourceView,
 };
@@ -58,7 +56,7 @@ impl Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Attach floodwall to an interface and protect it until SIGINT or SIGTERM.
-    Run(RunArgs),
+    Run(config::RunArgs),
     /// Show or change the per-source limits of a running daemon.
     #[command(subcommand)]
     Limits(LimitsCommand),
@@ -160,49 +158,6 @@ pub struct EventsArgs {
     #[command(flatten)]
     #[expect(missing_docs, reason = "flattened")]
     pub read: ReadArgs,
-}
-
-/// `floodwall run`.
-#[derive(Clone, Debug, Args)]
-pub struct RunArgs {
-    /// Config file (TOML). Without this flag /etc/floodwall/floodwall.toml is read if it
-    /// exists. The flags below override the file.
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// Interface to protect, e.g. eth0; repeat for several (replaces the file's list).
-    #[arg(long)]
-    pub iface: Vec<String>,
-    /// XDP mode: driver (native), skb (generic), or auto (driver, else skb with a warning).
-    #[arg(long, value_enum)]
-    pub xdp_mode: Option<AttachMode>,
-    /// Capacity of the per-source table (least recently seen sources are evicted when full;
-    /// default 1,048,576).
-    #[arg(long)]
-    pub max_sources: Option<u32>,
-    /// Serve Prometheus metrics on this address, e.g. 127.0.0.1:9477 (off by default).
-    #[arg(long, value_name = "ADDR:PORT")]
-    pub metrics_addr: Option<std::net::SocketAddr>,
-    /// Capacity of each list (allowlist and denylist, IPv4 and IPv6 each), in prefixes
-    /// (default 131,072).
-    #[arg(long)]
-    pub list_capacity: Option<u32>,
-    /// Capacity of the prefix table (default 262,144).
-    #[arg(long)]
-    pub max_prefixes: Option<u32>,
-    /// Members of this group (a name or a gid) may change floodwall, like root.
-    #[arg(long, value_parser = config::parse_group, value_name = "GROUP")]
-    pub admin_group: Option<config::GroupRef>,
-    /// Members of this group (a name or a gid) may use the read-only commands.
-    #[arg(long, value_parser = config::parse_group, value_name = "GROUP")]
-    pub read_group: Option<config::GroupRef>,
-    /// Start from empty state: replace the attached program (atomically, the interface
-    /// stays protected) and drop the pinned blocks, lists and counters. Needed when the
-    /// pinned state has another layout or other capacities than this start asks for.
-    #[arg(long)]
-    pub fresh_state: bool,
-    /// Initial limits (defaults: 10k packets/s, auto bursts, no bit-rate limit, 60s blocks).
-    #[command(flatten)]
-    pub limits: LimitArgs,
 }
 
 /// Options of the read-only commands.
@@ -665,94 +620,6 @@ pub fn detach(
         pins.dir().display()
     );
     Ok(())
-}
-
-/// The config file `run` reads: `--config`, else the default path if it exists.
-#[must_use]
-pub fn config_path(args: &RunArgs) -> Option<PathBuf> {
-    args.config.clone().or_else(|| {
-        let default = PathBuf::from(config::DEFAULT_PATH);
-        default.exists().then_some(default)
-    })
-}
-
-/// The config of `floodwall run`: the config file (if any) with the flags over it. Called
-/// again on every reload, with the same flags, so that flags keep overriding the file.
-///
-/// # Errors
-/// If the file or a flag is invalid; nothing is applied then.
-pub fn daemon_config(
-    run_dir: Option<&std::path::Path>,
-    pin_root: &std::path::Path,
-    args: &RunArgs,
-) -> anyhow::Result<crate::daemon::DaemonConfig> {
-    use crate::daemon::{DaemonConfig, InterfaceSpec};
-    let file = config_path(args)
-        .map(|path| config::load(&path))
-        .transpose()?;
-    let interfaces = if args.iface.is_empty() {
-        file.as_ref()
-            .map(|f| {
-                f.interfaces
-                    .iter()
-                    .map(|i| InterfaceSpec {
-                        name: i.name.clone(),
-                        attach_mode: args.xdp_mode.unwrap_or(i.xdp_mode),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
-    } else {
-        args.iface
-            .iter()
-            .map(|name| InterfaceSpec {
-                name: name.clone(),
-                attach_mode: args.xdp_mode.unwrap_or_default(),
-            })
-            .collect()
-    };
-    let base = file.as_ref().map_or_else(Limits::default, |f| f.limits);
-    let gid = |flag: &Option<config::GroupRef>, file: Option<&config::GroupRef>| {
-        flag.as_ref().or(file).map(|g| g.gid.as_raw())
-    };
-    Ok(DaemonConfig {
-        interfaces,
-        limits: base.apply(&args.limits.change()?)?,
-        max_sources: args
-            .max_sources
-            .or(file.as_ref().map(|f| f.max_sources))
-            .unwrap_or(filter_common::DEFAULT_MAX_SOURCES),
-        list_capacity: args
-            .list_capacity
-            .or(file.as_ref().map(|f| f.list_capacity))
-            .unwrap_or(filter_common::DEFAULT_LIST_CAPACITY),
-        max_prefixes: args
-            .max_prefixes
-            .or(file.as_ref().map(|f| f.max_prefixes))
-            .unwrap_or(filter_common::DEFAULT_MAX_PREFIXES),
-        metrics_addr: args
-            .metrics_addr
-            .or(file.as_ref().and_then(|f| f.metrics_addr)),
-        run_dir: run_dir
-            .map(std::path::Path::to_path_buf)
-            .or(file.as_ref().and_then(|f| f.run_dir.clone()))
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_RUN_DIR)),
-        pin_root: pin_root.to_owned(),
-        fresh_state: args.fresh_state,
-        access: control::Access {
-            admin_gid: gid(
-                &args.admin_group,
-                file.as_ref().and_then(|f| f.admin_group.as_ref()),
-            ),
-            read_gid: gid(
-                &args.read_group,
-                file.as_ref().and_then(|f| f.read_group.as_ref()),
-            ),
-        },
-        allow: file.as_ref().map(|f| f.allow.clone()).unwrap_or_default(),
-        deny: file.as_ref().map(|f| f.deny.clone()).unwrap_or_default(),
-        file,
-    })
 }
 
 /// Runs `floodwall config ...`: reads the file here, with no daemon.

@@ -7,7 +7,6 @@ use std::{
     fs::{File, OpenOptions},
     future::Future,
     os::unix::fs::PermissionsExt as _,
-    path::PathBuf,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -26,6 +25,7 @@ use tokio::{
 };
 
 use crate::{
+    config::{DaemonConfig, InterfaceConfig, Reloader},
     control::{
         Access, LimitsView, MAX_REQUEST_BYTES, Request, Response, StatsView, TableStats,
         socket_path,
@@ -48,49 +48,6 @@ pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
 /// [`FilterMaps::rebuild_tracked_filter`]). A walk of up to a million keys, too dear for
 /// every second.
 pub const COUNT_INTERVAL: Duration = Duration::from_secs(10);
-
-/// One interface to protect.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct InterfaceSpec {
-    /// Its name.
-    pub name: String,
-    /// XDP attach mode.
-    pub attach_mode: AttachMode,
-}
-
-/// What `floodwall run` was asked to do: the config file with the command line over it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct DaemonConfig {
-    /// Interfaces to protect, each with its own program and state.
-    pub interfaces: Vec<InterfaceSpec>,
-    /// Limits, the same on every interface.
-    pub limits: Limits,
-    /// Capacity of the per-source table.
-    pub max_sources: u32,
-    /// Capacity of each list trie.
-    pub list_capacity: u32,
-    /// Capacity of the prefix table.
-    pub max_prefixes: u32,
-    /// Where to serve Prometheus metrics, if anywhere.
-    pub metrics_addr: Option<std::net::SocketAddr>,
-    /// Directory of the control sockets and lock files.
-    pub run_dir: PathBuf,
-    /// Directory of the pinned state in bpffs.
-    pub pin_root: PathBuf,
-    /// Start from empty state even if pinned state could be adopted.
-    pub fresh_state: bool,
-    /// Who may read and change what.
-    pub access: Access,
-    /// Allowlist entries the config file owns.
-    pub allow: Vec<Prefix>,
-    /// Denylist entries the config file owns (no expiry).
-    pub deny: Vec<Prefix>,
-    /// The config file this came from, if any: reloads log their change as its diff.
-    pub file: Option<crate::config::DaemonFile>,
-}
-
-/// Reads the config again (file and command line) for a reload.
-pub type Reloader = dyn Fn() -> anyhow::Result<DaemonConfig> + Send + Sync;
 
 /// A reload request: answered with the changes applied, or why nothing was.
 type ReloadReply = oneshot::Sender<Result<Vec<String>, String>>;
@@ -206,7 +163,7 @@ pub async fn run(
 /// Loads the program for one interface with its pinned state and attaches it, taking over
 /// the program an earlier daemon left attached without a moment unprotected.
 fn protect(
-    spec: &InterfaceSpec,
+    spec: &InterfaceConfig,
     config: &DaemonConfig,
     access: Arc<Mutex<Access>>,
     reload: mpsc::Sender<ReloadReply>,
@@ -242,7 +199,7 @@ fn protect(
             return Err(e.context(format!("cannot protect {iface}")));
         }
     };
-    let attach_mode = match pins.attach(&mut loaded.ebpf, &takeover, spec.attach_mode) {
+    let attach_mode = match pins.attach(&mut loaded.ebpf, &takeover, spec.xdp_mode) {
         Ok(mode) => mode,
         Err(e) => {
             pins.abandon(&plan);
@@ -439,20 +396,7 @@ fn apply_reload(
     old: &DaemonConfig,
     new: &DaemonConfig,
 ) -> anyhow::Result<Vec<String>> {
-    let restart_only = [
-        ("interfaces", old.interfaces != new.interfaces),
-        ("max_sources", old.max_sources != new.max_sources),
-        ("list_capacity", old.list_capacity != new.list_capacity),
-        ("max_prefixes", old.max_prefixes != new.max_prefixes),
-        ("metrics_addr", old.metrics_addr != new.metrics_addr),
-        ("run_dir", old.run_dir != new.run_dir),
-        ("pin_root", old.pin_root != new.pin_root),
-    ];
-    let need_restart: Vec<&str> = restart_only
-        .iter()
-        .filter(|(_, differs)| *differs)
-        .map(|(name, _)| *name)
-        .collect();
+    let need_restart = old.restart_only_changes(new);
     if !need_restart.is_empty() {
         bail!(
             "{} changed: a reload changes limits, lists and access; this takes a restart",

@@ -19,6 +19,8 @@
 //! - `build`: from the file as written to a [`DaemonFile`], key by key.
 //! - `limits_table`: the `[limits]` table, read by the keys of [`crate::limits::Setting`].
 //! - [`report`]: positions and [`ConfigError`].
+//! - [`resolve`](mod@resolve): the flags of `floodwall run` over the file: the
+//!   [`DaemonConfig`] the daemon runs with.
 //! - [`diff`](mod@diff): what changes between two files, for the log of a reload.
 
 use std::{
@@ -37,12 +39,14 @@ mod build;
 pub mod diff;
 mod limits_table;
 pub mod report;
+pub mod resolve;
 pub mod schema;
 #[cfg(test)]
 mod tests;
 
 pub use diff::diff;
 pub use report::{ConfigError, Position};
+pub use resolve::{CommandLine, DaemonConfig, Reloader, RunArgs, resolve};
 
 /// Temporary: the limits were `floodwall::config` before they moved to [`crate::limits`],
 /// and test files written against that path are still being merged. Remove once nothing
