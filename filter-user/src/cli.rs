@@ -8,14 +8,16 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::{
     config::{self, DaemonFile},
-    control::{self, DEFAULT_RUN_DIR, LimitsView, Request, Response, StatsView},
+    control::{
+        self, DEFAULT_RUN_DIR, LimitsView, NOTHING_TO_CHANGE, Request, Response, SourceView,
+        StatsView,
+    },
     events::EventKind,
     limits::{
         ClassName, FilterMode, LimitArgs, Rate, ScopeName, Setting, Value, parse_duration_ms,
     },
     lists::{ListEntryView, ListKind, Prefix, parse_list_file},
     pin::DEFAULT_PIN_ROOT,
-    stats::SourceView,
 };
 
 /// An XDP filter that keeps a server reachable during a flood.
@@ -240,9 +242,7 @@ pub async fn client(run_dir: &std::path::Path, command: Command) -> anyhow::Resu
         }) => {
             let change = limits.change()?;
             if change.is_empty() {
-                bail!(
-                    "nothing to change: give at least one limit flag (see `floodwall limits set --help`)"
-                );
+                bail!("{NOTHING_TO_CHANGE}");
             }
             (iface, json, Request::LimitsSet { change })
         }
@@ -643,12 +643,7 @@ fn print_config(config: &DaemonFile) {
         .iter()
         .map(|i| format!("{} (xdp {})", i.name, i.xdp_mode))
         .collect();
-    print_limits(&LimitsView {
-        iface: interfaces.join(", "),
-        limits: config.limits,
-        effective_burst_packets: config.limits.effective_burst_packets(),
-        effective_burst_bytes: config.limits.effective_burst_bytes(),
-    });
+    print_limits(&LimitsView::new(interfaces.join(", "), config.limits));
     println!(
         "capacities     {} sources, {} prefixes, {} entries per list and family",
         config.max_sources, config.max_prefixes, config.list_capacity

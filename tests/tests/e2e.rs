@@ -13,9 +13,8 @@ use std::{collections::BTreeSet, net::IpAddr, time::Duration};
 
 use filter_common::Outcome;
 use floodwall::{
-    control::{Response, socket_path},
+    control::{Response, SourceView, socket_path},
     limits::{Burst, FilterMode, Rate},
-    stats::SourceView,
 };
 use floodwall_tests::lab::{
     self, Daemon, Host, Lab, Proc, dropped_packets, hping3_sent, http_tally, packets,
