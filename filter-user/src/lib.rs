@@ -14,15 +14,14 @@
 //! - [`events`]: block events, the record of blocks, rate-limited logging.
 //! - [`control`]: the control socket protocol and its client.
 //! - [`daemon`]: `floodwall run`.
-//! - [`cli`]: argument definitions and the client commands.
-//! - [`generate`]: shell completions and man pages from the argument definitions.
+//! - [`cli`]: the arguments, the client commands and what they print; man pages and
+//!   completions made from the arguments.
 
 pub mod cli;
 pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod events;
-pub mod generate;
 pub mod limits;
 pub mod lists;
 pub mod loader;

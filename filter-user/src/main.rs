@@ -46,12 +46,12 @@ fn main() -> std::process::ExitCode {
                 let config = command_line.load()?;
                 daemon::run(config, command_line.reloader(), shutdown_signal()?).await
             }
+            Command::Client(command) => floodwall::cli::client::run(&client_run_dir, command).await,
             Command::Detach { iface } => {
                 floodwall::cli::detach(&client_run_dir, &cli.pin_root, &iface)
             }
-            Command::Config(command) => floodwall::cli::config(&command),
-            Command::Generate(what) => floodwall::generate::run(&what),
-            command => floodwall::cli::client(&client_run_dir, command).await,
+            Command::Config(command) => floodwall::cli::check::run(&command),
+            Command::Generate(what) => floodwall::cli::generate::run(&what),
         }
     });
     match result {
