@@ -9,58 +9,16 @@ use std::{
 
 use filter_common::{BlockEvent, Class, EventType, LimitKind, Mode};
 use log::info;
-use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use crate::{
+    control::{EventKind, EventRecord},
     limits::Limits,
     stats::{key_addr, source_rate},
 };
 
 /// Events the journal keeps for `floodwall events`.
 pub const JOURNAL_LEN: usize = 1_000;
-
-/// What happened.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EventKind {
-    /// A source was blocked (or would have been, in monitor mode).
-    Block,
-    /// A block ended or was removed.
-    Unblock,
-    /// List entries matched traffic since the last summary.
-    ListHits,
-    /// The data path lost events because the ring buffer was full.
-    EventsLost,
-    /// The operator changed a list.
-    ListChange,
-}
-
-/// One entry of the journal.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EventRecord {
-    /// When the daemon recorded it (RFC 3339, UTC).
-    pub time: String,
-    /// What happened.
-    pub kind: EventKind,
-    /// The source or prefix concerned, if any.
-    pub subject: Option<String>,
-    /// A sentence for people.
-    pub message: String,
-}
-
-impl EventRecord {
-    /// A record stamped now.
-    #[must_use]
-    pub fn now(kind: EventKind, subject: Option<String>, message: String) -> Self {
-        Self {
-            time: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
-            kind,
-            subject,
-            message,
-        }
-    }
-}
 
 /// At most this many block/unblock lines per second; the rest are summed up in one line.
 pub const LOG_LINES_PER_SEC: u32 = 20;

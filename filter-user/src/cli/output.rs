@@ -10,8 +10,10 @@ use std::{
 
 use crate::{
     config::DaemonFile,
-    control::{DEFAULT_RUN_DIR, LimitsView, ListEntryView, Response, SourceView, StatsView},
-    events::{EventKind, EventRecord},
+    control::{
+        DEFAULT_RUN_DIR, EventKind, EventRecord, LimitsView, ListEntryView, Response, SourceView,
+        StatsView,
+    },
     limits::{ClassName, FilterMode, Rate, ScopeName, Setting, Value},
     lists::ListKind,
 };

@@ -251,21 +251,19 @@ mod tests {
     use super::*;
     use crate::limits::Rate;
 
-    /// `floodwall run ARGS` as the binary parses it.
+    /// `floodwall run ARGS`, with a pin root.
     fn command_line(args: &[&str]) -> CommandLine {
-        let cli = crate::cli::Cli::try_parse_from(
-            ["floodwall", "--pin-root", "/sys/fs/bpf/fw-test", "run"]
-                .iter()
-                .chain(args),
-        )
-        .unwrap_or_else(|e| panic!("{args:?} must parse: {e}"));
-        match cli.command {
-            crate::cli::Command::Run(args) => CommandLine {
-                args,
-                run_dir: cli.run_dir,
-                pin_root: cli.pin_root,
-            },
-            other => panic!("not run: {other:?}"),
+        #[derive(clap::Parser)]
+        struct Run {
+            #[command(flatten)]
+            args: RunArgs,
+        }
+        let run = Run::try_parse_from(std::iter::once("run").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("{args:?} must parse: {e}"));
+        CommandLine {
+            args: run.args,
+            run_dir: None,
+            pin_root: PathBuf::from("/sys/fs/bpf/fw-test"),
         }
     }
 

@@ -21,7 +21,6 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    events::EventRecord,
     limits::{FilterMode, LimitsChange},
     lists::{ListKind, Prefix},
 };
@@ -33,7 +32,8 @@ pub mod view;
 pub use access::{Access, Peer, peer_of};
 pub use client::{all_sockets, call, call_streaming, find_socket};
 pub use view::{
-    ClassStats, LimitsView, ListEntryView, OutcomeStats, SourceView, StatsView, TableStats,
+    ClassStats, EventKind, EventRecord, LimitsView, ListEntryView, OutcomeStats, SourceView,
+    StatsView, TableStats,
 };
 
 /// Default directory of control sockets and lock files.

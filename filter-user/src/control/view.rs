@@ -1,5 +1,5 @@
 //! What the daemon's responses carry, as `--json` prints them: the protocol's views of the
-//! limits, the statistics, the sources and the lists.
+//! limits, the statistics, the sources, the lists and the event journal.
 
 use std::net::IpAddr;
 
@@ -159,6 +159,48 @@ pub struct SourceView {
     pub blocked: bool,
     /// Milliseconds left of the block.
     pub blocked_remaining_ms: Option<u64>,
+}
+
+/// What happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// A source was blocked (or would have been, in monitor mode).
+    Block,
+    /// A block ended or was removed.
+    Unblock,
+    /// List entries matched traffic since the last summary.
+    ListHits,
+    /// The data path lost events because the ring buffer was full.
+    EventsLost,
+    /// The operator changed a list.
+    ListChange,
+}
+
+/// One entry of the journal.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventRecord {
+    /// When the daemon recorded it (RFC 3339, UTC).
+    pub time: String,
+    /// What happened.
+    pub kind: EventKind,
+    /// The source or prefix concerned, if any.
+    pub subject: Option<String>,
+    /// A sentence for people.
+    pub message: String,
+}
+
+impl EventRecord {
+    /// A record stamped now.
+    #[must_use]
+    pub fn now(kind: EventKind, subject: Option<String>, message: String) -> Self {
+        Self {
+            time: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            kind,
+            subject,
+            message,
+        }
+    }
 }
 
 #[cfg(test)]

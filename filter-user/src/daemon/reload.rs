@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::{Shared, lock};
 use crate::{
     config::{DaemonConfig, Reloader},
-    events::{EventKind, EventRecord},
+    control::{EventKind, EventRecord},
     limits::Limits,
     lists::{ListKind, Prefix},
 };

@@ -19,10 +19,9 @@ use tokio::{
 use super::{Shared, lock};
 use crate::{
     control::{
-        ClassStats, LimitsView, MAX_REQUEST_BYTES, NOTHING_TO_CHANGE, Request, Response,
-        SourceView, StatsView, TableStats, peer_of,
+        ClassStats, EventKind, EventRecord, LimitsView, MAX_REQUEST_BYTES, NOTHING_TO_CHANGE,
+        Request, Response, SourceView, StatsView, TableStats, peer_of,
     },
-    events::{EventKind, EventRecord},
     limits::{Limits, LimitsChange},
     lists::{self, ListKind, Prefix},
     maps::monotonic_now_ns,

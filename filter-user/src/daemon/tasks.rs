@@ -14,7 +14,8 @@ use tokio::io::unix::AsyncFd;
 
 use super::{COUNT_INTERVAL, SAMPLE_INTERVAL, Shared, lock};
 use crate::{
-    events::{self, EventKind, EventRecord},
+    control::{EventKind, EventRecord},
+    events,
     lists::ListKind,
     metrics,
 };
