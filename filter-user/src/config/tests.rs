@@ -377,6 +377,19 @@ fn limits_take_exactly_the_settings_keys() {
 }
 
 #[test]
+fn the_sample_shows_every_setting_of_limits() {
+    let sample = include_str!("../../../packaging/floodwall.toml");
+    let limits = &sample[sample.find("\n[limits]\n").expect("a [limits] table")..];
+    for setting in crate::limits::Setting::SCALARS {
+        let key = setting.key();
+        assert!(
+            limits.contains(&format!("\n{key} = ")) || limits.contains(&format!("\n#{key} = ")),
+            "packaging/floodwall.toml must show limits.{key} with its default"
+        );
+    }
+}
+
+#[test]
 fn the_sample_parses_and_holds_the_defaults() {
     let sample = include_str!("../../../packaging/floodwall.toml");
     let path = Path::new("/etc/floodwall/floodwall.toml");

@@ -3,9 +3,12 @@
 //! floodwall accepts. CLI errors, config file errors, the reload diff and `limits show` all
 //! name a setting through [`Setting`], so each is spelt the same everywhere.
 //!
-//! Adding a limit means adding its field to [`Limits`] and [`LimitsChange`], a variant here
-//! with its row in each `match` of this file, its flag in `LimitArgs`, and its kernel form
-//! in `to_kernel`. The config file, its errors, the diff and `limits show` follow.
+//! Adding a limit means: its field in [`Limits`] (with its default) and in [`LimitsChange`]
+//! (and its line in `apply`); a variant here, in [`Setting::SCALARS`], with its row in
+//! `spec` and its arms in [`Setting::get`] and [`LimitsChange::set`]; its flag in
+//! `LimitArgs` (with its line in `change`); and its kernel form in `to_kernel`. The config
+//! file, its errors, validation against the bounds, the reload diff and `limits show`
+//! follow from the row.
 
 use std::{fmt, time::Duration};
 
@@ -112,6 +115,64 @@ impl Bounds {
 const PACKET_RATE: Bounds = Bounds::new(1, MAX_PPS);
 const BIT_RATE: Bounds = Bounds::new(MIN_BPS, MAX_BPS);
 
+/// What is fixed about a setting: how the command line, the config file and `limits show`
+/// name it, and the values it takes.
+struct Spec {
+    /// The flag, without its dashes.
+    flag: &'static str,
+    /// The key's last part in the config file (`len` of `prefix.v4.len`).
+    key: &'static str,
+    /// The label in `limits show`.
+    label: &'static str,
+    /// What counts a value.
+    unit: Option<&'static str>,
+    /// The kind of value.
+    kind: Kind,
+    /// The numbers it accepts, if its values are numbers.
+    bounds: Option<Bounds>,
+}
+
+impl Spec {
+    const fn new(flag: &'static str, key: &'static str, label: &'static str, kind: Kind) -> Self {
+        Self {
+            flag,
+            key,
+            label,
+            unit: None,
+            kind,
+            bounds: None,
+        }
+    }
+
+    const fn rate(
+        flag: &'static str,
+        key: &'static str,
+        label: &'static str,
+        unit: &'static str,
+        bounds: Bounds,
+    ) -> Self {
+        Self {
+            unit: Some(unit),
+            bounds: Some(bounds),
+            ..Self::new(flag, key, label, Kind::Rate)
+        }
+    }
+
+    const fn burst(
+        flag: &'static str,
+        key: &'static str,
+        label: &'static str,
+        unit: &'static str,
+        bounds: Bounds,
+    ) -> Self {
+        Self {
+            unit: Some(unit),
+            bounds: Some(bounds),
+            ..Self::new(flag, key, label, Kind::Burst)
+        }
+    }
+}
+
 impl Setting {
     /// The settings that are not per class or per scope, in the config file's order.
     pub const SCALARS: [Self; 10] = [
@@ -149,29 +210,91 @@ impl Setting {
             .chain(per_scope)
     }
 
+    /// What is fixed about the setting: one row per setting.
+    fn spec(self) -> Spec {
+        match self {
+            Self::Pps => Spec::rate("pps", "pps", "packet rate", "packets", PACKET_RATE),
+            Self::BurstPackets => Spec::burst(
+                "burst-packets",
+                "burst_packets",
+                "packet burst",
+                "packets",
+                Bounds::new(1, MAX_PPS * MAX_BURST_TIME.as_secs()),
+            ),
+            Self::Bps => Spec::rate("bps", "bps", "bit rate", "bit", BIT_RATE),
+            Self::BurstBytes => Spec::burst(
+                "burst-bytes",
+                "burst_bytes",
+                "byte burst",
+                "bytes",
+                Bounds {
+                    min: MIN_BURST_BYTES,
+                    max: MAX_BPS / 8 * MAX_BURST_TIME.as_secs(),
+                    min_reason: Some("one full-size packet"),
+                },
+            ),
+            Self::BlockFor => Spec {
+                bounds: Some(Bounds::new(millis(MIN_BLOCK), millis(MAX_BLOCK))),
+                ..Spec::new("block-for", "block_for", "block for", Kind::Duration)
+            },
+            Self::Mode => Spec::new("mode", "mode", "mode", Kind::Mode),
+            Self::AdmitAfter => Spec {
+                unit: Some("packets"),
+                bounds: Some(Bounds::new(1, u64::from(MAX_ADMIT_PACKETS))),
+                ..Spec::new("admit-after", "admit_after", "admit after", Kind::Count)
+            },
+            Self::AdmitRate => Spec::rate(
+                "admit-rate",
+                "admit_rate",
+                "admit rate",
+                "sources",
+                PACKET_RATE,
+            ),
+            Self::DenyMode => Spec::new("deny-mode", "deny_mode", "denylist", Kind::Mode),
+            // With `--enforce-class` for the other direction.
+            Self::MonitorClasses => Spec::new(
+                "monitor-class",
+                "monitor_classes",
+                "monitored",
+                Kind::Classes,
+            ),
+            Self::ClassPps(_) => Spec::rate(
+                "class-pps",
+                "class_pps",
+                "per-source rate",
+                "packets",
+                PACKET_RATE,
+            ),
+            Self::Ceiling(_) => Spec::rate(
+                "ceiling",
+                "ceiling",
+                "ceiling (untracked)",
+                "packets",
+                PACKET_RATE,
+            ),
+            Self::PrefixLen(scope) => Spec {
+                bounds: Some(Bounds::new(1, u64::from(scope.max_len()))),
+                ..Spec::new("prefix-len", "len", "length", Kind::Count)
+            },
+            Self::PrefixPps(_) => {
+                Spec::rate("prefix-pps", "pps", "packet rate", "packets", PACKET_RATE)
+            }
+            Self::PrefixBps(_) => Spec::rate("prefix-bps", "bps", "bit rate", "bit", BIT_RATE),
+            Self::PrefixClassPps(..) => Spec::rate(
+                "prefix-class-pps",
+                "class_pps",
+                "class rate",
+                "packets",
+                PACKET_RATE,
+            ),
+        }
+    }
+
     /// The command-line flag, without its dashes: `pps`, `class-pps`. Per-class and
     /// per-scope flags take the class or scope in their value (`--class-pps syn=50`).
     #[must_use]
-    pub const fn flag(self) -> &'static str {
-        match self {
-            Self::Pps => "pps",
-            Self::BurstPackets => "burst-packets",
-            Self::Bps => "bps",
-            Self::BurstBytes => "burst-bytes",
-            Self::BlockFor => "block-for",
-            Self::Mode => "mode",
-            Self::AdmitAfter => "admit-after",
-            Self::AdmitRate => "admit-rate",
-            Self::DenyMode => "deny-mode",
-            // With `--enforce-class` for the other direction.
-            Self::MonitorClasses => "monitor-class",
-            Self::ClassPps(_) => "class-pps",
-            Self::Ceiling(_) => "ceiling",
-            Self::PrefixLen(_) => "prefix-len",
-            Self::PrefixPps(_) => "prefix-pps",
-            Self::PrefixBps(_) => "prefix-bps",
-            Self::PrefixClassPps(..) => "prefix-class-pps",
-        }
+    pub fn flag(self) -> &'static str {
+        self.spec().flag
     }
 
     /// What a per-class or per-scope flag's value names before its `=`: `syn`, `v4`,
@@ -192,113 +315,41 @@ impl Setting {
     /// `prefix.v4.class_pps.syn`.
     #[must_use]
     pub fn key(self) -> String {
+        let key = self.spec().key;
         match self {
-            Self::Pps => "pps".into(),
-            Self::BurstPackets => "burst_packets".into(),
-            Self::Bps => "bps".into(),
-            Self::BurstBytes => "burst_bytes".into(),
-            Self::BlockFor => "block_for".into(),
-            Self::Mode => "mode".into(),
-            Self::AdmitAfter => "admit_after".into(),
-            Self::AdmitRate => "admit_rate".into(),
-            Self::DenyMode => "deny_mode".into(),
-            Self::MonitorClasses => "monitor_classes".into(),
-            Self::ClassPps(class) => format!("class_pps.{class}"),
-            Self::Ceiling(class) => format!("ceiling.{class}"),
-            Self::PrefixLen(scope) => format!("prefix.{scope}.len"),
-            Self::PrefixPps(scope) => format!("prefix.{scope}.pps"),
-            Self::PrefixBps(scope) => format!("prefix.{scope}.bps"),
-            Self::PrefixClassPps(scope, class) => format!("prefix.{scope}.class_pps.{class}"),
+            Self::ClassPps(class) | Self::Ceiling(class) => format!("{key}.{class}"),
+            Self::PrefixLen(scope) | Self::PrefixPps(scope) | Self::PrefixBps(scope) => {
+                format!("prefix.{scope}.{key}")
+            }
+            Self::PrefixClassPps(scope, class) => format!("prefix.{scope}.{key}.{class}"),
+            _ => key.to_owned(),
         }
     }
 
     /// What `limits show` calls it. Per-class and per-scope settings are shown in tables
     /// by class and scope; theirs name the column.
     #[must_use]
-    pub const fn label(self) -> &'static str {
-        match self {
-            Self::Pps | Self::PrefixPps(_) => "packet rate",
-            Self::BurstPackets => "packet burst",
-            Self::Bps | Self::PrefixBps(_) => "bit rate",
-            Self::BurstBytes => "byte burst",
-            Self::BlockFor => "block for",
-            Self::Mode => "mode",
-            Self::AdmitAfter => "admit after",
-            Self::AdmitRate => "admit rate",
-            Self::DenyMode => "denylist",
-            Self::MonitorClasses => "monitored",
-            Self::ClassPps(_) => "per-source rate",
-            Self::Ceiling(_) => "ceiling (untracked)",
-            Self::PrefixLen(_) => "length",
-            Self::PrefixClassPps(..) => "class rate",
-        }
+    pub fn label(self) -> &'static str {
+        self.spec().label
     }
 
     /// What counts a value, for people: `packets` in `10000 packets/s`.
     #[must_use]
-    pub const fn unit(self) -> Option<&'static str> {
-        match self {
-            Self::Pps
-            | Self::BurstPackets
-            | Self::AdmitAfter
-            | Self::ClassPps(_)
-            | Self::Ceiling(_)
-            | Self::PrefixPps(_)
-            | Self::PrefixClassPps(..) => Some("packets"),
-            Self::Bps | Self::PrefixBps(_) => Some("bit"),
-            Self::BurstBytes => Some("bytes"),
-            Self::AdmitRate => Some("sources"),
-            Self::BlockFor
-            | Self::Mode
-            | Self::DenyMode
-            | Self::MonitorClasses
-            | Self::PrefixLen(_) => None,
-        }
+    pub fn unit(self) -> Option<&'static str> {
+        self.spec().unit
     }
 
     /// The kind of value it takes.
     #[must_use]
-    pub const fn kind(self) -> Kind {
-        match self {
-            Self::Pps
-            | Self::Bps
-            | Self::AdmitRate
-            | Self::ClassPps(_)
-            | Self::Ceiling(_)
-            | Self::PrefixPps(_)
-            | Self::PrefixBps(_)
-            | Self::PrefixClassPps(..) => Kind::Rate,
-            Self::BurstPackets | Self::BurstBytes => Kind::Burst,
-            Self::BlockFor => Kind::Duration,
-            Self::Mode | Self::DenyMode => Kind::Mode,
-            Self::AdmitAfter | Self::PrefixLen(_) => Kind::Count,
-            Self::MonitorClasses => Kind::Classes,
-        }
+    pub fn kind(self) -> Kind {
+        self.spec().kind
     }
 
     /// The numbers it accepts (rates when not `unlimited`, bursts when not `auto`);
     /// `None` for settings that are not numbers.
     #[must_use]
     pub fn bounds(self) -> Option<Bounds> {
-        Some(match self {
-            Self::Pps
-            | Self::AdmitRate
-            | Self::ClassPps(_)
-            | Self::Ceiling(_)
-            | Self::PrefixPps(_)
-            | Self::PrefixClassPps(..) => PACKET_RATE,
-            Self::Bps | Self::PrefixBps(_) => BIT_RATE,
-            Self::BurstPackets => Bounds::new(1, MAX_PPS * MAX_BURST_TIME.as_secs()),
-            Self::BurstBytes => Bounds {
-                min: MIN_BURST_BYTES,
-                max: MAX_BPS / 8 * MAX_BURST_TIME.as_secs(),
-                min_reason: Some("one full-size packet"),
-            },
-            Self::BlockFor => Bounds::new(millis(MIN_BLOCK), millis(MAX_BLOCK)),
-            Self::AdmitAfter => Bounds::new(1, u64::from(MAX_ADMIT_PACKETS)),
-            Self::PrefixLen(scope) => Bounds::new(1, u64::from(scope.max_len())),
-            Self::Mode | Self::DenyMode | Self::MonitorClasses => return None,
-        })
+        self.spec().bounds
     }
 
     /// The burst's rate, for a burst: a burst is measured in time at its rate.
