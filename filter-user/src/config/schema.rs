@@ -12,9 +12,10 @@ use toml::Spanned;
 pub(super) struct RawFile {
     pub(super) daemon: Option<RawDaemon>,
     pub(super) interface: Option<Spanned<Vec<Spanned<RawInterface>>>>,
-    /// Read from the document by [`Setting`]'s keys, see `Source::limits`.
-    #[expect(dead_code, reason = "only checked to be present")]
-    pub(super) limits: Option<de::IgnoredAny>,
+    /// Here only so that `[limits]` is a known key: it is read from the document by the
+    /// settings' keys (`limits_table`).
+    #[serde(rename = "limits")]
+    _limits: Option<de::IgnoredAny>,
     pub(super) allow: Option<Spanned<RawList>>,
     pub(super) deny: Option<Spanned<RawList>>,
 }
