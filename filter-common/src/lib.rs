@@ -184,6 +184,25 @@ impl SourceKey {
         Self::from_words([0, 0xffff_0000 | ((word as u64) << 32)])
     }
 
+    /// The key of an address: IPv4 addresses are IPv4-mapped.
+    #[must_use]
+    pub const fn from_ip(addr: core::net::IpAddr) -> Self {
+        match addr {
+            core::net::IpAddr::V4(v4) => Self::from_ipv4(v4.octets()),
+            core::net::IpAddr::V6(v6) => Self::from_ipv6(v6.octets()),
+        }
+    }
+
+    /// The address of the key: IPv4-mapped keys are IPv4 addresses.
+    #[must_use]
+    pub const fn ip(&self) -> core::net::IpAddr {
+        let v6 = core::net::Ipv6Addr::from_octets(self.addr);
+        match v6.to_ipv4_mapped() {
+            Some(v4) => core::net::IpAddr::V4(v4),
+            None => core::net::IpAddr::V6(v6),
+        }
+    }
+
     /// The key of an IPv6 source given in wire order.
     #[must_use]
     #[inline(always)]
@@ -1056,6 +1075,22 @@ mod layout_tests {
         assert_eq!(hashes(&v6), (7489, 655, 3974, (49, 29, 16_384)));
         assert_eq!(hashes(&ones), (0, 0, 435, (0, 0, 1)));
         assert_eq!(hashes(&zero), (0, 0, 435, (0, 0, 1)));
+    }
+
+    #[test]
+    fn keys_round_trip_addresses_of_both_families() {
+        for addr in [
+            core::net::IpAddr::from([198, 18, 0, 7]),
+            core::net::IpAddr::from([0x2001, 2, 0, 0, 0, 0, 0, 7]),
+            core::net::IpAddr::from([0, 0, 0, 0, 0, 0, 0, 1]),
+        ] {
+            assert_eq!(SourceKey::from_ip(addr).ip(), addr, "{addr}");
+        }
+        assert_eq!(
+            SourceKey::from_ip(core::net::IpAddr::from([198, 18, 0, 7])).addr[10..],
+            [0xff, 0xff, 198, 18, 0, 7],
+            "IPv4 keys are IPv4-mapped, wire order"
+        );
     }
 
     #[test]

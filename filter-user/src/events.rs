@@ -9,58 +9,16 @@ use std::{
 
 use filter_common::{BlockEvent, Class, EventType, LimitKind, Mode};
 use log::info;
-use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use crate::{
-    config::{Limits, Rate},
-    stats::{key_addr, source_rate},
+    control::{EventKind, EventRecord},
+    limits::Limits,
+    stats::source_rate,
 };
 
 /// Events the journal keeps for `floodwall events`.
 pub const JOURNAL_LEN: usize = 1_000;
-
-/// What happened.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EventKind {
-    /// A source was blocked (or would have been, in monitor mode).
-    Block,
-    /// A block ended or was removed.
-    Unblock,
-    /// List entries matched traffic since the last summary.
-    ListHits,
-    /// The data path lost events because the ring buffer was full.
-    EventsLost,
-    /// The operator changed a list.
-    ListChange,
-}
-
-/// One entry of the journal.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EventRecord {
-    /// When the daemon recorded it (RFC 3339, UTC).
-    pub time: String,
-    /// What happened.
-    pub kind: EventKind,
-    /// The source or prefix concerned, if any.
-    pub subject: Option<String>,
-    /// A sentence for people.
-    pub message: String,
-}
-
-impl EventRecord {
-    /// A record stamped now.
-    #[must_use]
-    pub fn now(kind: EventKind, subject: Option<String>, message: String) -> Self {
-        Self {
-            time: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
-            kind,
-            subject,
-            message,
-        }
-    }
-}
 
 /// At most this many block/unblock lines per second; the rest are summed up in one line.
 pub const LOG_LINES_PER_SEC: u32 = 20;
@@ -79,11 +37,7 @@ pub fn decode(bytes: &[u8]) -> Option<BlockEvent> {
 /// A block as a log line says it.
 #[must_use]
 pub fn describe_block(event: &BlockEvent, limits: &Limits) -> String {
-    let per_second = |rate: Rate| match rate {
-        Rate::Unlimited => 0,
-        Rate::PerSecond(n) => n,
-    };
-    let addr = key_addr(&filter_common::SourceKey { addr: event.addr });
+    let addr = filter_common::SourceKey { addr: event.addr }.ip();
     let rate = source_rate(
         event.window_start_ns,
         (event.window_packets, event.window_bytes),
@@ -98,25 +52,25 @@ pub fn describe_block(event: &BlockEvent, limits: &Limits) -> String {
     };
     match LimitKind::try_from(event.limit_kind) {
         Ok(LimitKind::Bytes) => format!(
-            "{verb} {addr} for {secs}s: {:.0} bit/s seen, limit {} bit/s",
+            "{verb} {addr} for {secs}s: {:.0} bit/s seen, limit {}",
             rate.bps,
-            per_second(limits.bps)
+            limits.bps.per("bit")
         ),
         Ok(LimitKind::ClassPackets) => {
             let class = Class::try_from(event.class).unwrap_or(Class::Other);
             format!(
-                "{verb} {addr} for {secs}s: {} packets over its {} limit of {} packets/s \
+                "{verb} {addr} for {secs}s: {} packets over its {} limit of {} \
                  ({:.0} packets/s seen in all)",
                 class.name(),
                 class.name(),
-                per_second(limits.class_pps[class as usize]),
+                limits.class_pps[class as usize].per("packets"),
                 rate.pps
             )
         }
         _ => format!(
-            "{verb} {addr} for {secs}s: {:.0} packets/s seen, limit {} packets/s",
+            "{verb} {addr} for {secs}s: {:.0} packets/s seen, limit {}",
             rate.pps,
-            per_second(limits.pps)
+            limits.pps.per("packets")
         ),
     }
 }
@@ -182,7 +136,7 @@ impl BlockBook {
         match EventType::try_from(event.event_type) {
             Ok(EventType::Block) => self.on_block(event, limits),
             Ok(kind @ (EventType::AllowHit | EventType::DenyHit)) => {
-                let addr = key_addr(&filter_common::SourceKey { addr: event.addr });
+                let addr = filter_common::SourceKey { addr: event.addr }.ip();
                 let list = if kind == EventType::AllowHit {
                     "allowlist"
                 } else {
@@ -205,7 +159,7 @@ impl BlockBook {
 
     /// Records and logs a block event.
     pub fn on_block(&mut self, event: &BlockEvent, limits: &Limits) {
-        let addr = key_addr(&filter_common::SourceKey { addr: event.addr });
+        let addr = filter_common::SourceKey { addr: event.addr }.ip();
         // Two CPUs can report the same block; the later report replaces the earlier.
         let known = self.until_ns.insert(addr, event.blocked_until_ns).is_some();
         if !known {
@@ -307,6 +261,7 @@ impl BlockBook {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::limits::Rate;
 
     fn event(last: u8, now_ns: u64) -> BlockEvent {
         BlockEvent {

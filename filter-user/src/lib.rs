@@ -1,28 +1,35 @@
 //! floodwall's userspace: the daemon that loads and attaches the XDP program and the CLI
 //! that tunes it while it runs.
 //!
-//! Modules, by concern:
-//! - [`config`]: limits as the operator states them; parsing, validation, kernel form.
-//! - [`config_file`]: the daemon's TOML configuration file, its checks and its diff.
-//! - [`loader`]: load the embedded XDP object, attach it to an interface.
-//! - [`maps`]: typed access to the program's maps.
-//! - [`metrics`]: the Prometheus endpoint.
-//! - [`probe`]: kernel feature probes, with messages that name what is missing.
+//! Modules, by concern. Plain data, no kernel objects:
+//! - [`limits`]: the limits as the operator states them: their vocabulary ([`limits::Setting`]),
+//!   values, validation, flags and kernel form.
+//! - [`config`]: the daemon's configuration: the TOML file, its checks and its diff, and the
+//!   flags of `floodwall run` over it.
 //! - [`lists`]: the allowlist and denylist: prefixes, list files, their LPM tries.
 //! - [`stats`]: counter sums, rates, per-source rate estimates.
 //! - [`events`]: block events, the record of blocks, rate-limited logging.
-//! - [`control`]: the control socket protocol and its client.
-//! - [`daemon`]: `floodwall run`.
-//! - [`cli`]: argument definitions and the client commands.
-//! - [`generate`]: shell completions and man pages from the argument definitions.
+//!
+//! The kernel objects:
+//! - [`loader`]: load the embedded XDP object, attach it to an interface.
+//! - [`maps`]: typed access to the program's maps.
+//! - [`pin`]: the pinned state in bpffs that outlives a daemon, and takeovers.
+//! - [`probe`]: kernel feature probes, with messages that name what is missing.
+//!
+//! The daemon and its clients:
+//! - [`daemon`]: `floodwall run`: protect interfaces, reload, background tasks, the control
+//!   server.
+//! - [`control`]: the control socket: its protocol and views, access, the client side.
+//! - [`metrics`]: the Prometheus endpoint.
+//! - [`cli`]: the arguments, the client commands and what they print; man pages and
+//!   completions made from the arguments.
 
 pub mod cli;
 pub mod config;
-pub mod config_file;
 pub mod control;
 pub mod daemon;
 pub mod events;
-pub mod generate;
+pub mod limits;
 pub mod lists;
 pub mod loader;
 pub mod maps;

@@ -2,11 +2,11 @@
 
 use anyhow::Context as _;
 use clap::Parser as _;
-use std::sync::Arc;
 
 use floodwall::{
-    cli::{Cli, Command, RunArgs},
-    daemon::{self, Reloader},
+    cli::{Cli, Command},
+    config::CommandLine,
+    daemon,
 };
 
 fn main() -> std::process::ExitCode {
@@ -38,29 +38,20 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Run(args) => {
-                let run_dir = cli.run_dir.clone();
-                let config =
-                    floodwall::cli::daemon_config(run_dir.as_deref(), &cli.pin_root, &args)?;
-                // Reloads read the file again with the same flags over it; a fresh start is
-                // a start-time choice only.
-                let reloader = floodwall::cli::config_path(&args).map(|_| {
-                    let pin_root = cli.pin_root.clone();
-                    let args = RunArgs {
-                        fresh_state: false,
-                        ..args
-                    };
-                    Arc::new(move || {
-                        floodwall::cli::daemon_config(run_dir.as_deref(), &pin_root, &args)
-                    }) as Arc<Reloader>
-                });
-                daemon::run(config, reloader, shutdown_signal()?).await
+                let command_line = CommandLine {
+                    args,
+                    run_dir: cli.run_dir,
+                    pin_root: cli.pin_root,
+                };
+                let config = command_line.load()?;
+                daemon::run(config, command_line.reloader(), shutdown_signal()?).await
             }
+            Command::Client(command) => floodwall::cli::client::run(&client_run_dir, command).await,
             Command::Detach { iface } => {
                 floodwall::cli::detach(&client_run_dir, &cli.pin_root, &iface)
             }
-            Command::Config(command) => floodwall::cli::config(&command),
-            Command::Generate(what) => floodwall::generate::run(&what),
-            command => floodwall::cli::client(&client_run_dir, command).await,
+            Command::Config(command) => floodwall::cli::check::run(&command),
+            Command::Generate(what) => floodwall::cli::generate::run(&what),
         }
     });
     match result {

@@ -1,10 +1,9 @@
 //! Statistics: counters summed over CPUs, rates between samples, per-source rate estimates.
 //! Pure arithmetic over snapshots; reading the maps is `maps`' job.
 
-use std::net::{IpAddr, Ipv6Addr};
-
 use filter_common::{CLASSES, Class, Counter, Outcome, RATE_WINDOW_NS, SourceKey, SourceState};
-use serde::{Deserialize, Serialize};
+
+use crate::control::{OutcomeStats, SourceView};
 
 /// Counters by class and outcome, summed over CPUs, indexed like [`Class::ALL`] and
 /// [`Outcome::ALL`].
@@ -43,23 +42,6 @@ pub struct Sample {
     pub totals: Totals,
     /// When.
     pub at_ns: u64,
-}
-
-/// One outcome's totals and its rate over the last sampling interval.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct OutcomeStats {
-    /// Outcome name (`passed`, `dropped_blocked`, ...).
-    pub outcome: String,
-    /// Whether packets of this outcome were dropped.
-    pub dropped: bool,
-    /// Packets since the program was loaded.
-    pub packets: u64,
-    /// Bytes since the program was loaded.
-    pub bytes: u64,
-    /// Packets per second over the last interval.
-    pub pps: f64,
-    /// Bits per second over the last interval.
-    pub bps: f64,
 }
 
 /// Totals as of `now` and rates between two samples, per outcome, for one class or (`None`)
@@ -102,15 +84,6 @@ pub fn outcome_stats(
             }
         })
         .collect()
-}
-
-/// One class's outcomes, as `stats` shows them.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ClassStats {
-    /// Class name (`syn`, `udp`, ...).
-    pub class: String,
-    /// Its outcomes.
-    pub outcomes: Vec<OutcomeStats>,
 }
 
 /// A source's recent rate, estimated from its reporting windows.
@@ -179,61 +152,24 @@ pub fn state_rate(state: &SourceState, now_ns: u64) -> SourceRate {
     )
 }
 
-/// The address of a table key: IPv4-mapped keys become IPv4 addresses.
+/// The view of one table entry at `now_ns`, as `top` and `blocked list` show it.
 #[must_use]
-pub fn key_addr(key: &SourceKey) -> IpAddr {
-    let v6 = Ipv6Addr::from(key.addr);
-    match v6.to_ipv4_mapped() {
-        Some(v4) => IpAddr::V4(v4),
-        None => IpAddr::V6(v6),
-    }
-}
-
-/// The table key of an address.
-#[must_use]
-pub fn addr_key(addr: IpAddr) -> SourceKey {
-    match addr {
-        IpAddr::V4(v4) => SourceKey::from_ipv4(v4.octets()),
-        IpAddr::V6(v6) => SourceKey::from_ipv6(v6.octets()),
-    }
-}
-
-/// One tracked source as `top` and `blocked list` show it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SourceView {
-    /// The source.
-    pub addr: IpAddr,
-    /// Recent packets per second (while blocked: the rate when it was blocked, since blocked
-    /// packets are not counted per source).
-    pub pps: f64,
-    /// Recent bits per second.
-    pub bps: f64,
-    /// Whether it is blocked now.
-    pub blocked: bool,
-    /// Milliseconds left of the block.
-    pub blocked_remaining_ms: Option<u64>,
-}
-
-impl SourceView {
-    /// The view of one table entry at `now_ns`.
-    #[must_use]
-    pub fn new(key: &SourceKey, state: &SourceState, now_ns: u64) -> Self {
-        let blocked = state.blocked_until_ns > now_ns;
-        // A blocked source's windows froze when it was blocked (blocked packets are not
-        // counted per source): rate it as of the moment of the block.
-        let rated_at = if blocked {
-            state.blocked_at_ns.min(now_ns)
-        } else {
-            now_ns
-        };
-        let rate = state_rate(state, rated_at);
-        Self {
-            addr: key_addr(key),
-            pps: rate.pps,
-            bps: rate.bps,
-            blocked,
-            blocked_remaining_ms: blocked.then(|| (state.blocked_until_ns - now_ns) / 1_000_000),
-        }
+pub fn source_view(key: &SourceKey, state: &SourceState, now_ns: u64) -> SourceView {
+    let blocked = state.blocked_until_ns > now_ns;
+    // A blocked source's windows froze when it was blocked (blocked packets are not
+    // counted per source): rate it as of the moment of the block.
+    let rated_at = if blocked {
+        state.blocked_at_ns.min(now_ns)
+    } else {
+        now_ns
+    };
+    let rate = state_rate(state, rated_at);
+    SourceView {
+        addr: key.ip(),
+        pps: rate.pps,
+        bps: rate.bps,
+        blocked,
+        blocked_remaining_ms: blocked.then(|| (state.blocked_until_ns - now_ns) / 1_000_000),
     }
 }
 
@@ -288,19 +224,6 @@ mod tests {
     }
 
     #[test]
-    fn keys_round_trip_both_families() {
-        for text in ["198.18.0.7", "2001:2::7", "::1"] {
-            let addr: IpAddr = text.parse().expect("address");
-            assert_eq!(key_addr(&addr_key(addr)), addr, "{text}");
-        }
-        assert_eq!(
-            addr_key("198.18.0.7".parse().expect("address")).addr[10..],
-            [0xff, 0xff, 198, 18, 0, 7],
-            "IPv4 keys are IPv4-mapped, wire order"
-        );
-    }
-
-    #[test]
     fn outcome_rates_are_deltas_over_the_interval() {
         let mut a = Sample {
             at_ns: 1_000_000_000,
@@ -342,7 +265,7 @@ mod tests {
     #[test]
     fn top_orders_by_packet_rate() {
         let view = |last: u8, pps: f64| SourceView {
-            addr: IpAddr::from([198, 18, 0, last]),
+            addr: std::net::IpAddr::from([198, 18, 0, last]),
             pps,
             bps: 0.0,
             blocked: false,

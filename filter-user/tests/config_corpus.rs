@@ -8,7 +8,7 @@
 
 use std::{collections::BTreeMap, fs, path::Path};
 
-use floodwall::config_file;
+use floodwall::config;
 
 /// The issue asks for at least 30 invalid files.
 const MIN_CASES: usize = 30;
@@ -65,7 +65,7 @@ fn every_invalid_file_is_refused_with_its_own_error() {
                 expected.text
             ));
         }
-        let message = match config_file::load(path) {
+        let message = match config::load(path) {
             Ok(file) => {
                 failures.push(format!("{name} was accepted: {file:?}"));
                 continue;

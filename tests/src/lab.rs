@@ -45,10 +45,7 @@ use std::{
 
 use anyhow::{Context as _, anyhow, bail, ensure};
 use filter_common::Outcome;
-use floodwall::{
-    control::{LimitsView, Response, StatsView, socket_path},
-    stats::SourceView,
-};
+use floodwall::control::{LimitsView, Response, SourceView, StatsView, socket_path};
 
 /// Prefix of every namespace name a lab creates: `fwlab-<pid>-<n>-<role>`.
 pub const NETNS_PREFIX: &str = "fwlab-";

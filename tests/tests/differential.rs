@@ -41,8 +41,8 @@ use filter_common::{
     SourceKey, block_cache_slot, map_names, tracked_bit,
 };
 use floodwall::{
-    config::{Burst, FilterMode, Limits, LimitsChange, Rate},
     events,
+    limits::{Burst, FilterMode, Limits, LimitsChange, Rate},
     lists::{ListKind, ListMaps, Prefix},
     loader::{self, LoadOptions, Loaded},
 };

@@ -13,9 +13,8 @@ use std::{collections::BTreeSet, net::IpAddr, time::Duration};
 
 use filter_common::Outcome;
 use floodwall::{
-    config::{Burst, FilterMode, Rate},
-    control::{Response, socket_path},
-    stats::SourceView,
+    control::{Response, SourceView, socket_path},
+    limits::{Burst, FilterMode, Rate},
 };
 use floodwall_tests::lab::{
     self, Daemon, Host, Lab, Proc, dropped_packets, hping3_sent, http_tally, packets,

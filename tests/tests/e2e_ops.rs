@@ -17,7 +17,7 @@ use std::{
 
 use aya::maps::{Map, MapData, PerCpuArray};
 use filter_common::{Class, Counter, MAP_LAYOUT_VERSION, Outcome, map_names};
-use floodwall::{config::Rate, control::Response};
+use floodwall::{control::Response, limits::Rate};
 use floodwall_tests::lab::{self, Daemon, Lab, http_tally, poll_until};
 
 /// The packet limit; hping3 `--faster` goes far over it, also under emulation.

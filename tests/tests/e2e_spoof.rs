@@ -375,7 +375,7 @@ fn random_source_syn_flood_is_held_by_the_syn_ceiling() {
     // flood), however many distinct sources the flood has and however fast this machine
     // sends them (a share of the distinct sources would depend on the flood's speed).
     #[expect(clippy::cast_precision_loss, reason = "counts")]
-    let budget = floodwall::config::DEFAULT_ADMIT_RATE as f64 * (run.took.as_secs_f64() + 2.0);
+    let budget = floodwall::limits::DEFAULT_ADMIT_RATE as f64 * (run.took.as_secs_f64() + 2.0);
     #[expect(clippy::cast_precision_loss, reason = "a count")]
     let inserted = run.inserts() as f64;
     assert!(

@@ -18,8 +18,8 @@ use filter_common::{
     SourceState, map_names,
 };
 use floodwall::{
-    config::{Burst, ClassName, FilterMode, Limits, LimitsChange, Rate, ScopeName},
     events,
+    limits::{Burst, ClassName, FilterMode, Limits, LimitsChange, Rate, ScopeName},
     lists::ListKind,
     loader::{self, LoadOptions, Loaded},
 };
@@ -1022,7 +1022,7 @@ fn the_ceiling_caps_untracked_sources_and_spares_tracked_ones() {
     if !privileged("the_ceiling_caps_untracked_sources_and_spares_tracked_ones") {
         return;
     }
-    let cpus = u64::from(floodwall::config::online_cpus());
+    let cpus = u64::from(floodwall::limits::online_cpus());
     let mut change = LimitsChange {
         admit_packets: Some(1_000_000),
         ..limits(10_000, 10_000)
@@ -1277,7 +1277,7 @@ fn monitor_mode_covers_ceilings_and_prefix_limits() {
     if !privileged("monitor_mode_covers_ceilings_and_prefix_limits") {
         return;
     }
-    let cpus = u64::from(floodwall::config::online_cpus());
+    let cpus = u64::from(floodwall::limits::online_cpus());
     let mut change = LimitsChange {
         mode: Some(FilterMode::Monitor),
         admit_packets: Some(1_000_000),
@@ -1335,7 +1335,7 @@ fn the_admission_budget_bounds_table_churn() {
     if !privileged("the_admission_budget_bounds_table_churn") {
         return;
     }
-    let cpus = u64::from(floodwall::config::online_cpus());
+    let cpus = u64::from(floodwall::limits::online_cpus());
     let mut h = Harness::new(LimitsChange {
         admit_rate: Some(Rate::PerSecond(50 * cpus)),
         ..limits(10_000, 10_000)
@@ -1369,7 +1369,7 @@ fn a_flood_of_distinct_sources_does_not_fill_the_table() {
     // packet each, twice: far more distinct sources than the sketch has buckets, so it
     // over-counts and would admit most of them; the admission budget (5000/s shared out
     // per CPU) is what keeps them from churning the table.
-    let cpus = u64::from(floodwall::config::online_cpus());
+    let cpus = u64::from(floodwall::limits::online_cpus());
     let mut h = Harness::new(LimitsChange {
         admit_packets: None,
         ..limits(10_000, 10_000)
@@ -1380,7 +1380,7 @@ fn a_flood_of_distinct_sources_does_not_fill_the_table() {
             h.run(&udp4(spoofed(i)));
         }
         let tracked = h.loaded.maps.all_sources().expect("walk").len() as u64;
-        let budget = floodwall::config::DEFAULT_ADMIT_RATE / cpus;
+        let budget = floodwall::limits::DEFAULT_ADMIT_RATE / cpus;
         assert!(
             tracked <= budget,
             "round {round}: {tracked} of 60000 sources tracked, over the budget of {budget}"

@@ -40,7 +40,7 @@ use serde::{Deserialize, Serialize};
 pub use self::{
     file::{LineError, ListFileError, MAX_REPORTED_LINES, parse_list, parse_list_file},
     kernel::ListMaps,
-    prefix::{Family, LpmKey, Prefix, PrefixError, source_addr, source_key},
+    prefix::{Family, LpmKey, Prefix, PrefixError},
 };
 
 /// Which list.

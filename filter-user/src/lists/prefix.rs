@@ -14,7 +14,6 @@ use std::{
 };
 
 use aya::maps::lpm_trie::Key;
-use filter_common::SourceKey;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -198,7 +197,7 @@ impl Prefix {
     }
 
     /// Whether `addr` is in this prefix. An IPv4-mapped IPv6 address is not in an IPv4
-    /// prefix: convert it first, as [`source_addr`] does.
+    /// prefix: convert it first, as `SourceKey::ip` does.
     #[must_use]
     pub fn contains(&self, addr: IpAddr) -> bool {
         self.0.contains(&addr)
@@ -334,27 +333,10 @@ impl fmt::Debug for LpmKey {
     }
 }
 
-/// The source-table key of an address: IPv4 as IPv4-mapped IPv6, as the program keys it.
-#[must_use]
-pub fn source_key(addr: IpAddr) -> SourceKey {
-    match addr {
-        IpAddr::V4(v4) => SourceKey::from_ipv4(v4.octets()),
-        IpAddr::V6(v6) => SourceKey::from_ipv6(v6.octets()),
-    }
-}
-
-/// The address of a source-table key: IPv4-mapped keys become IPv4 addresses.
-#[must_use]
-pub fn source_addr(key: &SourceKey) -> IpAddr {
-    let v6 = Ipv6Addr::from(key.addr);
-    match v6.to_ipv4_mapped() {
-        Some(v4) => IpAddr::V4(v4),
-        None => IpAddr::V6(v6),
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use filter_common::SourceKey;
+
     use super::*;
     use crate::lists::tests::p;
 
@@ -570,7 +552,7 @@ mod tests {
         assert!(net.contains(inside));
         assert!(!net.contains(outside));
         assert!(!net.contains(mapped), "a mapped address is IPv6");
-        assert!(net.contains(source_addr(&source_key(inside))));
+        assert!(net.contains(SourceKey::from_ip(inside).ip()));
     }
 
     #[test]
@@ -601,20 +583,5 @@ mod tests {
             Prefix::try_from(sloppy),
             Err(PrefixError::HostBits { network, .. }) if network == p("198.18.0.0/24")
         ));
-    }
-
-    #[test]
-    fn source_keys_map_ipv4_into_ipv6_and_back() {
-        let v4: IpAddr = "198.18.0.7".parse().expect("address");
-        let key = source_key(v4);
-        assert_eq!(
-            key.addr,
-            [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 198, 18, 0, 7],
-            "IPv4 is IPv4-mapped, in wire order"
-        );
-        assert_eq!(source_addr(&key), v4);
-        let v6: IpAddr = "2001:2::7".parse().expect("address");
-        assert_eq!(source_key(v6).addr[..4], [0x20, 0x01, 0x00, 0x02]);
-        assert_eq!(source_addr(&source_key(v6)), v6);
     }
 }

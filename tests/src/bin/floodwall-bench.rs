@@ -72,7 +72,7 @@ use filter_common::{
     SourceKey, SourceState, map_names,
 };
 use floodwall::{
-    config::{Burst, Limits, LimitsChange, Rate},
+    limits::{Burst, Limits, LimitsChange, Rate},
     loader::{self, LoadOptions, Loaded},
     maps::{FilterMaps, monotonic_now_ns},
     stats::Totals,
@@ -196,8 +196,8 @@ fn run(args: &Args) -> anyhow::Result<bool> {
     };
 
     let under_limit = limits(LimitsChange {
-        pps: Some(Rate::PerSecond(floodwall::config::MAX_PPS)),
-        bps: Some(Rate::PerSecond(floodwall::config::MAX_BPS)),
+        pps: Some(Rate::PerSecond(floodwall::limits::MAX_PPS)),
+        bps: Some(Rate::PerSecond(floodwall::limits::MAX_BPS)),
         ..LimitsChange::default()
     })?;
     let within_burst = within_burst_limits(args.repeat)?;
@@ -338,7 +338,7 @@ fn repeated_cases(
     // admission sketch, held to its class's ceiling (here unlimited, so it passes). The
     // admission threshold is out of reach, so the repeated frame never earns an entry.
     let mut untracked_limits = limits(LimitsChange {
-        admit_packets: Some(floodwall::config::MAX_ADMIT_PACKETS),
+        admit_packets: Some(floodwall::limits::MAX_ADMIT_PACKETS),
         ..LimitsChange::default()
     })?;
     untracked_limits.ceilings = [filter_common::RateParams::default(); filter_common::CLASSES];
@@ -510,7 +510,7 @@ impl Bench<'_> {
         let strict = limits(LimitsChange {
             pps: Some(Rate::PerSecond(1)),
             burst_packets: Some(Burst::Exactly(1)),
-            block_for_ms: Some(u64::try_from(floodwall::config::MAX_BLOCK.as_millis())?),
+            block_for_ms: Some(u64::try_from(floodwall::limits::MAX_BLOCK.as_millis())?),
             ..LimitsChange::default()
         })?;
         let key = case

@@ -1,5 +1,5 @@
 //! `floodwall generate` (hidden): shell completions and man pages made from the clap
-//! definition in [`crate::cli`], so they cannot drift from the flags the binary accepts.
+//! definition in [`crate::cli::args`], so they cannot drift from the flags the binary accepts.
 //! Packaging runs it (`cargo xtask package`); operators have no use for it.
 
 use std::{
@@ -9,11 +9,12 @@ use std::{
 };
 
 use anyhow::Context as _;
-use clap::{CommandFactory as _, Subcommand};
+use clap::CommandFactory as _;
 use clap_complete::Shell;
 use roff::{Roff, bold, roman};
 
-use crate::{cli::Cli, config_file, control::DEFAULT_RUN_DIR, pin::DEFAULT_PIN_ROOT};
+use super::{Cli, GenerateCommand};
+use crate::{config, control::DEFAULT_RUN_DIR, pin::DEFAULT_PIN_ROOT};
 
 /// The shells whose completions the Debian package installs, each into its own vendor
 /// directory.
@@ -21,23 +22,6 @@ pub const SHELLS: [Shell; 3] = [Shell::Bash, Shell::Zsh, Shell::Fish];
 
 /// The name of the binary, as completions and man pages call it.
 const BIN_NAME: &str = "floodwall";
-
-/// `floodwall generate ...`.
-#[derive(Debug, Subcommand)]
-pub enum GenerateCommand {
-    /// Bash, zsh and fish completions: `floodwall.bash`, `_floodwall`, `floodwall.fish`.
-    Completions {
-        /// Directory to write them to (created if missing).
-        #[arg(long, value_name = "DIR")]
-        out: PathBuf,
-    },
-    /// Man pages: `floodwall.1` and one per subcommand (`floodwall-limits-set.1`, ...).
-    Man {
-        /// Directory to write them to (created if missing).
-        #[arg(long, value_name = "DIR")]
-        out: PathBuf,
-    },
-}
 
 /// Writes the files `command` asks for and prints their paths.
 ///
@@ -155,7 +139,7 @@ fn top_page_sections(roff: &mut Roff) {
     roff.control("SH", ["FILES"]);
     item(
         roff,
-        config_file::DEFAULT_PATH.to_owned(),
+        config::DEFAULT_PATH.to_owned(),
         "The daemon's configuration: floodwall run reads it unless --config names another \
          file, floodwall config check checks it, and floodwall reload (or SIGHUP) applies a \
          changed one. The packaged systemd unit (floodwall.service) starts the daemon with \

@@ -1,0 +1,241 @@
+//! The arguments: every command and flag, as clap derives them. Their doc comments are the
+//! help text, the man pages and the completions. The flags of `run` are
+//! [`crate::config::RunArgs`] (the command line's layer of the daemon's configuration) and
+//! the limit flags are [`crate::limits::LimitArgs`] (named by the limits' vocabulary).
+
+use std::{net::IpAddr, path::PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::{
+    config::{self, RunArgs},
+    control::DEFAULT_RUN_DIR,
+    limits::{LimitArgs, parse_duration_ms},
+    lists::Prefix,
+    pin::DEFAULT_PIN_ROOT,
+};
+
+/// An XDP filter that keeps a server reachable during a flood.
+///
+/// floodwall run attaches an XDP program to an interface that counts every packet against
+/// its source address and drops the packets of sources over their packet or bit rate, in
+/// the driver, before the kernel spends anything on them. Most other commands talk to the
+/// running daemon over its control socket: they read its statistics, change its limits and
+/// edit its allowlist and denylist.
+#[derive(Debug, Parser)]
+// The binary's name, not the package's (`filter-user`): `--version`, completions and man
+// pages show it.
+#[command(name = "floodwall", version)]
+pub struct Cli {
+    /// Directory of the daemons' control sockets and lock files [default: /run/floodwall,
+    /// or the config file's `run_dir` for `run`].
+    #[arg(long, global = true, env = "FLOODWALL_RUN_DIR")]
+    pub run_dir: Option<PathBuf>,
+    /// Directory in bpffs of the pinned programs and state, one subdirectory an interface.
+    #[arg(long, global = true, env = "FLOODWALL_PIN_ROOT", default_value = DEFAULT_PIN_ROOT)]
+    pub pin_root: PathBuf,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+impl Cli {
+    /// The run dir given, or the default.
+    #[must_use]
+    pub fn run_dir(&self) -> PathBuf {
+        self.run_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_RUN_DIR))
+    }
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Attach floodwall to an interface and protect it until SIGINT or SIGTERM.
+    Run(RunArgs),
+    /// The commands that ask a running daemon.
+    #[command(flatten)]
+    Client(ClientCommand),
+    /// Remove floodwall from an interface: detach the program and delete its pinned state
+    /// (blocks, lists, counters). Stop the daemon first: a running daemon is never
+    /// detached under it.
+    Detach {
+        /// The interface.
+        #[arg(long)]
+        iface: String,
+    },
+    /// Check a configuration file; needs no daemon.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Shell completions and man pages, for packaging.
+    #[command(subcommand, hide = true)]
+    Generate(GenerateCommand),
+}
+
+/// The commands that talk to a running daemon over its control socket.
+#[expect(clippy::large_enum_variant, reason = "parsed once per process")]
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Show or change the per-source limits of a running daemon.
+    #[command(subcommand)]
+    Limits(LimitsCommand),
+    /// Packets and bytes by outcome, with rates over the last interval.
+    Stats(ReadArgs),
+    /// The busiest tracked sources, their rates, blocked or not.
+    Top(TopArgs),
+    /// List or remove blocked sources.
+    #[command(subcommand)]
+    Blocked(BlockedCommand),
+    /// The allowlist: prefixes that are never dropped, by any limit or list.
+    #[command(subcommand)]
+    Allow(ListCommand),
+    /// The denylist: prefixes whose packets are always dropped (unless allowlisted).
+    #[command(subcommand)]
+    Deny(ListCommand),
+    /// Blocks, unblocks, list hits and list changes, newest last.
+    Events(EventsArgs),
+    /// Make the running daemon read its config file again and apply it, all or nothing
+    /// (as SIGHUP does); prints what changed.
+    Reload {
+        /// The interface whose daemon to ask (needed when several run).
+        #[arg(long)]
+        iface: Option<String>,
+    },
+}
+
+/// `floodwall generate ...`.
+#[derive(Debug, Subcommand)]
+pub enum GenerateCommand {
+    /// Bash, zsh and fish completions: `floodwall.bash`, `_floodwall`, `floodwall.fish`.
+    Completions {
+        /// Directory to write them to (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Man pages: `floodwall.1` and one per subcommand (`floodwall-limits-set.1`, ...).
+    Man {
+        /// Directory to write them to (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+}
+
+/// `floodwall config ...`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Check FILE and the list files it names, and summarize it; changes nothing. Exits
+    /// non-zero on the first problem, naming its line and key.
+    Check {
+        /// The configuration file.
+        #[arg(default_value = config::DEFAULT_PATH)]
+        file: PathBuf,
+    },
+}
+
+/// `floodwall allow|deny ...`.
+#[derive(Debug, Subcommand)]
+pub enum ListCommand {
+    /// Add prefixes (all or nothing), e.g. `198.18.7.0/24 2001:2:0:9::/64 198.18.0.9`.
+    Add {
+        /// Prefixes (a bare address is a /32 or /128). Host bits must be zero.
+        #[arg(required = true)]
+        prefixes: Vec<Prefix>,
+        /// Denylist only: the entries expire after this long, e.g. 10m.
+        #[arg(long = "for", value_parser = parse_duration_ms, value_name = "DURATION")]
+        for_ms: Option<u64>,
+        /// The interface whose daemon to change (needed when several run).
+        #[arg(long)]
+        iface: Option<String>,
+    },
+    /// Remove prefixes (all must be listed, else nothing is removed).
+    Remove {
+        /// Prefixes, exactly as listed.
+        #[arg(required = true)]
+        prefixes: Vec<Prefix>,
+        /// The interface whose daemon to change (needed when several run).
+        #[arg(long)]
+        iface: Option<String>,
+    },
+    /// Show the entries with their hit counters.
+    List(ReadArgs),
+    /// Add every prefix of FILE (one a line, `#` comments), all or nothing.
+    Load {
+        /// The file.
+        file: PathBuf,
+        /// Denylist only: the entries expire after this long, e.g. 1h.
+        #[arg(long = "for", value_parser = parse_duration_ms, value_name = "DURATION")]
+        for_ms: Option<u64>,
+        /// The interface whose daemon to change (needed when several run).
+        #[arg(long)]
+        iface: Option<String>,
+    },
+}
+
+/// `floodwall events`.
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Keep running and print new events as they happen.
+    #[arg(long)]
+    pub follow: bool,
+    #[command(flatten)]
+    #[expect(missing_docs, reason = "flattened")]
+    pub read: ReadArgs,
+}
+
+/// Options of the read-only commands.
+#[derive(Debug, Args)]
+pub struct ReadArgs {
+    /// The interface whose daemon to ask (needed when several run).
+    #[arg(long)]
+    pub iface: Option<String>,
+    /// Print JSON for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `floodwall top`.
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// How many sources.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub limit: u32,
+    #[command(flatten)]
+    #[expect(missing_docs, reason = "flattened")]
+    pub read: ReadArgs,
+}
+
+/// `floodwall limits ...`.
+#[expect(clippy::large_enum_variant, reason = "parsed once per process")]
+#[derive(Debug, Subcommand)]
+pub enum LimitsCommand {
+    /// Show the limits.
+    Show(ReadArgs),
+    /// Change some limits; the others keep their values. Root only.
+    Set {
+        /// The interface whose daemon to change (needed when several run).
+        #[arg(long)]
+        iface: Option<String>,
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        #[expect(missing_docs, reason = "flattened")]
+        limits: LimitArgs,
+    },
+}
+
+/// `floodwall blocked ...`.
+#[derive(Debug, Subcommand)]
+pub enum BlockedCommand {
+    /// List the blocked sources.
+    List(ReadArgs),
+    /// Unblock a source now. Root only.
+    Remove {
+        /// The source address (IPv4 or IPv6).
+        addr: IpAddr,
+        /// The interface whose daemon to change (needed when several run).
+        #[arg(long)]
+        iface: Option<String>,
+    },
+}

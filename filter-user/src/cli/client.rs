@@ -1,0 +1,362 @@
+//! The client commands: each becomes one request to a daemon ([`Call::of`], pure), sent over
+//! its control socket, and its response printed (see [`super::output`]) or, with `--json`,
+//! printed as JSON.
+
+use std::path::Path;
+
+use anyhow::bail;
+
+use super::{
+    BlockedCommand, ClientCommand, LimitsCommand, ListCommand,
+    output::{EventLine, ResponseText, StatsTable},
+};
+use crate::{
+    control::{self, NOTHING_TO_CHANGE, Request, Response, StatsView},
+    lists::{ListKind, parse_list_file},
+};
+
+/// One request, to the daemon of `iface` (or the only one), and how to print its answer.
+#[derive(Debug, PartialEq)]
+pub struct Call {
+    /// The interface whose daemon to ask; `None`: the only daemon running.
+    pub iface: Option<String>,
+    /// Print JSON rather than text.
+    pub json: bool,
+    /// The request.
+    pub request: Request,
+}
+
+impl Call {
+    /// The request of `command`. Reads the file of `allow load` and `deny load` here, so
+    /// that its errors name the file as the operator typed it.
+    ///
+    /// # Errors
+    /// If the flags ask for nothing or for something a list does not do, or a list file
+    /// cannot be read.
+    pub fn of(command: ClientCommand) -> anyhow::Result<Self> {
+        let call = |iface, json, request| Self {
+            iface,
+            json,
+            request,
+        };
+        Ok(match command {
+            ClientCommand::Limits(LimitsCommand::Show(r)) => {
+                call(r.iface, r.json, Request::LimitsShow)
+            }
+            ClientCommand::Limits(LimitsCommand::Set {
+                iface,
+                json,
+                limits,
+            }) => {
+                let change = limits.change()?;
+                if change.is_empty() {
+                    bail!("{NOTHING_TO_CHANGE}");
+                }
+                call(iface, json, Request::LimitsSet { change })
+            }
+            ClientCommand::Stats(r) => call(r.iface, r.json, Request::Stats),
+            ClientCommand::Top(t) => call(
+                t.read.iface,
+                t.read.json,
+                Request::Top {
+                    limit: t.limit as usize,
+                },
+            ),
+            ClientCommand::Blocked(BlockedCommand::List(r)) => {
+                call(r.iface, r.json, Request::BlockedList)
+            }
+            ClientCommand::Blocked(BlockedCommand::Remove { addr, iface }) => {
+                call(iface, false, Request::BlockedRemove { addr })
+            }
+            ClientCommand::Allow(command) => Self::of_list(ListKind::Allow, command)?,
+            ClientCommand::Deny(command) => Self::of_list(ListKind::Deny, command)?,
+            ClientCommand::Events(args) => call(
+                args.read.iface,
+                args.read.json,
+                Request::Events {
+                    follow: args.follow,
+                },
+            ),
+            ClientCommand::Reload { iface } => call(iface, false, Request::Reload),
+        })
+    }
+
+    fn of_list(list: ListKind, command: ListCommand) -> anyhow::Result<Self> {
+        let check_for = |for_ms: Option<u64>| {
+            if list == ListKind::Allow && for_ms.is_some() {
+                bail!("allowlist entries do not expire: --for is for the denylist");
+            }
+            Ok(for_ms)
+        };
+        let (iface, json, request) = match command {
+            ListCommand::Add {
+                prefixes,
+                for_ms,
+                iface,
+            } => (
+                iface,
+                false,
+                Request::ListAdd {
+                    list,
+                    prefixes,
+                    for_ms: check_for(for_ms)?,
+                },
+            ),
+            ListCommand::Remove { prefixes, iface } => {
+                (iface, false, Request::ListRemove { list, prefixes })
+            }
+            ListCommand::List(r) => (r.iface, r.json, Request::ListShow { list }),
+            ListCommand::Load {
+                file,
+                for_ms,
+                iface,
+            } => {
+                let for_ms = check_for(for_ms)?;
+                let prefixes = parse_list_file(&file)?;
+                if prefixes.is_empty() {
+                    bail!("{} holds no prefixes", file.display());
+                }
+                (
+                    iface,
+                    false,
+                    Request::ListAdd {
+                        list,
+                        prefixes,
+                        for_ms,
+                    },
+                )
+            }
+        };
+        Ok(Self {
+            iface,
+            json,
+            request,
+        })
+    }
+}
+
+/// Runs a client command against a daemon and prints the answer.
+///
+/// # Errors
+/// If the daemon cannot be reached or refuses the request.
+pub async fn run(run_dir: &Path, command: ClientCommand) -> anyhow::Result<()> {
+    let call = Call::of(command)?;
+    match call.request {
+        Request::Stats if call.iface.is_none() && control::all_sockets(run_dir)?.len() > 1 => {
+            stats_of_all(run_dir, call.json).await
+        }
+        Request::Events { .. } => events(run_dir, &call).await,
+        _ => one(run_dir, &call).await,
+    }
+}
+
+/// Sends the request, prints the one response.
+async fn one(run_dir: &Path, call: &Call) -> anyhow::Result<()> {
+    let socket = control::find_socket(run_dir, call.iface.as_deref())?;
+    let response = control::call(&socket, &call.request).await?;
+    if let Response::Error { message } = &response {
+        bail!("{message}");
+    }
+    if call.json {
+        println!("{}", serde_json::to_string_pretty(&response)?);
+    } else {
+        let blocked_only = matches!(call.request, Request::BlockedList);
+        print!(
+            "{}",
+            ResponseText {
+                response: &response,
+                blocked_only,
+            }
+        );
+    }
+    Ok(())
+}
+
+/// `events`: prints each event as it arrives (all of them, then with `--follow` every new
+/// one until interrupted).
+async fn events(run_dir: &Path, call: &Call) -> anyhow::Result<()> {
+    let socket = control::find_socket(run_dir, call.iface.as_deref())?;
+    control::call_streaming(&socket, &call.request, |response| {
+        match response {
+            Response::Events { events } => {
+                for event in events {
+                    if call.json {
+                        println!("{}", serde_json::to_string(&event)?);
+                    } else {
+                        print!("{}", EventLine(&event));
+                    }
+                }
+            }
+            Response::Error { message } => bail!("{message}"),
+            other => bail!("unexpected answer to events: {other:?}"),
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// `stats` with several interfaces protected: each, then their total.
+async fn stats_of_all(run_dir: &Path, json: bool) -> anyhow::Result<()> {
+    let mut views = Vec::new();
+    for socket in control::all_sockets(run_dir)? {
+        match control::call(&socket, &Request::Stats).await? {
+            Response::Stats(view) => views.push(view),
+            Response::Error { message } => bail!("{}: {message}", socket.display()),
+            other => bail!("unexpected answer to stats: {other:?}"),
+        }
+    }
+    let total = StatsView::total(&views);
+    if json {
+        let all = serde_json::json!({ "interfaces": views, "total": total });
+        println!("{}", serde_json::to_string_pretty(&all)?);
+        return Ok(());
+    }
+    for view in &views {
+        println!("{}", StatsTable(view));
+    }
+    print!("{}", StatsTable(&total));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+    use crate::{
+        cli::{Cli, Command},
+        limits::{ClassName, LimitsChange, Rate, Setting, Value},
+    };
+
+    /// The call `floodwall ARGS` makes.
+    fn call(args: &[&str]) -> anyhow::Result<Call> {
+        let cli = Cli::try_parse_from(std::iter::once("floodwall").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("{args:?} must parse: {e}"));
+        match cli.command {
+            Command::Client(command) => Call::of(command),
+            other => panic!("not a client command: {other:?}"),
+        }
+    }
+
+    fn refused(args: &[&str]) -> String {
+        call(args)
+            .expect_err("must be refused before any request")
+            .to_string()
+    }
+
+    #[test]
+    fn limit_flags_become_one_change() {
+        let got = call(&[
+            "limits",
+            "set",
+            "--iface",
+            "eth1",
+            "--pps",
+            "5k",
+            "--class-pps",
+            "syn=50",
+            "--prefix-class-pps",
+            "v6-wide:udp=unlimited",
+            "--monitor-class",
+            "udp",
+            "--enforce-class",
+            "syn",
+        ])
+        .expect("valid");
+        let mut change = LimitsChange::default();
+        change.set(Setting::Pps, Value::Rate(Rate::PerSecond(5_000)));
+        change.set(
+            Setting::ClassPps(ClassName::Syn),
+            Value::Rate(Rate::PerSecond(50)),
+        );
+        change.set(
+            Setting::PrefixClassPps(crate::limits::ScopeName::V6Wide, ClassName::Udp),
+            Value::Rate(Rate::Unlimited),
+        );
+        change.monitor_classes[ClassName::Udp.index()] = Some(true);
+        change.monitor_classes[ClassName::Syn.index()] = Some(false);
+        assert_eq!(
+            got,
+            Call {
+                iface: Some("eth1".into()),
+                json: false,
+                request: Request::LimitsSet { change },
+            }
+        );
+    }
+
+    #[test]
+    fn flags_that_say_nothing_or_twice_are_refused() {
+        assert!(refused(&["limits", "set"]).starts_with("nothing to change"));
+        assert_eq!(
+            refused(&[
+                "limits",
+                "set",
+                "--ceiling",
+                "udp=1k",
+                "--ceiling",
+                "udp=2k"
+            ]),
+            "--ceiling names udp twice"
+        );
+        assert_eq!(
+            refused(&[
+                "limits",
+                "set",
+                "--prefix-len",
+                "v4=22",
+                "--prefix-len",
+                "v4=20"
+            ]),
+            "--prefix-len names v4 twice"
+        );
+        assert_eq!(
+            refused(&[
+                "limits",
+                "set",
+                "--monitor-class",
+                "udp",
+                "--enforce-class",
+                "udp"
+            ]),
+            "class udp is named twice in --monitor-class/--enforce-class"
+        );
+        assert_eq!(
+            refused(&["allow", "add", "198.18.0.0/24", "--for", "10m"]),
+            "allowlist entries do not expire: --for is for the denylist"
+        );
+    }
+
+    #[test]
+    fn each_command_asks_its_request() {
+        let request = |args: &[&str]| call(args).expect("valid").request;
+        assert_eq!(request(&["stats"]), Request::Stats);
+        assert_eq!(request(&["top", "--limit", "3"]), Request::Top { limit: 3 });
+        assert_eq!(request(&["blocked", "list"]), Request::BlockedList);
+        assert_eq!(
+            request(&["events", "--follow"]),
+            Request::Events { follow: true }
+        );
+        assert_eq!(request(&["reload"]), Request::Reload);
+        assert_eq!(
+            request(&["deny", "list"]),
+            Request::ListShow {
+                list: ListKind::Deny
+            }
+        );
+        let list_file = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/config_corpus/lists/good-allow.txt")
+            .display()
+            .to_string();
+        match request(&["deny", "load", &list_file, "--for", "1h"]) {
+            Request::ListAdd {
+                list: ListKind::Deny,
+                prefixes,
+                for_ms: Some(3_600_000),
+            } => assert_eq!(prefixes.len(), 2),
+            other => panic!("{other:?}"),
+        }
+        let json = call(&["limits", "show", "--json"]).expect("valid");
+        assert!(json.json);
+    }
+}

@@ -1,0 +1,492 @@
+//! What the commands print for people: each response as text, by `Display`, so the tests
+//! can read it. `--json` prints the responses as they are (`serde_json`), not through here.
+//! Values are printed through the limits' vocabulary ([`Setting::show`]) and the one
+//! `Display` of [`Rate`].
+
+use std::{
+    fmt::{self, Display, Formatter},
+    time::Duration,
+};
+
+use crate::{
+    config::DaemonFile,
+    control::{
+        DEFAULT_RUN_DIR, EventKind, EventRecord, LimitsView, ListEntryView, Response, SourceView,
+        StatsView,
+    },
+    limits::{ClassName, FilterMode, Rate, ScopeName, Setting, Value},
+    lists::ListKind,
+};
+
+/// A response from the daemon, as the command that asked prints it.
+pub struct ResponseText<'a> {
+    /// The response.
+    pub response: &'a Response,
+    /// Whether the sources listed are the blocked ones (`blocked list`), not the busiest.
+    pub blocked_only: bool,
+}
+
+impl Display for ResponseText<'_> {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        match self.response {
+            Response::Limits(view) => LimitsTable(view).fmt(f),
+            Response::Stats(view) => StatsTable(view).fmt(f),
+            Response::Sources { mode, sources } => SourcesTable {
+                sources,
+                mode: *mode,
+                blocked_only: self.blocked_only,
+            }
+            .fmt(f),
+            Response::Unblocked { addr } => writeln!(f, "unblocked {addr}"),
+            Response::ListChanged {
+                list,
+                added,
+                updated,
+                unchanged,
+                removed,
+            } => {
+                if *removed > 0 {
+                    writeln!(f, "{list}: removed {removed}")
+                } else {
+                    writeln!(
+                        f,
+                        "{list}: added {added}, updated {updated}, unchanged {unchanged}"
+                    )
+                }
+            }
+            Response::ListEntries { list, entries } => ListTable {
+                list: *list,
+                entries,
+            }
+            .fmt(f),
+            Response::Events { events } => events.iter().try_for_each(|e| EventLine(e).fmt(f)),
+            Response::Reloaded { changes } => {
+                if changes.is_empty() {
+                    writeln!(f, "reloaded: the config is unchanged")?;
+                }
+                changes
+                    .iter()
+                    .try_for_each(|line| writeln!(f, "reloaded: {line}"))
+            }
+            Response::Error { message } => writeln!(f, "error: {message}"),
+        }
+    }
+}
+
+/// `limits show`: the settings that are not per class or scope, one a line, then the
+/// prefix scopes and the classes as tables.
+pub struct LimitsTable<'a>(pub &'a LimitsView);
+
+impl Display for LimitsTable<'_> {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let limits = &self.0.limits;
+        writeln!(f, "{:<14} {}", "interface", self.0.iface)?;
+        // The classes that monitor are shown in the class table.
+        for setting in Setting::SCALARS
+            .into_iter()
+            .filter(|s| *s != Setting::MonitorClasses)
+        {
+            writeln!(f, "{:<14} {}", setting.label(), setting.show(limits))?;
+        }
+        for scope in ScopeName::ALL {
+            write!(
+                f,
+                "prefix {:<7} {:<4} {}, {}",
+                scope.to_string(),
+                Setting::PrefixLen(scope).show(limits),
+                Setting::PrefixPps(scope).show(limits),
+                Setting::PrefixBps(scope).show(limits),
+            )?;
+            for class in ClassName::ALL {
+                let setting = Setting::PrefixClassPps(scope, class);
+                if let Value::Rate(rate @ Rate::PerSecond(_)) = setting.get(limits) {
+                    write!(f, ", {class} {rate}")?;
+                }
+            }
+            writeln!(f)?;
+        }
+        writeln!(
+            f,
+            "{:<14} {:>22} {:>26}  mode",
+            "class",
+            Setting::ClassPps(ClassName::Syn).label(),
+            Setting::Ceiling(ClassName::Syn).label()
+        )?;
+        for class in ClassName::ALL {
+            let class_mode = if limits.monitor_classes[class.index()] {
+                FilterMode::Monitor
+            } else {
+                limits.mode
+            };
+            writeln!(
+                f,
+                "{:<14} {:>22} {:>26}  {class_mode}",
+                class.to_string(),
+                Setting::ClassPps(class).show(limits),
+                Setting::Ceiling(class).show(limits),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// `stats` of one interface (or of the total of several).
+pub struct StatsTable<'a>(pub &'a StatsView);
+
+impl Display for StatsTable<'_> {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let view = self.0;
+        writeln!(
+            f,
+            "interface {} ({} mode), up {}, rates over the last {:.1}s",
+            view.iface,
+            view.xdp_mode,
+            humantime::format_duration(Duration::from_secs(view.uptime_secs)),
+            view.interval_secs
+        )?;
+        writeln!(
+            f,
+            "{:<20} {:>14} {:>16} {:>12} {:>14}",
+            "outcome", "packets", "bytes", "packets/s", "bit/s"
+        )?;
+        for o in &view.outcomes {
+            writeln!(
+                f,
+                "{:<20} {:>14} {:>16} {:>12.0} {:>14.0}",
+                o.outcome, o.packets, o.bytes, o.pps, o.bps
+            )?;
+        }
+        let dropped: u64 = view
+            .outcomes
+            .iter()
+            .filter(|o| o.dropped)
+            .map(|o| o.packets)
+            .sum();
+        let total: u64 = view.outcomes.iter().map(|o| o.packets).sum();
+        writeln!(
+            f,
+            "dropped {dropped} of {total} packets; block events lost: {}",
+            view.events_lost
+        )?;
+        let t = view.table;
+        writeln!(
+            f,
+            "source table: capacity {}, {} inserted, {} evicted (at least), {} inserts refused",
+            t.capacity, t.inserts, t.evictions, t.insert_failures
+        )?;
+        writeln!(f, "by class (outcomes with packets):")?;
+        for class in &view.classes {
+            let seen: Vec<String> = class
+                .outcomes
+                .iter()
+                .filter(|o| o.packets > 0)
+                .map(|o| format!("{} {} ({:.0}/s)", o.outcome, o.packets, o.pps))
+                .collect();
+            if !seen.is_empty() {
+                writeln!(f, "  {:<9} {}", class.class, seen.join(", "))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `top` and `blocked list`.
+pub struct SourcesTable<'a> {
+    /// The sources.
+    pub sources: &'a [SourceView],
+    /// The mode: in monitor mode a blocked source is only marked.
+    pub mode: FilterMode,
+    /// Whether these are the blocked sources.
+    pub blocked_only: bool,
+}
+
+impl Display for SourcesTable<'_> {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        if self.sources.is_empty() {
+            let what = if self.blocked_only {
+                "blocked"
+            } else {
+                "tracked"
+            };
+            return writeln!(f, "no {what} sources");
+        }
+        writeln!(
+            f,
+            "{:<40} {:>12} {:>14}  state",
+            "source", "packets/s", "bit/s"
+        )?;
+        for s in self.sources {
+            let state = match s.blocked_remaining_ms {
+                Some(ms) if self.mode == FilterMode::Monitor => {
+                    format!(
+                        "would be blocked (monitor mode), {}s left",
+                        ms.div_ceil(1000)
+                    )
+                }
+                Some(ms) => format!("blocked, {}s left", ms.div_ceil(1000)),
+                None => "tracked".to_owned(),
+            };
+            writeln!(
+                f,
+                "{:<40} {:>12.0} {:>14.0}  {state}",
+                s.addr.to_string(),
+                s.pps,
+                s.bps
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// `allow list` and `deny list`.
+pub struct ListTable<'a> {
+    /// Which list.
+    pub list: ListKind,
+    /// Its entries.
+    pub entries: &'a [ListEntryView],
+}
+
+impl Display for ListTable<'_> {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        if self.entries.is_empty() {
+            return writeln!(f, "the {} is empty", self.list);
+        }
+        writeln!(
+            f,
+            "{:<44} {:>14} {:>16}  expires",
+            "prefix", "hit packets", "hit bytes"
+        )?;
+        for e in self.entries {
+            let expires = e.expires_in_ms.map_or_else(
+                || "never".to_owned(),
+                |ms| {
+                    let left = Duration::from_secs(ms.div_ceil(1000));
+                    format!("in {}", humantime::format_duration(left))
+                },
+            );
+            writeln!(
+                f,
+                "{:<44} {:>14} {:>16}  {expires}",
+                e.prefix.to_string(),
+                e.hit_packets,
+                e.hit_bytes
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// One event of `events`, as a line.
+pub struct EventLine<'a>(pub &'a EventRecord);
+
+impl Display for EventLine<'_> {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let kind = match self.0.kind {
+            EventKind::Block => "block",
+            EventKind::Unblock => "unblock",
+            EventKind::ListHits => "list-hit",
+            EventKind::EventsLost => "lost",
+            EventKind::ListChange => "list-change",
+        };
+        writeln!(f, "{}  {kind:<11} {}", self.0.time, self.0.message)
+    }
+}
+
+/// `config check`: what the file sets, in the words of `limits show`.
+pub struct ConfigSummary<'a>(pub &'a DaemonFile);
+
+impl Display for ConfigSummary<'_> {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let config = self.0;
+        writeln!(f, "{}: valid", config.path.display())?;
+        let interfaces: Vec<String> = config
+            .interfaces
+            .iter()
+            .map(|i| format!("{} (xdp {})", i.name, i.xdp_mode))
+            .collect();
+        LimitsTable(&LimitsView::new(interfaces.join(", "), config.limits)).fmt(f)?;
+        writeln!(
+            f,
+            "capacities     {} sources, {} prefixes, {} entries per list and family",
+            config.max_sources, config.max_prefixes, config.list_capacity
+        )?;
+        match config.metrics_addr {
+            Some(addr) => writeln!(f, "metrics        http://{addr}/metrics")?,
+            None => writeln!(f, "metrics        off")?,
+        }
+        let group = |g: &Option<crate::config::GroupRef>| {
+            g.as_ref()
+                .map_or_else(|| "none".to_owned(), ToString::to_string)
+        };
+        writeln!(
+            f,
+            "groups         admin {}; read-only {}",
+            group(&config.admin_group),
+            group(&config.read_group)
+        )?;
+        match &config.run_dir {
+            Some(dir) => writeln!(f, "run dir        {}", dir.display())?,
+            None => writeln!(f, "run dir        {DEFAULT_RUN_DIR} (default)")?,
+        }
+        for (name, list) in [("allow", &config.allow), ("deny", &config.deny)] {
+            let v4 = list.iter().filter(|p| p.addr().is_ipv4()).count();
+            let noun = if list.len() == 1 {
+                "prefix"
+            } else {
+                "prefixes"
+            };
+            writeln!(
+                f,
+                "{name:<14} {} {noun} ({v4} IPv4, {} IPv6)",
+                list.len(),
+                list.len() - v4
+            )?;
+        }
+        for prefix in config.shadowed_deny_entries() {
+            writeln!(
+                f,
+                "note: deny {prefix} is covered by the allowlist, which wins"
+            )?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::limits::{Limits, LimitsChange};
+
+    #[test]
+    fn limits_show_prints_every_setting_with_its_unit() {
+        let mut change = LimitsChange::default();
+        change.set(Setting::Pps, Value::Rate(Rate::PerSecond(500)));
+        change.set(
+            Setting::PrefixClassPps(ScopeName::V4, ClassName::Syn),
+            Value::Rate(Rate::PerSecond(2_000)),
+        );
+        change.set(Setting::MonitorClasses, {
+            let mut set = [false; filter_common::CLASSES];
+            set[ClassName::Udp.index()] = true;
+            Value::Classes(set)
+        });
+        let limits = Limits::default().apply(&change).expect("valid");
+        let text = LimitsTable(&LimitsView::new("eth0".into(), limits)).to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[..6],
+            [
+                "interface      eth0",
+                "packet rate    500 packets/s",
+                "packet burst   auto (500 packets)",
+                "bit rate       unlimited",
+                "byte burst     -",
+                "block for      1m",
+            ]
+        );
+        assert!(
+            text.contains("prefix v4      /24  unlimited, unlimited, syn 2000/s\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "\nudp                         unlimited           100000 packets/s  monitor\n"
+            ),
+            "a monitored class says so: {text}"
+        );
+    }
+
+    #[test]
+    fn sources_say_blocked_or_would_be_blocked() {
+        let source = SourceView {
+            addr: "198.18.0.9".parse().expect("addr"),
+            pps: 1_500.4,
+            bps: 768_000.0,
+            blocked: true,
+            blocked_remaining_ms: Some(59_001),
+        };
+        let table = |mode| {
+            SourcesTable {
+                sources: std::slice::from_ref(&source),
+                mode,
+                blocked_only: true,
+            }
+            .to_string()
+        };
+        assert!(
+            table(FilterMode::Enforce).ends_with("1500         768000  blocked, 60s left\n"),
+            "{}",
+            table(FilterMode::Enforce)
+        );
+        assert!(table(FilterMode::Monitor).contains("would be blocked (monitor mode), 60s left"));
+        let none = SourcesTable {
+            sources: &[],
+            mode: FilterMode::Enforce,
+            blocked_only: false,
+        };
+        assert_eq!(none.to_string(), "no tracked sources\n");
+    }
+
+    #[test]
+    fn responses_print_one_line_per_change() {
+        let text = |response: Response| {
+            ResponseText {
+                response: &response,
+                blocked_only: false,
+            }
+            .to_string()
+        };
+        assert_eq!(
+            text(Response::Reloaded {
+                changes: vec!["limits.pps: 10000/s -> 5000/s".into()]
+            }),
+            "reloaded: limits.pps: 10000/s -> 5000/s\n"
+        );
+        assert_eq!(
+            text(Response::Reloaded { changes: vec![] }),
+            "reloaded: the config is unchanged\n"
+        );
+        assert_eq!(
+            text(Response::ListChanged {
+                list: ListKind::Deny,
+                added: 2,
+                updated: 0,
+                unchanged: 1,
+                removed: 0,
+            }),
+            "denylist: added 2, updated 0, unchanged 1\n"
+        );
+        let event = EventRecord {
+            time: "2026-01-01T00:00:00Z".into(),
+            kind: EventKind::ListChange,
+            subject: None,
+            message: "denylist: 1 removed".into(),
+        };
+        assert_eq!(
+            EventLine(&event).to_string(),
+            "2026-01-01T00:00:00Z  list-change denylist: 1 removed\n"
+        );
+    }
+
+    #[test]
+    fn config_check_summarizes_the_file() {
+        let file = crate::config::parse(
+            Path::new("/etc/floodwall/floodwall.toml"),
+            "[[interface]]\nname = \"eth0\"\n[allow]\nprefixes = [\"198.18.0.0/16\"]\n\
+             [deny]\nprefixes = [\"198.18.7.0/24\", \"2001:2::/48\"]\n",
+        )
+        .expect("valid");
+        let text = ConfigSummary(&file).to_string();
+        for expected in [
+            "/etc/floodwall/floodwall.toml: valid\n",
+            "interface      eth0 (xdp auto)\n",
+            "allow          1 prefix (1 IPv4, 0 IPv6)\n",
+            "deny           2 prefixes (1 IPv4, 1 IPv6)\n",
+            "note: deny 198.18.7.0/24 is covered by the allowlist, which wins\n",
+        ] {
+            assert!(text.contains(expected), "`{expected}` in:\n{text}");
+        }
+    }
+}

@@ -1,0 +1,289 @@
+//! From the file as written to a [`DaemonFile`], key by key.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use clap::ValueEnum;
+use filter_common::{DEFAULT_LIST_CAPACITY, DEFAULT_MAX_PREFIXES, DEFAULT_MAX_SOURCES};
+use nix::unistd::Gid;
+use toml::{Spanned, de::DeTable};
+
+use super::{
+    ConfigError, DaemonFile, GroupRef, InterfaceConfig, MAX_IFACE_NAME_BYTES, Source,
+    group_by_name,
+    schema::{RawFile, RawInterface, RawList, Scalar},
+};
+use crate::{
+    lists::{Family, Prefix, parse_list_file},
+    loader::AttachMode,
+};
+
+impl Source<'_> {
+    pub(super) fn build(
+        &self,
+        raw: RawFile,
+        document: &DeTable<'_>,
+    ) -> Result<DaemonFile, ConfigError> {
+        let daemon = raw.daemon.unwrap_or_default();
+        let default_mode = match &daemon.xdp_mode {
+            Some(mode) => self.choice::<AttachMode>(mode, "daemon.xdp_mode", "an XDP mode")?,
+            None => AttachMode::default(),
+        };
+        let max_sources = self.capacity(
+            daemon.max_sources.as_ref(),
+            "daemon.max_sources",
+            DEFAULT_MAX_SOURCES,
+        )?;
+        let list_capacity = self.capacity(
+            daemon.list_capacity.as_ref(),
+            "daemon.list_capacity",
+            DEFAULT_LIST_CAPACITY,
+        )?;
+        let max_prefixes = self.capacity(
+            daemon.max_prefixes.as_ref(),
+            "daemon.max_prefixes",
+            DEFAULT_MAX_PREFIXES,
+        )?;
+        let metrics_addr = daemon
+            .metrics_addr
+            .as_ref()
+            .map(|addr| {
+                addr.get_ref().parse::<SocketAddr>().map_err(|_| {
+                    self.error(
+                        &addr.span(),
+                        "daemon.metrics_addr",
+                        format!(
+                            "`{}` is not an address and port (e.g. 127.0.0.1:9477 or [::1]:9477)",
+                            addr.get_ref()
+                        ),
+                    )
+                })
+            })
+            .transpose()?;
+        let admin_group = daemon
+            .admin_group
+            .as_ref()
+            .map(|group| self.group(group, "daemon.admin_group"))
+            .transpose()?;
+        let read_group = daemon
+            .read_group
+            .as_ref()
+            .map(|group| self.group(group, "daemon.read_group"))
+            .transpose()?;
+        let run_dir = daemon
+            .run_dir
+            .as_ref()
+            .map(|dir| {
+                let path = PathBuf::from(dir.get_ref());
+                if path.is_absolute() {
+                    Ok(path)
+                } else {
+                    Err(self.error(
+                        &dir.span(),
+                        "daemon.run_dir",
+                        format!("`{}` is not an absolute path", dir.get_ref()),
+                    ))
+                }
+            })
+            .transpose()?;
+        let interfaces = self.interfaces(raw.interface, default_mode)?;
+        let limits = self.limits(document)?;
+        let allow = self.list(raw.allow, "allow", list_capacity)?;
+        let deny = self.list(raw.deny, "deny", list_capacity)?;
+        Ok(DaemonFile {
+            path: self.path.to_owned(),
+            interfaces,
+            limits,
+            max_sources,
+            list_capacity,
+            max_prefixes,
+            metrics_addr,
+            admin_group,
+            read_group,
+            run_dir,
+            allow,
+            deny,
+        })
+    }
+
+    /// A value of a [`ValueEnum`] (modes), named exactly as the CLI names it.
+    pub(super) fn choice<T: ValueEnum>(
+        &self,
+        value: &Spanned<String>,
+        key: &str,
+        what: &str,
+    ) -> Result<T, ConfigError> {
+        T::from_str(value.get_ref(), false).map_err(|_| {
+            let names: Vec<String> = T::value_variants()
+                .iter()
+                .filter_map(|v| v.to_possible_value().map(|p| p.get_name().to_owned()))
+                .collect();
+            self.error(
+                &value.span(),
+                key,
+                format!("`{}` is not {what} ({})", value.get_ref(), names.join(", ")),
+            )
+        })
+    }
+
+    fn capacity(
+        &self,
+        value: Option<&Spanned<u32>>,
+        key: &str,
+        default: u32,
+    ) -> Result<u32, ConfigError> {
+        match value {
+            None => Ok(default),
+            Some(value) if *value.get_ref() == 0 => {
+                Err(self.error(&value.span(), key, "must be at least 1"))
+            }
+            Some(value) => Ok(*value.get_ref()),
+        }
+    }
+
+    fn group(&self, value: &Spanned<Scalar>, key: &str) -> Result<GroupRef, ConfigError> {
+        match value.get_ref() {
+            Scalar::Int(gid) => u32::try_from(*gid)
+                .map(|gid| GroupRef {
+                    name: None,
+                    gid: Gid::from_raw(gid),
+                })
+                .map_err(|_| self.error(&value.span(), key, format!("gid {gid} is out of range"))),
+            Scalar::Text(name) => {
+                group_by_name(name).map_err(|problem| self.error(&value.span(), key, problem))
+            }
+        }
+    }
+
+    fn interfaces(
+        &self,
+        raw: Option<Spanned<Vec<Spanned<RawInterface>>>>,
+        default_mode: AttachMode,
+    ) -> Result<Vec<InterfaceConfig>, ConfigError> {
+        let Some(raw) = raw.filter(|list| !list.get_ref().is_empty()) else {
+            return Err(self.error(
+                &(0..0),
+                "interface",
+                "no interface: add at least one [[interface]] with a name",
+            ));
+        };
+        let mut interfaces: Vec<InterfaceConfig> = Vec::new();
+        for (index, entry) in raw.get_ref().iter().enumerate() {
+            let entry = entry.get_ref();
+            let key = format!("interface[{index}].name");
+            let name = entry.name.get_ref();
+            if let Some(problem) = iface_name_problem(name) {
+                return Err(self.error(&entry.name.span(), key, problem));
+            }
+            if interfaces.iter().any(|i| i.name == *name) {
+                return Err(self.error(
+                    &entry.name.span(),
+                    key,
+                    format!("interface `{name}` is listed twice"),
+                ));
+            }
+            let xdp_mode = match &entry.xdp_mode {
+                Some(mode) => self.choice::<AttachMode>(
+                    mode,
+                    &format!("interface[{index}].xdp_mode"),
+                    "an XDP mode",
+                )?,
+                None => default_mode,
+            };
+            interfaces.push(InterfaceConfig {
+                name: name.clone(),
+                xdp_mode,
+            });
+        }
+        Ok(interfaces)
+    }
+
+    fn list(
+        &self,
+        raw: Option<Spanned<RawList>>,
+        name: &str,
+        capacity: u32,
+    ) -> Result<Vec<Prefix>, ConfigError> {
+        let Some(raw) = raw else {
+            return Ok(Vec::new());
+        };
+        let span = raw.span();
+        let raw = raw.into_inner();
+        let mut prefixes = Vec::new();
+        for (index, text) in raw.prefixes.iter().flatten().enumerate() {
+            let prefix = text.get_ref().parse::<Prefix>().map_err(|e| {
+                self.error(
+                    &text.span(),
+                    format!("{name}.prefixes[{index}]"),
+                    e.to_string(),
+                )
+            })?;
+            prefixes.push(prefix);
+        }
+        for (index, file) in raw.files.iter().flatten().enumerate() {
+            let listed = parse_list_file(&self.resolve(file.get_ref())).map_err(|error| {
+                ConfigError::ListFile {
+                    file: self.path.to_owned(),
+                    at: self.position(file.span().start),
+                    key: format!("{name}.files[{index}]"),
+                    error,
+                }
+            })?;
+            prefixes.extend(listed);
+        }
+        prefixes.sort_unstable();
+        prefixes.dedup();
+        // The daemon would fail to fill a trie past its capacity; say so now, not at start.
+        for family in [Family::V4, Family::V6] {
+            let count = prefixes.iter().filter(|p| p.family() == family).count();
+            if count > capacity as usize {
+                return Err(self.error(
+                    &span,
+                    name,
+                    format!("{count} {family} prefixes do not fit daemon.list_capacity {capacity}"),
+                ));
+            }
+        }
+        Ok(prefixes)
+    }
+
+    /// A list file's path: relative ones are relative to the configuration file's
+    /// directory, so the file means the same whatever the daemon's working directory.
+    fn resolve(&self, file: &str) -> PathBuf {
+        let file = Path::new(file);
+        match self.path.parent() {
+            Some(dir) if file.is_relative() => dir.join(file),
+            _ => file.to_owned(),
+        }
+    }
+}
+
+/// Why `name` cannot be an interface name, by the kernel's own rule (`dev_valid_name` in
+/// net/core/dev.c): not empty, shorter than `IFNAMSIZ`, not `.` or `..`, no `/`, `:` or
+/// whitespace. NUL and other control characters cannot cross the C API either.
+fn iface_name_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("the interface name is empty".into());
+    }
+    if name.len() > MAX_IFACE_NAME_BYTES {
+        return Some(format!(
+            "interface name `{name}` is {} bytes long; the kernel allows at most {MAX_IFACE_NAME_BYTES}",
+            name.len()
+        ));
+    }
+    if name == "." || name == ".." {
+        return Some(format!("`{name}` is not an interface name"));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|&c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
+    {
+        return Some(format!(
+            "interface name `{}` contains {bad:?}, which the kernel does not allow",
+            name.escape_debug()
+        ));
+    }
+    None
+}

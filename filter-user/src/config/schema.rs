@@ -1,0 +1,80 @@
+//! The file as written: serde's side. Every value keeps its span for the checks that
+//! follow. `[limits]` is read from the document by the settings' keys instead (see
+//! `limits_table`), so that the limits have one vocabulary.
+
+use std::fmt;
+
+use serde::{Deserialize, de};
+use toml::Spanned;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFile {
+    pub(super) daemon: Option<RawDaemon>,
+    pub(super) interface: Option<Spanned<Vec<Spanned<RawInterface>>>>,
+    /// Here only so that `[limits]` is a known key: it is read from the document by the
+    /// settings' keys (`limits_table`).
+    #[serde(rename = "limits")]
+    _limits: Option<de::IgnoredAny>,
+    pub(super) allow: Option<Spanned<RawList>>,
+    pub(super) deny: Option<Spanned<RawList>>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDaemon {
+    pub(super) xdp_mode: Option<Spanned<String>>,
+    pub(super) metrics_addr: Option<Spanned<String>>,
+    pub(super) max_sources: Option<Spanned<u32>>,
+    pub(super) list_capacity: Option<Spanned<u32>>,
+    pub(super) max_prefixes: Option<Spanned<u32>>,
+    pub(super) admin_group: Option<Spanned<Scalar>>,
+    pub(super) read_group: Option<Spanned<Scalar>>,
+    pub(super) run_dir: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawInterface {
+    pub(super) name: Spanned<String>,
+    pub(super) xdp_mode: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawList {
+    pub(super) prefixes: Option<Vec<Spanned<String>>>,
+    pub(super) files: Option<Vec<Spanned<String>>>,
+}
+
+/// A value written either as a TOML integer or as a string: rates (`10000` or `"10k"`),
+/// bursts, durations and groups. Which forms a key takes is checked where it is used, so
+/// the error can say what that key expects.
+pub(super) enum Scalar {
+    Int(i64),
+    Text(String),
+}
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ScalarVisitor;
+        impl de::Visitor<'_> for ScalarVisitor {
+            type Value = Scalar;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an integer or a string")
+            }
+            fn visit_i64<E: de::Error>(self, value: i64) -> Result<Scalar, E> {
+                Ok(Scalar::Int(value))
+            }
+            fn visit_u64<E: de::Error>(self, value: u64) -> Result<Scalar, E> {
+                i64::try_from(value)
+                    .map(Scalar::Int)
+                    .map_err(|_| E::invalid_value(de::Unexpected::Unsigned(value), &self))
+            }
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<Scalar, E> {
+                Ok(Scalar::Text(value.to_owned()))
+            }
+        }
+        deserializer.deserialize_any(ScalarVisitor)
+    }
+}

@@ -1,0 +1,442 @@
+//! The file's keys reach the result, its errors name the key, the sample stays valid.
+
+use std::path::{Path, PathBuf};
+
+use filter_common::{DEFAULT_LIST_CAPACITY, DEFAULT_MAX_PREFIXES, DEFAULT_MAX_SOURCES};
+use nix::unistd::Gid;
+
+use super::*;
+use crate::limits::{Burst, ClassName, FilterMode, Limits, Rate};
+
+/// A directory with list files; configuration texts are parsed as if they were there.
+fn corpus_path(file: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/config_corpus")
+        .join(file)
+}
+
+pub(super) fn parse_ok(text: &str) -> DaemonFile {
+    parse(&corpus_path("test.toml"), text)
+        .unwrap_or_else(|e| panic!("expected a valid file, got: {e}\n{text}"))
+}
+
+fn parse_err(text: &str) -> String {
+    match parse(&corpus_path("test.toml"), text) {
+        Ok(file) => panic!("expected an error, got {file:?}\n{text}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn prefixes(list: &[&str]) -> Vec<Prefix> {
+    list.iter()
+        .map(|p| p.parse().expect("test prefixes are valid"))
+        .collect()
+}
+
+pub(super) const MINIMAL: &str = "[[interface]]\nname = \"eth0\"\n";
+
+#[test]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one file with every key, and one assertion per key"
+)]
+fn every_key_reaches_the_result() {
+    let file = parse_ok(
+        r#"
+[daemon]
+xdp_mode = "skb"
+metrics_addr = "[::1]:9477"
+max_sources = 4096
+list_capacity = 1024
+max_prefixes = 2048
+admin_group = "root"
+read_group = 4
+run_dir = "/run/fw-test"
+
+[[interface]]
+name = "eth0"
+[[interface]]
+name = "veth-fw1"
+xdp_mode = "driver"
+
+[limits]
+pps = "20k"
+burst_packets = 40000
+bps = "1G"
+burst_bytes = "10M"
+block_for = "90s"
+mode = "monitor"
+admit_after = 2
+admit_rate = "unlimited"
+deny_mode = "monitor"
+monitor_classes = ["udp", "icmp"]
+[limits.class_pps]
+syn = "50"
+tcp = 1000
+udp = "2k"
+icmp = 10
+fragment = "5"
+other = "unlimited"
+[limits.ceiling]
+syn = "20k"
+tcp = "unlimited"
+udp = 30000
+icmp = "1k"
+fragment = "2k"
+other = "3k"
+[limits.prefix.v4]
+len = 22
+pps = "30k"
+bps = "100M"
+class_pps = { syn = "2k" }
+[limits.prefix.v6]
+len = 56
+pps = 40000
+[limits.prefix.v6-wide]
+len = 40
+bps = "1G"
+class_pps = { udp = "5k", other = 100 }
+
+[allow]
+prefixes = ["198.18.0.0/16"]
+files = ["lists/good-allow.txt"]
+[deny]
+prefixes = ["2001:2::/48", "198.18.99.7"]
+"#,
+    );
+    let gid = |n| Gid::from_raw(n);
+    assert_eq!(
+        file.interfaces,
+        [
+            InterfaceConfig {
+                name: "eth0".into(),
+                xdp_mode: AttachMode::Skb,
+            },
+            InterfaceConfig {
+                name: "veth-fw1".into(),
+                xdp_mode: AttachMode::Driver,
+            },
+        ],
+        "an interface without xdp_mode takes [daemon] xdp_mode"
+    );
+    assert_eq!(file.metrics_addr, Some("[::1]:9477".parse().expect("addr")));
+    assert_eq!(
+        (file.max_sources, file.list_capacity, file.max_prefixes),
+        (4096, 1024, 2048)
+    );
+    assert_eq!(
+        file.admin_group,
+        Some(GroupRef {
+            name: Some("root".into()),
+            gid: gid(0),
+        })
+    );
+    assert_eq!(
+        file.read_group,
+        Some(GroupRef {
+            name: None,
+            gid: gid(4),
+        })
+    );
+    assert_eq!(file.run_dir, Some(PathBuf::from("/run/fw-test")));
+    assert_eq!(
+        file.allow,
+        prefixes(&["198.18.0.0/16", "198.18.7.0/24", "2001:2:0:9::/64"]),
+        "inline and file entries together, sorted, each once"
+    );
+    assert_eq!(file.deny, prefixes(&["198.18.99.7/32", "2001:2::/48"]));
+
+    let per_second = Rate::PerSecond;
+    let l = file.limits;
+    assert_eq!(l.pps, per_second(20_000));
+    assert_eq!(l.burst_packets, Burst::Exactly(40_000));
+    assert_eq!(l.bps, per_second(1_000_000_000));
+    assert_eq!(l.burst_bytes, Burst::Exactly(10_000_000));
+    assert_eq!(l.block_for_ms, 90_000);
+    assert_eq!(l.mode, FilterMode::Monitor);
+    assert_eq!(l.admit_packets, 2);
+    assert_eq!(l.admit_rate, Rate::Unlimited);
+    assert_eq!(l.deny_mode, FilterMode::Monitor);
+    assert_eq!(
+        l.monitor_classes,
+        [false, false, true, true, false, false],
+        "udp and icmp, in class index order"
+    );
+    assert_eq!(
+        l.class_pps,
+        [
+            per_second(50),
+            per_second(1_000),
+            per_second(2_000),
+            per_second(10),
+            per_second(5),
+            Rate::Unlimited
+        ]
+    );
+    assert_eq!(
+        l.ceiling_pps,
+        [
+            per_second(20_000),
+            Rate::Unlimited,
+            per_second(30_000),
+            per_second(1_000),
+            per_second(2_000),
+            per_second(3_000)
+        ]
+    );
+    assert_eq!(l.prefix_len, [22, 56, 40]);
+    assert_eq!(
+        l.prefix_pps,
+        [per_second(30_000), per_second(40_000), Rate::Unlimited]
+    );
+    assert_eq!(
+        l.prefix_bps,
+        [
+            per_second(100_000_000),
+            Rate::Unlimited,
+            per_second(1_000_000_000)
+        ]
+    );
+    let unlimited = [Rate::Unlimited; filter_common::CLASSES];
+    let mut v4_classes = unlimited;
+    v4_classes[ClassName::Syn.index()] = per_second(2_000);
+    let mut wide_classes = unlimited;
+    wide_classes[ClassName::Udp.index()] = per_second(5_000);
+    wide_classes[ClassName::Other.index()] = per_second(100);
+    assert_eq!(l.prefix_class_pps, [v4_classes, unlimited, wide_classes]);
+}
+
+#[test]
+fn a_minimal_file_gives_the_defaults() {
+    let file = parse_ok(MINIMAL);
+    assert_eq!(file.limits, Limits::default());
+    assert_eq!(
+        (file.max_sources, file.list_capacity, file.max_prefixes),
+        (
+            DEFAULT_MAX_SOURCES,
+            DEFAULT_LIST_CAPACITY,
+            DEFAULT_MAX_PREFIXES
+        )
+    );
+    assert_eq!(file.interfaces[0].xdp_mode, AttachMode::Auto);
+    assert_eq!(
+        (file.metrics_addr, &file.admin_group, &file.run_dir),
+        (None, &None, &None)
+    );
+    assert!(file.allow.is_empty() && file.deny.is_empty());
+}
+
+#[test]
+fn rates_and_bursts_may_be_integers_or_strings() {
+    let as_integers = parse_ok(&format!(
+        "{MINIMAL}[limits]\npps = 20000\nburst_packets = 30000\nbps = 100000000\n\
+         admit_rate = 7000\n[limits.ceiling]\nsyn = 1500\n"
+    ));
+    let as_strings = parse_ok(&format!(
+        "{MINIMAL}[limits]\npps = \"20k\"\nburst_packets = \"30k\"\nbps = \"100M\"\n\
+         admit_rate = \"7k\"\n[limits.ceiling]\nsyn = \"1.5k\"\n"
+    ));
+    assert_eq!(as_integers.limits, as_strings.limits);
+    assert_eq!(as_integers.limits.pps, Rate::PerSecond(20_000));
+    assert_eq!(
+        as_integers.limits.ceiling_pps[ClassName::Syn.index()],
+        Rate::PerSecond(1_500)
+    );
+    let err = parse_err(&format!("{MINIMAL}[limits]\npps = 0\n"));
+    assert!(
+        err.contains("test.toml:4:7: limits.pps: must be at least 1 (use `unlimited`"),
+        "an integer zero is refused like \"0\": {err}"
+    );
+    let err = parse_err(&format!("{MINIMAL}[limits]\npps = 1.5\n"));
+    assert!(
+        err.contains(
+            "limits.pps: invalid type: floating point `1.5`, expected an integer or a string"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn list_files_are_relative_to_the_config_file() {
+    let text = "[[interface]]\nname = \"eth0\"\n[allow]\nfiles = [\"lists/good-allow.txt\"]\n";
+    let file = parse(&corpus_path("elsewhere.toml"), text).expect("relative to the corpus");
+    assert_eq!(file.allow, prefixes(&["198.18.7.0/24", "2001:2:0:9::/64"]));
+    let err = parse(Path::new("/nonexistent-dir/floodwall.toml"), text)
+        .expect_err("no list file there")
+        .to_string();
+    assert!(
+        err.contains("/nonexistent-dir/lists/good-allow.txt"),
+        "the list file is looked up next to the config file: {err}"
+    );
+    let absolute = corpus_path("lists/good-allow.txt");
+    let text = format!("{MINIMAL}[deny]\nfiles = [\"{}\"]\n", absolute.display());
+    let file = parse(Path::new("/nonexistent-dir/floodwall.toml"), &text)
+        .expect("absolute paths are taken as they are");
+    assert_eq!(file.deny.len(), 2);
+}
+
+#[test]
+fn list_entries_are_kept_once_and_sorted_and_overlaps_are_reported() {
+    let file = parse_ok(&format!(
+        "{MINIMAL}[allow]\nprefixes = [\"2001:2:0:9::/64\", \"198.18.7.0/24\", \"198.18.7.0/24\"]\n\
+         files = [\"lists/good-allow.txt\", \"lists/good-allow.txt\"]\n\
+         [deny]\nprefixes = [\"198.18.7.0/24\", \"198.18.7.128/25\", \"198.18.8.0/24\", \"2001:2::/48\"]\n"
+    ));
+    assert_eq!(file.allow, prefixes(&["198.18.7.0/24", "2001:2:0:9::/64"]));
+    assert_eq!(
+        file.shadowed_deny_entries(),
+        prefixes(&["198.18.7.0/24", "198.18.7.128/25"]),
+        "the same prefix and one inside an allowed one are shadowed; a wider one is not"
+    );
+}
+
+#[test]
+fn lists_beyond_their_capacity_are_refused() {
+    let err = parse_err(&format!(
+        "[daemon]\nlist_capacity = 1\n{MINIMAL}[deny]\nprefixes = [\"198.18.1.0/24\", \"198.18.2.0/24\", \"2001:2::/48\"]\n"
+    ));
+    assert!(
+        err.contains("test.toml:5:1: deny: 2 IPv4 prefixes do not fit daemon.list_capacity 1"),
+        "{err}"
+    );
+}
+
+#[test]
+fn cross_field_limit_errors_point_at_the_key_that_causes_them() {
+    let err = parse_err(&format!(
+        "{MINIMAL}[limits]\npps = 1000\nburst_packets = 10\n"
+    ));
+    assert!(
+        err.contains(
+            "test.toml:5:17: limits.burst_packets: 10 lasts less than 30 ms at the rate of 1000"
+        ),
+        "neither alone is wrong; the burst is named: {err}"
+    );
+    let err = parse_err(&format!(
+        "{MINIMAL}[limits]\nburst_packets = 20000\npps = 1000\n[limits.prefix.v6]\nlen = 129\n"
+    ));
+    assert!(
+        err.contains(
+            "test.toml:7:7: limits.prefix.v6.len: 129 is out of range: it must be between 1 and 128"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn positions_count_characters_and_errors_never_panic() {
+    let err = parse_err("# é€\n[[interface]]\nname = \"eth0\"\n[limits]\nmode = \"düster\"\n");
+    assert!(
+        err.contains("test.toml:5:8: limits.mode: `düster` is not a mode (enforce, monitor)"),
+        "{err}"
+    );
+    // Every prefix of a valid file is valid or an error, never a panic.
+    let sample = include_str!("../../../packaging/floodwall.toml");
+    for (end, _) in sample.char_indices() {
+        let _ = parse(&corpus_path("cut.toml"), &sample[..end]);
+    }
+}
+
+#[test]
+fn limits_take_exactly_the_settings_keys() {
+    let err = parse_err(&format!("{MINIMAL}[limits]\nburst = 5\n"));
+    assert!(
+        err.contains(
+            "test.toml:4:1: limits.burst: unknown field `burst`, expected one of `pps`, \
+             `burst_packets`, `bps`"
+        ),
+        "{err}"
+    );
+    let err = parse_err(&format!("{MINIMAL}[limits.prefix.v4]\nlength = 22\n"));
+    assert!(
+        err.contains(
+            "limits.prefix.v4.length: unknown field `length`, expected one of `len`, `pps`, \
+             `bps`, `class_pps`"
+        ),
+        "{err}"
+    );
+    let err = parse_err(&format!("{MINIMAL}[limits]\nclass_pps = 5\n"));
+    assert!(
+        err.contains("test.toml:4:13: limits.class_pps: invalid type: integer, expected a table"),
+        "{err}"
+    );
+    let err = parse_err(&format!("limits = \"fast\"\n{MINIMAL}"));
+    assert!(
+        err.contains("limits: invalid type: string, expected a table"),
+        "{err}"
+    );
+    let err = parse_err(&format!("{MINIMAL}[limits]\nadmit_after = \"4\"\n"));
+    assert!(
+        err.contains("limits.admit_after: invalid type: string \"4\", expected u32"),
+        "{err}"
+    );
+    let file = parse_ok(&format!(
+        "{MINIMAL}[limits.class_pps]\n[limits.prefix.v4]\nclass_pps = {{}}\n"
+    ));
+    assert_eq!(file.limits, Limits::default(), "empty tables set nothing");
+}
+
+#[test]
+fn the_sample_shows_every_setting_of_limits() {
+    let sample = include_str!("../../../packaging/floodwall.toml");
+    let limits = &sample[sample.find("\n[limits]\n").expect("a [limits] table")..];
+    for setting in crate::limits::Setting::SCALARS {
+        let key = setting.key();
+        assert!(
+            limits.contains(&format!("\n{key} = ")) || limits.contains(&format!("\n#{key} = ")),
+            "packaging/floodwall.toml must show limits.{key} with its default"
+        );
+    }
+}
+
+#[test]
+fn the_sample_parses_and_holds_the_defaults() {
+    let sample = include_str!("../../../packaging/floodwall.toml");
+    let path = Path::new("/etc/floodwall/floodwall.toml");
+    let shipped = parse(path, sample).unwrap_or_else(|e| panic!("the sample must parse: {e}"));
+    let defaults = DaemonFile {
+        path: path.to_owned(),
+        interfaces: vec![InterfaceConfig {
+            name: "eth0".into(),
+            xdp_mode: AttachMode::Auto,
+        }],
+        limits: Limits::default(),
+        max_sources: DEFAULT_MAX_SOURCES,
+        list_capacity: DEFAULT_LIST_CAPACITY,
+        max_prefixes: DEFAULT_MAX_PREFIXES,
+        metrics_addr: None,
+        admin_group: None,
+        read_group: None,
+        run_dir: None,
+        allow: Vec::new(),
+        deny: Vec::new(),
+    };
+    assert_eq!(
+        shipped, defaults,
+        "the sample's active values are the defaults"
+    );
+
+    // Each `#key = value` line shows the key's default: uncommented, they change nothing
+    // (run_dir then names the default directory instead of leaving it unset).
+    let uncommented: String = sample
+        .lines()
+        .map(|line| match line.strip_prefix('#') {
+            Some(rest) if rest.starts_with(|c: char| c.is_ascii_lowercase()) => rest,
+            _ => line,
+        })
+        .flat_map(|line| [line, "\n"])
+        .collect();
+    assert!(
+        uncommented.len() < sample.len(),
+        "some lines were uncommented"
+    );
+    let all_keys = parse(path, &uncommented)
+        .unwrap_or_else(|e| panic!("the sample with every default uncommented must parse: {e}"));
+    assert_eq!(
+        all_keys,
+        DaemonFile {
+            run_dir: Some(PathBuf::from(crate::control::DEFAULT_RUN_DIR)),
+            ..defaults
+        }
+    );
+}

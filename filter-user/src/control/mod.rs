@@ -1,0 +1,219 @@
+//! The control socket: how the CLI talks to a running daemon.
+//!
+//! One Unix stream socket per protected interface, `RUN_DIR/IFACE.sock`. Requests and
+//! responses are single JSON lines. Every request is checked against the peer's credentials
+//! as the kernel reports them (`SO_PEERCRED` for the uid, `SO_PEERGROUPS` for the groups),
+//! see [`Access`].
+
+//!
+//! - this module: the protocol, [`Request`] and [`Response`];
+//! - [`view`]: what the responses carry (limits, statistics, sources, list entries);
+//! - [`access`]: who may make which request;
+//! - [`client`]: the CLI's side: find a daemon's socket, send a request.
+//!
+//! The daemon's side, the server, is `daemon::server`.
+
+use std::{
+    net::IpAddr,
+    path::{Path, PathBuf},
+};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    limits::{FilterMode, LimitsChange},
+    lists::{ListKind, Prefix},
+};
+
+pub mod access;
+pub mod client;
+pub mod view;
+
+pub use access::{Access, Peer, peer_of};
+pub use client::{all_sockets, call, call_streaming, find_socket};
+pub use view::{
+    ClassStats, EventKind, EventRecord, LimitsView, ListEntryView, OutcomeStats, SourceView,
+    StatsView, TableStats,
+};
+
+/// Default directory of control sockets and lock files.
+pub const DEFAULT_RUN_DIR: &str = "/run/floodwall";
+
+/// Largest request line the daemon reads; longer ones are refused. Room for a bulk load of
+/// a full list (131,072 prefixes of up to 43 characters, JSON-quoted).
+pub const MAX_REQUEST_BYTES: usize = 8 * 1024 * 1024;
+
+/// The refusal of a `limits set` that sets nothing, by the CLI or the daemon.
+pub const NOTHING_TO_CHANGE: &str =
+    "nothing to change: give at least one limit flag (see `floodwall limits set --help`)";
+
+/// A request from the CLI.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one short-lived request per connection"
+)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "request", rename_all = "snake_case")]
+pub enum Request {
+    /// The current limits.
+    LimitsShow,
+    /// Change some limits (root only).
+    LimitsSet {
+        /// What to change.
+        change: LimitsChange,
+    },
+    /// Counters and rates.
+    Stats,
+    /// The busiest tracked sources.
+    Top {
+        /// How many.
+        limit: usize,
+    },
+    /// Blocked sources.
+    BlockedList,
+    /// Unblock a source (root only).
+    BlockedRemove {
+        /// The source.
+        addr: IpAddr,
+    },
+    /// Add prefixes to a list, all or nothing (root only).
+    ListAdd {
+        /// Which list.
+        list: ListKind,
+        /// The prefixes.
+        prefixes: Vec<Prefix>,
+        /// Denylist only: the entries expire after this many milliseconds.
+        for_ms: Option<u64>,
+    },
+    /// Remove prefixes from a list, all or nothing (root only).
+    ListRemove {
+        /// Which list.
+        list: ListKind,
+        /// The prefixes.
+        prefixes: Vec<Prefix>,
+    },
+    /// A list's entries with their hit counters.
+    ListShow {
+        /// Which list.
+        list: ListKind,
+    },
+    /// The event journal; with `follow`, then every new event as it happens.
+    Events {
+        /// Keep the connection open and stream new events.
+        follow: bool,
+    },
+    /// Read the config file again and apply it, all or nothing (root or admin group).
+    Reload,
+}
+
+impl Request {
+    /// Whether the request changes anything (and so needs root).
+    #[must_use]
+    pub fn is_change(&self) -> bool {
+        matches!(
+            self,
+            Self::LimitsSet { .. }
+                | Self::BlockedRemove { .. }
+                | Self::ListAdd { .. }
+                | Self::ListRemove { .. }
+                | Self::Reload
+        )
+    }
+}
+
+/// A response from the daemon.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one short-lived response per connection"
+)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "response", rename_all = "snake_case")]
+pub enum Response {
+    /// The limits (after a change, the new ones).
+    Limits(LimitsView),
+    /// Counters and rates.
+    Stats(StatsView),
+    /// Sources, busiest first.
+    Sources {
+        /// The mode now: in monitor mode a "blocked" source is only marked, not dropped.
+        mode: FilterMode,
+        /// The sources.
+        sources: Vec<SourceView>,
+    },
+    /// A source was unblocked.
+    Unblocked {
+        /// The source.
+        addr: IpAddr,
+    },
+    /// A list changed.
+    ListChanged {
+        /// Which list.
+        list: ListKind,
+        /// Prefixes added.
+        added: usize,
+        /// Prefixes already listed whose expiry changed.
+        updated: usize,
+        /// Prefixes already listed as asked.
+        unchanged: usize,
+        /// Prefixes removed.
+        removed: usize,
+    },
+    /// A list's entries.
+    ListEntries {
+        /// Which list.
+        list: ListKind,
+        /// The entries, by prefix.
+        entries: Vec<ListEntryView>,
+    },
+    /// Events (one response line each when following).
+    Events {
+        /// The events, oldest first.
+        events: Vec<EventRecord>,
+    },
+    /// The config was reloaded.
+    Reloaded {
+        /// The changes applied, one line each (none: the config was unchanged).
+        changes: Vec<String>,
+    },
+    /// The request was refused or failed; nothing changed.
+    Error {
+        /// Why.
+        message: String,
+    },
+}
+
+/// The socket of the daemon on `iface`.
+#[must_use]
+pub fn socket_path(run_dir: &Path, iface: &str) -> PathBuf {
+    run_dir.join(format!("{iface}.sock"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limits::Rate;
+
+    #[test]
+    fn requests_round_trip_as_one_json_line() {
+        let request = Request::LimitsSet {
+            change: LimitsChange {
+                pps: Some(Rate::PerSecond(500)),
+                ..LimitsChange::default()
+            },
+        };
+        let line = serde_json::to_string(&request).expect("encodes");
+        assert!(!line.contains('\n'));
+        assert_eq!(
+            serde_json::from_str::<Request>(&line).expect("decodes"),
+            request
+        );
+        assert!(request.is_change());
+        assert!(!Request::Stats.is_change());
+    }
+
+    #[test]
+    fn unknown_requests_are_errors_that_name_them() {
+        let err = serde_json::from_str::<Request>(r#"{"request":"format_disk"}"#).unwrap_err();
+        assert!(err.to_string().contains("format_disk"), "{err}");
+    }
+}

@@ -1,0 +1,245 @@
+//! What the daemon's responses carry, as `--json` prints them: the protocol's views of the
+//! limits, the statistics, the sources, the lists and the event journal.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::limits::Limits;
+/// A list entry as `allow list` and `deny list` show it; made where the lists are.
+pub use crate::lists::ListEntryView;
+
+/// The limits with their bursts resolved, as `limits show` prints them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LimitsView {
+    /// The interface.
+    pub iface: String,
+    /// The limits as set.
+    pub limits: Limits,
+    /// Packet burst in packets (`auto` resolved), if there is a packet limit.
+    pub effective_burst_packets: Option<u64>,
+    /// Byte burst in bytes, if there is a byte limit.
+    pub effective_burst_bytes: Option<u64>,
+}
+
+impl LimitsView {
+    /// The view of `limits` on `iface`.
+    #[must_use]
+    pub fn new(iface: String, limits: Limits) -> Self {
+        Self {
+            iface,
+            effective_burst_packets: limits.effective_burst_packets(),
+            effective_burst_bytes: limits.effective_burst_bytes(),
+            limits,
+        }
+    }
+}
+
+/// Counters and rates, as `stats` prints them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StatsView {
+    /// The interface.
+    pub iface: String,
+    /// XDP attach mode in use.
+    pub xdp_mode: String,
+    /// Seconds since the daemon started.
+    pub uptime_secs: u64,
+    /// Length of the interval the rates are measured over, in seconds.
+    pub interval_secs: f64,
+    /// Per outcome, all classes together.
+    pub outcomes: Vec<OutcomeStats>,
+    /// Per class and outcome.
+    pub classes: Vec<ClassStats>,
+    /// Block events lost because the ring buffer was full.
+    pub events_lost: u64,
+    /// The per-source table.
+    pub table: TableStats,
+}
+
+impl StatsView {
+    /// The sum over several interfaces: packets, bytes and rates added outcome by outcome
+    /// (every view lists the same outcomes and classes in the same order).
+    #[must_use]
+    pub fn total(views: &[StatsView]) -> StatsView {
+        fn add(into: &mut [OutcomeStats], from: &[OutcomeStats]) {
+            for (a, b) in into.iter_mut().zip(from) {
+                a.packets += b.packets;
+                a.bytes += b.bytes;
+                a.pps += b.pps;
+                a.bps += b.bps;
+            }
+        }
+        let mut total = views.first().cloned().unwrap_or_else(|| StatsView {
+            iface: String::new(),
+            xdp_mode: String::new(),
+            uptime_secs: 0,
+            interval_secs: 0.0,
+            outcomes: Vec::new(),
+            classes: Vec::new(),
+            events_lost: 0,
+            table: TableStats {
+                capacity: 0,
+                inserts: 0,
+                insert_failures: 0,
+                evictions: 0,
+            },
+        });
+        total.iface = format!("total of {}", views.len());
+        "-".clone_into(&mut total.xdp_mode);
+        for view in views.iter().skip(1) {
+            add(&mut total.outcomes, &view.outcomes);
+            for (a, b) in total.classes.iter_mut().zip(&view.classes) {
+                add(&mut a.outcomes, &b.outcomes);
+            }
+            total.uptime_secs = total.uptime_secs.min(view.uptime_secs);
+            total.interval_secs = total.interval_secs.max(view.interval_secs);
+            total.events_lost += view.events_lost;
+            total.table.capacity = total.table.capacity.saturating_add(view.table.capacity);
+            total.table.inserts += view.table.inserts;
+            total.table.insert_failures += view.table.insert_failures;
+            total.table.evictions += view.table.evictions;
+        }
+        total
+    }
+}
+
+/// How full the per-source table is and how it churns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableStats {
+    /// Sources it holds at most.
+    pub capacity: u32,
+    /// Sources inserted since the program was loaded.
+    pub inserts: u64,
+    /// Inserts the kernel refused (the packets were passed as `table_full`, under the
+    /// ceilings).
+    pub insert_failures: u64,
+    /// Sources evicted to make room, at least: inserts beyond the capacity (an LRU table
+    /// evicts its least recently seen entry for each). Operator removals can make it
+    /// overstate by as many.
+    pub evictions: u64,
+}
+
+/// One outcome's totals and its rate over the last sampling interval.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OutcomeStats {
+    /// Outcome name (`passed`, `dropped_blocked`, ...).
+    pub outcome: String,
+    /// Whether packets of this outcome were dropped.
+    pub dropped: bool,
+    /// Packets since the program was loaded.
+    pub packets: u64,
+    /// Bytes since the program was loaded.
+    pub bytes: u64,
+    /// Packets per second over the last interval.
+    pub pps: f64,
+    /// Bits per second over the last interval.
+    pub bps: f64,
+}
+
+/// One class's outcomes, as `stats` shows them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClassStats {
+    /// Class name (`syn`, `udp`, ...).
+    pub class: String,
+    /// Its outcomes.
+    pub outcomes: Vec<OutcomeStats>,
+}
+
+/// One tracked source as `top` and `blocked list` show it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SourceView {
+    /// The source.
+    pub addr: IpAddr,
+    /// Recent packets per second (while blocked: the rate when it was blocked, since blocked
+    /// packets are not counted per source).
+    pub pps: f64,
+    /// Recent bits per second.
+    pub bps: f64,
+    /// Whether it is blocked now.
+    pub blocked: bool,
+    /// Milliseconds left of the block.
+    pub blocked_remaining_ms: Option<u64>,
+}
+
+/// What happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// A source was blocked (or would have been, in monitor mode).
+    Block,
+    /// A block ended or was removed.
+    Unblock,
+    /// List entries matched traffic since the last summary.
+    ListHits,
+    /// The data path lost events because the ring buffer was full.
+    EventsLost,
+    /// The operator changed a list.
+    ListChange,
+}
+
+/// One entry of the journal.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventRecord {
+    /// When the daemon recorded it (RFC 3339, UTC).
+    pub time: String,
+    /// What happened.
+    pub kind: EventKind,
+    /// The source or prefix concerned, if any.
+    pub subject: Option<String>,
+    /// A sentence for people.
+    pub message: String,
+}
+
+impl EventRecord {
+    /// A record stamped now.
+    #[must_use]
+    pub fn now(kind: EventKind, subject: Option<String>, message: String) -> Self {
+        Self {
+            time: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            kind,
+            subject,
+            message,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_total_adds_interfaces_outcome_by_outcome() {
+        let view = |iface: &str, packets: u64, inserts: u64| StatsView {
+            iface: iface.to_owned(),
+            xdp_mode: "driver".to_owned(),
+            uptime_secs: packets,
+            interval_secs: 1.0,
+            outcomes: vec![OutcomeStats {
+                outcome: "passed".to_owned(),
+                dropped: false,
+                packets,
+                bytes: packets * 64,
+                pps: 1.0,
+                bps: 8.0,
+            }],
+            classes: Vec::new(),
+            events_lost: 1,
+            table: TableStats {
+                capacity: 100,
+                inserts,
+                insert_failures: 0,
+                evictions: 0,
+            },
+        };
+        let total = StatsView::total(&[view("eth0", 10, 3), view("eth1", 5, 4)]);
+        assert_eq!(total.iface, "total of 2");
+        assert_eq!(total.outcomes[0].packets, 15);
+        assert_eq!(total.outcomes[0].bytes, 15 * 64);
+        assert!((total.outcomes[0].pps - 2.0).abs() < f64::EPSILON);
+        assert_eq!(
+            (total.events_lost, total.table.inserts, total.table.capacity),
+            (2, 7, 200)
+        );
+        assert_eq!(total.uptime_secs, 5, "the youngest daemon's uptime");
+    }
+}

@@ -1,0 +1,214 @@
+//! The daemon: load, attach (or take over what an earlier daemon left attached), serve the
+//! control sockets, log blocks, reload its config. It never detaches: the program and its
+//! state stay pinned when the daemon stops (see [`crate::pin`]).
+//!
+//! - this module: [`run`], the lifecycle, and what the tasks of one interface share;
+//! - `interface`: protect one interface: load, fill the maps, attach or take over;
+//! - `reload`: reloads, applied to every interface all or nothing;
+//! - `tasks`: the background tasks: counter samples, block events, metrics;
+//! - `server`: the control server: accept, check access, answer requests.
+
+use std::{
+    collections::HashSet,
+    fs::{File, OpenOptions},
+    future::Future,
+    os::unix::fs::PermissionsExt as _,
+    sync::{Arc, Mutex, MutexGuard, PoisonError, atomic::AtomicU64},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, anyhow, bail};
+use log::info;
+use nix::fcntl::{Flock, FlockArg};
+use tokio::{net::UnixListener, sync::mpsc, task::JoinSet};
+
+use crate::{
+    config::{DaemonConfig, Reloader},
+    control::{Access, socket_path},
+    events::BlockBook,
+    limits::Limits,
+    lists::ListMaps,
+    loader::AttachMode,
+    maps::FilterMaps,
+    stats::Sample,
+};
+
+mod interface;
+mod reload;
+mod server;
+mod tasks;
+
+use reload::ReloadReply;
+
+/// How often the daemon samples the counters for `stats` rates and expires blocks.
+pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How often the daemon walks the table: to count its sources (the tracked-sources gauge)
+/// and to rebuild the tracked-source filter from it (see
+/// [`FilterMaps::maintain_table`]). A walk of up to a million keys, too dear for
+/// every second.
+pub const COUNT_INTERVAL: Duration = Duration::from_secs(10);
+
+/// What the tasks of one protected interface share.
+struct Shared {
+    iface: String,
+    attach_mode: AttachMode,
+    started: Instant,
+    maps: FilterMaps,
+    lists: ListMaps,
+    max_sources: u32,
+    /// The limits as the operator set them; the map holds their kernel form.
+    limits: Mutex<Limits>,
+    /// The last two counter samples: rates are the difference.
+    samples: Mutex<(Option<Sample>, Option<Sample>)>,
+    blocks: Mutex<BlockBook>,
+    /// Sources in the table as last counted.
+    tracked: AtomicU64,
+    /// Who may read and change what (reloadable, the same on every interface).
+    access: Arc<Mutex<Access>>,
+    /// Where `floodwall reload` requests go.
+    reload: mpsc::Sender<ReloadReply>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding one of these locks leaves plain data behind, still usable.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Shared {
+    /// Tells the data path which list tries hold entries (it skips empty ones).
+    fn sync_list_presence(&self) -> anyhow::Result<()> {
+        let limits = *lock(&self.limits);
+        self.sync_list_presence_with(&limits)
+    }
+
+    /// [`Shared::sync_list_presence`], writing `limits` with it.
+    fn sync_list_presence_with(&self, limits: &Limits) -> anyhow::Result<()> {
+        let bits = self.lists.nonempty()?.flag_bits();
+        self.maps.set_list_presence(bits);
+        self.maps.write_limits(&limits.to_kernel())
+    }
+}
+
+/// Runs the daemon until `shutdown` completes. The program stays attached afterwards.
+///
+/// `reloader` reads the config again on SIGHUP and `floodwall reload`; without one, reloads
+/// are refused.
+///
+/// # Errors
+/// If an interface does not exist, its program cannot be loaded or attached, a control
+/// socket cannot be created, or another daemon protects one of the interfaces.
+pub async fn run(
+    config: DaemonConfig,
+    reloader: Option<Arc<Reloader>>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    if config.interfaces.is_empty() {
+        bail!("no interface to protect: give --iface or list interfaces in the config");
+    }
+    // Checked before anything else, so a typo leaves nothing behind.
+    let mut seen = HashSet::new();
+    for spec in &config.interfaces {
+        if nix::net::if_::if_nametoindex(spec.name.as_str()).is_err() {
+            bail!("interface {} does not exist", spec.name);
+        }
+        if !seen.insert(&spec.name) {
+            bail!("interface {} is named twice", spec.name);
+        }
+    }
+    let _locks = config
+        .interfaces
+        .iter()
+        .map(|spec| lock_interface(&config.run_dir, &spec.name))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    // Name what an old kernel lacks before the verifier gets a chance to say it obscurely.
+    let probe = crate::probe::probe();
+    probe.log_fallbacks();
+    probe.require()?;
+
+    let access = Arc::new(Mutex::new(config.access));
+    let (reload_tx, reload_rx) = mpsc::channel::<ReloadReply>(4);
+    let mut tasks = JoinSet::new();
+    let mut protected = Vec::new();
+    let mut rings = Vec::new();
+    for spec in &config.interfaces {
+        let (shared, ring) =
+            interface::protect(spec, &config, Arc::clone(&access), reload_tx.clone())?;
+        protected.push(shared);
+        rings.push(ring);
+    }
+    // The sockets come last: a socket means its daemon protects every interface it was
+    // given.
+    for (shared, ring) in protected.iter().zip(rings) {
+        let listener = bind_socket(&config, &shared.iface)?;
+        tasks.spawn(server::serve(listener, Arc::clone(shared)));
+        tasks.spawn(tasks::watch_events(ring, Arc::clone(shared)));
+        tasks.spawn(tasks::sample_loop(Arc::clone(shared)));
+    }
+    tasks.spawn(tasks::serve_metrics(config.metrics_addr, protected.clone()));
+    tasks.spawn(reload::reload_loop(
+        reload_rx,
+        reload_tx.clone(),
+        reloader,
+        config.clone(),
+        protected.clone(),
+    ));
+
+    let result = tokio::select! {
+        () = shutdown => Ok(()),
+        Some(finished) = tasks.join_next() => match finished {
+            Ok(r) => r.and_then(|()| Err(anyhow!("a daemon task stopped unexpectedly"))),
+            Err(e) => Err(anyhow!("a daemon task failed: {e}")),
+        },
+    };
+    tasks.abort_all();
+    for spec in &config.interfaces {
+        let _ = std::fs::remove_file(socket_path(&config.run_dir, &spec.name));
+        info!(
+            "floodwall stays attached to {} and keeps enforcing; `floodwall detach --iface {}` \
+             removes it",
+            spec.name, spec.name
+        );
+    }
+    result
+}
+
+fn bind_socket(config: &DaemonConfig, iface: &str) -> anyhow::Result<UnixListener> {
+    let socket = socket_path(&config.run_dir, iface);
+    // We hold the interface lock, so a socket file left here is a dead daemon's.
+    let _ = std::fs::remove_file(&socket);
+    let listener = UnixListener::bind(&socket)
+        .with_context(|| format!("cannot create the control socket {}", socket.display()))?;
+    std::fs::set_permissions(
+        &socket,
+        std::fs::Permissions::from_mode(config.access.socket_mode()),
+    )
+    .with_context(|| format!("cannot set the mode of {}", socket.display()))?;
+    Ok(listener)
+}
+
+/// Takes the per-interface lock, so that two daemons never fight over one interface.
+///
+/// # Errors
+/// If another process holds it, or the lock file cannot be opened.
+pub fn lock_interface(run_dir: &std::path::Path, iface: &str) -> anyhow::Result<Flock<File>> {
+    std::fs::create_dir_all(run_dir)
+        .with_context(|| format!("cannot create {}", run_dir.display()))?;
+    let path = run_dir.join(format!("{iface}.lock"));
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| {
+        if errno == nix::errno::Errno::EWOULDBLOCK {
+            anyhow!(
+                "another floodwall daemon already protects {iface} (it holds {})",
+                path.display()
+            )
+        } else {
+            anyhow!("cannot lock {}: {errno}", path.display())
+        }
+    })
+}

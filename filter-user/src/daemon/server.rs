@@ -1,0 +1,343 @@
+//! The control server: accepts connections on an interface's control socket, reads one
+//! request, checks it against the peer's credentials, and answers it (the protocol is
+//! [`crate::control`]).
+
+use std::{net::IpAddr, sync::Arc, time::Duration};
+
+use anyhow::{Context as _, anyhow, bail};
+use filter_common::Class;
+use log::info;
+use tokio::{
+    io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader},
+    net::{
+        UnixListener, UnixStream,
+        unix::{OwnedReadHalf, OwnedWriteHalf},
+    },
+    sync::{broadcast, oneshot},
+};
+
+use super::{Shared, lock};
+use crate::{
+    control::{
+        ClassStats, EventKind, EventRecord, LimitsView, MAX_REQUEST_BYTES, NOTHING_TO_CHANGE,
+        Request, Response, SourceView, StatsView, TableStats, peer_of,
+    },
+    limits::{Limits, LimitsChange},
+    lists::{self, ListKind, Prefix},
+    maps::monotonic_now_ns,
+    stats::{outcome_stats, source_view, top_sources},
+};
+
+/// Accepts connections until the listener fails; each is served on its own task.
+pub(super) async fn serve(listener: UnixListener, shared: Arc<Shared>) -> anyhow::Result<()> {
+    loop {
+        let (stream, _) = listener
+            .accept()
+            .await
+            .context("control socket accept failed")?;
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            if let Err(e) = serve_connection(stream, shared).await {
+                log::debug!("control connection: {e:#}");
+            }
+        });
+    }
+}
+
+/// What a request is answered with.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one short-lived answer per connection"
+)]
+enum Answer {
+    /// One response line, then the connection closes.
+    One(Response),
+    /// The journal, then every new event, until the client goes away.
+    Follow(Vec<EventRecord>, broadcast::Receiver<EventRecord>),
+}
+
+async fn serve_connection(stream: UnixStream, shared: Arc<Shared>) -> anyhow::Result<()> {
+    let peer = peer_of(&stream)?;
+    let (read, mut write) = stream.into_split();
+    let answer = match read_request(read).await {
+        Err(message) => Answer::One(Response::Error { message }),
+        Ok(request) => {
+            let allowed = lock(&shared.access).check(&peer, &request);
+            match allowed {
+                Err(message) => Answer::One(Response::Error { message }),
+                Ok(()) => respond(&shared, request).await,
+            }
+        }
+    };
+    match answer {
+        Answer::One(response) => send(&mut write, &response).await,
+        Answer::Follow(backlog, followers) => follow_events(write, backlog, followers).await,
+    }
+}
+
+/// Reads the one request line of a connection; the error is the response's message.
+async fn read_request(read: OwnedReadHalf) -> Result<Request, String> {
+    let mut reader = BufReader::new(read.take(MAX_REQUEST_BYTES as u64 + 1));
+    let mut line = String::new();
+    match reader.read_line(&mut line).await {
+        Err(e) => Err(format!("cannot read the request: {e}")),
+        Ok(_) if line.len() > MAX_REQUEST_BYTES => {
+            Err(format!("request longer than {MAX_REQUEST_BYTES} bytes"))
+        }
+        Ok(_) => serde_json::from_str(&line).map_err(|e| format!("invalid request: {e}")),
+    }
+}
+
+async fn send(write: &mut OwnedWriteHalf, response: &Response) -> anyhow::Result<()> {
+    let mut out = serde_json::to_string(response).context("cannot encode the response")?;
+    out.push('\n');
+    write
+        .write_all(out.as_bytes())
+        .await
+        .context("cannot send the response")
+}
+
+/// Answers one request that the peer may make.
+async fn respond(shared: &Arc<Shared>, request: Request) -> Answer {
+    let response = match request {
+        Request::LimitsShow => Ok(Response::Limits(limits_view(shared, &lock(&shared.limits)))),
+        Request::LimitsSet { change } => blocking(shared, move |s| set_limits(s, &change)).await,
+        Request::Stats => blocking(shared, stats).await,
+        Request::Top { limit } => blocking(shared, move |s| top(s, limit)).await,
+        Request::BlockedList => blocking(shared, blocked).await,
+        Request::BlockedRemove { addr } => blocking(shared, move |s| unblock(s, addr)).await,
+        Request::ListAdd {
+            list,
+            prefixes,
+            for_ms,
+        } => blocking(shared, move |s| list_add(s, list, &prefixes, for_ms)).await,
+        Request::ListRemove { list, prefixes } => {
+            blocking(shared, move |s| list_remove(s, list, &prefixes)).await
+        }
+        Request::ListShow { list } => {
+            blocking(shared, move |s| {
+                let entries = s.lists.list(list, monotonic_now_ns()?)?;
+                Ok(Response::ListEntries { list, entries })
+            })
+            .await
+        }
+        Request::Events { follow } => {
+            let (backlog, followers) = lock(&shared.blocks).subscribe();
+            if follow {
+                return Answer::Follow(backlog, followers);
+            }
+            Ok(Response::Events { events: backlog })
+        }
+        Request::Reload => reload(shared).await,
+    };
+    Answer::One(response.unwrap_or_else(|e| Response::Error {
+        message: format!("{e:#}"),
+    }))
+}
+
+/// Runs `handler` on a blocking thread: table walks and map reads take a while.
+async fn blocking(
+    shared: &Arc<Shared>,
+    handler: impl FnOnce(&Shared) -> anyhow::Result<Response> + Send + 'static,
+) -> anyhow::Result<Response> {
+    let shared = Arc::clone(shared);
+    tokio::task::spawn_blocking(move || handler(&shared))
+        .await
+        .unwrap_or_else(|e| Err(anyhow!("request handler failed: {e}")))
+}
+
+/// Hands the reload to the reload task and waits for its outcome.
+async fn reload(shared: &Shared) -> anyhow::Result<Response> {
+    let (reply, answer) = oneshot::channel();
+    if shared.reload.send(reply).await.is_err() {
+        bail!("the daemon is shutting down");
+    }
+    match answer.await {
+        Ok(Ok(changes)) => Ok(Response::Reloaded { changes }),
+        Ok(Err(message)) => bail!("{message}"),
+        Err(_) => bail!("the reload was abandoned"),
+    }
+}
+
+/// Streams the journal, then each new event, one response line each, until the client
+/// goes away.
+async fn follow_events(
+    mut write: OwnedWriteHalf,
+    backlog: Vec<EventRecord>,
+    mut followers: broadcast::Receiver<EventRecord>,
+) -> anyhow::Result<()> {
+    use broadcast::error::RecvError;
+    let mut events = backlog;
+    loop {
+        if send(&mut write, &Response::Events { events })
+            .await
+            .is_err()
+        {
+            return Ok(()); // the follower went away
+        }
+        events = match followers.recv().await {
+            Ok(event) => vec![event],
+            Err(RecvError::Lagged(skipped)) => vec![EventRecord::now(
+                EventKind::EventsLost,
+                None,
+                format!("{skipped} events skipped: this follower read too slowly"),
+            )],
+            Err(RecvError::Closed) => return Ok(()),
+        };
+    }
+}
+
+fn set_limits(shared: &Shared, change: &LimitsChange) -> anyhow::Result<Response> {
+    if change.is_empty() {
+        bail!("{NOTHING_TO_CHANGE}");
+    }
+    let mut limits = lock(&shared.limits);
+    let next = limits.apply(change)?;
+    shared.maps.write_limits(&next.to_kernel())?;
+    let changes: Vec<String> = limits
+        .differences(&next)
+        .iter()
+        .map(|(setting, from, to)| format!("{setting} {from} -> {to}"))
+        .collect();
+    info!("limits changed on {}: {}", shared.iface, changes.join(", "));
+    *limits = next;
+    Ok(Response::Limits(limits_view(shared, &next)))
+}
+
+fn stats(shared: &Shared) -> anyhow::Result<Response> {
+    let current = shared.maps.sample()?;
+    let previous = lock(&shared.samples).1;
+    // Rates over the last sampling interval: between the sampler's last sample and now (or
+    // its last two, if the last one is very recent).
+    let (cur, prev) = match previous {
+        Some(p) if current.at_ns.saturating_sub(p.at_ns) >= 200_000_000 => (current, Some(p)),
+        _ => {
+            let samples = lock(&shared.samples);
+            (samples.1.unwrap_or(current), samples.0)
+        }
+    };
+    #[expect(clippy::cast_precision_loss, reason = "seconds for display")]
+    let interval_secs = prev.map_or(0.0, |p| cur.at_ns.saturating_sub(p.at_ns) as f64 / 1e9);
+    // Totals are as of now, rates as of the interval.
+    let outcomes = outcome_stats(&current, &cur, prev.as_ref(), None);
+    let classes = Class::ALL
+        .iter()
+        .map(|&class| ClassStats {
+            class: class.name().to_owned(),
+            outcomes: outcome_stats(&current, &cur, prev.as_ref(), Some(class)),
+        })
+        .collect();
+    let (inserts, insert_failures) = shared.maps.table_stats()?;
+    Ok(Response::Stats(StatsView {
+        classes,
+        iface: shared.iface.clone(),
+        xdp_mode: shared.attach_mode.to_string(),
+        uptime_secs: shared.started.elapsed().as_secs(),
+        interval_secs,
+        outcomes,
+        events_lost: shared.maps.events_lost()?,
+        table: TableStats {
+            capacity: shared.max_sources,
+            inserts,
+            insert_failures,
+            evictions: inserts.saturating_sub(u64::from(shared.max_sources)),
+        },
+    }))
+}
+
+fn top(shared: &Shared, limit: usize) -> anyhow::Result<Response> {
+    Ok(Response::Sources {
+        mode: lock(&shared.limits).mode,
+        sources: top_sources(source_views(shared)?, limit),
+    })
+}
+
+fn blocked(shared: &Shared) -> anyhow::Result<Response> {
+    let mut sources: Vec<SourceView> = source_views(shared)?
+        .into_iter()
+        .filter(|s| s.blocked)
+        .collect();
+    sources.sort_by_key(|s| s.addr);
+    Ok(Response::Sources {
+        mode: lock(&shared.limits).mode,
+        sources,
+    })
+}
+
+fn unblock(shared: &Shared, addr: IpAddr) -> anyhow::Result<Response> {
+    let key = filter_common::SourceKey::from_ip(addr);
+    let now = monotonic_now_ns()?;
+    match shared.maps.source(&key)? {
+        Some(state) if state.blocked_until_ns > now => {
+            shared.maps.remove_source(&key)?;
+            lock(&shared.blocks).on_removed(addr, now);
+            Ok(Response::Unblocked { addr })
+        }
+        _ => bail!("{addr} is not blocked"),
+    }
+}
+
+fn list_add(
+    shared: &Shared,
+    list: ListKind,
+    prefixes: &[Prefix],
+    for_ms: Option<u64>,
+) -> anyhow::Result<Response> {
+    let expires = match for_ms {
+        Some(ms) => Some(lists::expiry_after(
+            monotonic_now_ns()?,
+            Duration::from_millis(ms),
+        )?),
+        None => None,
+    };
+    let report = shared.lists.add(list, prefixes, expires)?;
+    shared.sync_list_presence()?;
+    let line = format!(
+        "{list}: {} added, {} updated, {} unchanged{}",
+        report.added,
+        report.updated,
+        report.unchanged,
+        for_ms.map_or(String::new(), |ms| format!(
+            ", expiring in {}",
+            humantime::format_duration(Duration::from_millis(ms))
+        ))
+    );
+    info!("{line}");
+    lock(&shared.blocks).record(EventRecord::now(EventKind::ListChange, None, line));
+    Ok(Response::ListChanged {
+        list,
+        added: report.added,
+        updated: report.updated,
+        unchanged: report.unchanged,
+        removed: 0,
+    })
+}
+
+fn list_remove(shared: &Shared, list: ListKind, prefixes: &[Prefix]) -> anyhow::Result<Response> {
+    let removed = shared.lists.remove(list, prefixes)?;
+    shared.sync_list_presence()?;
+    let line = format!("{list}: {removed} removed");
+    info!("{line}");
+    lock(&shared.blocks).record(EventRecord::now(EventKind::ListChange, None, line));
+    Ok(Response::ListChanged {
+        list,
+        added: 0,
+        updated: 0,
+        unchanged: 0,
+        removed,
+    })
+}
+
+fn limits_view(shared: &Shared, limits: &Limits) -> LimitsView {
+    LimitsView::new(shared.iface.clone(), *limits)
+}
+
+fn source_views(shared: &Shared) -> anyhow::Result<Vec<SourceView>> {
+    let now = monotonic_now_ns()?;
+    Ok(shared
+        .maps
+        .all_sources()?
+        .iter()
+        .map(|(key, state)| source_view(key, state, now))
+        .collect())
+}
