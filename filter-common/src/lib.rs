@@ -20,7 +20,7 @@
 //! # Time
 //! All `*_ns` fields are nanoseconds on the program's clock: the kernel's tick counter
 //! (`bpf_jiffies64()`, which the verifier turns into a plain load, where
-//! `bpf_ktime_get_ns()` is a helper call costing ~35 ns per packet on this machine) scaled
+//! `bpf_ktime_get_ns()` is a helper call; the README's Performance section has its cost) scaled
 //! and shifted by the daemon so that it reads like `CLOCK_MONOTONIC`, to within one tick
 //! (see [`LimitsConfig::clock_mul_ns`]). Its resolution is one tick (1 to 10 ms), which is
 //! why bursts must last at least [`MIN_BURST_NS`] at their rate.
@@ -423,7 +423,7 @@ impl LimitsConfig {
 
 /// One slot of the blocked-source cache: an array the program checks before the per-source
 /// table, because an array lookup is inlined by the verifier while a hash lookup is a helper
-/// call (~33 ns here). A slot holds the last source blocked that hashed to it; a collision
+/// call. A slot holds the last source blocked that hashed to it; a collision
 /// only means a miss, and the table decides.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -767,10 +767,9 @@ pub const fn sketch_bucket(key: &SourceKey, row: u32) -> usize {
 
 /// Bits of the tracked-source filter (`FW_TRACKED`), as a power of two: 2^21 bits, 256 KiB,
 /// small enough to stay in a core's L2 cache where the source table's buckets (16 MiB at a
-/// million sources) do not. Measured (floodwall-flood-bench, median of 5): 512 KiB 0.60x,
-/// 256 KiB 0.66x, 128 KiB 0.65x of `XDP_DROP`. The price of fewer bits: with the table full
-/// (a million sources) 39 % of the bits are set, and that share of new sources' packets takes
-/// the table lookup after all; with 100,000 sources, 5 %.
+/// million sources) do not; the README's Performance section has the sizes measured. The
+/// price of fewer bits: the fuller the table, the more bits are set, and that share of new
+/// sources' packets takes the table lookup after all.
 pub const TRACKED_BITS_LOG2: u32 = 21;
 /// 64-bit words in one chunk (one array element) of the filter: 4 KiB.
 pub const TRACKED_CHUNK_WORDS: usize = 512;
