@@ -230,14 +230,6 @@ pub fn trafgen_sent(proc: &Proc) -> Option<u64> {
     (proc.stdout() + &proc.stderr()).lines().find_map(outgoing)
 }
 
-/// Whether a trafgen run ended on `Flushing TX_RING failed`: under emulation the kernel can
-/// refuse the last flush of its TX ring (EAGAIN), and trafgen then exits before printing its
-/// statistics, although it sent the frames before. See [`tx_packets`].
-#[must_use]
-pub fn trafgen_flush_failed(proc: &Proc) -> bool {
-    (proc.stdout() + &proc.stderr()).contains("Flushing TX_RING failed")
-}
-
 /// Packets `host`'s lab interface has transmitted (its `tx_packets` counter), read inside
 /// its namespace.
 ///

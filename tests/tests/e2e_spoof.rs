@@ -238,13 +238,14 @@ fn during_flood(
             .expect("the flood must end within its time bound");
         let took = start.elapsed();
         let _ = lab.stop(&client, libc::SIGTERM, Duration::from_secs(5));
-        // trafgen can end on a failed TX-ring flush without its statistics: if it had sent
-        // most of the flood by then, the attacker's interface counts it (it sends nothing
-        // else); a flood cut short is flooded again.
+        // trafgen can end without its statistics: on a failed TX-ring flush (EAGAIN under
+        // emulation), and in the 6.12 VM also with no word on why. If it had sent most of
+        // the flood by then, the attacker's interface counts it (it sends nothing else); a
+        // flood cut short is flooded again.
         let from_counter = || {
             let sent =
                 flood::tx_packets(lab, attacker).expect("the attacker's tx counter") - tx_before;
-            (flood::trafgen_flush_failed(&flood) && sent >= FLOOD_PACKETS / 2).then_some(sent)
+            (sent >= FLOOD_PACKETS / 2).then_some(sent)
         };
         let Some(sent) = sent_by(&flood).or_else(from_counter) else {
             assert!(
