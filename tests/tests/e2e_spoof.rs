@@ -217,7 +217,8 @@ fn share(part: u64, whole: u64) -> f64 {
 }
 
 /// Runs the client during a flood started by `start_flood`: the client starts first and
-/// is stopped when the flood ends, so that its requests are the flood's.
+/// is stopped when the flood ends, so that its requests are the flood's. `None` (and a
+/// SKIPPED line) only in the test VM, when the generator sent no flood in any attempt.
 fn during_flood(
     lab: &Lab,
     daemon: &Daemon,
