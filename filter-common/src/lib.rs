@@ -26,6 +26,9 @@
 //! why bursts must last at least [`MIN_BURST_NS`] at their rate.
 #![no_std]
 
+mod syn;
+pub use syn::*;
+
 /// Name of the XDP program in the object file.
 pub const PROGRAM_NAME: &str = "floodwall";
 
@@ -87,6 +90,12 @@ pub mod map_names {
     /// [`TrackedChunk`](crate::TrackedChunk)s: a bit per hash of the sources that may be in
     /// `FW_SOURCES`, so that a packet of a source that is not skips the table lookup.
     pub const TRACKED: &str = "FW_TRACKED";
+    /// Array of [`SYN_PORT_WORDS`](crate::SYN_PORT_WORDS) `u64`: the ports whose SYNs of
+    /// untracked sources are answered with cookies ([`syn_port_bit`](crate::syn_port_bit)).
+    pub const SYN_PORTS: &str = "FW_SYN_PORTS";
+    /// Per-CPU array of [`SYN_STAT_SLOTS`](crate::SYN_STAT_SLOTS) `u64`, by
+    /// [`SynStat`](crate::SynStat).
+    pub const SYN_STATS: &str = "FW_SYN_STATS";
 
     /// The maps the daemon pins in bpffs, so that the program keeps its state (and keeps
     /// enforcing) while no daemon runs, and a new daemon or a new build takes it over.
@@ -108,6 +117,8 @@ pub mod map_names {
         PREFIXES,
         TABLE_STATS,
         TRACKED,
+        SYN_PORTS,
+        SYN_STATS,
     ];
 }
 
@@ -116,7 +127,7 @@ pub mod map_names {
 /// build adopts pinned state only when the versions match. Bump it with any change to a
 /// shared type or map; the test `a_layout_change_bumps_the_version` is the tripwire for the
 /// changes that alter a size.
-pub const MAP_LAYOUT_VERSION: u32 = 3;
+pub const MAP_LAYOUT_VERSION: u32 = 4;
 
 /// Default capacity of the per-source table.
 pub const DEFAULT_MAX_SOURCES: u32 = 1 << 20;
@@ -383,12 +394,20 @@ pub struct LimitsConfig {
     pub ceilings: [RateParams; CLASSES],
     /// Limits by prefix scope ([`prefix_scopes`]).
     pub prefixes: [PrefixLimits; PREFIX_SCOPES],
+    /// SYN-ACKs of the cookie stage, while [`list_flags::SYN_PROTECT`] is set.
+    pub syn: SynProtectConfig,
 }
-const _: () = assert!(core::mem::size_of::<LimitsConfig>() == 96 + 2 * 96 + 3 * 136);
+const _: () = assert!(core::mem::size_of::<LimitsConfig>() == 96 + 2 * 96 + 3 * 136 + 40);
 
 /// `FW_CEILINGS` slot of the admission budget's TAT (after the classes' slots).
 #[expect(clippy::cast_possible_truncation, reason = "CLASSES is 6")]
 pub const ADMISSION_SLOT: u32 = CLASSES as u32;
+/// `FW_CEILINGS` slot of the SYN-ACK budget's TAT.
+pub const COOKIE_SLOT: u32 = ADMISSION_SLOT + 1;
+/// `FW_CEILINGS` slot of the cookie-verified admission budget's TAT.
+pub const VERIFIED_SLOT: u32 = ADMISSION_SLOT + 2;
+/// Number of `FW_CEILINGS` slots.
+pub const CEILING_SLOTS: u32 = ADMISSION_SLOT + 3;
 
 impl LimitsConfig {
     /// The [`list_flags::DERIVED`] bits these limits call for.
@@ -491,14 +510,21 @@ pub enum Outcome {
     DroppedPrefixLimit = 13,
     /// Passed in monitor mode; enforce mode would have dropped it for its prefix's limit.
     MonitorPrefixLimit = 14,
+    /// Sent back (`XDP_TX`): a SYN of an untracked source to a protected port, answered
+    /// with a cookie SYN-ACK.
+    SynCookieSent = 15,
+    /// Passed: an ACK that returned a valid cookie; its source is admitted to the table.
+    CookieVerified = 16,
+    /// Passed in monitor mode; enforce mode would have answered it with a cookie SYN-ACK.
+    MonitorSynCookie = 17,
 }
 
 /// Number of counter slots: room for more outcomes without changing the map's size.
-pub const COUNTER_SLOTS: u32 = 16;
+pub const COUNTER_SLOTS: u32 = 32;
 
 impl Outcome {
     /// Every outcome, in index order.
-    pub const ALL: [Self; 15] = [
+    pub const ALL: [Self; 18] = [
         Self::Passed,
         Self::DroppedRateLimit,
         Self::DroppedBlocked,
@@ -514,6 +540,9 @@ impl Outcome {
         Self::MonitorCeiling,
         Self::DroppedPrefixLimit,
         Self::MonitorPrefixLimit,
+        Self::SynCookieSent,
+        Self::CookieVerified,
+        Self::MonitorSynCookie,
     ];
 
     /// A stable `snake_case` name for output and metrics.
@@ -535,7 +564,16 @@ impl Outcome {
             Self::MonitorCeiling => "monitor_ceiling",
             Self::DroppedPrefixLimit => "dropped_prefix_limit",
             Self::MonitorPrefixLimit => "monitor_prefix_limit",
+            Self::SynCookieSent => "syn_cookie_sent",
+            Self::CookieVerified => "cookie_verified",
+            Self::MonitorSynCookie => "monitor_syn_cookie",
         }
+    }
+
+    /// Whether the packet was answered in place and sent back out (`XDP_TX`).
+    #[must_use]
+    pub const fn is_sent_back(self) -> bool {
+        matches!(self, Self::SynCookieSent)
     }
 
     /// Whether the packet was dropped.
@@ -666,6 +704,9 @@ pub mod list_flags {
     pub const CLASS_LIMITS: u32 = 1 << 6;
     /// The bits above that follow from the limits themselves, not from the lists.
     pub const DERIVED: u32 = PREFIX_LIMITS | CLASS_LIMITS;
+    /// Some port is protected (`FW_SYN_PORTS` is not empty): the program answers SYNs of
+    /// untracked sources to protected ports with cookies. Set by the daemon with the ports.
+    pub const SYN_PROTECT: u32 = 1 << 7;
 }
 
 /// Prefix scopes: the levels at which sources are also limited as groups, so that a
@@ -917,6 +958,7 @@ mod pod {
     unsafe impl aya::Pod for super::PrefixState {}
     unsafe impl aya::Pod for super::PrefixLimits {}
     unsafe impl aya::Pod for super::TrackedChunk {}
+    unsafe impl aya::Pod for super::SynProtectConfig {}
 }
 
 /// Default capacity of each list (allow and deny, IPv4 and IPv6), in prefixes.
@@ -1026,6 +1068,7 @@ mod layout_tests {
             offset_of!(LimitsConfig, class_packets),
             offset_of!(LimitsConfig, ceilings),
             offset_of!(LimitsConfig, prefixes),
+            offset_of!(LimitsConfig, syn),
         ];
         let others = [
             offset_of!(BlockCacheSlot, blocked_until_ns),
@@ -1035,19 +1078,24 @@ mod layout_tests {
             offset_of!(BlockEvent, blocked_until_ns),
             offset_of!(BlockEvent, class),
             offset_of!(ListEntry, expires_ns),
+            offset_of!(SynProtectConfig, verified_rate),
+            offset_of!(SynProtectConfig, mss_v4),
+            offset_of!(SynProtectConfig, mss_v6),
+            offset_of!(SynProtectConfig, ttl),
+            offset_of!(SynProtectConfig, hop_limit),
         ];
         assert_eq!(
             (MAP_LAYOUT_VERSION, sizes, source_state, limits, others),
             (
-                3,
+                4,
                 [
-                    16, 64, 48, 696, 24, 24, 64, 136, 16384, 16, 88, 24, 65536, 2, 96, 4096, 64
+                    16, 64, 48, 736, 24, 24, 64, 136, 16384, 16, 88, 24, 65536, 2, 192, 4096, 64
                 ],
                 [0, 8, 16, 24, 32, 40, 48, 56, 60],
                 [
-                    0, 8, 16, 20, 24, 32, 40, 48, 56, 64, 68, 72, 80, 96, 192, 288
+                    0, 8, 16, 20, 24, 32, 40, 48, 56, 64, 68, 72, 80, 96, 192, 288, 696
                 ],
-                [16, 8, 8, 40, 24, 80, 16],
+                [16, 8, 8, 40, 24, 80, 16, 16, 32, 34, 36, 37],
             ),
             "record the sizes and offsets, and bump MAP_LAYOUT_VERSION"
         );

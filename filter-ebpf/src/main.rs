@@ -8,7 +8,8 @@
 //! Modules: [`parse`] (bounds-checked header cursor), [`packet`] (what a stage is given),
 //! the stages in policy order: [`lists`] (allowlist, denylist), [`block_cache`],
 //! [`untracked`] (admission and ceilings for sources not in the table), [`tracked`]
-//! (per-source limits and blocks), [`prefix`] (prefix limits); and below them [`table`]
+//! (per-source limits and blocks), [`prefix`] (prefix limits), [`syncookie`] (SYN cookies
+//! for untracked sources on protected ports); and below them [`table`]
 //! (the source table and its filter, the one insert), [`gcra`] (rate limiting), [`maps`]
 //! (every map, with who reads and writes it), [`atomic`] (atomic adds).
 #![no_std]
@@ -35,12 +36,13 @@ mod maps;
 mod packet;
 mod parse;
 mod prefix;
+mod syncookie;
 mod table;
 mod tracked;
 mod untracked;
 
 use aya_ebpf::{
-    bindings::xdp_action::{XDP_DROP, XDP_PASS},
+    bindings::xdp_action::{XDP_DROP, XDP_PASS, XDP_TX},
     macros::xdp,
     programs::XdpContext,
 };
@@ -48,8 +50,12 @@ use filter_common::{Class, Outcome, list_flags};
 
 use crate::packet::Packet;
 
-/// The program operators attach: returns `XDP_DROP` or `XDP_PASS`, never aborts.
+/// The program operators attach: returns `XDP_DROP`, `XDP_PASS` or (a cookie SYN-ACK)
+/// `XDP_TX`, never aborts.
 #[xdp]
+// The macro wraps this body in the exported function; it must be inlined there, or the
+// whole program becomes one BPF-to-BPF call.
+#[inline(always)]
 #[expect(
     clippy::needless_pass_by_value,
     reason = "aya's #[xdp] macro hands the context over by value"
@@ -65,18 +71,24 @@ pub fn floodwall(ctx: XdpContext) -> u32 {
             v4,
             class,
             l4_ok,
+            at,
         }) => {
             // The limits are element 0 of a one-element array: the lookup cannot fail.
-            let outcome = maps::limits().map_or(Outcome::Passed, |limits| {
-                decide(&Packet {
+            // A match, not `map_or` with a closure: LLVM keeps a closure this large out of
+            // line, and the verifier loses the bounds of what it reads back from the stack.
+            let outcome = match maps::limits() {
+                Some(limits) => decide(&Packet {
+                    ctx: &ctx,
+                    at,
                     key,
                     v4,
                     class,
                     len,
                     limits,
                     now: maps::now_ns(limits),
-                })
-            });
+                }),
+                None => Outcome::Passed,
+            };
             // A frame whose source is known but whose L4 header is truncated is still
             // charged to its source (otherwise truncation would be a way around the limits)
             // and, when passed, counted as malformed.
@@ -92,6 +104,8 @@ pub fn floodwall(ctx: XdpContext) -> u32 {
     maps::count(class, outcome, len);
     if outcome.is_drop() {
         XDP_DROP
+    } else if outcome.is_sent_back() {
+        XDP_TX
     } else {
         XDP_PASS
     }

@@ -8,10 +8,11 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use filter_common::{
-    BLOCK_CACHE_SLOTS, BlockCacheSlot, BlockEvent, CLASSES, COUNTER_ENTRIES, Class, ClassState,
+    BLOCK_CACHE_SLOTS, BlockCacheSlot, BlockEvent, COUNTER_ENTRIES, Class, ClassState,
     ClockSample, Counter, DEFAULT_LIST_CAPACITY, DEFAULT_MAX_PREFIXES, DEFAULT_MAX_SOURCES,
     EVENTS_BYTES, LimitsConfig, ListEntry, Outcome, PrefixKey, PrefixState, SKETCH_ROWS, SketchRow,
-    SourceKey, SourceState, TABLE_STAT_SLOTS, TRACKED_CHUNKS, TrackedChunk,
+    SYN_PORT_WORDS, SYN_STAT_SLOTS, SourceKey, SourceState, SynStat, TABLE_STAT_SLOTS,
+    TRACKED_CHUNKS, TrackedChunk, CEILING_SLOTS,
 };
 
 /// Per-source state. Key: source address (wire order, IPv4 mapped); value: GCRA state,
@@ -88,10 +89,20 @@ pub static FW_TABLE_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(TABL
 #[map(name = "FW_TRACKED")]
 pub static FW_TRACKED: Array<TrackedChunk> = Array::with_max_entries(TRACKED_CHUNKS, 0);
 
-/// Per-CPU ceiling TATs by class, for packets of untracked sources. This program only.
+/// Per-CPU GCRA TATs of this program only: the ceilings by class, for packets of untracked
+/// sources, then the admission, SYN-ACK and cookie-admission budgets.
 #[map(name = "FW_CEILINGS")]
-#[expect(clippy::cast_possible_truncation, reason = "CLASSES is a handful")]
-pub static FW_CEILINGS: PerCpuArray<u64> = PerCpuArray::with_max_entries(CLASSES as u32 + 1, 0);
+pub static FW_CEILINGS: PerCpuArray<u64> = PerCpuArray::with_max_entries(CEILING_SLOTS, 0);
+
+/// The protected ports, a bit each (`filter_common::syn_port_bit`). Written by the daemon,
+/// read here for SYNs and ACKs of untracked sources while `list_flags::SYN_PROTECT` is set.
+#[map(name = "FW_SYN_PORTS")]
+pub static FW_SYN_PORTS: Array<u64> = Array::with_max_entries(SYN_PORT_WORDS, 0);
+
+/// Per-CPU counters of the cookie stage by `SynStat`: what it did besides a packet's
+/// outcome (why a SYN fell back to the ceiling, ACKs with bad cookies). The daemon sums them.
+#[map(name = "FW_SYN_STATS")]
+pub static FW_SYN_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(SYN_STAT_SLOTS, 0);
 
 /// Block events for the daemon's log. One per block, so bounded by the number of sources
 /// that get blocked; when full, the event is lost and counted in `FW_EVENTS_LOST`.
@@ -169,5 +180,14 @@ pub fn send_event(event: &BlockEvent) {
     {
         // SAFETY: as in `count`: a per-CPU array element owned by this CPU.
         unsafe { *lost += 1 };
+    }
+}
+
+/// Adds one to this CPU's count of `stat`.
+#[inline(always)]
+pub fn count_syn(stat: SynStat) {
+    if let Some(slot) = FW_SYN_STATS.get_ptr_mut(stat as u32) {
+        // SAFETY: as in `count`: a per-CPU array element owned by this CPU.
+        unsafe { *slot += 1 };
     }
 }

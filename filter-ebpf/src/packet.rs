@@ -1,10 +1,17 @@
 //! The packet being decided: what the parser found, with the limits and the time it is
 //! judged by. Every stage takes one.
 
+use aya_ebpf::programs::XdpContext;
 use filter_common::{Class, LimitsConfig, Mode, Outcome, SourceKey};
+
+use crate::parse::Offsets;
 
 /// A parsed packet with a known source, and what it is judged by.
 pub struct Packet<'a> {
+    /// The frame, for the stage that answers it in place (SYN cookies).
+    pub ctx: &'a XdpContext,
+    /// Where its headers start.
+    pub at: Offsets,
     /// Its source address.
     pub key: SourceKey,
     /// Whether the source is IPv4.

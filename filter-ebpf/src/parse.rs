@@ -42,15 +42,25 @@ pub struct Malformed;
 pub enum Parsed {
     /// An IP packet from `key` (`v4`: an IPv4 source) of `class`. `l4_ok` is false when a
     /// header after the IP header is truncated or inconsistent (the packet is then counted
-    /// as malformed if passed).
+    /// as malformed if passed). `at` says where its headers start.
     Source {
         key: SourceKey,
         v4: bool,
         class: Class,
         l4_ok: bool,
+        at: Offsets,
     },
     /// Not IPv4 or IPv6.
     NonIp,
+}
+
+/// Where the IP header and the transport header start in the frame. `l4` is where the
+/// transport header would be (0 when the parser did not get that far); a stage that
+/// rewrites the frame checks these bounds again.
+#[derive(Clone, Copy)]
+pub struct Offsets {
+    pub l3: usize,
+    pub l4: usize,
 }
 
 /// A read position in the frame.
@@ -126,6 +136,7 @@ fn ipv4(mut cur: Cursor<'_>) -> Result<Parsed, Malformed> {
     // Options must be inside the frame too.
     cur.peek_len(header_len)?;
     let key = SourceKey::from_ipv4_word(src);
+    let l3 = cur.pos;
     cur.pos += header_len;
     let (class, l4_ok) = if frags & 0x1fff != 0 {
         // A non-first fragment carries no L4 header: its first bytes are payload.
@@ -141,6 +152,7 @@ fn ipv4(mut cur: Cursor<'_>) -> Result<Parsed, Malformed> {
         v4: true,
         class,
         l4_ok,
+        at: Offsets { l3, l4: cur.pos },
     })
 }
 
@@ -165,12 +177,14 @@ fn ipv6(mut cur: Cursor<'_>) -> Result<Parsed, Malformed> {
         return Err(Malformed);
     }
     let key = SourceKey::from_words(src);
-    let source = |class: Class, l4_ok: bool| {
+    let l3 = cur.pos;
+    let source = |class: Class, l4_ok: bool, l4: usize| {
         Ok(Parsed::Source {
             key,
             v4: false,
             class,
             l4_ok,
+            at: Offsets { l3, l4 },
         })
     };
     cur.pos += Ipv6Hdr::LEN;
@@ -196,7 +210,7 @@ fn ipv6(mut cur: Cursor<'_>) -> Result<Parsed, Malformed> {
         match next {
             IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_AH => {
                 let Ok(ext) = cur.peek::<[u8; 2]>() else {
-                    return source(cut_short(fragment), false);
+                    return source(cut_short(fragment), false, 0);
                 };
                 // SAFETY: `peek` checked that both bytes lie inside the frame.
                 let [ext_next, ext_len] = unsafe { *ext };
@@ -211,7 +225,7 @@ fn ipv6(mut cur: Cursor<'_>) -> Result<Parsed, Malformed> {
             }
             IPPROTO_FRAGMENT => {
                 let Ok(frag) = cur.peek::<[u8; 8]>() else {
-                    return source(Class::Fragment, false);
+                    return source(Class::Fragment, false, 0);
                 };
                 // SAFETY: `peek` checked that the 8-byte fragment header lies inside the frame.
                 let frag = unsafe { *frag };
@@ -220,17 +234,21 @@ fn ipv6(mut cur: Cursor<'_>) -> Result<Parsed, Malformed> {
                 fragment = true;
                 if u16::from_be_bytes([frag[2], frag[3]]) >> 3 != 0 {
                     // Non-first fragment: no L4 header follows.
-                    return source(Class::Fragment, true);
+                    return source(Class::Fragment, true, 0);
                 }
             }
             _ => {
                 let (class, l4_ok) = l4(&cur, next);
-                return source(if fragment { Class::Fragment } else { class }, l4_ok);
+                return source(
+                    if fragment { Class::Fragment } else { class },
+                    l4_ok,
+                    cur.pos,
+                );
             }
         }
     }
     // Still inside the extension header chain after the bound: we cannot see L4.
-    source(cut_short(fragment), false)
+    source(cut_short(fragment), false, 0)
 }
 
 /// The class of an L4 protocol and whether its header lies complete inside the frame.

@@ -14,7 +14,7 @@ use crate::{
     block_cache, gcra,
     maps::{self, FW_CLASS_STATE, FW_SOURCES},
     packet::Packet,
-    prefix,
+    prefix, syncookie,
     table::{self, Charge, Insert},
     untracked,
 };
@@ -35,6 +35,9 @@ pub fn charge(pkt: &Packet) -> Outcome {
         // Its filter bit is set (a hash neighbour's, or one the daemon has not yet cleared),
         // or prefix limits need every packet here.
         None => {
+            if let Some(answered) = syncookie::untracked(pkt) {
+                return answered;
+            }
             if !untracked::admits(pkt) {
                 return untracked::ceiling(pkt, Outcome::Passed);
             }

@@ -18,6 +18,7 @@ use crate::{
     gcra,
     maps::{FW_CEILINGS, FW_SKETCH},
     packet::Packet,
+    syncookie,
     table::{self, Charge, Insert},
 };
 
@@ -29,6 +30,9 @@ const COUNT_MASK: u32 = 0x00ff_ffff;
 /// class's ceiling.
 #[inline(always)]
 pub fn new_source(pkt: &Packet) -> Outcome {
+    if let Some(answered) = syncookie::untracked(pkt) {
+        return answered;
+    }
     if !admits(pkt) {
         return ceiling(pkt, Outcome::Passed);
     }

@@ -37,3 +37,4 @@ pub mod metrics;
 pub mod pin;
 pub mod probe;
 pub mod stats;
+pub mod syn;

@@ -1,6 +1,6 @@
 //! Typed access to the program's maps, by the names `filter_common` gives them.
 
-use std::sync::Mutex;
+use std::{collections::BTreeSet, sync::Mutex};
 
 use anyhow::{Context as _, anyhow};
 use aya::{
@@ -8,8 +8,9 @@ use aya::{
     maps::{Array, HashMap, MapData, PerCpuArray},
 };
 use filter_common::{
-    BlockCacheSlot, Class, ClassState, Counter, LimitsConfig, Outcome, SourceKey, SourceState,
-    TrackedChunk, block_cache_slot, map_names, tracked_bit,
+    BlockCacheSlot, Class, ClassState, Counter, LimitsConfig, Outcome, SYN_PORT_WORDS, SourceKey,
+    SourceState, SynProtectConfig, SynStat, TrackedChunk, block_cache_slot, list_flags,
+    map_names, syn_port_bit, tracked_bit,
 };
 
 use crate::stats::{Sample, Totals};
@@ -26,6 +27,11 @@ pub struct FilterMaps {
     table_stats: PerCpuArray<MapData, u64>,
     block_cache: Mutex<Array<MapData, BlockCacheSlot>>,
     tracked: Mutex<Array<MapData, TrackedChunk>>,
+    syn_ports: Mutex<Array<MapData, u64>>,
+    syn_stats: PerCpuArray<MapData, u64>,
+    /// The SYN-ACK settings written with every limits update, with the stage's flag: `None`
+    /// while syn-protect is off.
+    syn: Mutex<Option<SynProtectConfig>>,
     /// Program clock parameters written with every limits update.
     clock: Mutex<ClockParams>,
     /// `list_flags` presence bits written with every limits update.
@@ -84,6 +90,9 @@ impl FilterMaps {
             table_stats: take(ebpf, map_names::TABLE_STATS)?,
             block_cache: Mutex::new(take(ebpf, map_names::BLOCK_CACHE)?),
             tracked: Mutex::new(take(ebpf, map_names::TRACKED)?),
+            syn_ports: Mutex::new(take(ebpf, map_names::SYN_PORTS)?),
+            syn_stats: take(ebpf, map_names::SYN_STATS)?,
+            syn: Mutex::new(None),
             clock: Mutex::new(ClockParams::default()),
             list_presence: Mutex::new(0),
         })
@@ -121,10 +130,17 @@ impl FilterMaps {
             .map_err(|_| anyhow!("list presence lock poisoned"))?;
         // The stage bits follow from the limits written, so they are set here, where every
         // write passes, and cannot disagree with them.
+        let syn = *self
+            .syn
+            .lock()
+            .map_err(|_| anyhow!("syn-protect lock poisoned"))?;
         let config = LimitsConfig {
             clock_mul_ns: clock.mul_ns,
             clock_offset_ns: clock.offset_ns,
-            list_flags: config.list_flags | presence,
+            list_flags: config.list_flags
+                | presence
+                | if syn.is_some() { list_flags::SYN_PROTECT } else { 0 },
+            syn: syn.unwrap_or_default(),
             ..*config
         }
         .with_derived_flags();
@@ -194,6 +210,59 @@ impl FilterMaps {
             .get(&0, 0)
             .context("failed to read the lost-events counter")?;
         Ok(per_cpu.iter().copied().fold(0, u64::wrapping_add))
+    }
+
+    /// Protects `ports` with `config` (`Some`), or no port (`None`). Takes effect with the
+    /// next [`FilterMaps::write_limits`], which the caller makes next: the ports are written
+    /// first, so the stage never runs on a half-written set, and the flag with the limits.
+    ///
+    /// # Errors
+    /// If a map update fails.
+    pub fn set_syn_protect(
+        &self,
+        config: Option<(SynProtectConfig, &BTreeSet<u16>)>,
+    ) -> anyhow::Result<()> {
+        let mut words = vec![0u64; SYN_PORT_WORDS as usize];
+        if let Some((_, ports)) = config {
+            for &port in ports {
+                let (word, bit) = syn_port_bit(port);
+                words[word as usize] |= bit;
+            }
+        }
+        {
+            let mut map = self
+                .syn_ports
+                .lock()
+                .map_err(|_| anyhow!("syn ports lock poisoned"))?;
+            for (index, word) in (0..).zip(words) {
+                if map.get(&index, 0).context("failed to read the syn ports map")? != word {
+                    map.set(index, word, 0)
+                        .context("failed to write the syn ports map")?;
+                }
+            }
+        }
+        *self
+            .syn
+            .lock()
+            .map_err(|_| anyhow!("syn-protect lock poisoned"))? = config.map(|(c, _)| c);
+        Ok(())
+    }
+
+    /// The cookie stage's counters by [`SynStat`], summed over CPUs.
+    ///
+    /// # Errors
+    /// If a map lookup fails.
+    pub fn syn_stats(&self) -> anyhow::Result<Vec<(SynStat, u64)>> {
+        SynStat::ALL
+            .iter()
+            .map(|&stat| {
+                let per_cpu = self
+                    .syn_stats
+                    .get(&(stat as u32), 0)
+                    .context("failed to read the syn counters")?;
+                Ok((stat, per_cpu.iter().copied().fold(0, u64::wrapping_add)))
+            })
+            .collect()
     }
 
     /// Sources inserted into the table and inserts the kernel refused, summed over CPUs.

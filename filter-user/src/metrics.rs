@@ -35,6 +35,8 @@ pub struct Snapshot {
     pub table_insert_failures: u64,
     /// `(list, family, entries)`.
     pub list_entries: Vec<(&'static str, &'static str, u64)>,
+    /// `(event, count)`: the cookie stage's counters and the kernel's own cookie counters.
+    pub syn: Vec<(&'static str, u64)>,
 }
 
 /// Reads a snapshot of every protected interface at scrape time.
@@ -116,6 +118,23 @@ impl Collector for FilterCollector {
                 |s| s.table_insert_failures,
             ),
         ];
+        {
+            let mut family = encoder.encode_descriptor(
+                "floodwall_syn_events",
+                "SYN protection: why SYNs of untracked sources fell back to the SYN ceiling, \
+                 ACKs without a valid cookie, and the kernel's own SYN-cookie counters \
+                 (kernel_*) in the interface's network namespace.",
+                None,
+                MetricType::Counter,
+            )?;
+            for (iface, snapshot) in &snapshots {
+                for (event, count) in &snapshot.syn {
+                    ConstCounter::new(*count).encode(
+                        family.encode_family(&[("iface", iface.as_str()), ("event", event)])?,
+                    )?;
+                }
+            }
+        }
         for (name, help, field) in counters {
             let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
             for (iface, snapshot) in &snapshots {

@@ -174,6 +174,13 @@ impl Display for StatsTable<'_> {
             "source table: capacity {}, {} inserted, {} evicted (at least), {} inserts refused",
             t.capacity, t.inserts, t.evictions, t.insert_failures
         )?;
+        let syn: Vec<String> = view
+            .syn
+            .counters
+            .iter()
+            .map(|(name, count)| format!("{name} {count}"))
+            .collect();
+        writeln!(f, "syn-protect: {}; {}", view.syn.protect, syn.join(", "))?;
         writeln!(f, "by class (outcomes with packets):")?;
         for class in &view.classes {
             let seen: Vec<String> = class

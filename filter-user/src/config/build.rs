@@ -18,6 +18,7 @@ use super::{
 use crate::{
     lists::{Family, Prefix, parse_list_file},
     loader::AttachMode,
+    syn::SynProtect,
 };
 
 impl Source<'_> {
@@ -88,6 +89,16 @@ impl Source<'_> {
                 }
             })
             .transpose()?;
+        let syn_protect = daemon
+            .syn_protect
+            .as_ref()
+            .map(|value| {
+                value
+                    .get_ref()
+                    .parse::<SynProtect>()
+                    .map_err(|e| self.error(&value.span(), "daemon.syn_protect", e.to_string()))
+            })
+            .transpose()?;
         let interfaces = self.interfaces(raw.interface, default_mode)?;
         let limits = self.limits(document)?;
         let allow = self.list(raw.allow, "allow", list_capacity)?;
@@ -103,6 +114,7 @@ impl Source<'_> {
             admin_group,
             read_group,
             run_dir,
+            syn_protect,
             allow,
             deny,
         })

@@ -80,6 +80,8 @@ pub struct DaemonFile {
     pub read_group: Option<GroupRef>,
     /// Directory of the control sockets; `None`: the default (or the command line's).
     pub run_dir: Option<PathBuf>,
+    /// `[daemon] syn_protect`, if given.
+    pub syn_protect: Option<crate::syn::SynProtect>,
     /// The allowlist, inline entries and list files together.
     pub allow: Vec<Prefix>,
     /// The denylist, inline entries and list files together.

@@ -16,6 +16,7 @@ use crate::{
     limits::{LimitArgs, Limits},
     lists::Prefix,
     loader::AttachMode,
+    syn::SynProtect,
 };
 
 /// `floodwall run`.
@@ -56,6 +57,11 @@ pub struct RunArgs {
     /// pinned state has another layout or other capacities than this start asks for.
     #[arg(long)]
     pub fresh_state: bool,
+    /// SYN cookies from XDP for new sources' SYNs to these TCP ports (e.g. 80,443), so that
+    /// new users connect during a spoofed SYN flood; `off` (the default) holds them to the
+    /// SYN ceiling. Sets net.ipv4.tcp_syncookies=2 in the interface's namespace.
+    #[arg(long, value_name = "off|PORTS")]
+    pub syn_protect: Option<SynProtect>,
     /// Initial limits (defaults: 10k packets/s, auto bursts, no bit-rate limit, 60s blocks).
     #[command(flatten)]
     pub limits: LimitArgs,
@@ -94,6 +100,8 @@ pub struct DaemonConfig {
     pub pin_root: PathBuf,
     /// Start from empty state even if pinned state could be adopted.
     pub fresh_state: bool,
+    /// Which ports get SYN cookies.
+    pub syn_protect: SynProtect,
     /// Who may read and change what.
     pub access: Access,
     /// Allowlist entries the config file owns.
@@ -212,6 +220,11 @@ pub fn resolve(
             .unwrap_or_else(|| PathBuf::from(DEFAULT_RUN_DIR)),
         pin_root: command_line.pin_root.clone(),
         fresh_state: args.fresh_state,
+        syn_protect: args
+            .syn_protect
+            .clone()
+            .or_else(|| file.as_ref().and_then(|f| f.syn_protect.clone()))
+            .unwrap_or_default(),
         access: Access {
             admin_gid: gid(&args.admin_group, |f| &f.admin_group),
             read_gid: gid(&args.read_group, |f| &f.read_group),
@@ -235,6 +248,7 @@ impl DaemonConfig {
             ("metrics_addr", self.metrics_addr != new.metrics_addr),
             ("run_dir", self.run_dir != new.run_dir),
             ("pin_root", self.pin_root != new.pin_root),
+            ("syn_protect", self.syn_protect != new.syn_protect),
         ]
         .into_iter()
         .filter_map(|(name, differs)| differs.then_some(name))

@@ -31,6 +31,7 @@ pub(super) struct RawDaemon {
     pub(super) admin_group: Option<Spanned<Scalar>>,
     pub(super) read_group: Option<Spanned<Scalar>>,
     pub(super) run_dir: Option<Spanned<String>>,
+    pub(super) syn_protect: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

@@ -408,6 +408,7 @@ fn the_sample_parses_and_holds_the_defaults() {
         admin_group: None,
         read_group: None,
         run_dir: None,
+        syn_protect: None,
         allow: Vec::new(),
         deny: Vec::new(),
     };
@@ -436,6 +437,7 @@ fn the_sample_parses_and_holds_the_defaults() {
         all_keys,
         DaemonFile {
             run_dir: Some(PathBuf::from(crate::control::DEFAULT_RUN_DIR)),
+            syn_protect: Some(crate::syn::SynProtect::Off),
             ..defaults
         }
     );

@@ -54,6 +54,19 @@ pub struct StatsView {
     pub events_lost: u64,
     /// The per-source table.
     pub table: TableStats,
+    /// SYN protection.
+    pub syn: SynStatsView,
+}
+
+/// SYN protection in `stats`: the ports, the cookie stage's counters and the kernel's own.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SynStatsView {
+    /// `--syn-protect` as it is now (`off`, or the ports).
+    pub protect: String,
+    /// `(name, count)`: why SYNs fell back to the ceiling, ACKs without a valid cookie
+    /// (`filter_common::SynStat`), then the kernel's `SyncookiesSent`, `SyncookiesRecv`,
+    /// `SyncookiesFailed` and `ListenOverflows` in the interface's namespace.
+    pub counters: Vec<(String, u64)>,
 }
 
 impl StatsView {
@@ -83,6 +96,7 @@ impl StatsView {
                 insert_failures: 0,
                 evictions: 0,
             },
+            syn: SynStatsView::default(),
         });
         total.iface = format!("total of {}", views.len());
         "-".clone_into(&mut total.xdp_mode);
@@ -98,6 +112,9 @@ impl StatsView {
             total.table.inserts += view.table.inserts;
             total.table.insert_failures += view.table.insert_failures;
             total.table.evictions += view.table.evictions;
+            for (a, b) in total.syn.counters.iter_mut().zip(&view.syn.counters) {
+                a.1 += b.1;
+            }
         }
         total
     }
@@ -229,6 +246,10 @@ mod tests {
                 inserts,
                 insert_failures: 0,
                 evictions: 0,
+            },
+            syn: SynStatsView {
+                protect: "off".to_owned(),
+                counters: vec![("cookie_invalid".to_owned(), packets)],
             },
         };
         let total = StatsView::total(&[view("eth0", 10, 3), view("eth1", 5, 4)]);

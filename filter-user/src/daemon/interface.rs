@@ -15,12 +15,14 @@ use tokio::sync::mpsc;
 
 use super::{Shared, reload::ReloadReply};
 use crate::{
+    limits::online_cpus,
+    syn::{self, SynProtect, host::SynHost},
     config::{DaemonConfig, InterfaceConfig},
     control::Access,
     events::BlockBook,
     lists::{ListKind, ListMaps},
     loader::{self, LoadOptions},
-    maps::monotonic_now_ns,
+    maps::{FilterMaps, monotonic_now_ns},
     pin::{MapsPlan, PinDir, Takeover},
 };
 
@@ -53,6 +55,7 @@ pub(super) fn protect(
             lists.add(ListKind::Deny, &config.deny, None)?;
         }
         loaded.maps.set_list_presence(lists.nonempty()?.flag_bits());
+        set_up_syn_protect(iface, &config.syn_protect, &loaded.maps)?;
         loaded.maps.write_limits(&config.limits.to_kernel())?;
         anyhow::Ok((loaded, lists))
     })();
@@ -120,8 +123,39 @@ pub(super) fn protect(
         tracked: AtomicU64::new(0),
         access,
         reload,
+        syn_protect: Mutex::new(config.syn_protect.clone()),
     });
     // The object (and with it the program fd) may go: the pinned link holds the program.
     drop(loaded.ebpf);
     Ok((shared, ring))
+}
+
+/// Sets up SYN protection as configured: the namespace's `tcp_syncookies`, the SYN-ACKs'
+/// values, the ports. Refused, with the reason, where the kernel lacks the helpers.
+fn set_up_syn_protect(iface: &str, setting: &SynProtect, maps: &FilterMaps) -> anyhow::Result<()> {
+    let SynProtect::Ports(ports) = setting else {
+        return maps.set_syn_protect(None);
+    };
+    crate::probe::syn_cookie_helpers()
+        .with_context(|| format!("--syn-protect {setting} is refused"))?;
+    match syn::host::ensure_syncookies()? {
+        Some(was) => info!(
+            "syn-protect: set net.ipv4.tcp_syncookies from {was} to 2 in the namespace of \
+             {iface}: the kernel must accept the cookie ACKs of the SYN-ACKs sent from XDP \
+             (it then answers every SYN that reaches it with a cookie too)"
+        ),
+        None => info!("syn-protect: net.ipv4.tcp_syncookies is 2 already"),
+    }
+    let host = SynHost::read(iface)?;
+    info!(
+        "syn-protect on {iface} for TCP port(s) {}: SYN-ACKs with MSS {} (IPv4) / {} (IPv6), \
+         TTL {}, hop limit {}, no timestamp, at most {} per second",
+        syn::join_ports(ports),
+        host.mss_v4,
+        host.mss_v6,
+        host.ttl,
+        host.hop_limit,
+        syn::DEFAULT_COOKIE_RATE
+    );
+    maps.set_syn_protect(Some((syn::kernel_config(&host, online_cpus()), ports)))
 }

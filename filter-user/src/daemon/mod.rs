@@ -31,6 +31,7 @@ use crate::{
     loader::AttachMode,
     maps::FilterMaps,
     stats::Sample,
+    syn::SynProtect,
 };
 
 mod interface;
@@ -68,6 +69,29 @@ struct Shared {
     access: Arc<Mutex<Access>>,
     /// Where `floodwall reload` requests go.
     reload: mpsc::Sender<ReloadReply>,
+    /// Which ports get SYN cookies.
+    syn_protect: Mutex<SynProtect>,
+}
+
+/// The cookie stage's counters and the kernel's own cookie counters, for `stats` and the
+/// metrics. The kernel's are those of the daemon's namespace, the interface's.
+fn syn_counters(shared: &Shared) -> anyhow::Result<Vec<(&'static str, u64)>> {
+    let mut counters: Vec<(&'static str, u64)> = shared
+        .maps
+        .syn_stats()?
+        .into_iter()
+        .map(|(stat, count)| (stat.name(), count))
+        .collect();
+    // A namespace without /proc/net/netstat has no kernel counters to show.
+    if let Ok(kernel) = crate::syn::host::KernelCookies::read() {
+        counters.extend([
+            ("kernel_syncookies_sent", kernel.sent),
+            ("kernel_syncookies_recv", kernel.recv),
+            ("kernel_syncookies_failed", kernel.failed),
+            ("kernel_listen_overflows", kernel.listen_overflows),
+        ]);
+    }
+    Ok(counters)
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

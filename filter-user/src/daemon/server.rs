@@ -20,7 +20,7 @@ use super::{Shared, lock};
 use crate::{
     control::{
         ClassStats, EventKind, EventRecord, LimitsView, MAX_REQUEST_BYTES, NOTHING_TO_CHANGE,
-        Request, Response, SourceView, StatsView, TableStats, peer_of,
+        Request, Response, SourceView, StatsView, SynStatsView, TableStats, peer_of,
     },
     limits::{Limits, LimitsChange},
     lists::{self, ListKind, Prefix},
@@ -241,6 +241,13 @@ fn stats(shared: &Shared) -> anyhow::Result<Response> {
             inserts,
             insert_failures,
             evictions: inserts.saturating_sub(u64::from(shared.max_sources)),
+        },
+        syn: SynStatsView {
+            protect: lock(&shared.syn_protect).to_string(),
+            counters: super::syn_counters(shared)?
+                .into_iter()
+                .map(|(name, count)| (name.to_owned(), count))
+                .collect(),
         },
     }))
 }

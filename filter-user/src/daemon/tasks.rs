@@ -137,5 +137,6 @@ fn metrics_snapshot(shared: &Shared) -> anyhow::Result<metrics::Snapshot> {
         table_inserts,
         table_insert_failures,
         list_entries,
+        syn: super::syn_counters(shared)?,
     })
 }

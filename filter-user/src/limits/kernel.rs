@@ -3,6 +3,7 @@
 
 use filter_common::{
     CLASSES, COST_SHIFT, LimitsConfig, Mode, PREFIX_SCOPES, PrefixLimits, RateParams,
+    SynProtectConfig,
 };
 
 use super::{ClassName, FilterMode, Limits, NS_PER_SEC, Rate, ScopeName};
@@ -104,6 +105,8 @@ impl Limits {
             list_flags: 0,
             prefixes: [PrefixLimits::default(); PREFIX_SCOPES],
             admit_rate: RateParams::default(),
+            // Filled in by `FilterMaps::write_limits` from the SYN protection in force.
+            syn: SynProtectConfig::default(),
         }
     }
 }

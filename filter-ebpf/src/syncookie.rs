@@ -1,0 +1,432 @@
+//! Stage, for untracked sources on protected ports: SYN cookies.
+//!
+//! A random-source SYN flood is all new sources, so the SYN ceiling is what stops it; but a
+//! new user's SYN then competes with the flood for the ceiling and may wait a second for its
+//! retransmit. Here instead a SYN of an untracked source to a protected port is answered in
+//! place with a SYN-ACK (`XDP_TX`) whose sequence number is a SYN cookie, issued through the
+//! listening socket (`bpf_tcp_gen_syncookie`, which also keeps the listener's "recent
+//! overflow" stamp fresh, without which the kernel refuses cookie ACKs). Spoofed sources
+//! never answer and leave nothing behind. A real client answers with an ACK that returns the
+//! cookie: that proves its address, so its source is admitted to the table and the ACK
+//! passed to the kernel, whose own cookie code (`tcp_syncookies=2`) builds the connection.
+//!
+//! The SYN-ACK carries one option, the MSS. No timestamp, and so no window scale or SACK
+//! either: the kernel decodes those from a cookie timestamp's low bits, and a timestamp's
+//! value must agree with the kernel's per-connection offset, which XDP cannot compute
+//! unless `tcp_timestamps=2`. A cookie connection therefore has an unscaled 64 KiB window;
+//! once a client is admitted its next connections go through the kernel with every option.
+//!
+//! Anything this stage cannot serve (no listener, the kernel refuses a cookie, the SYN-ACK
+//! budget spent, IPv4 options or IPv6 extension headers) falls back to the untracked path,
+//! counted in `FW_SYN_STATS` by why.
+
+use aya_ebpf::{
+    bindings::{BPF_TCP_LISTEN, bpf_sock_tuple},
+    helpers::generated::{
+        bpf_sk_lookup_tcp, bpf_sk_release, bpf_tcp_gen_syncookie,
+        bpf_tcp_raw_check_syncookie_ipv4, bpf_tcp_raw_check_syncookie_ipv6, bpf_xdp_adjust_tail,
+        bpf_xdp_load_bytes,
+    },
+    programs::XdpContext,
+};
+use filter_common::{
+    COOKIE_SLOT, COST_SHIFT, Class, Outcome, RateParams, SynStat, VERIFIED_SLOT, list_flags,
+    syn_port_bit,
+};
+
+use crate::{
+    gcra,
+    maps::{self, FW_CEILINGS, FW_SYN_PORTS},
+    packet::Packet,
+    table::{self, Charge, Insert},
+};
+
+/// TCP flag bits (byte 13 of the header).
+const FIN: u8 = 0x01;
+const SYN: u8 = 0x02;
+const RST: u8 = 0x04;
+const ACK: u8 = 0x10;
+/// The MSS option's kind (RFC 9293).
+const OPT_MSS: u8 = 2;
+/// The largest TCP header, and the stack copy of one (a power of two above it, so that a
+/// masked length stays inside).
+const MAX_TCP_LEN: usize = 60;
+const TCP_BUF: usize = 64;
+/// Window of the SYN-ACK: never scaled (RFC 7323 §2.2), and not zero, which would stall the
+/// client's first data until a window probe.
+const SYNACK_WINDOW: u16 = 65_535;
+/// TCP header length of the SYN-ACK: 20 bytes and the MSS option.
+const SYNACK_TCP_LEN: usize = 24;
+const IPV4_LEN: usize = 20;
+const IPV6_LEN: usize = 40;
+const IPPROTO_TCP: u8 = 6;
+
+/// The outcome of a SYN or ACK of an untracked source to a protected port, or `None` for
+/// the untracked path.
+#[inline(always)]
+pub fn untracked(pkt: &Packet) -> Option<Outcome> {
+    if !pkt.flag(list_flags::SYN_PROTECT) {
+        return None;
+    }
+    match pkt.class {
+        Class::Syn => syn(pkt),
+        Class::Tcp => ack(pkt),
+        _ => None,
+    }
+}
+
+/// The TCP header of a packet whose IP header has no options or extension headers, with
+/// its IP header's offset and length; `None` otherwise.
+#[inline(always)]
+fn plain_tcp(pkt: &Packet) -> Option<(usize, usize, usize)> {
+    // The parser's offsets are small (Ethernet, two VLAN tags); the mask tells the verifier.
+    let l3 = pkt.at.l3 & 0x3f;
+    let ip_len = if pkt.v4 { IPV4_LEN } else { IPV6_LEN };
+    if pkt.at.l4 != l3 + ip_len {
+        return None;
+    }
+    Some((l3, ip_len, l3 + ip_len))
+}
+
+/// A pointer to `len` bytes at `off` if they lie inside the frame.
+#[inline(always)]
+fn at(ctx: &XdpContext, off: usize, len: usize) -> Option<*mut u8> {
+    let start = ctx.data() + off;
+    if start + len > ctx.data_end() {
+        return None;
+    }
+    Some(start as *mut u8)
+}
+
+/// Whether `port` (host order) is protected.
+#[inline(always)]
+fn protected(port: u16) -> bool {
+    let (word, bit) = syn_port_bit(port);
+    FW_SYN_PORTS.get(word).is_some_and(|w| w & bit != 0)
+}
+
+/// Takes one from this CPU's budget in `slot`, if it has room.
+#[inline(always)]
+fn take(pkt: &Packet, slot: u32, params: RateParams) -> bool {
+    if params.cost_fp == 0 {
+        return true;
+    }
+    let Some(tat) = FW_CEILINGS.get_ptr_mut(slot) else {
+        return true;
+    };
+    // SAFETY: this CPU's element of a per-CPU array.
+    !unsafe { gcra::step_local(tat, pkt.now, params.cost_fp >> COST_SHIFT, params.window_ns) }
+}
+
+/// A SYN of an untracked source: answered with a cookie SYN-ACK, or `None` for the ceiling.
+#[inline(always)]
+fn syn(pkt: &Packet) -> Option<Outcome> {
+    let ctx = pkt.ctx;
+    let (l3, ip_len, l4) = plain_tcp(pkt)?;
+    let tcp = at(ctx, l4, 20)?;
+    // SAFETY: `at` checked that the 20-byte TCP header lies inside the frame.
+    let (dport, flags) = unsafe { (u16::from_be_bytes([*tcp.add(2), *tcp.add(3)]), *tcp.add(13)) };
+    if !protected(dport) {
+        return None;
+    }
+    if flags & (SYN | ACK | RST | FIN) != SYN {
+        maps::count_syn(SynStat::Unsupported);
+        return None;
+    }
+    if pkt.monitor() {
+        // Monitor mode never sends.
+        return Some(Outcome::MonitorSynCookie);
+    }
+    if !take(pkt, COOKIE_SLOT, pkt.limits.syn.cookie_rate) {
+        maps::count_syn(SynStat::OverBudget);
+        return None;
+    }
+    let cookie = match issue_cookie(ctx, pkt.v4, l3, ip_len, l4) {
+        Ok(cookie) => cookie,
+        Err(stat) => {
+            maps::count_syn(stat);
+            return None;
+        }
+    };
+    if write_synack(pkt, l3, l4, cookie).is_none() {
+        // The frame could not be resized: nothing was sent.
+        maps::count_syn(SynStat::Unsupported);
+        return None;
+    }
+    Some(Outcome::SynCookieSent)
+}
+
+/// Issues the cookie for the SYN at `l3`/`l4` through its listening socket: the kernel's
+/// own cookie (with the MSS class it reads from the SYN's options), which its
+/// `cookie_v4_check` accepts.
+#[inline(always)]
+fn issue_cookie(
+    ctx: &XdpContext,
+    v4: bool,
+    l3: usize,
+    ip_len: usize,
+    l4: usize,
+) -> Result<u32, SynStat> {
+    let tcp = at(ctx, l4, 20).ok_or(SynStat::Unsupported)?;
+    // SAFETY: `at` checked the TCP header.
+    let data_offset = unsafe { *tcp.add(12) } >> 4;
+    let tcp_len = usize::from(data_offset) * 4;
+    if tcp_len < 20 {
+        return Err(SynStat::Unsupported);
+    }
+    // The helper reads the header from the stack (its length must be bounded for the
+    // verifier; in the frame it is not). The length is read back through a volatile load so
+    // that LLVM cannot fold the mask into the check above, which the verifier needs to see.
+    let mut header = [0u64; TCP_BUF / 8];
+    // SAFETY: a read of a local.
+    let copy_len = unsafe { core::ptr::read_volatile(&raw const tcp_len) } & (TCP_BUF - 1);
+    if copy_len < 20 || copy_len > MAX_TCP_LEN {
+        return Err(SynStat::Unsupported);
+    }
+    #[expect(clippy::cast_possible_truncation, reason = "offsets and lengths are small")]
+    // SAFETY: `header` holds 64 bytes, more than `copy_len`; the helper checks the frame.
+    if unsafe { bpf_xdp_load_bytes(ctx.ctx, l4 as u32, header.as_mut_ptr().cast(), copy_len as u32) } != 0 {
+        return Err(SynStat::Unsupported);
+    }
+
+    let ip = at(ctx, l3, ip_len.min(IPV6_LEN)).ok_or(SynStat::Unsupported)?;
+    // SAFETY: `bpf_sock_tuple` is plain integers; all-zero is a valid value.
+    let mut tuple: bpf_sock_tuple = unsafe { core::mem::zeroed() };
+    // SAFETY: `at` checked both headers; the union members are plain integers.
+    let tuple_len = unsafe {
+        let ports = (
+            core::ptr::read_unaligned(tcp.cast::<u16>()),
+            core::ptr::read_unaligned(tcp.add(2).cast::<u16>()),
+        );
+        if v4 {
+            let t = &mut tuple.__bindgen_anon_1.ipv4;
+            t.saddr = core::ptr::read_unaligned(ip.add(12).cast::<u32>());
+            t.daddr = core::ptr::read_unaligned(ip.add(16).cast::<u32>());
+            (t.sport, t.dport) = ports;
+            core::mem::size_of_val(t)
+        } else {
+            let ip = at(ctx, l3, IPV6_LEN).ok_or(SynStat::Unsupported)?;
+            let t = &mut tuple.__bindgen_anon_1.ipv6;
+            t.saddr = core::ptr::read_unaligned(ip.add(8).cast::<[u32; 4]>());
+            t.daddr = core::ptr::read_unaligned(ip.add(24).cast::<[u32; 4]>());
+            (t.sport, t.dport) = ports;
+            core::mem::size_of_val(t)
+        }
+    };
+    // SAFETY: the tuple is initialised and its size given; BPF_F_CURRENT_NETNS is -1 as
+    // the helper's u64 (it checks for a negative s32).
+    #[expect(clippy::cast_possible_truncation, reason = "a tuple is 12 or 36 bytes")]
+    let sk = unsafe {
+        bpf_sk_lookup_tcp(ctx.ctx.cast(), &raw mut tuple, tuple_len as u32, u64::MAX, 0)
+    };
+    if sk.is_null() {
+        return Err(SynStat::NoListener);
+    }
+    // One straight block from lookup to release: every path releases the reference.
+    // SAFETY: `sk` is a non-null socket from the lookup; `ip` and `header` are checked
+    // packet and stack memory of the lengths given.
+    #[expect(clippy::cast_possible_truncation, reason = "at most 60")]
+    let result = unsafe {
+        if (*sk).state != BPF_TCP_LISTEN {
+            NOT_LISTENING
+        } else if v4 {
+            bpf_tcp_gen_syncookie(
+                sk.cast(),
+                ip.cast(),
+                IPV4_LEN as u32,
+                header.as_mut_ptr().cast(),
+                copy_len as u32,
+            )
+        } else {
+            bpf_tcp_gen_syncookie(
+                sk.cast(),
+                ip.cast(),
+                IPV6_LEN as u32,
+                header.as_mut_ptr().cast(),
+                copy_len as u32,
+            )
+        }
+    };
+    // SAFETY: `sk` came from a successful lookup and is released once.
+    unsafe { bpf_sk_release(sk.cast()) };
+    match result {
+        NOT_LISTENING => Err(SynStat::NoListener),
+        r if r < 0 => Err(SynStat::Refused),
+        #[expect(clippy::cast_possible_truncation, reason = "the cookie is the low 32 bits")]
+        r => Ok(r as u32),
+    }
+}
+
+/// What `issue_cookie` makes of a socket that is not a listener (an established one on the
+/// same tuple): no helper returns it.
+const NOT_LISTENING: i64 = i64::MIN;
+
+/// Sums the `N` bytes at `p` as 16-bit big-endian words into a one's complement accumulator.
+///
+/// # Safety
+/// `p` must point to `N` readable bytes.
+#[inline(always)]
+unsafe fn sum_words<const N: usize>(p: *const u8, mut sum: u32) -> u32 {
+    let mut i = 0;
+    while i + 1 < N {
+        // SAFETY: the caller guarantees the bytes.
+        sum += u32::from(unsafe { u16::from_be_bytes([*p.add(i), *p.add(i + 1)]) });
+        i += 2;
+    }
+    sum
+}
+
+/// Folds a one's complement accumulator to the 16-bit checksum.
+#[inline(always)]
+fn fold(mut sum: u32) -> u16 {
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    #[expect(clippy::cast_possible_truncation, reason = "folded to 16 bits above")]
+    !(sum as u16)
+}
+
+/// Writes `bytes` at `p`.
+///
+/// # Safety
+/// `p` must point to `N` writable bytes.
+#[inline(always)]
+unsafe fn put<const N: usize>(p: *mut u8, bytes: [u8; N]) {
+    // SAFETY: the caller guarantees the bytes; `[u8; N]` has no alignment.
+    unsafe { core::ptr::write_unaligned(p.cast::<[u8; N]>(), bytes) };
+}
+
+/// Rewrites the SYN in place into the SYN-ACK carrying `cookie`, written straight into the
+/// frame (the stack is kept for the helpers' arguments); `None` if the frame could not be
+/// resized, and nothing was changed then.
+#[inline(always)]
+fn write_synack(pkt: &Packet, l3: usize, l4: usize, cookie: u32) -> Option<()> {
+    let ctx = pkt.ctx;
+    let syn = &pkt.limits.syn;
+    let tcp = at(ctx, l4, 20)?;
+    // SAFETY: `at` checked the 20-byte TCP header.
+    let (sport, dport, client_seq) = unsafe {
+        (
+            core::ptr::read_unaligned(tcp.cast::<[u8; 2]>()),
+            core::ptr::read_unaligned(tcp.add(2).cast::<[u8; 2]>()),
+            u32::from_be_bytes(core::ptr::read_unaligned(tcp.add(4).cast::<[u8; 4]>())),
+        )
+    };
+
+    // Resize the frame to the SYN-ACK's length (a SYN has 0 to 40 bytes of options, and
+    // may carry padding or data).
+    let old_len = ctx.data_end() - ctx.data();
+    #[expect(
+        clippy::cast_possible_wrap,
+        clippy::cast_possible_truncation,
+        reason = "frames are far shorter than 2 GiB"
+    )]
+    let delta = (l4 + SYNACK_TCP_LEN) as i32 - old_len as i32;
+    // SAFETY: the context pointer of this program's run.
+    if delta != 0 && unsafe { bpf_xdp_adjust_tail(ctx.ctx, delta) } != 0 {
+        return None;
+    }
+
+    // The resize moved data_end: every pointer is taken again.
+    let eth = at(ctx, 0, 12)?;
+    // SAFETY: `at` checked the two addresses.
+    unsafe {
+        let (dst, src) = (
+            core::ptr::read_unaligned(eth.cast::<[u8; 6]>()),
+            core::ptr::read_unaligned(eth.add(6).cast::<[u8; 6]>()),
+        );
+        put(eth, src);
+        put(eth.add(6), dst);
+    }
+    #[expect(clippy::cast_possible_truncation, reason = "24 bytes")]
+    let tcp_len = SYNACK_TCP_LEN as u16;
+    let pseudo = if pkt.v4 {
+        let ip = at(ctx, l3, IPV4_LEN)?;
+        // SAFETY: `at` checked the 20-byte IP header.
+        unsafe {
+            let (src, dst) = (
+                core::ptr::read_unaligned(ip.add(12).cast::<[u8; 4]>()),
+                core::ptr::read_unaligned(ip.add(16).cast::<[u8; 4]>()),
+            );
+            #[expect(clippy::cast_possible_truncation, reason = "20 bytes")]
+            let tot_len = (IPV4_LEN as u16 + tcp_len).to_be_bytes();
+            // Version and length, TOS; length; ID; don't fragment; TTL, protocol; checksum.
+            put(ip, [0x45, 0, tot_len[0], tot_len[1], 0, 0, 0x40, 0]);
+            put(ip.add(8), [syn.ttl, IPPROTO_TCP, 0, 0]);
+            put(ip.add(12), dst);
+            put(ip.add(16), src);
+            let check = fold(sum_words::<IPV4_LEN>(ip, 0));
+            put(ip.add(10), check.to_be_bytes());
+            sum_words::<8>(ip.add(12), u32::from(IPPROTO_TCP) + u32::from(tcp_len))
+        }
+    } else {
+        let ip = at(ctx, l3, IPV6_LEN)?;
+        // SAFETY: `at` checked the 40-byte IP header.
+        unsafe {
+            let (src, dst) = (
+                core::ptr::read_unaligned(ip.add(8).cast::<[u8; 16]>()),
+                core::ptr::read_unaligned(ip.add(24).cast::<[u8; 16]>()),
+            );
+            let payload = tcp_len.to_be_bytes();
+            put(
+                ip,
+                [0x60, 0, 0, 0, payload[0], payload[1], IPPROTO_TCP, syn.hop_limit],
+            );
+            put(ip.add(8), dst);
+            put(ip.add(24), src);
+            sum_words::<32>(ip.add(8), u32::from(IPPROTO_TCP) + u32::from(tcp_len))
+        }
+    };
+
+    let th = at(ctx, l4, SYNACK_TCP_LEN)?;
+    let mss = if pkt.v4 { syn.mss_v4 } else { syn.mss_v6 }.to_be_bytes();
+    let window = SYNACK_WINDOW.to_be_bytes();
+    #[expect(clippy::cast_possible_truncation, reason = "24 bytes")]
+    let doff = ((SYNACK_TCP_LEN / 4) as u8) << 4;
+    // SAFETY: `at` checked the 24-byte header.
+    unsafe {
+        put(th, [dport[0], dport[1], sport[0], sport[1]]);
+        put(th.add(4), cookie.to_be_bytes());
+        put(th.add(8), client_seq.wrapping_add(1).to_be_bytes());
+        put(th.add(12), [doff, SYN | ACK, window[0], window[1], 0, 0, 0, 0]);
+        put(th.add(20), [OPT_MSS, 4, mss[0], mss[1]]);
+        let check = fold(sum_words::<SYNACK_TCP_LEN>(th, pseudo));
+        put(th.add(16), check.to_be_bytes());
+    }
+    Some(())
+}
+
+/// An ACK of an untracked source to a protected port: if it returns a valid cookie, its
+/// source is admitted (`CookieVerified`); otherwise `None` for the untracked path.
+#[inline(always)]
+fn ack(pkt: &Packet) -> Option<Outcome> {
+    let ctx = pkt.ctx;
+    let (l3, _, l4) = plain_tcp(pkt)?;
+    let tcp = at(ctx, l4, 20)?;
+    // SAFETY: `at` checked the 20-byte TCP header.
+    let (dport, flags) = unsafe { (u16::from_be_bytes([*tcp.add(2), *tcp.add(3)]), *tcp.add(13)) };
+    if flags & (SYN | ACK | RST) != ACK || !protected(dport) {
+        return None;
+    }
+    // SAFETY: `at` checked the TCP header; the IP header before it is whole (`plain_tcp`).
+    let valid = unsafe {
+        if pkt.v4 {
+            let ip = at(ctx, l3, IPV4_LEN)?;
+            bpf_tcp_raw_check_syncookie_ipv4(ip.cast(), tcp.cast()) == 0
+        } else {
+            let ip = at(ctx, l3, IPV6_LEN)?;
+            bpf_tcp_raw_check_syncookie_ipv6(ip.cast(), tcp.cast()) == 0
+        }
+    };
+    if !valid {
+        maps::count_syn(SynStat::CookieInvalid);
+        return None;
+    }
+    if !take(pkt, VERIFIED_SLOT, pkt.limits.syn.verified_rate) {
+        maps::count_syn(SynStat::VerifiedOverBudget);
+        return None;
+    }
+    match table::insert(pkt, Charge::Now) {
+        Insert::Added | Insert::Exists => Some(Outcome::CookieVerified),
+        Insert::Refused => None,
+    }
+}

@@ -1,0 +1,168 @@
+//! SYN protection (`--syn-protect`): which TCP ports get SYN cookies from XDP for untracked
+//! sources, as plain data. [`host`] reads and sets what the kernel of the interface's
+//! network namespace must agree with; the program's side is its `syncookie` module.
+
+pub mod host;
+
+use std::{collections::BTreeSet, fmt, str::FromStr};
+
+use filter_common::{RateParams, SynProtectConfig};
+
+/// Nanoseconds per second.
+const NS_PER_SEC: u64 = 1_000_000_000;
+
+/// SYN-ACKs per second the program may send in total (spread over the CPUs): they go to
+/// addresses that may be spoofed, so this bounds the backscatter.
+pub const DEFAULT_COOKIE_RATE: u64 = 500_000;
+/// Sources per second that a valid cookie may admit to the table, in total.
+pub const DEFAULT_VERIFIED_RATE: u64 = 50_000;
+
+/// What `--syn-protect` asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SynProtect {
+    /// No cookies: SYNs of untracked sources are held to the SYN ceiling.
+    Off,
+    /// Always on for these ports.
+    Ports(BTreeSet<u16>),
+}
+
+impl Default for SynProtect {
+    fn default() -> Self {
+        Self::Off
+    }
+}
+
+/// Why a `--syn-protect` value is not one.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SynProtectError {
+    /// Nothing between two commas, or nothing at all.
+    #[error("an empty port in `{0}`: give off, or ports such as 80,443")]
+    Empty(String),
+    /// `auto`, which this version does not have yet.
+    #[error("`auto` (turning itself on during a flood) is not available yet: give off or ports such as 80,443")]
+    AutoNotYet,
+    /// Not a number from 1 to 65535.
+    #[error("`{0}` is not a TCP port (1 to 65535): give off, or ports such as 80,443")]
+    NotAPort(String),
+}
+
+impl FromStr for SynProtect {
+    type Err = SynProtectError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "off" => Ok(Self::Off),
+            "auto" => Err(SynProtectError::AutoNotYet),
+            "" => Err(SynProtectError::Empty(s.to_owned())),
+            list => list
+                .split(',')
+                .map(|port| parse_port(port, s))
+                .collect::<Result<BTreeSet<u16>, _>>()
+                .map(Self::Ports),
+        }
+    }
+}
+
+/// One port of a list.
+fn parse_port(port: &str, whole: &str) -> Result<u16, SynProtectError> {
+    let port = port.trim();
+    if port.is_empty() {
+        return Err(SynProtectError::Empty(whole.to_owned()));
+    }
+    match port.parse::<u16>() {
+        Ok(0) | Err(_) => Err(SynProtectError::NotAPort(port.to_owned())),
+        Ok(n) => Ok(n),
+    }
+}
+
+impl fmt::Display for SynProtect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Off => f.write_str("off"),
+            Self::Ports(ports) => f.write_str(&join_ports(ports)),
+        }
+    }
+}
+
+/// Ports as the flag takes them: `80,443`.
+#[must_use]
+pub fn join_ports(ports: &BTreeSet<u16>) -> String {
+    ports
+        .iter()
+        .map(u16::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The program's settings for SYN-ACKs: the namespace's values (`host`) and the budgets,
+/// each CPU's share of the totals (budgets are per CPU, like the ceilings).
+#[must_use]
+pub fn kernel_config(host: &host::SynHost, cpus: u32) -> SynProtectConfig {
+    let per_cpu = |rate: u64| {
+        let cost_ns = u128::from(NS_PER_SEC) * u128::from(cpus.max(1));
+        RateParams {
+            cost_fp: u64::try_from((cost_ns << filter_common::COST_SHIFT) / u128::from(rate))
+                .unwrap_or(u64::MAX),
+            // A burst of a tenth of a second of the rate.
+            window_ns: NS_PER_SEC / 10,
+        }
+    };
+    SynProtectConfig {
+        cookie_rate: per_cpu(DEFAULT_COOKIE_RATE),
+        verified_rate: per_cpu(DEFAULT_VERIFIED_RATE),
+        mss_v4: host.mss_v4,
+        mss_v6: host.mss_v6,
+        ttl: host.ttl,
+        hop_limit: host.hop_limit,
+        _pad: [0; 2],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_parse_and_print_back() {
+        assert_eq!("off".parse(), Ok(SynProtect::Off));
+        assert_eq!(" auto ".parse::<SynProtect>(), Err(SynProtectError::AutoNotYet));
+        let ports: SynProtect = "443, 80,80".parse().unwrap();
+        assert_eq!(ports, SynProtect::Ports(BTreeSet::from([80, 443])));
+        assert_eq!(ports.to_string(), "80,443");
+    }
+
+    #[test]
+    fn bad_values_name_the_problem() {
+        assert_eq!(
+            "80,,443".parse::<SynProtect>(),
+            Err(SynProtectError::Empty("80,,443".into()))
+        );
+        assert_eq!(
+            "80,0".parse::<SynProtect>(),
+            Err(SynProtectError::NotAPort("0".into()))
+        );
+        assert_eq!(
+            "http".parse::<SynProtect>(),
+            Err(SynProtectError::NotAPort("http".into()))
+        );
+        assert_eq!(
+            "70000".parse::<SynProtect>(),
+            Err(SynProtectError::NotAPort("70000".into()))
+        );
+        assert!("".parse::<SynProtect>().is_err());
+    }
+
+    #[test]
+    fn budgets_are_split_between_cpus() {
+        let host = host::SynHost {
+            mss_v4: 1460,
+            mss_v6: 1440,
+            ttl: 64,
+            hop_limit: 64,
+        };
+        let one = kernel_config(&host, 1);
+        let four = kernel_config(&host, 4);
+        assert_eq!(four.cookie_rate.cost_fp, 4 * one.cookie_rate.cost_fp);
+        assert_eq!(one.mss_v4, 1460);
+    }
+}
