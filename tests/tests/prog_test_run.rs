@@ -1486,3 +1486,278 @@ fn the_daemon_rebuilds_the_filter_from_the_table() {
     let verdicts = h.run_n(&udp4(ATTACKER4), 10);
     assert_eq!(verdicts[9], XDP_DROP, "its 11th packet exceeds its burst");
 }
+
+/// SYN cookies from XDP (`--syn-protect`), through the real helpers: each test runs in a
+/// network namespace of its own thread, with a listener and `tcp_syncookies=2` there (the
+/// program's socket lookup sees the namespace of the test run's loopback device).
+mod syn_cookies {
+    use std::{collections::BTreeSet, net::TcpListener, process::Command};
+
+    use aya::programs::{TestRun as _, TestRunOptions};
+    use etherparse::{PacketBuilder, TcpOptionElement};
+    use filter_common::{Outcome, PROGRAM_NAME, SourceKey, SynStat};
+    use floodwall::{
+        limits::{FilterMode, LimitsChange},
+        loader,
+        syn::{self, host::SynHost},
+    };
+
+    use super::{ATTACKER4, ATTACKER6, CLIENT_MAC, Harness, OTHER4, SERVER_MAC, SERVER4, SERVER6};
+
+    const XDP_PASS: u32 = 2;
+    const XDP_TX: u32 = 3;
+    const PORT: u16 = 8080;
+    const CLOSED_PORT: u16 = 8081;
+    const CLIENT_PORT: u16 = 40_000;
+    const CLIENT_SEQ: u32 = 0x1234_5678;
+    const HOST: SynHost = SynHost {
+        mss_v4: 1460,
+        mss_v6: 1440,
+        ttl: 64,
+        hop_limit: 64,
+    };
+
+    /// Moves this thread into a new network namespace with loopback up, `tcp_syncookies=2`
+    /// and a dual-stack listener on `PORT`; returns the listener (it must stay open).
+    fn namespace_with_listener(syncookies: u8) -> TcpListener {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare the netns");
+        // A child inherits the namespace of the thread that forks it.
+        let up = Command::new("ip")
+            .args(["link", "set", "lo", "up"])
+            .status()
+            .expect("run ip");
+        assert!(up.success(), "loopback up");
+        std::fs::write("/proc/sys/net/ipv4/tcp_syncookies", format!("{syncookies}\n"))
+            .expect("set tcp_syncookies in the test namespace");
+        TcpListener::bind(("::", PORT)).expect("listen")
+    }
+
+    /// The harness with `PORT` and `CLOSED_PORT` protected.
+    fn protected(change: LimitsChange) -> Harness {
+        let harness = Harness::new(change);
+        let ports = BTreeSet::from([PORT, CLOSED_PORT]);
+        harness
+            .loaded
+            .maps
+            .set_syn_protect(Some((syn::kernel_config(&HOST, 1), &ports)))
+            .expect("set syn-protect");
+        harness.write_limits();
+        harness
+    }
+
+    /// A Linux-style SYN: MSS, SACK permitted, timestamp, no-op, window scale.
+    fn syn_v4(src: [u8; 4], dport: u16) -> Vec<u8> {
+        let builder = PacketBuilder::ethernet2(CLIENT_MAC, SERVER_MAC)
+            .ipv4(src, SERVER4, 64)
+            .tcp(CLIENT_PORT, dport, CLIENT_SEQ, 64_240)
+            .syn()
+            .options(&[
+                TcpOptionElement::MaximumSegmentSize(1460),
+                TcpOptionElement::SelectiveAcknowledgementPermitted,
+                TcpOptionElement::Timestamp(1_000, 0),
+                TcpOptionElement::Noop,
+                TcpOptionElement::WindowScale(7),
+            ])
+            .expect("options fit");
+        let mut frame = Vec::new();
+        builder.write(&mut frame, &[]).expect("build");
+        frame
+    }
+
+    fn syn_v6(dport: u16) -> Vec<u8> {
+        let builder = PacketBuilder::ethernet2(CLIENT_MAC, SERVER_MAC)
+            .ipv6(ATTACKER6, SERVER6, 64)
+            .tcp(CLIENT_PORT, dport, CLIENT_SEQ, 64_240)
+            .syn()
+            .options(&[TcpOptionElement::MaximumSegmentSize(1440)])
+            .expect("options fit");
+        let mut frame = Vec::new();
+        builder.write(&mut frame, &[]).expect("build");
+        frame
+    }
+
+    fn ack_v4(src: [u8; 4], ack: u32) -> Vec<u8> {
+        let builder = PacketBuilder::ethernet2(CLIENT_MAC, SERVER_MAC)
+            .ipv4(src, SERVER4, 64)
+            .tcp(CLIENT_PORT, PORT, CLIENT_SEQ.wrapping_add(1), 502)
+            .ack(ack);
+        let mut frame = Vec::new();
+        builder.write(&mut frame, &[]).expect("build");
+        frame
+    }
+
+    fn ack_v6(ack: u32) -> Vec<u8> {
+        let builder = PacketBuilder::ethernet2(CLIENT_MAC, SERVER_MAC)
+            .ipv6(ATTACKER6, SERVER6, 64)
+            .tcp(CLIENT_PORT, PORT, CLIENT_SEQ.wrapping_add(1), 502)
+            .ack(ack);
+        let mut frame = Vec::new();
+        builder.write(&mut frame, &[]).expect("build");
+        frame
+    }
+
+    /// Runs the program on `frame`; its verdict and the frame it left.
+    fn run_out(harness: &mut Harness, frame: &[u8]) -> (u32, Vec<u8>) {
+        let program = loader::xdp_program(&mut harness.loaded.ebpf, PROGRAM_NAME).expect("program");
+        let mut out = vec![0u8; 256];
+        let result = program
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(&mut out),
+                ..TestRunOptions::new()
+            })
+            .expect("BPF_PROG_TEST_RUN must run the program");
+        out.truncate(result.data_size_out as usize);
+        (result.return_value, out)
+    }
+
+    /// The one's complement sum of `bytes` as 16-bit words, folded.
+    fn sum(bytes: &[u8], mut acc: u32) -> u32 {
+        for pair in bytes.chunks(2) {
+            acc += u32::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)]));
+        }
+        while acc > 0xffff {
+            acc = (acc & 0xffff) + (acc >> 16);
+        }
+        acc
+    }
+
+    fn syn_stat(harness: &Harness, stat: SynStat) -> u64 {
+        harness
+            .loaded
+            .maps
+            .syn_stats()
+            .expect("syn stats")
+            .into_iter()
+            .find(|(s, _)| *s == stat)
+            .map_or(0, |(_, n)| n)
+    }
+
+    /// Checks the SYN-ACK at `l3` of `out` for `syn` (IPv4 when `v4`): addresses and ports
+    /// swapped, SYN|ACK, ack = seq + 1, one MSS option, both checksums; returns the cookie.
+    fn check_synack(out: &[u8], syn: &[u8], v4: bool, mss: u16) -> u32 {
+        assert_eq!(&out[0..6], &syn[6..12], "destination MAC is the client's");
+        assert_eq!(&out[6..12], &syn[0..6], "source MAC is the server's");
+        let (ip_len, src, dst, pseudo) = if v4 {
+            assert_eq!(sum(&out[14..34], 0), 0xffff, "IPv4 header checksum");
+            assert_eq!(&out[26..30], &syn[30..34], "source is the server");
+            assert_eq!(&out[30..34], &syn[26..30], "destination is the client");
+            assert_eq!(u16::from_be_bytes([out[16], out[17]]), 44, "total length");
+            assert_eq!(out[22], HOST.ttl);
+            (20, 26..30, 30..34, 6 + 24)
+        } else {
+            assert_eq!(&out[22..38], &syn[38..54], "source is the server");
+            assert_eq!(&out[38..54], &syn[22..38], "destination is the client");
+            assert_eq!(u16::from_be_bytes([out[18], out[19]]), 24, "payload length");
+            (40, 22..38, 38..54, 6 + 24)
+        };
+        let tcp = &out[14 + ip_len..];
+        assert_eq!(tcp.len(), 24, "a 24-byte TCP header and nothing after it");
+        let syn_tcp = &syn[14 + ip_len..];
+        assert_eq!(&tcp[0..2], &syn_tcp[2..4], "ports swapped");
+        assert_eq!(&tcp[2..4], &syn_tcp[0..2], "ports swapped");
+        assert_eq!(
+            u32::from_be_bytes([tcp[8], tcp[9], tcp[10], tcp[11]]),
+            CLIENT_SEQ + 1,
+            "acknowledges the SYN"
+        );
+        assert_eq!(tcp[12] >> 4, 6, "data offset");
+        assert_eq!(tcp[13], 0x12, "SYN|ACK");
+        assert_ne!(u16::from_be_bytes([tcp[14], tcp[15]]), 0, "a window");
+        assert_eq!(&tcp[20..24], &[2, 4, (mss >> 8) as u8, mss as u8], "the MSS option");
+        let pseudo_sum = sum(&out[src], sum(&out[dst], pseudo));
+        assert_eq!(sum(tcp, pseudo_sum), 0xffff, "TCP checksum");
+        u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]])
+    }
+
+    #[test]
+    fn a_syn_gets_a_cookie_synack_and_its_ack_admits_the_source() {
+        if !floodwall_tests::privileged("a_syn_gets_a_cookie_synack_and_its_ack_admits_the_source") {
+            return;
+        }
+        let _listener = namespace_with_listener(2);
+        let mut harness = protected(LimitsChange::default());
+
+        let syn = syn_v4(ATTACKER4, PORT);
+        let (verdict, out) = run_out(&mut harness, &syn);
+        assert_eq!(verdict, XDP_TX, "answered from XDP");
+        let cookie = check_synack(&out, &syn, true, HOST.mss_v4);
+        assert_eq!(harness.packets(Outcome::SynCookieSent), 1);
+        assert_eq!(
+            harness.state(SourceKey::from_ip(ATTACKER4.into())),
+            None,
+            "a SYN alone admits nothing"
+        );
+
+        // A tampered cookie from another source: not admitted, the untracked path.
+        let (verdict, _) = run_out(&mut harness, &ack_v4(OTHER4, cookie ^ 0x100));
+        assert_eq!(verdict, XDP_PASS);
+        assert_eq!(syn_stat(&harness, SynStat::CookieInvalid), 1);
+        assert_eq!(harness.packets(Outcome::CookieVerified), 0);
+
+        // The real client's ACK returns the cookie: admitted, passed to the kernel.
+        let (verdict, _) = run_out(&mut harness, &ack_v4(ATTACKER4, cookie.wrapping_add(1)));
+        assert_eq!(verdict, XDP_PASS);
+        assert_eq!(harness.packets(Outcome::CookieVerified), 1);
+        assert!(
+            harness.state(SourceKey::from_ip(ATTACKER4.into())).is_some(),
+            "the source is tracked now"
+        );
+        // A tracked source's SYN goes to the kernel like any tracked packet.
+        let (verdict, _) = run_out(&mut harness, &syn);
+        assert_eq!(verdict, XDP_PASS);
+    }
+
+    #[test]
+    fn ipv6_syns_get_cookies_too() {
+        if !floodwall_tests::privileged("ipv6_syns_get_cookies_too") {
+            return;
+        }
+        let _listener = namespace_with_listener(2);
+        let mut harness = protected(LimitsChange::default());
+        let syn = syn_v6(PORT);
+        let (verdict, out) = run_out(&mut harness, &syn);
+        assert_eq!(verdict, XDP_TX);
+        let cookie = check_synack(&out, &syn, false, HOST.mss_v6);
+        let (verdict, _) = run_out(&mut harness, &ack_v6(cookie.wrapping_add(1)));
+        assert_eq!(verdict, XDP_PASS);
+        assert_eq!(harness.packets(Outcome::CookieVerified), 1);
+    }
+
+    #[test]
+    fn what_the_cookie_path_cannot_serve_falls_back_to_the_ceiling() {
+        if !floodwall_tests::privileged("what_the_cookie_path_cannot_serve_falls_back_to_the_ceiling") {
+            return;
+        }
+        let _listener = namespace_with_listener(1);
+        let mut harness = protected(LimitsChange::default());
+        // No listener on the port.
+        let (verdict, _) = run_out(&mut harness, &syn_v4(ATTACKER4, CLOSED_PORT));
+        assert_eq!(verdict, XDP_PASS);
+        assert_eq!(syn_stat(&harness, SynStat::NoListener), 1);
+        // tcp_syncookies=1: the kernel refuses to issue a cookie without a full queue.
+        let (verdict, _) = run_out(&mut harness, &syn_v4(OTHER4, PORT));
+        assert_eq!(verdict, XDP_PASS);
+        assert_eq!(syn_stat(&harness, SynStat::Refused), 1);
+        // An unprotected port: not the stage's business.
+        let (verdict, _) = run_out(&mut harness, &syn_v4(OTHER4, 22));
+        assert_eq!(verdict, XDP_PASS);
+        assert_eq!(harness.packets(Outcome::SynCookieSent), 0);
+    }
+
+    #[test]
+    fn monitor_mode_never_sends_a_synack() {
+        if !floodwall_tests::privileged("monitor_mode_never_sends_a_synack") {
+            return;
+        }
+        let _listener = namespace_with_listener(2);
+        let mut harness = protected(LimitsChange {
+            mode: Some(FilterMode::Monitor),
+            ..LimitsChange::default()
+        });
+        let (verdict, _) = run_out(&mut harness, &syn_v4(ATTACKER4, PORT));
+        assert_eq!(verdict, XDP_PASS);
+        assert_eq!(harness.packets(Outcome::MonitorSynCookie), 1);
+        assert_eq!(harness.packets(Outcome::SynCookieSent), 0);
+    }
+}
