@@ -35,7 +35,7 @@ pub struct SynProtectConfig {
     /// Hop limit of IPv6 SYN-ACKs.
     pub hop_limit: u8,
     /// Explicit padding.
-    pub _pad: [u8; 2],
+    pub pad: [u8; 2],
 }
 const _: () = assert!(core::mem::size_of::<SynProtectConfig>() == 40);
 

@@ -8,11 +8,11 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use filter_common::{
-    BLOCK_CACHE_SLOTS, BlockCacheSlot, BlockEvent, COUNTER_ENTRIES, Class, ClassState,
-    ClockSample, Counter, DEFAULT_LIST_CAPACITY, DEFAULT_MAX_PREFIXES, DEFAULT_MAX_SOURCES,
-    EVENTS_BYTES, LimitsConfig, ListEntry, Outcome, PrefixKey, PrefixState, SKETCH_ROWS, SketchRow,
-    SYN_PORT_WORDS, SYN_STAT_SLOTS, SourceKey, SourceState, SynStat, TABLE_STAT_SLOTS,
-    TRACKED_CHUNKS, TrackedChunk, CEILING_SLOTS,
+    BLOCK_CACHE_SLOTS, BlockCacheSlot, BlockEvent, CEILING_SLOTS, COUNTER_ENTRIES, Class,
+    ClassState, ClockSample, Counter, DEFAULT_LIST_CAPACITY, DEFAULT_MAX_PREFIXES,
+    DEFAULT_MAX_SOURCES, EVENTS_BYTES, LimitsConfig, ListEntry, Outcome, PrefixKey, PrefixState,
+    SKETCH_ROWS, SYN_PORT_WORDS, SYN_STAT_SLOTS, SketchRow, SourceKey, SourceState, SynStat,
+    TABLE_STAT_SLOTS, TRACKED_CHUNKS, TrackedChunk,
 };
 
 /// Per-source state. Key: source address (wire order, IPv4 mapped); value: GCRA state,

@@ -23,9 +23,8 @@
 use aya_ebpf::{
     bindings::{BPF_TCP_LISTEN, bpf_sock_tuple},
     helpers::generated::{
-        bpf_sk_lookup_tcp, bpf_sk_release, bpf_tcp_gen_syncookie,
-        bpf_tcp_raw_check_syncookie_ipv4, bpf_tcp_raw_check_syncookie_ipv6, bpf_xdp_adjust_tail,
-        bpf_xdp_load_bytes,
+        bpf_sk_lookup_tcp, bpf_sk_release, bpf_tcp_gen_syncookie, bpf_tcp_raw_check_syncookie_ipv4,
+        bpf_tcp_raw_check_syncookie_ipv6, bpf_xdp_adjust_tail, bpf_xdp_load_bytes,
     },
     programs::XdpContext,
 };
@@ -180,12 +179,23 @@ fn issue_cookie(
     let mut header = [0u64; TCP_BUF / 8];
     // SAFETY: a read of a local.
     let copy_len = unsafe { core::ptr::read_volatile(&raw const tcp_len) } & (TCP_BUF - 1);
-    if copy_len < 20 || copy_len > MAX_TCP_LEN {
+    if !(20..=MAX_TCP_LEN).contains(&copy_len) {
         return Err(SynStat::Unsupported);
     }
-    #[expect(clippy::cast_possible_truncation, reason = "offsets and lengths are small")]
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "offsets and lengths are small"
+    )]
     // SAFETY: `header` holds 64 bytes, more than `copy_len`; the helper checks the frame.
-    if unsafe { bpf_xdp_load_bytes(ctx.ctx, l4 as u32, header.as_mut_ptr().cast(), copy_len as u32) } != 0 {
+    if unsafe {
+        bpf_xdp_load_bytes(
+            ctx.ctx,
+            l4 as u32,
+            header.as_mut_ptr().cast(),
+            copy_len as u32,
+        )
+    } != 0
+    {
         return Err(SynStat::Unsupported);
     }
 
@@ -217,7 +227,13 @@ fn issue_cookie(
     // the helper's u64 (it checks for a negative s32).
     #[expect(clippy::cast_possible_truncation, reason = "a tuple is 12 or 36 bytes")]
     let sk = unsafe {
-        bpf_sk_lookup_tcp(ctx.ctx.cast(), &raw mut tuple, tuple_len as u32, u64::MAX, 0)
+        bpf_sk_lookup_tcp(
+            ctx.ctx.cast(),
+            &raw mut tuple,
+            tuple_len as u32,
+            u64::MAX,
+            0,
+        )
     };
     if sk.is_null() {
         return Err(SynStat::NoListener);
@@ -252,7 +268,10 @@ fn issue_cookie(
     match result {
         NOT_LISTENING => Err(SynStat::NoListener),
         r if r < 0 => Err(SynStat::Refused),
-        #[expect(clippy::cast_possible_truncation, reason = "the cookie is the low 32 bits")]
+        #[expect(
+            clippy::cast_possible_truncation,
+            reason = "the cookie is the low 32 bits"
+        )]
         r => Ok(r as u32),
     }
 }
@@ -369,7 +388,16 @@ fn write_synack(pkt: &Packet, l3: usize, l4: usize, cookie: u32) -> Option<()> {
             let payload = tcp_len.to_be_bytes();
             put(
                 ip,
-                [0x60, 0, 0, 0, payload[0], payload[1], IPPROTO_TCP, syn.hop_limit],
+                [
+                    0x60,
+                    0,
+                    0,
+                    0,
+                    payload[0],
+                    payload[1],
+                    IPPROTO_TCP,
+                    syn.hop_limit,
+                ],
             );
             put(ip.add(8), dst);
             put(ip.add(24), src);
@@ -387,7 +415,10 @@ fn write_synack(pkt: &Packet, l3: usize, l4: usize, cookie: u32) -> Option<()> {
         put(th, [dport[0], dport[1], sport[0], sport[1]]);
         put(th.add(4), cookie.to_be_bytes());
         put(th.add(8), client_seq.wrapping_add(1).to_be_bytes());
-        put(th.add(12), [doff, SYN | ACK, window[0], window[1], 0, 0, 0, 0]);
+        put(
+            th.add(12),
+            [doff, SYN | ACK, window[0], window[1], 0, 0, 0, 0],
+        );
         put(th.add(20), [OPT_MSS, 4, mss[0], mss[1]]);
         let check = fold(sum_words::<SYNACK_TCP_LEN>(th, pseudo));
         put(th.add(16), check.to_be_bytes());

@@ -9,8 +9,8 @@ use aya::{
 };
 use filter_common::{
     BlockCacheSlot, Class, ClassState, Counter, LimitsConfig, Outcome, SYN_PORT_WORDS, SourceKey,
-    SourceState, SynProtectConfig, SynStat, TrackedChunk, block_cache_slot, list_flags,
-    map_names, syn_port_bit, tracked_bit,
+    SourceState, SynProtectConfig, SynStat, TrackedChunk, block_cache_slot, list_flags, map_names,
+    syn_port_bit, tracked_bit,
 };
 
 use crate::stats::{Sample, Totals};
@@ -139,7 +139,11 @@ impl FilterMaps {
             clock_offset_ns: clock.offset_ns,
             list_flags: config.list_flags
                 | presence
-                | if syn.is_some() { list_flags::SYN_PROTECT } else { 0 },
+                | if syn.is_some() {
+                    list_flags::SYN_PROTECT
+                } else {
+                    0
+                },
             syn: syn.unwrap_or_default(),
             ..*config
         }
@@ -235,7 +239,11 @@ impl FilterMaps {
                 .lock()
                 .map_err(|_| anyhow!("syn ports lock poisoned"))?;
             for (index, word) in (0..).zip(words) {
-                if map.get(&index, 0).context("failed to read the syn ports map")? != word {
+                if map
+                    .get(&index, 0)
+                    .context("failed to read the syn ports map")?
+                    != word
+                {
                     map.set(index, word, 0)
                         .context("failed to write the syn ports map")?;
                 }

@@ -284,6 +284,43 @@ impl Probe {
     }
 }
 
+/// Whether the kernel has the helpers of the SYN-cookie stage (Linux 6.0+): socket lookup
+/// and release, listener-bound cookies, and the raw cookie check.
+///
+/// # Errors
+/// Which helper is missing, and that syn-protect needs Linux 6.0 or later.
+pub fn syn_cookie_helpers() -> anyhow::Result<()> {
+    let release = nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    for (helper, name) in [
+        (BpfHelper::BPF_FUNC_sk_lookup_tcp, "bpf_sk_lookup_tcp"),
+        (BpfHelper::BPF_FUNC_sk_release, "bpf_sk_release"),
+        (
+            BpfHelper::BPF_FUNC_tcp_gen_syncookie,
+            "bpf_tcp_gen_syncookie",
+        ),
+        (
+            BpfHelper::BPF_FUNC_tcp_raw_check_syncookie_ipv4,
+            "bpf_tcp_raw_check_syncookie_ipv4",
+        ),
+        (
+            BpfHelper::BPF_FUNC_tcp_raw_check_syncookie_ipv6,
+            "bpf_tcp_raw_check_syncookie_ipv6",
+        ),
+    ] {
+        match is_helper_supported(ProgramType::Xdp, helper) {
+            Ok(true) => {}
+            Ok(false) => anyhow::bail!(
+                "this kernel ({release}) lacks {name} for XDP: SYN cookies from XDP need \
+                 Linux 6.0 or later"
+            ),
+            Err(e) => anyhow::bail!("cannot probe {name} for XDP: {e}"),
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -337,38 +374,4 @@ mod tests {
         assert!(version_key("5.10") > version_key("5.8"));
         assert!(version_key("4.11") < version_key("5.5"));
     }
-}
-
-/// Whether the kernel has the helpers of the SYN-cookie stage (Linux 6.0+): socket lookup
-/// and release, listener-bound cookies, and the raw cookie check.
-///
-/// # Errors
-/// Which helper is missing, and that syn-protect needs Linux 6.0 or later.
-pub fn syn_cookie_helpers() -> anyhow::Result<()> {
-    let release = nix::sys::utsname::uname()
-        .map(|u| u.release().to_string_lossy().into_owned())
-        .unwrap_or_default();
-    for (helper, name) in [
-        (BpfHelper::BPF_FUNC_sk_lookup_tcp, "bpf_sk_lookup_tcp"),
-        (BpfHelper::BPF_FUNC_sk_release, "bpf_sk_release"),
-        (BpfHelper::BPF_FUNC_tcp_gen_syncookie, "bpf_tcp_gen_syncookie"),
-        (
-            BpfHelper::BPF_FUNC_tcp_raw_check_syncookie_ipv4,
-            "bpf_tcp_raw_check_syncookie_ipv4",
-        ),
-        (
-            BpfHelper::BPF_FUNC_tcp_raw_check_syncookie_ipv6,
-            "bpf_tcp_raw_check_syncookie_ipv6",
-        ),
-    ] {
-        match is_helper_supported(ProgramType::Xdp, helper) {
-            Ok(true) => {}
-            Ok(false) => anyhow::bail!(
-                "this kernel ({release}) lacks {name} for XDP: SYN cookies from XDP need \
-                 Linux 6.0 or later"
-            ),
-            Err(e) => anyhow::bail!("cannot probe {name} for XDP: {e}"),
-        }
-    }
-    Ok(())
 }

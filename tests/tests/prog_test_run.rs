@@ -1527,8 +1527,11 @@ mod syn_cookies {
             .status()
             .expect("run ip");
         assert!(up.success(), "loopback up");
-        std::fs::write("/proc/sys/net/ipv4/tcp_syncookies", format!("{syncookies}\n"))
-            .expect("set tcp_syncookies in the test namespace");
+        std::fs::write(
+            "/proc/sys/net/ipv4/tcp_syncookies",
+            format!("{syncookies}\n"),
+        )
+        .expect("set tcp_syncookies in the test namespace");
         TcpListener::bind(("::", PORT)).expect("listen")
     }
 
@@ -1664,7 +1667,11 @@ mod syn_cookies {
         assert_eq!(tcp[12] >> 4, 6, "data offset");
         assert_eq!(tcp[13], 0x12, "SYN|ACK");
         assert_ne!(u16::from_be_bytes([tcp[14], tcp[15]]), 0, "a window");
-        assert_eq!(&tcp[20..24], &[2, 4, (mss >> 8) as u8, mss as u8], "the MSS option");
+        assert_eq!(
+            &tcp[20..24],
+            &[2, 4, mss.to_be_bytes()[0], mss.to_be_bytes()[1]],
+            "the MSS option"
+        );
         let pseudo_sum = sum(&out[src], sum(&out[dst], pseudo));
         assert_eq!(sum(tcp, pseudo_sum), 0xffff, "TCP checksum");
         u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]])
@@ -1672,7 +1679,8 @@ mod syn_cookies {
 
     #[test]
     fn a_syn_gets_a_cookie_synack_and_its_ack_admits_the_source() {
-        if !floodwall_tests::privileged("a_syn_gets_a_cookie_synack_and_its_ack_admits_the_source") {
+        if !floodwall_tests::privileged("a_syn_gets_a_cookie_synack_and_its_ack_admits_the_source")
+        {
             return;
         }
         let _listener = namespace_with_listener(2);
@@ -1700,7 +1708,9 @@ mod syn_cookies {
         assert_eq!(verdict, XDP_PASS);
         assert_eq!(harness.packets(Outcome::CookieVerified), 1);
         assert!(
-            harness.state(SourceKey::from_ip(ATTACKER4.into())).is_some(),
+            harness
+                .state(SourceKey::from_ip(ATTACKER4.into()))
+                .is_some(),
             "the source is tracked now"
         );
         // A tracked source's SYN goes to the kernel like any tracked packet.
@@ -1726,7 +1736,9 @@ mod syn_cookies {
 
     #[test]
     fn what_the_cookie_path_cannot_serve_falls_back_to_the_ceiling() {
-        if !floodwall_tests::privileged("what_the_cookie_path_cannot_serve_falls_back_to_the_ceiling") {
+        if !floodwall_tests::privileged(
+            "what_the_cookie_path_cannot_serve_falls_back_to_the_ceiling",
+        ) {
             return;
         }
         let _listener = namespace_with_listener(1);

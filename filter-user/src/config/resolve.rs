@@ -59,7 +59,7 @@ pub struct RunArgs {
     pub fresh_state: bool,
     /// SYN cookies from XDP for new sources' SYNs to these TCP ports (e.g. 80,443), so that
     /// new users connect during a spoofed SYN flood; `off` (the default) holds them to the
-    /// SYN ceiling. Sets net.ipv4.tcp_syncookies=2 in the interface's namespace.
+    /// SYN ceiling. Sets `net.ipv4.tcp_syncookies=2` in the interface's namespace.
     #[arg(long, value_name = "off|PORTS")]
     pub syn_protect: Option<SynProtect>,
     /// Initial limits (defaults: 10k packets/s, auto bursts, no bit-rate limit, 60s blocks).

@@ -32,9 +32,8 @@ pub mod view;
 pub use access::{Access, Peer, peer_of};
 pub use client::{all_sockets, call, call_streaming, find_socket};
 pub use view::{
-    SynStatsView,
     ClassStats, EventKind, EventRecord, LimitsView, ListEntryView, OutcomeStats, SourceView,
-    StatsView, TableStats,
+    StatsView, SynStatsView, TableStats,
 };
 
 /// Default directory of control sockets and lock files.

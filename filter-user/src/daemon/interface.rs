@@ -15,15 +15,15 @@ use tokio::sync::mpsc;
 
 use super::{Shared, reload::ReloadReply};
 use crate::{
-    limits::online_cpus,
-    syn::{self, SynProtect, host::SynHost},
     config::{DaemonConfig, InterfaceConfig},
     control::Access,
     events::BlockBook,
+    limits::online_cpus,
     lists::{ListKind, ListMaps},
     loader::{self, LoadOptions},
     maps::{FilterMaps, monotonic_now_ns},
     pin::{MapsPlan, PinDir, Takeover},
+    syn::{self, SynProtect, host::SynHost},
 };
 
 /// Loads the program for one interface with its pinned state and attaches it, taking over

@@ -64,10 +64,15 @@ impl SynHost {
 
 /// Reads a number from a one-value file of `/proc` or `/sys`.
 fn read_number<T: std::str::FromStr>(path: &Path) -> anyhow::Result<T> {
-    let text = fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    text.trim()
-        .parse()
-        .map_err(|_| anyhow::anyhow!("{} holds `{}`, not a number in range", path.display(), text.trim()))
+    let text =
+        fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    text.trim().parse().map_err(|_| {
+        anyhow::anyhow!(
+            "{} holds `{}`, not a number in range",
+            path.display(),
+            text.trim()
+        )
+    })
 }
 
 /// Sets `net.ipv4.tcp_syncookies` to 2 if it is not; the value it had, if it changed.
@@ -114,7 +119,8 @@ impl KernelCookies {
     /// # Errors
     /// If the file cannot be read or has no `TcpExt` lines.
     pub fn read() -> anyhow::Result<Self> {
-        let text = fs::read_to_string("/proc/net/netstat").context("cannot read /proc/net/netstat")?;
+        let text =
+            fs::read_to_string("/proc/net/netstat").context("cannot read /proc/net/netstat")?;
         Self::parse(&text)
     }
 
@@ -124,7 +130,11 @@ impl KernelCookies {
             bail!("/proc/net/netstat has no TcpExt lines");
         };
         let mut out = Self::default();
-        for (name, value) in names.split_whitespace().zip(values.split_whitespace()).skip(1) {
+        for (name, value) in names
+            .split_whitespace()
+            .zip(values.split_whitespace())
+            .skip(1)
+        {
             let value: u64 = value.parse().unwrap_or(0);
             match name {
                 "SyncookiesSent" => out.sent = value,

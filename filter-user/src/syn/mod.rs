@@ -18,18 +18,13 @@ pub const DEFAULT_COOKIE_RATE: u64 = 500_000;
 pub const DEFAULT_VERIFIED_RATE: u64 = 50_000;
 
 /// What `--syn-protect` asks for.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum SynProtect {
     /// No cookies: SYNs of untracked sources are held to the SYN ceiling.
+    #[default]
     Off,
     /// Always on for these ports.
     Ports(BTreeSet<u16>),
-}
-
-impl Default for SynProtect {
-    fn default() -> Self {
-        Self::Off
-    }
 }
 
 /// Why a `--syn-protect` value is not one.
@@ -39,7 +34,9 @@ pub enum SynProtectError {
     #[error("an empty port in `{0}`: give off, or ports such as 80,443")]
     Empty(String),
     /// `auto`, which this version does not have yet.
-    #[error("`auto` (turning itself on during a flood) is not available yet: give off or ports such as 80,443")]
+    #[error(
+        "`auto` (turning itself on during a flood) is not available yet: give off or ports such as 80,443"
+    )]
     AutoNotYet,
     /// Not a number from 1 to 65535.
     #[error("`{0}` is not a TCP port (1 to 65535): give off, or ports such as 80,443")]
@@ -114,7 +111,7 @@ pub fn kernel_config(host: &host::SynHost, cpus: u32) -> SynProtectConfig {
         mss_v6: host.mss_v6,
         ttl: host.ttl,
         hop_limit: host.hop_limit,
-        _pad: [0; 2],
+        pad: [0; 2],
     }
 }
 
@@ -125,7 +122,10 @@ mod tests {
     #[test]
     fn values_parse_and_print_back() {
         assert_eq!("off".parse(), Ok(SynProtect::Off));
-        assert_eq!(" auto ".parse::<SynProtect>(), Err(SynProtectError::AutoNotYet));
+        assert_eq!(
+            " auto ".parse::<SynProtect>(),
+            Err(SynProtectError::AutoNotYet)
+        );
         let ports: SynProtect = "443, 80,80".parse().unwrap();
         assert_eq!(ports, SynProtect::Ports(BTreeSet::from([80, 443])));
         assert_eq!(ports.to_string(), "80,443");
