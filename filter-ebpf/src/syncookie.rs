@@ -268,11 +268,8 @@ fn issue_cookie(
     match result {
         NOT_LISTENING => Err(SynStat::NoListener),
         r if r < 0 => Err(SynStat::Refused),
-        #[expect(
-            clippy::cast_possible_truncation,
-            reason = "the cookie is the low 32 bits"
-        )]
-        r => Ok(r as u32),
+        // The cookie is the low 32 bits (the MSS class the high ones).
+        r => Ok(u32::try_from(r & 0xffff_ffff).unwrap_or_default()),
     }
 }
 
