@@ -137,10 +137,17 @@ pub fn require_trafgen() -> anyhow::Result<()> {
 /// header whose fields it randomises.
 #[must_use]
 pub fn syn_flood_v4(dst_mac: &str, dst: Ipv4Addr) -> String {
+    syn_flood_v4_above(dst_mac, dst, 1)
+}
+
+/// [`syn_flood_v4`] from the `x.x.N.0/24` blocks with `N >= first_block` only, so that the
+/// blocks below stay free for addresses a test gives its users.
+#[must_use]
+pub fn syn_flood_v4_above(dst_mac: &str, dst: Ipv4Addr, first_block: u8) -> String {
     format!(
         "{{
   eth(da={dst_mac}),
-  ipv4(sa=198.18.1.0, sa[1]=drnd(18, 19), sa[2]=drnd(1, 255), sa[3]=drnd(), da={dst}, ttl=64, id=drnd()),
+  ipv4(sa=198.18.1.0, sa[1]=drnd(18, 19), sa[2]=drnd({first_block}, 255), sa[3]=drnd(), da={dst}, ttl=64, id=drnd()),
   tcp(sp=drnd(1024, 65535), dp=80, seq=drnd(), syn, window=64240)
 }}
 "
@@ -196,6 +203,22 @@ pub fn spawn_trafgen(
     count: u64,
     max_time: Duration,
 ) -> anyhow::Result<Proc> {
+    spawn_trafgen_at(lab, from, name, config, count, max_time, None)
+}
+
+/// [`spawn_trafgen`] at `pps` packets per second, if given, instead of as fast as it can.
+///
+/// # Errors
+/// As [`spawn_trafgen`].
+pub fn spawn_trafgen_at(
+    lab: &Lab,
+    from: &Host,
+    name: &str,
+    config: &str,
+    count: u64,
+    max_time: Duration,
+    pps: Option<u64>,
+) -> anyhow::Result<Proc> {
     let path = lab.dir().join(format!("{name}.trafgen"));
     std::fs::write(&path, config).with_context(|| format!("cannot write {}", path.display()))?;
     let mut argv = vec![
@@ -219,6 +242,9 @@ pub fn spawn_trafgen(
     // defaults, emulation often makes its TX ring flush fail with EAGAIN.
     if std::env::var_os("FLOODWALL_VM").is_none() {
         argv.push("--no-sock-mem".to_owned());
+    }
+    if let Some(pps) = pps {
+        argv.extend(["--rate".to_owned(), format!("{pps}pps")]);
     }
     lab.spawn(from, name, &argv)
 }
@@ -437,6 +463,86 @@ fn generator_program() -> Vec<Insn> {
     ]
 }
 
+/// Loads a raw XDP program; the kernel's verifier log is in the error.
+fn load_xdp(insns: &[Insn], name: [u8; 16]) -> anyhow::Result<OwnedFd> {
+    let license = c"GPL";
+    let mut log = vec![0u8; 64 * 1024];
+    let mut attr = ProgLoadAttr {
+        prog_type: BPF_PROG_TYPE_XDP,
+        insn_cnt: u32::try_from(insns.len()).context("program length")?,
+        insns: insns.as_ptr() as u64,
+        license: license.as_ptr() as u64,
+        log_level: 1,
+        log_size: u32::try_from(log.len()).context("log size")?,
+        log_buf: log.as_mut_ptr() as u64,
+        kern_version: 0,
+        prog_flags: 0,
+        prog_name: name,
+    };
+    let fd = sys_bpf(BPF_PROG_LOAD, &mut attr).map_err(|e| {
+        let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
+        anyhow::anyhow!(
+            "the kernel refused a test program: {e}; verifier log:\n{}",
+            String::from_utf8_lossy(&log[..end])
+        )
+    })?;
+    let fd = i32::try_from(fd).context("a file descriptor fits an int")?;
+    // SAFETY: BPF_PROG_LOAD returned a new file descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `BPF_LINK_CREATE` and the `BPF_XDP` attach type.
+const BPF_LINK_CREATE: libc::c_long = 28;
+const BPF_XDP: u32 = 37;
+
+/// `union bpf_attr` for `BPF_LINK_CREATE`, up to the fields we set.
+#[repr(C)]
+struct LinkCreateAttr {
+    prog_fd: u32,
+    target_ifindex: u32,
+    attach_type: u32,
+    flags: u32,
+}
+
+/// An `XDP_PASS` program attached to a veth (in driver mode, through a BPF link), for as
+/// long as this lives. A frame a program sends back with `XDP_TX` from one end of a veth
+/// pair reaches the other end only if that end runs an XDP program of its own, which gives
+/// it the NAPI instance the frame is queued to: the lab puts this on the switch side of the
+/// server's link so that floodwall's SYN-ACKs get through. Test equipment, like the
+/// generator (see [`generator_program`]).
+pub struct PeerXdp {
+    _link: OwnedFd,
+}
+
+impl PeerXdp {
+    /// Attaches the pass program to `iface` of network namespace `netns`.
+    ///
+    /// # Errors
+    /// If the program cannot be loaded, the namespace entered or the link created.
+    pub fn attach(netns: &str, iface: &str) -> anyhow::Result<Self> {
+        const MOV64_K: u8 = 0xb7; // BPF_ALU64 | BPF_MOV | BPF_K
+        const EXIT: u8 = 0x95; // BPF_JMP | BPF_EXIT
+        const XDP_PASS: i32 = 2;
+        let prog = load_xdp(
+            &[insn(MOV64_K, 0, 0, 0, XDP_PASS), insn(EXIT, 0, 0, 0, 0)],
+            *b"fw_peer_pass\0\0\0\0",
+        )?;
+        let _inside = NetnsGuard::enter(netns)?;
+        let mut attr = LinkCreateAttr {
+            prog_fd: u32::try_from(prog.as_raw_fd()).context("program fd")?,
+            target_ifindex: ifindex(iface)?,
+            attach_type: BPF_XDP,
+            flags: 0,
+        };
+        let fd = sys_bpf(BPF_LINK_CREATE, &mut attr)
+            .with_context(|| format!("cannot attach an XDP program to {iface} in {netns}"))?;
+        let fd = i32::try_from(fd).context("a file descriptor fits an int")?;
+        // SAFETY: BPF_LINK_CREATE returned a new file descriptor that nothing else owns.
+        let link = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Self { _link: link })
+    }
+}
+
 /// `union bpf_attr` for `BPF_PROG_LOAD`, up to the fields we set (the kernel zero-fills the
 /// rest of a shorter attribute).
 #[repr(C)]
@@ -512,34 +618,9 @@ impl LiveGenerator {
     /// # Errors
     /// If the kernel refuses it (not root; the verifier's log is in the error).
     pub fn load() -> anyhow::Result<Self> {
-        let insns = generator_program();
-        let license = c"GPL";
-        let mut log = vec![0u8; 64 * 1024];
-        let mut name = [0u8; 16];
-        name[..12].copy_from_slice(b"fw_flood_gen");
-        let mut attr = ProgLoadAttr {
-            prog_type: BPF_PROG_TYPE_XDP,
-            insn_cnt: u32::try_from(insns.len()).context("program length")?,
-            insns: insns.as_ptr() as u64,
-            license: license.as_ptr() as u64,
-            log_level: 1,
-            log_size: u32::try_from(log.len()).context("log size")?,
-            log_buf: log.as_mut_ptr() as u64,
-            kern_version: 0,
-            prog_flags: 0,
-            prog_name: name,
-        };
-        let fd = sys_bpf(BPF_PROG_LOAD, &mut attr).map_err(|e| {
-            let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
-            anyhow::anyhow!(
-                "the kernel refused the generator program: {e}; verifier log:\n{}",
-                String::from_utf8_lossy(&log[..end])
-            )
-        })?;
-        let fd = i32::try_from(fd).context("a file descriptor fits an int")?;
-        // SAFETY: BPF_PROG_LOAD returned a new file descriptor that nothing else owns.
-        let prog = unsafe { OwnedFd::from_raw_fd(fd) };
-        Ok(Self { prog })
+        Ok(Self {
+            prog: load_xdp(&generator_program(), *b"fw_flood_gen\0\0\0\0")?,
+        })
     }
 
     /// The frame the generator sends copies of: Ethernet from `src_mac` to `dst_mac`, IPv6

@@ -443,6 +443,15 @@ impl Lab {
         Ok(())
     }
 
+    /// Where `host`'s link ends on the switch: its namespace and the port's name.
+    #[must_use]
+    pub fn switch_port(&self, host: &Host) -> (&str, String) {
+        (
+            &self.switch_netns,
+            format!("sw-{}", host.iface.trim_start_matches("fwlab-")),
+        )
+    }
+
     /// The lab's name, the prefix of its namespaces' names (`fwlab-<pid>-<n>`).
     #[must_use]
     pub fn name(&self) -> &str {

@@ -23,6 +23,7 @@
 //! them and answers nobody.
 
 use std::{
+    fmt::Write as _,
     net::{IpAddr, Ipv4Addr},
     time::{Duration, Instant},
 };
@@ -597,4 +598,389 @@ fn icmp_flood_is_dropped_by_its_class_limit() {
         vec![IpAddr::V4(attacker.ipv4)],
         "the ICMP flooder, and only it, must be blocked"
     );
+}
+
+// ---- SYN cookies ------------------------------------------------------------------------------
+
+/// New users' addresses, each used for one connection: IPv4 from `198.19.0.0/23`, routed
+/// to the client (the lab's /24 holds too few) and kept out of the flood's sources (see
+/// [`flood::syn_flood_v4_above`]), so that no user is a source the flood made known; IPv6
+/// from the lab's /64.
+fn new_user_addresses(first_v4: u32, v4: usize, first_v6: u16, v6: u16) -> Vec<IpAddr> {
+    let base = u32::from(Ipv4Addr::new(198, 19, 0, 0));
+    let mut addrs: Vec<IpAddr> = (first_v4..)
+        .map(|i| Ipv4Addr::from(base + i))
+        // No .0 or .255: some stacks treat them as special even in a /32.
+        .filter(|a| !matches!(a.octets()[3], 0 | 255))
+        .take(v4)
+        .map(IpAddr::V4)
+        .collect();
+    addrs.extend(
+        (first_v6..first_v6 + v6)
+            .map(|i| IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0xa, i))),
+    );
+    addrs
+}
+
+/// Puts `addrs` on the client's interface and routes the IPv4 /23 to it from the server.
+fn add_new_users(lab: &Lab, addrs: &[IpAddr]) {
+    let iface = &lab.client().iface;
+    let batch = addrs.iter().fold(String::new(), |mut batch, a| {
+        // nodad: an IPv6 address usable at once.
+        let nodad = if a.is_ipv6() { " nodad" } else { "" };
+        let len = if a.is_ipv6() { 128 } else { 32 };
+        let _ = writeln!(batch, "addr add {a}/{len} dev {iface}{nodad}");
+        batch
+    });
+    let path = lab.dir().join("new-users.ip");
+    std::fs::write(&path, batch).expect("write the address batch");
+    let out = lab
+        .run_in(lab.client(), &["ip", "-b", &path.display().to_string()])
+        .expect("run ip -b");
+    assert!(
+        out.status.success(),
+        "the new users' addresses must be added: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let client = lab.client().ipv4.to_string();
+    let out = lab
+        .run_in(
+            lab.server(),
+            &["ip", "route", "add", "198.19.0.0/23", "via", &client],
+        )
+        .expect("run ip route");
+    assert!(
+        out.status.success(),
+        "the server must route the new users' /23"
+    );
+}
+
+/// One connection's result: HTTP status (0: failed) and time to connect in seconds.
+struct Fetch {
+    addr: String,
+    code: u32,
+    connect_secs: f64,
+}
+
+impl Fetch {
+    /// Failed, or connected only after the client's first SYN retransmission (1 s).
+    fn hurt(&self) -> bool {
+        self.code != 200 || self.connect_secs >= 1.0
+    }
+}
+
+/// Each address fetches the page once, over a new connection, eight at a time; curl gives
+/// up after 3 s. A SYN lost at the ceiling shows as a connect time of a second or more (the
+/// client's first retransmission) or as a failure.
+fn fetch_from_each(lab: &Lab, addrs: &[IpAddr]) -> Vec<Fetch> {
+    let list = addrs.iter().fold(String::new(), |mut list, a| {
+        let _ = match a {
+            IpAddr::V4(_) => writeln!(list, "{a} http://{}/", lab.server().ipv4),
+            IpAddr::V6(_) => writeln!(list, "{a} http://[{}]/", lab.server().ipv6),
+        };
+        list
+    });
+    let list_path = lab.dir().join(format!("fetch-{}.list", addrs[0]));
+    std::fs::write(&list_path, list).expect("write the fetch list");
+    // sh only (the VM has no xargs): batches of eight background curls.
+    let script = r#"n=0
+while read addr url; do
+    curl -sS -o /dev/null --max-time 3 --interface "$addr" \
+        -w "$addr %{http_code} %{time_connect}\n" "$url" &
+    n=$((n + 1))
+    [ $((n % 8)) -eq 0 ] && wait
+done < "$1"
+wait"#;
+    let list_arg = list_path.display().to_string();
+    let argv = [
+        "timeout",
+        "--kill-after=2",
+        "300",
+        "sh",
+        "-c",
+        script,
+        "sh",
+        &list_arg,
+    ];
+    let proc = lab
+        .spawn(lab.client(), "new-users", &argv)
+        .expect("start the new users");
+    lab.wait(&proc, Duration::from_secs(310))
+        .expect("the new users must finish");
+    let fetches: Vec<Fetch> = proc
+        .stdout()
+        .lines()
+        .filter_map(|line| {
+            let mut f = line.split_whitespace();
+            Some(Fetch {
+                addr: f.next()?.to_owned(),
+                code: f.next()?.parse().ok()?,
+                connect_secs: f.next()?.parse().ok()?,
+            })
+        })
+        .collect();
+    assert_eq!(fetches.len(), addrs.len(), "every new user reports");
+    fetches
+}
+
+/// The 99th percentile of the connect times, in seconds.
+fn p99_connect(fetches: &[Fetch]) -> f64 {
+    let mut connect: Vec<f64> = fetches.iter().map(|f| f.connect_secs).collect();
+    connect.sort_by(f64::total_cmp);
+    connect
+        .get(connect.len() * 99 / 100)
+        .copied()
+        .unwrap_or(f64::NAN)
+}
+
+/// Every fetch served, and connected within a second.
+fn assert_all_served(fetches: &[Fetch], when: &str) {
+    let hurt: Vec<String> = fetches
+        .iter()
+        .filter(|f| f.hurt())
+        .map(|f| format!("{} {} {:.3}", f.addr, f.code, f.connect_secs))
+        .collect();
+    assert!(
+        hurt.is_empty(),
+        "{when}: every new user must be served and connect within a second: {hurt:?}"
+    );
+}
+
+/// Starts a random-source SYN flood from every attacker, each at [`SYN_FLOOD_PPS`], and
+/// waits until floodwall sees it; `None` if it never arrives in the test VM, where trafgen
+/// may send nothing. Two generators: a flood that arrives on every CPU, as RSS spreads one
+/// over a NIC's queues (the ceilings are per CPU). At a rate the lab's veths and bridge
+/// carry without dropping frames, so that what the test sees is floodwall's doing.
+fn syn_flood_arriving(lab: &Lab, daemon: &Daemon) -> Option<Vec<Proc>> {
+    let config = flood::syn_flood_v4_above(&server_mac(lab), lab.server().ipv4, 2);
+    let floods: Vec<Proc> = lab
+        .attackers()
+        .iter()
+        .enumerate()
+        .map(|(i, attacker)| {
+            flood::spawn_trafgen_at(
+                lab,
+                attacker,
+                &format!("syn-flood-{i}"),
+                &config,
+                SYN_FLOOD_PACKETS,
+                SYN_FLOOD_MAX_TIME,
+                Some(SYN_FLOOD_PPS),
+            )
+            .expect("trafgen must start")
+        })
+        .collect();
+    let before = class_total(&stats(daemon), "syn", false);
+    let arrived = lab::poll_until(Duration::from_secs(10), Duration::from_millis(100), || {
+        class_total(&stats(daemon), "syn", false) > before + 20_000
+    });
+    if arrived {
+        return Some(floods);
+    }
+    stop_floods(lab, &floods);
+    assert!(
+        std::env::var_os("FLOODWALL_VM").is_some(),
+        "the SYN flood must reach floodwall; trafgen printed:\n{}{}",
+        floods[0].stdout(),
+        floods[0].stderr()
+    );
+    eprintln!(
+        "SKIPPED in the VM: trafgen sent no SYN flood; it printed:\n{}{}",
+        floods[0].stdout(),
+        floods[0].stderr()
+    );
+    None
+}
+
+fn stop_floods(lab: &Lab, floods: &[Proc]) {
+    for flood in floods {
+        let _ = lab.stop(flood, libc::SIGINT, Duration::from_secs(5));
+    }
+}
+
+/// Packets of each SYN flood (bounded by time too: it is stopped once the users are done).
+const SYN_FLOOD_PACKETS: u64 = 50_000_000;
+/// Upper bound of the SYN flood.
+const SYN_FLOOD_MAX_TIME: Duration = Duration::from_mins(4);
+/// Rate of each attacker's SYN flood: 50 times the SYN ceiling per attacker.
+const SYN_FLOOD_PPS: u64 = 50_000;
+/// The SYN ceiling of the cookie test: low, so that without cookies the flood takes most
+/// of it and a new user's SYN often loses.
+const COOKIE_TEST_CEILING: &str = "syn=1000";
+
+/// The count of a `stats` syn counter.
+fn syn_counter(stats: &StatsView, name: &str) -> u64 {
+    stats
+        .syn
+        .counters
+        .iter()
+        .find(|(n, _)| n == name)
+        .map_or(0, |(_, c)| *c)
+}
+
+/// The control: the flood with the SYN ceiling alone hurts some new users. `None` if the
+/// flood never arrived (the VM).
+fn without_cookies(lab: &Lab, users: &[IpAddr]) -> Option<()> {
+    let daemon = start(lab, &["--ceiling", COOKIE_TEST_CEILING]);
+    let floods = syn_flood_arriving(lab, &daemon)?;
+    let fetches = fetch_from_each(lab, users);
+    stop_floods(lab, &floods);
+    let hurt = fetches.iter().filter(|f| f.hurt()).count();
+    eprintln!(
+        "without syn-protect: {hurt} of {} new users failed or waited 1 s or more; {}",
+        users.len(),
+        summary(&stats(&daemon))
+    );
+    // A new user's SYN competes with the flood for the ceiling on the CPU that takes it;
+    // in this lab that loses about one time in ten (the issue's measurement: 18 of 150
+    // users waited a second).
+    assert!(
+        hurt >= 3,
+        "without syn-protect the flood must hurt some new users, or the test proves \
+         nothing: {hurt} of {}",
+        users.len()
+    );
+    daemon.stop(libc::SIGTERM).expect("floodwall must stop");
+    Some(())
+}
+
+/// Downloads 4 MiB from `addr` (a new user: a cookie connection) and checks every byte.
+fn download_over_a_cookie(lab: &Lab, addr: IpAddr) {
+    let www = lab.dir().join("nginx/www/big.bin");
+    let big: Vec<u8> = (0..4u32 << 20)
+        .map(|i| i.wrapping_mul(2_654_435_761).to_be_bytes()[1])
+        .collect();
+    std::fs::write(&www, &big).expect("write the download");
+    let file = lab.dir().join("download.bin");
+    let out = lab
+        .run_in(
+            lab.client(),
+            &[
+                "curl",
+                "-sS",
+                "--fail",
+                "--max-time",
+                "60",
+                "--interface",
+                &addr.to_string(),
+                "-o",
+                &file.display().to_string(),
+                &format!("http://{}/big.bin", lab.server().ipv4),
+            ],
+        )
+        .expect("run curl");
+    assert!(
+        out.status.success(),
+        "the download over a cookie connection must complete: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        std::fs::read(&file).expect("read the download") == big,
+        "the download must arrive whole and unchanged"
+    );
+}
+
+/// Under a random-source SYN flood far above the SYN ceiling, new users (300 IPv4 and
+/// 100 IPv6 addresses never seen before, one connection each) all connect at once with
+/// `--syn-protect 80`: their SYNs are answered with cookies from XDP, their ACKs prove
+/// them and admit them. Without it (the control, first), the same flood makes some new
+/// users wait for a retransmission. A 4 MiB download over a cookie connection arrives
+/// whole. With the daemon killed (-9) in the middle of the flood, and after its restart,
+/// new users still connect at once: the program goes on answering without it.
+#[test]
+fn syn_cookies_let_every_new_user_connect_through_a_random_source_syn_flood() {
+    if !floodwall_tests::privileged(
+        "syn_cookies_let_every_new_user_connect_through_a_random_source_syn_flood",
+    ) {
+        return;
+    }
+    flood::require_trafgen().expect("trafgen must be installed");
+    let lab = Lab::new(2).expect("the namespace lab must build");
+    // The SYN-ACKs leave the server's veth with XDP_TX: its switch end needs a program.
+    let (switch, port) = lab.switch_port(lab.server());
+    let _peer = flood::PeerXdp::attach(switch, &port).expect("XDP on the switch port");
+    lab.start_nginx().expect("nginx must start");
+    let users = new_user_addresses(1, 300, 1, 100);
+    let control = new_user_addresses(310, 80, 200, 20);
+    let after_kill = new_user_addresses(400, 40, 300, 10);
+    let after_restart = new_user_addresses(450, 40, 400, 10);
+    let downloader = new_user_addresses(500, 1, 500, 0);
+    add_new_users(
+        &lab,
+        &[
+            &users[..],
+            &control,
+            &after_kill,
+            &after_restart,
+            &downloader,
+        ]
+        .concat(),
+    );
+
+    if without_cookies(&lab, &control).is_none() {
+        return;
+    }
+
+    let args = ["--ceiling", COOKIE_TEST_CEILING, "--syn-protect", "80"];
+    let daemon = start(&lab, &args);
+    let sysctl = lab
+        .run_in(lab.server(), &["sysctl", "-n", "net.ipv4.tcp_syncookies"])
+        .expect("read the sysctl");
+    assert_eq!(
+        String::from_utf8_lossy(&sysctl.stdout).trim(),
+        "2",
+        "the daemon sets tcp_syncookies=2 in the server's namespace"
+    );
+    let before = stats(&daemon);
+    let Some(floods) = syn_flood_arriving(&lab, &daemon) else {
+        return;
+    };
+    let started = Instant::now();
+    let fetches = fetch_from_each(&lab, &users);
+    let took = started.elapsed();
+    download_over_a_cookie(&lab, downloader[0]);
+    let after = stats(&daemon);
+    let delta = |class: &str, outcome: &str| {
+        class_packets(&after, class, outcome) - class_packets(&before, class, outcome)
+    };
+    let counter = |name: &str| syn_counter(&after, name) - syn_counter(&before, name);
+    eprintln!(
+        "with syn-protect 80: {} new users in {took:?}, p99 connect {:.3} s; cookies sent {}, \
+         verified {}, dropped at the ceiling {}; kernel cookie ACKs {}",
+        fetches.len(),
+        p99_connect(&fetches),
+        delta("syn", "syn_cookie_sent"),
+        delta("tcp", "cookie_verified"),
+        delta("syn", "dropped_ceiling"),
+        counter("kernel_syncookies_recv"),
+    );
+    assert_all_served(&fetches, "with syn-protect");
+    assert!(
+        delta("syn", "syn_cookie_sent") > 20_000,
+        "the flood's SYNs must be answered with cookies"
+    );
+    let (verified, kernel_recv) = (
+        delta("tcp", "cookie_verified"),
+        counter("kernel_syncookies_recv"),
+    );
+    assert!(
+        verified >= users.len() as u64,
+        "every new user's ACK must prove its cookie: {verified}"
+    );
+    assert!(
+        kernel_recv >= users.len() as u64,
+        "the kernel must build every connection from its cookie: {kernel_recv}"
+    );
+
+    // kill -9 in the middle of the flood: the program keeps answering; a new daemon takes
+    // it over.
+    daemon.stop(libc::SIGKILL).expect("floodwall must die");
+    assert_all_served(
+        &fetch_from_each(&lab, &after_kill),
+        "with the daemon killed",
+    );
+    let daemon = start(&lab, &args);
+    assert_all_served(&fetch_from_each(&lab, &after_restart), "after the restart");
+    stop_floods(&lab, &floods);
+    assert_eq!(stats(&daemon).syn.protect, "80");
 }
