@@ -46,6 +46,12 @@ pub const CLOCK_PROGRAM_NAME: &str = "floodwall_clock";
 /// branch as dead code because the global lives in a frozen read-only map.
 pub const TEST_CLOCK_GLOBAL: &str = "FW_TEST_CLOCK";
 
+/// Name of the load-time global that turns the SYN-cookie stage's code on: the daemon sets
+/// it where the kernel has the stage's helpers (Linux 6.0+). Zero elsewhere, where the
+/// verifier removes the stage as dead code and so never sees the helpers it would reject:
+/// the rest of the program loads on older kernels.
+pub const SYN_COOKIES_GLOBAL: &str = "FW_SYN_COOKIES";
+
 /// Map names, as they appear in the object file (at most 15 bytes: `BPF_OBJ_NAME_LEN`).
 pub mod map_names {
     /// LRU hash: [`SourceKey`](crate::SourceKey) → [`SourceState`](crate::SourceState).

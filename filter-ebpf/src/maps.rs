@@ -129,6 +129,17 @@ pub static FW_CLOCK: Array<ClockSample> = Array::with_max_entries(1, 0);
 #[unsafe(no_mangle)]
 static FW_TEST_CLOCK: Global<u32> = Global::new(0);
 
+/// Non-zero: the kernel has the SYN-cookie stage's helpers (set by the daemon at load
+/// time, `filter_common::SYN_COOKIES_GLOBAL`). Zero: the verifier prunes the stage.
+#[unsafe(no_mangle)]
+static FW_SYN_COOKIES: Global<u32> = Global::new(0);
+
+/// Whether the SYN-cookie stage's code is on (see `FW_SYN_COOKIES`).
+#[inline(always)]
+pub fn syn_cookies_available() -> bool {
+    FW_SYN_COOKIES.load() != 0
+}
+
 /// The current limits. `None` only if the array lookup failed, which it cannot for index 0
 /// of a one-element array; callers pass the packet then.
 #[inline(always)]

@@ -64,7 +64,7 @@ const IPPROTO_TCP: u8 = 6;
 /// the untracked path.
 #[inline(always)]
 pub fn untracked(pkt: &Packet) -> Option<Outcome> {
-    if !pkt.flag(list_flags::SYN_PROTECT) {
+    if !maps::syn_cookies_available() || !pkt.flag(list_flags::SYN_PROTECT) {
         return None;
     }
     match pkt.class {

@@ -11,7 +11,9 @@ use aya::{
     maps::{Array, MapData},
     programs::{TestRun as _, TestRunOptions},
 };
-use filter_common::{CLOCK_PROGRAM_NAME, ClockSample, PROGRAM_NAME, TEST_CLOCK_GLOBAL, map_names};
+use filter_common::{
+    CLOCK_PROGRAM_NAME, ClockSample, PROGRAM_NAME, SYN_COOKIES_GLOBAL, TEST_CLOCK_GLOBAL, map_names,
+};
 use log::warn;
 
 use crate::maps::{ClockParams, FilterMaps};
@@ -33,6 +35,9 @@ pub struct LoadOptions {
     /// Pin the state maps in this bpffs directory, reusing the maps pinned there (see
     /// [`crate::pin`]); `None` keeps them private to this process.
     pub pin_maps: Option<std::path::PathBuf>,
+    /// Leave the SYN-cookie stage out even where the kernel has its helpers (tests: what an
+    /// older kernel loads).
+    pub without_syn_cookies: bool,
 }
 
 impl Default for LoadOptions {
@@ -43,6 +48,7 @@ impl Default for LoadOptions {
             list_capacity: filter_common::DEFAULT_LIST_CAPACITY,
             max_prefixes: filter_common::DEFAULT_MAX_PREFIXES,
             pin_maps: None,
+            without_syn_cookies: false,
         }
     }
 }
@@ -54,6 +60,9 @@ pub struct Loaded {
     pub ebpf: Ebpf,
     /// The maps the daemon uses.
     pub maps: FilterMaps,
+    /// Whether the SYN-cookie stage is in the loaded program: `Err` says why not (a kernel
+    /// without its helpers).
+    pub syn_cookies: Result<(), String>,
 }
 
 /// Loads the object and the XDP program into the kernel.
@@ -99,6 +108,16 @@ pub fn load(options: &LoadOptions) -> anyhow::Result<Loaded> {
     if options.test_clock {
         loader.override_global(TEST_CLOCK_GLOBAL, &1u32, true);
     }
+    // The cookie stage's code only where the kernel has its helpers: elsewhere it is dead
+    // code to the verifier and the rest of the program loads (syn-protect is refused then).
+    let syn_cookies = if options.without_syn_cookies {
+        Err("left out on request".to_owned())
+    } else {
+        crate::probe::syn_cookie_helpers().map_err(|e| format!("{e:#}"))
+    };
+    if syn_cookies.is_ok() {
+        loader.override_global(SYN_COOKIES_GLOBAL, &1u32, true);
+    }
     if let Some(dir) = &options.pin_maps {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         for name in map_names::PINNED {
@@ -122,7 +141,11 @@ pub fn load(options: &LoadOptions) -> anyhow::Result<Loaded> {
     if !options.test_clock {
         maps.set_clock(calibrate_clock(&mut ebpf)?);
     }
-    Ok(Loaded { ebpf, maps })
+    Ok(Loaded {
+        ebpf,
+        maps,
+        syn_cookies,
+    })
 }
 
 /// Refuses pinned maps whose capacity differs from the one asked for: the operator asked

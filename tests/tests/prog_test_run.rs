@@ -1757,6 +1757,45 @@ mod syn_cookies {
         assert_eq!(harness.packets(Outcome::SynCookieSent), 0);
     }
 
+    /// Without the helpers (a kernel before 6.0) the program leaves the stage out and
+    /// still loads: the verifier never sees the helpers, because the code that calls them
+    /// is dead for it. Here the stage is left out on request, where the helpers exist: the
+    /// program the kernel keeps is smaller, and a protected port's SYN takes the ceiling.
+    #[test]
+    fn without_the_helpers_the_stage_is_left_out_and_the_program_still_loads() {
+        if !floodwall_tests::privileged(
+            "without_the_helpers_the_stage_is_left_out_and_the_program_still_loads",
+        ) {
+            return;
+        }
+        let _listener = namespace_with_listener(2);
+        let size = |loaded: &mut floodwall::loader::Loaded| {
+            loader::xdp_program(&mut loaded.ebpf, PROGRAM_NAME)
+                .expect("program")
+                .info()
+                .expect("program info")
+                .size_translated()
+                .expect("the translated size")
+        };
+        let mut without = loader::load(&loader::LoadOptions {
+            max_sources: 1024,
+            max_prefixes: 1024,
+            test_clock: true,
+            without_syn_cookies: true,
+            ..loader::LoadOptions::default()
+        })
+        .expect("the program must load without the stage");
+        assert!(without.syn_cookies.is_err());
+        let mut harness = protected(LimitsChange::default());
+        assert!(harness.loaded.syn_cookies.is_ok());
+        assert!(
+            size(&mut without) < size(&mut harness.loaded),
+            "the stage's code must be gone"
+        );
+        let (verdict, _) = run_out(&mut harness, &syn_v4(ATTACKER4, PORT));
+        assert_eq!(verdict, XDP_TX, "with the stage, a cookie");
+    }
+
     #[test]
     fn monitor_mode_never_sends_a_synack() {
         if !floodwall_tests::privileged("monitor_mode_never_sends_a_synack") {

@@ -7,7 +7,7 @@ use std::{
     time::Instant,
 };
 
-use anyhow::{Context as _, anyhow};
+use anyhow::{Context as _, anyhow, bail};
 use aya::maps::{MapData, RingBuf};
 use filter_common::map_names;
 use log::info;
@@ -20,8 +20,8 @@ use crate::{
     events::BlockBook,
     limits::online_cpus,
     lists::{ListKind, ListMaps},
-    loader::{self, LoadOptions},
-    maps::{FilterMaps, monotonic_now_ns},
+    loader::{self, LoadOptions, Loaded},
+    maps::monotonic_now_ns,
     pin::{MapsPlan, PinDir, Takeover},
     syn::{self, SynProtect, host::SynHost},
 };
@@ -46,6 +46,7 @@ pub(super) fn protect(
             list_capacity: config.list_capacity,
             max_prefixes: config.max_prefixes,
             pin_maps: Some(plan.dir().to_owned()),
+            without_syn_cookies: false,
         })?;
         let lists = ListMaps::take(&mut loaded.ebpf)?;
         if !config.allow.is_empty() {
@@ -55,7 +56,7 @@ pub(super) fn protect(
             lists.add(ListKind::Deny, &config.deny, None)?;
         }
         loaded.maps.set_list_presence(lists.nonempty()?.flag_bits());
-        set_up_syn_protect(iface, &config.syn_protect, &loaded.maps)?;
+        set_up_syn_protect(iface, &config.syn_protect, &loaded)?;
         loaded.maps.write_limits(&config.limits.to_kernel())?;
         anyhow::Ok((loaded, lists))
     })();
@@ -132,12 +133,14 @@ pub(super) fn protect(
 
 /// Sets up SYN protection as configured: the namespace's `tcp_syncookies`, the SYN-ACKs'
 /// values, the ports. Refused, with the reason, where the kernel lacks the helpers.
-fn set_up_syn_protect(iface: &str, setting: &SynProtect, maps: &FilterMaps) -> anyhow::Result<()> {
+fn set_up_syn_protect(iface: &str, setting: &SynProtect, loaded: &Loaded) -> anyhow::Result<()> {
+    let maps = &loaded.maps;
     let SynProtect::Ports(ports) = setting else {
         return maps.set_syn_protect(None);
     };
-    crate::probe::syn_cookie_helpers()
-        .with_context(|| format!("--syn-protect {setting} is refused"))?;
+    if let Err(why) = &loaded.syn_cookies {
+        bail!("--syn-protect {setting} is refused: {why}");
+    }
     match syn::host::ensure_syncookies()? {
         Some(was) => info!(
             "syn-protect: set net.ipv4.tcp_syncookies from {was} to 2 in the namespace of \

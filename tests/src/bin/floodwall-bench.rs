@@ -176,7 +176,7 @@ fn run(args: &Args) -> anyhow::Result<bool> {
     bench::warn_if_bpf_stats_enabled();
 
     // Real clock: the blocked case relies on bpf_ktime_get_ns() being before blocked_until.
-    let Loaded { mut ebpf, maps } = loader::load(&LoadOptions {
+    let Loaded { mut ebpf, maps, .. } = loader::load(&LoadOptions {
         max_sources: args.max_sources,
         test_clock: false,
         ..LoadOptions::default()
