@@ -256,6 +256,33 @@ impl FilterMaps {
         Ok(())
     }
 
+    /// The ports protected by the program as the maps hold them (pinned by an earlier
+    /// daemon): empty unless the limits' flag is on too.
+    ///
+    /// # Errors
+    /// If a map lookup fails.
+    pub fn pinned_syn_ports(&self) -> anyhow::Result<BTreeSet<u16>> {
+        if self.read_limits()?.list_flags & list_flags::SYN_PROTECT == 0 {
+            return Ok(BTreeSet::new());
+        }
+        let map = self
+            .syn_ports
+            .lock()
+            .map_err(|_| anyhow!("syn ports lock poisoned"))?;
+        let mut ports = BTreeSet::new();
+        for word in 0..SYN_PORT_WORDS {
+            let bits = map
+                .get(&word, 0)
+                .context("failed to read the syn ports map")?;
+            for bit in 0..64 {
+                if bits & (1 << bit) != 0 {
+                    ports.extend(u16::try_from(word * 64 + bit));
+                }
+            }
+        }
+        Ok(ports)
+    }
+
     /// The cookie stage's counters by [`SynStat`], summed over CPUs.
     ///
     /// # Errors

@@ -333,7 +333,7 @@ fn random_source_syn_flood_is_held_by_the_syn_ceiling() {
         return;
     }
     let lab = new_lab();
-    let daemon = start(&lab, &["--ceiling", "syn=2000"]);
+    let daemon = start(&lab, &["--ceiling", "syn=2000", "--syn-protect", "off"]);
     establish_client(&lab, &daemon);
     let config = flood::syn_flood_v4(&server_mac(&lab), lab.server().ipv4);
     let Some((run, flood)) = during_flood(
@@ -821,7 +821,10 @@ fn syn_counter(stats: &StatsView, name: &str) -> u64 {
 /// The control: the flood with the SYN ceiling alone hurts some new users. `None` if the
 /// flood never arrived (the VM).
 fn without_cookies(lab: &Lab, users: &[IpAddr]) -> Option<()> {
-    let daemon = start(lab, &["--ceiling", COOKIE_TEST_CEILING]);
+    let daemon = start(
+        lab,
+        &["--ceiling", COOKIE_TEST_CEILING, "--syn-protect", "off"],
+    );
     let floods = syn_flood_arriving(lab, &daemon)?;
     let fetches = fetch_from_each(lab, users);
     stop_floods(lab, &floods);
@@ -880,13 +883,27 @@ fn download_over_a_cookie(lab: &Lab, addr: IpAddr) {
     );
 }
 
+/// The daemon set `net.ipv4.tcp_syncookies=2` in the server's namespace.
+fn assert_syncookies_always(lab: &Lab) {
+    let sysctl = lab
+        .run_in(lab.server(), &["sysctl", "-n", "net.ipv4.tcp_syncookies"])
+        .expect("read the sysctl");
+    assert_eq!(
+        String::from_utf8_lossy(&sysctl.stdout).trim(),
+        "2",
+        "the daemon sets tcp_syncookies=2 in the server's namespace"
+    );
+}
+
 /// Under a random-source SYN flood far above the SYN ceiling, new users (300 IPv4 and
 /// 100 IPv6 addresses never seen before, one connection each) all connect at once with
-/// `--syn-protect 80`: their SYNs are answered with cookies from XDP, their ACKs prove
-/// them and admit them. Without it (the control, first), the same flood makes some new
-/// users wait for a retransmission. A 4 MiB download over a cookie connection arrives
-/// whole. With the daemon killed (-9) in the middle of the flood, and after its restart,
-/// new users still connect at once: the program goes on answering without it.
+/// floodwall's defaults: `--syn-protect auto` turns cookies on for nginx's port within
+/// seconds of the flood's start; the users' SYNs are answered with cookies from XDP, their
+/// ACKs prove them and admit them. Without it (`off`, the control, first), the same flood
+/// makes some new users wait for a retransmission. A 4 MiB download over a cookie
+/// connection arrives whole. With the daemon killed (-9) in the middle of the flood, and
+/// after its restart with explicit ports (`--syn-protect 80`), new users still connect at
+/// once: the program goes on answering without it.
 #[test]
 fn syn_cookies_let_every_new_user_connect_through_a_random_source_syn_flood() {
     if !floodwall_tests::privileged(
@@ -921,20 +938,20 @@ fn syn_cookies_let_every_new_user_connect_through_a_random_source_syn_flood() {
         return;
     }
 
-    let args = ["--ceiling", COOKIE_TEST_CEILING, "--syn-protect", "80"];
-    let daemon = start(&lab, &args);
-    let sysctl = lab
-        .run_in(lab.server(), &["sysctl", "-n", "net.ipv4.tcp_syncookies"])
-        .expect("read the sysctl");
-    assert_eq!(
-        String::from_utf8_lossy(&sysctl.stdout).trim(),
-        "2",
-        "the daemon sets tcp_syncookies=2 in the server's namespace"
-    );
+    let daemon = start(&lab, &["--ceiling", COOKIE_TEST_CEILING]);
     let before = stats(&daemon);
     let Some(floods) = syn_flood_arriving(&lab, &daemon) else {
         return;
     };
+    let turned_on = lab::poll_until(Duration::from_secs(10), Duration::from_millis(100), || {
+        stats(&daemon).syn.protect == "auto (on: 80)"
+    });
+    assert!(
+        turned_on,
+        "auto must turn cookies on for nginx's port during the flood: {}",
+        stats(&daemon).syn.protect
+    );
+    assert_syncookies_always(&lab);
     let started = Instant::now();
     let fetches = fetch_from_each(&lab, &users);
     let took = started.elapsed();
@@ -945,7 +962,7 @@ fn syn_cookies_let_every_new_user_connect_through_a_random_source_syn_flood() {
     };
     let counter = |name: &str| syn_counter(&after, name) - syn_counter(&before, name);
     eprintln!(
-        "with syn-protect 80: {} new users in {took:?}, p99 connect {:.3} s; cookies sent {}, \
+        "with syn-protect auto: {} new users in {took:?}, p99 connect {:.3} s; cookies sent {}, \
          verified {}, dropped at the ceiling {}; kernel cookie ACKs {}",
         fetches.len(),
         p99_connect(&fetches),
@@ -954,7 +971,11 @@ fn syn_cookies_let_every_new_user_connect_through_a_random_source_syn_flood() {
         delta("syn", "dropped_ceiling"),
         counter("kernel_syncookies_recv"),
     );
-    assert_all_served(&fetches, "with syn-protect");
+    assert_all_served(&fetches, "with syn-protect auto");
+    assert!(
+        daemon.log().contains("syn-protect auto: on for port(s) 80"),
+        "auto logs that it turned on"
+    );
     assert!(
         delta("syn", "syn_cookie_sent") > 20_000,
         "the flood's SYNs must be answered with cookies"
@@ -979,7 +1000,10 @@ fn syn_cookies_let_every_new_user_connect_through_a_random_source_syn_flood() {
         &fetch_from_each(&lab, &after_kill),
         "with the daemon killed",
     );
-    let daemon = start(&lab, &args);
+    let daemon = start(
+        &lab,
+        &["--ceiling", COOKIE_TEST_CEILING, "--syn-protect", "80"],
+    );
     assert_all_served(&fetch_from_each(&lab, &after_restart), "after the restart");
     stop_floods(&lab, &floods);
     assert_eq!(stats(&daemon).syn.protect, "80");

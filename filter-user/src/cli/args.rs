@@ -95,6 +95,10 @@ pub enum ClientCommand {
     Deny(ListCommand),
     /// Blocks, unblocks, list hits and list changes, newest last.
     Events(EventsArgs),
+    /// SYN cookies from XDP for new sources' SYNs: show, or change which TCP ports get
+    /// them.
+    #[command(subcommand)]
+    SynProtect(SynProtectCommand),
     /// Make the running daemon read its config file again and apply it, all or nothing
     /// (as SIGHUP does); prints what changed.
     Reload {
@@ -223,6 +227,55 @@ pub enum LimitsCommand {
         #[expect(missing_docs, reason = "flattened")]
         limits: LimitArgs,
     },
+}
+
+/// `floodwall syn-protect ...`.
+#[derive(Debug, Subcommand)]
+pub enum SynProtectCommand {
+    /// The setting, the ports protected now, the SYN-ACKs' values and the counters.
+    Show(ReadArgs),
+    /// Protect exactly these ports, always (e.g. 80,443). Root only.
+    Set(SynPortsArgs),
+    /// Protect these ports too. Root only.
+    Add(SynPortsArgs),
+    /// Stop protecting these ports (all must be protected, else nothing changes). Root only.
+    Remove(SynPortsArgs),
+    /// No cookies: new sources' SYNs are held to the SYN ceiling. Root only.
+    Off(ChangeArgs),
+    /// Cookies for the ports with listeners while a SYN flood goes over the SYN ceiling.
+    /// Root only.
+    Auto(ChangeArgs),
+}
+
+/// Ports of `syn-protect set|add|remove`.
+#[derive(Debug, Args)]
+pub struct SynPortsArgs {
+    /// TCP ports, e.g. 80,443.
+    #[arg(value_parser = parse_ports, value_name = "PORTS")]
+    pub ports: std::collections::BTreeSet<u16>,
+    #[command(flatten)]
+    #[expect(missing_docs, reason = "flattened")]
+    pub change: ChangeArgs,
+}
+
+/// Options of the commands that change a daemon.
+#[derive(Debug, Args)]
+pub struct ChangeArgs {
+    /// The interface whose daemon to change (needed when several run).
+    #[arg(long)]
+    pub iface: Option<String>,
+    /// Print JSON for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A list of TCP ports, e.g. `80,443`.
+fn parse_ports(text: &str) -> Result<std::collections::BTreeSet<u16>, String> {
+    match text.parse::<crate::syn::SynProtect>() {
+        Ok(crate::syn::SynProtect::Ports(ports)) => Ok(ports),
+        Ok(other) => Err(format!("`{other}` is not a list of ports (e.g. 80,443)")),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// `floodwall blocked ...`.

@@ -7,12 +7,13 @@ use std::path::Path;
 use anyhow::bail;
 
 use super::{
-    BlockedCommand, ClientCommand, LimitsCommand, ListCommand,
+    BlockedCommand, ChangeArgs, ClientCommand, LimitsCommand, ListCommand, SynProtectCommand,
     output::{EventLine, ResponseText, StatsTable},
 };
 use crate::{
     control::{self, NOTHING_TO_CHANGE, Request, Response, StatsView},
     lists::{ListKind, parse_list_file},
+    syn::SynProtectChange,
 };
 
 /// One request, to the daemon of `iface` (or the only one), and how to print its answer.
@@ -78,6 +79,21 @@ impl Call {
                 },
             ),
             ClientCommand::Reload { iface } => call(iface, false, Request::Reload),
+            ClientCommand::SynProtect(command) => {
+                let change = |change, args: ChangeArgs| {
+                    call(args.iface, args.json, Request::SynProtectChange { change })
+                };
+                match command {
+                    SynProtectCommand::Show(r) => call(r.iface, r.json, Request::SynProtectShow),
+                    SynProtectCommand::Set(a) => change(SynProtectChange::Set(a.ports), a.change),
+                    SynProtectCommand::Add(a) => change(SynProtectChange::Add(a.ports), a.change),
+                    SynProtectCommand::Remove(a) => {
+                        change(SynProtectChange::Remove(a.ports), a.change)
+                    }
+                    SynProtectCommand::Off(a) => change(SynProtectChange::Off, a),
+                    SynProtectCommand::Auto(a) => change(SynProtectChange::Auto, a),
+                }
+            }
         })
     }
 

@@ -15,8 +15,9 @@ pub mod generate;
 pub mod output;
 
 pub use args::{
-    BlockedCommand, Cli, ClientCommand, Command, ConfigCommand, EventsArgs, GenerateCommand,
-    LimitsCommand, ListCommand, ReadArgs, TopArgs,
+    BlockedCommand, ChangeArgs, Cli, ClientCommand, Command, ConfigCommand, EventsArgs,
+    GenerateCommand, LimitsCommand, ListCommand, ReadArgs, SynPortsArgs, SynProtectCommand,
+    TopArgs,
 };
 
 /// `floodwall detach`: removes the program and the pinned state of `iface`, refusing while

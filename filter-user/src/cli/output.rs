@@ -12,7 +12,7 @@ use crate::{
     config::DaemonFile,
     control::{
         DEFAULT_RUN_DIR, EventKind, EventRecord, LimitsView, ListEntryView, Response, SourceView,
-        StatsView,
+        StatsView, SynProtectView,
     },
     limits::{ClassName, FilterMode, Rate, ScopeName, Setting, Value},
     lists::ListKind,
@@ -38,6 +38,7 @@ impl Display for ResponseText<'_> {
             }
             .fmt(f),
             Response::Unblocked { addr } => writeln!(f, "unblocked {addr}"),
+            Response::SynProtect(view) => SynProtectText(view).fmt(f),
             Response::ListChanged {
                 list,
                 added,
@@ -283,6 +284,46 @@ impl Display for ListTable<'_> {
     }
 }
 
+/// `syn-protect show`.
+pub struct SynProtectText<'a>(pub &'a SynProtectView);
+
+impl Display for SynProtectText<'_> {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let v = self.0;
+        let ports: Vec<String> = v.active_ports.iter().map(u16::to_string).collect();
+        let now = if ports.is_empty() {
+            "no port".to_owned()
+        } else {
+            format!("port(s) {}", ports.join(","))
+        };
+        writeln!(f, "syn-protect {}: cookies from XDP for {now}", v.setting)?;
+        if let Some(why) = &v.unavailable {
+            writeln!(f, "  unavailable: {why}")?;
+        }
+        let sysctl = v
+            .tcp_syncookies
+            .map_or_else(|| "unknown".to_owned(), |n| n.to_string());
+        writeln!(f, "  net.ipv4.tcp_syncookies = {sysctl}")?;
+        if let (Some(v4), Some(v6)) = (v.mss_v4, v.mss_v6) {
+            writeln!(
+                f,
+                "  SYN-ACKs: MSS {v4} (IPv4) / {v6} (IPv6), no timestamp, at most {}/s; \
+                 cookie admissions at most {}/s",
+                v.cookie_rate, v.verified_rate
+            )?;
+        }
+        writeln!(
+            f,
+            "  auto: turned on {}, off {} times",
+            v.auto_on, v.auto_off
+        )?;
+        for (name, count) in &v.counters {
+            writeln!(f, "  {name:<28} {count}")?;
+        }
+        Ok(())
+    }
+}
+
 /// One event of `events`, as a line.
 pub struct EventLine<'a>(pub &'a EventRecord);
 
@@ -294,6 +335,7 @@ impl Display for EventLine<'_> {
             EventKind::ListHits => "list-hit",
             EventKind::EventsLost => "lost",
             EventKind::ListChange => "list-change",
+            EventKind::SynProtect => "syn-protect",
         };
         writeln!(f, "{}  {kind:<11} {}", self.0.time, self.0.message)
     }

@@ -56,6 +56,15 @@ pub fn diff(old: &DaemonFile, new: &DaemonFile) -> Vec<String> {
             .map_or_else(|| "default".into(), |d| d.display().to_string())
     };
     changed("daemon.run_dir", dir(&old.run_dir), dir(&new.run_dir));
+    let syn = |s: &Option<crate::syn::SynProtect>| {
+        s.as_ref()
+            .map_or_else(|| "default".into(), ToString::to_string)
+    };
+    changed(
+        "daemon.syn_protect",
+        syn(&old.syn_protect),
+        syn(&new.syn_protect),
+    );
     diff_interfaces(&mut lines, &old.interfaces, &new.interfaces);
     diff_limits(&mut lines, &old.limits, &new.limits);
     for (name, from, to) in [

@@ -57,10 +57,12 @@ pub struct RunArgs {
     /// pinned state has another layout or other capacities than this start asks for.
     #[arg(long)]
     pub fresh_state: bool,
-    /// SYN cookies from XDP for new sources' SYNs to these TCP ports (e.g. 80,443), so that
-    /// new users connect during a spoofed SYN flood; `off` (the default) holds them to the
-    /// SYN ceiling. Sets `net.ipv4.tcp_syncookies=2` in the interface's namespace.
-    #[arg(long, value_name = "off|PORTS")]
+    /// SYN cookies from XDP for new sources' SYNs, so that new users connect during a
+    /// spoofed SYN flood: `auto` (the default) turns them on for the ports that have
+    /// listeners while a SYN flood goes over the SYN ceiling; PORTS (e.g. 80,443) always
+    /// for those; `off` never (new sources' SYNs are held to the SYN ceiling). Turning them on
+    /// sets `net.ipv4.tcp_syncookies=2` in the interface's namespace.
+    #[arg(long, value_name = "auto|off|PORTS")]
     pub syn_protect: Option<SynProtect>,
     /// Initial limits (defaults: 10k packets/s, auto bursts, no bit-rate limit, 60s blocks).
     #[command(flatten)]
@@ -248,7 +250,6 @@ impl DaemonConfig {
             ("metrics_addr", self.metrics_addr != new.metrics_addr),
             ("run_dir", self.run_dir != new.run_dir),
             ("pin_root", self.pin_root != new.pin_root),
-            ("syn_protect", self.syn_protect != new.syn_protect),
         ]
         .into_iter()
         .filter_map(|(name, differs)| differs.then_some(name))

@@ -437,7 +437,7 @@ fn the_sample_parses_and_holds_the_defaults() {
         all_keys,
         DaemonFile {
             run_dir: Some(PathBuf::from(crate::control::DEFAULT_RUN_DIR)),
-            syn_protect: Some(crate::syn::SynProtect::Off),
+            syn_protect: Some(crate::syn::SynProtect::Auto),
             ..defaults
         }
     );

@@ -33,7 +33,7 @@ pub use access::{Access, Peer, peer_of};
 pub use client::{all_sockets, call, call_streaming, find_socket};
 pub use view::{
     ClassStats, EventKind, EventRecord, LimitsView, ListEntryView, OutcomeStats, SourceView,
-    StatsView, SynStatsView, TableStats,
+    StatsView, SynProtectView, SynStatsView, TableStats,
 };
 
 /// Default directory of control sockets and lock files.
@@ -104,6 +104,13 @@ pub enum Request {
     },
     /// Read the config file again and apply it, all or nothing (root or admin group).
     Reload,
+    /// SYN protection: the setting, what it protects now, its counters.
+    SynProtectShow,
+    /// Change SYN protection (root only).
+    SynProtectChange {
+        /// The change.
+        change: crate::syn::SynProtectChange,
+    },
 }
 
 impl Request {
@@ -117,6 +124,7 @@ impl Request {
                 | Self::ListAdd { .. }
                 | Self::ListRemove { .. }
                 | Self::Reload
+                | Self::SynProtectChange { .. }
         )
     }
 }
@@ -175,6 +183,8 @@ pub enum Response {
         /// The changes applied, one line each (none: the config was unchanged).
         changes: Vec<String>,
     },
+    /// SYN protection (after a change, as it is now).
+    SynProtect(SynProtectView),
     /// The request was refused or failed; nothing changed.
     Error {
         /// Why.

@@ -58,6 +58,33 @@ pub struct StatsView {
     pub syn: SynStatsView,
 }
 
+/// `floodwall syn-protect show`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SynProtectView {
+    /// The setting: `auto`, `off` or the ports.
+    pub setting: String,
+    /// The ports protected now.
+    pub active_ports: Vec<u16>,
+    /// Why the program has no cookie stage (a kernel without its helpers); `None`: it has.
+    pub unavailable: Option<String>,
+    /// `net.ipv4.tcp_syncookies` in the interface's namespace now.
+    pub tcp_syncookies: Option<u8>,
+    /// The MSS the SYN-ACKs advertise over IPv4, once turned on.
+    pub mss_v4: Option<u16>,
+    /// The same over IPv6.
+    pub mss_v6: Option<u16>,
+    /// SYN-ACKs per second at most.
+    pub cookie_rate: u64,
+    /// Sources per second a cookie may admit at most.
+    pub verified_rate: u64,
+    /// Times `auto` turned it on.
+    pub auto_on: u64,
+    /// Times `auto` turned it off.
+    pub auto_off: u64,
+    /// The cookie stage's counters and the kernel's, as in `stats`.
+    pub counters: Vec<(String, u64)>,
+}
+
 /// SYN protection in `stats`: the ports, the cookie stage's counters and the kernel's own.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SynStatsView {
@@ -192,6 +219,8 @@ pub enum EventKind {
     EventsLost,
     /// The operator changed a list.
     ListChange,
+    /// SYN protection turned itself on or off (`auto`).
+    SynProtect,
 }
 
 /// One entry of the journal.

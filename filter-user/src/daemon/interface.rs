@@ -7,7 +7,7 @@ use std::{
     time::Instant,
 };
 
-use anyhow::{Context as _, anyhow, bail};
+use anyhow::{Context as _, anyhow};
 use aya::maps::{MapData, RingBuf};
 use filter_common::map_names;
 use log::info;
@@ -18,12 +18,10 @@ use crate::{
     config::{DaemonConfig, InterfaceConfig},
     control::Access,
     events::BlockBook,
-    limits::online_cpus,
     lists::{ListKind, ListMaps},
-    loader::{self, LoadOptions, Loaded},
+    loader::{self, LoadOptions},
     maps::monotonic_now_ns,
     pin::{MapsPlan, PinDir, Takeover},
-    syn::{self, SynProtect, host::SynHost},
 };
 
 /// Loads the program for one interface with its pinned state and attaches it, taking over
@@ -56,11 +54,16 @@ pub(super) fn protect(
             lists.add(ListKind::Deny, &config.deny, None)?;
         }
         loaded.maps.set_list_presence(lists.nonempty()?.flag_bits());
-        set_up_syn_protect(iface, &config.syn_protect, &loaded)?;
+        let syn = super::syn::start(
+            iface,
+            &loaded.maps,
+            &loaded.syn_cookies,
+            config.syn_protect.clone(),
+        )?;
         loaded.maps.write_limits(&config.limits.to_kernel())?;
-        anyhow::Ok((loaded, lists))
+        anyhow::Ok((loaded, lists, syn))
     })();
-    let (mut loaded, lists) = match prepared {
+    let (mut loaded, lists, syn) = match prepared {
         Ok(prepared) => prepared,
         Err(e) => {
             pins.abandon(&plan);
@@ -124,41 +127,10 @@ pub(super) fn protect(
         tracked: AtomicU64::new(0),
         access,
         reload,
-        syn_protect: Mutex::new(config.syn_protect.clone()),
+        syn: Mutex::new(syn),
+        syn_cookies: loaded.syn_cookies.clone(),
     });
     // The object (and with it the program fd) may go: the pinned link holds the program.
     drop(loaded.ebpf);
     Ok((shared, ring))
-}
-
-/// Sets up SYN protection as configured: the namespace's `tcp_syncookies`, the SYN-ACKs'
-/// values, the ports. Refused, with the reason, where the kernel lacks the helpers.
-fn set_up_syn_protect(iface: &str, setting: &SynProtect, loaded: &Loaded) -> anyhow::Result<()> {
-    let maps = &loaded.maps;
-    let SynProtect::Ports(ports) = setting else {
-        return maps.set_syn_protect(None);
-    };
-    if let Err(why) = &loaded.syn_cookies {
-        bail!("--syn-protect {setting} is refused: {why}");
-    }
-    match syn::host::ensure_syncookies()? {
-        Some(was) => info!(
-            "syn-protect: set net.ipv4.tcp_syncookies from {was} to 2 in the namespace of \
-             {iface}: the kernel must accept the cookie ACKs of the SYN-ACKs sent from XDP \
-             (it then answers every SYN that reaches it with a cookie too)"
-        ),
-        None => info!("syn-protect: net.ipv4.tcp_syncookies is 2 already"),
-    }
-    let host = SynHost::read(iface)?;
-    info!(
-        "syn-protect on {iface} for TCP port(s) {}: SYN-ACKs with MSS {} (IPv4) / {} (IPv6), \
-         TTL {}, hop limit {}, no timestamp, at most {} per second",
-        syn::join_ports(ports),
-        host.mss_v4,
-        host.mss_v6,
-        host.ttl,
-        host.hop_limit,
-        syn::DEFAULT_COOKIE_RATE
-    );
-    maps.set_syn_protect(Some((syn::kernel_config(&host, online_cpus()), ports)))
 }

@@ -31,12 +31,12 @@ use crate::{
     loader::AttachMode,
     maps::FilterMaps,
     stats::Sample,
-    syn::SynProtect,
 };
 
 mod interface;
 mod reload;
 mod server;
+mod syn;
 mod tasks;
 
 use reload::ReloadReply;
@@ -69,8 +69,10 @@ struct Shared {
     access: Arc<Mutex<Access>>,
     /// Where `floodwall reload` requests go.
     reload: mpsc::Sender<ReloadReply>,
-    /// Which ports get SYN cookies.
-    syn_protect: Mutex<SynProtect>,
+    /// SYN protection: the setting and what it protects now.
+    syn: Mutex<syn::SynState>,
+    /// Whether the program has the SYN-cookie stage: `Err` says why not.
+    syn_cookies: Result<(), String>,
 }
 
 /// The cookie stage's counters and the kernel's own cookie counters, for `stats` and the

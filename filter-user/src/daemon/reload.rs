@@ -14,6 +14,7 @@ use crate::{
     control::{EventKind, EventRecord},
     limits::Limits,
     lists::{ListKind, Prefix},
+    syn::SynProtect,
 };
 
 /// A reload request: answered with the changes applied, or why nothing was.
@@ -105,6 +106,8 @@ pub(super) trait Target {
     fn remove_listed(&self, list: ListKind, prefixes: &[Prefix]) -> anyhow::Result<Vec<Prefix>>;
     /// Makes `limits` the limits, in the map too; returns the limits before.
     fn set_limits(&self, limits: &Limits) -> anyhow::Result<Limits>;
+    /// Makes `setting` the SYN protection; returns the setting before.
+    fn set_syn_protect(&self, setting: &SynProtect) -> anyhow::Result<SynProtect>;
 }
 
 impl Target for Shared {
@@ -125,6 +128,10 @@ impl Target for Shared {
         // The list presence too: the lists may have changed before.
         self.sync_list_presence_with(limits)?;
         Ok(std::mem::replace(&mut *lock(&self.limits), *limits))
+    }
+
+    fn set_syn_protect(&self, setting: &SynProtect) -> anyhow::Result<SynProtect> {
+        super::syn::apply(self, setting.clone())
     }
 }
 
@@ -209,6 +216,12 @@ pub(super) fn apply_reload<T: Target>(
             }
             let previous = target.set_limits(&new.limits)?;
             undo.push(Box::new(move || target.set_limits(&previous).map(|_| ())));
+            if old.syn_protect != new.syn_protect {
+                let previous = target.set_syn_protect(&new.syn_protect)?;
+                undo.push(Box::new(move || {
+                    target.set_syn_protect(&previous).map(|_| ())
+                }));
+            }
         }
         anyhow::Ok(())
     })();
@@ -245,6 +258,7 @@ mod tests {
         limits: Cell<Limits>,
         /// The operation that fails (`add`, `remove`, `limits`), once.
         fail: Cell<Option<&'static str>>,
+        syn: RefCell<SynProtect>,
     }
 
     impl Fake {
@@ -302,6 +316,11 @@ mod tests {
             self.check("limits")?;
             Ok(self.limits.replace(*limits))
         }
+
+        fn set_syn_protect(&self, setting: &SynProtect) -> anyhow::Result<SynProtect> {
+            self.check("syn")?;
+            Ok(self.syn.replace(setting.clone()))
+        }
     }
 
     /// The configuration of a file that denies `deny` and limits sources to `pps`.
@@ -323,8 +342,27 @@ mod tests {
             let fake = Fake::default();
             fake.deny.borrow_mut().extend(&old.deny);
             fake.limits.set(old.limits);
+            *fake.syn.borrow_mut() = old.syn_protect.clone();
             fake
         })
+    }
+
+    #[test]
+    fn a_reload_changes_syn_protect_and_undoes_it_on_failure() {
+        let old = config("10k", &[], "");
+        let new = config("10k", &[], "[daemon]\nsyn_protect = \"80,443\"\n");
+        let fakes = protected(&old);
+        let changes = apply_reload(&[&fakes[0], &fakes[1]], &old, &new).expect("applies");
+        assert_eq!(changes, ["daemon.syn_protect: default -> 80,443"]);
+        for fake in &fakes {
+            assert_eq!(fake.syn.borrow().to_string(), "80,443");
+        }
+        let fakes = protected(&old);
+        fakes[1].fail.set(Some("syn"));
+        apply_reload(&[&fakes[0], &fakes[1]], &old, &new).expect_err("fails");
+        for fake in &fakes {
+            assert_eq!(*fake.syn.borrow(), SynProtect::Auto, "undone");
+        }
     }
 
     #[test]

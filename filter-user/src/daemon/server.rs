@@ -16,7 +16,7 @@ use tokio::{
     sync::{broadcast, oneshot},
 };
 
-use super::{Shared, lock};
+use super::{Shared, lock, syn};
 use crate::{
     control::{
         ClassStats, EventKind, EventRecord, LimitsView, MAX_REQUEST_BYTES, NOTHING_TO_CHANGE,
@@ -26,6 +26,7 @@ use crate::{
     lists::{self, ListKind, Prefix},
     maps::monotonic_now_ns,
     stats::{outcome_stats, source_view, top_sources},
+    syn::SynProtectChange,
 };
 
 /// Accepts connections until the listener fails; each is served on its own task.
@@ -129,6 +130,12 @@ async fn respond(shared: &Arc<Shared>, request: Request) -> Answer {
             Ok(Response::Events { events: backlog })
         }
         Request::Reload => reload(shared).await,
+        Request::SynProtectShow => {
+            blocking(shared, |s| Ok(Response::SynProtect(syn::view(s)?))).await
+        }
+        Request::SynProtectChange { change } => {
+            blocking(shared, move |s| set_syn_protect(s, &change)).await
+        }
     };
     Answer::One(response.unwrap_or_else(|e| Response::Error {
         message: format!("{e:#}"),
@@ -204,6 +211,20 @@ fn set_limits(shared: &Shared, change: &LimitsChange) -> anyhow::Result<Response
     Ok(Response::Limits(limits_view(shared, &next)))
 }
 
+/// `floodwall syn-protect set|add|remove|off|auto`: all or nothing.
+fn set_syn_protect(shared: &Shared, change: &SynProtectChange) -> anyhow::Result<Response> {
+    let current = lock(&shared.syn).setting().clone();
+    let next = change.apply(&current).map_err(|e| anyhow!(e))?;
+    if next != current {
+        syn::apply(shared, next.clone())?;
+        info!(
+            "syn-protect changed on {}: {current} -> {next}",
+            shared.iface
+        );
+    }
+    Ok(Response::SynProtect(syn::view(shared)?))
+}
+
 fn stats(shared: &Shared) -> anyhow::Result<Response> {
     let current = shared.maps.sample()?;
     let previous = lock(&shared.samples).1;
@@ -243,7 +264,7 @@ fn stats(shared: &Shared) -> anyhow::Result<Response> {
             evictions: inserts.saturating_sub(u64::from(shared.max_sources)),
         },
         syn: SynStatsView {
-            protect: lock(&shared.syn_protect).to_string(),
+            protect: lock(&shared.syn).describe(),
             counters: super::syn_counters(shared)?
                 .into_iter()
                 .map(|(name, count)| (name.to_owned(), count))

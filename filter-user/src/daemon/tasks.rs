@@ -44,6 +44,7 @@ pub(super) async fn sample_loop(shared: Arc<Shared>) -> anyhow::Result<()> {
             samples.1 = Some(sample);
         }
         lock(&shared.blocks).expire(sample.at_ns);
+        super::syn::auto_tick(&shared, &sample.totals);
         let lost = shared.maps.events_lost()?;
         if lost > last_lost {
             let line = format!("{} events lost: the ring buffer was full", lost - last_lost);

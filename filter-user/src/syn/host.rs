@@ -92,6 +92,14 @@ pub fn ensure_syncookies() -> anyhow::Result<Option<u8>> {
     Ok(Some(was))
 }
 
+/// `net.ipv4.tcp_syncookies` now.
+///
+/// # Errors
+/// If it cannot be read.
+pub fn syncookies_value() -> anyhow::Result<u8> {
+    read_number(Path::new(SYNCOOKIES))
+}
+
 /// Whether `net.ipv4.tcp_syncookies` is 2 now.
 ///
 /// # Errors

@@ -21,8 +21,11 @@ pub const DEFAULT_VERIFIED_RATE: u64 = 50_000;
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum SynProtect {
     /// No cookies: SYNs of untracked sources are held to the SYN ceiling.
-    #[default]
     Off,
+    /// On for the ports that have listeners while a spoofed SYN flood goes over the SYN
+    /// ceiling, off again once it has been over for a while.
+    #[default]
+    Auto,
     /// Always on for these ports.
     Ports(BTreeSet<u16>),
 }
@@ -31,15 +34,10 @@ pub enum SynProtect {
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SynProtectError {
     /// Nothing between two commas, or nothing at all.
-    #[error("an empty port in `{0}`: give off, or ports such as 80,443")]
+    #[error("an empty port in `{0}`: give auto, off, or ports such as 80,443")]
     Empty(String),
-    /// `auto`, which this version does not have yet.
-    #[error(
-        "`auto` (turning itself on during a flood) is not available yet: give off or ports such as 80,443"
-    )]
-    AutoNotYet,
     /// Not a number from 1 to 65535.
-    #[error("`{0}` is not a TCP port (1 to 65535): give off, or ports such as 80,443")]
+    #[error("`{0}` is not a TCP port (1 to 65535): give auto, off, or ports such as 80,443")]
     NotAPort(String),
 }
 
@@ -49,7 +47,7 @@ impl FromStr for SynProtect {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.trim() {
             "off" => Ok(Self::Off),
-            "auto" => Err(SynProtectError::AutoNotYet),
+            "auto" => Ok(Self::Auto),
             "" => Err(SynProtectError::Empty(s.to_owned())),
             list => list
                 .split(',')
@@ -76,8 +74,62 @@ impl fmt::Display for SynProtect {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Off => f.write_str("off"),
+            Self::Auto => f.write_str("auto"),
             Self::Ports(ports) => f.write_str(&join_ports(ports)),
         }
+    }
+}
+
+/// A change of `floodwall syn-protect`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SynProtectChange {
+    /// Protect exactly these ports, always.
+    Set(BTreeSet<u16>),
+    /// Protect these ports too (the protected set, or none with `auto` or `off`).
+    Add(BTreeSet<u16>),
+    /// Stop protecting these ports: all must be protected, else nothing changes.
+    Remove(BTreeSet<u16>),
+    /// Turn it off.
+    Off,
+    /// Let it turn itself on during SYN floods.
+    Auto,
+}
+
+impl SynProtectChange {
+    /// The setting after this change of `current`.
+    ///
+    /// # Errors
+    /// A port to remove that is not protected, or a set that would be empty.
+    pub fn apply(&self, current: &SynProtect) -> Result<SynProtect, String> {
+        let protected = match current {
+            SynProtect::Ports(ports) => ports.clone(),
+            SynProtect::Off | SynProtect::Auto => BTreeSet::new(),
+        };
+        let ports = match self {
+            Self::Off => return Ok(SynProtect::Off),
+            Self::Auto => return Ok(SynProtect::Auto),
+            Self::Set(ports) => ports.clone(),
+            Self::Add(ports) => protected.union(ports).copied().collect(),
+            Self::Remove(ports) => {
+                let missing: BTreeSet<u16> = ports.difference(&protected).copied().collect();
+                if !missing.is_empty() {
+                    return Err(format!(
+                        "not protected: {} (protected: {current}); nothing changed",
+                        join_ports(&missing)
+                    ));
+                }
+                protected.difference(ports).copied().collect()
+            }
+        };
+        if ports.is_empty() {
+            return Err(
+                "no port would be left: use `floodwall syn-protect off` to turn it off; \
+                 nothing changed"
+                    .to_owned(),
+            );
+        }
+        Ok(SynProtect::Ports(ports))
     }
 }
 
@@ -122,10 +174,8 @@ mod tests {
     #[test]
     fn values_parse_and_print_back() {
         assert_eq!("off".parse(), Ok(SynProtect::Off));
-        assert_eq!(
-            " auto ".parse::<SynProtect>(),
-            Err(SynProtectError::AutoNotYet)
-        );
+        assert_eq!(" auto ".parse(), Ok(SynProtect::Auto));
+        assert_eq!(SynProtect::default(), SynProtect::Auto);
         let ports: SynProtect = "443, 80,80".parse().unwrap();
         assert_eq!(ports, SynProtect::Ports(BTreeSet::from([80, 443])));
         assert_eq!(ports.to_string(), "80,443");
@@ -150,6 +200,26 @@ mod tests {
             Err(SynProtectError::NotAPort("70000".into()))
         );
         assert!("".parse::<SynProtect>().is_err());
+    }
+
+    #[test]
+    fn changes_apply_all_or_nothing() {
+        let ports = |p: &[u16]| p.iter().copied().collect::<BTreeSet<u16>>();
+        let on = SynProtect::Ports(ports(&[80]));
+        assert_eq!(
+            SynProtectChange::Add(ports(&[443])).apply(&on),
+            Ok(SynProtect::Ports(ports(&[80, 443])))
+        );
+        assert_eq!(
+            SynProtectChange::Add(ports(&[443])).apply(&SynProtect::Auto),
+            Ok(SynProtect::Ports(ports(&[443])))
+        );
+        let refused = SynProtectChange::Remove(ports(&[80, 22]))
+            .apply(&on)
+            .unwrap_err();
+        assert!(refused.contains("not protected: 22"), "{refused}");
+        assert!(SynProtectChange::Remove(ports(&[80])).apply(&on).is_err());
+        assert_eq!(SynProtectChange::Off.apply(&on), Ok(SynProtect::Off));
     }
 
     #[test]
