@@ -37,6 +37,10 @@ pub const PROGRAM_NAME: &str = "floodwall";
 /// program on the same machine.
 pub const BASELINE_PROGRAM_NAME: &str = "floodwall_drop";
 
+/// Name of a bare reflector in the same object (swap the MAC addresses, `XDP_TX`): the
+/// yardstick of the SYN-cookie path, which answers in place too.
+pub const REFLECTOR_PROGRAM_NAME: &str = "floodwall_reflect";
+
 /// Name of a program that samples the program clock and `bpf_ktime_get_ns()` into
 /// [`map_names::CLOCK`]; the daemon runs it with `BPF_PROG_TEST_RUN` to calibrate the clock.
 pub const CLOCK_PROGRAM_NAME: &str = "floodwall_clock";

@@ -147,6 +147,31 @@ pub fn floodwall_drop(_ctx: XdpContext) -> u32 {
     XDP_DROP
 }
 
+/// The cheapest possible answer in place: swap the MAC addresses and send the frame back.
+/// Loaded only by benchmarks, as the yardstick of the SYN-cookie path.
+#[xdp]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "aya's #[xdp] macro hands the context over by value"
+)]
+pub fn floodwall_reflect(ctx: XdpContext) -> u32 {
+    let (start, end) = (ctx.data(), ctx.data_end());
+    if start + 12 > end {
+        return XDP_PASS;
+    }
+    let macs = start as *mut [u8; 6];
+    // SAFETY: the check above keeps both addresses inside the frame.
+    unsafe {
+        let (dst, src) = (
+            core::ptr::read_unaligned(macs),
+            core::ptr::read_unaligned(macs.add(1)),
+        );
+        core::ptr::write_unaligned(macs, src);
+        core::ptr::write_unaligned(macs.add(1), dst);
+    }
+    XDP_TX
+}
+
 #[cfg(not(test))]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {

@@ -541,3 +541,85 @@ fn one_daemon_protects_several_interfaces_with_stats_per_interface_and_in_total(
         );
     }
 }
+
+/// `floodwall syn-protect show --json`'s view.
+fn syn_protect(daemon: &Daemon, args: &[&str]) -> floodwall::control::SynProtectView {
+    let mut all = vec!["syn-protect"];
+    all.extend(args);
+    match daemon.query(&all).expect("syn-protect answers") {
+        Response::SynProtect(view) => view,
+        other => panic!("syn-protect answered {other:?}"),
+    }
+}
+
+/// `floodwall syn-protect` changes the protected ports while the daemon runs, all or
+/// nothing: a port to remove that is not protected, or a bad port, changes nothing and says
+/// why; `off` turns it off; `auto` (the default) protects nothing until a flood. Turning it
+/// on sets `tcp_syncookies=2` in the interface's namespace.
+#[test]
+fn syn_protect_commands_change_the_ports_all_or_nothing() {
+    if !floodwall_tests::privileged("syn_protect_commands_change_the_ports_all_or_nothing") {
+        return;
+    }
+    let lab = new_lab(0);
+    let daemon = start(&lab, &[]);
+    let view = syn_protect(&daemon, &["show"]);
+    assert_eq!(
+        (view.setting.as_str(), view.active_ports.len()),
+        ("auto", 0)
+    );
+    assert_eq!(view.unavailable, None, "this kernel has the helpers");
+
+    let view = syn_protect(&daemon, &["set", "80,443"]);
+    assert_eq!(view.setting, "80,443");
+    assert_eq!(view.active_ports, [80, 443]);
+    assert_eq!(view.tcp_syncookies, Some(2));
+    assert!(view.mss_v4.is_some_and(|mss| mss >= 1200), "{view:?}");
+
+    failed(
+        &daemon
+            .cli(&["syn-protect", "remove", "443,22"])
+            .expect("cli"),
+        "removing a port that is not protected",
+        "not protected: 22",
+    );
+    failed(
+        &daemon.cli(&["syn-protect", "add", "80,0"]).expect("cli"),
+        "a bad port",
+        "`0` is not a TCP port",
+    );
+    failed(
+        &daemon
+            .cli(&["syn-protect", "remove", "80,443"])
+            .expect("cli"),
+        "removing every port",
+        "no port would be left",
+    );
+    assert_eq!(syn_protect(&daemon, &["show"]).active_ports, [80, 443]);
+
+    let view = syn_protect(&daemon, &["add", "8080"]);
+    assert_eq!(view.active_ports, [80, 443, 8080]);
+    let view = syn_protect(&daemon, &["remove", "443"]);
+    assert_eq!(view.active_ports, [80, 8080]);
+    let text = succeeded(
+        &daemon.cli(&["syn-protect", "show"]).expect("cli"),
+        "syn-protect show",
+    );
+    assert!(
+        text.contains("syn-protect 80,8080: cookies from XDP for port(s) 80,8080"),
+        "{text}"
+    );
+    assert_eq!(daemon.stats().expect("stats").syn.protect, "80,8080");
+
+    let view = syn_protect(&daemon, &["off"]);
+    assert_eq!((view.setting.as_str(), view.active_ports.len()), ("off", 0));
+    let view = syn_protect(&daemon, &["auto"]);
+    assert_eq!(
+        (view.setting.as_str(), view.active_ports.len()),
+        ("auto", 0)
+    );
+    assert!(
+        daemon.log().contains("syn-protect changed on"),
+        "changes are logged"
+    );
+}

@@ -5,11 +5,11 @@
 
 use aya_obj::Object;
 use filter_common::{
-    BASELINE_PROGRAM_NAME, BLOCK_CACHE_SLOTS, BlockCacheSlot, CLASSES, CLOCK_PROGRAM_NAME,
+    BASELINE_PROGRAM_NAME, BLOCK_CACHE_SLOTS, BlockCacheSlot, CEILING_SLOTS, CLOCK_PROGRAM_NAME,
     COUNTER_ENTRIES, ClassState, ClockSample, Counter, DEFAULT_LIST_CAPACITY, DEFAULT_MAX_PREFIXES,
     DEFAULT_MAX_SOURCES, EVENTS_BYTES, LimitsConfig, ListEntry, PROGRAM_NAME, PrefixKey,
-    PrefixState, SKETCH_ROWS, SketchRow, SourceKey, SourceState, TABLE_STAT_SLOTS, TRACKED_CHUNKS,
-    TrackedChunk, map_names,
+    PrefixState, REFLECTOR_PROGRAM_NAME, SKETCH_ROWS, SYN_PORT_WORDS, SYN_STAT_SLOTS, SketchRow,
+    SourceKey, SourceState, TABLE_STAT_SLOTS, TRACKED_CHUNKS, TrackedChunk, map_names,
 };
 use floodwall::loader::EBPF_OBJECT;
 
@@ -32,7 +32,12 @@ fn size_of_u32<T>() -> u32 {
 #[test]
 fn object_has_the_floodwall_and_baseline_programs() {
     let obj = object();
-    for name in [PROGRAM_NAME, BASELINE_PROGRAM_NAME, CLOCK_PROGRAM_NAME] {
+    for name in [
+        PROGRAM_NAME,
+        BASELINE_PROGRAM_NAME,
+        CLOCK_PROGRAM_NAME,
+        REFLECTOR_PROGRAM_NAME,
+    ] {
         assert!(
             obj.programs.contains_key(name),
             "program {name} missing; object has {:?}",
@@ -132,7 +137,7 @@ fn maps_match_the_contract() {
             BPF_MAP_TYPE_PERCPU_ARRAY,
             4,
             8,
-            u32::try_from(CLASSES + 1).expect("7"),
+            CEILING_SLOTS,
         ),
         (
             map_names::PREFIXES,
@@ -154,6 +159,20 @@ fn maps_match_the_contract() {
             4,
             size_of_u32::<TrackedChunk>(),
             TRACKED_CHUNKS,
+        ),
+        (
+            map_names::SYN_PORTS,
+            BPF_MAP_TYPE_ARRAY,
+            4,
+            8,
+            SYN_PORT_WORDS,
+        ),
+        (
+            map_names::SYN_STATS,
+            BPF_MAP_TYPE_PERCPU_ARRAY,
+            4,
+            8,
+            SYN_STAT_SLOTS,
         ),
     ];
     for (name, map_type, key, value, entries) in expected {

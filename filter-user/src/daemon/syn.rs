@@ -147,6 +147,9 @@ pub(super) fn start(
         available,
     };
     let mut syn = SynState::new(setting);
+    if let (SynProtect::Auto, Err(why)) = (&syn.setting, available) {
+        info!("syn-protect auto on {iface} will stay off: {why}");
+    }
     let ports = match &syn.setting {
         SynProtect::Ports(ports) => ports.clone(),
         SynProtect::Auto if available.is_ok() => maps.pinned_syn_ports()?,
@@ -220,7 +223,8 @@ pub(super) fn view(shared: &Shared) -> anyhow::Result<SynProtectView> {
 /// puts `tcp_syncookies` back if someone reset it.
 pub(super) fn auto_tick(shared: &Shared, totals: &Totals) {
     let mut state = lock(&shared.syn);
-    if state.setting != SynProtect::Auto {
+    // Without the stage (a kernel before 6.0) auto has nothing to turn on; `start` said so.
+    if state.setting != SynProtect::Auto || shared.syn_cookies.is_err() {
         state.last_counts = None;
         return;
     }

@@ -36,6 +36,17 @@
 //!   none was evicted, so this measures inserts into free slots, not evictions. The new
 //!   sources are deleted after each round, so every round starts from the same table.
 //!
+//! - **SYN flood** (single repetition): a SYN from a new random source to a protected port,
+//!   with Linux's options, answered by the SYN-cookie path with a SYN-ACK (`XDP_TX`),
+//!   against a bare reflector from the same object (swap the MAC addresses, `XDP_TX`)
+//!   measured the same way, interleaved packet by packet. A repeated frame cannot measure
+//!   it: the program rewrites the frame in place, so the second repetition would see the
+//!   SYN-ACK. The bench moves into a network namespace of its own for it, with a listener
+//!   and `tcp_syncookies=2` there (the test run's socket lookup sees the namespace of the
+//!   caller's loopback). Target: at least half the reflector's rate (a time ratio of at
+//!   most 2). The SYNs per second on one CPU are the program's alone (1 s over its time
+//!   per SYN), not a measurement through a NIC.
+//!
 //! Every round checks the verdict and the per-outcome counters, so a number is only printed
 //! for a packet that really took the path its case names.
 //!
@@ -69,7 +80,7 @@ use clap::Parser;
 use etherparse::PacketBuilder;
 use filter_common::{
     BASELINE_PROGRAM_NAME, COST_SHIFT, DEFAULT_MAX_SOURCES, LimitsConfig, Outcome, PROGRAM_NAME,
-    SourceKey, SourceState, map_names,
+    REFLECTOR_PROGRAM_NAME, SourceKey, SourceState, map_names,
 };
 use floodwall::{
     limits::{Burst, Limits, LimitsChange, Rate},
@@ -80,6 +91,8 @@ use floodwall::{
 use floodwall_tests::bench;
 use serde_json::json;
 
+/// `XDP_TX`: a SYN answered in place.
+const XDP_TX: u32 = 3;
 /// `XDP_DROP` and `XDP_PASS` (`enum xdp_action` in `include/uapi/linux/bpf.h`).
 const XDP_DROP: u32 = 1;
 /// See [`XDP_DROP`].
@@ -174,6 +187,8 @@ fn run(args: &Args) -> anyhow::Result<bool> {
     );
     let cpu = bench::pin_to_cpu(args.cpu)?;
     bench::warn_if_bpf_stats_enabled();
+    // Before anything is loaded: the SYN case needs a listener of its own (see the doc).
+    let _listener = syn_namespace()?;
 
     // Real clock: the blocked case relies on bpf_ktime_get_ns() being before blocked_until.
     let Loaded { mut ebpf, maps, .. } = loader::load(&LoadOptions {
@@ -182,11 +197,11 @@ fn run(args: &Args) -> anyhow::Result<bool> {
         ..LoadOptions::default()
     })
     .context("failed to load floodwall (are you root?)")?;
-    loader::xdp_program(&mut ebpf, BASELINE_PROGRAM_NAME)?
-        .load()
-        .with_context(|| {
-            format!("the kernel refused the baseline program {BASELINE_PROGRAM_NAME}")
-        })?;
+    for name in [BASELINE_PROGRAM_NAME, REFLECTOR_PROGRAM_NAME] {
+        loader::xdp_program(&mut ebpf, name)?
+            .load()
+            .with_context(|| format!("the kernel refused the yardstick program {name}"))?;
+    }
     let floodwall = program(&ebpf, PROGRAM_NAME)?;
     let baseline = program(&ebpf, BASELINE_PROGRAM_NAME)?;
     // As loaded, before any case puts state in the maps (see the module doc).
@@ -229,7 +244,8 @@ fn run(args: &Args) -> anyhow::Result<bool> {
 
     maps.write_limits(&under_limit)
         .context("failed to write the limits")?;
-    let single = bench.new_sources(args)?;
+    let mut single = bench.new_sources(args)?;
+    single.syn = bench.syn_flood(args, program(&ebpf, REFLECTOR_PROGRAM_NAME)?, &under_limit)?;
 
     let report = Report::new(
         cpu,
@@ -666,6 +682,116 @@ impl Bench<'_> {
         }
         Ok(runs)
     }
+    /// The SYN case: per round, `new_sources` SYNs of fresh sources through the reflector
+    /// and through floodwall's cookie path, interleaved.
+    fn syn_flood(
+        &self,
+        args: &Args,
+        reflector: &Xdp,
+        limits: &LimitsConfig,
+    ) -> anyhow::Result<SynRuns> {
+        let host = floodwall::syn::host::SynHost {
+            mss_v4: 1460,
+            mss_v6: 1440,
+            ttl: 64,
+            hop_limit: 64,
+        };
+        // No budget: the case measures the path, not the budget's refusals.
+        let config = filter_common::SynProtectConfig {
+            cookie_rate: filter_common::RateParams::default(),
+            verified_rate: filter_common::RateParams::default(),
+            ..floodwall::syn::kernel_config(&host, 1)
+        };
+        self.maps
+            .set_syn_protect(Some((
+                config,
+                &std::collections::BTreeSet::from([SYN_PORT]),
+            )))
+            .context("failed to protect the SYN case's port")?;
+        self.maps
+            .write_limits(limits)
+            .context("failed to write the limits")?;
+        let frames = (0..args.new_sources)
+            .map(|i| linux_syn((SYN_SOURCE_FIRST + i).to_be_bytes()))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let mut runs = SynRuns::default();
+        for _ in 0..args.rounds {
+            let before = self.maps.totals().context("failed to read the counters")?;
+            let (mut reflected, mut answered) = (Vec::new(), Vec::new());
+            for frame in &frames {
+                let (verdict, ns) = run_once(reflector, frame)?;
+                ensure!(verdict == XDP_TX, "reflector returned {verdict}");
+                reflected.push(ns);
+                let (verdict, ns) = run_once(self.floodwall, frame)?;
+                ensure!(
+                    verdict == XDP_TX,
+                    "SYN: verdict {verdict} (expected a cookie SYN-ACK, {XDP_TX})"
+                );
+                answered.push(ns);
+            }
+            let after = self.maps.totals().context("failed to read the counters")?;
+            check_counters(
+                "syn_flood",
+                &before,
+                &after,
+                Outcome::SynCookieSent,
+                u64::from(args.new_sources),
+            )?;
+            runs.reflector.push(trimmed_mean(&mut reflected));
+            runs.cookie.push(trimmed_mean(&mut answered));
+        }
+        self.maps
+            .set_syn_protect(None)
+            .context("failed to unprotect the SYN case's port")?;
+        Ok(runs)
+    }
+}
+
+/// Port the SYN case protects and listens on.
+const SYN_PORT: u16 = 80;
+/// Sources of the SYN case: the range of the new-source case, after it.
+const SYN_SOURCE_FIRST: u32 = u32::from_be_bytes([198, 19, 0, 0]);
+/// Target of the SYN case: at most twice the reflector's time per SYN (at least half its
+/// rate).
+const TARGET_SYN: f64 = 2.0;
+
+/// Moves the process into a new network namespace with loopback up, `tcp_syncookies=2`
+/// and a listener on [`SYN_PORT`] (returned: it must stay open). The benchmark is
+/// single-threaded, so the whole process moves.
+fn syn_namespace() -> anyhow::Result<std::net::TcpListener> {
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+        .context("cannot create a network namespace for the SYN case")?;
+    let up = std::process::Command::new("ip")
+        .args(["link", "set", "lo", "up"])
+        .status()
+        .context("cannot run ip")?;
+    ensure!(up.success(), "cannot bring the namespace's loopback up");
+    std::fs::write("/proc/sys/net/ipv4/tcp_syncookies", "2\n")
+        .context("cannot set tcp_syncookies in the bench's namespace")?;
+    std::net::TcpListener::bind(("::", SYN_PORT)).context("cannot listen for the SYN case")
+}
+
+/// A SYN from `src` to [`SYN_PORT`] with Linux's options (MSS, SACK permitted, timestamp,
+/// no-op, window scale).
+fn linux_syn(src: [u8; 4]) -> anyhow::Result<Vec<u8>> {
+    use etherparse::TcpOptionElement as Opt;
+    let builder = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 2], [2, 0, 0, 0, 0, 1])
+        .ipv4(src, [198, 18, 0, 1], 64)
+        .tcp(40_000, SYN_PORT, 0x1234_5678, 64_240)
+        .syn()
+        .options(&[
+            Opt::MaximumSegmentSize(1460),
+            Opt::SelectiveAcknowledgementPermitted,
+            Opt::Timestamp(1_000, 0),
+            Opt::Noop,
+            Opt::WindowScale(7),
+        ])
+        .context("the SYN's options")?;
+    let mut frame = Vec::with_capacity(builder.size(0));
+    builder
+        .write(&mut frame, &[])
+        .context("cannot build a SYN")?;
+    Ok(frame)
 }
 
 /// Runs `frame` through `program` `repeat` times in one `BPF_PROG_TEST_RUN` call; returns
@@ -745,6 +871,15 @@ struct SingleRuns {
     new_source: Vec<f64>,
     /// floodwall, a tracked source under its limit.
     tracked: Vec<f64>,
+    /// The SYN case.
+    syn: SynRuns,
+}
+
+/// The SYN case's rounds: the reflector and the cookie path, per round.
+#[derive(Default)]
+struct SynRuns {
+    reflector: Vec<f64>,
+    cookie: Vec<f64>,
 }
 
 /// The median of `values` (sorted in place); `NaN` if empty.
@@ -891,6 +1026,10 @@ struct Report {
     /// Estimated cost of a new source at full rate: tracked (repeated frame) plus the
     /// insert's increment (single-repetition new minus single-repetition tracked).
     new_source_estimate: Summary,
+    /// The reflector, single repetitions.
+    syn_reflector: Summary,
+    /// SYNs answered by the cookie path, as a ratio to the reflector.
+    syn: Summary,
     /// The per-source state's memory.
     memory: Memory,
 }
@@ -906,6 +1045,7 @@ impl Report {
         single: &SingleRuns,
         memory: Memory,
     ) -> anyhow::Result<Self> {
+        let syn = &single.syn;
         let base: Vec<f64> = baseline_rounds.iter().map(|r| r.ns()).collect();
         let summaries: Vec<Summary> = cases
             .iter()
@@ -974,13 +1114,36 @@ impl Report {
                 &base,
                 None,
             ),
+            syn_reflector: Summary::new(
+                "reflector_single",
+                "bare reflector (swap MACs, XDP_TX)",
+                SINGLE,
+                &syn.reflector,
+                &syn.reflector,
+                None,
+            ),
+            syn: Summary::new(
+                "syn_flood",
+                "SYN of a new source to a protected port: cookie SYN-ACK",
+                SINGLE,
+                &syn.cookie,
+                &syn.reflector,
+                Some(TARGET_SYN),
+            ),
             memory,
         })
     }
 
     /// Whether every case with a target met it, and the source table its memory target.
     fn targets_met(&self) -> bool {
-        self.cases.iter().all(|c| c.met() != Some(false)) && self.memory.table_target_met()
+        self.cases.iter().all(|c| c.met() != Some(false))
+            && self.syn.met() != Some(false)
+            && self.memory.table_target_met()
+    }
+
+    /// SYNs one CPU answers per second by the program's time alone.
+    fn syns_per_second(&self) -> f64 {
+        1e9 / self.syn.ns
     }
 
     /// Prints the report for people.
@@ -1009,6 +1172,17 @@ impl Report {
         println!("Derived (ratio to the repeated-frame XDP_DROP):");
         self.new_source_estimate.print();
         println!();
+        println!(
+            "SYN flood (single repetition, ratio to the reflector measured the same way; \
+             target <= {TARGET_SYN:.1}x, i.e. at least half its rate):"
+        );
+        self.syn_reflector.print();
+        self.syn.print();
+        println!(
+            "  SYNs answered per second on one CPU, by the program's time: {:.0}",
+            self.syns_per_second()
+        );
+        println!();
         self.memory.print();
         println!();
         println!("XDP_DROP program: {:.1} ns/packet", self.baseline.ns);
@@ -1035,6 +1209,11 @@ impl Report {
                 "cases": self.single.iter().map(Summary::json).collect::<Vec<_>>(),
             },
             "new_source_estimate": self.new_source_estimate.json(),
+            "syn_flood": {
+                "reflector": self.syn_reflector.json(),
+                "cookie": self.syn.json(),
+                "syns_per_second_one_cpu": self.syns_per_second(),
+            },
             "memory": self.memory.json(),
             "targets_met": self.targets_met(),
         })
