@@ -144,7 +144,12 @@ impl FilterMaps {
                 } else {
                     0
                 },
-            syn: syn.unwrap_or_default(),
+            // The SYN-ACKs' values from the namespace, the budgets from the limits.
+            syn: syn.map_or(config.syn, |values| SynProtectConfig {
+                cookie_rate: config.syn.cookie_rate,
+                verified_rate: config.syn.verified_rate,
+                ..values
+            }),
             ..*config
         }
         .with_derived_flags();

@@ -389,6 +389,12 @@ pub const MAX_BATCH: u32 = 256;
 const SOURCE_IID_OFFSET: i16 = 14 + 8 + 8;
 /// Offset of the UDP payload: Ethernet, IPv6, UDP headers.
 const PAYLOAD_OFFSET: i16 = 14 + 40 + 8;
+/// Offset of the TCP sequence number in a frame of [`LiveGenerator::syn_frame`]; the
+/// acknowledgment number follows it.
+const SYN_SEQ_OFFSET: i16 = 14 + 40 + 4;
+/// Length of a frame of [`LiveGenerator::syn_frame`]: Ethernet, IPv6, TCP with 20 bytes of
+/// options.
+pub const SYN_FRAME_LEN: usize = 14 + 40 + 40;
 /// Length of the generated frames: the headers and 8 bytes of payload.
 pub const FRAME_LEN: usize = PAYLOAD_OFFSET as usize + 8;
 
@@ -431,6 +437,14 @@ const XDP_TX: i32 = 3;
 /// product's eBPF crate: it is test equipment, and the product's object should hold only
 /// what is attached to a server or measured as a yardstick.
 fn generator_program() -> Vec<Insn> {
+    generator_program_at(SOURCE_IID_OFFSET, PAYLOAD_OFFSET)
+}
+
+/// [`generator_program`] writing the source's complement at `complement_at` (and 4 bytes
+/// on) instead of into a UDP payload: for the SYN frames, into the TCP sequence and
+/// acknowledgment numbers (a SYN's acknowledgment number means nothing without ACK).
+/// Frames must reach 8 bytes past `complement_at`.
+fn generator_program_at(iid_at: i16, complement_at: i16) -> Vec<Insn> {
     const LDX_W: u8 = 0x61; // BPF_LDX | BPF_MEM | BPF_W
     const STX_W: u8 = 0x63; // BPF_STX | BPF_MEM | BPF_W
     const MOV64_X: u8 = 0xbf; // BPF_ALU64 | BPF_MOV | BPF_X
@@ -440,7 +454,7 @@ fn generator_program() -> Vec<Insn> {
     const JGT_X: u8 = 0x2d; // BPF_JMP | BPF_JGT | BPF_X
     const CALL: u8 = 0x85; // BPF_JMP | BPF_CALL
     const EXIT: u8 = 0x95; // BPF_JMP | BPF_EXIT
-    let len = i32::from(PAYLOAD_OFFSET) + 8;
+    let len = i32::from(complement_at) + 8;
     let (r0, r1, r2, r6, r7) = (0, 1, 2, 6, 7);
     vec![
         insn(LDX_W, r6, r1, 0, 0),    // r6 = ctx->data
@@ -449,13 +463,13 @@ fn generator_program() -> Vec<Insn> {
         insn(ADD64_K, r2, 0, 0, len), // r2 += FRAME_LEN
         insn(JGT_X, r2, r7, 10, 0),   // if r2 > data_end goto drop
         insn(CALL, 0, 0, 0, HELPER_PRANDOM_U32),
-        insn(STX_W, r6, r0, SOURCE_IID_OFFSET, 0),
+        insn(STX_W, r6, r0, iid_at, 0),
         insn(XOR32_K, r0, 0, 0, -1),
-        insn(STX_W, r6, r0, PAYLOAD_OFFSET, 0),
+        insn(STX_W, r6, r0, complement_at, 0),
         insn(CALL, 0, 0, 0, HELPER_PRANDOM_U32),
-        insn(STX_W, r6, r0, SOURCE_IID_OFFSET + 4, 0),
+        insn(STX_W, r6, r0, iid_at + 4, 0),
         insn(XOR32_K, r0, 0, 0, -1),
-        insn(STX_W, r6, r0, PAYLOAD_OFFSET + 4, 0),
+        insn(STX_W, r6, r0, complement_at + 4, 0),
         insn(MOV64_K, r0, 0, 0, XDP_TX),
         insn(EXIT, 0, 0, 0, 0),
         insn(MOV64_K, r0, 0, 0, XDP_DROP), // drop:
@@ -520,12 +534,29 @@ impl PeerXdp {
     /// # Errors
     /// If the program cannot be loaded, the namespace entered or the link created.
     pub fn attach(netns: &str, iface: &str) -> anyhow::Result<Self> {
+        Self::attach_returning(netns, iface, 2, *b"fw_peer_pass\0\0\0\0")
+    }
+
+    /// As [`PeerXdp::attach`], but the program drops every frame: a sink that counts what
+    /// arrives (in the interface's receive counter) and takes it no further.
+    ///
+    /// # Errors
+    /// As [`PeerXdp::attach`].
+    pub fn attach_sink(netns: &str, iface: &str) -> anyhow::Result<Self> {
+        Self::attach_returning(netns, iface, XDP_DROP, *b"fw_peer_sink\0\0\0\0")
+    }
+
+    fn attach_returning(
+        netns: &str,
+        iface: &str,
+        verdict: i32,
+        name: [u8; 16],
+    ) -> anyhow::Result<Self> {
         const MOV64_K: u8 = 0xb7; // BPF_ALU64 | BPF_MOV | BPF_K
         const EXIT: u8 = 0x95; // BPF_JMP | BPF_EXIT
-        const XDP_PASS: i32 = 2;
         let prog = load_xdp(
-            &[insn(MOV64_K, 0, 0, 0, XDP_PASS), insn(EXIT, 0, 0, 0, 0)],
-            *b"fw_peer_pass\0\0\0\0",
+            &[insn(MOV64_K, 0, 0, 0, verdict), insn(EXIT, 0, 0, 0, 0)],
+            name,
         )?;
         let _inside = NetnsGuard::enter(netns)?;
         let mut attr = LinkCreateAttr {
@@ -621,6 +652,63 @@ impl LiveGenerator {
         Ok(Self {
             prog: load_xdp(&generator_program(), *b"fw_flood_gen\0\0\0\0")?,
         })
+    }
+
+    /// Loads the SYN generator: as [`LiveGenerator::load`], for frames of
+    /// [`LiveGenerator::syn_frame`].
+    ///
+    /// # Errors
+    /// As [`LiveGenerator::load`].
+    pub fn load_syn() -> anyhow::Result<Self> {
+        Ok(Self {
+            prog: load_xdp(
+                &generator_program_at(SOURCE_IID_OFFSET, SYN_SEQ_OFFSET),
+                *b"fw_syn_gen\0\0\0\0\0\0",
+            )?,
+        })
+    }
+
+    /// The SYN the SYN generator sends copies of: Ethernet from `src_mac` to `dst_mac`, IPv6
+    /// from [`SPOOFED_V6_PREFIX`] with a zero interface identifier to `dst`, TCP SYN from port
+    /// 40000 to `dst_port` with Linux's options (MSS, SACK permitted, timestamp, no-op,
+    /// window scale), its sequence and acknowledgment numbers all ones (the program writes
+    /// the identifier's complement there), its checksum computed over all of it.
+    ///
+    /// # Errors
+    /// If the frame cannot be built.
+    pub fn syn_frame(
+        src_mac: [u8; 6],
+        dst_mac: [u8; 6],
+        dst: Ipv6Addr,
+        dst_port: u16,
+    ) -> anyhow::Result<Vec<u8>> {
+        use etherparse::TcpOptionElement as Opt;
+        let [p0, p1, p2, p3] = SPOOFED_V6_PREFIX;
+        let src = Ipv6Addr::new(p0, p1, p2, p3, 0, 0, 0, 0);
+        let mut tcp = etherparse::TcpHeader::new(40_000, dst_port, u32::MAX, 64_240);
+        tcp.syn = true;
+        tcp.acknowledgment_number = u32::MAX;
+        tcp.set_options(&[
+            Opt::MaximumSegmentSize(1440),
+            Opt::SelectiveAcknowledgementPermitted,
+            Opt::Timestamp(1_000, 0),
+            Opt::Noop,
+            Opt::WindowScale(7),
+        ])
+        .map_err(|e| anyhow::anyhow!("the SYN's options: {e:?}"))?;
+        let builder = etherparse::PacketBuilder::ethernet2(src_mac, dst_mac)
+            .ipv6(src.octets(), dst.octets(), 64)
+            .tcp_header(tcp);
+        let mut frame = Vec::with_capacity(builder.size(0));
+        builder
+            .write(&mut frame, &[])
+            .context("cannot build the SYN")?;
+        ensure!(
+            frame.len() == SYN_FRAME_LEN,
+            "the SYN has {} bytes",
+            frame.len()
+        );
+        Ok(frame)
     }
 
     /// The frame the generator sends copies of: Ethernet from `src_mac` to `dst_mac`, IPv6

@@ -893,6 +893,8 @@ fn base(pps: u64, burst: u64, admit_packets: u32) -> LimitsChange {
         ceiling_pps: [OFF; CLASSES],
         admit_packets: Some(admit_packets),
         admit_rate: OFF,
+        syn_cookie_rate: OFF,
+        syn_admit_rate: OFF,
         monitor_classes: [Some(false); CLASSES],
         deny_mode: Some(FilterMode::Enforce),
         prefix_len: [Some(24), Some(64), Some(48)],

@@ -1542,7 +1542,7 @@ mod syn_cookies {
         harness
             .loaded
             .maps
-            .set_syn_protect(Some((syn::kernel_config(&HOST, 1), &ports)))
+            .set_syn_protect(Some((syn::synack_values(&HOST), &ports)))
             .expect("set syn-protect");
         harness.write_limits();
         harness

@@ -307,8 +307,8 @@ impl Display for SynProtectText<'_> {
         if let (Some(v4), Some(v6)) = (v.mss_v4, v.mss_v6) {
             writeln!(
                 f,
-                "  SYN-ACKs: MSS {v4} (IPv4) / {v6} (IPv6), no timestamp, at most {}/s; \
-                 cookie admissions at most {}/s",
+                "  SYN-ACKs: MSS {v4} (IPv4) / {v6} (IPv6), no timestamp, at most {}; \
+                 cookie admissions at most {}",
                 v.cookie_rate, v.verified_rate
             )?;
         }

@@ -73,10 +73,10 @@ pub struct SynProtectView {
     pub mss_v4: Option<u16>,
     /// The same over IPv6.
     pub mss_v6: Option<u16>,
-    /// SYN-ACKs per second at most.
-    pub cookie_rate: u64,
-    /// Sources per second a cookie may admit at most.
-    pub verified_rate: u64,
+    /// SYN-ACKs per second at most (`--syn-cookie-rate`).
+    pub cookie_rate: String,
+    /// Sources per second a cookie may admit at most (`--syn-admit-rate`).
+    pub verified_rate: String,
     /// Times `auto` turned it on.
     pub auto_on: u64,
     /// Times `auto` turned it off.

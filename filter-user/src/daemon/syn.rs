@@ -11,7 +11,7 @@ use log::{info, warn};
 use super::{SAMPLE_INTERVAL, Shared, lock};
 use crate::{
     control::{EventKind, EventRecord, SynProtectView},
-    limits::{ClassName, online_cpus},
+    limits::ClassName,
     maps::FilterMaps,
     stats::Totals,
     syn::{self, SynProtect, host, host::SynHost},
@@ -108,18 +108,17 @@ impl<'a> Stage<'a> {
         }
         let host = SynHost::read(self.iface)?;
         self.maps
-            .set_syn_protect(Some((syn::kernel_config(&host, online_cpus()), ports)))?;
+            .set_syn_protect(Some((syn::synack_values(&host), ports)))?;
         if state.active != *ports {
             info!(
                 "syn-protect on {} for TCP port(s) {}: SYN-ACKs from XDP with MSS {} (IPv4) / \
-                 {} (IPv6), TTL {}, hop limit {}, no timestamp, at most {}/s",
+                 {} (IPv6), TTL {}, hop limit {}, no timestamp",
                 self.iface,
                 syn::join_ports(ports),
                 host.mss_v4,
                 host.mss_v6,
                 host.ttl,
                 host.hop_limit,
-                syn::DEFAULT_COOKIE_RATE
             );
         }
         state.active.clone_from(ports);
@@ -201,6 +200,7 @@ pub(super) fn view(shared: &Shared) -> anyhow::Result<SynProtectView> {
         .into_iter()
         .map(|(name, count)| (name.to_owned(), count))
         .collect();
+    let limits = *lock(&shared.limits);
     let state = lock(&shared.syn);
     Ok(SynProtectView {
         setting: state.setting.to_string(),
@@ -209,8 +209,8 @@ pub(super) fn view(shared: &Shared) -> anyhow::Result<SynProtectView> {
         tcp_syncookies: host::syncookies_value().ok(),
         mss_v4: state.host.map(|h| h.mss_v4),
         mss_v6: state.host.map(|h| h.mss_v6),
-        cookie_rate: syn::DEFAULT_COOKIE_RATE,
-        verified_rate: syn::DEFAULT_VERIFIED_RATE,
+        cookie_rate: limits.syn_cookie_rate.to_string(),
+        verified_rate: limits.syn_admit_rate.to_string(),
         auto_on: state.auto_on,
         auto_off: state.auto_off,
         counters,

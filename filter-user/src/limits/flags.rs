@@ -51,6 +51,15 @@ pub struct LimitArgs {
     /// `--admit-after` beyond this rate stay untracked, so no flood can churn the table.
     #[arg(long, value_parser = parse_rate, value_name = "RATE")]
     pub admit_rate: Option<Rate>,
+    /// SYN-ACKs per second the SYN-cookie stage may send, in total over the CPUs (or
+    /// `unlimited`): they go to addresses that may be spoofed. SYNs over it fall back to the
+    /// SYN ceiling.
+    #[arg(long, value_parser = parse_rate, value_name = "RATE")]
+    pub syn_cookie_rate: Option<Rate>,
+    /// Sources per second an ACK with a valid cookie may admit to the table, in total over
+    /// the CPUs (or `unlimited`).
+    #[arg(long, value_parser = parse_rate, value_name = "RATE")]
+    pub syn_admit_rate: Option<Rate>,
     /// Put one class in monitor mode (count, do not drop); repeatable.
     #[arg(long, value_enum, value_name = "CLASS")]
     pub monitor_class: Vec<ClassName>,
@@ -103,6 +112,11 @@ impl LimitArgs {
             (Setting::Mode, self.mode.map(Value::Mode)),
             (Setting::AdmitAfter, self.admit_after.map(Value::Count)),
             (Setting::AdmitRate, self.admit_rate.map(Value::Rate)),
+            (
+                Setting::SynCookieRate,
+                self.syn_cookie_rate.map(Value::Rate),
+            ),
+            (Setting::SynAdmitRate, self.syn_admit_rate.map(Value::Rate)),
             (Setting::DenyMode, self.deny_mode.map(Value::Mode)),
         ];
         for (setting, value) in scalars {

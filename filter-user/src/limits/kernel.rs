@@ -59,6 +59,13 @@ impl Limits {
         });
         LimitsConfig {
             admit_rate: per_second(self.admit_rate, NS_PER_SEC * u128::from(cpus.max(1))),
+            // The SYN-ACKs' values come from the namespace: `FilterMaps::write_limits` adds
+            // them while syn-protect is on. A burst of a tenth of a second of each budget.
+            syn: SynProtectConfig {
+                cookie_rate: budget(self.syn_cookie_rate, cpus),
+                verified_rate: budget(self.syn_admit_rate, cpus),
+                ..SynProtectConfig::default()
+            },
             prefixes,
             class_packets,
             ceilings,
@@ -108,6 +115,18 @@ impl Limits {
             // Filled in by `FilterMaps::write_limits` from the SYN protection in force.
             syn: SynProtectConfig::default(),
         }
+    }
+}
+
+/// A per-CPU budget for a total `rate` split between `cpus`, with a burst of a tenth of a
+/// second of it.
+fn budget(rate: Rate, cpus: u32) -> RateParams {
+    match rate {
+        Rate::Unlimited => RateParams::default(),
+        Rate::PerSecond(n) => RateParams {
+            cost_fp: gcra_params(NS_PER_SEC * u128::from(cpus.max(1)), n, n).0,
+            window_ns: 100_000_000,
+        },
     }
 }
 

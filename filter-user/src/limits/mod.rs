@@ -60,6 +60,13 @@ pub const DEFAULT_CEILINGS: [u64; CLASSES] = [50_000, 100_000, 100_000, 10_000, 
 /// a flood that fills the admission sketch cannot churn a million-entry table with it.
 pub const DEFAULT_ADMIT_RATE: u64 = 5_000;
 
+/// Default SYN-ACKs per second the cookie stage may send in total: they go to addresses that
+/// may be spoofed, so this bounds the backscatter.
+pub const DEFAULT_SYN_COOKIE_RATE: u64 = 1_000_000;
+
+/// Default sources per second a valid cookie may admit to the table in total.
+pub const DEFAULT_SYN_ADMIT_RATE: u64 = 50_000;
+
 /// Default number of packets a new source must show before it gets a table entry.
 pub const DEFAULT_ADMIT_PACKETS: u32 = 4;
 
@@ -90,6 +97,10 @@ pub struct Limits {
     pub admit_packets: u32,
     /// New table entries per second, in total over the CPUs.
     pub admit_rate: Rate,
+    /// SYN-ACKs per second of the cookie stage, in total over the CPUs.
+    pub syn_cookie_rate: Rate,
+    /// Sources per second a valid cookie admits to the table, in total over the CPUs.
+    pub syn_admit_rate: Rate,
     /// Classes that only monitor (by index).
     pub monitor_classes: [bool; CLASSES],
     /// Whether the denylist drops or only counts.
@@ -119,6 +130,8 @@ impl Default for Limits {
             ceiling_pps: DEFAULT_CEILINGS.map(Rate::PerSecond),
             admit_packets: DEFAULT_ADMIT_PACKETS,
             admit_rate: Rate::PerSecond(DEFAULT_ADMIT_RATE),
+            syn_cookie_rate: Rate::PerSecond(DEFAULT_SYN_COOKIE_RATE),
+            syn_admit_rate: Rate::PerSecond(DEFAULT_SYN_ADMIT_RATE),
             monitor_classes: [false; CLASSES],
             deny_mode: FilterMode::Enforce,
             prefix_len: DEFAULT_PREFIX_LENS,
@@ -152,6 +165,10 @@ pub struct LimitsChange {
     pub admit_packets: Option<u32>,
     /// New admission rate.
     pub admit_rate: Option<Rate>,
+    /// New SYN-ACK rate.
+    pub syn_cookie_rate: Option<Rate>,
+    /// New cookie admission rate.
+    pub syn_admit_rate: Option<Rate>,
     /// Classes to switch to monitor (`Some(true)`) or enforce (`Some(false)`).
     pub monitor_classes: [Option<bool>; CLASSES],
     /// New denylist mode.
@@ -191,6 +208,8 @@ impl Limits {
             ceiling_pps: merge(self.ceiling_pps, change.ceiling_pps),
             admit_packets: change.admit_packets.unwrap_or(self.admit_packets),
             admit_rate: change.admit_rate.unwrap_or(self.admit_rate),
+            syn_cookie_rate: change.syn_cookie_rate.unwrap_or(self.syn_cookie_rate),
+            syn_admit_rate: change.syn_admit_rate.unwrap_or(self.syn_admit_rate),
             monitor_classes: merge(self.monitor_classes, change.monitor_classes),
             deny_mode: change.deny_mode.unwrap_or(self.deny_mode),
             prefix_len: merge(self.prefix_len, change.prefix_len),

@@ -38,6 +38,10 @@ pub enum Setting {
     AdmitAfter,
     /// New table entries per second, all CPUs together.
     AdmitRate,
+    /// SYN-ACKs of the cookie stage per second, all CPUs together.
+    SynCookieRate,
+    /// Sources admitted for a valid cookie per second, all CPUs together.
+    SynAdmitRate,
     /// Whether the denylist drops or only counts.
     DenyMode,
     /// The classes that only monitor.
@@ -175,7 +179,7 @@ impl Spec {
 
 impl Setting {
     /// The settings that are not per class or per scope, in the config file's order.
-    pub const SCALARS: [Self; 10] = [
+    pub const SCALARS: [Self; 12] = [
         Self::Pps,
         Self::BurstPackets,
         Self::Bps,
@@ -184,6 +188,8 @@ impl Setting {
         Self::Mode,
         Self::AdmitAfter,
         Self::AdmitRate,
+        Self::SynCookieRate,
+        Self::SynAdmitRate,
         Self::DenyMode,
         Self::MonitorClasses,
     ];
@@ -247,6 +253,20 @@ impl Setting {
                 "admit-rate",
                 "admit_rate",
                 "admit rate",
+                "sources",
+                PACKET_RATE,
+            ),
+            Self::SynCookieRate => Spec::rate(
+                "syn-cookie-rate",
+                "syn_cookie_rate",
+                "SYN cookie rate",
+                "SYN-ACKs",
+                PACKET_RATE,
+            ),
+            Self::SynAdmitRate => Spec::rate(
+                "syn-admit-rate",
+                "syn_admit_rate",
+                "SYN cookie admit rate",
                 "sources",
                 PACKET_RATE,
             ),
@@ -374,6 +394,8 @@ impl Setting {
             Self::Mode => Value::Mode(limits.mode),
             Self::AdmitAfter => Value::Count(limits.admit_packets),
             Self::AdmitRate => Value::Rate(limits.admit_rate),
+            Self::SynCookieRate => Value::Rate(limits.syn_cookie_rate),
+            Self::SynAdmitRate => Value::Rate(limits.syn_admit_rate),
             Self::DenyMode => Value::Mode(limits.deny_mode),
             Self::MonitorClasses => Value::Classes(limits.monitor_classes),
             Self::ClassPps(c) => Value::Rate(limits.class_pps[c.index()]),
@@ -447,6 +469,8 @@ impl LimitsChange {
             (S::Mode, V::Mode(m)) => self.mode = Some(m),
             (S::AdmitAfter, V::Count(n)) => self.admit_packets = Some(n),
             (S::AdmitRate, V::Rate(r)) => self.admit_rate = Some(r),
+            (S::SynCookieRate, V::Rate(r)) => self.syn_cookie_rate = Some(r),
+            (S::SynAdmitRate, V::Rate(r)) => self.syn_admit_rate = Some(r),
             (S::DenyMode, V::Mode(m)) => self.deny_mode = Some(m),
             (S::MonitorClasses, V::Classes(set)) => self.monitor_classes = set.map(Some),
             (S::ClassPps(c), V::Rate(r)) => self.class_pps[c.index()] = Some(r),
@@ -597,6 +621,8 @@ mod tests {
                 "mode: enforce",
                 "admit after: 4 packets",
                 "admit rate: 5000 sources/s",
+                "SYN cookie rate: 1000000 SYN-ACKs/s",
+                "SYN cookie admit rate: 50000 sources/s",
                 "denylist: enforce",
                 "monitored: []",
             ]

@@ -6,16 +6,7 @@ pub mod host;
 
 use std::{collections::BTreeSet, fmt, str::FromStr};
 
-use filter_common::{RateParams, SynProtectConfig};
-
-/// Nanoseconds per second.
-const NS_PER_SEC: u64 = 1_000_000_000;
-
-/// SYN-ACKs per second the program may send in total (spread over the CPUs): they go to
-/// addresses that may be spoofed, so this bounds the backscatter.
-pub const DEFAULT_COOKIE_RATE: u64 = 500_000;
-/// Sources per second that a valid cookie may admit to the table, in total.
-pub const DEFAULT_VERIFIED_RATE: u64 = 50_000;
+use filter_common::SynProtectConfig;
 
 /// What `--syn-protect` asks for.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -143,27 +134,16 @@ pub fn join_ports(ports: &BTreeSet<u16>) -> String {
         .join(",")
 }
 
-/// The program's settings for SYN-ACKs: the namespace's values (`host`) and the budgets,
-/// each CPU's share of the totals (budgets are per CPU, like the ceilings).
+/// What the SYN-ACKs carry, from the namespace's values (`host`). The budgets are limits
+/// (`--syn-cookie-rate`, `--syn-admit-rate`): `Limits::to_kernel` fills them.
 #[must_use]
-pub fn kernel_config(host: &host::SynHost, cpus: u32) -> SynProtectConfig {
-    let per_cpu = |rate: u64| {
-        let cost_ns = u128::from(NS_PER_SEC) * u128::from(cpus.max(1));
-        RateParams {
-            cost_fp: u64::try_from((cost_ns << filter_common::COST_SHIFT) / u128::from(rate))
-                .unwrap_or(u64::MAX),
-            // A burst of a tenth of a second of the rate.
-            window_ns: NS_PER_SEC / 10,
-        }
-    };
+pub fn synack_values(host: &host::SynHost) -> SynProtectConfig {
     SynProtectConfig {
-        cookie_rate: per_cpu(DEFAULT_COOKIE_RATE),
-        verified_rate: per_cpu(DEFAULT_VERIFIED_RATE),
         mss_v4: host.mss_v4,
         mss_v6: host.mss_v6,
         ttl: host.ttl,
         hop_limit: host.hop_limit,
-        pad: [0; 2],
+        ..SynProtectConfig::default()
     }
 }
 
@@ -220,19 +200,5 @@ mod tests {
         assert!(refused.contains("not protected: 22"), "{refused}");
         assert!(SynProtectChange::Remove(ports(&[80])).apply(&on).is_err());
         assert_eq!(SynProtectChange::Off.apply(&on), Ok(SynProtect::Off));
-    }
-
-    #[test]
-    fn budgets_are_split_between_cpus() {
-        let host = host::SynHost {
-            mss_v4: 1460,
-            mss_v6: 1440,
-            ttl: 64,
-            hop_limit: 64,
-        };
-        let one = kernel_config(&host, 1);
-        let four = kernel_config(&host, 4);
-        assert_eq!(four.cookie_rate.cost_fp, 4 * one.cookie_rate.cost_fp);
-        assert_eq!(one.mss_v4, 1460);
     }
 }

@@ -213,6 +213,7 @@ fn run(args: &Args) -> anyhow::Result<bool> {
     let under_limit = limits(LimitsChange {
         pps: Some(Rate::PerSecond(floodwall::limits::MAX_PPS)),
         bps: Some(Rate::PerSecond(floodwall::limits::MAX_BPS)),
+        syn_cookie_rate: Some(Rate::Unlimited),
         ..LimitsChange::default()
     })?;
     let within_burst = within_burst_limits(args.repeat)?;
@@ -696,15 +697,11 @@ impl Bench<'_> {
             ttl: 64,
             hop_limit: 64,
         };
-        // No budget: the case measures the path, not the budget's refusals.
-        let config = filter_common::SynProtectConfig {
-            cookie_rate: filter_common::RateParams::default(),
-            verified_rate: filter_common::RateParams::default(),
-            ..floodwall::syn::kernel_config(&host, 1)
-        };
+        // No budget (the limits say unlimited): the case measures the path, not the
+        // budget's refusals.
         self.maps
             .set_syn_protect(Some((
-                config,
+                floodwall::syn::synack_values(&host),
                 &std::collections::BTreeSet::from([SYN_PORT]),
             )))
             .context("failed to protect the SYN case's port")?;

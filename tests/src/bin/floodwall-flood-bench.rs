@@ -43,6 +43,17 @@
 //!   drops and reported separately: they never reached the program.
 //! - Generator rate: frames the generator sent over its whole run.
 //!
+//! # `--syn`: a SYN flood answered with cookies
+//! The same lab and method with a random-source IPv6 SYN flood (Linux's options) to nginx's
+//! port 80 ([`LiveGenerator::syn_frame`]). The yardstick is a bare reflector from floodwall's
+//! object (`floodwall_reflect`: swap the MAC addresses, `XDP_TX`); floodwall runs with
+//! `--syn-protect 80` and answers each SYN with a cookie SYN-ACK. What is measured is the
+//! answers: the frames the server's veth sends back, counted where they arrive, on the
+//! bridge port, which runs an `XDP_DROP` sink (a frame sent back with `XDP_TX` reaches a veth
+//! peer only if the peer runs XDP; the sink also keeps the answers, to spoofed addresses,
+//! from flooding the bridge). Target: at least half the reflector's rate, and the answers
+//! per second are the SYNs one CPU answers end to end, generator included.
+//!
 //! Every phase is bounded (`--seconds` ≤ 25 plus a one-second warm-up); the lab, with every
 //! process and namespace, is removed at the end, also on error.
 
@@ -58,7 +69,7 @@ use aya::{
     programs::{Xdp, XdpMode},
 };
 use clap::Parser;
-use filter_common::{BASELINE_PROGRAM_NAME, map_names};
+use filter_common::{BASELINE_PROGRAM_NAME, REFLECTOR_PROGRAM_NAME, map_names};
 use floodwall::{control::StatsView, loader::EBPF_OBJECT};
 use floodwall_tests::{
     bench,
@@ -69,6 +80,10 @@ use serde_json::json;
 
 /// The issue's target: floodwall's receive rate over the `XDP_DROP` program's.
 const TARGET_RATIO: f64 = 0.65;
+/// With `--syn`: floodwall's rate of answers over the reflector's.
+const TARGET_SYN_RATIO: f64 = 0.5;
+/// The port of the SYN flood: nginx's.
+const SYN_PORT: u16 = 80;
 /// The issue's flood: at least this many distinct sources.
 const MIN_DISTINCT_SOURCES: u64 = 1_000_000;
 /// Share of the client's requests that must be served.
@@ -109,6 +124,25 @@ struct Args {
     /// Print the results as JSON instead of text.
     #[arg(long)]
     json: bool,
+    /// A SYN flood answered with cookies, against a bare reflector (see the method).
+    #[arg(long)]
+    syn: bool,
+}
+
+impl Args {
+    /// The yardstick program's name, for people.
+    fn baseline_label(&self) -> &'static str {
+        if self.syn { "reflector" } else { "XDP_DROP" }
+    }
+
+    /// The ratio the phase must reach.
+    fn target(&self) -> f64 {
+        if self.syn {
+            TARGET_SYN_RATIO
+        } else {
+            TARGET_RATIO
+        }
+    }
 }
 
 /// Exit codes: 0 on success, 1 when `--check` finds a missed target, 2 on an error.
@@ -126,26 +160,45 @@ struct Entry {
     port: String,
     /// The frame to send copies of.
     frame: Vec<u8>,
+    /// With `--syn`, where the answers are counted: the bridge port, as a host of the
+    /// switch's namespace.
+    sink: Option<floodwall_tests::lab::Host>,
 }
 
 impl Entry {
     /// The lab names its switch namespace `<lab>-sw` and the bridge port of host
     /// `fwlab-<x>` `sw-<x>` (see `lab.rs`); checked here, so that a renaming there fails
     /// loudly instead of flooding nothing.
-    fn find(lab: &Lab) -> anyhow::Result<Self> {
+    fn find(lab: &Lab, syn: bool) -> anyhow::Result<Self> {
         let netns = format!("{}-sw", lab.name());
         let port = format!("sw-{}", lab.server().iface.trim_start_matches("fwlab-"));
         let _inside = NetnsGuard::enter(&netns)
             .with_context(|| format!("the lab's switch namespace is not {netns}"))?;
         flood::ifindex(&port)
             .with_context(|| format!("the server's bridge port is not {port} in {netns}"))?;
-        let frame = LiveGenerator::frame(
+        let (src_mac, dst_mac) = (
             [0x02, 0, 0, 0, 0, 0xf1],
             flood::mac_bytes(lab, lab.server())?,
-            lab.server().ipv6,
-            FLOOD_PORT,
-        )?;
-        Ok(Self { netns, port, frame })
+        );
+        let (frame, sink) = if syn {
+            let sink = floodwall_tests::lab::Host {
+                name: "switch".to_owned(),
+                netns: netns.clone(),
+                iface: port.clone(),
+                ..lab.server().clone()
+            };
+            let frame = LiveGenerator::syn_frame(src_mac, dst_mac, lab.server().ipv6, SYN_PORT)?;
+            (frame, Some(sink))
+        } else {
+            let frame = LiveGenerator::frame(src_mac, dst_mac, lab.server().ipv6, FLOOD_PORT)?;
+            (frame, None)
+        };
+        Ok(Self {
+            netns,
+            port,
+            frame,
+            sink,
+        })
     }
 }
 
@@ -250,8 +303,11 @@ impl Window {
     }
 }
 
-fn counters(lab: &Lab) -> anyhow::Result<(LinkCounters, Instant)> {
-    Ok((flood::link_counters(lab, lab.server())?, Instant::now()))
+/// What a phase counts: frames the server's veth received, or with `--syn` the answers
+/// that arrived at the sink.
+fn counters(lab: &Lab, entry: &Entry) -> anyhow::Result<(LinkCounters, Instant)> {
+    let host = entry.sink.as_ref().unwrap_or(lab.server());
+    Ok((flood::link_counters(lab, host)?, Instant::now()))
 }
 
 /// Phase 1: the `XDP_DROP` program.
@@ -274,14 +330,19 @@ fn baseline_phase(
         .map_max_entries(map_names::SOURCES, 1)
         .load(EBPF_OBJECT)
         .context("failed to load the floodwall object")?;
+    let name = if args.syn {
+        REFLECTOR_PROGRAM_NAME
+    } else {
+        BASELINE_PROGRAM_NAME
+    };
     let program: &mut Xdp = ebpf
-        .program_mut(BASELINE_PROGRAM_NAME)
-        .with_context(|| format!("the object has no program {BASELINE_PROGRAM_NAME}"))?
+        .program_mut(name)
+        .with_context(|| format!("the object has no program {name}"))?
         .try_into()
-        .with_context(|| format!("{BASELINE_PROGRAM_NAME} is not an XDP program"))?;
+        .with_context(|| format!("{name} is not an XDP program"))?;
     program
         .load()
-        .with_context(|| format!("the kernel refused {BASELINE_PROGRAM_NAME}"))?;
+        .with_context(|| format!("the kernel refused {name}"))?;
     let server = lab.server();
     // Attach and detach from inside the server's namespace, where its interface is.
     let link = {
@@ -289,23 +350,20 @@ fn baseline_phase(
         program
             .attach(&server.iface, XdpMode::Driver)
             .with_context(|| {
-                format!(
-                    "failed to attach XDP_DROP to {} in driver mode",
-                    server.iface
-                )
+                format!("failed to attach {name} to {} in driver mode", server.iface)
             })?
     };
     let measured = with_flood(generator, entry, args, cpu, || {
         std::thread::sleep(WARMUP);
-        let before = counters(lab)?;
+        let before = counters(lab, entry)?;
         std::thread::sleep(Duration::from_secs(args.seconds));
-        Ok(Window::between(before, counters(lab)?))
+        Ok(Window::between(before, counters(lab, entry)?))
     });
     {
         let _inside = NetnsGuard::enter(&server.netns)?;
         program
             .detach(link)
-            .with_context(|| format!("failed to detach XDP_DROP from {}", server.iface))?;
+            .with_context(|| format!("failed to detach {name} from {}", server.iface))?;
     }
     let (generated, window) = measured?;
     Ok(BaselinePhase { generated, window })
@@ -343,6 +401,9 @@ fn floodwall_phase(
     cpu: usize,
 ) -> anyhow::Result<FloodwallPhase> {
     let mut run_args = vec!["--xdp-mode", "driver"];
+    if args.syn {
+        run_args.extend(["--syn-protect", "80"]);
+    }
     run_args.extend(args.floodwall_arg.iter().map(String::as_str));
     let daemon = lab
         .start_floodwall(&run_args)
@@ -371,10 +432,10 @@ fn floodwall_phase(
         .context("the client's request loop must start")?;
     let measured = with_flood(generator, entry, args, cpu, || {
         std::thread::sleep(WARMUP);
-        let before = counters(lab)?;
+        let before = counters(lab, entry)?;
         let stats_before = (daemon.stats()?, Instant::now());
         std::thread::sleep(Duration::from_secs(args.seconds));
-        let after = counters(lab)?;
+        let after = counters(lab, entry)?;
         let stats_after = (daemon.stats()?, Instant::now());
         // Stop the client while the flood still runs: every request it made was made
         // during the flood. A request cut short prints nothing and is not counted.
@@ -461,29 +522,34 @@ impl Round {
         })
     }
 
-    fn print(&self, n: u32) {
+    fn print(&self, n: u32, args: &Args) {
         let b = &self.baseline;
         let f = &self.floodwall;
+        let (base, what) = (
+            args.baseline_label(),
+            if args.syn { "answered" } else { "received" },
+        );
         println!("round {n}");
         println!(
-            "  generator            {:>12.0} frames/s (XDP_DROP phase), {:>12.0} (floodwall phase)",
+            "  generator            {:>12.0} frames/s ({base} phase), {:>12.0} (floodwall phase)",
             b.generated.rate(),
             f.generated.rate()
         );
         println!(
-            "  XDP_DROP   received  {:>12.0} frames/s   ring drops {:>10.0}/s",
+            "  {base:<10} {what}  {:>12.0} frames/s   ring drops {:>10.0}/s",
             b.window.rx_rate(),
             b.window.dropped_rate()
         );
         println!(
-            "  floodwall  received  {:>12.0} frames/s   ring drops {:>10.0}/s   floodwall counted {:.0}/s",
+            "  floodwall  {what}  {:>12.0} frames/s   ring drops {:>10.0}/s   floodwall counted {:.0}/s",
             f.window.rx_rate(),
             f.window.dropped_rate(),
             per_second(f.counted, f.counted_secs)
         );
         println!(
-            "  ratio                {:>12.3}   (target >= {TARGET_RATIO})",
-            self.ratio()
+            "  ratio                {:>12.3}   (target >= {})",
+            self.ratio(),
+            args.target()
         );
         println!(
             "  distinct sources     {:>12}   (random /64 interface identifiers, floodwall phase)",
@@ -534,12 +600,22 @@ fn run(args: &Args) -> anyhow::Result<bool> {
     // Everything on the generator's CPU (see the method in the crate doc): the lab's
     // processes inherit this thread's affinity.
     let cpu = bench::pin_to_cpu(args.cpu)?;
-    let generator = LiveGenerator::load()?;
+    let generator = if args.syn {
+        LiveGenerator::load_syn()?
+    } else {
+        LiveGenerator::load()?
+    };
     let lab = Lab::new(0).context("the namespace lab must build")?;
     lab.start_nginx().context("nginx must start")?;
     lab.http_get(lab.client(), false)
         .context("the client must reach nginx before the benchmark")?;
-    let entry = Entry::find(&lab)?;
+    let entry = Entry::find(&lab, args.syn)?;
+    // With --syn, the answers end at the bridge port's sink (see the method).
+    let _sink = entry
+        .sink
+        .as_ref()
+        .map(|sink| flood::PeerXdp::attach_sink(&sink.netns, &sink.iface))
+        .transpose()?;
 
     let mut rounds = Vec::new();
     for n in 1..=args.rounds {
@@ -552,7 +628,7 @@ fn run(args: &Args) -> anyhow::Result<bool> {
             floodwall,
         };
         if !args.json {
-            round.print(n);
+            round.print(n, args);
         }
         rounds.push(round);
     }
@@ -564,7 +640,7 @@ fn run(args: &Args) -> anyhow::Result<bool> {
         .min()
         .unwrap_or(0);
     let client_ok = rounds.iter().all(Round::client_ok);
-    let met = ratio >= TARGET_RATIO && distinct >= MIN_DISTINCT_SOURCES && client_ok;
+    let met = ratio >= args.target() && distinct >= MIN_DISTINCT_SOURCES && client_ok;
     if args.json {
         let report = json!({
             "cpu": cpu,
@@ -573,7 +649,8 @@ fn run(args: &Args) -> anyhow::Result<bool> {
             "floodwall_args": args.floodwall_arg,
             "rounds": rounds.iter().map(Round::json).collect::<Vec<_>>(),
             "median_ratio": ratio,
-            "target_ratio": TARGET_RATIO,
+            "target_ratio": args.target(),
+            "syn": args.syn,
             "min_distinct_sources": distinct,
             "client_served_everywhere": client_ok,
             "targets_met": met,
@@ -584,9 +661,10 @@ fn run(args: &Args) -> anyhow::Result<bool> {
         );
     } else {
         println!(
-            "median ratio {ratio:.3} (target >= {TARGET_RATIO}); fewest distinct sources in a floodwall \
+            "median ratio {ratio:.3} (target >= {}); fewest distinct sources in a floodwall \
              phase {distinct} (target >= {MIN_DISTINCT_SOURCES}); client served >= 99 % in every round: \
              {client_ok}; targets {}",
+            args.target(),
             if met { "met" } else { "MISSED" }
         );
     }
