@@ -47,9 +47,7 @@ const RST: u8 = 0x04;
 const ACK: u8 = 0x10;
 /// The MSS option's kind (RFC 9293).
 const OPT_MSS: u8 = 2;
-/// The largest TCP header, and the stack copy of one (a power of two above it, so that a
-/// masked length stays inside).
-const MAX_TCP_LEN: usize = 60;
+/// The stack copy of a TCP header: room for the largest, 60 bytes.
 const TCP_BUF: usize = 64;
 /// Window of the SYN-ACK: never scaled (RFC 7323 §2.2), and not zero, which would stall the
 /// client's first data until a window probe.
@@ -57,6 +55,9 @@ const SYNACK_WINDOW: u16 = 65_535;
 /// TCP header length of the SYN-ACK: 20 bytes and the MSS option.
 const SYNACK_TCP_LEN: usize = 24;
 const IPV4_LEN: usize = 20;
+/// Sizes of `bpf_sock_tuple`'s IPv4 and IPv6 members.
+const IPV4_TUPLE: u32 = 12;
+const IPV6_TUPLE: u32 = 36;
 const IPV6_LEN: usize = 40;
 const IPPROTO_TCP: u8 = 6;
 
@@ -121,7 +122,7 @@ fn take(pkt: &Packet, slot: u32, params: RateParams) -> bool {
 #[inline(always)]
 fn syn(pkt: &Packet) -> Option<Outcome> {
     let ctx = pkt.ctx;
-    let (l3, ip_len, l4) = plain_tcp(pkt)?;
+    let (l3, _, l4) = plain_tcp(pkt)?;
     let tcp = at(ctx, l4, 20)?;
     // SAFETY: `at` checked that the 20-byte TCP header lies inside the frame.
     let (dport, flags) = unsafe { (u16::from_be_bytes([*tcp.add(2), *tcp.add(3)]), *tcp.add(13)) };
@@ -140,7 +141,7 @@ fn syn(pkt: &Packet) -> Option<Outcome> {
         maps::count_syn(SynStat::OverBudget);
         return None;
     }
-    let cookie = match issue_cookie(ctx, pkt.v4, l3, ip_len, l4) {
+    let cookie = match issue_cookie(ctx, pkt.v4, l3, l4) {
         Ok(cookie) => cookie,
         Err(stat) => {
             maps::count_syn(stat);
@@ -159,114 +160,69 @@ fn syn(pkt: &Packet) -> Option<Outcome> {
 /// own cookie (with the MSS class it reads from the SYN's options), which its
 /// `cookie_v4_check` accepts.
 #[inline(always)]
-fn issue_cookie(
-    ctx: &XdpContext,
-    v4: bool,
-    l3: usize,
-    ip_len: usize,
-    l4: usize,
-) -> Result<u32, SynStat> {
+fn issue_cookie(ctx: &XdpContext, v4: bool, l3: usize, l4: usize) -> Result<u32, SynStat> {
     let tcp = at(ctx, l4, 20).ok_or(SynStat::Unsupported)?;
     // SAFETY: `at` checked the TCP header.
     let data_offset = unsafe { *tcp.add(12) } >> 4;
-    let tcp_len = usize::from(data_offset) * 4;
-    if tcp_len < 20 {
+    if data_offset < 5 {
         return Err(SynStat::Unsupported);
     }
-    // The helper reads the header from the stack (its length must be bounded for the
-    // verifier; in the frame it is not). The length is read back through a volatile load so
-    // that LLVM cannot fold the mask into the check above, which the verifier needs to see.
-    let mut header = [0u64; TCP_BUF / 8];
-    // SAFETY: a read of a local.
-    let copy_len = unsafe { core::ptr::read_volatile(&raw const tcp_len) } & (TCP_BUF - 1);
-    if !(20..=MAX_TCP_LEN).contains(&copy_len) {
-        return Err(SynStat::Unsupported);
-    }
-    #[expect(
-        clippy::cast_possible_truncation,
-        reason = "offsets and lengths are small"
-    )]
-    // SAFETY: `header` holds 64 bytes, more than `copy_len`; the helper checks the frame.
-    if unsafe {
-        bpf_xdp_load_bytes(
-            ctx.ctx,
-            l4 as u32,
-            header.as_mut_ptr().cast(),
-            copy_len as u32,
-        )
-    } != 0
-    {
-        return Err(SynStat::Unsupported);
-    }
-
-    let ip = at(ctx, l3, ip_len.min(IPV6_LEN)).ok_or(SynStat::Unsupported)?;
     // SAFETY: `bpf_sock_tuple` is plain integers; all-zero is a valid value.
     let mut tuple: bpf_sock_tuple = unsafe { core::mem::zeroed() };
-    // SAFETY: `at` checked both headers; the union members are plain integers.
-    let tuple_len = unsafe {
+    // SAFETY: `at` checked both headers; the union members are plain integers; the tuple
+    // is initialised and its size given (a constant for each family, for the verifier);
+    // BPF_F_CURRENT_NETNS is -1 as the helper's u64 (it checks for a negative s32).
+    let sk = unsafe {
         let ports = (
             core::ptr::read_unaligned(tcp.cast::<u16>()),
             core::ptr::read_unaligned(tcp.add(2).cast::<u16>()),
         );
         if v4 {
+            let ip = at(ctx, l3, IPV4_LEN).ok_or(SynStat::Unsupported)?;
             let t = &mut tuple.__bindgen_anon_1.ipv4;
             t.saddr = core::ptr::read_unaligned(ip.add(12).cast::<u32>());
             t.daddr = core::ptr::read_unaligned(ip.add(16).cast::<u32>());
             (t.sport, t.dport) = ports;
-            core::mem::size_of_val(t)
+            bpf_sk_lookup_tcp(ctx.ctx.cast(), &raw mut tuple, IPV4_TUPLE, u64::MAX, 0)
         } else {
             let ip = at(ctx, l3, IPV6_LEN).ok_or(SynStat::Unsupported)?;
             let t = &mut tuple.__bindgen_anon_1.ipv6;
             t.saddr = core::ptr::read_unaligned(ip.add(8).cast::<[u32; 4]>());
             t.daddr = core::ptr::read_unaligned(ip.add(24).cast::<[u32; 4]>());
             (t.sport, t.dport) = ports;
-            core::mem::size_of_val(t)
+            bpf_sk_lookup_tcp(ctx.ctx.cast(), &raw mut tuple, IPV6_TUPLE, u64::MAX, 0)
         }
-    };
-    // SAFETY: the tuple is initialised and its size given; BPF_F_CURRENT_NETNS is -1 as
-    // the helper's u64 (it checks for a negative s32).
-    #[expect(clippy::cast_possible_truncation, reason = "a tuple is 12 or 36 bytes")]
-    let sk = unsafe {
-        bpf_sk_lookup_tcp(
-            ctx.ctx.cast(),
-            &raw mut tuple,
-            tuple_len as u32,
-            u64::MAX,
-            0,
-        )
     };
     if sk.is_null() {
         return Err(SynStat::NoListener);
     }
     // One straight block from lookup to release: every path releases the reference.
-    // SAFETY: `sk` is a non-null socket from the lookup; `ip` and `header` are checked
-    // packet and stack memory of the lengths given.
-    #[expect(clippy::cast_possible_truncation, reason = "at most 60")]
-    let result = unsafe {
-        if (*sk).state != BPF_TCP_LISTEN {
-            NOT_LISTENING
-        } else if v4 {
-            bpf_tcp_gen_syncookie(
-                sk.cast(),
-                ip.cast(),
-                IPV4_LEN as u32,
-                header.as_mut_ptr().cast(),
-                copy_len as u32,
-            )
-        } else {
-            bpf_tcp_gen_syncookie(
-                sk.cast(),
-                ip.cast(),
-                IPV6_LEN as u32,
-                header.as_mut_ptr().cast(),
-                copy_len as u32,
-            )
+    // SAFETY: `sk` is a non-null socket from the lookup.
+    let result = if unsafe { (*sk).state } == BPF_TCP_LISTEN {
+        // The helper parses the header (its MSS option) from a copy on the stack, of the
+        // header's own length: one arm a length, so that every length the verifier sees is
+        // a constant (older verifiers cannot carry a checked variable length to the call).
+        match data_offset {
+            5 => gen_cookie::<20>(ctx, sk.cast(), v4, l3, l4),
+            6 => gen_cookie::<24>(ctx, sk.cast(), v4, l3, l4),
+            7 => gen_cookie::<28>(ctx, sk.cast(), v4, l3, l4),
+            8 => gen_cookie::<32>(ctx, sk.cast(), v4, l3, l4),
+            9 => gen_cookie::<36>(ctx, sk.cast(), v4, l3, l4),
+            10 => gen_cookie::<40>(ctx, sk.cast(), v4, l3, l4),
+            11 => gen_cookie::<44>(ctx, sk.cast(), v4, l3, l4),
+            12 => gen_cookie::<48>(ctx, sk.cast(), v4, l3, l4),
+            13 => gen_cookie::<52>(ctx, sk.cast(), v4, l3, l4),
+            14 => gen_cookie::<56>(ctx, sk.cast(), v4, l3, l4),
+            _ => gen_cookie::<60>(ctx, sk.cast(), v4, l3, l4),
         }
+    } else {
+        NOT_LISTENING
     };
     // SAFETY: `sk` came from a successful lookup and is released once.
     unsafe { bpf_sk_release(sk.cast()) };
     match result {
         NOT_LISTENING => Err(SynStat::NoListener),
+        NOT_LOADED => Err(SynStat::Unsupported),
         r if r < 0 => Err(SynStat::Refused),
         // The cookie is the low 32 bits (the MSS class the high ones).
         r => Ok(u32::try_from(r & 0xffff_ffff).unwrap_or_default()),
@@ -274,8 +230,57 @@ fn issue_cookie(
 }
 
 /// What `issue_cookie` makes of a socket that is not a listener (an established one on the
-/// same tuple): no helper returns it.
+/// same tuple), and of a header that could not be copied: no helper returns these.
 const NOT_LISTENING: i64 = i64::MIN;
+const NOT_LOADED: i64 = i64::MIN + 1;
+
+/// The kernel's cookie for the SYN whose `N`-byte TCP header is at `l4`, through the
+/// listener `sk`: the header copied to the stack, then `bpf_tcp_gen_syncookie`.
+#[inline(always)]
+fn gen_cookie<const N: usize>(
+    ctx: &XdpContext,
+    sk: *mut core::ffi::c_void,
+    v4: bool,
+    l3: usize,
+    l4: usize,
+) -> i64 {
+    let mut header = [0u64; TCP_BUF / 8];
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "offsets and lengths are small"
+    )]
+    // SAFETY: `header` holds 64 bytes, at least `N`; the helper checks the frame's bounds;
+    // `sk` is a listener from a lookup, `ip` a checked IP header of the length given.
+    unsafe {
+        if bpf_xdp_load_bytes(ctx.ctx, l4 as u32, header.as_mut_ptr().cast(), N as u32) != 0 {
+            return NOT_LOADED;
+        }
+        // Each family its own call: every length the verifier sees is a constant.
+        if v4 {
+            let Some(ip) = at(ctx, l3, IPV4_LEN) else {
+                return NOT_LOADED;
+            };
+            bpf_tcp_gen_syncookie(
+                sk,
+                ip.cast(),
+                IPV4_LEN as u32,
+                header.as_mut_ptr().cast(),
+                N as u32,
+            )
+        } else {
+            let Some(ip) = at(ctx, l3, IPV6_LEN) else {
+                return NOT_LOADED;
+            };
+            bpf_tcp_gen_syncookie(
+                sk,
+                ip.cast(),
+                IPV6_LEN as u32,
+                header.as_mut_ptr().cast(),
+                N as u32,
+            )
+        }
+    }
+}
 
 /// Sums the `N` bytes at `p` as 16-bit big-endian words into a one's complement accumulator.
 ///

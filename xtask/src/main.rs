@@ -245,16 +245,22 @@ fn run_tests_bin(
     cargo(root, &cmd, &envs)
 }
 
-/// The spoofed-flood case of `bench`: `floodwall-flood-bench`, three rounds of three
-/// seconds (each round measures the `XDP_DROP` program and then floodwall, so every ratio
-/// compares two phases of the same run), with the release daemon it starts.
+/// The spoofed-flood cases of `bench`: `floodwall-flood-bench`, three rounds of three
+/// seconds (each round measures the yardstick program and then floodwall, so every ratio
+/// compares two phases of the same run), with the release daemon it starts: a UDP flood
+/// against `XDP_DROP`, then a SYN flood answered with cookies against a bare reflector.
 fn flood_bench(root: &Path, check: bool) -> anyhow::Result<()> {
     let mut args = vec!["--rounds", "3", "--seconds", "3"];
     if check {
         args.push("--check");
     }
     println!("spoofed-source flood, end to end on veth (floodwall-flood-bench):");
-    run_tests_bin(root, "floodwall-flood-bench", &args, WithDaemon::Yes)
+    let udp = run_tests_bin(root, "floodwall-flood-bench", &args, WithDaemon::Yes);
+    // Both run before either result decides, so that one miss still shows the other.
+    args.push("--syn");
+    println!("spoofed SYN flood answered with cookies, end to end on veth (--syn):");
+    let syn = run_tests_bin(root, "floodwall-flood-bench", &args, WithDaemon::Yes);
+    udp.and(syn)
 }
 
 fn workspace_root() -> anyhow::Result<PathBuf> {
