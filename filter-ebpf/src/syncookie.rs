@@ -122,13 +122,18 @@ fn take(pkt: &Packet, slot: u32, params: RateParams) -> bool {
 #[inline(always)]
 fn syn(pkt: &Packet) -> Option<Outcome> {
     let ctx = pkt.ctx;
-    let (l3, _, l4) = plain_tcp(pkt)?;
-    let tcp = at(ctx, l4, 20)?;
+    // Where the parser found the TCP header, behind IP options or extension headers too,
+    // so that a SYN the stage cannot answer is counted as such.
+    let tcp = at(ctx, pkt.at.l4 & 0xff, 20)?;
     // SAFETY: `at` checked that the 20-byte TCP header lies inside the frame.
     let (dport, flags) = unsafe { (u16::from_be_bytes([*tcp.add(2), *tcp.add(3)]), *tcp.add(13)) };
     if !protected(dport) {
         return None;
     }
+    let Some((l3, _, l4)) = plain_tcp(pkt) else {
+        maps::count_syn(SynStat::Unsupported);
+        return None;
+    };
     if flags & (SYN | ACK | RST | FIN) != SYN {
         maps::count_syn(SynStat::Unsupported);
         return None;

@@ -1639,24 +1639,55 @@ mod syn_cookies {
     /// Checks the SYN-ACK at `l3` of `out` for `syn` (IPv4 when `v4`): addresses and ports
     /// swapped, SYN|ACK, ack = seq + 1, one MSS option, both checksums; returns the cookie.
     fn check_synack(out: &[u8], syn: &[u8], v4: bool, mss: u16) -> u32 {
+        check_synack_at(out, syn, 14, v4, mss)
+    }
+
+    /// [`check_synack`] for a frame whose IP header starts at `l3` (after VLAN tags).
+    fn check_synack_at(out: &[u8], syn: &[u8], l3: usize, v4: bool, mss: u16) -> u32 {
         assert_eq!(&out[0..6], &syn[6..12], "destination MAC is the client's");
         assert_eq!(&out[6..12], &syn[0..6], "source MAC is the server's");
-        let (ip_len, src, dst, pseudo) = if v4 {
-            assert_eq!(sum(&out[14..34], 0), 0xffff, "IPv4 header checksum");
-            assert_eq!(&out[26..30], &syn[30..34], "source is the server");
-            assert_eq!(&out[30..34], &syn[26..30], "destination is the client");
-            assert_eq!(u16::from_be_bytes([out[16], out[17]]), 44, "total length");
-            assert_eq!(out[22], HOST.ttl);
-            (20, 26..30, 30..34, 6 + 24)
+        assert_eq!(&out[12..l3], &syn[12..l3], "the VLAN tags stay");
+        let (ip_len, src, dst) = if v4 {
+            assert_eq!(sum(&out[l3..l3 + 20], 0), 0xffff, "IPv4 header checksum");
+            assert_eq!(
+                &out[l3 + 12..l3 + 16],
+                &syn[l3 + 16..l3 + 20],
+                "from the server"
+            );
+            assert_eq!(
+                &out[l3 + 16..l3 + 20],
+                &syn[l3 + 12..l3 + 16],
+                "to the client"
+            );
+            assert_eq!(
+                u16::from_be_bytes([out[l3 + 2], out[l3 + 3]]),
+                44,
+                "total length"
+            );
+            assert_eq!(out[l3 + 8], HOST.ttl);
+            (20, l3 + 12..l3 + 16, l3 + 16..l3 + 20)
         } else {
-            assert_eq!(&out[22..38], &syn[38..54], "source is the server");
-            assert_eq!(&out[38..54], &syn[22..38], "destination is the client");
-            assert_eq!(u16::from_be_bytes([out[18], out[19]]), 24, "payload length");
-            (40, 22..38, 38..54, 6 + 24)
+            assert_eq!(
+                &out[l3 + 8..l3 + 24],
+                &syn[l3 + 24..l3 + 40],
+                "from the server"
+            );
+            assert_eq!(
+                &out[l3 + 24..l3 + 40],
+                &syn[l3 + 8..l3 + 24],
+                "to the client"
+            );
+            assert_eq!(
+                u16::from_be_bytes([out[l3 + 4], out[l3 + 5]]),
+                24,
+                "payload length"
+            );
+            assert_eq!(out[l3 + 7], HOST.hop_limit);
+            (40, l3 + 8..l3 + 24, l3 + 24..l3 + 40)
         };
-        let tcp = &out[14 + ip_len..];
+        let tcp = &out[l3 + ip_len..];
         assert_eq!(tcp.len(), 24, "a 24-byte TCP header and nothing after it");
-        let syn_tcp = &syn[14 + ip_len..];
+        let syn_tcp = &syn[l3 + ip_len..];
         assert_eq!(&tcp[0..2], &syn_tcp[2..4], "ports swapped");
         assert_eq!(&tcp[2..4], &syn_tcp[0..2], "ports swapped");
         assert_eq!(
@@ -1672,9 +1703,56 @@ mod syn_cookies {
             &[2, 4, mss.to_be_bytes()[0], mss.to_be_bytes()[1]],
             "the MSS option"
         );
-        let pseudo_sum = sum(&out[src], sum(&out[dst], pseudo));
+        let pseudo_sum = sum(&out[src], sum(&out[dst], 6 + 24));
         assert_eq!(sum(tcp, pseudo_sum), 0xffff, "TCP checksum");
         u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]])
+    }
+
+    /// A SYN or (with `ack`) an ACK from `src` (an IPv4 or IPv6 address of the lab), with a
+    /// VLAN tag if `vlan`, the SYN with `options`.
+    fn segment(
+        src: std::net::IpAddr,
+        vlan: Option<u16>,
+        options: &[TcpOptionElement],
+        ack: Option<u32>,
+    ) -> Vec<u8> {
+        use etherparse::{IpHeaders, Ipv4Header, Ipv6Header, PacketBuilder};
+        let eth = PacketBuilder::ethernet2(CLIENT_MAC, SERVER_MAC);
+        let ip = match src {
+            std::net::IpAddr::V4(a) => IpHeaders::Ipv4(
+                Ipv4Header::new(0, 64, etherparse::IpNumber::TCP, a.octets(), SERVER4)
+                    .expect("header"),
+                etherparse::Ipv4Extensions::default(),
+            ),
+            std::net::IpAddr::V6(a) => IpHeaders::Ipv6(
+                Ipv6Header {
+                    hop_limit: 64,
+                    source: a.octets(),
+                    destination: SERVER6,
+                    ..Ipv6Header::default()
+                },
+                etherparse::Ipv6Extensions::default(),
+            ),
+        };
+        let step = match vlan {
+            Some(id) => eth
+                .single_vlan(super::VlanId::try_new(id).expect("vid"))
+                .ip(ip),
+            None => eth.ip(ip),
+        };
+        let tcp = match ack {
+            Some(ack) => step
+                .tcp(CLIENT_PORT, PORT, CLIENT_SEQ.wrapping_add(1), 502)
+                .ack(ack),
+            None => step
+                .tcp(CLIENT_PORT, PORT, CLIENT_SEQ, 64_240)
+                .syn()
+                .options(options)
+                .expect("options fit"),
+        };
+        let mut frame = Vec::new();
+        tcp.write(&mut frame, &[]).expect("build");
+        frame
     }
 
     #[test]
@@ -1794,6 +1872,100 @@ mod syn_cookies {
         );
         let (verdict, _) = run_out(&mut harness, &syn_v4(ATTACKER4, PORT));
         assert_eq!(verdict, XDP_TX, "with the stage, a cookie");
+    }
+
+    /// Every option set a SYN may carry, both families, and a VLAN tag: a valid SYN-ACK
+    /// (bytes, checksums, the one MSS option), and the ACK that returns its cookie admits
+    /// the source.
+    #[test]
+    fn every_option_set_and_a_vlan_tag_get_a_synack_whose_ack_admits() {
+        use TcpOptionElement::{
+            MaximumSegmentSize as Mss, Noop, SelectiveAcknowledgementPermitted as Sack,
+            Timestamp as Ts, WindowScale as Ws,
+        };
+        if !floodwall_tests::privileged(
+            "every_option_set_and_a_vlan_tag_get_a_synack_whose_ack_admits",
+        ) {
+            return;
+        }
+        let _listener = namespace_with_listener(2);
+        let mut harness = protected(LimitsChange::default());
+        let option_sets: [&[TcpOptionElement]; 4] = [
+            &[],
+            &[Mss(1400)],
+            &[Mss(1460), Sack, Ts(7, 0), Noop, Ws(7)],
+            &[Mss(1460), Noop, Noop, Ts(7, 0)],
+        ];
+        let mut sources = (1u8..).map(|n| {
+            [
+                std::net::IpAddr::from([198, 18, 7, n]),
+                std::net::IpAddr::from([0x2001, 2, 0, 7, 0, 0, 0, u16::from(n)]),
+            ]
+        });
+        let mut cases = Vec::new();
+        for options in option_sets {
+            let [v4, v6] = sources.next().expect("a source");
+            cases.push((v4, None, options));
+            cases.push((v6, None, options));
+        }
+        let [vlan_v4, vlan_v6] = sources.next().expect("a source");
+        cases.push((vlan_v4, Some(10), option_sets[2]));
+        cases.push((vlan_v6, Some(20), option_sets[1]));
+        for (n, (src, vlan, options)) in cases.into_iter().enumerate() {
+            let syn = segment(src, vlan, options, None);
+            let (verdict, out) = run_out(&mut harness, &syn);
+            assert_eq!(verdict, XDP_TX, "{src} {vlan:?} {options:?}: a SYN-ACK");
+            let l3 = if vlan.is_some() { 18 } else { 14 };
+            let mss = if src.is_ipv4() {
+                HOST.mss_v4
+            } else {
+                HOST.mss_v6
+            };
+            let cookie = check_synack_at(&out, &syn, l3, src.is_ipv4(), mss);
+            let ack = segment(src, vlan, &[], Some(cookie.wrapping_add(1)));
+            let (verdict, _) = run_out(&mut harness, &ack);
+            assert_eq!(verdict, XDP_PASS);
+            assert_eq!(
+                harness.packets(Outcome::CookieVerified),
+                n as u64 + 1,
+                "{src} {vlan:?} {options:?}: its cookie admits it"
+            );
+            assert!(harness.state(SourceKey::from_ip(src)).is_some());
+        }
+    }
+
+    /// IPv4 options (the SYN-ACK would have to carry or drop them) and a spent SYN-ACK
+    /// budget fall back to the SYN ceiling, counted by why.
+    #[test]
+    fn ip_options_and_a_spent_budget_fall_back_to_the_ceiling() {
+        if !floodwall_tests::privileged("ip_options_and_a_spent_budget_fall_back_to_the_ceiling") {
+            return;
+        }
+        let _listener = namespace_with_listener(2);
+        let mut harness = protected(LimitsChange::default());
+        // Four bytes of options (no-ops and an end) after the fixed header.
+        let mut with_options = syn_v4(ATTACKER4, PORT);
+        with_options.splice(34..34, [1, 1, 1, 0]);
+        with_options[14] = 0x46;
+        let total = u16::from_be_bytes([with_options[16], with_options[17]]) + 4;
+        with_options[16..18].copy_from_slice(&total.to_be_bytes());
+        let (verdict, _) = run_out(&mut harness, &with_options);
+        assert_eq!(verdict, XDP_PASS);
+        assert_eq!(syn_stat(&harness, SynStat::Unsupported), 1);
+
+        let mut harness = protected(LimitsChange {
+            syn_cookie_rate: Some(floodwall::limits::Rate::PerSecond(1)),
+            ..LimitsChange::default()
+        });
+        let mut verdicts = Vec::new();
+        for n in 1..=3 {
+            verdicts.push(run_out(&mut harness, &syn_v4([198, 18, 8, n], PORT)).0);
+        }
+        assert!(
+            verdicts.contains(&XDP_PASS),
+            "a budget of one a second cannot answer three SYNs at once: {verdicts:?}"
+        );
+        assert!(syn_stat(&harness, SynStat::OverBudget) >= 1);
     }
 
     #[test]
