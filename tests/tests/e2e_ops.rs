@@ -623,3 +623,29 @@ fn syn_protect_commands_change_the_ports_all_or_nothing() {
         "changes are logged"
     );
 }
+
+/// `--syn-sysctls keep`: SYN protection turns on without touching `tcp_syncookies`, and the
+/// daemon says what that costs.
+#[test]
+fn a_kept_sysctl_is_left_alone_and_its_cost_said() {
+    if !floodwall_tests::privileged("a_kept_sysctl_is_left_alone_and_its_cost_said") {
+        return;
+    }
+    let lab = new_lab(0);
+    let sysctl = || {
+        let out = lab
+            .run_in(lab.server(), &["sysctl", "-n", "net.ipv4.tcp_syncookies"])
+            .expect("read the sysctl");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let before = sysctl();
+    assert_ne!(before, "2", "a new namespace starts without it");
+    let daemon = start(&lab, &["--syn-protect", "80", "--syn-sysctls", "keep"]);
+    assert_eq!(sysctl(), before, "kept");
+    assert!(
+        daemon.log().contains("kept so (--syn-sysctls keep)"),
+        "the cost is said: {}",
+        daemon.log()
+    );
+    assert_eq!(syn_protect(&daemon, &["show"]).active_ports, [80]);
+}

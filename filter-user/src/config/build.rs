@@ -18,7 +18,7 @@ use super::{
 use crate::{
     lists::{Family, Prefix, parse_list_file},
     loader::AttachMode,
-    syn::SynProtect,
+    syn::{SynProtect, SysctlPolicy},
 };
 
 impl Source<'_> {
@@ -99,6 +99,13 @@ impl Source<'_> {
                     .map_err(|e| self.error(&value.span(), "daemon.syn_protect", e.to_string()))
             })
             .transpose()?;
+        let syn_sysctls = daemon
+            .syn_sysctls
+            .as_ref()
+            .map(|value| {
+                self.choice::<SysctlPolicy>(value, "daemon.syn_sysctls", "a sysctl policy")
+            })
+            .transpose()?;
         let interfaces = self.interfaces(raw.interface, default_mode)?;
         let limits = self.limits(document)?;
         let allow = self.list(raw.allow, "allow", list_capacity)?;
@@ -115,6 +122,7 @@ impl Source<'_> {
             read_group,
             run_dir,
             syn_protect,
+            syn_sysctls,
             allow,
             deny,
         })

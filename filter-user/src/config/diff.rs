@@ -65,6 +65,13 @@ pub fn diff(old: &DaemonFile, new: &DaemonFile) -> Vec<String> {
         syn(&old.syn_protect),
         syn(&new.syn_protect),
     );
+    let sysctls =
+        |s: Option<crate::syn::SysctlPolicy>| s.map_or_else(|| "default".into(), |s| s.to_string());
+    changed(
+        "daemon.syn_sysctls",
+        sysctls(old.syn_sysctls),
+        sysctls(new.syn_sysctls),
+    );
     diff_interfaces(&mut lines, &old.interfaces, &new.interfaces);
     diff_limits(&mut lines, &old.limits, &new.limits);
     for (name, from, to) in [

@@ -82,6 +82,8 @@ pub struct DaemonFile {
     pub run_dir: Option<PathBuf>,
     /// `[daemon] syn_protect`, if given.
     pub syn_protect: Option<crate::syn::SynProtect>,
+    /// `[daemon] syn_sysctls`, if given.
+    pub syn_sysctls: Option<crate::syn::SysctlPolicy>,
     /// The allowlist, inline entries and list files together.
     pub allow: Vec<Prefix>,
     /// The denylist, inline entries and list files together.

@@ -16,7 +16,7 @@ use crate::{
     limits::{LimitArgs, Limits},
     lists::Prefix,
     loader::AttachMode,
-    syn::SynProtect,
+    syn::{SynProtect, SysctlPolicy},
 };
 
 /// `floodwall run`.
@@ -64,6 +64,11 @@ pub struct RunArgs {
     /// sets `net.ipv4.tcp_syncookies=2` in the interface's namespace.
     #[arg(long, value_name = "auto|off|PORTS")]
     pub syn_protect: Option<SynProtect>,
+    /// Whether SYN protection may set `net.ipv4.tcp_syncookies=2` (`set`, the default) or
+    /// must leave it (`keep`: the kernel then refuses most cookies, and those SYNs fall back
+    /// to the SYN ceiling).
+    #[arg(long, value_enum)]
+    pub syn_sysctls: Option<SysctlPolicy>,
     /// Initial limits (defaults: 10k packets/s, auto bursts, no bit-rate limit, 60s blocks).
     #[command(flatten)]
     pub limits: LimitArgs,
@@ -104,6 +109,8 @@ pub struct DaemonConfig {
     pub fresh_state: bool,
     /// Which ports get SYN cookies.
     pub syn_protect: SynProtect,
+    /// Whether SYN protection may set the namespace's sysctl.
+    pub syn_sysctls: SysctlPolicy,
     /// Who may read and change what.
     pub access: Access,
     /// Allowlist entries the config file owns.
@@ -227,6 +234,10 @@ pub fn resolve(
             .clone()
             .or_else(|| file.as_ref().and_then(|f| f.syn_protect.clone()))
             .unwrap_or_default(),
+        syn_sysctls: args
+            .syn_sysctls
+            .or(file.as_ref().and_then(|f| f.syn_sysctls))
+            .unwrap_or_default(),
         access: Access {
             admin_gid: gid(&args.admin_group, |f| &f.admin_group),
             read_gid: gid(&args.read_group, |f| &f.read_group),
@@ -250,6 +261,7 @@ impl DaemonConfig {
             ("metrics_addr", self.metrics_addr != new.metrics_addr),
             ("run_dir", self.run_dir != new.run_dir),
             ("pin_root", self.pin_root != new.pin_root),
+            ("syn_sysctls", self.syn_sysctls != new.syn_sysctls),
         ]
         .into_iter()
         .filter_map(|(name, differs)| differs.then_some(name))

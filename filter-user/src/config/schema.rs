@@ -32,6 +32,7 @@ pub(super) struct RawDaemon {
     pub(super) read_group: Option<Spanned<Scalar>>,
     pub(super) run_dir: Option<Spanned<String>>,
     pub(super) syn_protect: Option<Spanned<String>>,
+    pub(super) syn_sysctls: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

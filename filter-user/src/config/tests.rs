@@ -409,6 +409,7 @@ fn the_sample_parses_and_holds_the_defaults() {
         read_group: None,
         run_dir: None,
         syn_protect: None,
+        syn_sysctls: None,
         allow: Vec::new(),
         deny: Vec::new(),
     };
@@ -438,6 +439,7 @@ fn the_sample_parses_and_holds_the_defaults() {
         DaemonFile {
             run_dir: Some(PathBuf::from(crate::control::DEFAULT_RUN_DIR)),
             syn_protect: Some(crate::syn::SynProtect::Auto),
+            syn_sysctls: Some(crate::syn::SysctlPolicy::Set),
             ..defaults
         }
     );

@@ -37,32 +37,7 @@ pub(super) fn protect(
     pins.prepare()?;
     let takeover = pins.takeover()?;
     let plan = pins.plan_maps(config.fresh_state)?;
-    let prepared = (|| {
-        let mut loaded = loader::load(&LoadOptions {
-            max_sources: config.max_sources,
-            test_clock: false,
-            list_capacity: config.list_capacity,
-            max_prefixes: config.max_prefixes,
-            pin_maps: Some(plan.dir().to_owned()),
-            without_syn_cookies: false,
-        })?;
-        let lists = ListMaps::take(&mut loaded.ebpf)?;
-        if !config.allow.is_empty() {
-            lists.add(ListKind::Allow, &config.allow, None)?;
-        }
-        if !config.deny.is_empty() {
-            lists.add(ListKind::Deny, &config.deny, None)?;
-        }
-        loaded.maps.set_list_presence(lists.nonempty()?.flag_bits());
-        let syn = super::syn::start(
-            iface,
-            &loaded.maps,
-            &loaded.syn_cookies,
-            config.syn_protect.clone(),
-        )?;
-        loaded.maps.write_limits(&config.limits.to_kernel())?;
-        anyhow::Ok((loaded, lists, syn))
-    })();
+    let prepared = prepare(iface, config, &plan);
     let (mut loaded, lists, syn) = match prepared {
         Ok(prepared) => prepared,
         Err(e) => {
@@ -129,8 +104,43 @@ pub(super) fn protect(
         reload,
         syn: Mutex::new(syn),
         syn_cookies: loaded.syn_cookies.clone(),
+        syn_sysctls: config.syn_sysctls,
     });
     // The object (and with it the program fd) may go: the pinned link holds the program.
     drop(loaded.ebpf);
     Ok((shared, ring))
+}
+
+/// Loads the program with the maps of `plan` and fills them as `config` says, before it is
+/// attached: the lists, SYN protection, the limits.
+fn prepare(
+    iface: &str,
+    config: &DaemonConfig,
+    plan: &MapsPlan,
+) -> anyhow::Result<(loader::Loaded, ListMaps, super::syn::SynState)> {
+    let mut loaded = loader::load(&LoadOptions {
+        max_sources: config.max_sources,
+        test_clock: false,
+        list_capacity: config.list_capacity,
+        max_prefixes: config.max_prefixes,
+        pin_maps: Some(plan.dir().to_owned()),
+        without_syn_cookies: false,
+    })?;
+    let lists = ListMaps::take(&mut loaded.ebpf)?;
+    if !config.allow.is_empty() {
+        lists.add(ListKind::Allow, &config.allow, None)?;
+    }
+    if !config.deny.is_empty() {
+        lists.add(ListKind::Deny, &config.deny, None)?;
+    }
+    loaded.maps.set_list_presence(lists.nonempty()?.flag_bits());
+    let syn = super::syn::start(
+        iface,
+        &loaded.maps,
+        &loaded.syn_cookies,
+        config.syn_protect.clone(),
+        config.syn_sysctls,
+    )?;
+    loaded.maps.write_limits(&config.limits.to_kernel())?;
+    Ok((loaded, lists, syn))
 }

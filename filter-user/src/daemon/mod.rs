@@ -73,6 +73,8 @@ struct Shared {
     syn: Mutex<syn::SynState>,
     /// Whether the program has the SYN-cookie stage: `Err` says why not.
     syn_cookies: Result<(), String>,
+    /// Whether SYN protection may set the namespace's sysctl.
+    syn_sysctls: crate::syn::SysctlPolicy,
 }
 
 /// The cookie stage's counters and the kernel's own cookie counters, for `stats` and the

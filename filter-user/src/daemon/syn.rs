@@ -14,7 +14,7 @@ use crate::{
     limits::ClassName,
     maps::FilterMaps,
     stats::Totals,
-    syn::{self, SynProtect, host, host::SynHost},
+    syn::{self, SynProtect, SysctlPolicy, host, host::SynHost},
 };
 
 /// Untracked SYNs over the SYN ceiling in one sample interval that turn `auto` on: a few,
@@ -75,6 +75,7 @@ struct Stage<'a> {
     iface: &'a str,
     maps: &'a FilterMaps,
     available: &'a Result<(), String>,
+    sysctls: SysctlPolicy,
 }
 
 impl<'a> Stage<'a> {
@@ -83,6 +84,7 @@ impl<'a> Stage<'a> {
             iface: &shared.iface,
             maps: &shared.maps,
             available: &shared.syn_cookies,
+            sysctls: shared.syn_sysctls,
         }
     }
 
@@ -98,13 +100,30 @@ impl<'a> Stage<'a> {
         if let Err(why) = self.available {
             bail!("syn-protect is refused: {why}");
         }
-        if let Some(was) = host::ensure_syncookies()? {
-            info!(
-                "syn-protect on {}: set net.ipv4.tcp_syncookies from {was} to 2 in its \
-                 namespace: the kernel must accept the cookie ACKs of the SYN-ACKs sent from \
-                 XDP (it then answers every SYN that reaches it with a cookie too)",
-                self.iface
-            );
+        match self.sysctls {
+            SysctlPolicy::Set => {
+                if let Some(was) = host::ensure_syncookies()? {
+                    info!(
+                        "syn-protect on {}: set net.ipv4.tcp_syncookies from {was} to 2 in its \
+                         namespace: the kernel must accept the cookie ACKs of the SYN-ACKs \
+                         sent from XDP (it then answers every SYN that reaches it with a \
+                         cookie too)",
+                        self.iface
+                    );
+                }
+            }
+            SysctlPolicy::Keep => {
+                let now = host::syncookies_value()?;
+                if now != 2 {
+                    warn!(
+                        "syn-protect on {}: net.ipv4.tcp_syncookies is {now} and kept so \
+                         (--syn-sysctls keep): the kernel issues cookies only while a \
+                         listener's SYN queue is full, so most SYNs fall back to the SYN \
+                         ceiling (counted as syn_cookie_refused)",
+                        self.iface
+                    );
+                }
+            }
         }
         let host = SynHost::read(self.iface)?;
         self.maps
@@ -139,11 +158,13 @@ pub(super) fn start(
     maps: &FilterMaps,
     available: &Result<(), String>,
     setting: SynProtect,
+    sysctls: SysctlPolicy,
 ) -> anyhow::Result<SynState> {
     let stage = Stage {
         iface,
         maps,
         available,
+        sysctls,
     };
     let mut syn = SynState::new(setting);
     if let (SynProtect::Auto, Err(why)) = (&syn.setting, available) {
@@ -295,20 +316,21 @@ fn turn_off(shared: &Shared, state: &mut SynState) -> anyhow::Result<()> {
 }
 
 fn keep_on(shared: &Shared, state: &mut SynState) -> anyhow::Result<()> {
-    if !host::syncookies_always()? {
+    let reset = shared.syn_sysctls == SysctlPolicy::Set && !host::syncookies_always()?;
+    if reset {
         warn!(
             "syn-protect on {}: net.ipv4.tcp_syncookies was changed from 2; setting it again",
             shared.iface
         );
     }
     // New listeners are protected too (a listener that went away costs nothing: its SYNs
-    // fall back to the ceiling as "no listener").
+    // fall back to the ceiling as "no listener"), and a new MTU changes the MSS.
     let ports: BTreeSet<u16> = host::listening_ports()?
         .union(&state.active)
         .copied()
         .collect();
-    let active = state.active.clone();
-    if ports != active || !host::syncookies_always()? {
+    let host_changed = state.host != Some(SynHost::read(&shared.iface)?);
+    if ports != state.active || reset || host_changed {
         protect(shared, state, &ports)?;
     }
     Ok(())

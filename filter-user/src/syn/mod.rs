@@ -71,6 +71,26 @@ impl fmt::Display for SynProtect {
     }
 }
 
+/// Whether the daemon may set `net.ipv4.tcp_syncookies=2` when SYN protection turns on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum SysctlPolicy {
+    /// Set it, and say so (and what it was).
+    #[default]
+    Set,
+    /// Leave it as it is: the kernel then issues cookies only while a listener's SYN queue
+    /// is full, so most SYNs fall back to the SYN ceiling (`syn_cookie_refused`).
+    Keep,
+}
+
+impl fmt::Display for SysctlPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Set => "set",
+            Self::Keep => "keep",
+        })
+    }
+}
+
 /// A change of `floodwall syn-protect`.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
