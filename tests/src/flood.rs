@@ -537,13 +537,15 @@ impl PeerXdp {
         Self::attach_returning(netns, iface, 2, *b"fw_peer_pass\0\0\0\0")
     }
 
-    /// As [`PeerXdp::attach`], but the program drops every frame: a sink that counts what
-    /// arrives (in the interface's receive counter) and takes it no further.
+    /// As [`PeerXdp::attach`], but the program drops the answers to the SYN generator's
+    /// frames (IPv6 TCP to its source port, 40000) and passes everything else: a sink that
+    /// counts them (in the interface's receive counter, with everything else) and keeps
+    /// them, addressed to made-up sources, from flooding the bridge.
     ///
     /// # Errors
     /// As [`PeerXdp::attach`].
     pub fn attach_sink(netns: &str, iface: &str) -> anyhow::Result<Self> {
-        Self::attach_returning(netns, iface, XDP_DROP, *b"fw_peer_sink\0\0\0\0")
+        Self::attach_program(netns, iface, &sink_program(), *b"fw_peer_sink\0\0\0\0")
     }
 
     fn attach_returning(
@@ -554,10 +556,21 @@ impl PeerXdp {
     ) -> anyhow::Result<Self> {
         const MOV64_K: u8 = 0xb7; // BPF_ALU64 | BPF_MOV | BPF_K
         const EXIT: u8 = 0x95; // BPF_JMP | BPF_EXIT
-        let prog = load_xdp(
+        Self::attach_program(
+            netns,
+            iface,
             &[insn(MOV64_K, 0, 0, 0, verdict), insn(EXIT, 0, 0, 0, 0)],
             name,
-        )?;
+        )
+    }
+
+    fn attach_program(
+        netns: &str,
+        iface: &str,
+        insns: &[Insn],
+        name: [u8; 16],
+    ) -> anyhow::Result<Self> {
+        let prog = load_xdp(insns, name)?;
         let _inside = NetnsGuard::enter(netns)?;
         let mut attr = LinkCreateAttr {
             prog_fd: u32::try_from(prog.as_raw_fd()).context("program fd")?,
@@ -572,6 +585,125 @@ impl PeerXdp {
         let link = unsafe { OwnedFd::from_raw_fd(fd) };
         Ok(Self { _link: link })
     }
+}
+
+/// The SYN generator: as [`generator_program`], but it first writes the whole `template`
+/// frame back, at its own length, before it sets the random source. A live-frame run
+/// recycles its pages without copying the frame again, and an answer in place (the SYN-ACK
+/// that floodwall or the reflector writes over the SYN, and resizes) would otherwise come
+/// back to the generator as the next frame's content.
+///
+/// # Errors
+/// If the template is not [`SYN_FRAME_LEN`] bytes.
+fn syn_generator_program(template: &[u8]) -> anyhow::Result<Vec<Insn>> {
+    const LDX_W: u8 = 0x61; // BPF_LDX | BPF_MEM | BPF_W
+    const ST_W: u8 = 0x62; // BPF_ST | BPF_MEM | BPF_W
+    const ST_H: u8 = 0x6a; // BPF_ST | BPF_MEM | BPF_H
+    const MOV64_X: u8 = 0xbf; // BPF_ALU64 | BPF_MOV | BPF_X
+    const MOV64_K: u8 = 0xb7; // BPF_ALU64 | BPF_MOV | BPF_K
+    const SUB64_X: u8 = 0x1f; // BPF_ALU64 | BPF_SUB | BPF_X
+    const ADD64_K: u8 = 0x07; // BPF_ALU64 | BPF_ADD | BPF_K
+    const JEQ_K: u8 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+    const JNE_K: u8 = 0x55; // BPF_JMP | BPF_JNE | BPF_K
+    const JGT_X: u8 = 0x2d; // BPF_JMP | BPF_JGT | BPF_X
+    const CALL: u8 = 0x85; // BPF_JMP | BPF_CALL
+    const HELPER_ADJUST_TAIL: i32 = 65;
+    ensure!(
+        template.len() == SYN_FRAME_LEN,
+        "the SYN template has {} bytes, not {SYN_FRAME_LEN}",
+        template.len()
+    );
+    // Two bytes of padding past the template: a live-frame run updates the frame it sends
+    // from the program's context only when the frame's end differs from the one it started
+    // with, and a recycled page's frame may carry another length (the answer's).
+    let len = i32::try_from(SYN_FRAME_LEN + 2).context("frame length")?;
+    let (r0, r1, r2, r6, r7, r8) = (0, 1, 2, 6, 7, 8);
+    let mut p = vec![
+        insn(MOV64_X, r8, r1, 0, 0), // r8 = ctx
+        insn(LDX_W, r6, r1, 0, 0),   // r6 = ctx->data
+        insn(LDX_W, r7, r1, 4, 0),   // r7 = ctx->data_end
+        insn(MOV64_K, r2, 0, 0, len),
+        insn(SUB64_X, r7, r6, 0, 0), // r7 = the frame's length now
+        insn(SUB64_X, r2, r7, 0, 0), // r2 = SYN_FRAME_LEN - that
+        insn(JEQ_K, r2, 0, 0, 0),    // patched below: if r2 == 0 skip the resize
+    ];
+    let skip_at = p.len() - 1;
+    p.extend([
+        insn(MOV64_X, r1, r8, 0, 0),
+        insn(CALL, 0, 0, 0, HELPER_ADJUST_TAIL),
+        insn(JNE_K, r0, 0, 0, 0), // patched below: if the resize failed goto drop
+    ]);
+    let fail_at = p.len() - 1;
+    p[skip_at].off = i16::try_from(p.len() - skip_at - 1).context("jump")?;
+    p.extend([
+        insn(LDX_W, r6, r8, 0, 0), // the pointers again, after the resize
+        insn(LDX_W, r7, r8, 4, 0),
+        insn(MOV64_X, r2, r6, 0, 0),
+        insn(ADD64_K, r2, 0, 0, len),
+        insn(JGT_X, r2, r7, 0, 0), // patched below: if data + len > data_end goto drop
+    ]);
+    let bounds_at = p.len() - 1;
+    // The template, four bytes a store, then the last two.
+    let words = template.chunks_exact(4);
+    let tail = words.remainder();
+    for (i, word) in words.enumerate() {
+        let imm = i32::from_le_bytes(word.try_into().context("a word")?);
+        p.push(insn(
+            ST_W,
+            r6,
+            0,
+            i16::try_from(i * 4).context("offset")?,
+            imm,
+        ));
+    }
+    ensure!(tail.len() == 2, "the SYN template ends in a half word");
+    let imm = i32::from(u16::from_le_bytes([tail[0], tail[1]]));
+    let off = i16::try_from(SYN_FRAME_LEN - 2).context("offset")?;
+    p.push(insn(ST_H, r6, 0, off, imm));
+    p.push(insn(ST_H, r6, 0, off + 2, 0)); // the padding
+    // Then the random source, as the UDP generator does; its last instructions are
+    // `XDP_TX; exit; drop: XDP_DROP; exit`, after its own bounds check, which holds.
+    let random = generator_program_at(SOURCE_IID_OFFSET, SYN_SEQ_OFFSET);
+    p.extend_from_slice(&random[5..]);
+    let drop_at = p.len() - 2;
+    for at in [fail_at, bounds_at] {
+        p[at].off = i16::try_from(drop_at - at - 1).context("jump")?;
+    }
+    Ok(p)
+}
+
+/// The sink of [`PeerXdp::attach_sink`]: `XDP_DROP` for an IPv6 TCP frame to port 40000
+/// (the SYN generator's source port), `XDP_PASS` for anything else.
+fn sink_program() -> Vec<Insn> {
+    const LDX_W: u8 = 0x61; // BPF_LDX | BPF_MEM | BPF_W
+    const LDX_H: u8 = 0x69; // BPF_LDX | BPF_MEM | BPF_H
+    const LDX_B: u8 = 0x71; // BPF_LDX | BPF_MEM | BPF_B
+    const MOV64_X: u8 = 0xbf; // BPF_ALU64 | BPF_MOV | BPF_X
+    const MOV64_K: u8 = 0xb7; // BPF_ALU64 | BPF_MOV | BPF_K
+    const ADD64_K: u8 = 0x07; // BPF_ALU64 | BPF_ADD | BPF_K
+    const JGT_X: u8 = 0x2d; // BPF_JMP | BPF_JGT | BPF_X
+    const JNE_K: u8 = 0x55; // BPF_JMP | BPF_JNE | BPF_K
+    const EXIT: u8 = 0x95; // BPF_JMP | BPF_EXIT
+    const XDP_PASS: i32 = 2;
+    // Loads are little-endian: 0x86dd on the wire reads 0xdd86, port 40000 (0x9c40) 0x409c.
+    let (r0, r1, r2, r3, r6, r7) = (0, 1, 2, 3, 6, 7);
+    vec![
+        insn(LDX_W, r6, r1, 0, 0),   // r6 = ctx->data
+        insn(LDX_W, r7, r1, 4, 0),   // r7 = ctx->data_end
+        insn(MOV64_X, r2, r6, 0, 0), // r2 = data
+        insn(ADD64_K, r2, 0, 0, 58), // r2 += Ethernet, IPv6 and 4 bytes of TCP
+        insn(JGT_X, r2, r7, 8, 0),   // if r2 > data_end goto pass
+        insn(LDX_H, r3, r6, 12, 0),  // the ethertype
+        insn(JNE_K, r3, 0, 6, 0xdd86),
+        insn(LDX_B, r3, r6, 20, 0), // IPv6 next header
+        insn(JNE_K, r3, 0, 4, 6),
+        insn(LDX_H, r3, r6, 56, 0), // TCP destination port
+        insn(JNE_K, r3, 0, 2, 0x409c),
+        insn(MOV64_K, r0, 0, 0, XDP_DROP),
+        insn(EXIT, 0, 0, 0, 0),
+        insn(MOV64_K, r0, 0, 0, XDP_PASS), // pass:
+        insn(EXIT, 0, 0, 0, 0),
+    ]
 }
 
 /// `union bpf_attr` for `BPF_PROG_LOAD`, up to the fields we set (the kernel zero-fills the
@@ -659,10 +791,13 @@ impl LiveGenerator {
     ///
     /// # Errors
     /// As [`LiveGenerator::load`].
-    pub fn load_syn() -> anyhow::Result<Self> {
+    /// `template` is the frame of [`LiveGenerator::syn_frame`] the program rewrites every
+    /// frame from, two bytes of padding after it (see [`syn_generator_program`]); send that
+    /// frame too.
+    pub fn load_syn(template: &[u8]) -> anyhow::Result<Self> {
         Ok(Self {
             prog: load_xdp(
-                &generator_program_at(SOURCE_IID_OFFSET, SYN_SEQ_OFFSET),
+                &syn_generator_program(template)?,
                 *b"fw_syn_gen\0\0\0\0\0\0",
             )?,
         })

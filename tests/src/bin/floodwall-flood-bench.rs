@@ -402,7 +402,8 @@ fn floodwall_phase(
 ) -> anyhow::Result<FloodwallPhase> {
     let mut run_args = vec!["--xdp-mode", "driver"];
     if args.syn {
-        run_args.extend(["--syn-protect", "80"]);
+        // No SYN-ACK budget: the phase measures the path, as the reflector has none.
+        run_args.extend(["--syn-protect", "80", "--syn-cookie-rate", "unlimited"]);
     }
     run_args.extend(args.floodwall_arg.iter().map(String::as_str));
     let daemon = lab
@@ -443,12 +444,22 @@ fn floodwall_phase(
         Ok((Window::between(before, after), stats_before, stats_after))
     });
     let (generated, (window, stats_before, stats_after)) = measured?;
+    // The outcomes, then (with --syn) the cookie stage's own counters, that changed.
     let outcomes = stats_after
         .0
         .outcomes
         .iter()
         .zip(&stats_before.0.outcomes)
         .map(|(a, b)| (a.outcome.clone(), a.packets - b.packets))
+        .chain(
+            stats_after
+                .0
+                .syn
+                .counters
+                .iter()
+                .zip(&stats_before.0.syn.counters)
+                .map(|(a, b)| (a.0.clone(), a.1 - b.1)),
+        )
         .filter(|(_, n)| *n > 0)
         .collect();
     let tracked_after = daemon
@@ -600,16 +611,16 @@ fn run(args: &Args) -> anyhow::Result<bool> {
     // Everything on the generator's CPU (see the method in the crate doc): the lab's
     // processes inherit this thread's affinity.
     let cpu = bench::pin_to_cpu(args.cpu)?;
-    let generator = if args.syn {
-        LiveGenerator::load_syn()?
-    } else {
-        LiveGenerator::load()?
-    };
     let lab = Lab::new(0).context("the namespace lab must build")?;
     lab.start_nginx().context("nginx must start")?;
     lab.http_get(lab.client(), false)
         .context("the client must reach nginx before the benchmark")?;
     let entry = Entry::find(&lab, args.syn)?;
+    let generator = if args.syn {
+        LiveGenerator::load_syn(&entry.frame)?
+    } else {
+        LiveGenerator::load()?
+    };
     // With --syn, the answers end at the bridge port's sink (see the method).
     let _sink = entry
         .sink
