@@ -895,6 +895,7 @@ fn base(pps: u64, burst: u64, admit_packets: u32) -> LimitsChange {
         admit_rate: OFF,
         syn_cookie_rate: OFF,
         syn_admit_rate: OFF,
+        syn_auto_quiet_ms: Some(60_000),
         monitor_classes: [Some(false); CLASSES],
         deny_mode: Some(FilterMode::Enforce),
         prefix_len: [Some(24), Some(64), Some(48)],

@@ -902,6 +902,40 @@ fn assert_syncookies_always(lab: &Lab) {
     );
 }
 
+/// Back to `auto` while the flood goes on, with a short quiet time: on again within
+/// seconds, and off within seconds of the flood's end (which this stops).
+fn auto_turns_on_and_off(lab: &Lab, daemon: &Daemon, floods: &[Proc]) {
+    for args in [
+        &["limits", "set", "--syn-auto-quiet", "2s"][..],
+        &["syn-protect", "auto"],
+    ] {
+        let out = daemon.cli(args).expect("cli");
+        assert!(out.status.success(), "floodwall {args:?} must succeed");
+    }
+    let protect = || stats(daemon).syn.protect;
+    assert!(
+        lab::poll_until(Duration::from_secs(20), Duration::from_millis(200), || {
+            protect() == "auto (on: 80)"
+        }),
+        "auto turns on during the flood: {}",
+        protect()
+    );
+    stop_floods(lab, floods);
+    assert!(
+        lab::poll_until(Duration::from_secs(30), Duration::from_millis(200), || {
+            protect() == "auto (off)"
+        }),
+        "auto turns off once the flood is over: {}",
+        protect()
+    );
+    assert!(
+        daemon
+            .log()
+            .contains("syn-protect auto: off: no SYN flood for 2s"),
+        "auto logs that it turned off"
+    );
+}
+
 /// Under a random-source SYN flood far above the SYN ceiling, new users (300 IPv4 and
 /// 100 IPv6 addresses never seen before, one connection each) all connect at once with
 /// floodwall's defaults: `--syn-protect auto` turns cookies on for nginx's port within
@@ -910,7 +944,8 @@ fn assert_syncookies_always(lab: &Lab) {
 /// makes some new users wait for a retransmission. A 4 MiB download over a cookie
 /// connection arrives whole. With the daemon killed (-9) in the middle of the flood, and
 /// after its restart with explicit ports (`--syn-protect 80`), new users still connect at
-/// once: the program goes on answering without it.
+/// once: the program goes on answering without it. Back to `auto` with a quiet time of 2 s,
+/// it turns on again during the flood and off after it.
 #[test]
 fn syn_cookies_let_every_new_user_connect_through_a_random_source_syn_flood() {
     if !floodwall_tests::privileged(
@@ -1014,6 +1049,7 @@ fn syn_cookies_let_every_new_user_connect_through_a_random_source_syn_flood() {
         &["--ceiling", syn_flood_scale().1, "--syn-protect", "80"],
     );
     assert_all_served(&fetch_from_each(&lab, &after_restart), "after the restart");
-    stop_floods(&lab, &floods);
     assert_eq!(stats(&daemon).syn.protect, "80");
+
+    auto_turns_on_and_off(&lab, &daemon, &floods);
 }

@@ -2,7 +2,10 @@
 //! the configuration, `floodwall syn-protect`, reloads and, with `auto`, by the daemon
 //! itself when a SYN flood goes over the SYN ceiling.
 
-use std::{collections::BTreeSet, time::Instant};
+use std::{
+    collections::BTreeSet,
+    time::{Duration, Instant},
+};
 
 use anyhow::bail;
 use filter_common::{Class, Outcome};
@@ -20,9 +23,6 @@ use crate::{
 /// Untracked SYNs over the SYN ceiling in one sample interval that turn `auto` on: a few,
 /// not one, so that a short burst of new users does not.
 const AUTO_ON_DROPS: u64 = 100;
-/// Seconds without a flood (untracked SYNs below half the SYN ceiling) after which `auto`
-/// turns the cookies off again.
-const AUTO_QUIET_SECS: u64 = 60;
 
 /// What one interface's SYN protection is doing.
 pub(super) struct SynState {
@@ -182,7 +182,7 @@ pub(super) fn start(
         syn.last_flood = Some(Instant::now());
         info!(
             "syn-protect auto on {iface}: the earlier daemon had it on for port(s) {}: kept on \
-             until the flood has been over for {AUTO_QUIET_SECS} s",
+             until the flood has been over for a while (--syn-auto-quiet)",
             syn::join_ports(&ports)
         );
     }
@@ -240,7 +240,7 @@ pub(super) fn view(shared: &Shared) -> anyhow::Result<SynProtectView> {
 
 /// One tick of `auto`, after each counter sample: turns the cookies on for the ports with
 /// listeners when untracked SYNs go over the SYN ceiling, and off once they have stayed
-/// under half of it for [`AUTO_QUIET_SECS`]. While on, it also follows new listeners and
+/// under half of it for `--syn-auto-quiet`. While on, it also follows new listeners and
 /// puts `tcp_syncookies` back if someone reset it.
 pub(super) fn auto_tick(shared: &Shared, totals: &Totals) {
     let mut state = lock(&shared.syn);
@@ -259,7 +259,13 @@ pub(super) fn auto_tick(shared: &Shared, totals: &Totals) {
         over.saturating_sub(last_over),
         untracked.saturating_sub(last_untracked),
     );
-    let ceiling = lock(&shared.limits).ceiling_pps[ClassName::Syn.index()].per_second();
+    let (ceiling, quiet) = {
+        let limits = lock(&shared.limits);
+        (
+            limits.ceiling_pps[ClassName::Syn.index()].per_second(),
+            limits.syn_auto_quiet(),
+        )
+    };
     let interval_ms = u64::try_from(SAMPLE_INTERVAL.as_millis()).unwrap_or(u64::MAX);
     let per_tick = |rate: u64| rate.saturating_mul(interval_ms) / 1000;
     let flooding = over >= AUTO_ON_DROPS || ceiling.is_some_and(|c| untracked > per_tick(c) / 2);
@@ -272,11 +278,8 @@ pub(super) fn auto_tick(shared: &Shared, totals: &Totals) {
             return;
         }
         turn_on(shared, &mut state, over)
-    } else if state
-        .last_flood
-        .is_some_and(|at| at.elapsed().as_secs() >= AUTO_QUIET_SECS)
-    {
-        turn_off(shared, &mut state)
+    } else if state.last_flood.is_some_and(|at| at.elapsed() >= quiet) {
+        turn_off(shared, &mut state, quiet)
     } else {
         keep_on(shared, &mut state)
     };
@@ -302,13 +305,14 @@ fn turn_on(shared: &Shared, state: &mut SynState, over: u64) -> anyhow::Result<(
     Ok(())
 }
 
-fn turn_off(shared: &Shared, state: &mut SynState) -> anyhow::Result<()> {
+fn turn_off(shared: &Shared, state: &mut SynState, quiet: Duration) -> anyhow::Result<()> {
     protect(shared, state, &BTreeSet::new())?;
     state.auto_off += 1;
     state.last_flood = None;
     let line = format!(
-        "syn-protect auto: off: no SYN flood for {AUTO_QUIET_SECS} s; new sources' SYNs are \
-         held to the SYN ceiling again"
+        "syn-protect auto: off: no SYN flood for {}; new sources' SYNs are held to the SYN \
+         ceiling again",
+        humantime::format_duration(quiet)
     );
     info!("{line}");
     lock(&shared.blocks).record(EventRecord::now(EventKind::SynProtect, None, line));

@@ -60,6 +60,10 @@ pub struct LimitArgs {
     /// the CPUs (or `unlimited`).
     #[arg(long, value_parser = parse_rate, value_name = "RATE")]
     pub syn_admit_rate: Option<Rate>,
+    /// How long untracked SYNs must stay under half the SYN ceiling before
+    /// `--syn-protect auto` turns cookies off again, e.g. 1m.
+    #[arg(long, value_parser = parse_duration_ms, value_name = "DURATION")]
+    pub syn_auto_quiet: Option<u64>,
     /// Put one class in monitor mode (count, do not drop); repeatable.
     #[arg(long, value_enum, value_name = "CLASS")]
     pub monitor_class: Vec<ClassName>,
@@ -117,6 +121,10 @@ impl LimitArgs {
                 self.syn_cookie_rate.map(Value::Rate),
             ),
             (Setting::SynAdmitRate, self.syn_admit_rate.map(Value::Rate)),
+            (
+                Setting::SynAutoQuiet,
+                self.syn_auto_quiet.map(Value::Duration),
+            ),
             (Setting::DenyMode, self.deny_mode.map(Value::Mode)),
         ];
         for (setting, value) in scalars {

@@ -67,6 +67,13 @@ pub const DEFAULT_SYN_COOKIE_RATE: u64 = 1_000_000;
 /// Default sources per second a valid cookie may admit to the table in total.
 pub const DEFAULT_SYN_ADMIT_RATE: u64 = 50_000;
 
+/// Default time without a SYN flood after which `--syn-protect auto` turns cookies off.
+pub const DEFAULT_SYN_AUTO_QUIET: Duration = Duration::from_mins(1);
+/// Shortest and longest such time.
+pub const MIN_SYN_AUTO_QUIET: Duration = Duration::from_secs(1);
+/// See [`MIN_SYN_AUTO_QUIET`].
+pub const MAX_SYN_AUTO_QUIET: Duration = Duration::from_hours(24);
+
 /// Default number of packets a new source must show before it gets a table entry.
 pub const DEFAULT_ADMIT_PACKETS: u32 = 4;
 
@@ -101,6 +108,9 @@ pub struct Limits {
     pub syn_cookie_rate: Rate,
     /// Sources per second a valid cookie admits to the table, in total over the CPUs.
     pub syn_admit_rate: Rate,
+    /// How long untracked SYNs must stay under half the SYN ceiling before
+    /// `--syn-protect auto` turns cookies off, in milliseconds.
+    pub syn_auto_quiet_ms: u64,
     /// Classes that only monitor (by index).
     pub monitor_classes: [bool; CLASSES],
     /// Whether the denylist drops or only counts.
@@ -132,6 +142,8 @@ impl Default for Limits {
             admit_rate: Rate::PerSecond(DEFAULT_ADMIT_RATE),
             syn_cookie_rate: Rate::PerSecond(DEFAULT_SYN_COOKIE_RATE),
             syn_admit_rate: Rate::PerSecond(DEFAULT_SYN_ADMIT_RATE),
+            syn_auto_quiet_ms: u64::try_from(DEFAULT_SYN_AUTO_QUIET.as_millis())
+                .unwrap_or(u64::MAX),
             monitor_classes: [false; CLASSES],
             deny_mode: FilterMode::Enforce,
             prefix_len: DEFAULT_PREFIX_LENS,
@@ -169,6 +181,8 @@ pub struct LimitsChange {
     pub syn_cookie_rate: Option<Rate>,
     /// New cookie admission rate.
     pub syn_admit_rate: Option<Rate>,
+    /// New quiet time of `auto`, in milliseconds.
+    pub syn_auto_quiet_ms: Option<u64>,
     /// Classes to switch to monitor (`Some(true)`) or enforce (`Some(false)`).
     pub monitor_classes: [Option<bool>; CLASSES],
     /// New denylist mode.
@@ -210,6 +224,7 @@ impl Limits {
             admit_rate: change.admit_rate.unwrap_or(self.admit_rate),
             syn_cookie_rate: change.syn_cookie_rate.unwrap_or(self.syn_cookie_rate),
             syn_admit_rate: change.syn_admit_rate.unwrap_or(self.syn_admit_rate),
+            syn_auto_quiet_ms: change.syn_auto_quiet_ms.unwrap_or(self.syn_auto_quiet_ms),
             monitor_classes: merge(self.monitor_classes, change.monitor_classes),
             deny_mode: change.deny_mode.unwrap_or(self.deny_mode),
             prefix_len: merge(self.prefix_len, change.prefix_len),
@@ -247,6 +262,12 @@ impl Limits {
     #[must_use]
     pub fn block_for(&self) -> Duration {
         Duration::from_millis(self.block_for_ms)
+    }
+
+    /// How long `--syn-protect auto` waits without a SYN flood before it turns cookies off.
+    #[must_use]
+    pub fn syn_auto_quiet(&self) -> Duration {
+        Duration::from_millis(self.syn_auto_quiet_ms)
     }
 }
 

@@ -16,7 +16,8 @@ use filter_common::CLASSES;
 
 use super::{
     Burst, ClassName, FilterMode, Limits, LimitsChange, MAX_ADMIT_PACKETS, MAX_BLOCK, MAX_BPS,
-    MAX_BURST_TIME, MAX_PPS, MIN_BLOCK, MIN_BPS, MIN_BURST_BYTES, Rate, ScopeName,
+    MAX_BURST_TIME, MAX_PPS, MAX_SYN_AUTO_QUIET, MIN_BLOCK, MIN_BPS, MIN_BURST_BYTES,
+    MIN_SYN_AUTO_QUIET, Rate, ScopeName,
 };
 
 /// One setting of the limits. Per-class and per-scope settings carry their class and scope.
@@ -42,6 +43,8 @@ pub enum Setting {
     SynCookieRate,
     /// Sources admitted for a valid cookie per second, all CPUs together.
     SynAdmitRate,
+    /// How long `auto` waits without a SYN flood before it turns cookies off.
+    SynAutoQuiet,
     /// Whether the denylist drops or only counts.
     DenyMode,
     /// The classes that only monitor.
@@ -179,7 +182,7 @@ impl Spec {
 
 impl Setting {
     /// The settings that are not per class or per scope, in the config file's order.
-    pub const SCALARS: [Self; 12] = [
+    pub const SCALARS: [Self; 13] = [
         Self::Pps,
         Self::BurstPackets,
         Self::Bps,
@@ -190,6 +193,7 @@ impl Setting {
         Self::AdmitRate,
         Self::SynCookieRate,
         Self::SynAdmitRate,
+        Self::SynAutoQuiet,
         Self::DenyMode,
         Self::MonitorClasses,
     ];
@@ -217,6 +221,7 @@ impl Setting {
     }
 
     /// What is fixed about the setting: one row per setting.
+    #[expect(clippy::too_many_lines, reason = "one row per setting")]
     fn spec(self) -> Spec {
         match self {
             Self::Pps => Spec::rate("pps", "pps", "packet rate", "packets", PACKET_RATE),
@@ -270,6 +275,18 @@ impl Setting {
                 "sources",
                 PACKET_RATE,
             ),
+            Self::SynAutoQuiet => Spec {
+                bounds: Some(Bounds::new(
+                    millis(MIN_SYN_AUTO_QUIET),
+                    millis(MAX_SYN_AUTO_QUIET),
+                )),
+                ..Spec::new(
+                    "syn-auto-quiet",
+                    "syn_auto_quiet",
+                    "SYN cookie auto quiet",
+                    Kind::Duration,
+                )
+            },
             Self::DenyMode => Spec::new("deny-mode", "deny_mode", "denylist", Kind::Mode),
             // With `--enforce-class` for the other direction.
             Self::MonitorClasses => Spec::new(
@@ -396,6 +413,7 @@ impl Setting {
             Self::AdmitRate => Value::Rate(limits.admit_rate),
             Self::SynCookieRate => Value::Rate(limits.syn_cookie_rate),
             Self::SynAdmitRate => Value::Rate(limits.syn_admit_rate),
+            Self::SynAutoQuiet => Value::Duration(limits.syn_auto_quiet_ms),
             Self::DenyMode => Value::Mode(limits.deny_mode),
             Self::MonitorClasses => Value::Classes(limits.monitor_classes),
             Self::ClassPps(c) => Value::Rate(limits.class_pps[c.index()]),
@@ -471,6 +489,7 @@ impl LimitsChange {
             (S::AdmitRate, V::Rate(r)) => self.admit_rate = Some(r),
             (S::SynCookieRate, V::Rate(r)) => self.syn_cookie_rate = Some(r),
             (S::SynAdmitRate, V::Rate(r)) => self.syn_admit_rate = Some(r),
+            (S::SynAutoQuiet, V::Duration(ms)) => self.syn_auto_quiet_ms = Some(ms),
             (S::DenyMode, V::Mode(m)) => self.deny_mode = Some(m),
             (S::MonitorClasses, V::Classes(set)) => self.monitor_classes = set.map(Some),
             (S::ClassPps(c), V::Rate(r)) => self.class_pps[c.index()] = Some(r),
@@ -623,6 +642,7 @@ mod tests {
                 "admit rate: 5000 sources/s",
                 "SYN cookie rate: 1000000 SYN-ACKs/s",
                 "SYN cookie admit rate: 50000 sources/s",
+                "SYN cookie auto quiet: 1m",
                 "denylist: enforce",
                 "monitored: []",
             ]
