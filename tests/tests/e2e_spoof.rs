@@ -747,7 +747,7 @@ fn assert_all_served(fetches: &[Fetch], when: &str) {
     // A user whose SYN or SYN-ACK the lab itself lost waits for a retransmission: the
     // veth's receive ring (256 frames) overflows now and then under two floods on two
     // CPUs, before any XDP program sees the frame, and an ideal filter would lose those
-    // too. Seen: 2 of 400 in one run of ten. So at most 1 % may wait, and the 99th
+    // too. Seen: up to 2 of 400. So at most 1 % may wait, and the 99th
     // percentile must not.
     let slow: Vec<String> = fetches
         .iter()
