@@ -35,11 +35,10 @@ pub fn charge(pkt: &Packet) -> Outcome {
         // Its filter bit is set (a hash neighbour's, or one the daemon has not yet cleared),
         // or prefix limits need every packet here.
         None => {
-            if let Some(answered) = syncookie::untracked(pkt) {
-                return answered;
-            }
+            // Admission first, then the cookie stage (see `untracked::new_source`).
             if !untracked::admits(pkt) {
-                return untracked::ceiling(pkt, Outcome::Passed);
+                return syncookie::untracked(pkt)
+                    .unwrap_or_else(|| untracked::ceiling(pkt, Outcome::Passed));
             }
             if let Insert::Refused = table::insert(pkt, Charge::Later) {
                 return untracked::ceiling(pkt, Outcome::TableFull);

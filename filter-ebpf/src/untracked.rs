@@ -30,11 +30,11 @@ const COUNT_MASK: u32 = 0x00ff_ffff;
 /// class's ceiling.
 #[inline(always)]
 pub fn new_source(pkt: &Packet) -> Outcome {
-    if let Some(answered) = syncookie::untracked(pkt) {
-        return answered;
-    }
+    // Admission first: a source that sends enough to be admitted gets its own limits (a
+    // single host flooding SYNs is blocked as any other); the cookie stage answers the rest,
+    // the sources with one SYN or a few, as a spoofed flood's and new users' are.
     if !admits(pkt) {
-        return ceiling(pkt, Outcome::Passed);
+        return syncookie::untracked(pkt).unwrap_or_else(|| ceiling(pkt, Outcome::Passed));
     }
     match table::insert(pkt, Charge::Now) {
         Insert::Added | Insert::Exists => Outcome::Passed,
