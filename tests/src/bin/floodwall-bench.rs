@@ -705,8 +705,13 @@ impl Bench<'_> {
                 &std::collections::BTreeSet::from([SYN_PORT]),
             )))
             .context("failed to protect the SYN case's port")?;
+        // No admission: the sketch, filled by the new-source case, would admit these
+        // sources before the cookie stage sees them (admission comes first).
         self.maps
-            .write_limits(limits)
+            .write_limits(&LimitsConfig {
+                admit_packets: u32::MAX,
+                ..*limits
+            })
             .context("failed to write the limits")?;
         let frames = (0..args.new_sources)
             .map(|i| linux_syn((SYN_SOURCE_FIRST + i).to_be_bytes()))
