@@ -9,7 +9,8 @@
 //! the stages in policy order: [`lists`] (allowlist, denylist), [`block_cache`],
 //! [`untracked`] (admission and ceilings for sources not in the table), [`tracked`]
 //! (per-source limits and blocks), [`prefix`] (prefix limits), [`syncookie`] (SYN cookies
-//! for untracked sources on protected ports); and below them [`table`]
+//! for untracked sources on protected ports, a program of its own that [`decide`] reaches
+//! by tail call); and below them [`table`]
 //! (the source table and its filter, the one insert), [`gcra`] (rate limiting), [`maps`]
 //! (every map, with who reads and writes it), [`atomic`] (atomic adds).
 #![no_std]
@@ -61,11 +62,30 @@ use crate::packet::Packet;
     reason = "aya's #[xdp] macro hands the context over by value"
 )]
 pub fn floodwall(ctx: XdpContext) -> u32 {
+    judge(&ctx, decide)
+}
+
+/// The SYN-cookie stage's program (`filter_common::SYN_COOKIE_PROGRAM_NAME`), which
+/// `floodwall` tail-calls for a SYN or ACK to a protected port from a source it did not
+/// admit (see `syncookie`).
+#[xdp]
+#[inline(always)]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "aya's #[xdp] macro hands the context over by value"
+)]
+pub fn floodwall_syncookie(ctx: XdpContext) -> u32 {
+    judge(&ctx, untracked::cookie_or_ceiling)
+}
+
+/// Parses the frame, has `policy` decide its outcome, counts it, and returns the action.
+#[inline(always)]
+fn judge(ctx: &XdpContext, policy: impl Fn(&Packet) -> Outcome) -> u32 {
     let len = (ctx.data_end() - ctx.data()) as u64;
     // The fail policy lives here, in one place: a frame we cannot parse far enough to know
     // its source is counted as malformed and passed (a filter must not break traffic it does
     // not understand); everything else gets the outcome the policy chose.
-    let (class, outcome) = match parse::source_of(&ctx) {
+    let (class, outcome) = match parse::source_of(ctx) {
         Ok(parse::Parsed::Source {
             key,
             v4,
@@ -77,8 +97,8 @@ pub fn floodwall(ctx: XdpContext) -> u32 {
             // A match, not `map_or` with a closure: LLVM keeps a closure this large out of
             // line, and the verifier loses the bounds of what it reads back from the stack.
             let outcome = match maps::limits() {
-                Some(limits) => decide(&Packet {
-                    ctx: &ctx,
+                Some(limits) => policy(&Packet {
+                    ctx,
                     at,
                     key,
                     v4,
@@ -127,10 +147,15 @@ fn decide(pkt: &Packet) -> Outcome {
         return denied;
     }
     // Prefix limits need every packet charged through the table path.
-    if !maybe_tracked && !pkt.flag(list_flags::PREFIX_LIMITS) {
-        return untracked::new_source(pkt);
+    let charged = if !maybe_tracked && !pkt.flag(list_flags::PREFIX_LIMITS) {
+        untracked::new_source(pkt)
+    } else {
+        tracked::charge(pkt)
+    };
+    match charged {
+        Some(outcome) => outcome,
+        None => untracked::not_admitted(pkt),
     }
-    tracked::charge(pkt)
 }
 
 /// Samples the program clock beside `CLOCK_MONOTONIC`; never attached, run by the daemon

@@ -5,14 +5,14 @@ use aya_ebpf::{
     Global,
     bindings::BPF_F_NO_PREALLOC,
     macros::map,
-    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
 };
 use filter_common::{
     BLOCK_CACHE_SLOTS, BlockCacheSlot, BlockEvent, CEILING_SLOTS, COUNTER_ENTRIES, Class,
     ClassState, ClockSample, Counter, DEFAULT_LIST_CAPACITY, DEFAULT_MAX_PREFIXES,
     DEFAULT_MAX_SOURCES, EVENTS_BYTES, LimitsConfig, ListEntry, Outcome, PrefixKey, PrefixState,
-    SKETCH_ROWS, SYN_PORT_WORDS, SYN_STAT_SLOTS, SketchRow, SourceKey, SourceState, SynStat,
-    TABLE_STAT_SLOTS, TRACKED_CHUNKS, TrackedChunk,
+    SKETCH_ROWS, STAGE_SLOTS, SYN_PORT_WORDS, SYN_STAT_SLOTS, SketchRow, SourceKey, SourceState,
+    SynStat, TABLE_STAT_SLOTS, TRACKED_CHUNKS, TrackedChunk,
 };
 
 /// Per-source state. Key: source address (wire order, IPv4 mapped); value: GCRA state,
@@ -118,6 +118,11 @@ pub static FW_EVENTS_LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0
 /// source is blocked; the daemon clears a slot when it unblocks its source.
 #[map(name = "FW_BLOCK_CACHE")]
 pub static FW_BLOCK_CACHE: Array<BlockCacheSlot> = Array::with_max_entries(BLOCK_CACHE_SLOTS, 0);
+
+/// The stages that are programs of their own, by slot (`filter_common::SYN_COOKIE_STAGE`).
+/// Written by the daemon at load time; this program tail-calls them.
+#[map(name = "FW_STAGES")]
+pub static FW_STAGES: ProgramArray = ProgramArray::with_max_entries(STAGE_SLOTS, 0);
 
 /// Element 0: written by the clock program only, read by the daemon to calibrate the clock.
 #[map(name = "FW_CLOCK")]

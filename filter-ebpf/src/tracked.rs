@@ -14,39 +14,38 @@ use crate::{
     block_cache, gcra,
     maps::{self, FW_CLASS_STATE, FW_SOURCES},
     packet::Packet,
-    prefix, syncookie,
+    prefix,
     table::{self, Charge, Insert},
     untracked,
 };
 
 /// Charges the packet to its source (admitting the source first if it is not in the table)
-/// and then to its prefixes.
+/// and then to its prefixes; `None` if the source is not in the table and not admitted
+/// (see `untracked::not_admitted`).
 #[inline(always)]
-pub fn charge(pkt: &Packet) -> Outcome {
+pub fn charge(pkt: &Packet) -> Option<Outcome> {
     let state = match FW_SOURCES.get_ptr_mut(&pkt.key) {
         Some(state) => {
             // SAFETY: a pointer from a successful lookup is valid for the program's run; the
             // LRU may recycle the element afterwards, which at worst mixes two sources' state.
             if unsafe { blocked(pkt, state) } {
-                return pkt.drop_as(Outcome::DroppedBlocked, Outcome::MonitorBlocked);
+                return Some(pkt.drop_as(Outcome::DroppedBlocked, Outcome::MonitorBlocked));
             }
             state
         }
         // Its filter bit is set (a hash neighbour's, or one the daemon has not yet cleared),
         // or prefix limits need every packet here.
         None => {
-            // Admission first, then the cookie stage (see `untracked::new_source`).
             if !untracked::admits(pkt) {
-                return syncookie::untracked(pkt)
-                    .unwrap_or_else(|| untracked::ceiling(pkt, Outcome::Passed));
+                return None;
             }
             if let Insert::Refused = table::insert(pkt, Charge::Later) {
-                return untracked::ceiling(pkt, Outcome::TableFull);
+                return Some(untracked::ceiling(pkt, Outcome::TableFull));
             }
             match FW_SOURCES.get_ptr_mut(&pkt.key) {
                 Some(state) => state,
                 // Evicted again before we could look it up: the table is churning.
-                None => return untracked::ceiling(pkt, Outcome::TableFull),
+                None => return Some(untracked::ceiling(pkt, Outcome::TableFull)),
             }
         }
     };
@@ -54,14 +53,14 @@ pub fn charge(pkt: &Packet) -> Outcome {
     let exceeded = unsafe { exceeded_limit(pkt, state) };
     // SAFETY: as above.
     unsafe { count_in_window(state, pkt) };
-    match exceeded {
+    Some(match exceeded {
         None => prefixes(pkt),
         Some(kind) => {
             // SAFETY: as above.
             unsafe { block(pkt, state, kind) };
             pkt.drop_as(Outcome::DroppedRateLimit, Outcome::MonitorRateLimit)
         }
-    }
+    })
 }
 
 /// The outcome of a packet under its source's limits: its prefixes may still be over theirs.

@@ -26,19 +26,41 @@ use crate::{
 const COUNT_MASK: u32 = 0x00ff_ffff;
 
 /// The outcome of a packet whose source is certainly not in the table (and no prefix limit
-/// needs it charged): admitted to the table, charged with this packet, or held to its
-/// class's ceiling.
+/// needs it charged): admitted to the table and charged with this packet, or held to its
+/// class's ceiling; `None` if it is not admitted (see [`not_admitted`]).
 #[inline(always)]
-pub fn new_source(pkt: &Packet) -> Outcome {
-    // Admission first: a source that sends enough to be admitted gets its own limits (a
-    // single host flooding SYNs is blocked as any other); the cookie stage answers the rest,
-    // the sources with one SYN or a few, as a spoofed flood's and new users' are.
+pub fn new_source(pkt: &Packet) -> Option<Outcome> {
     if !admits(pkt) {
-        return syncookie::untracked(pkt).unwrap_or_else(|| ceiling(pkt, Outcome::Passed));
+        return None;
     }
-    match table::insert(pkt, Charge::Now) {
+    Some(match table::insert(pkt, Charge::Now) {
         Insert::Added | Insert::Exists => Outcome::Passed,
         Insert::Refused => ceiling(pkt, Outcome::TableFull),
+    })
+}
+
+/// The outcome of a packet whose source was not admitted to the table: its class's ceiling,
+/// unless it is a SYN or ACK the cookie stage may answer, which goes to the stage's program.
+///
+/// Admission comes first: a source that sends enough to be admitted gets its own limits (a
+/// single host flooding SYNs is blocked as any other); the cookie stage answers the rest,
+/// the sources with one SYN or a few, as a spoofed flood's and new users' are.
+#[inline(always)]
+pub fn not_admitted(pkt: &Packet) -> Outcome {
+    if syncookie::may_answer(pkt) {
+        // Returns only if the stage's program is not in its slot.
+        syncookie::enter(pkt);
+    }
+    ceiling(pkt, Outcome::Passed)
+}
+
+/// The decision of the cookie stage's program (`floodwall_syncookie`): the stage's answer,
+/// or the ceiling for what it cannot serve.
+#[inline(always)]
+pub fn cookie_or_ceiling(pkt: &Packet) -> Outcome {
+    match syncookie::answer(pkt) {
+        Some(outcome) => outcome,
+        None => ceiling(pkt, Outcome::Passed),
     }
 }
 

@@ -8,11 +8,12 @@ use aya::{
     programs::{ProgramError, Xdp, XdpMode, xdp::XdpLinkId},
 };
 use aya::{
-    maps::{Array, MapData},
+    maps::{Array, MapData, ProgramArray},
     programs::{TestRun as _, TestRunOptions},
 };
 use filter_common::{
-    CLOCK_PROGRAM_NAME, ClockSample, PROGRAM_NAME, SYN_COOKIES_GLOBAL, TEST_CLOCK_GLOBAL, map_names,
+    CLOCK_PROGRAM_NAME, ClockSample, PROGRAM_NAME, SYN_COOKIE_PROGRAM_NAME, SYN_COOKIE_STAGE,
+    SYN_COOKIES_GLOBAL, TEST_CLOCK_GLOBAL, map_names,
 };
 use log::warn;
 
@@ -137,6 +138,7 @@ pub fn load(options: &LoadOptions) -> anyhow::Result<Loaded> {
         .load()
         .map_err(explain_load_error)
         .context("the kernel refused the XDP program")?;
+    install_stages(&mut ebpf)?;
     let maps = FilterMaps::take(&mut ebpf)?;
     if !options.test_clock {
         maps.set_clock(calibrate_clock(&mut ebpf)?);
@@ -146,6 +148,31 @@ pub fn load(options: &LoadOptions) -> anyhow::Result<Loaded> {
         maps,
         syn_cookies,
     })
+}
+
+/// Loads the stages that are programs of their own and puts them in their slots of
+/// `FW_STAGES`, where the main program (loaded first: it owns the array) tail-calls them.
+/// In a pinned array this replaces the stages of the daemon before, which the program still
+/// attached calls until the new one replaces it: a stage parses the frame itself, so any
+/// build's program can call any build's stage of the same map layout.
+fn install_stages(ebpf: &mut Ebpf) -> anyhow::Result<()> {
+    let stage = xdp_program(ebpf, SYN_COOKIE_PROGRAM_NAME)?;
+    stage
+        .load()
+        .map_err(explain_load_error)
+        .context("the kernel refused the SYN-cookie stage's program")?;
+    let fd = stage
+        .fd()
+        .context("the SYN-cookie stage's program has no descriptor")?
+        .try_clone()
+        .context("cannot duplicate the SYN-cookie stage's descriptor")?;
+    let map = ebpf
+        .map_mut(map_names::STAGES)
+        .with_context(|| format!("the XDP object has no map {}", map_names::STAGES))?;
+    ProgramArray::try_from(map)
+        .with_context(|| format!("{} is not a program array", map_names::STAGES))?
+        .set(SYN_COOKIE_STAGE, &fd, 0)
+        .with_context(|| format!("cannot put the SYN-cookie stage in {}", map_names::STAGES))
 }
 
 /// Refuses pinned maps whose capacity differs from the one asked for: the operator asked

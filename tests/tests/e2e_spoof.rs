@@ -1077,6 +1077,15 @@ fn syn_cookies_let_every_new_user_connect_through_a_random_source_syn_flood() {
         &lab,
         &["--ceiling", syn_flood_scale().1, "--syn-protect", "80"],
     );
+    // The counters are pinned: what they gained while no daemon ran shows that the cookie
+    // stage's program stayed in its (pinned) slot, and the users were not merely let through
+    // by the ceiling.
+    let restarted = stats(&daemon);
+    assert!(
+        class_packets(&restarted, "tcp", "cookie_verified")
+            > class_packets(&after, "tcp", "cookie_verified"),
+        "with the daemon killed, the program must still verify cookies"
+    );
     assert_all_served(&fetch_from_each(&lab, &after_restart), "after the restart");
     assert_eq!(stats(&daemon).syn.protect, "80");
 

@@ -8,14 +8,16 @@ use filter_common::{
     BASELINE_PROGRAM_NAME, BLOCK_CACHE_SLOTS, BlockCacheSlot, CEILING_SLOTS, CLOCK_PROGRAM_NAME,
     COUNTER_ENTRIES, ClassState, ClockSample, Counter, DEFAULT_LIST_CAPACITY, DEFAULT_MAX_PREFIXES,
     DEFAULT_MAX_SOURCES, EVENTS_BYTES, LimitsConfig, ListEntry, PROGRAM_NAME, PrefixKey,
-    PrefixState, REFLECTOR_PROGRAM_NAME, SKETCH_ROWS, SYN_PORT_WORDS, SYN_STAT_SLOTS, SketchRow,
-    SourceKey, SourceState, TABLE_STAT_SLOTS, TRACKED_CHUNKS, TrackedChunk, map_names,
+    PrefixState, REFLECTOR_PROGRAM_NAME, SKETCH_ROWS, STAGE_SLOTS, SYN_COOKIE_PROGRAM_NAME,
+    SYN_PORT_WORDS, SYN_STAT_SLOTS, SketchRow, SourceKey, SourceState, TABLE_STAT_SLOTS,
+    TRACKED_CHUNKS, TrackedChunk, map_names,
 };
 use floodwall::loader::EBPF_OBJECT;
 
 // Kernel map type numbers (include/uapi/linux/bpf.h).
 const BPF_MAP_TYPE_HASH: u32 = 1;
 const BPF_MAP_TYPE_ARRAY: u32 = 2;
+const BPF_MAP_TYPE_PROG_ARRAY: u32 = 3;
 const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
 const BPF_MAP_TYPE_LRU_HASH: u32 = 9;
 const BPF_MAP_TYPE_LPM_TRIE: u32 = 11;
@@ -37,6 +39,7 @@ fn object_has_the_floodwall_and_baseline_programs() {
         BASELINE_PROGRAM_NAME,
         CLOCK_PROGRAM_NAME,
         REFLECTOR_PROGRAM_NAME,
+        SYN_COOKIE_PROGRAM_NAME,
     ] {
         assert!(
             obj.programs.contains_key(name),
@@ -173,6 +176,13 @@ fn maps_match_the_contract() {
             4,
             8,
             SYN_STAT_SLOTS,
+        ),
+        (
+            map_names::STAGES,
+            BPF_MAP_TYPE_PROG_ARRAY,
+            4,
+            4,
+            STAGE_SLOTS,
         ),
     ];
     for (name, map_type, key, value, entries) in expected {

@@ -14,8 +14,8 @@ use aya::{
 };
 use etherparse::{PacketBuilder, VlanId};
 use filter_common::{
-    BlockEvent, Class, Counter, LimitKind, LimitsConfig, Outcome, PROGRAM_NAME, SourceKey,
-    SourceState, map_names,
+    BlockEvent, Class, Counter, LimitKind, LimitsConfig, Outcome, PROGRAM_NAME,
+    SYN_COOKIE_PROGRAM_NAME, SourceKey, SourceState, map_names,
 };
 use floodwall::{
     events,
@@ -1944,5 +1944,39 @@ mod syn_cookies {
         assert_eq!(verdict, XDP_PASS);
         assert_eq!(harness.packets(Outcome::MonitorSynCookie), 1);
         assert_eq!(harness.packets(Outcome::SynCookieSent), 0);
+    }
+}
+
+/// Each program the daemon loads stays under half the verifier's budget of 1,000,000
+/// processed instructions on this kernel, so that the stages still to come have room and
+/// older verifiers (which prune less) still accept it; and the stage programs are where they
+/// belong, in their slots.
+#[test]
+fn every_program_leaves_the_verifier_half_its_budget() {
+    const BUDGET: u32 = 1_000_000;
+    if !privileged("every_program_leaves_the_verifier_half_its_budget") {
+        return;
+    }
+    let mut loaded = loader::load(&LoadOptions {
+        max_sources: 4096,
+        test_clock: true,
+        max_prefixes: 4096,
+        ..LoadOptions::default()
+    })
+    .expect("the XDP program must load with the test clock");
+    for name in [PROGRAM_NAME, SYN_COOKIE_PROGRAM_NAME] {
+        let program = loader::xdp_program(&mut loaded.ebpf, name).expect("program");
+        let info = program.info().expect("program info");
+        // The kernel reports it from Linux 5.16 on.
+        let Some(verified) = info.verified_instruction_count() else {
+            eprintln!("this kernel does not report verified instructions; not checked");
+            return;
+        };
+        println!("{name}: {verified} instructions verified");
+        assert!(
+            verified < BUDGET / 2,
+            "{name} took {verified} of the verifier's {BUDGET} instructions: split a stage into \
+             a program of its own (see filter_common::SYN_COOKIE_PROGRAM_NAME)"
+        );
     }
 }
