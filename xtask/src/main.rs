@@ -318,10 +318,20 @@ fn test(root: &Path, allow_skip: bool, with_vm: bool) -> anyhow::Result<()> {
     package::run(root).context("the Debian package failed (cargo xtask package)")?;
     if with_vm {
         step("tests in a VM on Debian's kernels");
-        reports.extend(vm::run(root, &vm::kernel::ALL, vm::DEFAULT_VM_TIMEOUT)?);
+        reports.extend(vm::run(root, &CI_KERNELS, vm::DEFAULT_VM_TIMEOUT)?);
     }
     summarize(&reports)
 }
+
+/// What `cargo xtask test` runs in the VM: everything on Debian 12's own 6.1, the oldest
+/// kernel floodwall supports (the strictest verifier, the fewest helpers); the kernel
+/// contract on 6.12, whose daemon-level behaviour lies between 6.1's and this machine's
+/// 6.18, which run every end-to-end test. This keeps CI near half an hour; `cargo xtask
+/// integration-test --vm --kernel 6.12` runs everything there.
+const CI_KERNELS: [(vm::kernel::Series, vm::Scope); 2] = [
+    (vm::kernel::DEBIAN_6_1, vm::Scope::Everything),
+    (vm::kernel::DEBIAN_6_12, vm::Scope::KernelContract),
+];
 
 /// The BPF target the XDP program builds for (filter-user/build.rs, through aya-build).
 const BPF_TARGET: &str = "bpfel-unknown-none";
@@ -363,11 +373,12 @@ fn integration_test(
 ) -> anyhow::Result<()> {
     setup()?;
     let reports = if in_vm {
-        let series: Vec<vm::kernel::Series> = vm::kernel::ALL
+        let kernels: Vec<_> = vm::kernel::ALL
             .into_iter()
             .filter(|s| kernel == "all" || s.label == kernel)
+            .map(|s| (s, vm::Scope::Everything))
             .collect();
-        vm::run(root, &series, timeout)?
+        vm::run(root, &kernels, timeout)?
     } else {
         let started = Instant::now();
         let (passed, failed) = host_tests(root, false, &vm::TEST_SELECTION)?;

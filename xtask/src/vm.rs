@@ -49,6 +49,29 @@ const GUEST_TEST_TIMEOUT: Duration = Duration::from_mins(8);
 /// run).
 pub const DEFAULT_VM_TIMEOUT: Duration = Duration::from_mins(30);
 
+/// Which test binaries a kernel's run takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Every kernel-level test, the end-to-end ones included.
+    Everything,
+    /// The tests of the kernel contract alone: the ELF contract, the maps, the differential
+    /// and `BPF_PROG_TEST_RUN` tests (each test binary but `e2e*`). What differs between
+    /// kernels is the verifier and the helpers, and these load the program and run every
+    /// stage on it; the end-to-end tests add the daemon, the tools and minutes of emulated
+    /// traffic.
+    KernelContract,
+}
+
+impl Scope {
+    /// Whether this scope takes the test binary named `name`.
+    fn takes(self, name: &str) -> bool {
+        match self {
+            Scope::Everything => true,
+            Scope::KernelContract => !name.starts_with("e2e"),
+        }
+    }
+}
+
 /// Lines of the console shown when a kernel's run fails.
 const CONSOLE_TAIL: usize = 80;
 
@@ -174,26 +197,37 @@ impl fmt::Display for Report {
     }
 }
 
-/// Runs the tests in a VM on each kernel of `series`, one after the other, and reports on
+/// Runs the tests of each kernel's scope in a VM on it, one kernel after the other, and reports on
 /// each; a kernel that cannot even be fetched or booted gets a failing report too, so the
 /// others still run.
 ///
 /// # Errors
 /// If the binaries cannot be built.
-pub fn run(root: &Path, series: &[Series], timeout: Duration) -> anyhow::Result<Vec<Report>> {
+pub fn run(
+    root: &Path,
+    kernels: &[(Series, Scope)],
+    timeout: Duration,
+) -> anyhow::Result<Vec<Report>> {
     let binaries = build_binaries(root)?;
     let work = root.join("target/vm");
     let mut reports = Vec::new();
-    for &series in series {
+    for &(series, scope) in kernels {
         let started = Instant::now();
-        let report = run_kernel(&work, series, &binaries, timeout).unwrap_or_else(|e| Report {
-            label: format!("vm {}", series.label),
-            kernel: "(not booted)".to_owned(),
-            verdict: Verdict::Fail(format!("{e:#}")),
-            passed: 0,
-            failed: 0,
-            duration: started.elapsed(),
-        });
+        let tests: Vec<TestBinary> = binaries
+            .tests
+            .iter()
+            .filter(|t| scope.takes(&t.name))
+            .cloned()
+            .collect();
+        let report = run_kernel(&work, series, &tests, &binaries.floodwall, timeout)
+            .unwrap_or_else(|e| Report {
+                label: format!("vm {}", series.label),
+                kernel: "(not booted)".to_owned(),
+                verdict: Verdict::Fail(format!("{e:#}")),
+                passed: 0,
+                failed: 0,
+                duration: started.elapsed(),
+            });
         reports.push(report);
     }
     Ok(reports)
@@ -202,7 +236,8 @@ pub fn run(root: &Path, series: &[Series], timeout: Duration) -> anyhow::Result<
 fn run_kernel(
     work: &Path,
     series: Series,
-    binaries: &Binaries,
+    tests: &[TestBinary],
+    floodwall: &Path,
     timeout: Duration,
 ) -> anyhow::Result<Report> {
     let kernel = kernel::fetch(series, &work.join("kernels"))?;
@@ -212,8 +247,8 @@ fn run_kernel(
     let initrd = dir.join("initramfs.cpio");
     initramfs::build(
         &initramfs::Contents {
-            tests: &binaries.tests,
-            floodwall: &binaries.floodwall,
+            tests,
+            floodwall,
             modules: &modules,
             test_timeout_secs: GUEST_TEST_TIMEOUT.as_secs(),
             scratch: &dir.join("bin"),
