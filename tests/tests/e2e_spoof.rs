@@ -1023,6 +1023,36 @@ fn window_scales(lab: &Lab, host: &lab::Host, filter: &str) -> Option<WindowScal
     Some(WindowScales::Scaled { snd, rcv })
 }
 
+/// kill -9 in the middle of the flood: the program keeps answering the `during` users; a
+/// new daemon with `--syn-protect 80` takes it over and serves the `after` users. `last` is
+/// the killed daemon's last stats.
+fn kill_9_and_restart<'l>(
+    lab: &'l Lab,
+    daemon: &Daemon,
+    last: &StatsView,
+    during: &[IpAddr],
+    after: &[IpAddr],
+) -> Daemon<'l> {
+    daemon.stop(libc::SIGKILL).expect("floodwall must die");
+    assert_all_served(&fetch_from_each(lab, during), "with the daemon killed");
+    let daemon = start(
+        lab,
+        &["--ceiling", syn_flood_scale().1, "--syn-protect", "80"],
+    );
+    // The counters are pinned: what they gained while no daemon ran shows that the cookie
+    // stage's program stayed in its (pinned) slot, and the users were not merely let through
+    // by the ceiling.
+    let restarted = stats(&daemon);
+    assert!(
+        class_packets(&restarted, "tcp", "cookie_verified")
+            > class_packets(last, "tcp", "cookie_verified"),
+        "with the daemon killed, the program must still verify cookies"
+    );
+    assert_all_served(&fetch_from_each(lab, after), "after the restart");
+    assert_eq!(stats(&daemon).syn.protect, "80");
+    daemon
+}
+
 /// The daemon set `net.ipv4.tcp_syncookies=2` in the server's namespace.
 fn assert_syncookies_always(lab: &Lab) {
     let sysctl = lab
@@ -1174,28 +1204,6 @@ fn syn_cookies_let_every_new_user_connect_through_a_random_source_syn_flood() {
         "the kernel must build every connection from its cookie: {kernel_recv}"
     );
 
-    // kill -9 in the middle of the flood: the program keeps answering; a new daemon takes
-    // it over.
-    daemon.stop(libc::SIGKILL).expect("floodwall must die");
-    assert_all_served(
-        &fetch_from_each(&lab, &after_kill),
-        "with the daemon killed",
-    );
-    let daemon = start(
-        &lab,
-        &["--ceiling", syn_flood_scale().1, "--syn-protect", "80"],
-    );
-    // The counters are pinned: what they gained while no daemon ran shows that the cookie
-    // stage's program stayed in its (pinned) slot, and the users were not merely let through
-    // by the ceiling.
-    let restarted = stats(&daemon);
-    assert!(
-        class_packets(&restarted, "tcp", "cookie_verified")
-            > class_packets(&after, "tcp", "cookie_verified"),
-        "with the daemon killed, the program must still verify cookies"
-    );
-    assert_all_served(&fetch_from_each(&lab, &after_restart), "after the restart");
-    assert_eq!(stats(&daemon).syn.protect, "80");
-
+    let daemon = kill_9_and_restart(&lab, &daemon, &after, &after_kill, &after_restart);
     auto_turns_on_and_off(&lab, &daemon, &floods);
 }
