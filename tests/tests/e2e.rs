@@ -23,11 +23,18 @@ use floodwall_tests::lab::{
 /// Upper bound of any one hping3 run (`timeout` stops it then).
 const FLOOD_MAX_TIME: Duration = Duration::from_secs(20);
 /// The packet limit of the flood tests; the burst is `auto`, one second of it. Floods must
-/// go well over it for [`MIN_DROPPED_SHARE`] to hold, also in the VM runs of `cargo xtask
-/// test`, where three hping3 `--faster` floods beside the client send only 1,300 to 1,800
-/// packets/s each under emulation. The client stays far under it (about 150 packets/s per
-/// address here, less in the VM).
-const PPS: u64 = 500;
+/// go well over it for [`MIN_DROPPED_SHARE`] to hold. The client stays far under it: about
+/// 150 packets/s per address here. In the VM runs of `cargo xtask test` three hping3
+/// `--faster` floods beside the client have sent from 1,800 down to under 600 packets/s each
+/// under emulation (an ICMP flood at 580/s once stayed under 80 %), and the client, whose
+/// every curl costs ten times more there, far less than here: the limit is 200 there.
+fn pps() -> u64 {
+    if std::env::var_os("FLOODWALL_VM").is_some() {
+        200
+    } else {
+        500
+    }
+}
 /// Share of the packets over the burst that must be dropped. The rest of the packets over
 /// the burst are what passes before the limiter blocks a source (GCRA lets the burst plus
 /// the rate times the time it took through) and scheduling noise.
@@ -151,7 +158,7 @@ fn fails_with(out: &std::process::Output, what: &str, expected: &str) {
     );
 }
 
-/// `top` shows every attacker blocked, above the [`PPS`] limit, within its
+/// `top` shows every attacker blocked, above the [`pps`] limit, within its
 /// [`FLOOD_BLOCK_FOR`] block, and the client (both addresses) not blocked; `blocked list`
 /// names exactly the attackers.
 fn assert_top_and_blocked_name_the_attackers(lab: &Lab, daemon: &Daemon) {
@@ -165,10 +172,10 @@ fn assert_top_and_blocked_name_the_attackers(lab: &Lab, daemon: &Daemon) {
             "top must show attacker {addr} as blocked: {source:?}"
         );
         #[expect(clippy::cast_precision_loss, reason = "a rate")]
-        let limit = PPS as f64;
+        let limit = pps() as f64;
         assert!(
             source.pps > limit,
-            "top must show attacker {addr} above the {PPS} packets/s limit: {source:?}"
+            "top must show attacker {addr} above the {limit} packets/s limit: {source:?}"
         );
         let remaining = source
             .blocked_remaining_ms
@@ -209,14 +216,14 @@ fn flood_is_dropped_while_the_client_is_served() {
     }
     let lab = new_lab(3);
     start_nginx(&lab);
-    let pps = PPS.to_string();
+    let limit = pps().to_string();
     let daemon = start(
         &lab,
         &[
             "--xdp-mode",
             "driver",
             "--pps",
-            &pps,
+            &limit,
             "--block-for",
             &format!("{}s", FLOOD_BLOCK_FOR.as_secs()),
         ],
@@ -267,11 +274,12 @@ fn flood_is_dropped_while_the_client_is_served() {
     let view = stats(&daemon);
     let dropped =
         packets(&view, Outcome::DroppedBlocked) + packets(&view, Outcome::DroppedRateLimit);
-    let expected = expected_drops(&sent, PPS, MIN_DROPPED_SHARE);
+    let expected = expected_drops(&sent, pps(), MIN_DROPPED_SHARE);
     assert!(
         dropped >= expected,
         "at least {expected} flood packets must be dropped (80% of what the attackers sent beyond their \
-         {PPS}-packet bursts; they sent {sent:?}), but {dropped} were; stats: {view:?}"
+         {}-packet bursts; they sent {sent:?}), but {dropped} were; stats: {view:?}",
+        pps()
     );
     assert!(
         packets(&view, Outcome::DroppedRateLimit) >= 3,
@@ -505,10 +513,10 @@ fn monitor_mode_counts_but_drops_nothing() {
     }
     let lab = new_lab(2);
     start_nginx(&lab);
-    let pps = PPS.to_string();
+    let limit = pps().to_string();
     let daemon = start(
         &lab,
-        &["--mode", "monitor", "--pps", &pps, "--block-for", "60s"],
+        &["--mode", "monitor", "--pps", &limit, "--block-for", "60s"],
     );
     assert_eq!(
         daemon.limits().expect("limits show answers").limits.mode,
@@ -564,7 +572,7 @@ fn monitor_mode_counts_but_drops_nothing() {
     );
     let would_drop =
         packets(&view, Outcome::MonitorBlocked) + packets(&view, Outcome::MonitorRateLimit);
-    let expected = expected_drops(&sent, PPS, MIN_DROPPED_SHARE);
+    let expected = expected_drops(&sent, pps(), MIN_DROPPED_SHARE);
     assert!(
         would_drop >= expected,
         "at least {expected} packets must count as would-be dropped, {would_drop} did: {view:?}"

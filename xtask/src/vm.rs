@@ -49,26 +49,32 @@ const GUEST_TEST_TIMEOUT: Duration = Duration::from_mins(8);
 /// run).
 pub const DEFAULT_VM_TIMEOUT: Duration = Duration::from_mins(30);
 
-/// Which test binaries a kernel's run takes.
+/// Which tests a kernel's run takes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scope {
     /// Every kernel-level test.
     Everything,
     /// The kernel contract (each test binary but `e2e*`: the ELF contract, the maps, the
-    /// differential and `BPF_PROG_TEST_RUN` tests) and the spoofed floods (`e2e_spoof`).
-    /// What differs between kernels is the verifier, the helpers and the drivers: the
-    /// contract loads the programs and runs every stage; the spoofed floods run the SYN
-    /// cookies end to end (`XDP_TX` on veth, the kernel's cookie check, trafgen's floods).
-    /// The other end-to-end tests exercise the daemon, which the kernel does not change.
-    KernelAndFloods,
+    /// differential and `BPF_PROG_TEST_RUN` tests) and the SYN cookies end to end
+    /// (`e2e_spoof`'s `syn_cookies` test). What differs between kernels is the verifier, the
+    /// helpers and the drivers: the contract loads the programs and runs every stage; the
+    /// SYN-cookie test runs `XDP_TX` on veth, the kernel's cookie check and trafgen's floods
+    /// against hundreds of real clients. The other end-to-end tests exercise the daemon,
+    /// which the kernel does not change.
+    KernelAndSynCookies,
 }
 
 impl Scope {
-    /// Whether this scope takes the test binary named `name`.
-    fn takes(self, name: &str) -> bool {
+    /// `test` as this scope runs it (perhaps with a filter), or `None` if it leaves it out.
+    fn select(self, test: &TestBinary) -> Option<TestBinary> {
         match self {
-            Scope::Everything => true,
-            Scope::KernelAndFloods => !name.starts_with("e2e") || name == "e2e_spoof",
+            Scope::Everything => Some(test.clone()),
+            Scope::KernelAndSynCookies if !test.name.starts_with("e2e") => Some(test.clone()),
+            Scope::KernelAndSynCookies if test.name == "e2e_spoof" => Some(TestBinary {
+                filter: Some("syn_cookies"),
+                ..test.clone()
+            }),
+            Scope::KernelAndSynCookies => None,
         }
     }
 }
@@ -149,6 +155,7 @@ fn test_executables(messages: &[serde_json::Value]) -> impl Iterator<Item = Test
             Some(TestBinary {
                 name: m["target"]["name"].as_str()?.to_owned(),
                 path: PathBuf::from(m["executable"].as_str()?),
+                filter: None,
             })
         })
 }
@@ -217,8 +224,7 @@ pub fn run(
         let tests: Vec<TestBinary> = binaries
             .tests
             .iter()
-            .filter(|t| scope.takes(&t.name))
-            .cloned()
+            .filter_map(|t| scope.select(t))
             .collect();
         let report = run_kernel(&work, series, &tests, &binaries.floodwall, timeout)
             .unwrap_or_else(|e| Report {

@@ -51,6 +51,8 @@ pub struct TestBinary {
     pub name: String,
     /// The executable cargo built.
     pub path: PathBuf,
+    /// Run only its tests whose names contain this (libtest's filter); all when `None`.
+    pub filter: Option<&'static str>,
 }
 
 /// What goes into the guest.
@@ -142,11 +144,10 @@ pub fn build(contents: &Contents, out: &Path) -> anyhow::Result<()> {
             },
         )?;
     }
-    let test_names: Vec<&str> = contents.tests.iter().map(|t| t.name.as_str()).collect();
     let init = init_script(
         &init_tools,
         contents.modules,
-        &test_names,
+        contents.tests,
         contents.test_timeout_secs,
     );
     archive.add(
@@ -208,7 +209,12 @@ struct InitTools {
 /// The guest's `/init`, run by busybox's shell. Real tools are called by absolute path:
 /// Debian's busybox runs its own applet for a name it knows (`ip`, `sysctl`, `timeout`)
 /// even when the real tool is on `PATH`, and the applets lack options the tests use.
-fn init_script(tools: &InitTools, modules: &[Module], tests: &[&str], timeout_secs: u64) -> String {
+fn init_script(
+    tools: &InitTools,
+    modules: &[Module],
+    tests: &[TestBinary],
+    timeout_secs: u64,
+) -> String {
     let bb = tools.busybox.display();
     let ip = tools.ip.display();
     let timeout = tools.timeout.display();
@@ -254,10 +260,12 @@ failed=""
     // One test thread: the tests share the kernel (XDP attachments, namespaces). A test
     // binary that hangs is stopped, so the verdict names it instead of the host's timeout
     // saying only that the guest hung.
-    parts.extend(tests.iter().map(|test| {
+    parts.extend(tests.iter().map(|binary| {
+        let test = &binary.name;
+        let filter = binary.filter.unwrap_or_default();
         format!(
             r#"echo "{RUN_MARKER} {test}"
-{timeout} --kill-after=10 {timeout_secs} {GUEST_DIR}/{test} --test-threads=1
+{timeout} --kill-after=10 {timeout_secs} {GUEST_DIR}/{test} --test-threads=1 {filter}
 rc=$?
 case $rc in
     0) ;;
@@ -495,7 +503,12 @@ mod tests {
             ip: "/usr/bin/ip".into(),
             timeout: "/usr/bin/timeout".into(),
         };
-        let script = init_script(&tools, &modules, &["e2e"], 600);
+        let e2e = TestBinary {
+            name: "e2e".to_owned(),
+            path: PathBuf::from("/nonexistent/e2e"),
+            filter: None,
+        };
+        let script = init_script(&tools, &modules, &[e2e], 600);
         assert!(script.starts_with("#!/bin/busybox sh\n"));
         assert!(script.contains("insmod /floodwall/modules/veth.ko"));
         assert!(script.contains("/usr/bin/ip link set lo up"));
