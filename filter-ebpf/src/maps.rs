@@ -11,8 +11,8 @@ use filter_common::{
     BLOCK_CACHE_SLOTS, BlockCacheSlot, BlockEvent, CEILING_SLOTS, COUNTER_ENTRIES, Class,
     ClassState, ClockSample, Counter, DEFAULT_LIST_CAPACITY, DEFAULT_MAX_PREFIXES,
     DEFAULT_MAX_SOURCES, EVENTS_BYTES, LimitsConfig, ListEntry, Outcome, PrefixKey, PrefixState,
-    SKETCH_ROWS, STAGE_SLOTS, SYN_PORT_WORDS, SYN_STAT_SLOTS, SketchRow, SourceKey, SourceState,
-    SynStat, TABLE_STAT_SLOTS, TRACKED_CHUNKS, TrackedChunk,
+    SKETCH_ROWS, STAGE_SLOTS, SYN_COOKIE_STAGE, SYN_PORT_WORDS, SYN_STAT_SLOTS, SketchRow,
+    SourceKey, SourceState, SynStat, TABLE_STAT_SLOTS, TRACKED_CHUNKS, TrackedChunk,
 };
 
 /// Per-source state. Key: source address (wire order, IPv4 mapped); value: GCRA state,
@@ -123,6 +123,23 @@ pub static FW_BLOCK_CACHE: Array<BlockCacheSlot> = Array::with_max_entries(BLOCK
 /// Written by the daemon at load time; this program tail-calls them.
 #[map(name = "FW_STAGES")]
 pub static FW_STAGES: ProgramArray = ProgramArray::with_max_entries(STAGE_SLOTS, 0);
+
+/// The SYN-cookie stage's slot in `FW_STAGES` (`filter_common::SYN_COOKIE_STAGE`), kept in
+/// writable global data so that the verifier cannot take it for a constant. With a constant
+/// slot the JIT compiles a direct tail call, and patches the jump in the running program's
+/// code each time the slot is set; a daemon restarted mid-flood sets it while the program
+/// runs, and in the 6.12 test VM a CPU running the program hit the patching's int3 and the
+/// kernel panicked. A slot read from memory gets the indirect tail call, which follows a
+/// slot update through one pointer swap. Never written.
+#[unsafe(no_mangle)]
+static mut FW_SYN_COOKIE_SLOT: u32 = SYN_COOKIE_STAGE;
+
+/// See `FW_SYN_COOKIE_SLOT`.
+#[inline(always)]
+pub fn syn_cookie_slot() -> u32 {
+    // SAFETY: a read of a global that nothing writes; volatile so that it stays a load.
+    unsafe { core::ptr::read_volatile(&raw const FW_SYN_COOKIE_SLOT) }
+}
 
 /// Element 0: written by the clock program only, read by the daemon to calibrate the clock.
 #[map(name = "FW_CLOCK")]

@@ -36,8 +36,8 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use filter_common::{
-    COOKIE_SLOT, COST_SHIFT, Class, Outcome, RateParams, SYN_COOKIE_STAGE, SynStat, VERIFIED_SLOT,
-    list_flags, syn_port_bit,
+    COOKIE_SLOT, COST_SHIFT, Class, Outcome, RateParams, SynStat, VERIFIED_SLOT, list_flags,
+    syn_port_bit,
 };
 
 use crate::{
@@ -98,7 +98,7 @@ pub fn may_answer(pkt: &Packet) -> bool {
 #[inline(always)]
 pub fn enter(pkt: &Packet) {
     // SAFETY: the context is this run's; a tail call that succeeds does not return.
-    unsafe { FW_STAGES.tail_call(pkt.ctx, SYN_COOKIE_STAGE) };
+    unsafe { FW_STAGES.tail_call(pkt.ctx, maps::syn_cookie_slot()) };
 }
 
 /// The outcome of a SYN or ACK of an untracked source to a protected port, or `None` for
