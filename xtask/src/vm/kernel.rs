@@ -40,9 +40,6 @@ pub const DEBIAN_6_12: Series = Series {
     suffix: "+deb12-cloud-amd64",
 };
 
-/// Every series, oldest first.
-pub const ALL: [Series; 2] = [DEBIAN_6_1, DEBIAN_6_12];
-
 /// Modules the tests need that Debian builds as modules: veth for the lab's links, bridge for
 /// its switch. Their dependencies (stp, llc) are found from each module's `depends=`.
 pub const NEEDED_MODULES: [&str; 2] = ["veth", "bridge"];
