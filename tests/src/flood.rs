@@ -240,7 +240,7 @@ pub fn spawn_trafgen_at(
     // On a real machine trafgen leaves the socket memory sysctls alone. In the test VM
     // (`FLOODWALL_VM`, a throwaway guest) it may raise them as it does by default: with the
     // defaults, emulation often makes its TX ring flush fail with EAGAIN.
-    if std::env::var_os("FLOODWALL_VM").is_none() {
+    if !crate::in_vm() {
         argv.push("--no-sock-mem".to_owned());
     }
     if let Some(pps) = pps {

@@ -76,3 +76,11 @@ pub fn floodwall_bin() -> PathBuf {
         exe.display()
     );
 }
+
+/// Whether the tests run in the test VM (`FLOODWALL_VM`, set by its `/init`), under software
+/// emulation, where processes start and packets move several times slower than on the
+/// machine's own kernel.
+#[must_use]
+pub fn in_vm() -> bool {
+    std::env::var_os("FLOODWALL_VM").is_some()
+}

@@ -29,11 +29,7 @@ const FLOOD_MAX_TIME: Duration = Duration::from_secs(20);
 /// under emulation (an ICMP flood at 580/s once stayed under 80 %), and the client, whose
 /// every curl costs ten times more there, far less than here: the limit is 200 there.
 fn pps() -> u64 {
-    if std::env::var_os("FLOODWALL_VM").is_some() {
-        200
-    } else {
-        500
-    }
+    if floodwall_tests::in_vm() { 200 } else { 500 }
 }
 /// Share of the packets over the burst that must be dropped. The rest of the packets over
 /// the burst are what passes before the limiter blocks a source (GCRA lets the burst plus

@@ -250,7 +250,7 @@ fn during_flood(
             (sent >= FLOOD_PACKETS / 2).then_some(sent)
         };
         let Some(sent) = sent_by(&flood).or_else(from_counter) else {
-            if attempt == FLOOD_ATTEMPTS && std::env::var_os("FLOODWALL_VM").is_some() {
+            if attempt == FLOOD_ATTEMPTS && floodwall_tests::in_vm() {
                 // In the 6.12 test VM trafgen has ended without sending, attempt after
                 // attempt: the generator is broken there, not the filter, which the host
                 // and the 6.1 VM run with the same floods. Said loudly, not hidden.
@@ -779,7 +779,7 @@ fn assert_all_served(fetches: &[Fetch], when: &str) {
     // Under the test VM's emulation a handshake alone can take more than a second with
     // the floods running (seen: 6 of 400 at 1.1-1.5 s), which a lost SYN cannot be told
     // from: there at most 5 % may be slow.
-    if std::env::var_os("FLOODWALL_VM").is_some() {
+    if floodwall_tests::in_vm() {
         assert!(
             slow.len() * 20 <= fetches.len(),
             "{when}: at most 5 % of new users may connect after a second in the VM: {slow:?}"
@@ -826,7 +826,7 @@ fn syn_flood_arriving(lab: &Lab, daemon: &Daemon) -> Option<Vec<Proc>> {
     }
     stop_floods(lab, &floods);
     assert!(
-        std::env::var_os("FLOODWALL_VM").is_some(),
+        floodwall_tests::in_vm(),
         "the SYN flood must reach floodwall; trafgen printed:\n{}{}",
         floods[0].stdout(),
         floods[0].stderr()
@@ -855,7 +855,7 @@ const SYN_FLOOD_MAX_TIME: Duration = Duration::from_mins(4);
 /// VM's software emulation a tenth of it, which is what the emulated machine carries while
 /// hundreds of users connect within its time bound.
 fn syn_flood_scale() -> (u64, &'static str) {
-    if std::env::var_os("FLOODWALL_VM").is_some() {
+    if floodwall_tests::in_vm() {
         (5_000, "syn=100")
     } else {
         (50_000, "syn=1000")

@@ -1949,8 +1949,7 @@ mod syn_cookies {
 
 /// Each program the daemon loads stays under half the verifier's budget of 1,000,000
 /// processed instructions on this kernel, so that the stages still to come have room and
-/// older verifiers (which prune less) still accept it; and the stage programs are where they
-/// belong, in their slots.
+/// older verifiers (which prune less) still accept it.
 #[test]
 fn every_program_leaves_the_verifier_half_its_budget() {
     const BUDGET: u32 = 1_000_000;
