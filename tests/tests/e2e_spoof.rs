@@ -777,12 +777,17 @@ fn assert_all_served(fetches: &[Fetch], when: &str) {
         .map(|f| format!("{} {:.3}", f.addr, f.connect_secs))
         .collect();
     // Under the test VM's emulation a handshake alone can take more than a second with
-    // the floods running (seen: 6 of 400 at 1.1-1.5 s), which a lost SYN cannot be told
-    // from: there at most 5 % may be slow.
+    // the floods running (seen: 6 of 400 at 1.1-1.5 s, and 2 of 20 after a restart), which
+    // a lost SYN cannot be told from: there at most 5 % may be slow, and three for the
+    // groups of 20 (at 2 % slow by chance, four of 20 happen about once in 1,500 runs). A gap in protection is still seen: without cookies this flood hurts half the
+    // users, and the ceiling alone would hurt nearly all of a group of 20.
     if floodwall_tests::in_vm() {
+        let allowed = (fetches.len() / 20).max(3);
         assert!(
-            slow.len() * 20 <= fetches.len(),
-            "{when}: at most 5 % of new users may connect after a second in the VM: {slow:?}"
+            slow.len() <= allowed,
+            "{when}: at most {allowed} of {} new users may connect after a second in the VM: \
+             {slow:?}",
+            fetches.len()
         );
         return;
     }
