@@ -26,7 +26,9 @@
 //! why bursts must last at least [`MIN_BURST_NS`] at their rate.
 #![no_std]
 
+mod rules;
 mod syn;
+pub use rules::*;
 pub use syn::*;
 
 /// Name of the XDP program in the object file.
@@ -43,8 +45,9 @@ pub const SYN_COOKIE_PROGRAM_NAME: &str = "floodwall_syncookie";
 /// Slot of [`SYN_COOKIE_PROGRAM_NAME`] in [`map_names::STAGES`].
 pub const SYN_COOKIE_STAGE: u32 = 0;
 
-/// Slots of [`map_names::STAGES`].
-pub const STAGE_SLOTS: u32 = 1;
+/// Slots of [`map_names::STAGES`]: the SYN-cookie stage and the rules stage
+/// ([`RULES_STAGE`]).
+pub const STAGE_SLOTS: u32 = 2;
 
 /// Name of a trivial `XDP_DROP` program shipped in the same object. Benchmarks measure it in
 /// the same run as [`PROGRAM_NAME`] to express costs as a ratio to the cheapest possible XDP
@@ -125,6 +128,27 @@ pub mod map_names {
     /// no process or pin holds it, and the attached program would lose its stages when the
     /// daemon exits.
     pub const STAGES: &str = "FW_STAGES";
+    /// Array of [`MAX_RULE_ENTRIES`](crate::MAX_RULE_ENTRIES)
+    /// [`RuleEntry`](crate::RuleEntry)s, the rules' entries, by index.
+    pub const RULES: &str = "FW_RULES";
+    /// Hash: [`RuleBucketKey`](crate::RuleBucketKey) → [`RuleBucket`](crate::RuleBucket),
+    /// the rules' index.
+    pub const RULE_BUCKETS: &str = "FW_RULE_BUCKETS";
+    /// Array of [`RULE_INDEX_WORDS`](crate::RULE_INDEX_WORDS) `u64`: a bit for each bucket
+    /// that holds entries ([`rule_index_bit`](crate::rule_index_bit)).
+    pub const RULE_INDEX: &str = "FW_RULE_INDEX";
+    /// Per-CPU array of [`MAX_RULES`](crate::MAX_RULES)
+    /// [`RuleCounters`](crate::RuleCounters), by rule slot.
+    pub const RULE_STATS: &str = "FW_RULE_STATS";
+    /// Array of [`MAX_RULES`](crate::MAX_RULES) [`RuleRateState`](crate::RuleRateState), by
+    /// rule slot: the TATs of `rate-limit` rules.
+    pub const RULE_RATES: &str = "FW_RULE_RATES";
+    /// LRU hash: [`RuleSourceKey`](crate::RuleSourceKey) →
+    /// [`RuleSourceState`](crate::RuleSourceState), sources under `per-source` rules.
+    pub const RULE_SOURCES: &str = "FW_RULE_SOURCES";
+    /// Array of [`MAX_RULES`](crate::MAX_RULES) [`RuleRecord`](crate::RuleRecord)s, by rule
+    /// slot: the daemon's own record of its rules, which the program never reads.
+    pub const RULE_RECORDS: &str = "FW_RULE_RECORDS";
 
     /// The maps the daemon pins in bpffs, so that the program keeps its state (and keeps
     /// enforcing) while no daemon runs, and a new daemon or a new build takes it over.
@@ -149,6 +173,13 @@ pub mod map_names {
         SYN_PORTS,
         SYN_STATS,
         STAGES,
+        RULES,
+        RULE_BUCKETS,
+        RULE_INDEX,
+        RULE_STATS,
+        RULE_RATES,
+        RULE_SOURCES,
+        RULE_RECORDS,
     ];
 }
 
@@ -157,7 +188,7 @@ pub mod map_names {
 /// build adopts pinned state only when the versions match. Bump it with any change to a
 /// shared type or map; the test `a_layout_change_bumps_the_version` is the tripwire for the
 /// changes that alter a size.
-pub const MAP_LAYOUT_VERSION: u32 = 5;
+pub const MAP_LAYOUT_VERSION: u32 = 6;
 
 /// Default capacity of the per-source table.
 pub const DEFAULT_MAX_SOURCES: u32 = 1 << 20;
@@ -547,6 +578,16 @@ pub enum Outcome {
     CookieVerified = 16,
     /// Passed in monitor mode; enforce mode would have answered it with a cookie SYN-ACK.
     MonitorSynCookie = 17,
+    /// Dropped by a `drop` rule.
+    DroppedRule = 18,
+    /// Passed in monitor mode; enforce mode would have dropped it by a `drop` rule.
+    MonitorRule = 19,
+    /// Dropped over a `rate-limit` or `per-source` rule's rate.
+    DroppedRuleRate = 20,
+    /// Passed in monitor mode; enforce mode would have dropped it over a rule's rate.
+    MonitorRuleRate = 21,
+    /// Passed by an `allow` rule, which wins over everything after it.
+    AllowedRule = 22,
 }
 
 /// Number of counter slots: room for more outcomes without changing the map's size.
@@ -554,7 +595,7 @@ pub const COUNTER_SLOTS: u32 = 32;
 
 impl Outcome {
     /// Every outcome, in index order.
-    pub const ALL: [Self; 18] = [
+    pub const ALL: [Self; 23] = [
         Self::Passed,
         Self::DroppedRateLimit,
         Self::DroppedBlocked,
@@ -573,6 +614,11 @@ impl Outcome {
         Self::SynCookieSent,
         Self::CookieVerified,
         Self::MonitorSynCookie,
+        Self::DroppedRule,
+        Self::MonitorRule,
+        Self::DroppedRuleRate,
+        Self::MonitorRuleRate,
+        Self::AllowedRule,
     ];
 
     /// A stable `snake_case` name for output and metrics.
@@ -597,6 +643,11 @@ impl Outcome {
             Self::SynCookieSent => "syn_cookie_sent",
             Self::CookieVerified => "cookie_verified",
             Self::MonitorSynCookie => "monitor_syn_cookie",
+            Self::DroppedRule => "dropped_rule",
+            Self::MonitorRule => "monitor_rule",
+            Self::DroppedRuleRate => "dropped_rule_rate",
+            Self::MonitorRuleRate => "monitor_rule_rate",
+            Self::AllowedRule => "allowed_rule",
         }
     }
 
@@ -616,6 +667,8 @@ impl Outcome {
                 | Self::DroppedDenied
                 | Self::DroppedCeiling
                 | Self::DroppedPrefixLimit
+                | Self::DroppedRule
+                | Self::DroppedRuleRate
         )
     }
 }
@@ -737,6 +790,9 @@ pub mod list_flags {
     /// Some port is protected (`FW_SYN_PORTS` is not empty): the program answers SYNs of
     /// untracked sources to protected ports with cookies. Set by the daemon with the ports.
     pub const SYN_PROTECT: u32 = 1 << 7;
+    /// Rules are loaded: the program tests the rules' index for each packet. Set by the
+    /// daemon with the rules.
+    pub const RULES: u32 = 1 << 8;
 }
 
 /// Prefix scopes: the levels at which sources are also limited as groups, so that a
@@ -989,6 +1045,14 @@ mod pod {
     unsafe impl aya::Pod for super::PrefixLimits {}
     unsafe impl aya::Pod for super::TrackedChunk {}
     unsafe impl aya::Pod for super::SynProtectConfig {}
+    unsafe impl aya::Pod for super::RuleEntry {}
+    unsafe impl aya::Pod for super::RuleBucketKey {}
+    unsafe impl aya::Pod for super::RuleBucket {}
+    unsafe impl aya::Pod for super::RuleCounters {}
+    unsafe impl aya::Pod for super::RuleRateState {}
+    unsafe impl aya::Pod for super::RuleSourceKey {}
+    unsafe impl aya::Pod for super::RuleSourceState {}
+    unsafe impl aya::Pod for super::RuleRecord {}
 }
 
 /// Default capacity of each list (allow and deny, IPv4 and IPv6), in prefixes.

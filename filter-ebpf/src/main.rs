@@ -37,6 +37,7 @@ mod maps;
 mod packet;
 mod parse;
 mod prefix;
+mod rules;
 mod syncookie;
 mod table;
 mod tracked;
@@ -78,6 +79,19 @@ pub fn floodwall_syncookie(ctx: XdpContext) -> u32 {
     judge(&ctx, untracked::cookie_or_ceiling)
 }
 
+/// The rules stage's program (`filter_common::RULES_PROGRAM_NAME`), which `floodwall`
+/// tail-calls for a packet that may match a rule (see `rules`): the rules, then the rest of
+/// the policy.
+#[xdp]
+#[inline(always)]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "aya's #[xdp] macro hands the context over by value"
+)]
+pub fn floodwall_rules(ctx: XdpContext) -> u32 {
+    judge(&ctx, |pkt| rules::decide(pkt, after_rules))
+}
+
 /// Parses the frame, has `policy` decide its outcome, counts it, and returns the action.
 #[inline(always)]
 fn judge(ctx: &XdpContext, policy: impl Fn(&Packet) -> Outcome) -> u32 {
@@ -92,6 +106,7 @@ fn judge(ctx: &XdpContext, policy: impl Fn(&Packet) -> Outcome) -> u32 {
             class,
             l4_ok,
             at,
+            shape,
         }) => {
             // The limits are element 0 of a one-element array: the lookup cannot fail.
             // A match, not `map_or` with a closure: LLVM keeps a closure this large out of
@@ -103,6 +118,7 @@ fn judge(ctx: &XdpContext, policy: impl Fn(&Packet) -> Outcome) -> u32 {
                     key,
                     v4,
                     class,
+                    shape,
                     len,
                     limits,
                     now: maps::now_ns(limits),
@@ -137,6 +153,17 @@ fn decide(pkt: &Packet) -> Outcome {
     if let Some(allowed) = lists::allowlist(pkt) {
         return allowed;
     }
+    // Rules come next (the stage's program then decides the rest too); a packet none of
+    // whose index buckets holds entries skips them.
+    if pkt.flag(list_flags::RULES) && rules::may_match(pkt) {
+        rules::enter(pkt);
+    }
+    after_rules(pkt)
+}
+
+/// The policy after the allowlist and the rules.
+#[inline(always)]
+fn after_rules(pkt: &Packet) -> Outcome {
     // A source whose filter bit is clear is neither in the table nor blocked: it skips the
     // block cache and the table, the two lookups that miss the CPU cache at flood rates.
     let maybe_tracked = table::maybe_tracked(&pkt.key);

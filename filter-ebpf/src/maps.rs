@@ -10,9 +10,11 @@ use aya_ebpf::{
 use filter_common::{
     BLOCK_CACHE_SLOTS, BlockCacheSlot, BlockEvent, CEILING_SLOTS, COUNTER_ENTRIES, Class,
     ClassState, ClockSample, Counter, DEFAULT_LIST_CAPACITY, DEFAULT_MAX_PREFIXES,
-    DEFAULT_MAX_SOURCES, EVENTS_BYTES, LimitsConfig, ListEntry, Outcome, PrefixKey, PrefixState,
-    SKETCH_ROWS, STAGE_SLOTS, SYN_COOKIE_STAGE, SYN_PORT_WORDS, SYN_STAT_SLOTS, SketchRow,
-    SourceKey, SourceState, SynStat, TABLE_STAT_SLOTS, TRACKED_CHUNKS, TrackedChunk,
+    DEFAULT_MAX_SOURCES, EVENTS_BYTES, LimitsConfig, ListEntry, MAX_RULE_BUCKETS, MAX_RULE_ENTRIES,
+    MAX_RULE_SOURCES, MAX_RULES, Outcome, PrefixKey, PrefixState, RULE_INDEX_WORDS, RULES_STAGE,
+    RuleBucket, RuleBucketKey, RuleCounters, RuleEntry, RuleRateState, RuleRecord, RuleSourceKey,
+    RuleSourceState, SKETCH_ROWS, STAGE_SLOTS, SYN_COOKIE_STAGE, SYN_PORT_WORDS, SYN_STAT_SLOTS,
+    SketchRow, SourceKey, SourceState, SynStat, TABLE_STAT_SLOTS, TRACKED_CHUNKS, TrackedChunk,
 };
 
 /// Per-source state. Key: source address (wire order, IPv4 mapped); value: GCRA state,
@@ -139,6 +141,55 @@ static mut FW_SYN_COOKIE_SLOT: u32 = SYN_COOKIE_STAGE;
 pub fn syn_cookie_slot() -> u32 {
     // SAFETY: a read of a global that nothing writes; volatile so that it stays a load.
     unsafe { core::ptr::read_volatile(&raw const FW_SYN_COOKIE_SLOT) }
+}
+
+/// The rules' entries (`filter_common::RuleEntry`), by index. Written by the daemon (an
+/// entry before any bucket names it); read by the rules stage.
+#[map(name = "FW_RULES")]
+pub static FW_RULES: Array<RuleEntry> = Array::with_max_entries(MAX_RULE_ENTRIES, 0);
+
+/// The rules' index: each bucket's entries in rule order. Written by the daemon (a bucket
+/// replaced whole); read by the rules stage.
+#[map(name = "FW_RULE_BUCKETS")]
+pub static FW_RULE_BUCKETS: HashMap<RuleBucketKey, RuleBucket> =
+    HashMap::with_max_entries(MAX_RULE_BUCKETS, 0);
+
+/// A bit for each bucket that holds entries (`filter_common::rule_index_bit`). Written by
+/// the daemon; read by the main program to skip the rules stage.
+#[map(name = "FW_RULE_INDEX")]
+pub static FW_RULE_INDEX: Array<u64> = Array::with_max_entries(RULE_INDEX_WORDS, 0);
+
+/// Each rule's counters, per CPU, by rule slot. Written by the rules stage; read (and
+/// zeroed for a new rule) by the daemon.
+#[map(name = "FW_RULE_STATS")]
+pub static FW_RULE_STATS: PerCpuArray<RuleCounters> = PerCpuArray::with_max_entries(MAX_RULES, 0);
+
+/// The TATs of `rate-limit` rules, by rule slot, shared by the CPUs. Written by the rules
+/// stage; zeroed for a new rule by the daemon.
+#[map(name = "FW_RULE_RATES")]
+pub static FW_RULE_RATES: Array<RuleRateState> = Array::with_max_entries(MAX_RULES, 0);
+
+/// Sources under `per-source` rules: their TATs and blocks. Written by the rules stage; the
+/// daemon deletes a rule's entries when it removes the rule.
+#[map(name = "FW_RULE_SOURCES")]
+pub static FW_RULE_SOURCES: LruHashMap<RuleSourceKey, RuleSourceState> =
+    LruHashMap::with_max_entries(MAX_RULE_SOURCES, 0);
+
+/// The daemon's record of its rules, by rule slot; this program never reads it, but it
+/// lives here so that it is created, and pinned, with the others.
+#[map(name = "FW_RULE_RECORDS")]
+pub static FW_RULE_RECORDS: Array<RuleRecord> = Array::with_max_entries(MAX_RULES, 0);
+
+/// The rules stage's slot in `FW_STAGES` (`filter_common::RULES_STAGE`), in writable global
+/// data for the reason `FW_SYN_COOKIE_SLOT` is. Never written.
+#[unsafe(no_mangle)]
+static mut FW_RULES_SLOT: u32 = RULES_STAGE;
+
+/// See `FW_RULES_SLOT`.
+#[inline(always)]
+pub fn rules_slot() -> u32 {
+    // SAFETY: a read of a global that nothing writes; volatile so that it stays a load.
+    unsafe { core::ptr::read_volatile(&raw const FW_RULES_SLOT) }
 }
 
 /// Element 0: written by the clock program only, read by the daemon to calibrate the clock.

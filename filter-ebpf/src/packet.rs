@@ -4,7 +4,7 @@
 use aya_ebpf::programs::XdpContext;
 use filter_common::{Class, LimitsConfig, Mode, Outcome, SourceKey};
 
-use crate::parse::Offsets;
+use crate::parse::{Offsets, Shape};
 
 /// A parsed packet with a known source, and what it is judged by.
 pub struct Packet<'a> {
@@ -18,6 +18,8 @@ pub struct Packet<'a> {
     pub v4: bool,
     /// Its protocol class.
     pub class: Class,
+    /// What rules match on.
+    pub shape: Shape,
     /// Frame length in bytes.
     pub len: u64,
     /// The limits in force.

@@ -2,7 +2,7 @@
 //! cursor). No slices over packet memory; every loop has a constant bound.
 
 use aya_ebpf::programs::XdpContext;
-use filter_common::{Class, MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS, SourceKey};
+use filter_common::{Class, MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS, SourceKey, fragment};
 use network_types::{
     eth::EthHdr,
     ip::{Ipv4Hdr, Ipv6Hdr},
@@ -49,6 +49,7 @@ pub enum Parsed {
         class: Class,
         l4_ok: bool,
         at: Offsets,
+        shape: Shape,
     },
     /// Not IPv4 or IPv6.
     NonIp,
@@ -61,6 +62,62 @@ pub enum Parsed {
 pub struct Offsets {
     pub l3: usize,
     pub l4: usize,
+}
+
+/// What rules match on, besides the source: read while the parser has the headers in
+/// hand, so that no stage reads packet memory at the parser's variable offsets again (what
+/// the main program does not use, the compiler drops).
+#[derive(Clone, Copy)]
+pub struct Shape {
+    /// Destination address, as a key.
+    pub dst: SourceKey,
+    /// IP length: IPv4 total length, IPv6 payload length + 40.
+    pub ip_len: u16,
+    /// Source and destination port (TCP, UDP with a whole header; else zero).
+    pub sport: u16,
+    pub dport: u16,
+    /// Where the L4 payload starts in the frame (0: unknown).
+    pub payload_at: u16,
+    /// IP protocol after the extension headers (0 with `ports` false when unknown).
+    pub proto: u8,
+    /// TTL or hop limit.
+    pub ttl: u8,
+    /// DSCP (the traffic class's upper six bits).
+    pub dscp: u8,
+    /// A `filter_common::fragment` bit.
+    pub fragment: u8,
+    /// TCP flags (a TCP header was read).
+    pub tcp_flags: u8,
+    /// ICMP type and code (an ICMP header was read).
+    pub icmp_type: u8,
+    pub icmp_code: u8,
+    /// Which of the L4 fields above were read: `L4_PORTS`, `L4_TCP`, `L4_ICMP`.
+    pub l4: u8,
+}
+
+/// Bits of [`Shape::l4`].
+pub const L4_PORTS: u8 = 1;
+pub const L4_TCP: u8 = 1 << 1;
+pub const L4_ICMP: u8 = 1 << 2;
+
+impl Shape {
+    const fn new(dst: SourceKey, ip_len: u16, ttl: u8, dscp: u8) -> Self {
+        Self {
+            dst,
+            ip_len,
+            sport: 0,
+            dport: 0,
+            payload_at: 0,
+            proto: 0,
+            ttl,
+            dscp,
+            fragment: fragment::NONE,
+            tcp_flags: 0,
+            icmp_type: 0,
+            icmp_code: 0,
+            l4: 0,
+        }
+    }
 }
 
 /// A read position in the frame.
@@ -119,14 +176,17 @@ pub fn source_of(ctx: &XdpContext) -> Result<Parsed, Malformed> {
 fn ipv4(mut cur: Cursor<'_>) -> Result<Parsed, Malformed> {
     let ip = cur.peek::<Ipv4Hdr>()?;
     // SAFETY: `peek` checked that the fixed IPv4 header lies inside the frame.
-    let (vihl, tot_len, frags, proto, src) = unsafe {
+    let (vihl, tos, tot_len, frags, ttl, proto, src, dst) = unsafe {
         (
             (*ip).vihl,
+            (*ip).tos,
             u16::from_be_bytes((*ip).tot_len),
             u16::from_be_bytes((*ip).frags),
+            (*ip).ttl,
             (*ip).proto,
-            // One load for the address (the key is built from words, not bytes).
+            // One load for an address (a key is built from words, not bytes).
             core::ptr::read_unaligned((&raw const (*ip).src_addr).cast::<u32>()),
+            core::ptr::read_unaligned((&raw const (*ip).dst_addr).cast::<u32>()),
         )
     };
     let header_len = usize::from(vihl & 0x0f) * 4;
@@ -136,16 +196,20 @@ fn ipv4(mut cur: Cursor<'_>) -> Result<Parsed, Malformed> {
     // Options must be inside the frame too.
     cur.peek_len(header_len)?;
     let key = SourceKey::from_ipv4_word(src);
+    let mut shape = Shape::new(SourceKey::from_ipv4_word(dst), tot_len, ttl, tos >> 2);
+    shape.proto = proto;
     let l3 = cur.pos;
     cur.pos += header_len;
     let (class, l4_ok) = if frags & 0x1fff != 0 {
         // A non-first fragment carries no L4 header: its first bytes are payload.
+        shape.fragment = fragment::LATER;
         (Class::Fragment, true)
     } else if frags & 0x2000 != 0 {
         // A first fragment (more fragments follow): its L4 header must be whole.
-        (Class::Fragment, l4(&cur, proto).1)
+        shape.fragment = fragment::FIRST;
+        (Class::Fragment, l4(&cur, proto, &mut shape).1)
     } else {
-        l4(&cur, proto)
+        l4(&cur, proto, &mut shape)
     };
     Ok(Parsed::Source {
         key,
@@ -153,6 +217,7 @@ fn ipv4(mut cur: Cursor<'_>) -> Result<Parsed, Malformed> {
         class,
         l4_ok,
         at: Offsets { l3, l4: cur.pos },
+        shape,
     })
 }
 
@@ -160,38 +225,44 @@ fn ipv4(mut cur: Cursor<'_>) -> Result<Parsed, Malformed> {
 fn ipv6(mut cur: Cursor<'_>) -> Result<Parsed, Malformed> {
     let ip = cur.peek::<Ipv6Hdr>()?;
     // SAFETY: `peek` checked that the fixed IPv6 header lies inside the frame.
-    let (version, mut next, src) = unsafe {
+    let (vcf, payload_len, mut next, hop_limit, src, dst) = unsafe {
         #[expect(clippy::cast_ptr_alignment, reason = "read with read_unaligned below")]
         let src = (&raw const (*ip).src_addr).cast::<u64>();
+        #[expect(clippy::cast_ptr_alignment, reason = "read with read_unaligned below")]
+        let dst = (&raw const (*ip).dst_addr).cast::<u64>();
         (
-            (*ip).vcf[0] >> 4,
+            (*ip).vcf,
+            u16::from_be_bytes((*ip).payload_len),
             (*ip).next_hdr,
-            // Two loads for the address (the key is built from words, not bytes).
+            (*ip).hop_limit,
+            // Two loads for an address (a key is built from words, not bytes).
             [
                 core::ptr::read_unaligned(src),
                 core::ptr::read_unaligned(src.add(1)),
             ],
+            [
+                core::ptr::read_unaligned(dst),
+                core::ptr::read_unaligned(dst.add(1)),
+            ],
         )
     };
-    if version != 6 {
+    if vcf[0] >> 4 != 6 {
         return Err(Malformed);
     }
     let key = SourceKey::from_words(src);
+    let traffic_class = (vcf[0] << 4) | (vcf[1] >> 4);
+    let mut shape = Shape::new(
+        SourceKey::from_words(dst),
+        payload_len.saturating_add(offset16(Ipv6Hdr::LEN)),
+        hop_limit,
+        traffic_class >> 2,
+    );
     let l3 = cur.pos;
-    let source = |class: Class, l4_ok: bool, l4: usize| {
-        Ok(Parsed::Source {
-            key,
-            v4: false,
-            class,
-            l4_ok,
-            at: Offsets { l3, l4 },
-        })
-    };
     cur.pos += Ipv6Hdr::LEN;
-    let mut fragment = false;
+    let mut is_fragment = false;
     // What a packet whose headers end inside the chain is counted as.
-    let cut_short = |fragment: bool| {
-        if fragment {
+    let cut_short = |is_fragment: bool| {
+        if is_fragment {
             Class::Fragment
         } else {
             Class::Other
@@ -210,7 +281,7 @@ fn ipv6(mut cur: Cursor<'_>) -> Result<Parsed, Malformed> {
         match next {
             IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_AH => {
                 let Ok(ext) = cur.peek::<[u8; 2]>() else {
-                    return source(cut_short(fragment), false, 0);
+                    return Ok(v6_source(key, cut_short(is_fragment), false, l3, 0, shape));
                 };
                 // SAFETY: `peek` checked that both bytes lie inside the frame.
                 let [ext_next, ext_len] = unsafe { *ext };
@@ -225,56 +296,140 @@ fn ipv6(mut cur: Cursor<'_>) -> Result<Parsed, Malformed> {
             }
             IPPROTO_FRAGMENT => {
                 let Ok(frag) = cur.peek::<[u8; 8]>() else {
-                    return source(Class::Fragment, false, 0);
+                    shape.fragment = fragment::FIRST;
+                    return Ok(v6_source(key, Class::Fragment, false, l3, 0, shape));
                 };
                 // SAFETY: `peek` checked that the 8-byte fragment header lies inside the frame.
                 let frag = unsafe { *frag };
                 next = frag[0];
                 cur.pos += 8;
-                fragment = true;
+                is_fragment = true;
                 if u16::from_be_bytes([frag[2], frag[3]]) >> 3 != 0 {
                     // Non-first fragment: no L4 header follows.
-                    return source(Class::Fragment, true, 0);
+                    shape.fragment = fragment::LATER;
+                    shape.proto = next;
+                    return Ok(v6_source(key, Class::Fragment, true, l3, 0, shape));
                 }
+                shape.fragment = fragment::FIRST;
             }
             _ => {
-                let (class, l4_ok) = l4(&cur, next);
-                return source(
-                    if fragment { Class::Fragment } else { class },
+                shape.proto = next;
+                let (class, l4_ok) = l4(&cur, next, &mut shape);
+                return Ok(v6_source(
+                    key,
+                    if is_fragment { Class::Fragment } else { class },
                     l4_ok,
+                    l3,
                     cur.pos,
-                );
+                    shape,
+                ));
             }
         }
     }
     // Still inside the extension header chain after the bound: we cannot see L4.
-    source(cut_short(fragment), false, 0)
+    Ok(v6_source(key, cut_short(is_fragment), false, l3, 0, shape))
 }
 
-/// The class of an L4 protocol and whether its header lies complete inside the frame.
+/// An IPv6 packet's result.
 #[inline(always)]
-fn l4(cur: &Cursor<'_>, proto: u8) -> (Class, bool) {
+fn v6_source(
+    key: SourceKey,
+    class: Class,
+    l4_ok: bool,
+    l3: usize,
+    l4: usize,
+    shape: Shape,
+) -> Parsed {
+    Parsed::Source {
+        key,
+        v4: false,
+        class,
+        l4_ok,
+        at: Offsets { l3, l4 },
+        shape,
+    }
+}
+
+/// The class of an L4 protocol and whether its header lies complete inside the frame; what
+/// rules match on of the header goes into `shape`.
+#[inline(always)]
+fn l4(cur: &Cursor<'_>, proto: u8, shape: &mut Shape) -> (Class, bool) {
     match proto {
         IPPROTO_TCP => {
             let Ok(tcp) = cur.peek_len(TCP_MIN_LEN) else {
                 return (Class::Tcp, false);
             };
             // SAFETY: `peek_len` checked that the 20-byte TCP header lies inside the frame.
-            let (offset_byte, flags) = unsafe { (*tcp.add(12), *tcp.add(13)) };
+            let (ports, offset_byte, flags) = unsafe {
+                (
+                    core::ptr::read_unaligned(tcp.cast::<[u8; 4]>()),
+                    *tcp.add(12),
+                    *tcp.add(13),
+                )
+            };
             let class = if flags & TCP_SYN != 0 && flags & TCP_ACK == 0 {
                 Class::Syn
             } else {
                 Class::Tcp
             };
             let data_offset = usize::from(offset_byte >> 4) * 4;
-            (
-                class,
-                data_offset >= TCP_MIN_LEN && cur.peek_len(data_offset).is_ok(),
-            )
+            let ok = data_offset >= TCP_MIN_LEN && cur.peek_len(data_offset).is_ok();
+            if ok {
+                ports_into(shape, ports, cur.pos + data_offset);
+                shape.tcp_flags = flags;
+                shape.l4 |= L4_TCP;
+            }
+            (class, ok)
         }
-        IPPROTO_UDP => (Class::Udp, cur.peek_len(UDP_LEN).is_ok()),
-        IPPROTO_ICMP => (Class::Icmp, cur.peek_len(ICMP_MIN_LEN).is_ok()),
-        IPPROTO_ICMPV6 => (Class::Icmp, cur.peek_len(ICMPV6_MIN_LEN).is_ok()),
-        _ => (Class::Other, true),
+        IPPROTO_UDP => {
+            let Ok(udp) = cur.peek_len(UDP_LEN) else {
+                return (Class::Udp, false);
+            };
+            // SAFETY: `peek_len` checked that the 8-byte UDP header lies inside the frame.
+            let ports = unsafe { core::ptr::read_unaligned(udp.cast::<[u8; 4]>()) };
+            ports_into(shape, ports, cur.pos + UDP_LEN);
+            (Class::Udp, true)
+        }
+        IPPROTO_ICMP => (Class::Icmp, icmp_into(cur, shape, ICMP_MIN_LEN)),
+        IPPROTO_ICMPV6 => (Class::Icmp, icmp_into(cur, shape, ICMPV6_MIN_LEN)),
+        _ => {
+            shape.payload_at = offset16(cur.pos);
+            (Class::Other, true)
+        }
     }
+}
+
+/// Records the ports (wire order) and where the payload starts.
+#[inline(always)]
+fn ports_into(shape: &mut Shape, ports: [u8; 4], payload_at: usize) {
+    shape.sport = u16::from_be_bytes([ports[0], ports[1]]);
+    shape.dport = u16::from_be_bytes([ports[2], ports[3]]);
+    shape.payload_at = offset16(payload_at);
+    shape.l4 |= L4_PORTS;
+}
+
+/// Reads an ICMP or `ICMPv6` header of at least `min_len` bytes; whether it was whole. Its
+/// payload starts after 8 bytes (type, code, checksum, and the rest of the header).
+#[inline(always)]
+fn icmp_into(cur: &Cursor<'_>, shape: &mut Shape, min_len: usize) -> bool {
+    let Ok(icmp) = cur.peek_len(min_len) else {
+        return false;
+    };
+    // SAFETY: `peek_len` checked that at least the 4 first bytes lie inside the frame.
+    let (kind, code) = unsafe { (*icmp, *icmp.add(1)) };
+    shape.icmp_type = kind;
+    shape.icmp_code = code;
+    shape.payload_at = offset16(cur.pos + ICMP_MIN_LEN);
+    shape.l4 |= L4_ICMP;
+    true
+}
+
+/// An offset into the frame, which XDP frames keep under 64 KiB.
+#[inline(always)]
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "frames are shorter than 64 KiB"
+)]
+const fn offset16(pos: usize) -> u16 {
+    pos as u16
 }

@@ -7,6 +7,7 @@
 //! - [`config`]: the daemon's configuration: the TOML file, its checks and its diff, and the
 //!   flags of `floodwall run` over it.
 //! - [`lists`]: the allowlist and denylist: prefixes, list files, their LPM tries.
+//! - [`rules`]: rules by packet shape: their text, the set, its kernel form and maps.
 //! - [`stats`]: counter sums, rates, per-source rate estimates.
 //! - [`events`]: block events, the record of blocks, rate-limited logging.
 //!
@@ -36,5 +37,6 @@ pub mod maps;
 pub mod metrics;
 pub mod pin;
 pub mod probe;
+pub mod rules;
 pub mod stats;
 pub mod syn;

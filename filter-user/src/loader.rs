@@ -12,8 +12,8 @@ use aya::{
     programs::{TestRun as _, TestRunOptions},
 };
 use filter_common::{
-    CLOCK_PROGRAM_NAME, ClockSample, PROGRAM_NAME, SYN_COOKIE_PROGRAM_NAME, SYN_COOKIE_STAGE,
-    SYN_COOKIES_GLOBAL, TEST_CLOCK_GLOBAL, map_names,
+    CLOCK_PROGRAM_NAME, ClockSample, PROGRAM_NAME, RULES_PROGRAM_NAME, RULES_STAGE,
+    SYN_COOKIE_PROGRAM_NAME, SYN_COOKIE_STAGE, SYN_COOKIES_GLOBAL, TEST_CLOCK_GLOBAL, map_names,
 };
 use log::warn;
 
@@ -156,23 +156,29 @@ pub fn load(options: &LoadOptions) -> anyhow::Result<Loaded> {
 /// attached calls until the new one replaces it: a stage parses the frame itself, so any
 /// build's program can call any build's stage of the same map layout.
 fn install_stages(ebpf: &mut Ebpf) -> anyhow::Result<()> {
-    let stage = xdp_program(ebpf, SYN_COOKIE_PROGRAM_NAME)?;
-    stage
-        .load()
-        .map_err(explain_load_error)
-        .context("the kernel refused the SYN-cookie stage's program")?;
-    let fd = stage
-        .fd()
-        .context("the SYN-cookie stage's program has no descriptor")?
-        .try_clone()
-        .context("cannot duplicate the SYN-cookie stage's descriptor")?;
-    let map = ebpf
-        .map_mut(map_names::STAGES)
-        .with_context(|| format!("the XDP object has no map {}", map_names::STAGES))?;
-    ProgramArray::try_from(map)
-        .with_context(|| format!("{} is not a program array", map_names::STAGES))?
-        .set(SYN_COOKIE_STAGE, &fd, 0)
-        .with_context(|| format!("cannot put the SYN-cookie stage in {}", map_names::STAGES))
+    for (name, slot, what) in [
+        (SYN_COOKIE_PROGRAM_NAME, SYN_COOKIE_STAGE, "SYN-cookie"),
+        (RULES_PROGRAM_NAME, RULES_STAGE, "rules"),
+    ] {
+        let stage = xdp_program(ebpf, name)?;
+        stage
+            .load()
+            .map_err(explain_load_error)
+            .with_context(|| format!("the kernel refused the {what} stage's program"))?;
+        let fd = stage
+            .fd()
+            .with_context(|| format!("the {what} stage's program has no descriptor"))?
+            .try_clone()
+            .with_context(|| format!("cannot duplicate the {what} stage's descriptor"))?;
+        let map = ebpf
+            .map_mut(map_names::STAGES)
+            .with_context(|| format!("the XDP object has no map {}", map_names::STAGES))?;
+        ProgramArray::try_from(map)
+            .with_context(|| format!("{} is not a program array", map_names::STAGES))?
+            .set(slot, &fd, 0)
+            .with_context(|| format!("cannot put the {what} stage in {}", map_names::STAGES))?;
+    }
+    Ok(())
 }
 
 /// Refuses pinned maps whose capacity differs from the one asked for: the operator asked

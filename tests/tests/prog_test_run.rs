@@ -14,7 +14,7 @@ use aya::{
 };
 use etherparse::{PacketBuilder, VlanId};
 use filter_common::{
-    BlockEvent, Class, Counter, LimitKind, LimitsConfig, Outcome, PROGRAM_NAME,
+    BlockEvent, Class, Counter, LimitKind, LimitsConfig, Outcome, PROGRAM_NAME, RULES_PROGRAM_NAME,
     SYN_COOKIE_PROGRAM_NAME, SourceKey, SourceState, map_names,
 };
 use floodwall::{
@@ -1963,7 +1963,7 @@ fn every_program_leaves_the_verifier_half_its_budget() {
         ..LoadOptions::default()
     })
     .expect("the XDP program must load with the test clock");
-    for name in [PROGRAM_NAME, SYN_COOKIE_PROGRAM_NAME] {
+    for name in [PROGRAM_NAME, SYN_COOKIE_PROGRAM_NAME, RULES_PROGRAM_NAME] {
         let program = loader::xdp_program(&mut loaded.ebpf, name).expect("program");
         let info = program.info().expect("program info");
         // The kernel reports it from Linux 5.16 on.

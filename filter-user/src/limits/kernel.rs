@@ -139,7 +139,7 @@ pub fn online_cpus() -> u32 {
 /// GCRA parameters for `rate` units per second with a burst of `burst` units, where one
 /// unit at rate 1 costs `unit_ns` nanoseconds: the cost per unit in fixed point and the
 /// burst window in nanoseconds. Validation keeps both inside u64.
-fn gcra_params(unit_ns: u128, rate: u64, burst: u64) -> (u64, u64) {
+pub(crate) fn gcra_params(unit_ns: u128, rate: u64, burst: u64) -> (u64, u64) {
     let cost_fp = (unit_ns << COST_SHIFT) / u128::from(rate);
     let window_ns = unit_ns * u128::from(burst) / u128::from(rate);
     (

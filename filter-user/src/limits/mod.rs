@@ -31,7 +31,7 @@ pub use value::{
     parse_duration_ms, parse_rate, parse_scope_class_rate, parse_scope_len, parse_scope_rate,
 };
 
-const NS_PER_SEC: u128 = 1_000_000_000;
+pub(crate) const NS_PER_SEC: u128 = 1_000_000_000;
 
 /// Bounds of what floodwall accepts; each one is named in the error for a value outside it.
 pub const MAX_PPS: u64 = 1_000_000_000;

@@ -1,0 +1,345 @@
+//! Stage: rules by packet shape, a program of its own (`filter_common::RULES_PROGRAM_NAME`)
+//! that the main program tail-calls for a packet one of whose index buckets holds entries
+//! ([`may_match`]). It finds the first rule that matches ([`first_match`]), counts it, and
+//! applies its action; what the action leaves undecided goes on through the rest of the
+//! policy, in the stage's program.
+//!
+//! The index and the entries are `filter_common`'s `rules` module; the daemon compiles
+//! operators' rules into them.
+
+use aya_ebpf::{bindings::BPF_NOEXIST, helpers::generated::bpf_xdp_load_bytes};
+use filter_common::{
+    COST_SHIFT, Outcome, RULE_PAYLOAD_BYTES, RuleAction, RuleBucket, RuleBucketKey, RuleEntry,
+    RuleSourceKey, RuleSourceState, bucket_kind, rule_fields, rule_index_bit,
+};
+
+use crate::{
+    atomic, gcra,
+    maps::{
+        self, FW_RULE_BUCKETS, FW_RULE_INDEX, FW_RULE_RATES, FW_RULE_SOURCES, FW_RULE_STATS,
+        FW_RULES, FW_STAGES,
+    },
+    packet::Packet,
+    parse::{L4_ICMP, L4_PORTS, L4_TCP},
+};
+
+/// The packet's four buckets, most specific first; `None` where the packet has no such
+/// bucket (no ports).
+#[inline(always)]
+fn bucket_keys(pkt: &Packet) -> [Option<RuleBucketKey>; 4] {
+    let s = &pkt.shape;
+    let ports = s.l4 & L4_PORTS != 0;
+    let key = |kind, proto, port| RuleBucketKey { kind, proto, port };
+    [
+        ports.then(|| key(bucket_kind::DPORT, s.proto, s.dport)),
+        ports.then(|| key(bucket_kind::SPORT, s.proto, s.sport)),
+        Some(key(bucket_kind::PROTO, s.proto, 0)),
+        Some(key(bucket_kind::ANY, 0, 0)),
+    ]
+}
+
+/// Whether `key`'s bucket holds entries, by its bit in `FW_RULE_INDEX`.
+#[inline(always)]
+fn indexed(key: RuleBucketKey) -> bool {
+    rule_index_bit(key)
+        .is_some_and(|(word, bit)| FW_RULE_INDEX.get(word).is_some_and(|w| w & bit != 0))
+}
+
+/// Whether a rule may match the packet: one of its buckets holds entries. Four array reads,
+/// in the main program, before the tail call.
+#[inline(always)]
+pub fn may_match(pkt: &Packet) -> bool {
+    bucket_keys(pkt).into_iter().flatten().any(indexed)
+}
+
+/// Tail-calls the rules stage's program. Returns only if that program is not in its slot;
+/// the packet then goes on without rules.
+#[inline(always)]
+pub fn enter(pkt: &Packet) {
+    // SAFETY: the context is this run's; a tail call that succeeds does not return.
+    unsafe { FW_STAGES.tail_call(pkt.ctx, maps::rules_slot()) };
+}
+
+/// The rules stage: the first matching rule's action, and `rest` (the policy after the
+/// rules) for what it leaves undecided.
+#[inline(always)]
+pub fn decide(pkt: &Packet, rest: impl Fn(&Packet) -> Outcome) -> Outcome {
+    let Some(entry) = first_match(pkt) else {
+        return rest(pkt);
+    };
+    let counters = FW_RULE_STATS.get_ptr_mut(entry.rule);
+    if let Some(c) = counters {
+        // SAFETY: this CPU's element of a per-CPU array.
+        unsafe {
+            (*c).matched_packets += 1;
+            (*c).matched_bytes += pkt.len;
+            if (*c).first_ns == 0 {
+                (*c).first_ns = pkt.now;
+            }
+            (*c).last_ns = pkt.now;
+        }
+    }
+    let dropped = match RuleAction::try_from(entry.action) {
+        Ok(RuleAction::Drop) => Some(pkt.drop_as(Outcome::DroppedRule, Outcome::MonitorRule)),
+        Ok(RuleAction::Allow) => return Outcome::AllowedRule,
+        Ok(RuleAction::RateLimit) => over_rate(pkt, entry)
+            .then(|| pkt.drop_as(Outcome::DroppedRuleRate, Outcome::MonitorRuleRate)),
+        Ok(RuleAction::PerSource) => over_source_rate(pkt, entry)
+            .then(|| pkt.drop_as(Outcome::DroppedRuleRate, Outcome::MonitorRuleRate)),
+        Ok(RuleAction::Monitor) | Err(_) => None,
+    };
+    match dropped {
+        Some(outcome) => {
+            if let Some(c) = counters {
+                // SAFETY: as above.
+                unsafe {
+                    (*c).dropped_packets += 1;
+                    (*c).dropped_bytes += pkt.len;
+                }
+            }
+            outcome
+        }
+        None => rest(pkt),
+    }
+}
+
+/// The entry of the earliest rule that matches, of the packet's buckets.
+#[inline(always)]
+fn first_match(pkt: &Packet) -> Option<&'static RuleEntry> {
+    let mut best = NONE;
+    let mut best_order = u32::MAX;
+    for key in bucket_keys(pkt).into_iter().flatten() {
+        if !indexed(key) {
+            continue;
+        }
+        // SAFETY: the reference lives for this run; the daemon replaces a bucket whole, so
+        // it is the old bucket or the new one.
+        let Some(bucket) = (unsafe { FW_RULE_BUCKETS.get(&key) }) else {
+            continue;
+        };
+        let found = first_in(pkt, bucket, best_order);
+        if found != NONE
+            && let Some(entry) = FW_RULES.get(found)
+        {
+            best = found;
+            best_order = entry.order;
+        }
+    }
+    if best == NONE {
+        None
+    } else {
+        FW_RULES.get(best)
+    }
+}
+
+/// No entry.
+const NONE: u32 = u32::MAX;
+
+/// The index of the first entry of `bucket` that matches and comes before `before`, or
+/// [`NONE`]. A function of its own (a BPF-to-BPF call), walked once a bucket: inlined, the
+/// walk's unrolled rounds each took stack for their map lookup's key, four buckets' worth
+/// over the 512 bytes BPF allows.
+#[inline(never)]
+fn first_in(pkt: &Packet, bucket: &RuleBucket, before: u32) -> u32 {
+    for (i, &index) in bucket.entries.iter().enumerate() {
+        if i >= bucket.len as usize {
+            break;
+        }
+        let Some(entry) = FW_RULES.get(u32::from(index)) else {
+            break;
+        };
+        // The bucket is in rule order: nothing further in it comes before `before`.
+        if entry.order >= before {
+            break;
+        }
+        if matches(pkt, entry) {
+            return u32::from(index);
+        }
+    }
+    NONE
+}
+
+/// Whether the packet has everything `entry` names.
+#[inline(always)]
+fn matches(pkt: &Packet, e: &RuleEntry) -> bool {
+    let (s, f) = (&pkt.shape, e.fields);
+    let has = |bit: u32| f & bit != 0;
+    let within = |v: u16, range: [u16; 2]| range[0] <= v && v <= range[1];
+    if has(rule_fields::SRC) && !masked_equal(pkt.key.words(), e.src_mask, e.src) {
+        return false;
+    }
+    if has(rule_fields::DST) && !masked_equal(s.dst.words(), e.dst_mask, e.dst) {
+        return false;
+    }
+    if has(rule_fields::PROTO) && s.proto != e.proto {
+        return false;
+    }
+    if has(rule_fields::SPORT | rule_fields::DPORT)
+        && (s.l4 & L4_PORTS == 0
+            || (has(rule_fields::SPORT) && !within(s.sport, e.sport))
+            || (has(rule_fields::DPORT) && !within(s.dport, e.dport)))
+    {
+        return false;
+    }
+    if has(rule_fields::ICMP_TYPE | rule_fields::ICMP_CODE)
+        && (s.l4 & L4_ICMP == 0
+            || (has(rule_fields::ICMP_TYPE) && s.icmp_type != e.icmp_type)
+            || (has(rule_fields::ICMP_CODE) && s.icmp_code != e.icmp_code))
+    {
+        return false;
+    }
+    if has(rule_fields::TCP_FLAGS)
+        && (s.l4 & L4_TCP == 0 || s.tcp_flags & e.tcp_flags_mask != e.tcp_flags)
+    {
+        return false;
+    }
+    if has(rule_fields::LENGTH) && !within(s.ip_len, e.length) {
+        return false;
+    }
+    if has(rule_fields::DSCP) && (e.dscp >> (s.dscp & 63)) & 1 == 0 {
+        return false;
+    }
+    if has(rule_fields::FRAGMENT) && s.fragment & e.fragment == 0 {
+        return false;
+    }
+    if has(rule_fields::TTL) && !(e.ttl[0] <= s.ttl && s.ttl <= e.ttl[1]) {
+        return false;
+    }
+    !has(rule_fields::PAYLOAD) || payload_matches(pkt, e)
+}
+
+/// Whether `words` under `mask` equal `want` (which is masked already).
+#[inline(always)]
+fn masked_equal(words: [u64; 2], mask: [u64; 2], want: [u64; 2]) -> bool {
+    words[0] & mask[0] == want[0] && words[1] & mask[1] == want[1]
+}
+
+/// Whether the payload bytes `e` compares are in the frame and equal its own under its
+/// mask. Read with `bpf_xdp_load_bytes`, which checks the bounds at a variable offset.
+/// A function of its own (a BPF-to-BPF call): inlined into each of the bucket walk's
+/// unrolled rounds, each copy's buffer took its own stack and the program went over the
+/// 512 bytes BPF allows.
+#[inline(never)]
+fn payload_matches(pkt: &Packet, e: &RuleEntry) -> bool {
+    let s = &pkt.shape;
+    if s.payload_at == 0 {
+        return false;
+    }
+    let len = e.payload_len;
+    if len == 0 || usize::from(len) > RULE_PAYLOAD_BYTES {
+        return false;
+    }
+    let mut words = [0u64; 2];
+    let at = u32::from(s.payload_at) + u32::from(e.payload_offset);
+    // SAFETY: `len` bytes of stack (at most its 16); the helper checks the frame's bounds.
+    let loaded =
+        unsafe { bpf_xdp_load_bytes(pkt.ctx.ctx, at, words.as_mut_ptr().cast(), u32::from(len)) };
+    if loaded != 0 {
+        return false;
+    }
+    // The entry's bytes as words, read in place from the map value.
+    let word = |bytes: &[u8; RULE_PAYLOAD_BYTES], i: usize| {
+        // SAFETY: `i` is 0 or 1: both words lie inside the 16 bytes.
+        unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast::<u64>().add(i)) }
+    };
+    masked_equal(
+        words,
+        [word(&e.payload_mask, 0), word(&e.payload_mask, 1)],
+        [word(&e.payload, 0), word(&e.payload, 1)],
+    )
+}
+
+/// Charges a `rate-limit` rule's shared TATs; whether the packet is over either rate (it
+/// is then not charged).
+#[inline(always)]
+fn over_rate(pkt: &Packet, e: &RuleEntry) -> bool {
+    let Some(state) = FW_RULE_RATES.get_ptr_mut(e.rule) else {
+        return false;
+    };
+    // SAFETY: a pointer from a successful lookup into an array; the fields are aligned u64s.
+    unsafe {
+        charge_both(
+            pkt,
+            e,
+            &raw mut (*state).packet_tat_ns,
+            &raw mut (*state).byte_tat_ns,
+        )
+    }
+}
+
+/// Charges the packet and byte TATs with `take` (the excess is not charged); whether
+/// either is over.
+///
+/// # Safety
+/// Both must point to aligned `u64`s in live map values.
+#[inline(always)]
+unsafe fn charge_both(pkt: &Packet, e: &RuleEntry, packets: *mut u64, bytes: *mut u64) -> bool {
+    let now = pkt.now;
+    let packet_cost = e.packet_rate.cost_fp >> COST_SHIFT;
+    // SAFETY: the caller guarantees both pointers.
+    unsafe {
+        if packet_cost != 0 && gcra::take(packets, now, packet_cost, e.packet_rate.window_ns) {
+            return true;
+        }
+        if e.byte_rate.cost_fp != 0 {
+            let cost = (pkt.len * e.byte_rate.cost_fp) >> COST_SHIFT;
+            if gcra::take(bytes, now, cost, e.byte_rate.window_ns) {
+                if packet_cost != 0 {
+                    // Give the packet's cost back too: it does not pass.
+                    atomic::add(packets, packet_cost.wrapping_neg());
+                }
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// Charges the source's TATs under a `per-source` rule; whether the packet is over them
+/// or the source is blocked under the rule. A source that goes over is blocked, under
+/// this rule only, for the block time of the limits.
+#[inline(always)]
+fn over_source_rate(pkt: &Packet, e: &RuleEntry) -> bool {
+    let key = RuleSourceKey {
+        addr: pkt.key.addr,
+        rule: e.rule,
+        pad: 0,
+    };
+    let now = pkt.now;
+    let state = match FW_RULE_SOURCES.get_ptr_mut(&key) {
+        Some(state) => state,
+        None => {
+            let fresh = RuleSourceState {
+                packet_tat_ns: now,
+                byte_tat_ns: now,
+                blocked_until_ns: 0,
+            };
+            // A full map evicts its least recently used source; a failed insert lets the
+            // packet through this rule (fail open, as the source table).
+            let _ = FW_RULE_SOURCES.insert(&key, &fresh, u64::from(BPF_NOEXIST));
+            match FW_RULE_SOURCES.get_ptr_mut(&key) {
+                Some(state) => state,
+                None => return false,
+            }
+        }
+    };
+    // SAFETY: a pointer from a successful lookup; the fields are aligned u64s.
+    unsafe {
+        let until = (*state).blocked_until_ns;
+        if until > now {
+            return true;
+        }
+        if charge_both(
+            pkt,
+            e,
+            &raw mut (*state).packet_tat_ns,
+            &raw mut (*state).byte_tat_ns,
+        ) {
+            (*state).blocked_until_ns = now + pkt.limits.block_ns;
+            (*state).packet_tat_ns = now;
+            (*state).byte_tat_ns = now;
+            return true;
+        }
+    }
+    false
+}

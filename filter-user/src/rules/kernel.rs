@@ -1,0 +1,271 @@
+//! [`RuleMaps`]: the rules' maps. A new set is compiled into the half of `FW_RULES` the
+//! buckets do not point to, then the buckets and the index bits switch to it, so the
+//! program sees the old rules or the new ones, never a mix within one bucket.
+
+use anyhow::{Context as _, anyhow};
+use aya::{
+    Ebpf,
+    maps::{Array, HashMap, MapData, PerCpuArray, PerCpuValues},
+};
+use filter_common::{
+    MAX_RULES, RULE_INDEX_WORDS, RULE_RECORD_BYTES, RuleBucket, RuleBucketKey, RuleCounters,
+    RuleEntry, RuleRateState, RuleRecord, RuleSourceKey, RuleSourceState, map_names,
+};
+
+use super::{Rule, RuleError, RuleSet, compile, compile::HALF_ENTRIES};
+
+/// The rules' maps, and which half of `FW_RULES` the buckets point to.
+pub struct RuleMaps {
+    entries: Array<MapData, RuleEntry>,
+    buckets: HashMap<MapData, RuleBucketKey, RuleBucket>,
+    index: Array<MapData, u64>,
+    stats: PerCpuArray<MapData, RuleCounters>,
+    rates: Array<MapData, RuleRateState>,
+    sources: HashMap<MapData, RuleSourceKey, RuleSourceState>,
+    records: Array<MapData, RuleRecord>,
+    half: u32,
+}
+
+fn take<T>(ebpf: &mut Ebpf, name: &str) -> anyhow::Result<T>
+where
+    T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
+{
+    let map = ebpf
+        .take_map(name)
+        .ok_or_else(|| anyhow!("the XDP object has no map named {name}"))?;
+    T::try_from(map).with_context(|| format!("map {name} has an unexpected type or layout"))
+}
+
+fn map_error(what: &str, e: impl std::fmt::Display) -> RuleError {
+    RuleError::Map(format!("{what}: {e}"))
+}
+
+impl RuleMaps {
+    /// Takes the rules' maps out of a loaded object.
+    ///
+    /// # Errors
+    /// If a map is missing or has another layout.
+    pub fn take(ebpf: &mut Ebpf) -> anyhow::Result<Self> {
+        let mut maps = Self {
+            entries: take(ebpf, map_names::RULES)?,
+            buckets: take(ebpf, map_names::RULE_BUCKETS)?,
+            index: take(ebpf, map_names::RULE_INDEX)?,
+            stats: take(ebpf, map_names::RULE_STATS)?,
+            rates: take(ebpf, map_names::RULE_RATES)?,
+            sources: take(ebpf, map_names::RULE_SOURCES)?,
+            records: take(ebpf, map_names::RULE_RECORDS)?,
+            half: 0,
+        };
+        // Pinned buckets from a daemon before point into one half: the next write goes into
+        // the other.
+        let in_upper = maps.buckets.iter().filter_map(Result::ok).any(|(_, b)| {
+            b.entries[..(b.len as usize).min(b.entries.len())]
+                .iter()
+                .any(|&i| u32::from(i) >= HALF_ENTRIES)
+        });
+        maps.half = u32::from(in_upper);
+        Ok(maps)
+    }
+
+    /// The rules a daemon before recorded (none in fresh maps).
+    ///
+    /// # Errors
+    /// If a record cannot be read or is not a rule.
+    pub fn recorded(&self) -> anyhow::Result<Vec<Rule>> {
+        let mut rules = Vec::new();
+        for slot in 0..MAX_RULES {
+            let record = self
+                .records
+                .get(&slot, 0)
+                .with_context(|| format!("cannot read the record of rule slot {slot}"))?;
+            if record.len == 0 {
+                continue;
+            }
+            let len = (record.len as usize).min(RULE_RECORD_BYTES);
+            let rule: Rule = serde_json::from_slice(&record.text[..len])
+                .with_context(|| format!("the record of rule slot {slot} is not a rule"))?;
+            rules.push(rule);
+        }
+        Ok(rules)
+    }
+
+    /// Makes the program enforce `next` instead of `current`: entries into the other half,
+    /// fresh state for the rules new in `next`, then the buckets, then the index bits;
+    /// last, what `current` alone used is cleared.
+    ///
+    /// # Errors
+    /// A set that does not fit the kernel's bounds (nothing written then), or a map write
+    /// the kernel refuses.
+    pub fn write(&mut self, current: &RuleSet, next: &RuleSet) -> Result<(), RuleError> {
+        let half = 1 - self.half;
+        let compiled = compile(next.rules(), half)?;
+        for rule in next.rules() {
+            check_record(rule)?;
+        }
+        for slot in next.slots_not_in(current) {
+            self.reset_slot(slot)?;
+        }
+        for (at, entry) in &compiled.entries {
+            self.entries
+                .set(*at, entry, 0)
+                .map_err(|e| map_error("FW_RULES", e))?;
+        }
+        for (key, bucket) in &compiled.buckets {
+            self.buckets
+                .insert(key, bucket, 0)
+                .map_err(|e| map_error("FW_RULE_BUCKETS", e))?;
+        }
+        let old_index = self.read_index()?;
+        // The union first: a bucket about to go may still be read; then only the new bits.
+        for (word, (old, new)) in old_index.iter().zip(&compiled.index).enumerate() {
+            if old | new != *old {
+                self.set_index(word, old | new)?;
+            }
+        }
+        let stale: Vec<RuleBucketKey> = self
+            .buckets
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !compiled.buckets.contains_key(k))
+            .collect();
+        for (word, (old, new)) in old_index.iter().zip(&compiled.index).enumerate() {
+            if old | new != *new {
+                self.set_index(word, *new)?;
+            }
+        }
+        for key in stale {
+            self.buckets
+                .remove(&key)
+                .map_err(|e| map_error("FW_RULE_BUCKETS", e))?;
+        }
+        self.half = half;
+        // The records follow the rules: a daemon that takes over reads them.
+        for rule in next.rules() {
+            self.write_record(rule)?;
+        }
+        for slot in current.slots_not_in(next) {
+            self.clear_record(slot)?;
+            if !next.rules().iter().any(|r| r.slot == slot) {
+                self.clear_sources(slot);
+            }
+        }
+        Ok(())
+    }
+
+    /// A rule's counters, summed over CPUs (first: the earliest, last: the latest match).
+    ///
+    /// # Errors
+    /// If the map read fails.
+    pub fn counters(&self, slot: u32) -> anyhow::Result<RuleCounters> {
+        let per_cpu = self
+            .stats
+            .get(&slot, 0)
+            .with_context(|| format!("cannot read the counters of rule slot {slot}"))?;
+        Ok(per_cpu
+            .iter()
+            .fold(RuleCounters::default(), |sum, c| RuleCounters {
+                matched_packets: sum.matched_packets + c.matched_packets,
+                matched_bytes: sum.matched_bytes + c.matched_bytes,
+                dropped_packets: sum.dropped_packets + c.dropped_packets,
+                dropped_bytes: sum.dropped_bytes + c.dropped_bytes,
+                first_ns: match (sum.first_ns, c.first_ns) {
+                    (0, f) | (f, 0) => f,
+                    (a, b) => a.min(b),
+                },
+                last_ns: sum.last_ns.max(c.last_ns),
+            }))
+    }
+
+    fn read_index(&self) -> Result<Vec<u64>, RuleError> {
+        (0..RULE_INDEX_WORDS)
+            .map(|i| {
+                self.index
+                    .get(&i, 0)
+                    .map_err(|e| map_error("FW_RULE_INDEX", e))
+            })
+            .collect()
+    }
+
+    fn set_index(&mut self, word: usize, value: u64) -> Result<(), RuleError> {
+        let word = u32::try_from(word).unwrap_or(u32::MAX);
+        self.index
+            .set(word, value, 0)
+            .map_err(|e| map_error("FW_RULE_INDEX", e))
+    }
+
+    /// Zero counters and rate state for a rule new in its slot.
+    fn reset_slot(&mut self, slot: u32) -> Result<(), RuleError> {
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| map_error("possible CPUs", e))?;
+        let zero = PerCpuValues::try_from(vec![RuleCounters::default(); cpus])
+            .map_err(|e| map_error("FW_RULE_STATS", e))?;
+        self.stats
+            .set(slot, zero, 0)
+            .map_err(|e| map_error("FW_RULE_STATS", e))?;
+        self.rates
+            .set(slot, RuleRateState::default(), 0)
+            .map_err(|e| map_error("FW_RULE_RATES", e))?;
+        self.clear_sources(slot);
+        Ok(())
+    }
+
+    /// Deletes the per-source state of the rule in `slot`.
+    fn clear_sources(&mut self, slot: u32) {
+        let keys: Vec<RuleSourceKey> = self
+            .sources
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| k.rule == slot)
+            .collect();
+        for key in keys {
+            // Evicted meanwhile by the LRU: already gone.
+            let _ = self.sources.remove(&key);
+        }
+    }
+
+    fn write_record(&mut self, rule: &Rule) -> Result<(), RuleError> {
+        let record = record(rule)?;
+        self.records
+            .set(rule.slot, record, 0)
+            .map_err(|e| map_error("FW_RULE_RECORDS", e))
+    }
+
+    fn clear_record(&mut self, slot: u32) -> Result<(), RuleError> {
+        self.records
+            .set(
+                slot,
+                RuleRecord {
+                    len: 0,
+                    pad: 0,
+                    text: [0; RULE_RECORD_BYTES],
+                },
+                0,
+            )
+            .map_err(|e| map_error("FW_RULE_RECORDS", e))
+    }
+}
+
+/// The record of a rule.
+fn record(rule: &Rule) -> Result<RuleRecord, RuleError> {
+    let json = serde_json::to_vec(rule).map_err(|e| map_error("rule record", e))?;
+    let mut text = [0; RULE_RECORD_BYTES];
+    text.get_mut(..json.len())
+        .ok_or_else(|| {
+            RuleError::Capacity(format!(
+                "rule {} is {} bytes as stored, over {RULE_RECORD_BYTES}: shorten its comment \
+                 or split its lists",
+                rule.id,
+                json.len()
+            ))
+        })?
+        .copy_from_slice(&json);
+    Ok(RuleRecord {
+        len: u32::try_from(json.len()).unwrap_or(0),
+        pad: 0,
+        text,
+    })
+}
+
+/// Refuses a rule whose record does not fit, before anything is written.
+fn check_record(rule: &Rule) -> Result<(), RuleError> {
+    record(rule).map(|_| ())
+}
