@@ -45,9 +45,9 @@ pub const SYN_COOKIE_PROGRAM_NAME: &str = "floodwall_syncookie";
 /// Slot of [`SYN_COOKIE_PROGRAM_NAME`] in [`map_names::STAGES`].
 pub const SYN_COOKIE_STAGE: u32 = 0;
 
-/// Slots of [`map_names::STAGES`]: the SYN-cookie stage and the rules stage
-/// ([`RULES_STAGE`]).
-pub const STAGE_SLOTS: u32 = 2;
+/// Slots of [`map_names::STAGES`]: the SYN-cookie stage, the rules stage
+/// ([`RULES_STAGE`]) and the policy after the rules ([`AFTER_RULES_STAGE`]).
+pub const STAGE_SLOTS: u32 = 3;
 
 /// Name of a trivial `XDP_DROP` program shipped in the same object. Benchmarks measure it in
 /// the same run as [`PROGRAM_NAME`] to express costs as a ratio to the cheapest possible XDP

@@ -20,11 +20,22 @@ use crate::RateParams;
 
 /// Name of the rules stage's program, which the main program tail-calls through
 /// [`map_names::STAGES`](crate::map_names::STAGES) (slot [`RULES_STAGE`]) for a packet that
-/// may match a rule: it decides the rules, then the rest of the policy.
+/// may match a rule: it decides the rules, and tail-calls [`AFTER_RULES_PROGRAM_NAME`] for
+/// the rest of the policy.
 pub const RULES_PROGRAM_NAME: &str = "floodwall_rules";
 
 /// Slot of [`RULES_PROGRAM_NAME`] in `FW_STAGES`.
 pub const RULES_STAGE: u32 = 1;
+
+/// Name of the program that decides the rest of the policy for a packet the rules stage
+/// leaves undecided (`monitor`, or under a rule's rate): the rules stage tail-calls it. A
+/// program of its own so that the rules stage's program holds the rules only: with the
+/// rest of the policy inlined after them, the verifier walked the policy once for every
+/// state the rules left, over its 1,000,000 instructions.
+pub const AFTER_RULES_PROGRAM_NAME: &str = "floodwall_after_rules";
+
+/// Slot of [`AFTER_RULES_PROGRAM_NAME`] in `FW_STAGES`.
+pub const AFTER_RULES_STAGE: u32 = 2;
 
 /// Rules a daemon holds (slots of the counters and the rate state).
 pub const MAX_RULES: u32 = 4096;
@@ -205,10 +216,14 @@ pub mod bucket_kind {
     pub const PROTO: u8 = 2;
     /// No protocol named.
     pub const ANY: u8 = 3;
+    /// No bucket: what a packet without ports has in place of its port buckets.
+    pub const NONE: u8 = 0xff;
 }
 
-/// Key of `FW_RULE_BUCKETS`: zero `proto` and `port` where the kind names none.
-#[repr(C)]
+/// Key of `FW_RULE_BUCKETS`: zero `proto` and `port` where the kind names none. Aligned
+/// as the word it is: the program builds keys on the stack, and the verifier refuses a
+/// word access to a stack slot that is not aligned.
+#[repr(C, align(4))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RuleBucketKey {
     /// A [`bucket_kind`].
@@ -242,7 +257,7 @@ const PROTO_WORDS_AT: u32 = 4 * PORT_WORDS;
 pub const RULE_ANY_WORD: u32 = PROTO_WORDS_AT + 4;
 
 /// The word and bit of a bucket in `FW_RULE_INDEX`; `None` for a port bucket of a protocol
-/// other than TCP and UDP (which have no ports).
+/// other than TCP and UDP (which have no ports), and for [`bucket_kind::NONE`].
 #[must_use]
 pub const fn rule_index_bit(key: RuleBucketKey) -> Option<(u32, u64)> {
     let proto_map = match key.proto {
@@ -265,7 +280,8 @@ pub const fn rule_index_bit(key: RuleBucketKey) -> Option<(u32, u64)> {
             PROTO_WORDS_AT + (key.proto / 64) as u32,
             1 << (key.proto % 64),
         )),
-        _ => Some((RULE_ANY_WORD, 1)),
+        bucket_kind::ANY => Some((RULE_ANY_WORD, 1)),
+        _ => None,
     }
 }
 

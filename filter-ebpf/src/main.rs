@@ -80,8 +80,7 @@ pub fn floodwall_syncookie(ctx: XdpContext) -> u32 {
 }
 
 /// The rules stage's program (`filter_common::RULES_PROGRAM_NAME`), which `floodwall`
-/// tail-calls for a packet that may match a rule (see `rules`): the rules, then the rest of
-/// the policy.
+/// tail-calls for a packet that may match a rule (see `rules`).
 #[xdp]
 #[inline(always)]
 #[expect(
@@ -89,7 +88,19 @@ pub fn floodwall_syncookie(ctx: XdpContext) -> u32 {
     reason = "aya's #[xdp] macro hands the context over by value"
 )]
 pub fn floodwall_rules(ctx: XdpContext) -> u32 {
-    judge(&ctx, |pkt| rules::decide(pkt, after_rules))
+    rules::stage(&ctx)
+}
+
+/// The policy after the rules (`filter_common::AFTER_RULES_PROGRAM_NAME`), which
+/// `floodwall_rules` tail-calls for a packet the rules leave undecided.
+#[xdp]
+#[inline(always)]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "aya's #[xdp] macro hands the context over by value"
+)]
+pub fn floodwall_after_rules(ctx: XdpContext) -> u32 {
+    judge(&ctx, after_rules)
 }
 
 /// Parses the frame, has `policy` decide its outcome, counts it, and returns the action.

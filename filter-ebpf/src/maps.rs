@@ -8,13 +8,14 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
 };
 use filter_common::{
-    BLOCK_CACHE_SLOTS, BlockCacheSlot, BlockEvent, CEILING_SLOTS, COUNTER_ENTRIES, Class,
-    ClassState, ClockSample, Counter, DEFAULT_LIST_CAPACITY, DEFAULT_MAX_PREFIXES,
-    DEFAULT_MAX_SOURCES, EVENTS_BYTES, LimitsConfig, ListEntry, MAX_RULE_BUCKETS, MAX_RULE_ENTRIES,
-    MAX_RULE_SOURCES, MAX_RULES, Outcome, PrefixKey, PrefixState, RULE_INDEX_WORDS, RULES_STAGE,
-    RuleBucket, RuleBucketKey, RuleCounters, RuleEntry, RuleRateState, RuleRecord, RuleSourceKey,
-    RuleSourceState, SKETCH_ROWS, STAGE_SLOTS, SYN_COOKIE_STAGE, SYN_PORT_WORDS, SYN_STAT_SLOTS,
-    SketchRow, SourceKey, SourceState, SynStat, TABLE_STAT_SLOTS, TRACKED_CHUNKS, TrackedChunk,
+    AFTER_RULES_STAGE, BLOCK_CACHE_SLOTS, BlockCacheSlot, BlockEvent, CEILING_SLOTS,
+    COUNTER_ENTRIES, Class, ClassState, ClockSample, Counter, DEFAULT_LIST_CAPACITY,
+    DEFAULT_MAX_PREFIXES, DEFAULT_MAX_SOURCES, EVENTS_BYTES, LimitsConfig, ListEntry,
+    MAX_RULE_BUCKETS, MAX_RULE_ENTRIES, MAX_RULE_SOURCES, MAX_RULES, Outcome, PrefixKey,
+    PrefixState, RULE_INDEX_WORDS, RULES_STAGE, RuleBucket, RuleBucketKey, RuleCounters, RuleEntry,
+    RuleRateState, RuleRecord, RuleSourceKey, RuleSourceState, SKETCH_ROWS, STAGE_SLOTS,
+    SYN_COOKIE_STAGE, SYN_PORT_WORDS, SYN_STAT_SLOTS, SketchRow, SourceKey, SourceState, SynStat,
+    TABLE_STAT_SLOTS, TRACKED_CHUNKS, TrackedChunk,
 };
 
 /// Per-source state. Key: source address (wire order, IPv4 mapped); value: GCRA state,
@@ -175,6 +176,11 @@ pub static FW_RULE_RATES: Array<RuleRateState> = Array::with_max_entries(MAX_RUL
 pub static FW_RULE_SOURCES: LruHashMap<RuleSourceKey, RuleSourceState> =
     LruHashMap::with_max_entries(MAX_RULE_SOURCES, 0);
 
+/// This CPU's copy of what the rules match a packet on (see `rules::Seen`). The program's
+/// own scratch space: the daemon never reads it.
+#[map(name = "FW_RULE_SCRATCH")]
+pub static FW_RULE_SCRATCH: PerCpuArray<crate::rules::Seen> = PerCpuArray::with_max_entries(1, 0);
+
 /// The daemon's record of its rules, by rule slot; this program never reads it, but it
 /// lives here so that it is created, and pinned, with the others.
 #[map(name = "FW_RULE_RECORDS")]
@@ -190,6 +196,18 @@ static mut FW_RULES_SLOT: u32 = RULES_STAGE;
 pub fn rules_slot() -> u32 {
     // SAFETY: a read of a global that nothing writes; volatile so that it stays a load.
     unsafe { core::ptr::read_volatile(&raw const FW_RULES_SLOT) }
+}
+
+/// The after-rules program's slot in `FW_STAGES` (`filter_common::AFTER_RULES_STAGE`), in
+/// writable global data for the reason `FW_SYN_COOKIE_SLOT` is. Never written.
+#[unsafe(no_mangle)]
+static mut FW_AFTER_RULES_SLOT: u32 = AFTER_RULES_STAGE;
+
+/// See `FW_AFTER_RULES_SLOT`.
+#[inline(always)]
+pub fn after_rules_slot() -> u32 {
+    // SAFETY: a read of a global that nothing writes; volatile so that it stays a load.
+    unsafe { core::ptr::read_volatile(&raw const FW_AFTER_RULES_SLOT) }
 }
 
 /// Element 0: written by the clock program only, read by the daemon to calibrate the clock.
@@ -249,6 +267,19 @@ pub fn count(class: Class, outcome: Outcome, len: u64) {
     if let Some(counter) = FW_COUNTERS.get_ptr_mut(class.counter_index(outcome)) {
         // SAFETY: the pointer comes from a successful lookup in a per-CPU array: it is valid,
         // aligned, and only this CPU touches this copy (XDP runs with preemption disabled).
+        unsafe {
+            (*counter).packets += 1;
+            (*counter).bytes += len;
+        }
+    }
+}
+
+/// Adds one packet of `len` bytes to this CPU's counter at `index`
+/// (`Class::counter_index`), for a stage that knows its class only as a number.
+#[inline(always)]
+pub fn count_at(index: u32, len: u64) {
+    if let Some(counter) = FW_COUNTERS.get_ptr_mut(index) {
+        // SAFETY: as in `count`.
         unsafe {
             (*counter).packets += 1;
             (*counter).bytes += len;

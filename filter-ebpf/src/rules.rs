@@ -1,40 +1,51 @@
 //! Stage: rules by packet shape, a program of its own (`filter_common::RULES_PROGRAM_NAME`)
 //! that the main program tail-calls for a packet one of whose index buckets holds entries
 //! ([`may_match`]). It finds the first rule that matches ([`first_match`]), counts it, and
-//! applies its action; what the action leaves undecided goes on through the rest of the
-//! policy, in the stage's program.
+//! applies its action; what the action leaves undecided goes on to the rest of the policy,
+//! a program of its own (`filter_common::AFTER_RULES_PROGRAM_NAME`) that the stage
+//! tail-calls ([`go_on`]).
 //!
 //! The index and the entries are `filter_common`'s `rules` module; the daemon compiles
 //! operators' rules into them.
 
-use aya_ebpf::{bindings::BPF_NOEXIST, helpers::generated::bpf_xdp_load_bytes};
+use aya_ebpf::{
+    bindings::{
+        BPF_NOEXIST,
+        xdp_action::{XDP_DROP, XDP_PASS},
+    },
+    helpers::generated::bpf_xdp_load_bytes,
+    programs::XdpContext,
+};
 use filter_common::{
-    COST_SHIFT, Outcome, RULE_PAYLOAD_BYTES, RuleAction, RuleBucket, RuleBucketKey, RuleEntry,
-    RuleSourceKey, RuleSourceState, bucket_kind, rule_fields, rule_index_bit,
+    COST_SHIFT, COUNTER_SLOTS, LimitsConfig, Mode, Outcome, RULE_PAYLOAD_BYTES, RuleAction,
+    RuleBucket, RuleBucketKey, RuleEntry, RuleSourceKey, RuleSourceState, SourceKey, bucket_kind,
+    rule_fields, rule_index_bit,
 };
 
 use crate::{
     atomic, gcra,
     maps::{
-        self, FW_RULE_BUCKETS, FW_RULE_INDEX, FW_RULE_RATES, FW_RULE_SOURCES, FW_RULE_STATS,
-        FW_RULES, FW_STAGES,
+        self, FW_RULE_BUCKETS, FW_RULE_INDEX, FW_RULE_RATES, FW_RULE_SCRATCH, FW_RULE_SOURCES,
+        FW_RULE_STATS, FW_RULES, FW_STAGES,
     },
     packet::Packet,
-    parse::{L4_ICMP, L4_PORTS, L4_TCP},
+    parse::{self, L4_ICMP, L4_PORTS, L4_TCP, Parsed, Shape},
 };
 
-/// The packet's four buckets, most specific first; `None` where the packet has no such
-/// bucket (no ports).
+/// The packet's four buckets, most specific first; a packet without ports has
+/// `bucket_kind::NONE` for its port buckets, which no rule has. (Plain keys, not options:
+/// an array of `None`s leaves their payload unset on the stack, and the verifier refuses
+/// to read what was never written.)
 #[inline(always)]
-fn bucket_keys(pkt: &Packet) -> [Option<RuleBucketKey>; 4] {
-    let s = &pkt.shape;
+fn bucket_keys(s: &Shape) -> [RuleBucketKey; 4] {
     let ports = s.l4 & L4_PORTS != 0;
     let key = |kind, proto, port| RuleBucketKey { kind, proto, port };
+    let port_kind = |kind| if ports { kind } else { bucket_kind::NONE };
     [
-        ports.then(|| key(bucket_kind::DPORT, s.proto, s.dport)),
-        ports.then(|| key(bucket_kind::SPORT, s.proto, s.sport)),
-        Some(key(bucket_kind::PROTO, s.proto, 0)),
-        Some(key(bucket_kind::ANY, 0, 0)),
+        key(port_kind(bucket_kind::DPORT), s.proto, s.dport),
+        key(port_kind(bucket_kind::SPORT), s.proto, s.sport),
+        key(bucket_kind::PROTO, s.proto, 0),
+        key(bucket_kind::ANY, 0, 0),
     ]
 }
 
@@ -49,7 +60,7 @@ fn indexed(key: RuleBucketKey) -> bool {
 /// in the main program, before the tail call.
 #[inline(always)]
 pub fn may_match(pkt: &Packet) -> bool {
-    bucket_keys(pkt).into_iter().flatten().any(indexed)
+    bucket_keys(&pkt.shape).into_iter().any(indexed)
 }
 
 /// Tail-calls the rules stage's program. Returns only if that program is not in its slot;
@@ -60,55 +71,132 @@ pub fn enter(pkt: &Packet) {
     unsafe { FW_STAGES.tail_call(pkt.ctx, maps::rules_slot()) };
 }
 
-/// The rules stage: the first matching rule's action, and `rest` (the policy after the
-/// rules) for what it leaves undecided.
+/// Tail-calls the program of the policy after the rules
+/// (`filter_common::AFTER_RULES_PROGRAM_NAME`). Returns only if it is not in its slot.
 #[inline(always)]
-pub fn decide(pkt: &Packet, rest: impl Fn(&Packet) -> Outcome) -> Outcome {
-    let Some(entry) = first_match(pkt) else {
-        return rest(pkt);
+fn go_on(ctx: &XdpContext) {
+    // SAFETY: the context is this run's; a tail call that succeeds does not return.
+    unsafe { FW_STAGES.tail_call(ctx, maps::after_rules_slot()) };
+}
+
+/// The rules stage's program: parses the frame, copies what the rules need into this
+/// CPU's scratch ([`Seen`]), decides the rules from that copy, and counts the outcome, or
+/// tail-calls the rest of the policy ([`go_on`]) for a packet the rules leave undecided.
+#[inline(always)]
+pub fn stage(ctx: &XdpContext) -> u32 {
+    let len = (ctx.data_end() - ctx.data()) as u64;
+    let (
+        Ok(Parsed::Source {
+            key, class, shape, ..
+        }),
+        Some(limits),
+        Some(seen),
+    ) = (
+        parse::source_of(ctx),
+        maps::limits(),
+        FW_RULE_SCRATCH.get_ptr_mut(0),
+    )
+    else {
+        // The main program parsed it before: not reached. Pass, as the policy would.
+        return XDP_PASS;
     };
+    // SAFETY: this CPU's element of a per-CPU array; XDP runs with preemption disabled.
+    let seen: &Seen = unsafe {
+        *seen = Seen {
+            key,
+            shape,
+            len,
+            class: class as u32,
+        };
+        &*seen
+    };
+    let now = maps::now_ns(limits);
+    match decide(ctx, seen, limits, now) {
+        Some(outcome) => {
+            // Dropped or allowed by a rule: never `Passed`, which `judge` would count as
+            // malformed for a truncated header.
+            maps::count_at(seen.class * COUNTER_SLOTS + outcome as u32, seen.len);
+            if outcome.is_drop() {
+                XDP_DROP
+            } else {
+                XDP_PASS
+            }
+        }
+        None => {
+            go_on(ctx);
+            // The after-rules program is not in its slot: pass, as with no policy.
+            maps::count_at(
+                seen.class * COUNTER_SLOTS + Outcome::Passed as u32,
+                seen.len,
+            );
+            XDP_PASS
+        }
+    }
+}
+
+/// What the rules match a packet on, and what its count needs, in this CPU's scratch map
+/// (`FW_RULE_SCRATCH`).
+///
+/// The stage works from this copy, not from the parser's values: read back from a map,
+/// every field is a number the verifier knows nothing about, so the parser's many exits
+/// (one for each header layout and class, each with its own exact values) become one state
+/// before the bucket walks. Worked from the parser's values, each exit was walked through
+/// every bucket, over the verifier's 1,000,000 instructions.
+#[derive(Clone, Copy)]
+pub struct Seen {
+    key: SourceKey,
+    shape: Shape,
+    len: u64,
+    class: u32,
+}
+
+/// The outcome of the first matching rule's action, or `None` where it leaves the packet to
+/// the rest of the policy (no rule matched, `monitor`, or under a rule's rate).
+#[inline(always)]
+fn decide(ctx: &XdpContext, seen: &Seen, limits: &LimitsConfig, now: u64) -> Option<Outcome> {
+    let entry = first_match(ctx, seen)?;
     let counters = FW_RULE_STATS.get_ptr_mut(entry.rule);
     if let Some(c) = counters {
         // SAFETY: this CPU's element of a per-CPU array.
         unsafe {
             (*c).matched_packets += 1;
-            (*c).matched_bytes += pkt.len;
+            (*c).matched_bytes += seen.len;
             if (*c).first_ns == 0 {
-                (*c).first_ns = pkt.now;
+                (*c).first_ns = now;
             }
-            (*c).last_ns = pkt.now;
+            (*c).last_ns = now;
         }
     }
+    let monitor = limits.mode == Mode::Monitor as u32
+        || limits.monitor_classes & (1 << (seen.class & 31)) != 0;
+    let drop_as = |dropped, monitored| if monitor { monitored } else { dropped };
     let dropped = match RuleAction::try_from(entry.action) {
-        Ok(RuleAction::Drop) => Some(pkt.drop_as(Outcome::DroppedRule, Outcome::MonitorRule)),
-        Ok(RuleAction::Allow) => return Outcome::AllowedRule,
-        Ok(RuleAction::RateLimit) => over_rate(pkt, entry)
-            .then(|| pkt.drop_as(Outcome::DroppedRuleRate, Outcome::MonitorRuleRate)),
-        Ok(RuleAction::PerSource) => over_source_rate(pkt, entry)
-            .then(|| pkt.drop_as(Outcome::DroppedRuleRate, Outcome::MonitorRuleRate)),
-        Ok(RuleAction::Monitor) | Err(_) => None,
-    };
-    match dropped {
-        Some(outcome) => {
-            if let Some(c) = counters {
-                // SAFETY: as above.
-                unsafe {
-                    (*c).dropped_packets += 1;
-                    (*c).dropped_bytes += pkt.len;
-                }
-            }
-            outcome
+        Ok(RuleAction::Drop) => drop_as(Outcome::DroppedRule, Outcome::MonitorRule),
+        Ok(RuleAction::Allow) => return Some(Outcome::AllowedRule),
+        Ok(RuleAction::RateLimit) if over_rate(seen, entry, now) => {
+            drop_as(Outcome::DroppedRuleRate, Outcome::MonitorRuleRate)
         }
-        None => rest(pkt),
+        Ok(RuleAction::PerSource) if over_source_rate(seen, entry, limits, now) => {
+            drop_as(Outcome::DroppedRuleRate, Outcome::MonitorRuleRate)
+        }
+        _ => return None,
+    };
+    if let Some(c) = counters {
+        // SAFETY: as above.
+        unsafe {
+            (*c).dropped_packets += 1;
+            (*c).dropped_bytes += seen.len;
+        }
     }
+    Some(dropped)
 }
 
 /// The entry of the earliest rule that matches, of the packet's buckets.
 #[inline(always)]
-fn first_match(pkt: &Packet) -> Option<&'static RuleEntry> {
+fn first_match(ctx: &XdpContext, seen: &Seen) -> Option<&'static RuleEntry> {
     let mut best = NONE;
     let mut best_order = u32::MAX;
-    for key in bucket_keys(pkt).into_iter().flatten() {
+    for key in bucket_keys(&seen.shape) {
         if !indexed(key) {
             continue;
         }
@@ -117,7 +205,7 @@ fn first_match(pkt: &Packet) -> Option<&'static RuleEntry> {
         let Some(bucket) = (unsafe { FW_RULE_BUCKETS.get(&key) }) else {
             continue;
         };
-        let found = first_in(pkt, bucket, best_order);
+        let found = first_in(ctx, seen, bucket, best_order);
         if found != NONE
             && let Some(entry) = FW_RULES.get(found)
         {
@@ -140,7 +228,7 @@ const NONE: u32 = u32::MAX;
 /// walk's unrolled rounds each took stack for their map lookup's key, four buckets' worth
 /// over the 512 bytes BPF allows.
 #[inline(never)]
-fn first_in(pkt: &Packet, bucket: &RuleBucket, before: u32) -> u32 {
+fn first_in(ctx: &XdpContext, seen: &Seen, bucket: &RuleBucket, before: u32) -> u32 {
     for (i, &index) in bucket.entries.iter().enumerate() {
         if i >= bucket.len as usize {
             break;
@@ -152,20 +240,20 @@ fn first_in(pkt: &Packet, bucket: &RuleBucket, before: u32) -> u32 {
         if entry.order >= before {
             break;
         }
-        if matches(pkt, entry) {
+        if matches(ctx, seen, entry) {
             return u32::from(index);
         }
     }
     NONE
 }
 
-/// Whether the packet has everything `entry` names.
+/// Whether the packet has everything `e` names.
 #[inline(always)]
-fn matches(pkt: &Packet, e: &RuleEntry) -> bool {
-    let (s, f) = (&pkt.shape, e.fields);
+fn matches(ctx: &XdpContext, seen: &Seen, e: &RuleEntry) -> bool {
+    let (s, f) = (&seen.shape, e.fields);
     let has = |bit: u32| f & bit != 0;
     let within = |v: u16, range: [u16; 2]| range[0] <= v && v <= range[1];
-    if has(rule_fields::SRC) && !masked_equal(pkt.key.words(), e.src_mask, e.src) {
+    if has(rule_fields::SRC) && !masked_equal(seen.key.words(), e.src_mask, e.src) {
         return false;
     }
     if has(rule_fields::DST) && !masked_equal(s.dst.words(), e.dst_mask, e.dst) {
@@ -205,7 +293,7 @@ fn matches(pkt: &Packet, e: &RuleEntry) -> bool {
     if has(rule_fields::TTL) && !(e.ttl[0] <= s.ttl && s.ttl <= e.ttl[1]) {
         return false;
     }
-    !has(rule_fields::PAYLOAD) || payload_matches(pkt, e)
+    !has(rule_fields::PAYLOAD) || payload_matches(ctx, s, e)
 }
 
 /// Whether `words` under `mask` equal `want` (which is masked already).
@@ -220,8 +308,7 @@ fn masked_equal(words: [u64; 2], mask: [u64; 2], want: [u64; 2]) -> bool {
 /// unrolled rounds, each copy's buffer took its own stack and the program went over the
 /// 512 bytes BPF allows.
 #[inline(never)]
-fn payload_matches(pkt: &Packet, e: &RuleEntry) -> bool {
-    let s = &pkt.shape;
+fn payload_matches(ctx: &XdpContext, s: &Shape, e: &RuleEntry) -> bool {
     if s.payload_at == 0 {
         return false;
     }
@@ -229,38 +316,47 @@ fn payload_matches(pkt: &Packet, e: &RuleEntry) -> bool {
     if len == 0 || usize::from(len) > RULE_PAYLOAD_BYTES {
         return false;
     }
+    // 1 to 16 in a form the verifier can follow (it loses the checks above across the
+    // registers LLVM picks, and refuses a length that may be zero).
+    let len = (u32::from(len) - 1) % 16 + 1;
     let mut words = [0u64; 2];
     let at = u32::from(s.payload_at) + u32::from(e.payload_offset);
     // SAFETY: `len` bytes of stack (at most its 16); the helper checks the frame's bounds.
-    let loaded =
-        unsafe { bpf_xdp_load_bytes(pkt.ctx.ctx, at, words.as_mut_ptr().cast(), u32::from(len)) };
+    let loaded = unsafe { bpf_xdp_load_bytes(ctx.ctx, at, words.as_mut_ptr().cast(), len) };
     if loaded != 0 {
         return false;
     }
     // The entry's bytes as words, read in place from the map value.
     let word = |bytes: &[u8; RULE_PAYLOAD_BYTES], i: usize| {
         // SAFETY: `i` is 0 or 1: both words lie inside the 16 bytes.
-        unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast::<u64>().add(i)) }
+        unsafe { core::ptr::read_unaligned(bytes.as_ptr().add(8 * i).cast::<[u8; 8]>()) }
     };
     masked_equal(
         words,
-        [word(&e.payload_mask, 0), word(&e.payload_mask, 1)],
-        [word(&e.payload, 0), word(&e.payload, 1)],
+        [
+            u64::from_ne_bytes(word(&e.payload_mask, 0)),
+            u64::from_ne_bytes(word(&e.payload_mask, 1)),
+        ],
+        [
+            u64::from_ne_bytes(word(&e.payload, 0)),
+            u64::from_ne_bytes(word(&e.payload, 1)),
+        ],
     )
 }
 
 /// Charges a `rate-limit` rule's shared TATs; whether the packet is over either rate (it
 /// is then not charged).
 #[inline(always)]
-fn over_rate(pkt: &Packet, e: &RuleEntry) -> bool {
+fn over_rate(seen: &Seen, e: &RuleEntry, now: u64) -> bool {
     let Some(state) = FW_RULE_RATES.get_ptr_mut(e.rule) else {
         return false;
     };
     // SAFETY: a pointer from a successful lookup into an array; the fields are aligned u64s.
     unsafe {
         charge_both(
-            pkt,
+            seen,
             e,
+            now,
             &raw mut (*state).packet_tat_ns,
             &raw mut (*state).byte_tat_ns,
         )
@@ -273,8 +369,13 @@ fn over_rate(pkt: &Packet, e: &RuleEntry) -> bool {
 /// # Safety
 /// Both must point to aligned `u64`s in live map values.
 #[inline(always)]
-unsafe fn charge_both(pkt: &Packet, e: &RuleEntry, packets: *mut u64, bytes: *mut u64) -> bool {
-    let now = pkt.now;
+unsafe fn charge_both(
+    seen: &Seen,
+    e: &RuleEntry,
+    now: u64,
+    packets: *mut u64,
+    bytes: *mut u64,
+) -> bool {
     let packet_cost = e.packet_rate.cost_fp >> COST_SHIFT;
     // SAFETY: the caller guarantees both pointers.
     unsafe {
@@ -282,7 +383,7 @@ unsafe fn charge_both(pkt: &Packet, e: &RuleEntry, packets: *mut u64, bytes: *mu
             return true;
         }
         if e.byte_rate.cost_fp != 0 {
-            let cost = (pkt.len * e.byte_rate.cost_fp) >> COST_SHIFT;
+            let cost = (seen.len * e.byte_rate.cost_fp) >> COST_SHIFT;
             if gcra::take(bytes, now, cost, e.byte_rate.window_ns) {
                 if packet_cost != 0 {
                     // Give the packet's cost back too: it does not pass.
@@ -299,13 +400,12 @@ unsafe fn charge_both(pkt: &Packet, e: &RuleEntry, packets: *mut u64, bytes: *mu
 /// or the source is blocked under the rule. A source that goes over is blocked, under
 /// this rule only, for the block time of the limits.
 #[inline(always)]
-fn over_source_rate(pkt: &Packet, e: &RuleEntry) -> bool {
+fn over_source_rate(seen: &Seen, e: &RuleEntry, limits: &LimitsConfig, now: u64) -> bool {
     let key = RuleSourceKey {
-        addr: pkt.key.addr,
+        addr: seen.key.addr,
         rule: e.rule,
         pad: 0,
     };
-    let now = pkt.now;
     let state = match FW_RULE_SOURCES.get_ptr_mut(&key) {
         Some(state) => state,
         None => {
@@ -330,12 +430,13 @@ fn over_source_rate(pkt: &Packet, e: &RuleEntry) -> bool {
             return true;
         }
         if charge_both(
-            pkt,
+            seen,
             e,
+            now,
             &raw mut (*state).packet_tat_ns,
             &raw mut (*state).byte_tat_ns,
         ) {
-            (*state).blocked_until_ns = now + pkt.limits.block_ns;
+            (*state).blocked_until_ns = now + limits.block_ns;
             (*state).packet_tat_ns = now;
             (*state).byte_tat_ns = now;
             return true;

@@ -12,8 +12,9 @@ use aya::{
     programs::{TestRun as _, TestRunOptions},
 };
 use filter_common::{
-    CLOCK_PROGRAM_NAME, ClockSample, PROGRAM_NAME, RULES_PROGRAM_NAME, RULES_STAGE,
-    SYN_COOKIE_PROGRAM_NAME, SYN_COOKIE_STAGE, SYN_COOKIES_GLOBAL, TEST_CLOCK_GLOBAL, map_names,
+    AFTER_RULES_PROGRAM_NAME, AFTER_RULES_STAGE, CLOCK_PROGRAM_NAME, ClockSample, PROGRAM_NAME,
+    RULES_PROGRAM_NAME, RULES_STAGE, SYN_COOKIE_PROGRAM_NAME, SYN_COOKIE_STAGE, SYN_COOKIES_GLOBAL,
+    TEST_CLOCK_GLOBAL, map_names,
 };
 use log::warn;
 
@@ -159,6 +160,7 @@ fn install_stages(ebpf: &mut Ebpf) -> anyhow::Result<()> {
     for (name, slot, what) in [
         (SYN_COOKIE_PROGRAM_NAME, SYN_COOKIE_STAGE, "SYN-cookie"),
         (RULES_PROGRAM_NAME, RULES_STAGE, "rules"),
+        (AFTER_RULES_PROGRAM_NAME, AFTER_RULES_STAGE, "after-rules"),
     ] {
         let stage = xdp_program(ebpf, name)?;
         stage

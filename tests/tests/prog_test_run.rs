@@ -14,8 +14,8 @@ use aya::{
 };
 use etherparse::{PacketBuilder, VlanId};
 use filter_common::{
-    BlockEvent, Class, Counter, LimitKind, LimitsConfig, Outcome, PROGRAM_NAME, RULES_PROGRAM_NAME,
-    SYN_COOKIE_PROGRAM_NAME, SourceKey, SourceState, map_names,
+    AFTER_RULES_PROGRAM_NAME, BlockEvent, Class, Counter, LimitKind, LimitsConfig, Outcome,
+    PROGRAM_NAME, RULES_PROGRAM_NAME, SYN_COOKIE_PROGRAM_NAME, SourceKey, SourceState, map_names,
 };
 use floodwall::{
     events,
@@ -1490,6 +1490,9 @@ fn the_daemon_rebuilds_the_filter_from_the_table() {
 /// SYN cookies from XDP (`--syn-protect`), through the real helpers: each test runs in a
 /// network namespace of its own thread, with a listener and `tcp_syncookies=2` there (the
 /// program's socket lookup sees the namespace of the test run's loopback device).
+#[path = "prog_test_run/rules.rs"]
+mod rules;
+
 mod syn_cookies {
     use std::{collections::BTreeSet, net::TcpListener, process::Command};
 
@@ -1963,7 +1966,12 @@ fn every_program_leaves_the_verifier_half_its_budget() {
         ..LoadOptions::default()
     })
     .expect("the XDP program must load with the test clock");
-    for name in [PROGRAM_NAME, SYN_COOKIE_PROGRAM_NAME, RULES_PROGRAM_NAME] {
+    for name in [
+        PROGRAM_NAME,
+        SYN_COOKIE_PROGRAM_NAME,
+        RULES_PROGRAM_NAME,
+        AFTER_RULES_PROGRAM_NAME,
+    ] {
         let program = loader::xdp_program(&mut loaded.ebpf, name).expect("program");
         let info = program.info().expect("program info");
         // The kernel reports it from Linux 5.16 on.

@@ -99,6 +99,10 @@ pub enum ClientCommand {
     /// them.
     #[command(subcommand)]
     SynProtect(SynProtectCommand),
+    /// Rules by packet shape: drop, rate-limit or allow what a flood's packets have in
+    /// common (e.g. `rules add udp sport 123 drop`).
+    #[command(subcommand)]
+    Rules(RulesCommand),
     /// Make the running daemon read its config file again and apply it, all or nothing
     /// (as SIGHUP does); prints what changed.
     Reload {
@@ -290,5 +294,66 @@ pub enum BlockedCommand {
         /// The interface whose daemon to change (needed when several run).
         #[arg(long)]
         iface: Option<String>,
+    },
+}
+
+/// `floodwall rules ...`.
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Add a rule, e.g. `udp sport 123 len 468-1500 drop`. Root only.
+    ///
+    /// Fields (any of them, in any order; a list matches any item): from PREFIX, to PREFIX,
+    /// tcp | udp | icmp | icmpv6 | proto LIST, sport PORTS, dport PORTS (53, 80,443,
+    /// 1024-65535), icmp-type N, icmp-code N, flags syn,!ack, len N[-M] (IP length),
+    /// dscp LIST, frag none,first,later, ttl N[-M], payload OFFSET:HEX[/MASK] (from the
+    /// start of the L4 payload). Action: drop, allow, monitor, rate-limit RATE,
+    /// per-source RATE (RATE: 1000pps, 10mbps, or both: 1000pps,10mbps).
+    Add {
+        /// The rule's words.
+        #[arg(required = true, num_args = 1.., allow_hyphen_values = true, value_name = "RULE")]
+        rule: Vec<String>,
+        /// Lower goes first; ties by id.
+        #[arg(long, default_value_t = crate::rules::DEFAULT_PRIORITY)]
+        priority: u16,
+        /// A note, shown with the rule.
+        #[arg(long)]
+        comment: Option<String>,
+        /// The rule expires after this long, e.g. 10m.
+        #[arg(long = "for", value_parser = parse_duration_ms, value_name = "DURATION")]
+        for_ms: Option<u64>,
+        #[command(flatten)]
+        #[expect(missing_docs, reason = "flattened")]
+        change: ChangeArgs,
+    },
+    /// Remove rules by id (all must exist, else nothing is removed). Root only.
+    Remove {
+        /// Their ids.
+        #[arg(required = true)]
+        ids: Vec<u32>,
+        #[command(flatten)]
+        #[expect(missing_docs, reason = "flattened")]
+        change: ChangeArgs,
+    },
+    /// The rules, by priority, with their counters.
+    List(ReadArgs),
+    /// One rule with its counters.
+    Show {
+        /// Its id.
+        id: u32,
+        #[command(flatten)]
+        #[expect(missing_docs, reason = "flattened")]
+        read: ReadArgs,
+    },
+    /// Add every rule of FILE (one a line; `#` starts a comment, which a rule keeps as its
+    /// note), all or nothing. Root only.
+    Load {
+        /// The file.
+        file: PathBuf,
+        /// Their priority.
+        #[arg(long, default_value_t = crate::rules::DEFAULT_PRIORITY)]
+        priority: u16,
+        #[command(flatten)]
+        #[expect(missing_docs, reason = "flattened")]
+        change: ChangeArgs,
     },
 }

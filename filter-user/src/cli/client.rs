@@ -7,11 +7,12 @@ use std::path::Path;
 use anyhow::bail;
 
 use super::{
-    BlockedCommand, ChangeArgs, ClientCommand, LimitsCommand, ListCommand, SynProtectCommand,
+    BlockedCommand, ChangeArgs, ClientCommand, LimitsCommand, ListCommand, RulesCommand,
+    SynProtectCommand,
     output::{EventLine, ResponseText, StatsTable},
 };
 use crate::{
-    control::{self, NOTHING_TO_CHANGE, Request, Response, StatsView},
+    control::{self, NOTHING_TO_CHANGE, Request, Response, RuleRequest, StatsView},
     lists::{ListKind, parse_list_file},
     syn::SynProtectChange,
 };
@@ -79,6 +80,7 @@ impl Call {
                 },
             ),
             ClientCommand::Reload { iface } => call(iface, false, Request::Reload),
+            ClientCommand::Rules(command) => Self::of_rules(command)?,
             ClientCommand::SynProtect(command) => {
                 let change = |change, args: ChangeArgs| {
                     call(args.iface, args.json, Request::SynProtectChange { change })
@@ -94,6 +96,50 @@ impl Call {
                     SynProtectCommand::Auto(a) => change(SynProtectChange::Auto, a),
                 }
             }
+        })
+    }
+
+    fn of_rules(command: RulesCommand) -> anyhow::Result<Self> {
+        let (iface, json, request) = match command {
+            RulesCommand::Add {
+                rule,
+                priority,
+                comment,
+                for_ms,
+                change,
+            } => (
+                change.iface,
+                change.json,
+                Request::RulesAdd {
+                    rules: vec![RuleRequest {
+                        rule: rule.join(" "),
+                        priority: Some(priority),
+                        comment,
+                        for_ms,
+                    }],
+                },
+            ),
+            RulesCommand::Remove { ids, change } => {
+                (change.iface, change.json, Request::RulesRemove { ids })
+            }
+            RulesCommand::List(r) => (r.iface, r.json, Request::RulesList),
+            RulesCommand::Show { id, read } => (read.iface, read.json, Request::RulesShow { id }),
+            RulesCommand::Load {
+                file,
+                priority,
+                change,
+            } => (
+                change.iface,
+                change.json,
+                Request::RulesAdd {
+                    rules: crate::rules::parse_rule_file(&file, priority)?,
+                },
+            ),
+        };
+        Ok(Self {
+            iface,
+            json,
+            request,
         })
     }
 

@@ -16,8 +16,8 @@ pub mod output;
 
 pub use args::{
     BlockedCommand, ChangeArgs, Cli, ClientCommand, Command, ConfigCommand, EventsArgs,
-    GenerateCommand, LimitsCommand, ListCommand, ReadArgs, SynPortsArgs, SynProtectCommand,
-    TopArgs,
+    GenerateCommand, LimitsCommand, ListCommand, ReadArgs, RulesCommand, SynPortsArgs,
+    SynProtectCommand, TopArgs,
 };
 
 /// `floodwall detach`: removes the program and the pinned state of `iface`, refusing while

@@ -11,8 +11,8 @@ use std::{
 use crate::{
     config::DaemonFile,
     control::{
-        DEFAULT_RUN_DIR, EventKind, EventRecord, LimitsView, ListEntryView, Response, SourceView,
-        StatsView, SynProtectView,
+        DEFAULT_RUN_DIR, EventKind, EventRecord, LimitsView, ListEntryView, Response, RuleView,
+        SourceView, StatsView, SynProtectView,
     },
     limits::{ClassName, FilterMode, Rate, ScopeName, Setting, Value},
     lists::ListKind,
@@ -69,6 +69,16 @@ impl Display for ResponseText<'_> {
                     .iter()
                     .try_for_each(|line| writeln!(f, "reloaded: {line}"))
             }
+            Response::RulesChanged { added, removed } => {
+                for id in added {
+                    writeln!(f, "added rule {id}")?;
+                }
+                for id in removed {
+                    writeln!(f, "removed rule {id}")?;
+                }
+                Ok(())
+            }
+            Response::Rules { rules } => RulesTable(rules).fmt(f),
             Response::Error { message } => writeln!(f, "error: {message}"),
         }
     }
@@ -284,6 +294,51 @@ impl Display for ListTable<'_> {
     }
 }
 
+/// `rules list` and `rules show`.
+pub struct RulesTable<'a>(pub &'a [RuleView]);
+
+impl Display for RulesTable<'_> {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return writeln!(f, "no rules");
+        }
+        writeln!(
+            f,
+            "{:>5} {:>5} {:>14} {:>14} {:>14}  {:<12} rule",
+            "id", "prio", "matched", "dropped", "passed", "last match"
+        )?;
+        for r in self.0 {
+            let last = r
+                .last_match_ms_ago
+                .map_or_else(|| "never".to_owned(), |ms| format!("{}s ago", ms / 1000));
+            let mut notes = Vec::new();
+            if let Some(ms) = r.expires_in_ms {
+                let left = Duration::from_secs(ms.div_ceil(1000));
+                notes.push(format!("expires in {}", humantime::format_duration(left)));
+            }
+            if let Some(comment) = &r.comment {
+                notes.push(format!("# {comment}"));
+            }
+            if r.origin == crate::rules::Origin::Config {
+                notes.push("(config)".to_owned());
+            }
+            writeln!(
+                f,
+                "{:>5} {:>5} {:>14} {:>14} {:>14}  {last:<12} {}{}{}",
+                r.id,
+                r.priority,
+                r.matched_packets,
+                r.dropped_packets,
+                r.passed_packets,
+                r.rule,
+                if notes.is_empty() { "" } else { "  " },
+                notes.join("  ")
+            )?;
+        }
+        Ok(())
+    }
+}
+
 /// `syn-protect show`.
 pub struct SynProtectText<'a>(pub &'a SynProtectView);
 
@@ -336,6 +391,7 @@ impl Display for EventLine<'_> {
             EventKind::EventsLost => "lost",
             EventKind::ListChange => "list-change",
             EventKind::SynProtect => "syn-protect",
+            EventKind::Rule => "rule",
         };
         writeln!(f, "{}  {kind:<11} {}", self.0.time, self.0.message)
     }

@@ -13,11 +13,12 @@ use toml::{Spanned, de::DeTable};
 use super::{
     ConfigError, DaemonFile, GroupRef, InterfaceConfig, MAX_IFACE_NAME_BYTES, Source,
     group_by_name,
-    schema::{RawFile, RawInterface, RawList, Scalar},
+    schema::{RawFile, RawInterface, RawList, RawRule, Scalar},
 };
 use crate::{
     lists::{Family, Prefix, parse_list_file},
     loader::AttachMode,
+    rules::NewRule,
     syn::{SynProtect, SysctlPolicy},
 };
 
@@ -125,7 +126,44 @@ impl Source<'_> {
             syn_sysctls,
             allow,
             deny,
+            rules: self.rules(raw.rules.as_deref().unwrap_or_default())?,
         })
+    }
+
+    /// The `[[rules]]`, each checked as `floodwall rules add` checks it; the set too (a
+    /// rule twice, a set over the kernel's bounds), so that a file the daemon would refuse
+    /// is refused here.
+    fn rules(&self, raw: &[Spanned<RawRule>]) -> Result<Vec<NewRule>, ConfigError> {
+        let mut rules = Vec::new();
+        for (i, entry) in raw.iter().enumerate() {
+            let key = format!("rules[{i}]");
+            let raw = entry.get_ref();
+            let spec =
+                raw.rule.get_ref().parse().map_err(|e| {
+                    self.error(&raw.rule.span(), format!("{key}.rule"), format!("{e}"))
+                })?;
+            rules.push(NewRule {
+                spec,
+                priority: raw
+                    .priority
+                    .as_ref()
+                    .map_or(crate::rules::DEFAULT_PRIORITY, |p| *p.get_ref()),
+                comment: raw.comment.as_ref().map(|c| c.get_ref().clone()),
+                for_ms: None,
+                origin: crate::rules::Origin::Config,
+            });
+        }
+        let set = crate::rules::RuleSet::default()
+            .with_added(&rules, 0)
+            .and_then(|(set, _)| crate::rules::compile(set.rules(), 0).map(|_| ()));
+        match (set, raw.last()) {
+            (Err(e), Some(last)) => Err(self.error(
+                &last.span(),
+                "rules",
+                format!("{e} (rules are numbered from 1 in the file's order)"),
+            )),
+            _ => Ok(rules),
+        }
     }
 
     /// A value of a [`ValueEnum`] (modes), named exactly as the CLI names it.

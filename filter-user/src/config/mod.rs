@@ -88,6 +88,8 @@ pub struct DaemonFile {
     pub allow: Vec<Prefix>,
     /// The denylist, inline entries and list files together.
     pub deny: Vec<Prefix>,
+    /// The `[[rules]]`, in file order.
+    pub rules: Vec<crate::rules::NewRule>,
 }
 
 /// One `[[interface]]`.

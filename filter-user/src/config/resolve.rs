@@ -117,6 +117,8 @@ pub struct DaemonConfig {
     pub allow: Vec<Prefix>,
     /// Denylist entries the config file owns (no expiry).
     pub deny: Vec<Prefix>,
+    /// The rules the config file owns.
+    pub rules: Vec<crate::rules::NewRule>,
     /// The config file this came from, if any: reloads log their change as its diff.
     pub file: Option<DaemonFile>,
 }
@@ -244,6 +246,7 @@ pub fn resolve(
         },
         allow: file.as_ref().map(|f| f.allow.clone()).unwrap_or_default(),
         deny: file.as_ref().map(|f| f.deny.clone()).unwrap_or_default(),
+        rules: file.as_ref().map(|f| f.rules.clone()).unwrap_or_default(),
         file,
     })
 }

@@ -18,6 +18,15 @@ pub(super) struct RawFile {
     _limits: Option<de::IgnoredAny>,
     pub(super) allow: Option<Spanned<RawList>>,
     pub(super) deny: Option<Spanned<RawList>>,
+    pub(super) rules: Option<Vec<Spanned<RawRule>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRule {
+    pub(super) rule: Spanned<String>,
+    pub(super) priority: Option<Spanned<u16>>,
+    pub(super) comment: Option<Spanned<String>>,
 }
 
 #[derive(Default, Deserialize)]

@@ -412,6 +412,7 @@ fn the_sample_parses_and_holds_the_defaults() {
         syn_sysctls: None,
         allow: Vec::new(),
         deny: Vec::new(),
+        rules: Vec::new(),
     };
     assert_eq!(
         shipped, defaults,

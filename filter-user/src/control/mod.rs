@@ -32,8 +32,8 @@ pub mod view;
 pub use access::{Access, Peer, peer_of};
 pub use client::{all_sockets, call, call_streaming, find_socket};
 pub use view::{
-    ClassStats, EventKind, EventRecord, LimitsView, ListEntryView, OutcomeStats, SourceView,
-    StatsView, SynProtectView, SynStatsView, TableStats,
+    ClassStats, EventKind, EventRecord, LimitsView, ListEntryView, OutcomeStats, RuleView,
+    SourceView, StatsView, SynProtectView, SynStatsView, TableStats,
 };
 
 /// Default directory of control sockets and lock files.
@@ -111,6 +111,40 @@ pub enum Request {
         /// The change.
         change: crate::syn::SynProtectChange,
     },
+    /// Add rules, all or nothing (root only).
+    RulesAdd {
+        /// The rules.
+        rules: Vec<RuleRequest>,
+    },
+    /// Remove rules by id, all or nothing (root only).
+    RulesRemove {
+        /// Their ids.
+        ids: Vec<u32>,
+    },
+    /// The rules with their counters.
+    RulesList,
+    /// One rule with its counters.
+    RulesShow {
+        /// Its id.
+        id: u32,
+    },
+}
+
+/// A rule to add, as the CLI sends it: the daemon parses the text, so that a request
+/// from any client is checked the same way.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleRequest {
+    /// The rule's text (`udp sport 123 drop`).
+    pub rule: String,
+    /// Its priority; `None`: the default.
+    #[serde(default)]
+    pub priority: Option<u16>,
+    /// The operator's note.
+    #[serde(default)]
+    pub comment: Option<String>,
+    /// It expires after this many milliseconds.
+    #[serde(default)]
+    pub for_ms: Option<u64>,
 }
 
 impl Request {
@@ -125,6 +159,8 @@ impl Request {
                 | Self::ListRemove { .. }
                 | Self::Reload
                 | Self::SynProtectChange { .. }
+                | Self::RulesAdd { .. }
+                | Self::RulesRemove { .. }
         )
     }
 }
@@ -185,6 +221,18 @@ pub enum Response {
     },
     /// SYN protection (after a change, as it is now).
     SynProtect(SynProtectView),
+    /// Rules were added or removed.
+    RulesChanged {
+        /// Ids of the rules added.
+        added: Vec<u32>,
+        /// Ids of the rules removed.
+        removed: Vec<u32>,
+    },
+    /// The rules, by priority then id.
+    Rules {
+        /// The rules.
+        rules: Vec<RuleView>,
+    },
     /// The request was refused or failed; nothing changed.
     Error {
         /// Why.

@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 use crate::limits::Limits;
 /// A list entry as `allow list` and `deny list` show it; made where the lists are.
 pub use crate::lists::ListEntryView;
+/// A rule as `rules list` shows it; made where the rules are.
+pub use crate::rules::RuleView;
 
 /// The limits with their bursts resolved, as `limits show` prints them.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -221,6 +223,8 @@ pub enum EventKind {
     ListChange,
     /// SYN protection turned itself on or off (`auto`).
     SynProtect,
+    /// A rule was added, removed or expired, or matched its first packet.
+    Rule,
 }
 
 /// One entry of the journal.

@@ -22,6 +22,7 @@ use crate::{
     loader::{self, LoadOptions},
     maps::monotonic_now_ns,
     pin::{MapsPlan, PinDir, Takeover},
+    rules::RuleMaps,
 };
 
 /// Loads the program for one interface with its pinned state and attaches it, taking over
@@ -38,7 +39,7 @@ pub(super) fn protect(
     let takeover = pins.takeover()?;
     let plan = pins.plan_maps(config.fresh_state)?;
     let prepared = prepare(iface, config, &plan);
-    let (mut loaded, lists, syn) = match prepared {
+    let (mut loaded, lists, syn, rules) = match prepared {
         Ok(prepared) => prepared,
         Err(e) => {
             pins.abandon(&plan);
@@ -105,6 +106,7 @@ pub(super) fn protect(
         syn: Mutex::new(syn),
         syn_cookies: loaded.syn_cookies.clone(),
         syn_sysctls: config.syn_sysctls,
+        rules: Mutex::new(rules),
     });
     // The object (and with it the program fd) may go: the pinned link holds the program.
     drop(loaded.ebpf);
@@ -117,7 +119,12 @@ fn prepare(
     iface: &str,
     config: &DaemonConfig,
     plan: &MapsPlan,
-) -> anyhow::Result<(loader::Loaded, ListMaps, super::syn::SynState)> {
+) -> anyhow::Result<(
+    loader::Loaded,
+    ListMaps,
+    super::syn::SynState,
+    super::rules::RulesState,
+)> {
     let mut loaded = loader::load(&LoadOptions {
         max_sources: config.max_sources,
         test_clock: false,
@@ -133,7 +140,19 @@ fn prepare(
     if !config.deny.is_empty() {
         lists.add(ListKind::Deny, &config.deny, None)?;
     }
-    loaded.maps.set_list_presence(lists.nonempty()?.flag_bits());
+    let rules = super::rules::RulesState::start(
+        RuleMaps::take(&mut loaded.ebpf)?,
+        &config.rules,
+        monotonic_now_ns()?,
+    )?;
+    let rules_bit = if rules.any() {
+        filter_common::list_flags::RULES
+    } else {
+        0
+    };
+    loaded
+        .maps
+        .set_list_presence(lists.nonempty()?.flag_bits() | rules_bit);
     let syn = super::syn::start(
         iface,
         &loaded.maps,
@@ -142,5 +161,5 @@ fn prepare(
         config.syn_sysctls,
     )?;
     loaded.maps.write_limits(&config.limits.to_kernel())?;
-    Ok((loaded, lists, syn))
+    Ok((loaded, lists, syn, rules))
 }

@@ -35,6 +35,7 @@ use crate::{
 
 mod interface;
 mod reload;
+mod rules;
 mod server;
 mod syn;
 mod tasks;
@@ -75,6 +76,8 @@ struct Shared {
     syn_cookies: Result<(), String>,
     /// Whether SYN protection may set the namespace's sysctl.
     syn_sysctls: crate::syn::SysctlPolicy,
+    /// The rules and their maps.
+    rules: Mutex<rules::RulesState>,
 }
 
 /// The cookie stage's counters and the kernel's own cookie counters, for `stats` and the
@@ -110,9 +113,15 @@ impl Shared {
         self.sync_list_presence_with(&limits)
     }
 
-    /// [`Shared::sync_list_presence`], writing `limits` with it.
+    /// [`Shared::sync_list_presence`], writing `limits` with it. The rules' bit goes with
+    /// the lists' (it says the same: a stage with nothing to do is skipped).
     fn sync_list_presence_with(&self, limits: &Limits) -> anyhow::Result<()> {
-        let bits = self.lists.nonempty()?.flag_bits();
+        let rules = if lock(&self.rules).any() {
+            filter_common::list_flags::RULES
+        } else {
+            0
+        };
+        let bits = self.lists.nonempty()?.flag_bits() | rules;
         self.maps.set_list_presence(bits);
         self.maps.write_limits(&limits.to_kernel())
     }

@@ -14,6 +14,8 @@ use crate::{
     control::{EventKind, EventRecord},
     limits::Limits,
     lists::{ListKind, Prefix},
+    maps::monotonic_now_ns,
+    rules::NewRule,
     syn::SynProtect,
 };
 
@@ -108,6 +110,8 @@ pub(super) trait Target {
     fn set_limits(&self, limits: &Limits) -> anyhow::Result<Limits>;
     /// Makes `setting` the SYN protection; returns the setting before.
     fn set_syn_protect(&self, setting: &SynProtect) -> anyhow::Result<SynProtect>;
+    /// Makes the config file's rules `rules` (all or nothing); returns what changed.
+    fn set_config_rules(&self, rules: &[NewRule]) -> anyhow::Result<Vec<String>>;
 }
 
 impl Target for Shared {
@@ -132,6 +136,12 @@ impl Target for Shared {
 
     fn set_syn_protect(&self, setting: &SynProtect) -> anyhow::Result<SynProtect> {
         super::syn::apply(self, setting.clone())
+    }
+
+    fn set_config_rules(&self, rules: &[NewRule]) -> anyhow::Result<Vec<String>> {
+        let lines = lock(&self.rules).replace_config(rules, monotonic_now_ns()?)?;
+        self.sync_list_presence()?;
+        Ok(lines)
     }
 }
 
@@ -185,10 +195,11 @@ pub(super) fn apply_reload<T: Target>(
     let plans = list_changes(old, new);
     // What the operator edited, key by key. Only a daemon with a config file has a reloader,
     // so both sides have one.
-    let changes = match (&old.file, &new.file) {
+    let mut changes = match (&old.file, &new.file) {
         (Some(old_file), Some(new_file)) => crate::config::diff(old_file, new_file),
         _ => Vec::new(),
     };
+    let mut rule_lines = Vec::new();
     // Undo steps of what was applied, run in reverse if a later step fails.
     let mut undo: Vec<Undo<'_>> = Vec::new();
     let result = (|| {
@@ -222,6 +233,12 @@ pub(super) fn apply_reload<T: Target>(
                     target.set_syn_protect(&previous).map(|_| ())
                 }));
             }
+            if old.rules != new.rules {
+                rule_lines.extend(target.set_config_rules(&new.rules)?);
+                undo.push(Box::new(move || {
+                    target.set_config_rules(&old.rules).map(|_| ())
+                }));
+            }
         }
         anyhow::Ok(())
     })();
@@ -233,6 +250,7 @@ pub(super) fn apply_reload<T: Target>(
         }
         return Err(e);
     }
+    changes.extend(rule_lines);
     Ok(changes)
 }
 
@@ -320,6 +338,11 @@ mod tests {
         fn set_syn_protect(&self, setting: &SynProtect) -> anyhow::Result<SynProtect> {
             self.check("syn")?;
             Ok(self.syn.replace(setting.clone()))
+        }
+
+        fn set_config_rules(&self, rules: &[NewRule]) -> anyhow::Result<Vec<String>> {
+            self.check("rules")?;
+            Ok(vec![format!("{} config rules", rules.len())])
         }
     }
 

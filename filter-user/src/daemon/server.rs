@@ -20,11 +20,12 @@ use super::{Shared, lock, syn};
 use crate::{
     control::{
         ClassStats, EventKind, EventRecord, LimitsView, MAX_REQUEST_BYTES, NOTHING_TO_CHANGE,
-        Request, Response, SourceView, StatsView, SynStatsView, TableStats, peer_of,
+        Request, Response, RuleRequest, SourceView, StatsView, SynStatsView, TableStats, peer_of,
     },
     limits::{Limits, LimitsChange},
     lists::{self, ListKind, Prefix},
     maps::monotonic_now_ns,
+    rules::{self, NewRule},
     stats::{outcome_stats, source_view, top_sources},
     syn::SynProtectChange,
 };
@@ -136,10 +137,45 @@ async fn respond(shared: &Arc<Shared>, request: Request) -> Answer {
         Request::SynProtectChange { change } => {
             blocking(shared, move |s| set_syn_protect(s, &change)).await
         }
+        Request::RulesAdd { rules } => match new_rules(&rules) {
+            Ok(new) => blocking(shared, move |s| super::rules::add(s, &new)).await,
+            Err(e) => Err(e),
+        },
+        Request::RulesRemove { ids } => {
+            blocking(shared, move |s| super::rules::remove(s, &ids)).await
+        }
+        Request::RulesList => blocking(shared, |s| super::rules::list(s, None)).await,
+        Request::RulesShow { id } => {
+            blocking(shared, move |s| super::rules::list(s, Some(id))).await
+        }
     };
     Answer::One(response.unwrap_or_else(|e| Response::Error {
         message: format!("{e:#}"),
     }))
+}
+
+/// The rules of a request, parsed; an error names the rule (by its place) and the problem.
+fn new_rules(requests: &[RuleRequest]) -> anyhow::Result<Vec<NewRule>> {
+    requests
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let spec = r.rule.parse().map_err(|e| {
+                if requests.len() == 1 {
+                    anyhow!("`{}`: {e}", r.rule)
+                } else {
+                    anyhow!("rule {} of {} (`{}`): {e}", i + 1, requests.len(), r.rule)
+                }
+            })?;
+            Ok(NewRule {
+                spec,
+                priority: r.priority.unwrap_or(rules::DEFAULT_PRIORITY),
+                comment: r.comment.clone(),
+                for_ms: r.for_ms,
+                origin: rules::Origin::Cli,
+            })
+        })
+        .collect()
 }
 
 /// Runs `handler` on a blocking thread: table walks and map reads take a while.

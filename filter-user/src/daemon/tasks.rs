@@ -45,6 +45,7 @@ pub(super) async fn sample_loop(shared: Arc<Shared>) -> anyhow::Result<()> {
         }
         lock(&shared.blocks).expire(sample.at_ns);
         super::syn::auto_tick(&shared, &sample.totals);
+        super::rules::tick(&shared, sample.at_ns)?;
         let lost = shared.maps.events_lost()?;
         if lost > last_lost {
             let line = format!("{} events lost: the ring buffer was full", lost - last_lost);

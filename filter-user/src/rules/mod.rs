@@ -4,6 +4,7 @@
 //! Plain data first, kernel last, as `lists`:
 //! - this module: the vocabulary ([`RuleSpec`] and its parts, [`Rule`]) and [`RuleError`];
 //! - `syntax`: a rule's text, parsed with errors that name the field, and printed back;
+//! - `file`: rule files (`rules load`), a rule a line;
 //! - `set`: [`RuleSet`], the rules of one daemon: add, remove, expire, all or nothing;
 //! - `compile`: a set in the kernel's form (entries, buckets, index bits), checked against
 //!   the kernel's bounds before anything is written;
@@ -20,6 +21,7 @@
 //! limits' block time.
 
 mod compile;
+mod file;
 mod kernel;
 mod set;
 mod syntax;
@@ -28,6 +30,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use self::{
     compile::{Compiled, compile},
+    file::parse_rule_file,
     kernel::RuleMaps,
     set::{NewRule, RuleSet},
     syntax::RuleSyntaxError,
@@ -229,4 +232,63 @@ pub enum RuleError {
     /// The kernel refused a write.
     #[error("the kernel refused a rule map update: {0}")]
     Map(String),
+}
+
+/// A rule as `rules list` and `rules show` print it: the rule and its counters.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleView {
+    /// Its id.
+    pub id: u32,
+    /// Its priority.
+    pub priority: u16,
+    /// Its text.
+    pub rule: String,
+    /// The operator's note.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    /// Where it came from.
+    pub origin: Origin,
+    /// Milliseconds until it expires; `None`: never.
+    pub expires_in_ms: Option<u64>,
+    /// Packets that matched it.
+    pub matched_packets: u64,
+    /// Their bytes.
+    pub matched_bytes: u64,
+    /// Packets it dropped (in monitor mode: would have).
+    pub dropped_packets: u64,
+    /// Their bytes.
+    pub dropped_bytes: u64,
+    /// Packets it passed on (matched, not dropped).
+    pub passed_packets: u64,
+    /// Milliseconds since its first match; `None`: none yet.
+    pub first_match_ms_ago: Option<u64>,
+    /// Milliseconds since its last match.
+    pub last_match_ms_ago: Option<u64>,
+}
+
+impl RuleView {
+    /// The view of `rule` with `counters`, at `now_ns` (program clock).
+    #[must_use]
+    pub fn new(rule: &Rule, counters: &filter_common::RuleCounters, now_ns: u64) -> Self {
+        let ago = |t: u64| (t != 0).then(|| now_ns.saturating_sub(t) / 1_000_000);
+        Self {
+            id: rule.id,
+            priority: rule.priority,
+            rule: rule.spec.to_string(),
+            comment: rule.comment.clone(),
+            origin: rule.origin,
+            expires_in_ms: rule
+                .expires_ns
+                .map(|t| t.saturating_sub(now_ns) / 1_000_000),
+            matched_packets: counters.matched_packets,
+            matched_bytes: counters.matched_bytes,
+            dropped_packets: counters.dropped_packets,
+            dropped_bytes: counters.dropped_bytes,
+            passed_packets: counters
+                .matched_packets
+                .saturating_sub(counters.dropped_packets),
+            first_match_ms_ago: ago(counters.first_ns),
+            last_match_ms_ago: ago(counters.last_ns),
+        }
+    }
 }

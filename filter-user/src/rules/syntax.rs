@@ -97,62 +97,22 @@ impl FromStr for RuleSpec {
                 });
             }
             seen.push(field);
-            let mut value = |what: &str| {
-                words
-                    .next()
-                    .ok_or_else(|| RuleSyntaxError(format!("`{word}` needs a value: {what}")))
+            let mut value = || {
+                words.next().ok_or_else(|| {
+                    RuleSyntaxError(format!("`{word}` needs a value: {}", expects(&lower)))
+                })
             };
             match lower.as_str() {
-                "from" => spec.src = Some(prefix("from", value("a prefix, e.g. 198.18.0.0/15")?)?),
-                "to" => spec.dst = Some(prefix("to", value("a prefix, e.g. 198.18.0.0/24")?)?),
                 "tcp" => spec.protos = vec![TCP],
                 "udp" => spec.protos = vec![UDP],
                 "icmp" => spec.protos = vec![ICMP],
                 "icmpv6" => spec.protos = vec![ICMPV6],
-                "proto" => spec.protos = protocols(value("a protocol list, e.g. tcp,udp or 47")?)?,
-                "sport" => {
-                    spec.sports =
-                        ports("sport", value("ports, e.g. 53 or 123,1900 or 1024-65535")?)?
-                }
-                "dport" => {
-                    spec.dports = ports("dport", value("ports, e.g. 53 or 80,443 or 8000-8100")?)?
-                }
-                "icmp-type" => {
-                    spec.icmp_type = Some(byte("icmp-type", value("a number, 0 to 255")?)?)
-                }
-                "icmp-code" => {
-                    spec.icmp_code = Some(byte("icmp-code", value("a number, 0 to 255")?)?)
-                }
-                "flags" => spec.tcp_flags = Some(tcp_flags(value("flags, e.g. syn,!ack")?)?),
-                "len" => {
-                    spec.length = Some(range16(
-                        "len",
-                        value("a length or range, e.g. 64 or 468-1500")?,
-                    )?)
-                }
-                "dscp" => spec.dscp = dscp(value("DSCP values, e.g. 46 or 8,10")?)?,
-                "frag" => {
-                    spec.fragment = Some(fragments(value("fragment kinds: none, first, later")?)?)
-                }
-                "ttl" => spec.ttl = Some(range8("ttl", value("a TTL or range, e.g. 1-16")?)?),
-                "payload" => {
-                    spec.payload = Some(payload(value("OFFSET:HEX[/MASK], e.g. 0:0badc0de")?)?)
-                }
-                "rate-limit" => {
-                    action = Some(Action::RateLimit(rate(
-                        "rate-limit",
-                        value("a rate, e.g. 1000pps or 10mbps or 1000pps,10mbps")?,
-                    )?));
-                }
-                "per-source" => {
-                    action = Some(Action::PerSource(rate(
-                        "per-source",
-                        value("a rate, e.g. 100pps")?,
-                    )?));
-                }
                 "drop" => action = Some(Action::Drop),
                 "allow" => action = Some(Action::Allow),
-                _ => action = Some(Action::Monitor),
+                "monitor" => action = Some(Action::Monitor),
+                "rate-limit" => action = Some(Action::RateLimit(rate(&lower, value()?)?)),
+                "per-source" => action = Some(Action::PerSource(rate(&lower, value()?)?)),
+                field => spec.set(field, value()?)?,
             }
         }
         let Some(action) = action else {
@@ -166,7 +126,45 @@ impl FromStr for RuleSpec {
     }
 }
 
+/// What a keyword's value looks like, for the error of one that is missing.
+fn expects(keyword: &str) -> &'static str {
+    match keyword {
+        "from" => "a prefix, e.g. 198.18.0.0/15",
+        "to" => "a prefix, e.g. 198.18.0.0/24",
+        "proto" => "a protocol list, e.g. tcp,udp or 47",
+        "sport" | "dport" => "ports, e.g. 53 or 80,443 or 1024-65535",
+        "icmp-type" | "icmp-code" => "a number, 0 to 255",
+        "flags" => "flags, e.g. syn,!ack",
+        "len" => "a length or range, e.g. 64 or 468-1500",
+        "dscp" => "DSCP values, e.g. 46 or 8,10",
+        "frag" => "fragment kinds: none, first, later",
+        "ttl" => "a TTL or range, e.g. 1-16",
+        "payload" => "OFFSET:HEX[/MASK], e.g. 0:0badc0de",
+        _ => "a rate, e.g. 1000pps or 10mbps or 1000pps,10mbps",
+    }
+}
+
 impl RuleSpec {
+    /// Sets the field `keyword` from its value's text.
+    fn set(&mut self, keyword: &str, value: &str) -> Result<(), RuleSyntaxError> {
+        match keyword {
+            "from" => self.src = Some(prefix("from", value)?),
+            "to" => self.dst = Some(prefix("to", value)?),
+            "proto" => self.protos = protocols(value)?,
+            "sport" => self.sports = ports("sport", value)?,
+            "dport" => self.dports = ports("dport", value)?,
+            "icmp-type" => self.icmp_type = Some(byte("icmp-type", value)?),
+            "icmp-code" => self.icmp_code = Some(byte("icmp-code", value)?),
+            "flags" => self.tcp_flags = Some(tcp_flags(value)?),
+            "len" => self.length = Some(range16("len", value)?),
+            "dscp" => self.dscp = dscp(value)?,
+            "frag" => self.fragment = Some(fragments(value)?),
+            "ttl" => self.ttl = Some(range8("ttl", value)?),
+            _ => self.payload = Some(payload(value)?),
+        }
+        Ok(())
+    }
+
     /// The checks across fields: what no packet can have, or what the kernel cannot match.
     fn check(&self) -> Result<(), RuleSyntaxError> {
         if self.src.is_none()

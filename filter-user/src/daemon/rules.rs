@@ -1,0 +1,219 @@
+//! The daemon's rules: adopted from the pinned state, changed by requests and reloads all
+//! or nothing, expired, and watched for their first match.
+
+use std::collections::BTreeSet;
+
+use anyhow::anyhow;
+use log::info;
+
+use super::{Shared, lock};
+use crate::{
+    control::{EventKind, EventRecord, Response, RuleView},
+    maps::monotonic_now_ns,
+    rules::{NewRule, Origin, Rule, RuleError, RuleMaps, RuleSet},
+};
+
+/// A daemon's rules and their maps.
+pub(super) struct RulesState {
+    set: RuleSet,
+    maps: RuleMaps,
+    /// Rules seen matching, for the first-match event.
+    matched: BTreeSet<u32>,
+}
+
+impl RulesState {
+    /// The rules a daemon before left in the pinned maps (none in fresh ones), with the
+    /// config file's `rules` applied over them.
+    pub(super) fn start(maps: RuleMaps, config: &[NewRule], now_ns: u64) -> anyhow::Result<Self> {
+        let adopted = maps.recorded()?;
+        let mut state = Self {
+            set: RuleSet::from_rules(adopted),
+            maps,
+            matched: BTreeSet::new(),
+        };
+        for rule in state.set.rules() {
+            if state.maps.counters(rule.slot)?.matched_packets > 0 {
+                state.matched.insert(rule.id);
+            }
+        }
+        state.replace_config(config, now_ns)?;
+        Ok(state)
+    }
+
+    /// Whether any rule is loaded (the program's `RULES` flag).
+    pub(super) fn any(&self) -> bool {
+        !self.set.rules().is_empty()
+    }
+
+    /// Makes the config file's rules exactly `config`: rules of the file that are no longer
+    /// in it go, new ones come; the others keep their ids and counters. Returns the lines
+    /// that say what changed.
+    pub(super) fn replace_config(
+        &mut self,
+        config: &[NewRule],
+        now_ns: u64,
+    ) -> Result<Vec<String>, RuleError> {
+        let same = |r: &Rule, n: &NewRule| {
+            r.spec == n.spec && r.priority == n.priority && r.comment == n.comment
+        };
+        let gone: Vec<u32> = self
+            .set
+            .rules()
+            .iter()
+            .filter(|r| r.origin == Origin::Config && !config.iter().any(|n| same(r, n)))
+            .map(|r| r.id)
+            .collect();
+        let new: Vec<NewRule> = config
+            .iter()
+            .filter(|n| {
+                !self
+                    .set
+                    .rules()
+                    .iter()
+                    .any(|r| r.origin == Origin::Config && same(r, n))
+            })
+            .cloned()
+            .collect();
+        let mut next = self.set.clone();
+        let mut lines = Vec::new();
+        if !gone.is_empty() {
+            next = next.with_removed(&gone)?;
+            lines.extend(
+                gone.iter()
+                    .map(|id| format!("rule {id} removed (not in the config)")),
+            );
+        }
+        if !new.is_empty() {
+            let (added, ids) = next.with_added(&new, now_ns)?;
+            next = added;
+            lines.extend(ids.iter().map(|id| {
+                let rule = next.get(*id).map_or(String::new(), |r| r.spec.to_string());
+                format!("rule {id} added from the config: {rule}")
+            }));
+        }
+        if next != self.set {
+            self.commit(next)?;
+        }
+        Ok(lines)
+    }
+
+    /// Writes `next` and keeps it.
+    fn commit(&mut self, next: RuleSet) -> Result<(), RuleError> {
+        self.maps.write(&self.set, &next)?;
+        self.matched.retain(|id| next.get(*id).is_some());
+        self.set = next;
+        Ok(())
+    }
+
+    /// The rules with their counters, by priority then id.
+    pub(super) fn views(&self, now_ns: u64) -> anyhow::Result<Vec<RuleView>> {
+        let mut rules: Vec<&Rule> = self.set.rules().iter().collect();
+        rules.sort_by_key(|r| r.rank());
+        rules
+            .into_iter()
+            .map(|r| Ok(RuleView::new(r, &self.maps.counters(r.slot)?, now_ns)))
+            .collect()
+    }
+}
+
+/// Adds rules, all or nothing.
+pub(super) fn add(shared: &Shared, new: &[NewRule]) -> anyhow::Result<Response> {
+    let now = monotonic_now_ns()?;
+    let ids = {
+        let mut state = lock(&shared.rules);
+        let (next, ids) = state.set.with_added(new, now)?;
+        state.commit(next)?;
+        ids
+    };
+    shared.sync_list_presence()?;
+    for id in &ids {
+        let text = lock(&shared.rules)
+            .set
+            .get(*id)
+            .map_or(String::new(), |r| r.spec.to_string());
+        note(shared, *id, format!("rule {id} added: {text}"));
+    }
+    Ok(Response::RulesChanged {
+        added: ids,
+        removed: Vec::new(),
+    })
+}
+
+/// Removes rules, all or nothing.
+pub(super) fn remove(shared: &Shared, ids: &[u32]) -> anyhow::Result<Response> {
+    {
+        let mut state = lock(&shared.rules);
+        let next = state.set.with_removed(ids)?;
+        state.commit(next)?;
+    }
+    shared.sync_list_presence()?;
+    for id in ids {
+        note(shared, *id, format!("rule {id} removed"));
+    }
+    Ok(Response::RulesChanged {
+        added: Vec::new(),
+        removed: ids.to_vec(),
+    })
+}
+
+/// The rules and their counters; with `id`, that rule only.
+pub(super) fn list(shared: &Shared, id: Option<u32>) -> anyhow::Result<Response> {
+    let now = monotonic_now_ns()?;
+    let mut rules = lock(&shared.rules).views(now)?;
+    if let Some(id) = id {
+        rules.retain(|r| r.id == id);
+        if rules.is_empty() {
+            return Err(RuleError::UnknownId(id).into());
+        }
+    }
+    Ok(Response::Rules { rules })
+}
+
+/// Once a sample: removes expired rules, and records each rule's first match.
+pub(super) fn tick(shared: &Shared, now_ns: u64) -> anyhow::Result<()> {
+    let (expired, first) = {
+        let mut state = lock(&shared.rules);
+        let expired = state.set.expired(now_ns);
+        if !expired.is_empty() {
+            let next = state
+                .set
+                .with_removed(&expired)
+                .map_err(|e| anyhow!("cannot expire rules: {e}"))?;
+            state.commit(next)?;
+        }
+        let mut first = Vec::new();
+        for rule in state.set.rules() {
+            if !state.matched.contains(&rule.id)
+                && state.maps.counters(rule.slot)?.matched_packets > 0
+            {
+                first.push((rule.id, rule.spec.to_string()));
+            }
+        }
+        state.matched.extend(first.iter().map(|(id, _)| *id));
+        (expired, first)
+    };
+    if !expired.is_empty() {
+        shared.sync_list_presence()?;
+    }
+    for id in expired {
+        note(shared, id, format!("rule {id} expired"));
+    }
+    for (id, text) in first {
+        note(
+            shared,
+            id,
+            format!("rule {id} matched its first packet: {text}"),
+        );
+    }
+    Ok(())
+}
+
+/// Logs a rule event and records it in the journal.
+fn note(shared: &Shared, id: u32, line: String) {
+    info!("{}: {line}", shared.iface);
+    lock(&shared.blocks).record(EventRecord::now(
+        EventKind::Rule,
+        Some(format!("rule {id}")),
+        line,
+    ));
+}

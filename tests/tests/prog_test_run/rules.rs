@@ -1,0 +1,497 @@
+//! Rules by packet shape, in the kernel: each match field at its boundaries, each action,
+//! the order of rules and the allowlist, the counters. The daemon's compiler writes the
+//! rules (`floodwall::rules`), as it does in production.
+
+use etherparse::{PacketBuilder, VlanId};
+use filter_common::{Outcome, RuleCounters, list_flags};
+use floodwall::{
+    limits::{LimitsChange, Rate},
+    lists::ListKind,
+    rules::{NewRule, Origin, RuleMaps, RuleSet},
+};
+
+use super::{
+    ATTACKER4, ATTACKER6, CLIENT_MAC, ETH_LEN, Harness, OTHER4, SERVER_MAC, SERVER4, SERVER6,
+    XDP_DROP, XDP_PASS, pin_to_all_cpus, pin_to_cpu, privileged, with_ipv6_ext,
+};
+
+/// The harness with the rules' maps.
+struct Rules {
+    h: Harness,
+    maps: RuleMaps,
+    set: RuleSet,
+}
+
+impl Rules {
+    fn new(change: LimitsChange) -> Self {
+        let mut h = Harness::new(change);
+        let maps = RuleMaps::take(&mut h.loaded.ebpf).expect("the rules' maps");
+        Self {
+            h,
+            maps,
+            set: RuleSet::default(),
+        }
+    }
+
+    /// Adds rules (text, priority); returns their ids.
+    fn add(&mut self, rules: &[(&str, u16)]) -> Vec<u32> {
+        let new: Vec<NewRule> = rules
+            .iter()
+            .map(|(text, priority)| NewRule {
+                spec: text.parse().unwrap_or_else(|e| panic!("{text}: {e}")),
+                priority: *priority,
+                comment: None,
+                for_ms: None,
+                origin: Origin::Cli,
+            })
+            .collect();
+        let (next, ids) = self.set.with_added(&new, self.h.now_ns).expect("add rules");
+        self.maps.write(&self.set, &next).expect("write rules");
+        self.set = next;
+        self.h.loaded.maps.set_list_presence(list_flags::RULES);
+        self.h.write_limits();
+        ids
+    }
+
+    fn remove(&mut self, ids: &[u32]) {
+        let next = self.set.with_removed(ids).expect("remove rules");
+        self.maps.write(&self.set, &next).expect("write rules");
+        self.set = next;
+    }
+
+    fn counters(&self, id: u32) -> RuleCounters {
+        let slot = self.set.get(id).expect("rule").slot;
+        self.maps.counters(slot).expect("counters")
+    }
+
+    fn run(&mut self, frame: &[u8]) -> u32 {
+        self.h.run(frame)
+    }
+
+    /// Whether `frame` matches the only rule, a `drop`: dropped as a rule drop.
+    fn drops(&mut self, frame: &[u8]) -> bool {
+        let before = self.h.packets(Outcome::DroppedRule);
+        let verdict = self.run(frame);
+        let dropped = self.h.packets(Outcome::DroppedRule) > before;
+        assert_eq!(dropped, verdict == XDP_DROP, "a drop is a rule's drop here");
+        dropped
+    }
+}
+
+/// No limits that drop: only rules decide.
+fn open() -> LimitsChange {
+    LimitsChange {
+        pps: Some(Rate::Unlimited),
+        bps: Some(Rate::Unlimited),
+        admit_packets: Some(1),
+        ..LimitsChange::default()
+    }
+}
+
+fn udp4_with(src: [u8; 4], sport: u16, dport: u16, ttl: u8, payload: &[u8]) -> Vec<u8> {
+    let mut frame = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC, SERVER_MAC)
+        .ipv4(src, SERVER4, ttl)
+        .udp(sport, dport)
+        .write(&mut frame, payload)
+        .expect("build");
+    frame
+}
+
+fn udp4(sport: u16, dport: u16) -> Vec<u8> {
+    udp4_with(ATTACKER4, sport, dport, 64, &[0; 18])
+}
+
+fn udp6(sport: u16, dport: u16) -> Vec<u8> {
+    let mut frame = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC, SERVER_MAC)
+        .ipv6(ATTACKER6, SERVER6, 64)
+        .udp(sport, dport)
+        .write(&mut frame, &[0; 18])
+        .expect("build");
+    frame
+}
+
+fn tcp4(dport: u16, syn: bool, ack: bool) -> Vec<u8> {
+    let mut b = PacketBuilder::ethernet2(CLIENT_MAC, SERVER_MAC)
+        .ipv4(ATTACKER4, SERVER4, 64)
+        .tcp(40_000, dport, 1, 64_000);
+    if syn {
+        b = b.syn();
+    }
+    if ack {
+        b = b.ack(1);
+    }
+    let mut frame = Vec::new();
+    b.write(&mut frame, &[]).expect("build");
+    frame
+}
+
+fn icmp4(kind: u8, code: u8) -> Vec<u8> {
+    let mut frame = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC, SERVER_MAC)
+        .ipv4(ATTACKER4, SERVER4, 64)
+        .icmpv4_raw(kind, code, [0; 4])
+        .write(&mut frame, &[0; 8])
+        .expect("build");
+    frame
+}
+
+/// Sets the IPv4 fragment field (flags and offset).
+fn with_frags(mut frame: Vec<u8>, frags: u16) -> Vec<u8> {
+    frame[ETH_LEN + 6..ETH_LEN + 8].copy_from_slice(&frags.to_be_bytes());
+    frame
+}
+
+/// Sets the IPv4 TOS byte's DSCP.
+fn with_dscp(mut frame: Vec<u8>, dscp: u8) -> Vec<u8> {
+    frame[ETH_LEN + 1] = dscp << 2;
+    frame
+}
+
+/// The IP length of a UDP/IPv4 frame with `payload` bytes: 28 + payload.
+fn udp4_len(ip_len: usize) -> Vec<u8> {
+    udp4_with(ATTACKER4, 1000, 53, 64, &vec![0; ip_len - 28])
+}
+
+#[test]
+fn ports_match_at_both_ends_of_their_ranges_and_in_lists() {
+    if !privileged("ports_match_at_both_ends_of_their_ranges_and_in_lists") {
+        return;
+    }
+    let mut r = Rules::new(open());
+    r.add(&[
+        ("udp sport 100-200 drop", 100),
+        ("udp dport 53,80 drop", 100),
+    ]);
+    for (sport, dport, dropped) in [
+        (99, 9, false),
+        (100, 9, true),
+        (200, 9, true),
+        (201, 9, false),
+        (9, 53, true),
+        (9, 80, true),
+        (9, 54, false),
+    ] {
+        assert_eq!(
+            r.drops(&udp4(sport, dport)),
+            dropped,
+            "sport {sport} dport {dport}"
+        );
+    }
+    // The same ports over TCP are another protocol.
+    assert!(!r.drops(&tcp4(53, false, true)));
+}
+
+#[test]
+fn prefixes_match_by_source_and_destination_in_both_families() {
+    if !privileged("prefixes_match_by_source_and_destination_in_both_families") {
+        return;
+    }
+    let mut r = Rules::new(open());
+    r.add(&[
+        ("from 198.18.0.8/30 udp drop", 100),
+        ("from 2001:2::10/128 drop", 100),
+        ("to 198.18.0.2 drop", 100),
+    ]);
+    // ATTACKER4 is .10, inside .8/30; OTHER4 (.11) too; .12 is not.
+    assert!(r.drops(&udp4(1, 2)));
+    assert!(r.drops(&udp4_with(OTHER4, 1, 2, 64, &[0; 4])));
+    assert!(!r.drops(&udp4_with([198, 18, 0, 12], 1, 2, 64, &[0; 4])));
+    assert!(r.drops(&udp6(1, 2)));
+    let mut to_other = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC, SERVER_MAC)
+        .ipv4([198, 18, 0, 12], [198, 18, 0, 2], 64)
+        .udp(1, 2)
+        .write(&mut to_other, &[0; 4])
+        .expect("build");
+    assert!(r.drops(&to_other));
+}
+
+#[test]
+fn length_ttl_dscp_and_fragments_match_at_their_limits() {
+    if !privileged("length_ttl_dscp_and_fragments_match_at_their_limits") {
+        return;
+    }
+    let mut r = Rules::new(open());
+    let ids = r.add(&[("udp len 100-200 drop", 100)]);
+    for (len, dropped) in [(99, false), (100, true), (200, true), (201, false)] {
+        assert_eq!(r.drops(&udp4_len(len)), dropped, "IP length {len}");
+    }
+    r.remove(&ids);
+    let ids = r.add(&[("ttl 1-16 drop", 100)]);
+    for (ttl, dropped) in [(1, true), (16, true), (17, false), (64, false)] {
+        assert_eq!(
+            r.drops(&udp4_with(ATTACKER4, 1, 2, ttl, &[0; 4])),
+            dropped,
+            "ttl {ttl}"
+        );
+    }
+    r.remove(&ids);
+    let ids = r.add(&[("dscp 46,8 drop", 100)]);
+    for (dscp, dropped) in [(46, true), (8, true), (0, false), (47, false)] {
+        assert_eq!(
+            r.drops(&with_dscp(udp4(1, 2), dscp)),
+            dropped,
+            "dscp {dscp}"
+        );
+    }
+    r.remove(&ids);
+    r.add(&[("udp frag later drop", 100), ("frag first drop", 100)]);
+    assert!(!r.drops(&udp4(1, 2)), "not a fragment");
+    assert!(r.drops(&with_frags(udp4(1, 2), 0x2000)), "first fragment");
+    assert!(r.drops(&with_frags(udp4(1, 2), 0x0010)), "later fragment");
+}
+
+#[test]
+fn tcp_flags_icmp_and_protocols_match_under_their_masks() {
+    if !privileged("tcp_flags_icmp_and_protocols_match_under_their_masks") {
+        return;
+    }
+    let mut r = Rules::new(open());
+    let ids = r.add(&[("tcp flags syn,!ack drop", 100)]);
+    assert!(r.drops(&tcp4(80, true, false)), "SYN");
+    assert!(
+        !r.drops(&tcp4(80, true, true)),
+        "SYN-ACK: ack must be clear"
+    );
+    assert!(!r.drops(&tcp4(80, false, true)), "ACK");
+    r.remove(&ids);
+    let ids = r.add(&[("icmp icmp-type 8 icmp-code 0 drop", 100)]);
+    assert!(r.drops(&icmp4(8, 0)));
+    assert!(!r.drops(&icmp4(8, 1)));
+    assert!(!r.drops(&icmp4(0, 0)));
+    r.remove(&ids);
+    r.add(&[("proto 47 drop", 100)]);
+    let mut gre = udp4(1, 2);
+    gre[ETH_LEN + 9] = 47;
+    assert!(r.drops(&gre));
+    assert!(!r.drops(&udp4(1, 2)));
+}
+
+#[test]
+fn payload_bytes_match_under_their_mask_at_their_offset() {
+    if !privileged("payload_bytes_match_under_their_mask_at_their_offset") {
+        return;
+    }
+    let mut r = Rules::new(open());
+    r.add(&[("udp payload 4:0f00ff/0f00ff drop", 100)]);
+    let frame = |bytes: [u8; 3]| {
+        let mut payload = vec![0u8; 10];
+        payload[4..7].copy_from_slice(&bytes);
+        udp4_with(ATTACKER4, 1, 2, 64, &payload)
+    };
+    assert!(r.drops(&frame([0x0f, 0x00, 0xff])));
+    // Bits outside the mask do not matter; those inside do.
+    assert!(r.drops(&frame([0xff, 0x77, 0xff])));
+    assert!(!r.drops(&frame([0x0e, 0x00, 0xff])));
+    assert!(!r.drops(&frame([0x0f, 0x00, 0xfe])));
+    // A payload too short to hold the bytes does not match.
+    assert!(!r.drops(&udp4_with(ATTACKER4, 1, 2, 64, &[0x0f; 5])));
+}
+
+#[test]
+fn rules_see_through_vlan_tags_and_ipv6_extension_headers() {
+    if !privileged("rules_see_through_vlan_tags_and_ipv6_extension_headers") {
+        return;
+    }
+    let mut r = Rules::new(open());
+    r.add(&[("udp dport 53 drop", 100)]);
+    let mut tagged = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC, SERVER_MAC)
+        .single_vlan(VlanId::try_new(7).expect("vlan id"))
+        .ipv4(ATTACKER4, SERVER4, 64)
+        .udp(1, 53)
+        .write(&mut tagged, &[0; 8])
+        .expect("build");
+    assert!(r.drops(&tagged));
+    let hop_by_hop = (0u8, vec![0, 0, 1, 4, 0, 0, 0, 0]);
+    let dest_opts = (60u8, vec![0, 0, 1, 4, 0, 0, 0, 0]);
+    assert!(r.drops(&with_ipv6_ext(udp6(1, 53), &[hop_by_hop, dest_opts])));
+    assert!(!r.drops(&udp6(1, 54)));
+}
+
+#[test]
+fn the_first_rule_by_priority_decides_and_the_allowlist_wins() {
+    if !privileged("the_first_rule_by_priority_decides_and_the_allowlist_wins") {
+        return;
+    }
+    let mut r = Rules::new(open());
+    let ids = r.add(&[
+        ("udp dport 53 drop", 200),
+        ("from 198.18.0.8/30 allow", 100),
+        ("udp monitor", 50),
+    ]);
+    // `monitor` (priority 50) comes first but only counts: the allow rule, next by
+    // priority in another bucket, is not consulted (first match decides), so the packet
+    // goes on through the policy and passes.
+    assert_eq!(r.run(&udp4(1, 53)), XDP_PASS);
+    assert_eq!(r.counters(ids[2]).matched_packets, 1);
+    assert_eq!(r.counters(ids[0]).matched_packets, 0);
+    r.remove(&[ids[2]]);
+    // Now the allow rule (100) comes before the drop (200).
+    assert_eq!(r.run(&udp4(1, 53)), XDP_PASS);
+    assert_eq!(r.h.packets(Outcome::AllowedRule), 1);
+    // Another source meets the drop rule.
+    assert_eq!(
+        r.run(&udp4_with([198, 18, 0, 20], 1, 53, 64, &[0; 4])),
+        XDP_DROP
+    );
+    // The allowlist wins over every rule.
+    r.h.loaded
+        .maps
+        .set_list_presence(list_flags::RULES | list_flags::ALLOW_V4);
+    floodwall::lists::ListMaps::take(&mut r.h.loaded.ebpf)
+        .expect("lists")
+        .add(
+            ListKind::Allow,
+            &["198.18.0.20/32".parse().expect("prefix")],
+            None,
+        )
+        .expect("allow");
+    r.h.write_limits();
+    assert_eq!(
+        r.run(&udp4_with([198, 18, 0, 20], 1, 53, 64, &[0; 4])),
+        XDP_PASS
+    );
+    assert_eq!(r.h.packets(Outcome::Allowed), 1);
+}
+
+#[test]
+fn an_allow_rule_passes_a_denylisted_source_and_monitor_mode_only_counts() {
+    if !privileged("an_allow_rule_passes_a_denylisted_source_and_monitor_mode_only_counts") {
+        return;
+    }
+    let mut r = Rules::new(open());
+    r.add(&[("udp dport 53 allow", 100), ("udp dport 54 drop", 100)]);
+    r.h.loaded
+        .maps
+        .set_list_presence(list_flags::RULES | list_flags::DENY_V4);
+    floodwall::lists::ListMaps::take(&mut r.h.loaded.ebpf)
+        .expect("lists")
+        .add(
+            ListKind::Deny,
+            &["198.18.0.0/24".parse().expect("prefix")],
+            None,
+        )
+        .expect("deny");
+    r.h.write_limits();
+    assert_eq!(
+        r.run(&udp4(1, 53)),
+        XDP_PASS,
+        "the allow rule comes before the denylist"
+    );
+    assert_eq!(r.run(&udp4(1, 55)), XDP_DROP, "no rule: the denylist drops");
+    r.h.change_limits(LimitsChange {
+        mode: Some(floodwall::limits::FilterMode::Monitor),
+        ..LimitsChange::default()
+    });
+    assert_eq!(r.run(&udp4(1, 54)), XDP_PASS, "monitor mode drops nothing");
+    assert_eq!(r.h.packets(Outcome::MonitorRule), 1);
+}
+
+#[test]
+fn a_rate_limit_holds_for_all_matches_together_across_cpus() {
+    if !privileged("a_rate_limit_holds_for_all_matches_together_across_cpus") {
+        return;
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    assert!(
+        cpus >= 2,
+        "this test needs two CPUs; the machine has {cpus}"
+    );
+    let mut r = Rules::new(open());
+    // 100 packets/s with a burst of a tenth of a second: 10 packets at once.
+    let ids = r.add(&[("udp dport 53 rate-limit 100pps", 100)]);
+    let mut passed = 0;
+    for i in 0..40 {
+        pin_to_cpu(i % 2);
+        // Two sources: the limit is the rule's, not a source's.
+        let src = if i % 4 < 2 { ATTACKER4 } else { OTHER4 };
+        passed += usize::from(r.run(&udp4_with(src, 1, 53, 64, &[0; 8])) == XDP_PASS);
+    }
+    pin_to_all_cpus(cpus);
+    assert_eq!(
+        passed, 10,
+        "a burst of 10 in total over two CPUs and two sources"
+    );
+    assert_eq!(r.h.packets(Outcome::DroppedRuleRate), 30);
+    // A tenth of a second later, 10 more.
+    r.h.advance(100_000_000);
+    let passed = (0..20).filter(|_| r.run(&udp4(1, 53)) == XDP_PASS).count();
+    assert_eq!(passed, 10);
+    let c = r.counters(ids[0]);
+    assert_eq!((c.matched_packets, c.dropped_packets), (60, 40));
+}
+
+#[test]
+fn a_per_source_rule_limits_and_blocks_each_source_on_its_own() {
+    if !privileged("a_per_source_rule_limits_and_blocks_each_source_on_its_own") {
+        return;
+    }
+    let mut r = Rules::new(LimitsChange {
+        block_for_ms: Some(10_000),
+        ..open()
+    });
+    r.add(&[("udp dport 53 per-source 100pps", 100)]);
+    let a = udp4_with(ATTACKER4, 1, 53, 64, &[0; 8]);
+    let b = udp4_with(OTHER4, 1, 53, 64, &[0; 8]);
+    let passed_a = (0..20).filter(|_| r.run(&a) == XDP_PASS).count();
+    assert_eq!(passed_a, 10, "a burst of 10 for the first source");
+    assert_eq!(
+        (0..10).filter(|_| r.run(&b) == XDP_PASS).count(),
+        10,
+        "the second source has its own"
+    );
+    // The first source is blocked under the rule for the block time, not just limited.
+    r.h.advance(1_000_000_000);
+    assert_eq!(r.run(&a), XDP_DROP, "blocked for 10 s");
+    assert_eq!(r.run(&udp4(1, 54)), XDP_PASS, "other shapes of it pass");
+    r.h.advance(10_000_000_000);
+    assert_eq!(r.run(&a), XDP_PASS, "the block ends");
+}
+
+#[test]
+fn counters_say_what_matched_what_was_dropped_and_when() {
+    if !privileged("counters_say_what_matched_what_was_dropped_and_when") {
+        return;
+    }
+    let mut r = Rules::new(open());
+    let ids = r.add(&[("udp dport 53 drop", 100), ("udp dport 54 monitor", 100)]);
+    let frame = udp4(1, 53);
+    r.run(&frame);
+    r.h.advance(5_000_000);
+    r.run(&frame);
+    r.run(&udp4(1, 54));
+    let drop = r.counters(ids[0]);
+    assert_eq!(drop.matched_packets, 2);
+    assert_eq!(drop.dropped_packets, 2);
+    assert_eq!(drop.matched_bytes, 2 * frame.len() as u64);
+    assert_eq!(drop.last_ns - drop.first_ns, 5_000_000);
+    let monitor = r.counters(ids[1]);
+    assert_eq!((monitor.matched_packets, monitor.dropped_packets), (1, 0));
+    // A rule removed and another added in its slot starts from zero.
+    r.remove(&[ids[0]]);
+    let new = r.add(&[("udp dport 55 drop", 100)]);
+    assert_eq!(r.counters(new[0]), RuleCounters::default());
+}
+
+#[test]
+fn with_no_rule_in_its_buckets_a_packet_skips_the_rules_stage() {
+    if !privileged("with_no_rule_in_its_buckets_a_packet_skips_the_rules_stage") {
+        return;
+    }
+    let mut r = Rules::new(open());
+    // A thousand rules on other ports: the packet's buckets are empty.
+    let rules: Vec<String> = (1000..2000)
+        .map(|p| format!("udp dport {p} drop"))
+        .collect();
+    let refs: Vec<(&str, u16)> = rules.iter().map(|t| (t.as_str(), 100)).collect();
+    r.add(&refs);
+    assert_eq!(r.run(&udp4(1, 53)), XDP_PASS);
+    assert_eq!(
+        r.run(&udp4(1, 1999)),
+        XDP_DROP,
+        "the thousandth rule matches"
+    );
+}
