@@ -730,6 +730,21 @@ impl Class {
         }
     }
 
+    /// The class of index `index` (`Class::Other` for one out of range), by a match: for
+    /// the XDP program, which reads classes back from memory as numbers.
+    #[must_use]
+    #[inline(always)]
+    pub const fn from_index(index: u32) -> Self {
+        match index {
+            0 => Self::Syn,
+            1 => Self::Tcp,
+            2 => Self::Udp,
+            3 => Self::Icmp,
+            4 => Self::Fragment,
+            _ => Self::Other,
+        }
+    }
+
     /// The index of the counter of `outcome` for this class in `FW_COUNTERS`.
     #[must_use]
     #[inline(always)]

@@ -49,7 +49,7 @@ pub const MAX_ENTRIES_PER_RULE: usize = 64;
 
 /// Entries a bucket holds: how many rules may share one protocol and port, or name no port.
 /// The program walks at most this many a bucket, so it bounds the work per packet.
-pub const BUCKET_ENTRIES: usize = 32;
+pub const BUCKET_ENTRIES: usize = 16;
 
 /// Buckets of the index.
 pub const MAX_RULE_BUCKETS: u32 = 8192;

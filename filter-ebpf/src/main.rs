@@ -110,26 +110,36 @@ fn judge(ctx: &XdpContext, policy: impl Fn(&Packet) -> Outcome) -> u32 {
     // The fail policy lives here, in one place: a frame we cannot parse far enough to know
     // its source is counted as malformed and passed (a filter must not break traffic it does
     // not understand); everything else gets the outcome the policy chose.
-    let (class, outcome) = match parse::source_of(ctx) {
-        Ok(parse::Parsed::Source {
-            key,
-            v4,
-            class,
-            l4_ok,
-            at,
-            shape,
-        }) => {
+    let (class, outcome) = match (parse::source_of(ctx), maps::parsed()) {
+        (Ok(parse::Parsed::Source(parsed)), Some(copy)) => {
+            // From here on the policy reads the parser's results back from this CPU's copy
+            // (see `maps::parsed`): one state for the verifier for each class, whatever the
+            // headers were.
+            // SAFETY: this CPU's element of a per-CPU array; XDP runs with preemption
+            // disabled, so nothing else writes it meanwhile.
+            let source = unsafe {
+                *copy = maps::Parsed {
+                    source: parsed,
+                    class: parsed.class as u32,
+                };
+                &(*copy).source
+            };
+            // Read back as a number and matched into a `Class`: read back as a `Class`,
+            // LLVM would take it for a valid one and drop the bounds checks of the arrays
+            // it indexes, which the verifier then refuses.
+            // SAFETY: as above.
+            let class = Class::from_index(unsafe { (*copy).class });
             // The limits are element 0 of a one-element array: the lookup cannot fail.
             // A match, not `map_or` with a closure: LLVM keeps a closure this large out of
             // line, and the verifier loses the bounds of what it reads back from the stack.
             let outcome = match maps::limits() {
                 Some(limits) => policy(&Packet {
                     ctx,
-                    at,
-                    key,
-                    v4,
+                    at: source.at,
+                    key: source.key,
+                    v4: source.v4,
                     class,
-                    shape,
+                    shape: source.shape,
                     len,
                     limits,
                     now: maps::now_ns(limits),
@@ -139,14 +149,16 @@ fn judge(ctx: &XdpContext, policy: impl Fn(&Packet) -> Outcome) -> u32 {
             // A frame whose source is known but whose L4 header is truncated is still
             // charged to its source (otherwise truncation would be a way around the limits)
             // and, when passed, counted as malformed.
-            if !l4_ok && outcome as u32 == Outcome::Passed as u32 {
+            if !source.l4_ok && outcome as u32 == Outcome::Passed as u32 {
                 (class, Outcome::Malformed)
             } else {
                 (class, outcome)
             }
         }
-        Ok(parse::Parsed::NonIp) => (Class::Other, Outcome::NonIp),
-        Err(parse::Malformed) => (Class::Other, Outcome::Malformed),
+        // No copy: not reached (a one-element array). Pass, as with no policy.
+        (Ok(parse::Parsed::Source(parsed)), None) => (parsed.class, Outcome::Passed),
+        (Ok(parse::Parsed::NonIp), _) => (Class::Other, Outcome::NonIp),
+        (Err(parse::Malformed), _) => (Class::Other, Outcome::Malformed),
     };
     maps::count(class, outcome, len);
     if outcome.is_drop() {

@@ -176,6 +176,26 @@ pub static FW_RULE_RATES: Array<RuleRateState> = Array::with_max_entries(MAX_RUL
 pub static FW_RULE_SOURCES: LruHashMap<RuleSourceKey, RuleSourceState> =
     LruHashMap::with_max_entries(MAX_RULE_SOURCES, 0);
 
+/// This CPU's copy of what the parser found out about the packet being judged. The policy
+/// reads it back from here rather than from the parser's registers: a value read from a
+/// map is a number the verifier knows nothing about, so the parser's many exits (one for
+/// each header layout, each with its own exact offsets and flags) become one state, and the
+/// policy is verified once instead of once for each of them.
+#[map(name = "FW_PARSED")]
+static FW_PARSED: PerCpuArray<Parsed> = PerCpuArray::with_max_entries(1, 0);
+
+/// An element of `FW_PARSED`: the parser's results, with the class as a number.
+pub struct Parsed {
+    pub source: crate::parse::Source,
+    pub class: u32,
+}
+
+/// This CPU's element of `FW_PARSED`.
+#[inline(always)]
+pub fn parsed() -> Option<*mut Parsed> {
+    FW_PARSED.get_ptr_mut(0)
+}
+
 /// This CPU's copy of what the rules match a packet on (see `rules::Seen`). The program's
 /// own scratch space: the daemon never reads it.
 #[map(name = "FW_RULE_SCRATCH")]

@@ -35,11 +35,22 @@ impl Packet<'_> {
         self.limits.list_flags & bit != 0
     }
 
+    /// The class as an index, for the arrays kept by class. Read as a plain number, with a
+    /// volatile load: LLVM takes a `Class` for one of its six values and drops the bounds
+    /// checks of the arrays it indexes, and the verifier, which may know the class only as
+    /// a number read back from the stack, then refuses the access.
+    #[inline(always)]
+    pub fn class_index(&self) -> usize {
+        // SAFETY: `Class` is `repr(u32)`: its four bytes are a valid `u32`.
+        let index = unsafe { core::ptr::read_volatile((&raw const self.class).cast::<u32>()) };
+        index as usize
+    }
+
     /// Whether this packet's class only monitors (globally or for its class).
     #[inline(always)]
     pub fn monitor(&self) -> bool {
         self.limits.mode == Mode::Monitor as u32
-            || self.limits.monitor_classes & (1 << self.class as u32) != 0
+            || self.limits.monitor_classes & (1 << (self.class_index() & 31)) != 0
     }
 
     /// `dropped`, or `monitored` when this packet's class only monitors.

@@ -40,19 +40,23 @@ pub struct Malformed;
 
 /// What the parser found out.
 pub enum Parsed {
-    /// An IP packet from `key` (`v4`: an IPv4 source) of `class`. `l4_ok` is false when a
-    /// header after the IP header is truncated or inconsistent (the packet is then counted
-    /// as malformed if passed). `at` says where its headers start.
-    Source {
-        key: SourceKey,
-        v4: bool,
-        class: Class,
-        l4_ok: bool,
-        at: Offsets,
-        shape: Shape,
-    },
+    /// An IP packet with a known source.
+    Source(Source),
     /// Not IPv4 or IPv6.
     NonIp,
+}
+
+/// An IP packet from `key` (`v4`: an IPv4 source) of `class`. `l4_ok` is false when a
+/// header after the IP header is truncated or inconsistent (the packet is then counted as
+/// malformed if passed). `at` says where its headers start.
+#[derive(Clone, Copy)]
+pub struct Source {
+    pub key: SourceKey,
+    pub v4: bool,
+    pub class: Class,
+    pub l4_ok: bool,
+    pub at: Offsets,
+    pub shape: Shape,
 }
 
 /// Where the IP header and the transport header start in the frame. `l4` is where the
@@ -211,14 +215,14 @@ fn ipv4(mut cur: Cursor<'_>) -> Result<Parsed, Malformed> {
     } else {
         l4(&cur, proto, &mut shape)
     };
-    Ok(Parsed::Source {
+    Ok(Parsed::Source(Source {
         key,
         v4: true,
         class,
         l4_ok,
         at: Offsets { l3, l4: cur.pos },
         shape,
-    })
+    }))
 }
 
 #[inline(always)]
@@ -340,14 +344,14 @@ fn v6_source(
     l4: usize,
     shape: Shape,
 ) -> Parsed {
-    Parsed::Source {
+    Parsed::Source(Source {
         key,
         v4: false,
         class,
         l4_ok,
         at: Offsets { l3, l4 },
         shape,
-    }
+    })
 }
 
 /// The class of an L4 protocol and whether its header lies complete inside the frame; what

@@ -69,8 +69,8 @@ pub fn over_limit(pkt: &Packet) -> bool {
                         params.bytes.window_ns,
                     ))
                 || match (
-                    params.class_packets.get(pkt.class as usize),
-                    (*state).class_tat_ns.get_mut(pkt.class as usize),
+                    params.class_packets.get(pkt.class_index()),
+                    (*state).class_tat_ns.get_mut(pkt.class_index()),
                 ) {
                     (Some(class_params), Some(tat)) if class_params.cost_fp != 0 => gcra::take(
                         tat,

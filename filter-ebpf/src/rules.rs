@@ -29,7 +29,7 @@ use crate::{
         FW_RULE_STATS, FW_RULES, FW_STAGES,
     },
     packet::Packet,
-    parse::{self, L4_ICMP, L4_PORTS, L4_TCP, Parsed, Shape},
+    parse::{self, L4_ICMP, L4_PORTS, L4_TCP, Parsed, Shape, Source},
 };
 
 /// The packet's four buckets, most specific first; a packet without ports has
@@ -86,9 +86,9 @@ fn go_on(ctx: &XdpContext) {
 pub fn stage(ctx: &XdpContext) -> u32 {
     let len = (ctx.data_end() - ctx.data()) as u64;
     let (
-        Ok(Parsed::Source {
+        Ok(Parsed::Source(Source {
             key, class, shape, ..
-        }),
+        })),
         Some(limits),
         Some(seen),
     ) = (

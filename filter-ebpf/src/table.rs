@@ -83,8 +83,8 @@ pub fn insert(pkt: &Packet, charge: Charge) -> Insert {
             class_tat_ns: [now; CLASSES],
         };
         if let (Some(params), Some(tat)) = (
-            limits.class_packets.get(pkt.class as usize),
-            classes.class_tat_ns.get_mut(pkt.class as usize),
+            limits.class_packets.get(pkt.class_index()),
+            classes.class_tat_ns.get_mut(pkt.class_index()),
         ) {
             *tat = now + cost(params.cost_fp);
         }

@@ -137,7 +137,7 @@ unsafe fn exceeded_limit(pkt: &Packet, state: *mut SourceState) -> Option<LimitK
 /// A source without class state yet starts from now, as one whose TATs are all in the past.
 #[inline(always)]
 fn class_exceeded(pkt: &Packet) -> bool {
-    let Some(params) = pkt.limits.class_packets.get(pkt.class as usize) else {
+    let Some(params) = pkt.limits.class_packets.get(pkt.class_index()) else {
         return false;
     };
     if params.cost_fp == 0 {
@@ -158,7 +158,7 @@ fn class_exceeded(pkt: &Packet) -> bool {
         }
     };
     // SAFETY: a pointer from a successful lookup; `get_mut` bounds the index.
-    let Some(tat) = (unsafe { (*classes).class_tat_ns.get_mut(pkt.class as usize) }) else {
+    let Some(tat) = (unsafe { (*classes).class_tat_ns.get_mut(pkt.class_index()) }) else {
         return false;
     };
     // SAFETY: an aligned u64 inside a live map value.

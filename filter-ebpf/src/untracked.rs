@@ -81,7 +81,7 @@ pub fn admits(pkt: &Packet) -> bool {
 /// lets through exactly its rate however hard the flood.
 #[inline(always)]
 pub fn ceiling(pkt: &Packet, passed: Outcome) -> Outcome {
-    let Some(params) = pkt.limits.ceilings.get(pkt.class as usize) else {
+    let Some(params) = pkt.limits.ceilings.get(pkt.class_index()) else {
         return passed;
     };
     if params.cost_fp == 0 {

@@ -40,6 +40,8 @@ fn object_has_the_floodwall_and_baseline_programs() {
         CLOCK_PROGRAM_NAME,
         REFLECTOR_PROGRAM_NAME,
         SYN_COOKIE_PROGRAM_NAME,
+        filter_common::RULES_PROGRAM_NAME,
+        filter_common::AFTER_RULES_PROGRAM_NAME,
     ] {
         assert!(
             obj.programs.contains_key(name),
@@ -183,6 +185,55 @@ fn maps_match_the_contract() {
             4,
             4,
             STAGE_SLOTS,
+        ),
+        (
+            map_names::RULES,
+            BPF_MAP_TYPE_ARRAY,
+            4,
+            size_of_u32::<filter_common::RuleEntry>(),
+            filter_common::MAX_RULE_ENTRIES,
+        ),
+        (
+            map_names::RULE_BUCKETS,
+            BPF_MAP_TYPE_HASH,
+            size_of_u32::<filter_common::RuleBucketKey>(),
+            size_of_u32::<filter_common::RuleBucket>(),
+            filter_common::MAX_RULE_BUCKETS,
+        ),
+        (
+            map_names::RULE_INDEX,
+            BPF_MAP_TYPE_ARRAY,
+            4,
+            8,
+            filter_common::RULE_INDEX_WORDS,
+        ),
+        (
+            map_names::RULE_STATS,
+            BPF_MAP_TYPE_PERCPU_ARRAY,
+            4,
+            size_of_u32::<filter_common::RuleCounters>(),
+            filter_common::MAX_RULES,
+        ),
+        (
+            map_names::RULE_RATES,
+            BPF_MAP_TYPE_ARRAY,
+            4,
+            size_of_u32::<filter_common::RuleRateState>(),
+            filter_common::MAX_RULES,
+        ),
+        (
+            map_names::RULE_SOURCES,
+            BPF_MAP_TYPE_LRU_HASH,
+            size_of_u32::<filter_common::RuleSourceKey>(),
+            size_of_u32::<filter_common::RuleSourceState>(),
+            filter_common::MAX_RULE_SOURCES,
+        ),
+        (
+            map_names::RULE_RECORDS,
+            BPF_MAP_TYPE_ARRAY,
+            4,
+            size_of_u32::<filter_common::RuleRecord>(),
+            filter_common::MAX_RULES,
         ),
     ];
     for (name, map_type, key, value, entries) in expected {
