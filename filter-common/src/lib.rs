@@ -1150,6 +1150,18 @@ mod layout_tests {
             TRACKED_CHUNKS as usize,
             STAGE_SLOTS as usize,
             map_names::PINNED.len(),
+            size_of::<RuleEntry>(),
+            size_of::<RuleBucketKey>(),
+            size_of::<RuleBucket>(),
+            size_of::<RuleCounters>(),
+            size_of::<RuleRateState>(),
+            size_of::<RuleSourceKey>(),
+            size_of::<RuleSourceState>(),
+            size_of::<RuleRecord>(),
+            RULE_INDEX_WORDS as usize,
+            MAX_RULES as usize,
+            MAX_RULE_ENTRIES as usize,
+            BUCKET_ENTRIES,
         ];
         let source_state = [
             offset_of!(SourceState, packet_tat_ns),
@@ -1182,6 +1194,11 @@ mod layout_tests {
             offset_of!(LimitsConfig, syn),
         ];
         let others = [
+            offset_of!(RuleEntry, packet_rate),
+            offset_of!(RuleEntry, order),
+            offset_of!(RuleEntry, sport),
+            offset_of!(RuleEntry, proto),
+            offset_of!(RuleEntry, payload_len),
             offset_of!(BlockCacheSlot, blocked_until_ns),
             offset_of!(PrefixKey, addr),
             offset_of!(PrefixLimits, packets),
@@ -1198,16 +1215,18 @@ mod layout_tests {
         assert_eq!(
             (MAP_LAYOUT_VERSION, sizes, source_state, limits, others),
             (
-                5,
+                6,
                 [
                     16, 64, 48, 736, 24, 24, 64, 136, 16384, 16, 88, 24, 65536, 2, 192, 4096, 64,
-                    1, 19
+                    3, 26, 184, 4, 36, 48, 16, 24, 24, 512, 4101, 4096, 8192, 16
                 ],
                 [0, 8, 16, 24, 32, 40, 48, 56, 60],
                 [
                     0, 8, 16, 20, 24, 32, 40, 48, 56, 64, 68, 72, 80, 96, 192, 288, 696
                 ],
-                [16, 8, 8, 40, 24, 80, 16, 16, 32, 34, 36, 37],
+                [
+                    96, 136, 148, 162, 171, 16, 8, 8, 40, 24, 80, 16, 16, 32, 34, 36, 37
+                ],
             ),
             "record the sizes and offsets, and bump MAP_LAYOUT_VERSION"
         );

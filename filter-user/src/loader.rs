@@ -40,6 +40,10 @@ pub struct LoadOptions {
     /// Leave the SYN-cookie stage out even where the kernel has its helpers (tests: what an
     /// older kernel loads).
     pub without_syn_cookies: bool,
+    /// Leave the rules stage's programs out of `FW_STAGES` (tests that set no rule: the
+    /// main program never tail-calls them then, and loading them is most of the verifier's
+    /// work).
+    pub without_rules: bool,
 }
 
 impl Default for LoadOptions {
@@ -51,6 +55,7 @@ impl Default for LoadOptions {
             max_prefixes: filter_common::DEFAULT_MAX_PREFIXES,
             pin_maps: None,
             without_syn_cookies: false,
+            without_rules: false,
         }
     }
 }
@@ -139,7 +144,7 @@ pub fn load(options: &LoadOptions) -> anyhow::Result<Loaded> {
         .load()
         .map_err(explain_load_error)
         .context("the kernel refused the XDP program")?;
-    install_stages(&mut ebpf)?;
+    install_stages(&mut ebpf, options.without_rules)?;
     let maps = FilterMaps::take(&mut ebpf)?;
     if !options.test_clock {
         maps.set_clock(calibrate_clock(&mut ebpf)?);
@@ -156,12 +161,14 @@ pub fn load(options: &LoadOptions) -> anyhow::Result<Loaded> {
 /// In a pinned array this replaces the stages of the daemon before, which the program still
 /// attached calls until the new one replaces it: a stage parses the frame itself, so any
 /// build's program can call any build's stage of the same map layout.
-fn install_stages(ebpf: &mut Ebpf) -> anyhow::Result<()> {
-    for (name, slot, what) in [
+fn install_stages(ebpf: &mut Ebpf, without_rules: bool) -> anyhow::Result<()> {
+    let stages = [
         (SYN_COOKIE_PROGRAM_NAME, SYN_COOKIE_STAGE, "SYN-cookie"),
         (RULES_PROGRAM_NAME, RULES_STAGE, "rules"),
         (AFTER_RULES_PROGRAM_NAME, AFTER_RULES_STAGE, "after-rules"),
-    ] {
+    ];
+    let count = if without_rules { 1 } else { stages.len() };
+    for (name, slot, what) in stages.into_iter().take(count) {
         let stage = xdp_program(ebpf, name)?;
         stage
             .load()

@@ -37,6 +37,8 @@ pub struct Snapshot {
     pub list_entries: Vec<(&'static str, &'static str, u64)>,
     /// `(event, count)`: the cookie stage's counters and the kernel's own cookie counters.
     pub syn: Vec<(&'static str, u64)>,
+    /// Each rule's counters.
+    pub rules: Vec<crate::rules::RuleView>,
 }
 
 /// Reads a snapshot of every protected interface at scrape time.
@@ -180,6 +182,37 @@ impl Collector for FilterCollector {
                 let fill = snapshot.tracked_sources as f64 / snapshot.table_capacity.max(1) as f64;
                 ConstGauge::new(fill)
                     .encode(family.encode_family(&[("iface", iface.as_str())])?)?;
+            }
+        }
+        for (name, help, bytes) in [
+            (
+                "floodwall_rule_packets",
+                "Packets each rule matched, and of those the ones it dropped (result).",
+                false,
+            ),
+            (
+                "floodwall_rule_bytes",
+                "Bytes of the packets each rule matched, and of those it dropped (result).",
+                true,
+            ),
+        ] {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for (iface, snapshot) in &snapshots {
+                for rule in &snapshot.rules {
+                    let id = rule.id.to_string();
+                    for (result, packets, byte_count) in [
+                        ("matched", rule.matched_packets, rule.matched_bytes),
+                        ("dropped", rule.dropped_packets, rule.dropped_bytes),
+                    ] {
+                        let labels = [
+                            ("iface", iface.as_str()),
+                            ("rule", id.as_str()),
+                            ("result", result),
+                        ];
+                        ConstCounter::new(if bytes { byte_count } else { packets })
+                            .encode(family.encode_family(&labels)?)?;
+                    }
+                }
             }
         }
         let mut family = encoder.encode_descriptor(

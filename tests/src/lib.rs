@@ -13,6 +13,7 @@ pub mod flood;
 pub mod frames;
 pub mod lab;
 pub mod model;
+pub mod udp;
 
 /// Environment variable that turns a skipped privileged test into a failure. `cargo xtask
 /// test` sets it; so does CI (`CI=true`).

@@ -142,6 +142,8 @@ impl Program {
             max_sources: capacity,
             test_clock: true,
             max_prefixes: capacity,
+            // The model does not decide rules: the program runs without them.
+            without_rules: true,
             ..LoadOptions::default()
         })
         .expect("the XDP program must load with the test clock");

@@ -48,6 +48,7 @@ fn setup() -> Setup {
     let mut loaded = loader::load(&LoadOptions {
         max_sources: 4096,
         test_clock: true,
+        without_rules: true,
         ..LoadOptions::default()
     })
     .expect("the XDP program must load with the test clock");

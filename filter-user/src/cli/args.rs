@@ -310,7 +310,7 @@ pub enum RulesCommand {
     /// per-source RATE (RATE: 1000pps, 10mbps, or both: 1000pps,10mbps).
     Add {
         /// The rule's words.
-        #[arg(required = true, num_args = 1.., allow_hyphen_values = true, value_name = "RULE")]
+        #[arg(required = true, num_args = 1.., value_name = "RULE")]
         rule: Vec<String>,
         /// Lower goes first; ties by id.
         #[arg(long, default_value_t = crate::rules::DEFAULT_PRIORITY)]

@@ -132,6 +132,7 @@ fn prepare(
         max_prefixes: config.max_prefixes,
         pin_maps: Some(plan.dir().to_owned()),
         without_syn_cookies: false,
+        without_rules: false,
     })?;
     let lists = ListMaps::take(&mut loaded.ebpf)?;
     if !config.allow.is_empty() {

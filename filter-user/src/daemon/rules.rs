@@ -156,6 +156,11 @@ pub(super) fn remove(shared: &Shared, ids: &[u32]) -> anyhow::Result<Response> {
     })
 }
 
+/// Every rule with its counters, by priority.
+pub(super) fn views(shared: &Shared) -> anyhow::Result<Vec<RuleView>> {
+    lock(&shared.rules).views(monotonic_now_ns()?)
+}
+
 /// The rules and their counters; with `id`, that rule only.
 pub(super) fn list(shared: &Shared, id: Option<u32>) -> anyhow::Result<Response> {
     let now = monotonic_now_ns()?;

@@ -140,5 +140,6 @@ fn metrics_snapshot(shared: &Shared) -> anyhow::Result<metrics::Snapshot> {
         table_insert_failures,
         list_entries,
         syn: super::syn_counters(shared)?,
+        rules: super::rules::views(shared)?,
     })
 }

@@ -24,7 +24,7 @@ struct Rules {
 
 impl Rules {
     fn new(change: LimitsChange) -> Self {
-        let mut h = Harness::new(change);
+        let mut h = Harness::loaded(change, false);
         let maps = RuleMaps::take(&mut h.loaded.ebpf).expect("the rules' maps");
         Self {
             h,

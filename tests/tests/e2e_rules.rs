@@ -1,0 +1,356 @@
+//! Rules by packet shape, end to end: UDP floods from thousands of sources, each under any
+//! per-source limit, against a UDP service whose user goes on being answered once one rule,
+//! added live with the CLI, drops the flood; a rule of the config file applied by reload;
+//! a rule that expires; what the counters, the journal and Prometheus say.
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    time::Duration,
+};
+
+use floodwall::{control::Response, rules::RuleView};
+use floodwall_tests::{
+    flood,
+    lab::{Daemon, Lab, Proc, poll_until},
+    udp,
+};
+
+/// The service's port.
+const PORT: u16 = 7777;
+/// Where the daemon serves metrics (the server's address, inside its namespace).
+const METRICS: &str = "198.18.0.1:9478";
+
+fn new_lab() -> Lab {
+    flood::require_trafgen().expect("trafgen must be installed");
+    Lab::new(1).expect("the namespace lab must build")
+}
+
+/// The daemon with a per-source limit far above what each flood source sends: the limits
+/// alone do nothing against these floods.
+fn start<'l>(lab: &'l Lab, extra: &[&str]) -> Daemon<'l> {
+    let mut args = vec![
+        "--xdp-mode",
+        "driver",
+        "--pps",
+        "2000",
+        "--block-for",
+        "60s",
+        "--metrics-addr",
+        METRICS,
+    ];
+    args.extend(extra);
+    lab.start_floodwall(&args)
+        .expect("floodwall run must start and open its control socket")
+}
+
+fn service_addr(lab: &Lab) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(lab.server().ipv4), PORT)
+}
+
+/// The packets per second of a flood: all trafgen can on the host, less under emulation.
+fn flood_pps() -> Option<u64> {
+    floodwall_tests::in_vm().then_some(20_000)
+}
+
+/// A UDP flood at the service from 4,096 sources (198.19.0.0/20): `udp` is trafgen's UDP
+/// header and what follows it.
+fn spawn_flood(lab: &Lab, name: &str, udp_and_payload: &str) -> Proc {
+    let mac = flood::mac_address(lab, lab.server()).expect("the server's MAC");
+    let config = format!(
+        "{{\n  eth(da={mac}),\n  ipv4(sa=198.19.0.0, sa[2]=drnd(0, 15), sa[3]=drnd(), da={}, \
+         ttl=57, id=drnd()),\n  {udp_and_payload}\n}}\n",
+        lab.server().ipv4
+    );
+    flood::spawn_trafgen_at(
+        lab,
+        &lab.attackers()[0],
+        name,
+        &config,
+        5_000_000,
+        Duration::from_secs(40),
+        flood_pps(),
+    )
+    .expect("trafgen must start")
+}
+
+fn rules(daemon: &Daemon) -> Vec<RuleView> {
+    match daemon.query(&["rules", "list"]).expect("rules list --json") {
+        Response::Rules { rules } => rules,
+        other => panic!("rules list answered {other:?}"),
+    }
+}
+
+fn udp_passed(daemon: &Daemon) -> u64 {
+    let stats = daemon.stats().expect("stats --json");
+    stats
+        .classes
+        .iter()
+        .find(|c| c.class == "udp")
+        .map_or(0, |c| {
+            c.outcomes
+                .iter()
+                .filter(|o| o.outcome == "passed")
+                .map(|o| o.packets)
+                .sum()
+        })
+}
+
+/// Waits until the flood reaches the server (the UDP class passes packets fast); `false`
+/// if it never does (trafgen may send nothing under emulation).
+fn flood_arrives(daemon: &Daemon) -> bool {
+    let start = udp_passed(daemon);
+    poll_until(Duration::from_secs(10), Duration::from_millis(200), || {
+        udp_passed(daemon) > start + 2_000
+    })
+}
+
+fn succeeded(out: &std::process::Output, what: &str) -> String {
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{what} must succeed: {}{}",
+        text,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+/// The service's user, while the flood goes on: at least 99 % answered.
+fn assert_served(lab: &Lab, when: &str) -> udp::Answers {
+    let answers =
+        udp::query(lab.client(), service_addr(lab), 1_000, 200).expect("the user's queries");
+    println!(
+        "{when}: {} of {} answered, p99 {:?}",
+        answers.answered, answers.sent, answers.p99
+    );
+    assert!(
+        answers.share() >= 0.99,
+        "{when}: the service's user must be answered at 99 %: {answers:?}"
+    );
+    answers
+}
+
+fn stop(lab: &Lab, proc: &Proc) {
+    let _ = lab.stop(proc, libc::SIGINT, Duration::from_secs(5));
+}
+
+/// Reflection: NTP servers' answers (UDP from port 123, 468 bytes) from 4,096 addresses,
+/// each far under the per-source limit, at the service. One rule added while the flood
+/// runs, `udp sport 123 drop`, drops it in the driver, and the service's user, who sends
+/// from an ephemeral port, goes on being answered; the rule's counters and Prometheus say
+/// what it dropped, and the journal that it matched.
+#[test]
+fn a_reflection_flood_is_stopped_by_one_rule_added_live() {
+    if !floodwall_tests::privileged("a_reflection_flood_is_stopped_by_one_rule_added_live") {
+        return;
+    }
+    let lab = new_lab();
+    let _service = udp::Service::start(lab.server(), PORT).expect("the UDP service");
+    let daemon = start(&lab, &[]);
+    assert_served(&lab, "before the flood");
+    let flood = spawn_flood(
+        &lab,
+        "reflection",
+        &format!("udp(sp=123, dp={PORT}),\n  fill(0x17, 440)"),
+    );
+    if !flood_arrives(&daemon) {
+        stop(&lab, &flood);
+        assert!(floodwall_tests::in_vm(), "the flood must reach the server");
+        return;
+    }
+    let out = daemon
+        .cli(&[
+            "rules",
+            "add",
+            "udp",
+            "sport",
+            "123",
+            "drop",
+            "--comment",
+            "NTP reflection",
+        ])
+        .expect("cli");
+    assert!(
+        succeeded(&out, "rules add").contains("added rule 1"),
+        "rules add says which rule"
+    );
+    assert_served(&lab, "with the rule");
+    stop(&lab, &flood);
+    let rule = rules(&daemon).into_iter().next().expect("the rule");
+    println!("rule: {rule:?}");
+    assert_eq!(rule.rule, "udp sport 123 drop");
+    assert_eq!(rule.comment.as_deref(), Some("NTP reflection"));
+    assert!(
+        rule.matched_packets > 10_000,
+        "the rule must match the flood: {rule:?}"
+    );
+    assert_eq!(
+        rule.dropped_packets, rule.matched_packets,
+        "a drop rule drops all it matches"
+    );
+    let blocked = daemon.blocked().expect("blocked list");
+    assert!(
+        blocked.is_empty(),
+        "no source went over its limit: the rule did the work: {blocked:?}"
+    );
+    let events = succeeded(&daemon.cli(&["events"]).expect("cli"), "events");
+    assert!(
+        events.contains("rule 1 matched its first packet"),
+        "the journal says the rule matched: {events}"
+    );
+    let scrape = lab
+        .run_in(
+            lab.client(),
+            &[
+                "curl",
+                "-sf",
+                "--max-time",
+                "5",
+                &format!("http://{METRICS}/metrics"),
+            ],
+        )
+        .expect("the metrics endpoint must answer");
+    let text = String::from_utf8_lossy(&scrape.stdout);
+    let iface = &lab.server().iface;
+    let line =
+        format!(r#"floodwall_rule_packets_total{{iface="{iface}",rule="1",result="dropped"}} "#);
+    let value: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix(&line))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("metrics must have `{line}`:\n{text}"));
+    assert!(value >= rule.dropped_packets, "Prometheus counts the drops");
+}
+
+/// Junk: 64 bytes of the same junk from 4,096 addresses with random source ports, at the
+/// service's port. One rule on the payload's first bytes, added while the flood runs,
+/// drops it; the user's queries, to the same port, do not match and are answered.
+#[test]
+fn a_junk_payload_flood_is_stopped_by_one_rule_on_its_bytes() {
+    if !floodwall_tests::privileged("a_junk_payload_flood_is_stopped_by_one_rule_on_its_bytes") {
+        return;
+    }
+    let lab = new_lab();
+    let _service = udp::Service::start(lab.server(), PORT).expect("the UDP service");
+    let daemon = start(&lab, &[]);
+    let flood = spawn_flood(
+        &lab,
+        "junk",
+        &format!("udp(sp=drnd(1024, 65535), dp={PORT}),\n  fill(0x66, 64)"),
+    );
+    if !flood_arrives(&daemon) {
+        stop(&lab, &flood);
+        assert!(floodwall_tests::in_vm(), "the flood must reach the server");
+        return;
+    }
+    let rule = format!("udp dport {PORT} payload 0:66666666 drop");
+    let words: Vec<&str> = rule.split(' ').collect();
+    let mut args = vec!["rules", "add"];
+    args.extend(&words);
+    succeeded(&daemon.cli(&args).expect("cli"), "rules add");
+    assert_served(&lab, "with the payload rule");
+    stop(&lab, &flood);
+    let view = rules(&daemon).into_iter().next().expect("the rule");
+    println!("rule: {view:?}");
+    assert!(view.matched_packets > 10_000, "{view:?}");
+    assert_eq!(view.dropped_packets, view.matched_packets);
+}
+
+/// A rule of the config file comes with a reload, and goes with the next; a rule added
+/// with `--for` expires by itself; rules the CLI added stay through reloads; a bad rule
+/// in the file is refused naming it, and nothing changes.
+#[test]
+fn config_rules_come_and_go_with_reloads_and_rules_expire() {
+    if !floodwall_tests::privileged("config_rules_come_and_go_with_reloads_and_rules_expire") {
+        return;
+    }
+    let lab = Lab::new(0).expect("the namespace lab must build");
+    let file = lab.dir().join("floodwall.toml");
+    let config = |rules: &str| {
+        format!(
+            "[[interface]]\nname = \"{}\"\n\n[limits]\npps = \"5k\"\n{rules}",
+            lab.server().iface
+        )
+    };
+    let write = |text: &str| std::fs::write(&file, text).expect("write config");
+    write(&config(""));
+    let file_arg = file.to_string_lossy().into_owned();
+    let daemon = lab
+        .start_floodwall(&["--xdp-mode", "driver", "--config", &file_arg])
+        .expect("floodwall must start");
+    assert!(rules(&daemon).is_empty());
+    succeeded(
+        &daemon
+            .cli(&["rules", "add", "tcp", "dport", "23", "drop"])
+            .expect("cli"),
+        "rules add",
+    );
+    write(&config(
+        "\n[[rules]]\nrule = \"udp sport 19 drop\"\ncomment = \"chargen\"\n\n[[rules]]\nrule = \"icmp icmp-type 8 len 1000-65535 rate-limit 10pps\"\npriority = 10\n",
+    ));
+    let out = succeeded(&daemon.cli(&["reload"]).expect("cli"), "reload");
+    assert!(out.contains("added from the config"), "{out}");
+    let texts =
+        |daemon: &Daemon| -> Vec<String> { rules(daemon).into_iter().map(|r| r.rule).collect() };
+    assert_eq!(
+        texts(&daemon),
+        [
+            "icmp icmp-type 8 len 1000-65535 rate-limit 10pps",
+            "tcp dport 23 drop",
+            "udp sport 19 drop"
+        ],
+        "by priority, then id"
+    );
+    // A bad rule: refused, naming the file, the rule and the field; nothing changes.
+    write(&config("\n[[rules]]\nrule = \"udp sport 70000 drop\"\n"));
+    let out = daemon.cli(&["reload"]).expect("cli");
+    assert!(!out.status.success());
+    let message =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(
+        message.contains("rules[0].rule") && message.contains("`sport`: 70000 is over 65535"),
+        "{message}"
+    );
+    assert_eq!(texts(&daemon).len(), 3);
+    // The file's rules go with it; the CLI's stays.
+    write(&config(""));
+    succeeded(&daemon.cli(&["reload"]).expect("cli"), "reload");
+    assert_eq!(texts(&daemon), ["tcp dport 23 drop"]);
+    // Expiry.
+    succeeded(
+        &daemon
+            .cli(&["rules", "add", "udp", "dport", "9", "drop", "--for", "2s"])
+            .expect("cli"),
+        "rules add --for",
+    );
+    assert_eq!(texts(&daemon).len(), 2);
+    assert!(
+        poll_until(Duration::from_secs(10), Duration::from_millis(200), || {
+            texts(&daemon).len() == 1
+        }),
+        "the rule must expire: {:?}",
+        texts(&daemon)
+    );
+    let events = succeeded(&daemon.cli(&["events"]).expect("cli"), "events");
+    assert!(events.contains("expired"), "the journal says so: {events}");
+    // Bad input on the CLI changes nothing either.
+    for (args, expected) in [
+        (
+            &["rules", "add", "udp", "sport", "123"][..],
+            "needs an action",
+        ),
+        (
+            &["rules", "add", "icmp", "dport", "80", "drop"],
+            "needs the protocol to be tcp or udp",
+        ),
+        (&["rules", "remove", "99"], "no rule has id 99"),
+        (&["rules", "show", "99"], "no rule has id 99"),
+    ] {
+        let out = daemon.cli(args).expect("cli");
+        let text = String::from_utf8_lossy(&out.stderr).into_owned()
+            + &String::from_utf8_lossy(&out.stdout);
+        assert!(!out.status.success(), "{args:?} must fail");
+        assert!(text.contains(expected), "{args:?}: {text}");
+    }
+    assert_eq!(texts(&daemon), ["tcp dport 23 drop"]);
+}
