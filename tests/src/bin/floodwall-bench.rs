@@ -82,6 +82,7 @@ use filter_common::{
     BASELINE_PROGRAM_NAME, COST_SHIFT, DEFAULT_MAX_SOURCES, LimitsConfig, Outcome, PROGRAM_NAME,
     REFLECTOR_PROGRAM_NAME, SourceKey, SourceState, map_names,
 };
+use floodwall::rules::{NewRule, Origin, RuleMaps, RuleSet};
 use floodwall::{
     limits::{Burst, Limits, LimitsChange, Rate},
     loader::{self, LoadOptions, Loaded},
@@ -134,6 +135,13 @@ const TARGET_BLOCKED: f64 = 1.8;
 const TARGET_TRACKED: f64 = 2.8;
 /// See [`TARGET_BLOCKED`].
 const TARGET_UNTRACKED: f64 = 2.0;
+/// Targets of the rules (issue 11): 100 and 1,000 rules a packet does not match, as a
+/// multiple of the same packet's cost with none.
+const TARGET_RULES_100: f64 = 1.15;
+/// See [`TARGET_RULES_100`].
+const TARGET_RULES_1000: f64 = 1.30;
+/// A packet dropped by the 1,000th rule, as a multiple of `XDP_DROP`.
+const TARGET_RULE_MATCH: f64 = 3.0;
 /// Target for the source table of [`DEFAULT_MAX_SOURCES`] entries, MiB of kernel memory
 /// (issue 9).
 const TARGET_TABLE_MIB: f64 = 128.0;
@@ -202,6 +210,12 @@ fn run(args: &Args) -> anyhow::Result<bool> {
             .load()
             .with_context(|| format!("the kernel refused the yardstick program {name}"))?;
     }
+    // Taken before the programs are borrowed; the rule cases write their rules through it.
+    let rule_maps = std::cell::RefCell::new((
+        RuleMaps::take(&mut ebpf).context("the rules' maps")?,
+        RuleSet::default(),
+        Vec::new(),
+    ));
     let floodwall = program(&ebpf, PROGRAM_NAME)?;
     let baseline = program(&ebpf, BASELINE_PROGRAM_NAME)?;
     // As loaded, before any case puts state in the maps (see the module doc).
@@ -217,13 +231,15 @@ fn run(args: &Args) -> anyhow::Result<bool> {
         ..LimitsChange::default()
     })?;
     let within_burst = within_burst_limits(args.repeat)?;
-    let cases = repeated_cases(&under_limit, &within_burst)?;
+    let mut cases = repeated_cases(&under_limit, &within_burst)?;
+    cases.extend(rule_cases(&under_limit)?);
 
     let bench = Bench {
         floodwall,
         baseline,
         maps: &maps,
         repeat: args.repeat,
+        rules: &rule_maps,
     };
     // Warm-up: JIT images, map pages and the frames' cache lines, before any timing.
     run_repeated(baseline, &cases[0].frame, args.repeat / 10)?;
@@ -344,6 +360,10 @@ struct Case {
     target: Option<f64>,
     /// Whether the source's TATs must end the round ahead of now (the atomic-add path).
     tats_ahead: bool,
+    /// The rules in force (text, priority).
+    rules: Vec<(String, u16)>,
+    /// A target as a multiple of another case's cost (its id), if any.
+    relative_target: Option<(&'static str, f64)>,
 }
 
 /// The repeated-frame cases.
@@ -380,6 +400,8 @@ fn repeated_cases(
             outcome: Outcome::DroppedBlocked,
             target: Some(TARGET_BLOCKED),
             tats_ahead: false,
+            rules: Vec::new(),
+            relative_target: None,
         },
         Case {
             id: TRACKED_V4_ID,
@@ -391,6 +413,8 @@ fn repeated_cases(
             outcome: Outcome::Passed,
             target: Some(TARGET_TRACKED),
             tats_ahead: false,
+            rules: Vec::new(),
+            relative_target: None,
         },
         Case {
             id: "tracked_v6",
@@ -403,6 +427,8 @@ fn repeated_cases(
             // The same class of packet as tracked_v4: the target holds for both families.
             target: Some(TARGET_TRACKED),
             tats_ahead: false,
+            rules: Vec::new(),
+            relative_target: None,
         },
         Case {
             id: "within_burst_v4",
@@ -414,6 +440,8 @@ fn repeated_cases(
             outcome: Outcome::Passed,
             target: None,
             tats_ahead: true,
+            rules: Vec::new(),
+            relative_target: None,
         },
         Case {
             id: "untracked_v4",
@@ -425,6 +453,8 @@ fn repeated_cases(
             outcome: Outcome::Passed,
             target: Some(TARGET_UNTRACKED),
             tats_ahead: false,
+            rules: Vec::new(),
+            relative_target: None,
         },
         Case {
             id: "malformed_v4",
@@ -436,6 +466,95 @@ fn repeated_cases(
             outcome: Outcome::Malformed,
             target: None,
             tats_ahead: false,
+            rules: Vec::new(),
+            relative_target: None,
+        },
+    ])
+}
+
+/// Rules that the tracked case's packet (UDP from port 40000 to port 9) does not match,
+/// spread as an operator's are over ports of TCP and UDP, so that none shares the
+/// packet's buckets: what the index spares.
+fn other_rules(n: u16) -> Vec<(String, u16)> {
+    (0..n)
+        .map(|i| {
+            let text = match i % 4 {
+                0 => format!("udp dport {} drop", 10_000 + i),
+                1 => format!("udp sport {} len 100-200 drop", 20_000 + i),
+                2 => format!("tcp dport {} drop", 30_000 + i),
+                _ => format!("tcp sport {} flags syn drop", 50_000 + i),
+            };
+            (text, 100)
+        })
+        .collect()
+}
+
+/// The cases with rules (issue 11): a tracked source's packet with 10, 100 and 1,000 rules
+/// it does not match, with 15 rules in its own bucket that it does not match, and a packet
+/// that the 1,000th rule by priority drops.
+fn rule_cases(under_limit: &LimitsConfig) -> anyhow::Result<Vec<Case>> {
+    let tracked = |id, title, rules, relative_target| -> anyhow::Result<Case> {
+        Ok(Case {
+            id,
+            title,
+            frame: ipv4_udp(TRACKED_V4)?,
+            source: Some((SourceKey::from_ipv4(TRACKED_V4), SourceState::default())),
+            limits: *under_limit,
+            verdict: XDP_PASS,
+            outcome: Outcome::Passed,
+            target: None,
+            tats_ahead: false,
+            rules,
+            relative_target,
+        })
+    };
+    let same_bucket: Vec<(String, u16)> = (0..15)
+        .map(|i| {
+            (
+                format!("udp dport 9 len {}-{} drop", 1000 + i, 1000 + i),
+                100,
+            )
+        })
+        .collect();
+    let mut match_last = other_rules(999);
+    match_last.push(("udp dport 9 drop".to_owned(), 1000));
+    Ok(vec![
+        tracked(
+            "rules_10_v4",
+            "tracked source, 10 rules it does not match",
+            other_rules(10),
+            None,
+        )?,
+        tracked(
+            "rules_100_v4",
+            "tracked source, 100 rules it does not match",
+            other_rules(100),
+            Some((TRACKED_V4_ID, TARGET_RULES_100)),
+        )?,
+        tracked(
+            "rules_1000_v4",
+            "tracked source, 1,000 rules it does not match",
+            other_rules(1000),
+            Some((TRACKED_V4_ID, TARGET_RULES_1000)),
+        )?,
+        tracked(
+            "rules_same_bucket_v4",
+            "tracked source, 15 rules in its own bucket, none matching",
+            same_bucket,
+            None,
+        )?,
+        Case {
+            id: "rule_1000_match_v4",
+            title: "dropped by the 1,000th rule (by priority)",
+            frame: ipv4_udp(UNTRACKED_V4)?,
+            source: None,
+            limits: *under_limit,
+            verdict: XDP_DROP,
+            outcome: Outcome::DroppedRule,
+            target: Some(TARGET_RULE_MATCH),
+            tats_ahead: false,
+            rules: match_last,
+            relative_target: None,
         },
     ])
 }
@@ -491,6 +610,9 @@ impl Round {
     }
 }
 
+/// The rules' maps, the set written into them, and the rules it was made from.
+type WrittenRules = (RuleMaps, RuleSet, Vec<(String, u16)>);
+
 /// The programs and maps under test.
 struct Bench<'a> {
     /// The program operators attach.
@@ -501,11 +623,14 @@ struct Bench<'a> {
     maps: &'a FilterMaps,
     /// Repetitions per repeated-frame round.
     repeat: u32,
+    /// The rules' maps, the set written, and the rules it was made from.
+    rules: &'a std::cell::RefCell<WrittenRules>,
 }
 
 impl Bench<'_> {
-    /// Puts the case's limits and source state in place.
+    /// Puts the case's rules, limits and source state in place.
     fn prepare(&self, case: &Case) -> anyhow::Result<()> {
+        self.set_rules(&case.rules)?;
         self.maps
             .write_limits(&case.limits)
             .context("failed to write the limits")?;
@@ -517,6 +642,45 @@ impl Bench<'_> {
                 self.block_through_the_program(case)?;
             }
         }
+        Ok(())
+    }
+
+    /// Makes `rules` the rules in force, as the daemon writes them (unless they are
+    /// already).
+    fn set_rules(&self, rules: &[(String, u16)]) -> anyhow::Result<()> {
+        let mut state = self.rules.borrow_mut();
+        let (maps, current, written) = &mut *state;
+        if written.as_slice() == rules {
+            return Ok(());
+        }
+        let new: Vec<NewRule> = rules
+            .iter()
+            .map(|(text, priority)| {
+                Ok(NewRule {
+                    spec: text
+                        .parse()
+                        .with_context(|| format!("bench rule `{text}`"))?,
+                    priority: *priority,
+                    comment: None,
+                    for_ms: None,
+                    origin: Origin::Cli,
+                })
+            })
+            .collect::<anyhow::Result<_>>()?;
+        let next = if new.is_empty() {
+            RuleSet::default()
+        } else {
+            RuleSet::default().with_added(&new, 0)?.0
+        };
+        maps.write(current, &next)
+            .context("failed to write the rules")?;
+        *current = next;
+        *written = rules.to_vec();
+        self.maps.set_list_presence(if rules.is_empty() {
+            0
+        } else {
+            filter_common::list_flags::RULES
+        });
         Ok(())
     }
 
@@ -1005,6 +1169,33 @@ const REPEATED: &str = "repeated frame";
 /// See [`REPEATED`].
 const SINGLE: &str = "single repetition";
 
+/// The cases with a target relative to another case, against it.
+fn relative_summaries(cases: &[Case], case_rounds: &[Vec<Round>]) -> anyhow::Result<Vec<Summary>> {
+    let ns_of = |id: &str| -> Option<Vec<f64>> {
+        cases
+            .iter()
+            .zip(case_rounds)
+            .find_map(|(case, rounds)| (case.id == id).then_some(rounds))
+            .map(|rounds| rounds.iter().map(|r| r.ns()).collect())
+    };
+    let mut relative = Vec::new();
+    for (case, rounds) in cases.iter().zip(case_rounds) {
+        if let Some((base_id, factor)) = case.relative_target {
+            let base_ns = ns_of(base_id).context("no base case")?;
+            let ns: Vec<f64> = rounds.iter().map(|r| r.ns()).collect();
+            relative.push(Summary::new(
+                case.id,
+                case.title,
+                "relative",
+                &ns,
+                &base_ns,
+                Some(factor),
+            ));
+        }
+    }
+    Ok(relative)
+}
+
 /// Everything the run found.
 struct Report {
     /// The CPU the runs were pinned to.
@@ -1021,6 +1212,8 @@ struct Report {
     baseline: Summary,
     /// The repeated-frame cases.
     cases: Vec<Summary>,
+    /// Cases against another case (rules against none).
+    relative: Vec<Summary>,
     /// The `XDP_DROP` program, single repetitions.
     single_baseline: Summary,
     /// The single-repetition cases.
@@ -1056,6 +1249,7 @@ impl Report {
                 Summary::repeated(case.id, case.title, rounds, &base, case.target)
             })
             .collect();
+        let relative = relative_summaries(cases, case_rounds)?;
         let tracked_rounds = cases
             .iter()
             .zip(case_rounds)
@@ -1082,6 +1276,7 @@ impl Report {
                 None,
             ),
             cases: summaries,
+            relative,
             single_baseline: Summary::new(
                 "xdp_drop_single",
                 "XDP_DROP program (baseline)",
@@ -1139,6 +1334,7 @@ impl Report {
     /// Whether every case with a target met it, and the source table its memory target.
     fn targets_met(&self) -> bool {
         self.cases.iter().all(|c| c.met() != Some(false))
+            && self.relative.iter().all(|c| c.met() != Some(false))
             && self.syn.met() != Some(false)
             && self.memory.table_target_met()
     }
@@ -1159,6 +1355,11 @@ impl Report {
         println!("Repeated frame ({} repetitions per round):", self.repeat);
         self.baseline.print();
         for case in &self.cases {
+            case.print();
+        }
+        println!();
+        println!("Rules, as a multiple of the same packet's cost with no rule:");
+        for case in &self.relative {
             case.print();
         }
         println!();
@@ -1206,6 +1407,7 @@ impl Report {
             "xdp_drop_ns_per_packet": self.baseline.ns,
             "baseline": self.baseline.json(),
             "cases": self.cases.iter().map(Summary::json).collect::<Vec<_>>(),
+            "rules_against_none": self.relative.iter().map(Summary::json).collect::<Vec<_>>(),
             "single_repetition": {
                 "baseline": self.single_baseline.json(),
                 "cases": self.single.iter().map(Summary::json).collect::<Vec<_>>(),
