@@ -312,6 +312,46 @@ fn config_rules_come_and_go_with_reloads_and_rules_expire() {
         "{message}"
     );
     assert_eq!(texts(&daemon).len(), 3);
+    // A dry run says which rule a packet would meet.
+    let out = succeeded(
+        &daemon
+            .cli(&[
+                "rules",
+                "test",
+                "udp",
+                "from",
+                "198.19.3.4",
+                "to",
+                "198.18.0.1",
+                "sport",
+                "19",
+                "dport",
+                "5000",
+            ])
+            .expect("cli"),
+        "rules test",
+    );
+    assert!(
+        out.contains("meets rule 2") && out.contains("udp sport 19 drop"),
+        "{out}"
+    );
+    let out = succeeded(
+        &daemon
+            .cli(&[
+                "rules",
+                "test",
+                "udp",
+                "from",
+                "198.19.3.4",
+                "to",
+                "198.18.0.1",
+                "sport",
+                "20",
+            ])
+            .expect("cli"),
+        "rules test",
+    );
+    assert!(out.contains("meets no rule"), "{out}");
     // The file's rules go with it; the CLI's stays.
     write(&config(""));
     succeeded(&daemon.cli(&["reload"]).expect("cli"), "reload");

@@ -344,6 +344,17 @@ pub enum RulesCommand {
         #[expect(missing_docs, reason = "flattened")]
         read: ReadArgs,
     },
+    /// Which rule a packet would meet, e.g. `udp from 198.19.3.4 to 198.18.0.1 sport 123
+    /// dport 7777 len 468` (the rules' words, one value a field; the allowlist, which wins
+    /// over rules, is not consulted).
+    Test {
+        /// The packet's words.
+        #[arg(required = true, num_args = 1.., value_name = "PACKET")]
+        packet: Vec<String>,
+        #[command(flatten)]
+        #[expect(missing_docs, reason = "flattened")]
+        read: ReadArgs,
+    },
     /// Add every rule of FILE (one a line; `#` starts a comment, which a rule keeps as its
     /// note), all or nothing. Root only.
     Load {

@@ -124,6 +124,13 @@ impl Call {
             }
             RulesCommand::List(r) => (r.iface, r.json, Request::RulesList),
             RulesCommand::Show { id, read } => (read.iface, read.json, Request::RulesShow { id }),
+            RulesCommand::Test { packet, read } => (
+                read.iface,
+                read.json,
+                Request::RulesTest {
+                    packet: packet.join(" "),
+                },
+            ),
             RulesCommand::Load {
                 file,
                 priority,

@@ -79,6 +79,17 @@ impl Display for ResponseText<'_> {
                 Ok(())
             }
             Response::Rules { rules } => RulesTable(rules).fmt(f),
+            Response::RuleTest { packet, rule } => match rule {
+                Some(r) => writeln!(
+                    f,
+                    "`{packet}` meets rule {} (priority {}): {}",
+                    r.id, r.priority, r.rule
+                ),
+                None => writeln!(
+                    f,
+                    "`{packet}` meets no rule: the denylist, blocks and limits decide"
+                ),
+            },
             Response::Error { message } => writeln!(f, "error: {message}"),
         }
     }

@@ -128,6 +128,11 @@ pub enum Request {
         /// Its id.
         id: u32,
     },
+    /// Which rule a packet would meet (`rules test`).
+    RulesTest {
+        /// The packet, in the rules' words with one value a field.
+        packet: String,
+    },
 }
 
 /// A rule to add, as the CLI sends it: the daemon parses the text, so that a request
@@ -232,6 +237,13 @@ pub enum Response {
     Rules {
         /// The rules.
         rules: Vec<RuleView>,
+    },
+    /// The rule a packet would meet (`None`: no rule; the rest of the policy decides).
+    RuleTest {
+        /// The packet as asked.
+        packet: String,
+        /// The rule.
+        rule: Option<RuleView>,
     },
     /// The request was refused or failed; nothing changed.
     Error {

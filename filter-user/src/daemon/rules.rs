@@ -10,7 +10,7 @@ use super::{Shared, lock};
 use crate::{
     control::{EventKind, EventRecord, Response, RuleView},
     maps::monotonic_now_ns,
-    rules::{NewRule, Origin, Rule, RuleError, RuleMaps, RuleSet},
+    rules::{NewRule, Origin, Rule, RuleError, RuleMaps, RuleSet, TestPacket},
 };
 
 /// A daemon's rules and their maps.
@@ -172,6 +172,21 @@ pub(super) fn list(shared: &Shared, id: Option<u32>) -> anyhow::Result<Response>
         }
     }
     Ok(Response::Rules { rules })
+}
+
+/// The rule a described packet would meet.
+pub(super) fn test(shared: &Shared, packet: &str) -> anyhow::Result<Response> {
+    let described: TestPacket = packet.parse().map_err(|e| anyhow!("`{packet}`: {e}"))?;
+    let now = monotonic_now_ns()?;
+    let state = lock(&shared.rules);
+    let rule = match state.set.first_match(&described) {
+        Some(rule) => Some(RuleView::new(rule, &state.maps.counters(rule.slot)?, now)),
+        None => None,
+    };
+    Ok(Response::RuleTest {
+        packet: packet.to_owned(),
+        rule,
+    })
 }
 
 /// Once a sample: removes expired rules, and records each rule's first match.

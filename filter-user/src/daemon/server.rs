@@ -148,6 +148,9 @@ async fn respond(shared: &Arc<Shared>, request: Request) -> Answer {
         Request::RulesShow { id } => {
             blocking(shared, move |s| super::rules::list(s, Some(id))).await
         }
+        Request::RulesTest { packet } => {
+            blocking(shared, move |s| super::rules::test(s, &packet)).await
+        }
     };
     Answer::One(response.unwrap_or_else(|e| Response::Error {
         message: format!("{e:#}"),

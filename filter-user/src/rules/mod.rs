@@ -5,6 +5,7 @@
 //! - this module: the vocabulary ([`RuleSpec`] and its parts, [`Rule`]) and [`RuleError`];
 //! - `syntax`: a rule's text, parsed with errors that name the field, and printed back;
 //! - `file`: rule files (`rules load`), a rule a line;
+//! - `dry_run`: `rules test`: which rule a described packet meets, decided in userspace;
 //! - `set`: [`RuleSet`], the rules of one daemon: add, remove, expire, all or nothing;
 //! - `compile`: a set in the kernel's form (entries, buckets, index bits), checked against
 //!   the kernel's bounds before anything is written;
@@ -21,6 +22,7 @@
 //! limits' block time.
 
 mod compile;
+mod dry_run;
 mod file;
 mod kernel;
 mod set;
@@ -30,6 +32,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use self::{
     compile::{Compiled, compile},
+    dry_run::TestPacket,
     file::parse_rule_file,
     kernel::RuleMaps,
     set::{NewRule, RuleSet},
