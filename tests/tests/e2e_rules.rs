@@ -356,6 +356,14 @@ fn config_rules_come_and_go_with_reloads_and_rules_expire() {
     write(&config(""));
     succeeded(&daemon.cli(&["reload"]).expect("cli"), "reload");
     assert_eq!(texts(&daemon), ["tcp dport 23 drop"]);
+    expires_and_bad_input_changes_nothing(&daemon);
+}
+
+/// A rule added with `--for` expires by itself, and says so in the journal; bad rules on
+/// the CLI are refused, naming the problem, and change nothing.
+fn expires_and_bad_input_changes_nothing(daemon: &Daemon) {
+    let texts =
+        |daemon: &Daemon| -> Vec<String> { rules(daemon).into_iter().map(|r| r.rule).collect() };
     // Expiry.
     succeeded(
         &daemon
@@ -363,13 +371,13 @@ fn config_rules_come_and_go_with_reloads_and_rules_expire() {
             .expect("cli"),
         "rules add --for",
     );
-    assert_eq!(texts(&daemon).len(), 2);
+    assert_eq!(texts(daemon).len(), 2);
     assert!(
         poll_until(Duration::from_secs(10), Duration::from_millis(200), || {
-            texts(&daemon).len() == 1
+            texts(daemon).len() == 1
         }),
         "the rule must expire: {:?}",
-        texts(&daemon)
+        texts(daemon)
     );
     let events = succeeded(&daemon.cli(&["events"]).expect("cli"), "events");
     assert!(events.contains("expired"), "the journal says so: {events}");
@@ -392,5 +400,5 @@ fn config_rules_come_and_go_with_reloads_and_rules_expire() {
         assert!(!out.status.success(), "{args:?} must fail");
         assert!(text.contains(expected), "{args:?}: {text}");
     }
-    assert_eq!(texts(&daemon), ["tcp dport 23 drop"]);
+    assert_eq!(texts(daemon), ["tcp dport 23 drop"]);
 }
