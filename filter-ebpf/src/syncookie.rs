@@ -131,6 +131,14 @@ fn plain_tcp(pkt: &Packet) -> Option<(usize, usize, usize)> {
 /// A pointer to `len` bytes at `off` if they lie inside the frame.
 #[inline(always)]
 fn at(ctx: &XdpContext, off: usize, len: usize) -> Option<*mut u8> {
+    // Bounded here, in the register the pointer math uses. The offsets come from the
+    // per-CPU copy of the parser's results (`maps::parsed`), whose bounds the verifier does
+    // not know, and the 6.1 verifier also drops a bound the program checked when the value
+    // goes through the stack on its way here. Headers this stage reads start within the
+    // first 512 bytes; the volatile read keeps LLVM from folding the mask into a check
+    // made earlier.
+    // SAFETY: a read of a local.
+    let off = unsafe { core::ptr::read_volatile(&raw const off) } & 0x1ff;
     let start = ctx.data() + off;
     if start + len > ctx.data_end() {
         return None;
