@@ -65,7 +65,8 @@ pub struct ClockParams {
     pub offset_ns: u64,
 }
 
-fn take<T>(ebpf: &mut Ebpf, name: &str) -> anyhow::Result<T>
+/// Takes map `name` out of a loaded object as a `T`.
+pub(crate) fn take<T>(ebpf: &mut Ebpf, name: &str) -> anyhow::Result<T>
 where
     T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
 {

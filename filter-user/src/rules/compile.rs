@@ -35,14 +35,6 @@ pub struct Compiled {
     pub index: Vec<u64>,
 }
 
-impl Compiled {
-    /// Whether there are no rules.
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-}
-
 /// Compiles `rules` into entries in `half` (0 or 1) of `FW_RULES`.
 ///
 /// # Errors

@@ -2,7 +2,7 @@
 //! buckets do not point to, then the buckets and the index bits switch to it, so the
 //! program sees the old rules or the new ones, never a mix within one bucket.
 
-use anyhow::{Context as _, anyhow};
+use anyhow::Context as _;
 use aya::{
     Ebpf,
     maps::{Array, HashMap, MapData, PerCpuArray, PerCpuValues},
@@ -13,6 +13,7 @@ use filter_common::{
 };
 
 use super::{Rule, RuleError, RuleSet, compile, compile::HALF_ENTRIES};
+use crate::maps::take;
 
 /// The rules' maps, and which half of `FW_RULES` the buckets point to.
 pub struct RuleMaps {
@@ -24,16 +25,6 @@ pub struct RuleMaps {
     sources: HashMap<MapData, RuleSourceKey, RuleSourceState>,
     records: Array<MapData, RuleRecord>,
     half: u32,
-}
-
-fn take<T>(ebpf: &mut Ebpf, name: &str) -> anyhow::Result<T>
-where
-    T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
-{
-    let map = ebpf
-        .take_map(name)
-        .ok_or_else(|| anyhow!("the XDP object has no map named {name}"))?;
-    T::try_from(map).with_context(|| format!("map {name} has an unexpected type or layout"))
 }
 
 fn map_error(what: &str, e: impl std::fmt::Display) -> RuleError {
