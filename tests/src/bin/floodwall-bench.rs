@@ -176,6 +176,10 @@ struct Args {
     /// Print the results as JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Run only the repeated-frame case with this id (for a profiler: `perf record --
+    /// floodwall-bench --only tracked_v4`), print its rounds, and skip everything else.
+    #[arg(long, value_name = "CASE")]
+    only: Option<String>,
 }
 
 /// Exit codes: 0 on success, 1 when `--check` finds a missed target, 2 on an error.
@@ -233,6 +237,11 @@ fn run(args: &Args) -> anyhow::Result<bool> {
     let within_burst = within_burst_limits(args.repeat)?;
     let mut cases = repeated_cases(&under_limit, &within_burst)?;
     cases.extend(rule_cases(&under_limit)?);
+    if let Some(only) = &args.only {
+        let ids: Vec<_> = cases.iter().map(|case| case.id).collect();
+        cases.retain(|case| case.id == only);
+        ensure!(!cases.is_empty(), "--only {only}: no such case (cases: {})", ids.join(", "));
+    }
 
     let bench = Bench {
         floodwall,
@@ -259,6 +268,15 @@ fn run(args: &Args) -> anyhow::Result<bool> {
         }
     }
 
+    if args.only.is_some() {
+        for (round, (baseline, case)) in baseline_rounds.iter().zip(&case_rounds[0]).enumerate() {
+            println!(
+                "round {round}: XDP_DROP {:.1} ns, {} {:.1} ns",
+                baseline.kernel_ns, cases[0].id, case.kernel_ns
+            );
+        }
+        return Ok(true);
+    }
     // The single-repetition cases run with no rule (the last repeated case left 1,000).
     bench.set_rules(&[])?;
     maps.write_limits(&under_limit)
