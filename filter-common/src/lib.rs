@@ -188,7 +188,7 @@ pub mod map_names {
 /// build adopts pinned state only when the versions match. Bump it with any change to a
 /// shared type or map; the test `a_layout_change_bumps_the_version` is the tripwire for the
 /// changes that alter a size.
-pub const MAP_LAYOUT_VERSION: u32 = 6;
+pub const MAP_LAYOUT_VERSION: u32 = 7;
 
 /// Default capacity of the per-source table.
 pub const DEFAULT_MAX_SOURCES: u32 = 1 << 20;
@@ -346,33 +346,44 @@ compile_error!("SourceKey::halves assumes a little-endian target");
 /// limit when the TAT runs more than the burst window ahead of now. The TATs are advanced with
 /// atomic adds, so the limit holds in total across CPUs.
 ///
-/// One cache line: the table holds a million of these, and a tracked packet reads and
-/// writes its source's state. The per-class TATs, which only class limits need, live in
-/// their own table ([`ClassState`]).
+/// 48 bytes: the table holds a million of these, and the kernel adds 80 bytes of its own to
+/// each (element header, key, bucket), so 48 is what keeps a million sources within 128 MiB.
+/// A tracked packet reads and writes its source's state. The per-class TATs, which only
+/// class limits need, live in their own table ([`ClassState`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SourceState {
-    /// Packet-rate TAT.
+    /// Packet-rate TAT. While the source is blocked, when the block started: a block sets it
+    /// (the TAT means nothing while every packet is dropped, and an expired block starts
+    /// the TATs again from now), so that the windows, which freeze with the block, are
+    /// rated as of then. Read it as such through [`SourceState::blocked_at_ns`].
     pub packet_tat_ns: u64,
     /// Byte-rate TAT.
     pub byte_tat_ns: u64,
     /// While non-zero and in the future, every packet from the source is dropped.
     pub blocked_until_ns: u64,
-    /// When the current block started (the reporting windows freeze then).
-    pub blocked_at_ns: u64,
     /// Start of the current reporting window.
     pub window_start_ns: u64,
-    /// Bytes counted in the current reporting window.
-    pub window_bytes: u64,
+    /// Bytes counted in the current reporting window, saturating (at 4 GiB a window: 34
+    /// Gbit/s from one source; the windows only report, the limits are the TATs).
+    pub window_bytes: u32,
     /// Bytes of the previous window, zero if it was idle.
-    pub prev_window_bytes: u64,
+    pub prev_window_bytes: u32,
     /// Packets counted in the current reporting window (blocked packets are not counted:
     /// the blocked fast path writes nothing shared).
     pub window_packets: u32,
     /// Packets of the previous window.
     pub prev_window_packets: u32,
 }
-const _: () = assert!(core::mem::size_of::<SourceState>() == 64);
+
+impl SourceState {
+    /// When the source's block started, if it is blocked (see `packet_tat_ns`).
+    #[must_use]
+    pub const fn blocked_at_ns(&self) -> u64 {
+        self.packet_tat_ns
+    }
+}
+const _: () = assert!(core::mem::size_of::<SourceState>() == 48);
 
 /// Per-class packet-rate TATs of one tracked source (`FW_CLASS_STATE`), kept apart from
 /// [`SourceState`] because only per-source class limits use them: the program looks them
@@ -1167,7 +1178,6 @@ mod layout_tests {
             offset_of!(SourceState, packet_tat_ns),
             offset_of!(SourceState, byte_tat_ns),
             offset_of!(SourceState, blocked_until_ns),
-            offset_of!(SourceState, blocked_at_ns),
             offset_of!(SourceState, window_start_ns),
             offset_of!(SourceState, window_bytes),
             offset_of!(SourceState, prev_window_bytes),
@@ -1215,12 +1225,12 @@ mod layout_tests {
         assert_eq!(
             (MAP_LAYOUT_VERSION, sizes, source_state, limits, others),
             (
-                6,
+                7,
                 [
-                    16, 64, 48, 736, 24, 24, 64, 136, 16384, 16, 88, 24, 65536, 2, 192, 4096, 64,
+                    16, 48, 48, 736, 24, 24, 64, 136, 16384, 16, 88, 24, 65536, 2, 192, 4096, 64,
                     3, 26, 184, 4, 36, 48, 16, 24, 24, 512, 4101, 4096, 8192, 16
                 ],
-                [0, 8, 16, 24, 32, 40, 48, 56, 60],
+                [0, 8, 16, 24, 32, 36, 40, 44],
                 [
                     0, 8, 16, 20, 24, 32, 40, 48, 56, 64, 68, 72, 80, 96, 192, 288, 696
                 ],

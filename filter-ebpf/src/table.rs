@@ -61,14 +61,23 @@ pub fn insert(pkt: &Packet, charge: Charge) -> Insert {
     let (limits, now) = (pkt.limits, pkt.now);
     let charged = charge == Charge::Now;
     let cost = |cost_fp: u64| if charged { cost_fp >> COST_SHIFT } else { 0 };
-    let fresh = SourceState {
+    let mut fresh = SourceState {
         packet_tat_ns: now + cost(limits.packet_cost_fp),
         byte_tat_ns: now + cost(pkt.len * limits.byte_cost_fp),
         window_start_ns: now,
-        window_packets: u32::from(charged),
-        window_bytes: if charged { pkt.len } else { 0 },
         ..SourceState::default()
     };
+    // The 4-byte fields one by one: LLVM would merge two neighbours into one 8-byte store
+    // at a stack offset aligned to 4 only, which the verifier refuses (stack accesses must
+    // be aligned, even where misaligned ones are allowed elsewhere).
+    // SAFETY: plain stores to fields of a local.
+    unsafe {
+        core::ptr::write_volatile(&raw mut fresh.window_packets, u32::from(charged));
+        core::ptr::write_volatile(
+            &raw mut fresh.window_bytes,
+            if charged { pkt.len as u32 } else { 0 },
+        );
+    }
     mark_tracked(&pkt.key);
     match FW_SOURCES.insert(&pkt.key, &fresh, u64::from(BPF_NOEXIST)) {
         Ok(()) => count(TABLE_INSERTS),

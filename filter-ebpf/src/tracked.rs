@@ -185,7 +185,8 @@ unsafe fn count_in_window(state: *mut SourceState, pkt: &Packet) {
         s.window_bytes = 0;
     }
     s.window_packets = s.window_packets.wrapping_add(1);
-    s.window_bytes += pkt.len;
+    // A frame is at most 64 KiB; the window saturates (see `SourceState::window_bytes`).
+    s.window_bytes = s.window_bytes.saturating_add(pkt.len as u32);
 }
 
 /// Blocks the source until `now + block_ns` and sends the block event.
@@ -202,7 +203,9 @@ unsafe fn block(pkt: &Packet, state: *mut SourceState, kind: LimitKind) {
             return; // another CPU blocked it first and sent the event
         }
         core::ptr::write_volatile(&raw mut (*state).blocked_until_ns, until);
-        (*state).blocked_at_ns = now;
+        // The TAT means nothing while blocked: it keeps when the block started
+        // (`SourceState::blocked_at_ns`).
+        (*state).packet_tat_ns = now;
     }
     block_cache::record(&pkt.key, until);
     // SAFETY: as above.
@@ -215,9 +218,9 @@ unsafe fn block(pkt: &Packet, state: *mut SourceState, kind: LimitKind) {
         now_ns: now,
         window_start_ns: s.window_start_ns,
         window_packets: u64::from(s.window_packets),
-        window_bytes: s.window_bytes,
+        window_bytes: u64::from(s.window_bytes),
         prev_window_packets: u64::from(s.prev_window_packets),
-        prev_window_bytes: s.prev_window_bytes,
+        prev_window_bytes: u64::from(s.prev_window_bytes),
         class: pkt.class as u32,
         event_type: EventType::Block as u32,
     });

@@ -143,10 +143,13 @@ pub fn source_rate(
 pub fn state_rate(state: &SourceState, now_ns: u64) -> SourceRate {
     source_rate(
         state.window_start_ns,
-        (u64::from(state.window_packets), state.window_bytes),
+        (
+            u64::from(state.window_packets),
+            u64::from(state.window_bytes),
+        ),
         (
             u64::from(state.prev_window_packets),
-            state.prev_window_bytes,
+            u64::from(state.prev_window_bytes),
         ),
         now_ns,
     )
@@ -159,7 +162,7 @@ pub fn source_view(key: &SourceKey, state: &SourceState, now_ns: u64) -> SourceV
     // A blocked source's windows froze when it was blocked (blocked packets are not
     // counted per source): rate it as of the moment of the block.
     let rated_at = if blocked {
-        state.blocked_at_ns.min(now_ns)
+        state.blocked_at_ns().min(now_ns)
     } else {
         now_ns
     };

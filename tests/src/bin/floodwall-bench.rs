@@ -56,7 +56,9 @@
 //! fd's `/proc/self/fdinfo` entry), over the map's capacity (`max_entries`). The source table
 //! (`FW_SOURCES`) is an LRU hash, which the kernel preallocates whole at creation, so its
 //! figure per source holds whatever the table holds; it is taken with the table the daemon
-//! gets by default (`--max-sources`). The per-class state (`FW_CLASS_STATE`) is a hash
+//! gets by default (`--max-sources`). Its bytes per source, and the target, are the slope
+//! between two maps of its type, of that capacity and of half of it: the map's own header
+//! (under a kilobyte, whatever its size) is nobody's source. The per-class state (`FW_CLASS_STATE`) is a hash
 //! whose entries are allocated on use; measured as loaded, empty, it shows its fixed part,
 //! the bucket array the kernel sizes by the capacity.
 
@@ -66,7 +68,7 @@
 )]
 
 use std::{
-    os::fd::{AsFd as _, AsRawFd as _},
+    os::fd::{AsFd as _, AsRawFd as _, BorrowedFd, FromRawFd as _, OwnedFd},
     process::ExitCode,
     time::{Duration, Instant},
 };
@@ -223,8 +225,10 @@ fn run(args: &Args) -> anyhow::Result<bool> {
     let floodwall = program(&ebpf, PROGRAM_NAME)?;
     let baseline = program(&ebpf, BASELINE_PROGRAM_NAME)?;
     // As loaded, before any case puts state in the maps (see the module doc).
+    let sources = MapMemory::of(floodwall, map_names::SOURCES)?;
     let memory = Memory {
-        sources: MapMemory::of(floodwall, map_names::SOURCES)?,
+        per_source: bytes_per_source(sources.entries)?,
+        sources,
         class_state: MapMemory::of(floodwall, map_names::CLASS_STATE)?,
     };
 
@@ -1454,6 +1458,74 @@ struct MapMemory {
     memlock: u64,
 }
 
+/// What one source adds to a source table of `entries` (see `Memory::per_source`).
+#[expect(clippy::cast_precision_loss, reason = "bytes of one map, far below 2^53")]
+fn bytes_per_source(entries: u32) -> anyhow::Result<f64> {
+    let half = entries / 2;
+    ensure!(half > 0, "a table of {entries} entries has no half to compare with");
+    let (full, halved) = (source_table_memlock(entries)?, source_table_memlock(half)?);
+    ensure!(
+        full > halved,
+        "a table of {entries} entries takes {full} bytes, no more than one of {half}"
+    );
+    Ok((full - halved) as f64 / f64::from(entries - half))
+}
+
+/// The memlock of a new, empty map of the source table's type (`FW_SOURCES`: LRU hash,
+/// `SourceKey` to `SourceState`, no flags) with `entries`, created and closed here.
+fn source_table_memlock(entries: u32) -> anyhow::Result<u64> {
+    /// `union bpf_attr` for `BPF_MAP_CREATE`, its first fields; the kernel takes the rest
+    /// as zero.
+    #[repr(C)]
+    struct MapCreate {
+        map_type: u32,
+        key_size: u32,
+        value_size: u32,
+        max_entries: u32,
+        map_flags: u32,
+    }
+    const BPF_MAP_CREATE: libc::c_long = 0;
+    const BPF_MAP_TYPE_LRU_HASH: u32 = 9;
+    let attr = MapCreate {
+        map_type: BPF_MAP_TYPE_LRU_HASH,
+        key_size: u32::try_from(size_of::<SourceKey>())?,
+        value_size: u32::try_from(size_of::<SourceState>())?,
+        max_entries: entries,
+        map_flags: 0,
+    };
+    // SAFETY: BPF_MAP_CREATE reads `size_of::<MapCreate>()` bytes of `attr`, which lives
+    // across the call; it returns a new fd or -1.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_MAP_CREATE,
+            &raw const attr,
+            size_of::<MapCreate>(),
+        )
+    };
+    ensure!(
+        fd >= 0,
+        "cannot create a source table of {entries} entries: {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: a new fd that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(i32::try_from(fd)?) };
+    memlock_of(fd.as_fd())
+}
+
+/// The `memlock:` line of a map fd's fdinfo (`bpf_map_info` has no such field).
+fn memlock_of(fd: BorrowedFd<'_>) -> anyhow::Result<u64> {
+    let path = format!("/proc/self/fdinfo/{}", fd.as_raw_fd());
+    let fdinfo = std::fs::read_to_string(&path).with_context(|| format!("failed to read {path}"))?;
+    fdinfo
+        .lines()
+        .find_map(|line| line.strip_prefix("memlock:"))
+        .with_context(|| format!("{path} has no memlock line"))?
+        .trim()
+        .parse()
+        .with_context(|| format!("{path}: memlock is not a number"))
+}
+
 impl MapMemory {
     /// The memory of the map `name` that `program` uses, from the `memlock:` line of the
     /// map fd's fdinfo (`bpf_map_info` has no such field).
@@ -1473,16 +1545,7 @@ impl MapMemory {
             let fd = info
                 .fd()
                 .with_context(|| format!("failed to open map {name}"))?;
-            let path = format!("/proc/self/fdinfo/{}", fd.as_fd().as_raw_fd());
-            let fdinfo =
-                std::fs::read_to_string(&path).with_context(|| format!("failed to read {path}"))?;
-            let memlock = fdinfo
-                .lines()
-                .find_map(|line| line.strip_prefix("memlock:"))
-                .with_context(|| format!("{path} has no memlock line"))?
-                .trim()
-                .parse()
-                .with_context(|| format!("{path}: memlock is not a number"))?;
+            let memlock = memlock_of(fd.as_fd())?;
             return Ok(Self {
                 name,
                 entries: info.max_entries(),
@@ -1523,6 +1586,10 @@ impl MapMemory {
 struct Memory {
     /// The source table (`FW_SOURCES`): preallocated, so the same whatever it holds.
     sources: MapMemory,
+    /// What each source adds to it: the difference between two maps of its type, of its
+    /// capacity and of half that, over the difference in capacity. The map's own fixed part
+    /// (its header, under a kilobyte) is not a source's.
+    per_source: f64,
     /// The per-class state (`FW_CLASS_STATE`): entries allocated on use, measured empty, so
     /// its fixed part (the bucket array).
     class_state: MapMemory,
@@ -1532,7 +1599,7 @@ impl Memory {
     /// The source table's MiB for [`DEFAULT_MAX_SOURCES`] sources at its cost per source:
     /// the table itself when it has the default size.
     fn table_mib_for_default(&self) -> f64 {
-        self.sources.per_entry() * f64::from(DEFAULT_MAX_SOURCES) / MIB
+        self.per_source * f64::from(DEFAULT_MAX_SOURCES) / MIB
     }
 
     /// Whether the source table meets its target.
@@ -1559,7 +1626,7 @@ impl Memory {
                 "source table ({}, {} entries, preallocated)",
                 sources.name, sources.entries
             ),
-            sources.per_entry(),
+            self.per_source,
             sources.mib(),
             if self.table_target_met() {
                 "met"
@@ -1582,6 +1649,7 @@ impl Memory {
     /// The memory as JSON.
     fn json(&self) -> serde_json::Value {
         let mut sources = self.sources.json();
+        sources["bytes_per_source"] = json!(self.per_source);
         sources["mib_for_default_max_sources"] = json!(self.table_mib_for_default());
         sources["default_max_sources"] = json!(DEFAULT_MAX_SOURCES);
         sources["target_mib"] = json!(TARGET_TABLE_MIB);

@@ -35,14 +35,12 @@ const V4_MAPPED_BITS: u32 = 96;
 /// not change the model.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SourceState {
-    /// Packet-rate TAT.
+    /// Packet-rate TAT; while blocked, when the block started.
     pub packet_tat_ns: u64,
     /// Byte-rate TAT.
     pub byte_tat_ns: u64,
     /// Blocked until then, if non-zero.
     pub blocked_until_ns: u64,
-    /// When the current block started.
-    pub blocked_at_ns: u64,
     /// Per-class packet TATs.
     pub class_tat_ns: [u64; CLASSES],
     /// Reporting window: start, packets, bytes, and the previous window's packets and bytes.
@@ -564,7 +562,7 @@ impl Model {
             return;
         }
         state.blocked_until_ns = until;
-        state.blocked_at_ns = now;
+        state.packet_tat_ns = now;
         self.block_cache
             .insert(block_cache_slot(key), (key.addr, until));
         debug_assert!(block_cache_slot(key) < BLOCK_CACHE_SLOTS);
@@ -875,7 +873,8 @@ fn count_in_window(s: &mut SourceState, now: u64, len: u64) {
         s.window_bytes = 0;
     }
     s.window_packets += 1;
-    s.window_bytes += len;
+    // The program's window counts bytes in a saturating u32.
+    s.window_bytes = s.window_bytes.saturating_add(len).min(u64::from(u32::MAX));
 }
 
 #[cfg(test)]
