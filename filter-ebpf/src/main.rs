@@ -119,16 +119,19 @@ fn judge(ctx: &XdpContext, policy: impl Fn(&Packet) -> Outcome) -> u32 {
             // disabled, so nothing else writes it meanwhile.
             let source = unsafe {
                 *copy = maps::Parsed {
-                    source: parsed,
+                    key: parsed.key,
+                    at: parsed.at,
+                    index: parsed.shape.index(),
+                    v4: parsed.v4,
+                    l4_ok: parsed.l4_ok,
                     class: parsed.class as u32,
                 };
-                &(*copy).source
+                &*copy
             };
             // Read back as a number and matched into a `Class`: read back as a `Class`,
             // LLVM would take it for a valid one and drop the bounds checks of the arrays
             // it indexes, which the verifier then refuses.
-            // SAFETY: as above.
-            let class = Class::from_index(unsafe { (*copy).class });
+            let class = Class::from_index(source.class);
             // The limits are element 0 of a one-element array: the lookup cannot fail.
             // A match, not `map_or` with a closure: LLVM keeps a closure this large out of
             // line, and the verifier loses the bounds of what it reads back from the stack.
@@ -139,7 +142,7 @@ fn judge(ctx: &XdpContext, policy: impl Fn(&Packet) -> Outcome) -> u32 {
                     key: source.key,
                     v4: source.v4,
                     class,
-                    shape: source.shape,
+                    index: source.index,
                     len,
                     limits,
                     now: maps::now_ns(limits),

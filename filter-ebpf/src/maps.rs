@@ -184,9 +184,14 @@ pub static FW_RULE_SOURCES: LruHashMap<RuleSourceKey, RuleSourceState> =
 #[map(name = "FW_PARSED")]
 static FW_PARSED: PerCpuArray<Parsed> = PerCpuArray::with_max_entries(1, 0);
 
-/// An element of `FW_PARSED`: the parser's results, with the class as a number.
+/// An element of `FW_PARSED`: what the policy needs of the parser's results, with the
+/// class as a number. Not the whole shape: what is not copied, the parser never computes.
 pub struct Parsed {
-    pub source: crate::parse::Source,
+    pub key: SourceKey,
+    pub at: crate::parse::Offsets,
+    pub index: crate::parse::IndexKeys,
+    pub v4: bool,
+    pub l4_ok: bool,
     pub class: u32,
 }
 

@@ -4,7 +4,7 @@
 use aya_ebpf::programs::XdpContext;
 use filter_common::{Class, LimitsConfig, Mode, Outcome, SourceKey};
 
-use crate::parse::{Offsets, Shape};
+use crate::parse::{IndexKeys, Offsets};
 
 /// A parsed packet with a known source, and what it is judged by.
 pub struct Packet<'a> {
@@ -18,8 +18,8 @@ pub struct Packet<'a> {
     pub v4: bool,
     /// Its protocol class.
     pub class: Class,
-    /// What rules match on.
-    pub shape: Shape,
+    /// What the rules' index reads (the rules stage parses the rest for itself).
+    pub index: IndexKeys,
     /// Frame length in bytes.
     pub len: u64,
     /// The limits in force.
@@ -29,6 +29,16 @@ pub struct Packet<'a> {
 }
 
 impl Packet<'_> {
+    /// The frame length as a `u32`, for the reporting windows.
+    #[inline(always)]
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "an XDP frame is at most a few pages"
+    )]
+    pub fn len_u32(&self) -> u32 {
+        self.len as u32
+    }
+
     /// Whether a `filter_common::list_flags` bit is set.
     #[inline(always)]
     pub fn flag(&self, bit: u32) -> bool {

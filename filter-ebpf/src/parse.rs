@@ -104,7 +104,30 @@ pub const L4_PORTS: u8 = 1;
 pub const L4_TCP: u8 = 1 << 1;
 pub const L4_ICMP: u8 = 1 << 2;
 
+/// What the rules' index reads of a packet (see `rules::may_match`): all of its shape
+/// the policy after the parser needs. A program that keeps only this never computes the
+/// rest (the parser is inlined); the rules stage parses for itself.
+#[derive(Clone, Copy)]
+pub struct IndexKeys {
+    pub sport: u16,
+    pub dport: u16,
+    pub proto: u8,
+    /// As [`Shape::l4`].
+    pub l4: u8,
+}
+
 impl Shape {
+    /// What the rules' index reads.
+    #[inline(always)]
+    pub const fn index(&self) -> IndexKeys {
+        IndexKeys {
+            sport: self.sport,
+            dport: self.dport,
+            proto: self.proto,
+            l4: self.l4,
+        }
+    }
+
     const fn new(dst: SourceKey, ip_len: u16, ttl: u8, dscp: u8) -> Self {
         Self {
             dst,

@@ -29,7 +29,7 @@ use crate::{
         FW_RULE_STATS, FW_RULES, FW_STAGES,
     },
     packet::Packet,
-    parse::{self, L4_ICMP, L4_PORTS, L4_TCP, Parsed, Shape, Source},
+    parse::{self, IndexKeys, L4_ICMP, L4_PORTS, L4_TCP, Parsed, Shape, Source},
 };
 
 /// The packet's four buckets, most specific first; a packet without ports has
@@ -37,7 +37,7 @@ use crate::{
 /// an array of `None`s leaves their payload unset on the stack, and the verifier refuses
 /// to read what was never written.)
 #[inline(always)]
-fn bucket_keys(s: &Shape) -> [RuleBucketKey; 4] {
+fn bucket_keys(s: &IndexKeys) -> [RuleBucketKey; 4] {
     let ports = s.l4 & L4_PORTS != 0;
     let key = |kind, proto, port| RuleBucketKey { kind, proto, port };
     let port_kind = |kind| if ports { kind } else { bucket_kind::NONE };
@@ -60,7 +60,7 @@ fn indexed(key: RuleBucketKey) -> bool {
 /// in the main program, before the tail call.
 #[inline(always)]
 pub fn may_match(pkt: &Packet) -> bool {
-    bucket_keys(&pkt.shape).into_iter().any(indexed)
+    bucket_keys(&pkt.index).into_iter().any(indexed)
 }
 
 /// Tail-calls the rules stage's program. Returns only if that program is not in its slot;
@@ -196,7 +196,7 @@ fn decide(ctx: &XdpContext, seen: &Seen, limits: &LimitsConfig, now: u64) -> Opt
 fn first_match(ctx: &XdpContext, seen: &Seen) -> Option<&'static RuleEntry> {
     let mut best = NONE;
     let mut best_order = u32::MAX;
-    for key in bucket_keys(&seen.shape) {
+    for key in bucket_keys(&seen.shape.index()) {
         if !indexed(key) {
             continue;
         }

@@ -75,7 +75,7 @@ pub fn insert(pkt: &Packet, charge: Charge) -> Insert {
         core::ptr::write_volatile(&raw mut fresh.window_packets, u32::from(charged));
         core::ptr::write_volatile(
             &raw mut fresh.window_bytes,
-            if charged { pkt.len as u32 } else { 0 },
+            if charged { pkt.len_u32() } else { 0 },
         );
     }
     mark_tracked(&pkt.key);

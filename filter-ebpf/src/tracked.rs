@@ -186,7 +186,7 @@ unsafe fn count_in_window(state: *mut SourceState, pkt: &Packet) {
     }
     s.window_packets = s.window_packets.wrapping_add(1);
     // A frame is at most 64 KiB; the window saturates (see `SourceState::window_bytes`).
-    s.window_bytes = s.window_bytes.saturating_add(pkt.len as u32);
+    s.window_bytes = s.window_bytes.saturating_add(pkt.len_u32());
 }
 
 /// Blocks the source until `now + block_ns` and sends the block event.
