@@ -76,7 +76,7 @@ pub fn floodwall(ctx: XdpContext) -> u32 {
     reason = "aya's #[xdp] macro hands the context over by value"
 )]
 pub fn floodwall_syncookie(ctx: XdpContext) -> u32 {
-    judge(&ctx, untracked::cookie_or_ceiling)
+    judge_again(&ctx, untracked::cookie_or_ceiling)
 }
 
 /// The rules stage's program (`filter_common::RULES_PROGRAM_NAME`), which `floodwall`
@@ -100,7 +100,7 @@ pub fn floodwall_rules(ctx: XdpContext) -> u32 {
     reason = "aya's #[xdp] macro hands the context over by value"
 )]
 pub fn floodwall_after_rules(ctx: XdpContext) -> u32 {
-    judge(&ctx, after_rules)
+    judge_again(&ctx, after_rules)
 }
 
 /// Parses the frame, has `policy` decide its outcome, counts it, and returns the action.
@@ -117,7 +117,7 @@ fn judge(ctx: &XdpContext, policy: impl Fn(&Packet) -> Outcome) -> u32 {
             // headers were.
             // SAFETY: this CPU's element of a per-CPU array; XDP runs with preemption
             // disabled, so nothing else writes it meanwhile.
-            let source = unsafe {
+            unsafe {
                 *copy = maps::Parsed {
                     key: parsed.key,
                     at: parsed.at,
@@ -126,43 +126,77 @@ fn judge(ctx: &XdpContext, policy: impl Fn(&Packet) -> Outcome) -> u32 {
                     l4_ok: parsed.l4_ok,
                     class: parsed.class as u32,
                 };
-                &*copy
-            };
-            // Read back as a number and matched into a `Class`: read back as a `Class`,
-            // LLVM would take it for a valid one and drop the bounds checks of the arrays
-            // it indexes, which the verifier then refuses.
-            let class = Class::from_index(source.class);
-            // The limits are element 0 of a one-element array: the lookup cannot fail.
-            // A match, not `map_or` with a closure: LLVM keeps a closure this large out of
-            // line, and the verifier loses the bounds of what it reads back from the stack.
-            let outcome = match maps::limits() {
-                Some(limits) => policy(&Packet {
-                    ctx,
-                    at: source.at,
-                    key: source.key,
-                    v4: source.v4,
-                    class,
-                    index: source.index,
-                    len,
-                    limits,
-                    now: maps::now_ns(limits),
-                }),
-                None => Outcome::Passed,
-            };
-            // A frame whose source is known but whose L4 header is truncated is still
-            // charged to its source (otherwise truncation would be a way around the limits)
-            // and, when passed, counted as malformed.
-            if !source.l4_ok && outcome as u32 == Outcome::Passed as u32 {
-                (class, Outcome::Malformed)
-            } else {
-                (class, outcome)
             }
+            // SAFETY: as above.
+            decide_parsed(ctx, unsafe { &*copy }, len, &policy)
         }
         // No copy: not reached (a one-element array). Pass, as with no policy.
         (Ok(parse::Parsed::Source(parsed)), None) => (parsed.class, Outcome::Passed),
         (Ok(parse::Parsed::NonIp), _) => (Class::Other, Outcome::NonIp),
         (Err(parse::Malformed), _) => (Class::Other, Outcome::Malformed),
     };
+    act(class, outcome, len)
+}
+
+/// As [`judge`], in a program that the main program reached by tail call, with a source:
+/// the parser's results are this CPU's copy, which the main program wrote before it (a tail
+/// call stays on its CPU, and XDP runs with preemption disabled), so the frame is not
+/// parsed again.
+#[inline(always)]
+fn judge_again(ctx: &XdpContext, policy: impl Fn(&Packet) -> Outcome) -> u32 {
+    let len = (ctx.data_end() - ctx.data()) as u64;
+    let (class, outcome) = match maps::parsed() {
+        // SAFETY: this CPU's element of a per-CPU array; nothing else writes it meanwhile.
+        Some(copy) => decide_parsed(ctx, unsafe { &*copy }, len, &policy),
+        // Not reached (a one-element array). Pass, as with no policy.
+        None => (Class::Other, Outcome::Passed),
+    };
+    act(class, outcome, len)
+}
+
+/// The class and outcome of a packet whose parser's results are `source` (this CPU's
+/// copy).
+#[inline(always)]
+fn decide_parsed(
+    ctx: &XdpContext,
+    source: &maps::Parsed,
+    len: u64,
+    policy: &impl Fn(&Packet) -> Outcome,
+) -> (Class, Outcome) {
+    // Read back as a number and matched into a `Class`: read back as a `Class`, LLVM would
+    // take it for a valid one and drop the bounds checks of the arrays it indexes, which
+    // the verifier then refuses.
+    let class = Class::from_index(source.class);
+    // The limits are element 0 of a one-element array: the lookup cannot fail. A match, not
+    // `map_or` with a closure: LLVM keeps a closure this large out of line, and the verifier
+    // loses the bounds of what it reads back from the stack.
+    let outcome = match maps::limits() {
+        Some(limits) => policy(&Packet {
+            ctx,
+            at: source.at,
+            key: source.key,
+            v4: source.v4,
+            class,
+            index: source.index,
+            len,
+            limits,
+            now: maps::now_ns(limits),
+        }),
+        None => Outcome::Passed,
+    };
+    // A frame whose source is known but whose L4 header is truncated is still charged to
+    // its source (otherwise truncation would be a way around the limits) and, when passed,
+    // counted as malformed.
+    if !source.l4_ok && outcome as u32 == Outcome::Passed as u32 {
+        (class, Outcome::Malformed)
+    } else {
+        (class, outcome)
+    }
+}
+
+/// Counts the packet and returns the action its outcome takes.
+#[inline(always)]
+fn act(class: Class, outcome: Outcome, len: u64) -> u32 {
     maps::count(class, outcome, len);
     if outcome.is_drop() {
         XDP_DROP
