@@ -104,6 +104,17 @@ fn flood_arrives(daemon: &Daemon) -> bool {
     })
 }
 
+/// An Ethernet frame: UDP from `src` to the server (198.18.0.1), 4 bytes of payload.
+fn udp_frame(src: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
+    let mut frame = Vec::new();
+    etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4(src, [198, 18, 0, 1], 64)
+        .udp(sport, dport)
+        .write(&mut frame, &[1, 2, 3, 4])
+        .expect("a UDP frame");
+    frame
+}
+
 fn succeeded(out: &std::process::Output, what: &str) -> String {
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
@@ -352,11 +363,45 @@ fn config_rules_come_and_go_with_reloads_and_rules_expire() {
         "rules test",
     );
     assert!(out.contains("meets no rule"), "{out}");
+    a_captured_frame_is_tested_as_the_program_reads_it(&daemon);
     // The file's rules go with it; the CLI's stays.
     write(&config(""));
     succeeded(&daemon.cli(&["reload"]).expect("cli"), "reload");
     assert_eq!(texts(&daemon), ["tcp dport 23 drop"]);
     expires_and_bad_input_changes_nothing(&daemon);
+}
+
+/// `rules test --frame`: a captured frame, read as the program reads it, meets the rule its
+/// words would (rule 2, `udp sport 19 drop`), and is said in words; bad hex and a cut frame
+/// are refused by name.
+fn a_captured_frame_is_tested_as_the_program_reads_it(daemon: &Daemon) {
+    let frame = udp_frame([198, 19, 3, 4], 19, 5000);
+    let hex: Vec<String> = frame.iter().map(|b| format!("{b:02x}")).collect();
+    let out = succeeded(
+        &daemon
+            .cli(&["rules", "test", "--frame", &hex.join(":")])
+            .expect("cli"),
+        "rules test --frame",
+    );
+    assert!(
+        out.contains("meets rule 2")
+            && out.contains("from 198.19.3.4/32 to 198.18.0.1/32 udp sport 19 dport 5000"),
+        "{out}"
+    );
+    let digits = hex.concat();
+    for (bad, expected) in [
+        ("0x45", "'x' at character 2 is not"),
+        (&digits[..27], "an odd number"),
+        (&digits[..40], "malformed (IPv4 header cut short)"),
+    ] {
+        let out = daemon.cli(&["rules", "test", "--frame", bad]).expect("cli");
+        let message = String::from_utf8_lossy(&out.stderr).into_owned()
+            + &String::from_utf8_lossy(&out.stdout);
+        assert!(
+            !out.status.success() && message.contains(expected),
+            "{bad}: {message}"
+        );
+    }
 }
 
 /// A rule added with `--for` expires by itself, and says so in the journal; bad rules on

@@ -345,12 +345,16 @@ pub enum RulesCommand {
         read: ReadArgs,
     },
     /// Which rule a packet would meet, e.g. `udp from 198.19.3.4 to 198.18.0.1 sport 123
-    /// dport 7777 len 468` (the rules' words, one value a field; the allowlist, which wins
-    /// over rules, is not consulted).
+    /// dport 7777 len 468` (the rules' words, one value a field), or a captured frame with
+    /// `--frame HEX` (the allowlist, which wins over rules, is not consulted).
     Test {
         /// The packet's words.
-        #[arg(required = true, num_args = 1.., value_name = "PACKET")]
+        #[arg(required_unless_present = "frame", num_args = 1.., value_name = "PACKET")]
         packet: Vec<String>,
+        /// A whole frame from its Ethernet header on, in hex (spaces and colons allowed), read
+        /// as the XDP program reads it, instead of words.
+        #[arg(long, value_name = "HEX", conflicts_with = "packet")]
+        frame: Option<String>,
         #[command(flatten)]
         #[expect(missing_docs, reason = "flattened")]
         read: ReadArgs,

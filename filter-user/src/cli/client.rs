@@ -124,11 +124,18 @@ impl Call {
             }
             RulesCommand::List(r) => (r.iface, r.json, Request::RulesList),
             RulesCommand::Show { id, read } => (read.iface, read.json, Request::RulesShow { id }),
-            RulesCommand::Test { packet, read } => (
+            RulesCommand::Test {
+                packet,
+                frame,
+                read,
+            } => (
                 read.iface,
                 read.json,
-                Request::RulesTest {
-                    packet: packet.join(" "),
+                match frame {
+                    Some(frame) => Request::RulesTestFrame { frame },
+                    None => Request::RulesTest {
+                        packet: packet.join(" "),
+                    },
                 },
             ),
             RulesCommand::Load {

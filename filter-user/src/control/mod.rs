@@ -133,6 +133,11 @@ pub enum Request {
         /// The packet, in the rules' words with one value a field.
         packet: String,
     },
+    /// Which rule a captured frame would meet (`rules test --frame`).
+    RulesTestFrame {
+        /// The frame from its Ethernet header on, in hex.
+        frame: String,
+    },
 }
 
 /// A rule to add, as the CLI sends it: the daemon parses the text, so that a request

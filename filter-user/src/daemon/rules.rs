@@ -10,7 +10,7 @@ use super::{Shared, lock};
 use crate::{
     control::{EventKind, EventRecord, Response, RuleView},
     maps::monotonic_now_ns,
-    rules::{NewRule, Origin, Rule, RuleError, RuleMaps, RuleSet, TestPacket},
+    rules::{NewRule, Origin, Rule, RuleError, RuleMaps, RuleSet, TestPacket, parse_hex},
 };
 
 /// A daemon's rules and their maps.
@@ -177,14 +177,26 @@ pub(super) fn list(shared: &Shared, id: Option<u32>) -> anyhow::Result<Response>
 /// The rule a described packet would meet.
 pub(super) fn test(shared: &Shared, packet: &str) -> anyhow::Result<Response> {
     let described: TestPacket = packet.parse().map_err(|e| anyhow!("`{packet}`: {e}"))?;
+    first_match(shared, &described, packet.to_owned())
+}
+
+/// The rule a captured frame (hex) would meet; the answer describes the packet in words.
+pub(super) fn test_frame(shared: &Shared, frame: &str) -> anyhow::Result<Response> {
+    let bytes = parse_hex(frame)?;
+    let packet = TestPacket::from_frame(&bytes)?;
+    first_match(shared, &packet, packet.to_string())
+}
+
+/// The rule `packet` would meet, as the answer to `rules test`.
+fn first_match(shared: &Shared, packet: &TestPacket, words: String) -> anyhow::Result<Response> {
     let now = monotonic_now_ns()?;
     let state = lock(&shared.rules);
-    let rule = match state.set.first_match(&described) {
+    let rule = match state.set.first_match(packet) {
         Some(rule) => Some(RuleView::new(rule, &state.maps.counters(rule.slot)?, now)),
         None => None,
     };
     Ok(Response::RuleTest {
-        packet: packet.to_owned(),
+        packet: words,
         rule,
     })
 }

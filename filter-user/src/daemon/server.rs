@@ -151,6 +151,9 @@ async fn respond(shared: &Arc<Shared>, request: Request) -> Answer {
         Request::RulesTest { packet } => {
             blocking(shared, move |s| super::rules::test(s, &packet)).await
         }
+        Request::RulesTestFrame { frame } => {
+            blocking(shared, move |s| super::rules::test_frame(s, &frame)).await
+        }
     };
     Answer::One(response.unwrap_or_else(|e| Response::Error {
         message: format!("{e:#}"),

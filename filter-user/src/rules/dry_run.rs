@@ -5,11 +5,14 @@
 //! A packet is described in the rules' own words, with one value a field:
 //! `udp from 198.19.3.4 to 198.18.0.1 sport 123 dport 7777 len 468 ttl 57`.
 
-use std::{net::IpAddr, str::FromStr};
+use std::{fmt, net::IpAddr, str::FromStr};
 
-use filter_common::fragment;
+use filter_common::{RULE_PAYLOAD_BYTES, fragment};
 
-use super::{PayloadMatch, Rule, RuleSet, RuleSpec, RuleSyntaxError, ValueRange, syntax};
+use super::{
+    Action, PayloadMatch, Rule, RuleSet, RuleSpec, RuleSyntaxError, TcpFlags, ValueRange, syntax,
+};
+use crate::lists::Prefix;
 
 /// A packet as `rules test` describes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -116,6 +119,54 @@ impl FromStr for TestPacket {
             ttl: single("ttl", spec.ttl, 64)?,
             payload: spec.payload,
         })
+    }
+}
+
+impl fmt::Display for TestPacket {
+    /// The packet in the rules' words, one value a field, as `FromStr` reads them: the
+    /// fields it has, and of its payload the first bytes a rule compares at once.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let host = |addr: IpAddr| {
+            let bits = if addr.is_ipv4() { 32 } else { 128 };
+            Prefix::new(addr, bits).ok()
+        };
+        let port = |v| ValueRange { low: v, high: v };
+        let payload = self.payload.as_ref().map(|p| {
+            let n = p.bytes.len().min(RULE_PAYLOAD_BYTES);
+            PayloadMatch {
+                offset: p.offset,
+                bytes: p.bytes[..n].to_vec(),
+                mask: p.mask[..n].to_vec(),
+            }
+        });
+        let spec = RuleSpec {
+            src: host(self.src),
+            dst: host(self.dst),
+            protos: vec![self.proto],
+            sports: self.ports.map(|(s, _)| port(s)).into_iter().collect(),
+            dports: self.ports.map(|(_, d)| port(d)).into_iter().collect(),
+            icmp_type: self.icmp.map(|(t, _)| t),
+            icmp_code: self.icmp.map(|(_, c)| c),
+            tcp_flags: (self.proto == syntax::TCP && self.ports.is_some() && self.tcp_flags != 0)
+                .then_some(TcpFlags {
+                    value: self.tcp_flags,
+                    mask: self.tcp_flags,
+                }),
+            length: Some(ValueRange {
+                low: self.len,
+                high: self.len,
+            }),
+            dscp: vec![self.dscp],
+            fragment: Some(self.fragment),
+            ttl: Some(ValueRange {
+                low: self.ttl,
+                high: self.ttl,
+            }),
+            payload: payload.filter(|p| !p.bytes.is_empty()),
+            action: Action::Monitor,
+        };
+        let text = spec.to_string();
+        f.write_str(text.strip_suffix(" monitor").unwrap_or(&text))
     }
 }
 

@@ -6,6 +6,8 @@
 //! - `syntax`: a rule's text, parsed with errors that name the field, and printed back;
 //! - `file`: rule files (`rules load`), a rule a line;
 //! - `dry_run`: `rules test`: which rule a described packet meets, decided in userspace;
+//! - `frame`: `rules test --frame`: a captured frame read into such a packet, as the XDP
+//!   program's parser reads it;
 //! - `set`: [`RuleSet`], the rules of one daemon: add, remove, expire, all or nothing;
 //! - `compile`: a set in the kernel's form (entries, buckets, index bits), checked against
 //!   the kernel's bounds before anything is written;
@@ -24,6 +26,7 @@
 mod compile;
 mod dry_run;
 mod file;
+mod frame;
 mod kernel;
 mod set;
 mod syntax;
@@ -34,6 +37,7 @@ pub use self::{
     compile::{Compiled, compile},
     dry_run::TestPacket,
     file::parse_rule_file,
+    frame::{FrameError, MAX_FRAME_BYTES, parse_hex},
     kernel::RuleMaps,
     set::{NewRule, RuleSet},
     syntax::RuleSyntaxError,

@@ -244,7 +244,11 @@ fn run(args: &Args) -> anyhow::Result<bool> {
     if let Some(only) = &args.only {
         let ids: Vec<_> = cases.iter().map(|case| case.id).collect();
         cases.retain(|case| case.id == only);
-        ensure!(!cases.is_empty(), "--only {only}: no such case (cases: {})", ids.join(", "));
+        ensure!(
+            !cases.is_empty(),
+            "--only {only}: no such case (cases: {})",
+            ids.join(", ")
+        );
     }
 
     let bench = Bench {
@@ -273,12 +277,7 @@ fn run(args: &Args) -> anyhow::Result<bool> {
     }
 
     if args.only.is_some() {
-        for (round, (baseline, case)) in baseline_rounds.iter().zip(&case_rounds[0]).enumerate() {
-            println!(
-                "round {round}: XDP_DROP {:.1} ns, {} {:.1} ns",
-                baseline.kernel_ns, cases[0].id, case.kernel_ns
-            );
-        }
+        print_rounds(&baseline_rounds, &cases[0], &case_rounds[0]);
         return Ok(true);
     }
     // The single-repetition cases run with no rule (the last repeated case left 1,000).
@@ -306,6 +305,16 @@ fn run(args: &Args) -> anyhow::Result<bool> {
         report.print();
     }
     Ok(!args.check || report.targets_met())
+}
+
+/// `--only`: the case's rounds beside the baseline's.
+fn print_rounds(baseline_rounds: &[Round], case: &Case, rounds: &[Round]) {
+    for (round, (baseline, measured)) in baseline_rounds.iter().zip(rounds).enumerate() {
+        println!(
+            "round {round}: XDP_DROP {:.1} ns, {} {:.1} ns",
+            baseline.kernel_ns, case.id, measured.kernel_ns
+        );
+    }
 }
 
 /// An XDP program of the loaded object, by name.
@@ -1459,10 +1468,16 @@ struct MapMemory {
 }
 
 /// What one source adds to a source table of `entries` (see `Memory::per_source`).
-#[expect(clippy::cast_precision_loss, reason = "bytes of one map, far below 2^53")]
+#[expect(
+    clippy::cast_precision_loss,
+    reason = "bytes of one map, far below 2^53"
+)]
 fn bytes_per_source(entries: u32) -> anyhow::Result<f64> {
     let half = entries / 2;
-    ensure!(half > 0, "a table of {entries} entries has no half to compare with");
+    ensure!(
+        half > 0,
+        "a table of {entries} entries has no half to compare with"
+    );
     let (full, halved) = (source_table_memlock(entries)?, source_table_memlock(half)?);
     ensure!(
         full > halved,
@@ -1516,7 +1531,8 @@ fn source_table_memlock(entries: u32) -> anyhow::Result<u64> {
 /// The `memlock:` line of a map fd's fdinfo (`bpf_map_info` has no such field).
 fn memlock_of(fd: BorrowedFd<'_>) -> anyhow::Result<u64> {
     let path = format!("/proc/self/fdinfo/{}", fd.as_raw_fd());
-    let fdinfo = std::fs::read_to_string(&path).with_context(|| format!("failed to read {path}"))?;
+    let fdinfo =
+        std::fs::read_to_string(&path).with_context(|| format!("failed to read {path}"))?;
     fdinfo
         .lines()
         .find_map(|line| line.strip_prefix("memlock:"))
