@@ -76,6 +76,9 @@ const MIN_CAPACITY: u32 = 1 << 16;
 const MAX_FRAME: usize = 3_000;
 
 /// What to run, from the environment.
+#[path = "differential/rules.rs"]
+mod rules;
+
 #[derive(Clone, Copy, Debug)]
 struct Settings {
     seed: u64,
@@ -133,6 +136,15 @@ struct Program {
 
 impl Program {
     fn load(frames: usize) -> Self {
+        Self::load_as(frames, true)
+    }
+
+    /// With the rules' programs, for the rules' test.
+    fn load_with_rules(frames: usize) -> Self {
+        Self::load_as(frames, false)
+    }
+
+    fn load_as(frames: usize, without_rules: bool) -> Self {
         // At most about one new source or prefix every four frames.
         let capacity = u32::try_from(frames / 2)
             .unwrap_or(u32::MAX)
@@ -142,8 +154,9 @@ impl Program {
             max_sources: capacity,
             test_clock: true,
             max_prefixes: capacity,
-            // The model does not decide rules: the program runs without them.
-            without_rules: true,
+            // The model does not decide rules: its test runs the program without them (the
+            // rules' test, `rules::`, has its own model).
+            without_rules,
             ..LoadOptions::default()
         })
         .expect("the XDP program must load with the test clock");
