@@ -90,9 +90,13 @@ impl RuleMaps {
     pub fn write(&mut self, current: &RuleSet, next: &RuleSet) -> Result<(), RuleError> {
         let half = 1 - self.half;
         let compiled = compile(next.rules(), half)?;
-        for rule in next.rules() {
-            check_record(rule)?;
-        }
+        // Every record built before anything is written: one that does not fit refuses the
+        // set.
+        let records = next
+            .rules()
+            .iter()
+            .map(|rule| Ok((rule.slot, record(rule)?)))
+            .collect::<Result<Vec<_>, RuleError>>()?;
         for slot in next.slots_not_in(current) {
             self.reset_slot(slot)?;
         }
@@ -131,8 +135,10 @@ impl RuleMaps {
         }
         self.half = half;
         // The records follow the rules: a daemon that takes over reads them.
-        for rule in next.rules() {
-            self.write_record(rule)?;
+        for (slot, record) in records {
+            self.records
+                .set(slot, record, 0)
+                .map_err(|e| map_error("FW_RULE_RECORDS", e))?;
         }
         for slot in current.slots_not_in(next) {
             self.clear_record(slot)?;
@@ -213,13 +219,6 @@ impl RuleMaps {
         }
     }
 
-    fn write_record(&mut self, rule: &Rule) -> Result<(), RuleError> {
-        let record = record(rule)?;
-        self.records
-            .set(rule.slot, record, 0)
-            .map_err(|e| map_error("FW_RULE_RECORDS", e))
-    }
-
     fn clear_record(&mut self, slot: u32) -> Result<(), RuleError> {
         self.records
             .set(
@@ -254,9 +253,4 @@ fn record(rule: &Rule) -> Result<RuleRecord, RuleError> {
         pad: 0,
         text,
     })
-}
-
-/// Refuses a rule whose record does not fit, before anything is written.
-fn check_record(rule: &Rule) -> Result<(), RuleError> {
-    record(rule).map(|_| ())
 }
