@@ -4,13 +4,15 @@
 //! (generators of spoofed floods: trafgen configurations, a test-run frame generator),
 //! [`frames`] (frames built byte by byte, a seeded generator), [`model`] (a reference model
 //! of the XDP program's decision, for the differential test), [`bench`] (what the benchmark
-//! binaries share: exit codes, CPU pinning).
+//! binaries share: exit codes, CPU pinning), [`udp`] and [`http`] (a UDP service and its
+//! user, and a web visitor, as threads in a lab host's namespace).
 
 use std::path::PathBuf;
 
 pub mod bench;
 pub mod flood;
 pub mod frames;
+pub mod http;
 pub mod lab;
 pub mod model;
 pub mod udp;

@@ -26,11 +26,14 @@
 //!   the generator's CPU, in the softirq that the transmit raises, as on the one-CPU setup
 //!   of `PEERS.md`; so the rates measured are end to end, generator included, and the ratio
 //!   compares two whole paths that differ only in the server's program.
-//! - One CPU for everything: the lab's processes (nginx, the client, the daemon) run on the
-//!   generator's CPU too. A client packet sent from another CPU would move the veth's NAPI
-//!   poll there while the generator keeps its ring full, and the phase would measure two
+//! - One CPU for everything: the lab's processes (nginx, the daemon) and the client run on
+//!   the generator's CPU too. A client packet sent from another CPU would move the veth's
+//!   NAPI poll there while the generator keeps its ring full, and the phase would measure two
 //!   CPUs. The floodwall phase so also carries the client's and nginx's work, which the
 //!   `XDP_DROP` phase (where nobody is served) does not: the ratio errs against floodwall.
+//!   The client is a thread of this process (`floodwall_tests::http::Visitor`), not a curl
+//!   process per request, whose start-up (milliseconds of dynamic linking, 40 times a
+//!   second) was most of that work.
 //! - Phase 1, the yardstick: floodwall's `floodwall_drop` program (`return XDP_DROP`) attached
 //!   in driver mode to `fwlab-srv`. Phase 2: `floodwall run --xdp-mode driver` (default limits
 //!   unless `--floodwall-arg` says otherwise) on the same interface, with the legitimate client
@@ -58,6 +61,7 @@
 //! process and namespace, is removed at the end, also on error.
 
 use std::{
+    net::SocketAddr,
     process::ExitCode,
     sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
@@ -74,7 +78,8 @@ use floodwall::{control::StatsView, loader::EBPF_OBJECT};
 use floodwall_tests::{
     bench,
     flood::{self, LinkCounters, LiveGenerator, NetnsGuard},
-    lab::{self, HttpTally, Lab},
+    http::Visitor,
+    lab::{HttpTally, Lab},
 };
 use serde_json::json;
 
@@ -424,12 +429,11 @@ fn floodwall_phase(
     .iter()
     .all(|addr| top.iter().any(|s| s.addr == *addr));
 
-    let client = lab
-        .spawn_http_client(
-            10_000,
-            Duration::from_millis(50),
-            WARMUP + Duration::from_secs(args.seconds + 10),
-        )
+    let servers = vec![
+        SocketAddr::from((lab.server().ipv4, 80)),
+        SocketAddr::from((lab.server().ipv6, 80)),
+    ];
+    let client = Visitor::start(lab.client(), servers, Duration::from_millis(50))
         .context("the client's request loop must start")?;
     let measured = with_flood(generator, entry, args, cpu, || {
         std::thread::sleep(WARMUP);
@@ -439,11 +443,16 @@ fn floodwall_phase(
         let after = counters(lab, entry)?;
         let stats_after = (daemon.stats()?, Instant::now());
         // Stop the client while the flood still runs: every request it made was made
-        // during the flood. A request cut short prints nothing and is not counted.
-        let _ = lab.stop(&client, libc::SIGTERM, Duration::from_secs(5));
-        Ok((Window::between(before, after), stats_before, stats_after))
+        // during the flood.
+        let tally = client.stop();
+        Ok((
+            Window::between(before, after),
+            stats_before,
+            stats_after,
+            tally,
+        ))
     });
-    let (generated, (window, stats_before, stats_after)) = measured?;
+    let (generated, (window, stats_before, stats_after, tally)) = measured?;
     // The outcomes, then (with --syn) the cookie stage's own counters, that changed.
     let outcomes = stats_after
         .0
@@ -466,7 +475,6 @@ fn floodwall_phase(
         .top(u32::try_from(TOP_LIMIT).context("top limit")?)
         .context("floodwall top --limit 100000")?
         .len();
-    let tally = lab::http_tally(&client);
     daemon
         .stop(libc::SIGTERM)
         .context("floodwall must stop on SIGTERM")?;
