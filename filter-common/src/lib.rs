@@ -790,6 +790,22 @@ pub struct RateParams {
 }
 const _: () = assert!(core::mem::size_of::<RateParams>() == 16);
 
+pub mod xdp_action {
+    //! The verdicts an XDP program returns (`enum xdp_action`), for the daemon, the tests and
+    //! the benchmarks, which have no kernel headers; the XDP program takes them from
+    //! `aya_ebpf::bindings`, and checks at compile time that the two agree.
+    /// An error: the frame is dropped and a trace point fires.
+    pub const ABORTED: u32 = 0;
+    /// Dropped.
+    pub const DROP: u32 = 1;
+    /// Passed on to the stack.
+    pub const PASS: u32 = 2;
+    /// Sent back out of the interface it came in on.
+    pub const TX: u32 = 3;
+    /// Sent elsewhere (`bpf_redirect`).
+    pub const REDIRECT: u32 = 4;
+}
+
 /// Bits of [`LimitsConfig::list_flags`]: which lists hold entries (the program skips empty
 /// tries, since an LPM lookup is a helper call), whether the denylist only monitors, and
 /// which optional stages have limits set (so that a packet reads one word, not the

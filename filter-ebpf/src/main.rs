@@ -52,6 +52,13 @@ use filter_common::{Class, Outcome, list_flags};
 
 use crate::packet::Packet;
 
+// The verdicts the daemon and the tests know by `filter_common::xdp_action` are the kernel's.
+const _: () = assert!(
+    XDP_DROP == filter_common::xdp_action::DROP
+        && XDP_PASS == filter_common::xdp_action::PASS
+        && XDP_TX == filter_common::xdp_action::TX
+);
+
 /// The program operators attach: returns `XDP_DROP`, `XDP_PASS` or (a cookie SYN-ACK)
 /// `XDP_TX`, never aborts.
 #[xdp]

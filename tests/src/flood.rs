@@ -420,10 +420,10 @@ const fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
 
 /// `BPF_FUNC_get_prandom_u32`.
 const HELPER_PRANDOM_U32: i32 = 7;
-/// `XDP_DROP`, `XDP_TX`.
-const XDP_DROP: i32 = 1;
+/// `XDP_DROP`, `XDP_TX`, as an instruction's immediate.
+const XDP_DROP: i32 = filter_common::xdp_action::DROP.cast_signed();
 /// See [`XDP_DROP`].
-const XDP_TX: i32 = 3;
+const XDP_TX: i32 = filter_common::xdp_action::TX.cast_signed();
 
 /// The generator program. Per frame: two calls to `bpf_get_prandom_u32()` (the kernel's
 /// per-CPU PRNG) give a random 64-bit interface identifier, written into the IPv6 source
@@ -684,7 +684,7 @@ fn sink_program() -> Vec<Insn> {
     const JGT_X: u8 = 0x2d; // BPF_JMP | BPF_JGT | BPF_X
     const JNE_K: u8 = 0x55; // BPF_JMP | BPF_JNE | BPF_K
     const EXIT: u8 = 0x95; // BPF_JMP | BPF_EXIT
-    const XDP_PASS: i32 = 2;
+    const XDP_PASS: i32 = filter_common::xdp_action::PASS.cast_signed();
     // Loads are little-endian: 0x86dd on the wire reads 0xdd86, port 40000 (0x9c40) 0x409c.
     let (r0, r1, r2, r3, r6, r7) = (0, 1, 2, 3, 6, 7);
     vec![

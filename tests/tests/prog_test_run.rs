@@ -16,6 +16,7 @@ use etherparse::{PacketBuilder, VlanId};
 use filter_common::{
     AFTER_RULES_PROGRAM_NAME, BlockEvent, Class, Counter, LimitKind, LimitsConfig, Outcome,
     PROGRAM_NAME, RULES_PROGRAM_NAME, SYN_COOKIE_PROGRAM_NAME, SourceKey, SourceState, map_names,
+    xdp_action::{DROP as XDP_DROP, PASS as XDP_PASS},
 };
 use floodwall::{
     events,
@@ -25,8 +26,6 @@ use floodwall::{
 };
 use floodwall_tests::privileged;
 
-const XDP_DROP: u32 = 1;
-const XDP_PASS: u32 = 2;
 const SEC: u64 = 1_000_000_000;
 /// The test clock starts here; any non-zero time works.
 const START_NS: u64 = 1_000 * SEC;
@@ -1515,8 +1514,7 @@ mod syn_cookies {
 
     use super::{ATTACKER4, CLIENT_MAC, Harness, OTHER4, SERVER_MAC, SERVER4, SERVER6};
 
-    const XDP_PASS: u32 = 2;
-    const XDP_TX: u32 = 3;
+    use filter_common::xdp_action::{PASS as XDP_PASS, TX as XDP_TX};
     const PORT: u16 = 8080;
     const CLOSED_PORT: u16 = 8081;
     const CLIENT_PORT: u16 = 40_000;

@@ -94,12 +94,7 @@ use floodwall::{
 use floodwall_tests::bench;
 use serde_json::json;
 
-/// `XDP_TX`: a SYN answered in place.
-const XDP_TX: u32 = 3;
-/// `XDP_DROP` and `XDP_PASS` (`enum xdp_action` in `include/uapi/linux/bpf.h`).
-const XDP_DROP: u32 = 1;
-/// See [`XDP_DROP`].
-const XDP_PASS: u32 = 2;
+use filter_common::xdp_action::{DROP as XDP_DROP, PASS as XDP_PASS, TX as XDP_TX};
 
 /// Ethernet + IPv4 + UDP with 18 bytes of payload: 60 bytes, a minimum-size 64-byte frame
 /// on the wire less its FCS (the kernel hands XDP frames without FCS).

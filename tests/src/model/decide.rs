@@ -20,10 +20,7 @@ use filter_common::{
 
 use super::parse::{Parsed, parse};
 
-/// `XDP_DROP`.
-pub const XDP_DROP: u32 = 1;
-/// `XDP_PASS`.
-pub const XDP_PASS: u32 = 2;
+pub use filter_common::xdp_action::{DROP as XDP_DROP, PASS as XDP_PASS};
 
 /// Largest count a sketch bucket holds (`untracked::COUNT_MASK`).
 const COUNT_MASK: u32 = 0x00ff_ffff;
