@@ -39,9 +39,9 @@ pub struct FilterMaps {
 }
 
 /// Deletes `key`; whether it was there.
-fn remove_key<V: aya::Pod>(
-    map: &mut HashMap<MapData, SourceKey, V>,
-    key: &SourceKey,
+pub(crate) fn remove_key<K: aya::Pod, V: aya::Pod>(
+    map: &mut HashMap<MapData, K, V>,
+    key: &K,
 ) -> Result<bool, aya::maps::MapError> {
     match map.remove(key) {
         Ok(()) => Ok(true),

@@ -173,6 +173,7 @@ pub fn source_view(key: &SourceKey, state: &SourceState, now_ns: u64) -> SourceV
         bps: rate.bps,
         blocked,
         blocked_remaining_ms: blocked.then(|| (state.blocked_until_ns - now_ns) / 1_000_000),
+        rule: None,
     }
 }
 
@@ -273,6 +274,7 @@ mod tests {
             bps: 0.0,
             blocked: false,
             blocked_remaining_ms: None,
+            rule: None,
         };
         let top = top_sources(vec![view(1, 5.0), view(2, 50.0), view(3, 20.0)], 2);
         let order: Vec<_> = top.iter().map(|v| v.addr.to_string()).collect();

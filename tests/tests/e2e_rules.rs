@@ -371,6 +371,74 @@ fn config_rules_come_and_go_with_reloads_and_rules_expire() {
     expires_and_bad_input_changes_nothing(&daemon);
 }
 
+/// A `per-source` rule blocks a source that goes over it, under that rule only: `blocked
+/// list` shows it with the rule, the journal says so, and `blocked remove` ends it.
+#[test]
+fn a_per_source_rule_blocks_a_source_under_it_and_says_so() {
+    if !floodwall_tests::privileged("a_per_source_rule_blocks_a_source_under_it_and_says_so") {
+        return;
+    }
+    let lab = new_lab();
+    let _service = udp::Service::start(lab.server(), PORT).expect("the UDP service");
+    let daemon = start(&lab, &[]);
+    let port = PORT.to_string();
+    let out = daemon
+        .cli(&["rules", "add", "udp", "dport", &port, "per-source", "50pps"])
+        .expect("cli");
+    succeeded(&out, "rules add");
+    // 600 queries at 300 a second: over 50 a second within the first.
+    let answers = udp::query(lab.client(), service_addr(&lab), 600, 300).expect("the queries");
+    println!("over the rule's rate: {answers:?}");
+    assert!(
+        answers.answered < answers.sent / 2,
+        "most queries over the rate are dropped: {answers:?}"
+    );
+    let client = IpAddr::V4(lab.client().ipv4);
+    let under_rule = |daemon: &Daemon| {
+        daemon
+            .blocked()
+            .is_ok_and(|b| b.iter().any(|s| s.addr == client && s.rule == Some(1)))
+    };
+    assert!(
+        under_rule(&daemon),
+        "blocked list shows the source under rule 1"
+    );
+    let out = succeeded(
+        &daemon.cli(&["blocked", "list"]).expect("cli"),
+        "blocked list",
+    );
+    assert!(out.contains("blocked under rule 1"), "{out}");
+    // The daemon notices a rule's block at its next sample, every second.
+    let noted = poll_until(Duration::from_secs(5), Duration::from_millis(200), || {
+        daemon.cli(&["events"]).is_ok_and(|o| {
+            String::from_utf8_lossy(&o.stdout).contains(&format!("rule 1 blocked {client} for"))
+        })
+    });
+    assert!(noted, "the journal says rule 1 blocked {client}");
+    // Its packets of other shapes are not the rule's business: a query to another port
+    // reaches the server (no service there, so nobody answers, but the rule does not drop it).
+    let dropped_before = rules(&daemon)[0].dropped_packets;
+    let other = SocketAddr::new(IpAddr::V4(lab.server().ipv4), PORT + 1);
+    let _ = udp::query(lab.client(), other, 20, 100).expect("queries to another port");
+    assert_eq!(
+        rules(&daemon)[0].dropped_packets,
+        dropped_before,
+        "the rule drops only its own shape"
+    );
+    succeeded(
+        &daemon
+            .cli(&["blocked", "remove", &client.to_string()])
+            .expect("cli"),
+        "blocked remove",
+    );
+    assert!(!under_rule(&daemon), "blocked remove ends the rule's block");
+    let again = udp::query(lab.client(), service_addr(&lab), 20, 10).expect("the queries");
+    assert_eq!(
+        again.answered, again.sent,
+        "unblocked, it is answered again"
+    );
+}
+
 /// `rules test --frame`: a captured frame, read as the program reads it, meets the rule its
 /// words would (rule 2, `udp sport 19 drop`), and is said in words; bad hex and a cut frame
 /// are refused by name.

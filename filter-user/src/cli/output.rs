@@ -245,23 +245,26 @@ impl Display for SourcesTable<'_> {
             "source", "packets/s", "bit/s"
         )?;
         for s in self.sources {
+            let under = s
+                .rule
+                .map_or_else(String::new, |id| format!(" under rule {id}"));
             let state = match s.blocked_remaining_ms {
                 Some(ms) if self.mode == FilterMode::Monitor => {
                     format!(
-                        "would be blocked (monitor mode), {}s left",
+                        "would be blocked{under} (monitor mode), {}s left",
                         ms.div_ceil(1000)
                     )
                 }
-                Some(ms) => format!("blocked, {}s left", ms.div_ceil(1000)),
+                Some(ms) => format!("blocked{under}, {}s left", ms.div_ceil(1000)),
                 None => "tracked".to_owned(),
             };
-            writeln!(
-                f,
-                "{:<40} {:>12.0} {:>14.0}  {state}",
-                s.addr.to_string(),
-                s.pps,
-                s.bps
-            )?;
+            // A rule's block counts no rate: only the rule's own packets are dropped.
+            let (pps, bps) = if s.rule.is_some() {
+                ("-".to_owned(), "-".to_owned())
+            } else {
+                (format!("{:.0}", s.pps), format!("{:.0}", s.bps))
+            };
+            writeln!(f, "{:<40} {pps:>12} {bps:>14}  {state}", s.addr.to_string())?;
         }
         Ok(())
     }
@@ -522,6 +525,7 @@ mod tests {
             bps: 768_000.0,
             blocked: true,
             blocked_remaining_ms: Some(59_001),
+            rule: None,
         };
         let table = |mode| {
             SourcesTable {

@@ -205,6 +205,10 @@ pub struct SourceView {
     pub blocked: bool,
     /// Milliseconds left of the block.
     pub blocked_remaining_ms: Option<u64>,
+    /// The `per-source` rule it is blocked under (only that rule's packets are dropped);
+    /// `None` for a block by the limits (all its packets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<u32>,
 }
 
 /// What happened.

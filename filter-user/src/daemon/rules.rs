@@ -1,14 +1,14 @@
 //! The daemon's rules: adopted from the pinned state, changed by requests and reloads all
 //! or nothing, expired, and watched for their first match.
 
-use std::collections::BTreeSet;
+use std::{collections::BTreeSet, net::IpAddr};
 
 use anyhow::anyhow;
 use log::info;
 
 use super::{Shared, lock};
 use crate::{
-    control::{EventKind, EventRecord, Response, RuleView},
+    control::{EventKind, EventRecord, Response, RuleView, SourceView},
     maps::monotonic_now_ns,
     rules::{NewRule, Origin, Rule, RuleError, RuleMaps, RuleSet, TestPacket, parse_hex},
 };
@@ -19,6 +19,9 @@ pub(super) struct RulesState {
     maps: RuleMaps,
     /// Rules seen matching, for the first-match event.
     matched: BTreeSet<u32>,
+    /// Sources seen blocked under `per-source` rules (source, rule slot), for the block
+    /// event.
+    blocked: BTreeSet<(IpAddr, u32)>,
 }
 
 impl RulesState {
@@ -30,7 +33,15 @@ impl RulesState {
             set: RuleSet::from_rules(adopted),
             maps,
             matched: BTreeSet::new(),
+            // Blocks a daemon before saw are not announced again.
+            blocked: BTreeSet::new(),
         };
+        state.blocked = state
+            .maps
+            .blocked_sources(now_ns)
+            .into_iter()
+            .map(|(addr, slot, _)| (addr, slot))
+            .collect();
         for rule in state.set.rules() {
             if state.maps.counters(rule.slot)?.matched_packets > 0 {
                 state.matched.insert(rule.id);
@@ -203,7 +214,7 @@ fn first_match(shared: &Shared, packet: &TestPacket, words: String) -> anyhow::R
 
 /// Once a sample: removes expired rules, and records each rule's first match.
 pub(super) fn tick(shared: &Shared, now_ns: u64) -> anyhow::Result<()> {
-    let (expired, first) = {
+    let (expired, first, new_blocks) = {
         let mut state = lock(&shared.rules);
         let expired = state.set.expired(now_ns);
         if !expired.is_empty() {
@@ -222,7 +233,29 @@ pub(super) fn tick(shared: &Shared, now_ns: u64) -> anyhow::Result<()> {
             }
         }
         state.matched.extend(first.iter().map(|(id, _)| *id));
-        (expired, first)
+        let blocks = state.maps.blocked_sources(now_ns);
+        let now_blocked: BTreeSet<(IpAddr, u32)> = blocks
+            .iter()
+            .map(|(addr, slot, _)| (*addr, *slot))
+            .collect();
+        let new_blocks: Vec<(u32, String)> = blocks
+            .iter()
+            .filter(|(addr, slot, _)| !state.blocked.contains(&(*addr, *slot)))
+            .filter_map(|(addr, slot, until)| {
+                let rule = state.set.rules().iter().find(|r| r.slot == *slot)?;
+                Some((
+                    rule.id,
+                    format!(
+                        "rule {} blocked {addr} for {}s: {}",
+                        rule.id,
+                        until.saturating_sub(now_ns).div_ceil(1_000_000_000),
+                        rule.spec
+                    ),
+                ))
+            })
+            .collect();
+        state.blocked = now_blocked;
+        (expired, first, new_blocks)
     };
     if !expired.is_empty() {
         shared.sync_list_presence()?;
@@ -237,7 +270,39 @@ pub(super) fn tick(shared: &Shared, now_ns: u64) -> anyhow::Result<()> {
             format!("rule {id} matched its first packet: {text}"),
         );
     }
+    for (id, line) in new_blocks {
+        note(shared, id, line);
+    }
     Ok(())
+}
+
+/// The sources blocked now under `per-source` rules, as `blocked list` shows them.
+pub(super) fn blocked(shared: &Shared, now_ns: u64) -> Vec<SourceView> {
+    let state = lock(&shared.rules);
+    state
+        .maps
+        .blocked_sources(now_ns)
+        .into_iter()
+        .filter_map(|(addr, slot, until)| {
+            let rule = state.set.rules().iter().find(|r| r.slot == slot)?;
+            Some(SourceView {
+                addr,
+                pps: 0.0,
+                bps: 0.0,
+                blocked: true,
+                blocked_remaining_ms: Some((until - now_ns) / 1_000_000),
+                rule: Some(rule.id),
+            })
+        })
+        .collect()
+}
+
+/// Ends `addr`'s blocks under `per-source` rules (`blocked remove`); how many there were.
+pub(super) fn unblock(shared: &Shared, addr: IpAddr, now_ns: u64) -> anyhow::Result<usize> {
+    let mut state = lock(&shared.rules);
+    let ended = state.maps.unblock(addr, now_ns)?;
+    state.blocked.retain(|(a, _)| *a != addr);
+    Ok(ended)
 }
 
 /// Logs a rule event and records it in the journal.

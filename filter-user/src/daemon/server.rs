@@ -327,7 +327,8 @@ fn blocked(shared: &Shared) -> anyhow::Result<Response> {
         .into_iter()
         .filter(|s| s.blocked)
         .collect();
-    sources.sort_by_key(|s| s.addr);
+    sources.extend(super::rules::blocked(shared, monotonic_now_ns()?));
+    sources.sort_by_key(|s| (s.addr, s.rule));
     Ok(Response::Sources {
         mode: lock(&shared.limits).mode,
         sources,
@@ -337,14 +338,19 @@ fn blocked(shared: &Shared) -> anyhow::Result<Response> {
 fn unblock(shared: &Shared, addr: IpAddr) -> anyhow::Result<Response> {
     let key = filter_common::SourceKey::from_ip(addr);
     let now = monotonic_now_ns()?;
-    match shared.maps.source(&key)? {
+    let by_limits = match shared.maps.source(&key)? {
         Some(state) if state.blocked_until_ns > now => {
             shared.maps.remove_source(&key)?;
             lock(&shared.blocks).on_removed(addr, now);
-            Ok(Response::Unblocked { addr })
+            true
         }
-        _ => bail!("{addr} is not blocked"),
+        _ => false,
+    };
+    let under_rules = super::rules::unblock(shared, addr, now)?;
+    if !by_limits && under_rules == 0 {
+        bail!("{addr} is not blocked");
     }
+    Ok(Response::Unblocked { addr })
 }
 
 fn list_add(

@@ -2,6 +2,8 @@
 //! buckets do not point to, then the buckets and the index bits switch to it, so the
 //! program sees the old rules or the new ones, never a mix within one bucket.
 
+use std::net::IpAddr;
+
 use anyhow::Context as _;
 use aya::{
     Ebpf,
@@ -9,11 +11,11 @@ use aya::{
 };
 use filter_common::{
     MAX_RULES, RULE_INDEX_WORDS, RULE_RECORD_BYTES, RuleBucket, RuleBucketKey, RuleCounters,
-    RuleEntry, RuleRateState, RuleRecord, RuleSourceKey, RuleSourceState, map_names,
+    RuleEntry, RuleRateState, RuleRecord, RuleSourceKey, RuleSourceState, SourceKey, map_names,
 };
 
 use super::{Rule, RuleError, RuleSet, compile, compile::HALF_ENTRIES};
-use crate::maps::take;
+use crate::maps::{remove_key, take};
 
 /// The rules' maps, and which half of `FW_RULES` the buckets point to.
 pub struct RuleMaps {
@@ -206,6 +208,45 @@ impl RuleMaps {
     }
 
     /// Deletes the per-source state of the rule in `slot`.
+    /// The sources blocked now under `per-source` rules: (source, rule slot, end of the block
+    /// on the program clock), in the map's order.
+    #[must_use]
+    pub fn blocked_sources(&self, now_ns: u64) -> Vec<(IpAddr, u32, u64)> {
+        self.sources
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(_, state)| state.blocked_until_ns > now_ns)
+            .map(|(key, state)| {
+                (
+                    SourceKey { addr: key.addr }.ip(),
+                    key.rule,
+                    state.blocked_until_ns,
+                )
+            })
+            .collect()
+    }
+
+    /// Ends `addr`'s blocks under every `per-source` rule (its state under them goes, so it
+    /// starts again with full bursts); how many there were.
+    ///
+    /// # Errors
+    /// If the kernel refuses a delete.
+    pub fn unblock(&mut self, addr: IpAddr, now_ns: u64) -> Result<usize, RuleError> {
+        let want = SourceKey::from_ip(addr).addr;
+        let keys: Vec<RuleSourceKey> = self
+            .sources
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(key, state)| key.addr == want && state.blocked_until_ns > now_ns)
+            .map(|(key, _)| key)
+            .collect();
+        for key in &keys {
+            // Evicted meanwhile by the LRU: unblocked all the same.
+            remove_key(&mut self.sources, key).map_err(|e| map_error("FW_RULE_SOURCES", e))?;
+        }
+        Ok(keys.len())
+    }
+
     fn clear_sources(&mut self, slot: u32) {
         let keys: Vec<RuleSourceKey> = self
             .sources
