@@ -172,7 +172,7 @@ struct Entry {
 
 impl Entry {
     /// The lab names its switch namespace `<lab>-sw` and the bridge port of host
-    /// `fwlab-<x>` `sw-<x>` (see `lab.rs`); checked here, so that a renaming there fails
+    /// `fwlab-<x>` `sw-<x>` (see `lab/mod.rs`); checked here, so that a renaming there fails
     /// loudly instead of flooding nothing.
     fn find(lab: &Lab, syn: bool) -> anyhow::Result<Self> {
         let netns = format!("{}-sw", lab.name());

@@ -32,7 +32,7 @@ pub const KERNEL_MARKER: &str = "FLOODWALL-VM-KERNEL:";
 pub const RUN_MARKER: &str = "FLOODWALL-VM-RUN:";
 
 /// Tools the tests run by name, found through `PATH` in the guest: the lab's
-/// (`tests/src/lab.rs`, `TOOLS`: ip, ss, timeout, hping3, nginx, curl, setpriv; a unit test
+/// (`tests/src/lab/mod.rs`, `TOOLS`: ip, ss, timeout, hping3, nginx, curl, setpriv; a unit test
 /// checks this list has them all), trafgen for the spoofed floods (`tests/src/flood.rs`),
 /// and what they run in turn: `sh` and `sleep` (the HTTP client loop), `sysctl` (the lab's
 /// switch). A tool missing here still fails loudly in the guest: the tests check their tools
@@ -476,10 +476,13 @@ mod tests {
 
     #[test]
     fn the_guest_has_every_tool_of_the_lab() {
-        // The `(tool, package)` pairs of `pub const TOOLS` in tests/src/lab.rs.
-        let lab = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/src/lab.rs"))
-            .unwrap();
-        let start = lab.find("pub const TOOLS").expect("lab.rs has TOOLS");
+        // The `(tool, package)` pairs of `pub const TOOLS` in tests/src/lab/mod.rs.
+        let lab = fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/src/lab/mod.rs"
+        ))
+        .unwrap();
+        let start = lab.find("pub const TOOLS").expect("lab/mod.rs has TOOLS");
         let body = &lab[start..start + lab[start..].find("];").unwrap()];
         let lab_tools: Vec<&str> = body
             .split("(\"")
