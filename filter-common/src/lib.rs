@@ -27,8 +27,10 @@
 #![no_std]
 
 mod rules;
+mod sample;
 mod syn;
 pub use rules::*;
+pub use sample::*;
 pub use syn::*;
 
 /// Name of the XDP program in the object file.
@@ -149,6 +151,12 @@ pub mod map_names {
     /// Array of [`MAX_RULES`](crate::MAX_RULES) [`RuleRecord`](crate::RuleRecord)s, by rule
     /// slot: the daemon's own record of its rules, which the program never reads.
     pub const RULE_RECORDS: &str = "FW_RULE_RECORDS";
+    /// Ring buffer of [`PacketSample`](crate::PacketSample)s. Not pinned: samples matter
+    /// only to the daemon that reads them.
+    pub const SAMPLES: &str = "FW_SAMPLES";
+    /// Per-CPU array of one `u32`: samples this CPU may still take before the daemon's
+    /// next refill (see [`crate::SAMPLES_PER_REFILL`]). Not pinned.
+    pub const SAMPLE_BUDGET: &str = "FW_SAMPLE_BUDGET";
 
     /// The maps the daemon pins in bpffs, so that the program keeps its state (and keeps
     /// enforcing) while no daemon runs, and a new daemon or a new build takes it over.
@@ -1095,6 +1103,7 @@ mod pod {
     unsafe impl aya::Pod for super::RuleSourceKey {}
     unsafe impl aya::Pod for super::RuleSourceState {}
     unsafe impl aya::Pod for super::RuleRecord {}
+    unsafe impl aya::Pod for super::PacketSample {}
 }
 
 /// Default capacity of each list (allow and deny, IPv4 and IPv6), in prefixes.

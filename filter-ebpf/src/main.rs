@@ -38,6 +38,7 @@ mod packet;
 mod parse;
 mod prefix;
 mod rules;
+mod sample;
 mod syncookie;
 mod table;
 mod tracked;
@@ -142,7 +143,7 @@ fn judge(ctx: &XdpContext, policy: impl Fn(&Packet) -> Outcome) -> u32 {
         (Ok(parse::Parsed::NonIp), _) => (Class::Other, Outcome::NonIp),
         (Err(parse::Malformed), _) => (Class::Other, Outcome::Malformed),
     };
-    act(class, outcome, len)
+    act(ctx, class, outcome, len)
 }
 
 /// As [`judge`], in a program that the main program reached by tail call, with a source:
@@ -158,7 +159,7 @@ fn judge_again(ctx: &XdpContext, policy: impl Fn(&Packet) -> Outcome) -> u32 {
         // Not reached (a one-element array). Pass, as with no policy.
         None => (Class::Other, Outcome::Passed),
     };
-    act(class, outcome, len)
+    act(ctx, class, outcome, len)
 }
 
 /// The class and outcome of a packet whose parser's results are `source` (this CPU's
@@ -201,10 +202,11 @@ fn decide_parsed(
     }
 }
 
-/// Counts the packet and returns the action its outcome takes.
+/// Counts and samples the packet, and returns the action its outcome takes.
 #[inline(always)]
-fn act(class: Class, outcome: Outcome, len: u64) -> u32 {
+fn act(ctx: &XdpContext, class: Class, outcome: Outcome, len: u64) -> u32 {
     maps::count(class, outcome, len);
+    sample::take(ctx, class as u32, outcome as u32, filter_common::NO_RULE);
     if outcome.is_drop() {
         XDP_DROP
     } else if outcome.is_sent_back() {

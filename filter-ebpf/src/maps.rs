@@ -13,9 +13,9 @@ use filter_common::{
     DEFAULT_MAX_PREFIXES, DEFAULT_MAX_SOURCES, EVENTS_BYTES, LimitsConfig, ListEntry,
     MAX_RULE_BUCKETS, MAX_RULE_ENTRIES, MAX_RULE_SOURCES, MAX_RULES, Outcome, PrefixKey,
     PrefixState, RULE_INDEX_WORDS, RULES_STAGE, RuleBucket, RuleBucketKey, RuleCounters, RuleEntry,
-    RuleRateState, RuleRecord, RuleSourceKey, RuleSourceState, SKETCH_ROWS, STAGE_SLOTS,
-    SYN_COOKIE_STAGE, SYN_PORT_WORDS, SYN_STAT_SLOTS, SketchRow, SourceKey, SourceState, SynStat,
-    TABLE_STAT_SLOTS, TRACKED_CHUNKS, TrackedChunk,
+    RuleRateState, RuleRecord, RuleSourceKey, RuleSourceState, SAMPLES_BYTES, SKETCH_ROWS,
+    STAGE_SLOTS, SYN_COOKIE_STAGE, SYN_PORT_WORDS, SYN_STAT_SLOTS, SketchRow, SourceKey,
+    SourceState, SynStat, TABLE_STAT_SLOTS, TRACKED_CHUNKS, TrackedChunk,
 };
 
 /// Per-source state. Key: source address (wire order, IPv4 mapped); value: GCRA state,
@@ -111,6 +111,15 @@ pub static FW_SYN_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(SYN_ST
 /// that get blocked; when full, the event is lost and counted in `FW_EVENTS_LOST`.
 #[map(name = "FW_EVENTS")]
 pub static FW_EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
+
+/// Packet samples for the daemon (`filter_common::PacketSample`), as many as the budget
+/// below allows; when full, a sample is left out.
+#[map(name = "FW_SAMPLES")]
+pub static FW_SAMPLES: RingBuf = RingBuf::with_byte_size(SAMPLES_BYTES, 0);
+
+/// Element 0: samples this CPU may still take; counted down here, refilled by the daemon.
+#[map(name = "FW_SAMPLE_BUDGET")]
+pub static FW_SAMPLE_BUDGET: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
 
 /// Element 0: events the ring buffer had no room for, per CPU.
 #[map(name = "FW_EVENTS_LOST")]

@@ -17,9 +17,9 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use filter_common::{
-    COST_SHIFT, COUNTER_SLOTS, LimitsConfig, Mode, Outcome, RULE_PAYLOAD_BYTES, RuleAction,
-    RuleBucket, RuleBucketKey, RuleEntry, RuleSourceKey, RuleSourceState, SourceKey, bucket_kind,
-    rule_fields, rule_index_bit,
+    COST_SHIFT, COUNTER_SLOTS, LimitsConfig, Mode, NO_RULE, Outcome, RULE_PAYLOAD_BYTES,
+    RuleAction, RuleBucket, RuleBucketKey, RuleEntry, RuleSourceKey, RuleSourceState, SourceKey,
+    bucket_kind, rule_fields, rule_index_bit,
 };
 
 use crate::{
@@ -30,6 +30,7 @@ use crate::{
     },
     packet::Packet,
     parse::{self, IndexKeys, L4_ICMP, L4_PORTS, L4_TCP, Parsed, Shape, Source},
+    sample,
 };
 
 /// The packet's four buckets, most specific first; a packet without ports has
@@ -112,10 +113,11 @@ pub fn stage(ctx: &XdpContext) -> u32 {
     };
     let now = maps::now_ns(limits);
     match decide(ctx, seen, limits, now) {
-        Some(outcome) => {
+        Some((outcome, rule_slot)) => {
             // Dropped or allowed by a rule: never `Passed`, which `judge` would count as
             // malformed for a truncated header.
             maps::count_at(seen.class * COUNTER_SLOTS + outcome as u32, seen.len);
+            sample::take(ctx, seen.class, outcome as u32, rule_slot);
             if outcome.is_drop() {
                 XDP_DROP
             } else {
@@ -129,6 +131,7 @@ pub fn stage(ctx: &XdpContext) -> u32 {
                 seen.class * COUNTER_SLOTS + Outcome::Passed as u32,
                 seen.len,
             );
+            sample::take(ctx, seen.class, Outcome::Passed as u32, NO_RULE);
             XDP_PASS
         }
     }
@@ -150,10 +153,16 @@ pub struct Seen {
     class: u32,
 }
 
-/// The outcome of the first matching rule's action, or `None` where it leaves the packet to
-/// the rest of the policy (no rule matched, `monitor`, or under a rule's rate).
+/// The outcome of the first matching rule's action and that rule's slot, or `None` where it
+/// leaves the packet to the rest of the policy (no rule matched, `monitor`, or under a
+/// rule's rate).
 #[inline(always)]
-fn decide(ctx: &XdpContext, seen: &Seen, limits: &LimitsConfig, now: u64) -> Option<Outcome> {
+fn decide(
+    ctx: &XdpContext,
+    seen: &Seen,
+    limits: &LimitsConfig,
+    now: u64,
+) -> Option<(Outcome, u32)> {
     let entry = first_match(ctx, seen)?;
     let counters = FW_RULE_STATS.get_ptr_mut(entry.rule);
     if let Some(c) = counters {
@@ -172,7 +181,7 @@ fn decide(ctx: &XdpContext, seen: &Seen, limits: &LimitsConfig, now: u64) -> Opt
     let drop_as = |dropped, monitored| if monitor { monitored } else { dropped };
     let dropped = match RuleAction::try_from(entry.action) {
         Ok(RuleAction::Drop) => drop_as(Outcome::DroppedRule, Outcome::MonitorRule),
-        Ok(RuleAction::Allow) => return Some(Outcome::AllowedRule),
+        Ok(RuleAction::Allow) => return Some((Outcome::AllowedRule, entry.rule)),
         Ok(RuleAction::RateLimit) if over_rate(seen, entry, now) => {
             drop_as(Outcome::DroppedRuleRate, Outcome::MonitorRuleRate)
         }
@@ -188,7 +197,7 @@ fn decide(ctx: &XdpContext, seen: &Seen, limits: &LimitsConfig, now: u64) -> Opt
             (*c).dropped_bytes += seen.len;
         }
     }
-    Some(dropped)
+    Some((dropped, entry.rule))
 }
 
 /// The entry of the earliest rule that matches, of the packet's buckets.

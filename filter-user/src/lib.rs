@@ -40,3 +40,4 @@ pub mod probe;
 pub mod rules;
 pub mod stats;
 pub mod syn;
+pub mod traffic;

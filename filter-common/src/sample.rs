@@ -1,0 +1,94 @@
+//! Packet samples: the program hands the daemon a bounded sample of the packets it decided,
+//! for the daemon's per-service baselines and attack signatures.
+//!
+//! The bound is a per-CPU budget (`FW_SAMPLE_BUDGET`) that the program counts down, one
+//! per sample, and that the daemon refills every [`SAMPLE_REFILL_MS`] milliseconds to
+//! [`SAMPLES_PER_REFILL`]. A packet pays one per-CPU array read and a compare while the
+//! budget is spent; no clock and no helper call. Within a refill period the first packets
+//! are taken, so at flood rates the sample is the traffic of the first moments of each
+//! period: proportional to the traffic's mix while it holds for longer than a period.
+//! While no daemon refills the budget (stopped, or killed), no samples are taken.
+
+/// Bytes of the frame a sample holds, from its first byte: enough for Ethernet with two
+/// VLAN tags, IPv6 with an extension header or two, and the first bytes of the L4 payload,
+/// where a flood's fixed bytes show.
+pub const SAMPLE_CAPTURE_BYTES: usize = 128;
+
+/// How often the daemon refills each CPU's sample budget, in milliseconds.
+pub const SAMPLE_REFILL_MS: u64 = 10;
+
+/// Each CPU's budget after a refill: at most 2,500 samples a second per CPU.
+pub const SAMPLES_PER_REFILL: u32 = 25;
+
+/// Size of the sample ring buffer in bytes (a power of two and a multiple of the page
+/// size): about 3,600 samples, over a second of every CPU's budget on a small host.
+pub const SAMPLES_BYTES: u32 = 512 * 1024;
+
+/// No rule decided the packet ([`PacketSample::rule_slot`]).
+pub const NO_RULE: u32 = u32::MAX;
+
+/// One sampled packet, as the program saw and decided it. Sent through the sample ring
+/// buffer (`FW_SAMPLES`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PacketSample {
+    /// The frame's length in bytes.
+    pub frame_len: u32,
+    /// The rule slot (`FW_RULE_STATS` index) whose action decided the packet, or
+    /// [`NO_RULE`].
+    pub rule_slot: u32,
+    /// How many bytes of [`PacketSample::bytes`] are the frame's (the rest are zero).
+    pub captured: u16,
+    /// The packet's [`Class`](crate::Class), as a number.
+    pub class: u8,
+    /// The packet's [`Outcome`](crate::Outcome), as a number.
+    pub outcome: u8,
+    /// Explicit padding.
+    pub pad: u32,
+    /// The frame's first [`PacketSample::captured`] bytes.
+    pub bytes: [u8; SAMPLE_CAPTURE_BYTES],
+}
+const _: () = assert!(core::mem::size_of::<PacketSample>() == 16 + SAMPLE_CAPTURE_BYTES);
+const _: () = assert!(SAMPLE_CAPTURE_BYTES % 8 == 0 && SAMPLE_CAPTURE_BYTES <= u16::MAX as usize);
+
+impl PacketSample {
+    /// The captured bytes of the frame.
+    #[must_use]
+    pub fn frame(&self) -> &[u8] {
+        let n = usize::from(self.captured).min(SAMPLE_CAPTURE_BYTES);
+        &self.bytes[..n]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::offset_of;
+
+    #[test]
+    fn the_sample_header_is_where_both_sides_read_it() {
+        assert_eq!(offset_of!(PacketSample, frame_len), 0);
+        assert_eq!(offset_of!(PacketSample, rule_slot), 4);
+        assert_eq!(offset_of!(PacketSample, captured), 8);
+        assert_eq!(offset_of!(PacketSample, class), 10);
+        assert_eq!(offset_of!(PacketSample, outcome), 11);
+        assert_eq!(offset_of!(PacketSample, bytes), 16);
+    }
+
+    #[test]
+    fn a_sample_shows_only_its_captured_bytes() {
+        let mut sample = PacketSample {
+            frame_len: 60,
+            rule_slot: NO_RULE,
+            captured: 3,
+            class: 0,
+            outcome: 0,
+            pad: 0,
+            bytes: [0; SAMPLE_CAPTURE_BYTES],
+        };
+        sample.bytes[..4].copy_from_slice(&[1, 2, 3, 4]);
+        assert_eq!(sample.frame(), &[1, 2, 3]);
+        sample.captured = u16::MAX;
+        assert_eq!(sample.frame().len(), SAMPLE_CAPTURE_BYTES);
+    }
+}

@@ -1,0 +1,495 @@
+//! What normal traffic looks like, per service (protocol and destination port): its rate,
+//! and how often each value of the fields a rule can match occurs (length, TTL, source
+//! port, TCP flags, the first payload bytes). Learned from the program's packet samples,
+//! one second at a time; shown by `floodwall baseline`, kept across daemon restarts in a
+//! file of the run directory.
+//!
+//! Rates come from the samples scaled by the packets the program counted in the same
+//! second: the samples are a fixed budget of each refill period, so a service's share of
+//! the samples is its share of the packets.
+
+use std::{collections::BTreeMap, fmt, path::Path};
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+
+use super::sample::Sampled;
+use crate::rules::TestPacket;
+
+/// The services a baseline keeps at most; over it, the quietest goes.
+pub const MAX_SERVICES: usize = 256;
+
+/// The values a field's histogram keeps at most; over it, the rarest goes.
+pub const MAX_VALUES: usize = 64;
+
+/// Seconds over which the rate is averaged once the baseline is older than that; until
+/// then, the mean of the seconds seen (so that a baseline of 15 seconds is already one).
+pub const RATE_HORIZON_S: f64 = 60.0;
+
+/// Per second, how much of the histograms' past weight stays (a half-life of about ten
+/// minutes).
+pub const DECAY_PER_S: f64 = 0.998_845;
+
+/// A service: IP protocol and destination port (0 for protocols without ports).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Service {
+    /// IP protocol number.
+    pub proto: u8,
+    /// Destination port; 0 without ports.
+    pub port: u16,
+}
+
+impl Service {
+    /// The service a packet goes to.
+    #[must_use]
+    pub fn of(packet: &TestPacket) -> Self {
+        Self {
+            proto: packet.proto,
+            port: packet.ports.map_or(0, |(_, dport)| dport),
+        }
+    }
+}
+
+impl fmt::Display for Service {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self.proto {
+            6 => "tcp",
+            17 => "udp",
+            1 => return f.write_str("icmp"),
+            58 => return f.write_str("icmpv6"),
+            other => return write!(f, "proto {other}"),
+        };
+        write!(f, "{name}/{}", self.port)
+    }
+}
+
+/// How often each value of one field occurs, with the past weighing less and less.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Histogram {
+    /// Weight by value, at most [`MAX_VALUES`] of them.
+    values: BTreeMap<u32, f64>,
+    /// The weight of every value seen, those dropped included.
+    total: f64,
+}
+
+impl Histogram {
+    fn add(&mut self, value: u32) {
+        *self.values.entry(value).or_default() += 1.0;
+        self.total += 1.0;
+        if self.values.len() > MAX_VALUES
+            && let Some(rarest) = self
+                .values
+                .iter()
+                .min_by(|a, b| a.1.total_cmp(b.1))
+                .map(|(v, _)| *v)
+        {
+            self.values.remove(&rarest);
+        }
+    }
+
+    fn decay(&mut self, factor: f64) {
+        self.total *= factor;
+        for weight in self.values.values_mut() {
+            *weight *= factor;
+        }
+    }
+
+    /// The share of packets with `value` (0 to 1).
+    #[must_use]
+    pub fn share(&self, value: u32) -> f64 {
+        if self.total <= 0.0 {
+            return 0.0;
+        }
+        self.values.get(&value).copied().unwrap_or(0.0) / self.total
+    }
+
+    /// The `n` most common values with their shares, most common first (ties by value).
+    #[must_use]
+    pub fn top(&self, n: usize) -> Vec<(u32, f64)> {
+        let mut all: Vec<(u32, f64)> = self
+            .values
+            .iter()
+            .map(|(&v, &w)| {
+                (
+                    v,
+                    if self.total > 0.0 {
+                        w / self.total
+                    } else {
+                        0.0
+                    },
+                )
+            })
+            .collect();
+        all.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        all.truncate(n);
+        all
+    }
+}
+
+/// The fields of a packet a baseline keeps histograms of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Field {
+    /// IP length.
+    Len,
+    /// TTL or hop limit.
+    Ttl,
+    /// Source port.
+    Sport,
+    /// TCP flags.
+    Flags,
+    /// The first four bytes of the L4 payload, big-endian.
+    Payload,
+}
+
+impl Field {
+    /// Every field, in the order they are shown.
+    pub const ALL: [Self; 5] = [
+        Self::Len,
+        Self::Ttl,
+        Self::Sport,
+        Self::Flags,
+        Self::Payload,
+    ];
+
+    /// The value of this field in `packet`, if it has one.
+    #[must_use]
+    pub fn value(self, packet: &TestPacket) -> Option<u32> {
+        match self {
+            Self::Len => Some(u32::from(packet.len)),
+            Self::Ttl => Some(u32::from(packet.ttl)),
+            Self::Sport => packet.ports.map(|(sport, _)| u32::from(sport)),
+            Self::Flags => (packet.proto == 6).then_some(u32::from(packet.tcp_flags)),
+            Self::Payload => packet.payload.as_ref().and_then(|p| {
+                let head: [u8; 4] = p.bytes.get(..4)?.try_into().ok()?;
+                (p.offset == 0).then_some(u32::from_be_bytes(head))
+            }),
+        }
+    }
+
+    /// The name operators see (as in the rule syntax where there is one).
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Len => "len",
+            Self::Ttl => "ttl",
+            Self::Sport => "sport",
+            Self::Flags => "flags",
+            Self::Payload => "payload",
+        }
+    }
+}
+
+/// One service's baseline.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServiceBaseline {
+    /// Packets a second, averaged (see [`RATE_HORIZON_S`]).
+    pub pps: f64,
+    /// Bits a second, averaged likewise.
+    pub bps: f64,
+    /// Seconds of traffic learned from (seconds in which the service was sampled).
+    pub learned_s: u64,
+    /// Samples learned from.
+    pub samples: u64,
+    /// Histograms by field.
+    pub fields: BTreeMap<Field, Histogram>,
+}
+
+impl ServiceBaseline {
+    fn learn_second(&mut self, pps: f64, bps: f64) {
+        self.learned_s += 1;
+        // The mean of the seconds seen until the horizon, then an exponential average.
+        #[expect(clippy::cast_precision_loss, reason = "seconds, far below 2^52")]
+        let weight = 1.0 / (self.learned_s as f64).min(RATE_HORIZON_S);
+        self.pps += (pps - self.pps) * weight;
+        self.bps += (bps - self.bps) * weight;
+    }
+
+    fn idle_second(&mut self) {
+        let weight = 1.0 / RATE_HORIZON_S;
+        self.pps -= self.pps * weight;
+        self.bps -= self.bps * weight;
+    }
+}
+
+/// Every service's baseline.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Baseline {
+    #[serde(with = "as_list")]
+    services: BTreeMap<Service, ServiceBaseline>,
+}
+
+/// The services as a list of pairs: JSON's keys are strings.
+mod as_list {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize as _, Deserializer, Serializer};
+
+    use super::{Service, ServiceBaseline};
+
+    pub fn serialize<S: Serializer>(
+        map: &BTreeMap<Service, ServiceBaseline>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(map.iter())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<BTreeMap<Service, ServiceBaseline>, D::Error> {
+        Ok(
+            Vec::<(Service, ServiceBaseline)>::deserialize(deserializer)?
+                .into_iter()
+                .collect(),
+        )
+    }
+}
+
+/// One second of traffic: the samples taken in it, and the packets and bytes the program
+/// saw in it (every outcome).
+#[derive(Clone, Copy, Debug)]
+pub struct Second<'a> {
+    /// The samples.
+    pub samples: &'a [Sampled],
+    /// Packets the program counted.
+    pub packets: u64,
+    /// Bytes the program counted.
+    pub bytes: u64,
+}
+
+impl Baseline {
+    /// Learns one second of traffic.
+    pub fn learn(&mut self, second: Second<'_>) {
+        let ip: Vec<(&TestPacket, u32)> = second
+            .samples
+            .iter()
+            .filter_map(|s| s.packet.as_ref().map(|p| (p, s.frame_len)))
+            .collect();
+        #[expect(clippy::cast_precision_loss, reason = "rates, not exact counts")]
+        let scale = if ip.is_empty() {
+            0.0
+        } else {
+            // Every sample stands for this many packets (at least itself: a counter read a
+            // moment apart from the samples may lag them).
+            (second.packets as f64 / second.samples.len() as f64).max(1.0)
+        };
+        let mut this_second: BTreeMap<Service, (f64, f64)> = BTreeMap::new();
+        for (packet, frame_len) in &ip {
+            let service = Service::of(packet);
+            let entry = this_second.entry(service).or_default();
+            entry.0 += scale;
+            entry.1 += scale * f64::from(*frame_len) * 8.0;
+            let baseline = self.services.entry(service).or_default();
+            baseline.samples += 1;
+            for field in Field::ALL {
+                if let Some(value) = field.value(packet) {
+                    baseline.fields.entry(field).or_default().add(value);
+                }
+            }
+        }
+        for (service, baseline) in &mut self.services {
+            for histogram in baseline.fields.values_mut() {
+                histogram.decay(DECAY_PER_S);
+            }
+            match this_second.get(service) {
+                Some(&(pps, bps)) => baseline.learn_second(pps, bps),
+                None => baseline.idle_second(),
+            }
+        }
+        self.prune();
+    }
+
+    fn prune(&mut self) {
+        while self.services.len() > MAX_SERVICES {
+            let quietest = self
+                .services
+                .iter()
+                .min_by(|a, b| a.1.pps.total_cmp(&b.1.pps))
+                .map(|(s, _)| *s);
+            match quietest {
+                Some(s) => self.services.remove(&s),
+                None => break,
+            };
+        }
+    }
+
+    /// A service's baseline.
+    #[must_use]
+    pub fn get(&self, service: &Service) -> Option<&ServiceBaseline> {
+        self.services.get(service)
+    }
+
+    /// Every service, busiest first.
+    #[must_use]
+    pub fn services(&self) -> Vec<(Service, &ServiceBaseline)> {
+        let mut all: Vec<_> = self.services.iter().map(|(s, b)| (*s, b)).collect();
+        all.sort_by(|a, b| b.1.pps.total_cmp(&a.1.pps).then(a.0.cmp(&b.0)));
+        all
+    }
+
+    /// Reads a baseline saved by [`Baseline::save`]; an absent file is an empty baseline.
+    ///
+    /// # Errors
+    /// If the file cannot be read or is not a baseline.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        match std::fs::read(path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .with_context(|| format!("{} is not a floodwall baseline", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        }
+    }
+
+    /// Writes the baseline to `path` (through a temporary file and a rename, so that a
+    /// crash leaves the old file or the new one).
+    ///
+    /// # Errors
+    /// If the file cannot be written.
+    pub fn save(&self, path: &Path) -> anyhow::Result<()> {
+        let tmp = path.with_extension("tmp");
+        let bytes = serde_json::to_vec(self).context("cannot serialize the baseline")?;
+        std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("cannot rename to {}", path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use filter_common::{Class, Outcome};
+
+    use super::*;
+
+    fn udp(sport: u16, dport: u16, len: u16) -> Sampled {
+        Sampled {
+            packet: Some(TestPacket {
+                src: IpAddr::V4(Ipv4Addr::new(198, 18, 0, 10)),
+                dst: IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1)),
+                proto: 17,
+                ports: Some((sport, dport)),
+                icmp: None,
+                tcp_flags: 0,
+                len,
+                dscp: 0,
+                fragment: filter_common::fragment::NONE,
+                ttl: 64,
+                payload: None,
+            }),
+            frame_len: u32::from(len) + 14,
+            class: Class::Udp,
+            outcome: Outcome::Passed,
+            rule_slot: None,
+            frame: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn rates_scale_the_samples_by_the_packets_counted() {
+        let mut b = Baseline::default();
+        // 10 samples, 3 of them to udp/53, standing for 1,000 packets.
+        let mut samples: Vec<Sampled> = (0..7).map(|_| udp(40_000, 9, 100)).collect();
+        samples.extend((0..3).map(|_| udp(40_000, 53, 60)));
+        b.learn(Second {
+            samples: &samples,
+            packets: 1_000,
+            bytes: 0,
+        });
+        let dns = b
+            .get(&Service {
+                proto: 17,
+                port: 53,
+            })
+            .expect("udp/53");
+        assert!((dns.pps - 300.0).abs() < 1e-9, "{}", dns.pps);
+        assert!((dns.bps - 300.0 * 74.0 * 8.0).abs() < 1e-6);
+        assert_eq!(dns.learned_s, 1);
+        let busiest = b.services()[0].0;
+        assert_eq!(busiest.to_string(), "udp/9");
+    }
+
+    #[test]
+    fn fields_are_learned_as_shares_and_the_rate_as_a_mean_then_an_average() {
+        let mut b = Baseline::default();
+        for second in 0..20u64 {
+            let samples = vec![udp(5_000, 53, 60), udp(5_001, 53, 80)];
+            b.learn(Second {
+                samples: &samples,
+                packets: 2 + second % 2 * 2,
+                bytes: 0,
+            });
+        }
+        let dns = b
+            .get(&Service {
+                proto: 17,
+                port: 53,
+            })
+            .expect("udp/53");
+        assert_eq!(dns.learned_s, 20);
+        assert_eq!(dns.samples, 40);
+        // Seconds of 2 and 4 packets, alternating: the mean.
+        assert!((dns.pps - 3.0).abs() < 1e-9, "{}", dns.pps);
+        let len = &dns.fields[&Field::Len];
+        assert!((len.share(60) - 0.5).abs() < 1e-9);
+        assert_eq!(len.top(1)[0].0, 60, "ties go to the smaller value");
+        assert!(dns.fields.get(&Field::Flags).is_none(), "UDP has no flags");
+        // A quiet second lowers the rate.
+        b.learn(Second {
+            samples: &[],
+            packets: 0,
+            bytes: 0,
+        });
+        assert!(
+            b.get(&Service {
+                proto: 17,
+                port: 53
+            })
+            .expect("kept")
+            .pps < 3.0
+        );
+    }
+
+    #[test]
+    fn a_histogram_keeps_the_common_values_and_a_baseline_its_busiest_services() {
+        let mut h = Histogram::default();
+        for v in 0..200u32 {
+            h.add(v % 100);
+            h.add(7);
+        }
+        assert!(h.values.len() <= MAX_VALUES);
+        assert_eq!(h.top(1)[0].0, 7);
+        assert!((h.share(7) - 202.0 / 400.0).abs() < 1e-9);
+
+        let mut b = Baseline::default();
+        let samples: Vec<Sampled> = (0..300u16).map(|port| udp(1, port, 60)).collect();
+        b.learn(Second {
+            samples: &samples,
+            packets: 300,
+            bytes: 0,
+        });
+        assert_eq!(b.services().len(), MAX_SERVICES);
+    }
+
+    #[test]
+    fn a_baseline_survives_a_save_and_a_load() {
+        let dir = std::env::temp_dir().join(format!("fw-baseline-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("b.json");
+        assert_eq!(Baseline::load(&path).expect("absent"), Baseline::default());
+        let mut b = Baseline::default();
+        b.learn(Second {
+            samples: &[udp(1, 53, 60)],
+            packets: 5,
+            bytes: 0,
+        });
+        b.save(&path).expect("save");
+        assert_eq!(Baseline::load(&path).expect("load"), b);
+        std::fs::write(&path, b"{").expect("write");
+        let err = Baseline::load(&path).expect_err("not JSON");
+        assert!(
+            format!("{err:#}").contains("is not a floodwall baseline"),
+            "{err:#}"
+        );
+        std::fs::remove_dir_all(&dir).expect("clean up");
+    }
+}

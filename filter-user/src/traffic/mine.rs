@@ -1,0 +1,463 @@
+//! Signatures: from an attack's samples and its service's baseline, the most specific rule
+//! that matches nearly all of the flood and almost none of normal traffic.
+//!
+//! The flood is the attack's excess: of the packets to the service in the attack's second,
+//! the share above what the baseline expects. A field's value is a candidate when the
+//! attack's samples have it often enough to cover [`MIN_FLOOD_COVERAGE`] of that excess;
+//! it separates when the baseline has it at most [`MAX_BASELINE_SHARE`] of the time. A
+//! signature needs one separating value; every other candidate that keeps the coverage
+//! joins it, so that the rule is as narrow as the flood allows (a TTL that the flood and
+//! the users share narrows it to the flood's sources' distance, and costs the users
+//! nothing more). With no separating value there is no signature, and the miner says why.
+//! Deterministic: the same samples and baseline give the same signature.
+
+use std::{collections::BTreeMap, fmt};
+
+use serde::{Deserialize, Serialize};
+
+use super::baseline::{Field, Service, ServiceBaseline};
+use crate::rules::{Action, PayloadMatch, PortRange, RuleSpec, TcpFlags, TestPacket, ValueRange};
+
+/// The share of the flood (the excess) a signature must match.
+pub const MIN_FLOOD_COVERAGE: f64 = 0.9;
+
+/// The share of the baseline a signature may match at most.
+pub const MAX_BASELINE_SHARE: f64 = 0.005;
+
+/// The fewest samples of an attack a signature is mined from.
+pub const MIN_SAMPLES: usize = 20;
+
+/// A signature: the rule, and how well it fits.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Signature {
+    /// The service attacked.
+    pub service: Service,
+    /// The field values the rule names (beyond the service), in [`Field::ALL`] order.
+    pub values: Vec<(Field, u32)>,
+    /// The rule: the service, the values, and the action.
+    pub rule: RuleSpec,
+    /// The share of the flood's samples it matches (0 to 1).
+    pub flood_coverage: f64,
+    /// At most this share of the baseline matches it (0 to 1).
+    pub baseline_coverage: f64,
+}
+
+/// Why no signature was found.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NoSignature {
+    /// Too few samples of the attack.
+    TooFewSamples(usize),
+    /// No field's value is common to the flood and rare in the baseline.
+    NoSeparatingField,
+}
+
+impl fmt::Display for NoSignature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TooFewSamples(n) => write!(
+                f,
+                "{n} samples of the attack, fewer than the {MIN_SAMPLES} a signature needs"
+            ),
+            Self::NoSeparatingField => write!(
+                f,
+                "no field separates the flood from normal traffic (no value of len, ttl, \
+                 sport, flags or payload is common in the flood and rare in the baseline)"
+            ),
+        }
+    }
+}
+
+/// What to mine from.
+#[derive(Clone, Copy, Debug)]
+pub struct Attack<'a> {
+    /// The service.
+    pub service: Service,
+    /// The samples of packets to it in the attack (IP packets only).
+    pub samples: &'a [&'a TestPacket],
+    /// The share of them that is flood: (rate - baseline rate) / rate.
+    pub excess_share: f64,
+    /// The service's baseline (`None`: a service never seen before, whose normal traffic is
+    /// none).
+    pub baseline: Option<&'a ServiceBaseline>,
+    /// Fields the operator forbids signatures to use.
+    pub forbidden: &'a [Field],
+    /// The action of the rule.
+    pub action: Action,
+}
+
+/// Mines the signature of `attack`.
+///
+/// # Errors
+/// [`NoSignature`] says why there is none.
+pub fn mine(attack: &Attack<'_>) -> Result<Signature, NoSignature> {
+    let n = attack.samples.len();
+    if n < MIN_SAMPLES {
+        return Err(NoSignature::TooFewSamples(n));
+    }
+    #[expect(clippy::cast_precision_loss, reason = "sample counts")]
+    let needed = MIN_FLOOD_COVERAGE * attack.excess_share.clamp(0.0, 1.0) * n as f64;
+    let baseline_share = |field: Field, value: u32| {
+        attack
+            .baseline
+            .and_then(|b| b.fields.get(&field))
+            .map_or(0.0, |h| h.share(value))
+    };
+    // Each field's most common value in the flood, if common enough: candidates.
+    let mut candidates: Vec<(Field, u32, usize, f64)> = Vec::new();
+    for field in Field::ALL {
+        if attack.forbidden.contains(&field) {
+            continue;
+        }
+        let mut counts: BTreeMap<u32, usize> = BTreeMap::new();
+        for packet in attack.samples {
+            if let Some(value) = field.value(packet) {
+                *counts.entry(value).or_default() += 1;
+            }
+        }
+        // Most common first; ties by the smaller value (deterministic).
+        if let Some((&value, &count)) = counts.iter().max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+        {
+            #[expect(clippy::cast_precision_loss, reason = "sample counts")]
+            if count as f64 >= needed && count > 0 {
+                candidates.push((field, value, count, baseline_share(field, value)));
+            }
+        }
+    }
+    // The separating candidate that covers the most of the flood, and rarest in the
+    // baseline on a tie.
+    let Some(&first) = candidates
+        .iter()
+        .filter(|c| c.3 <= MAX_BASELINE_SHARE)
+        .max_by(|a, b| a.2.cmp(&b.2).then(b.3.total_cmp(&a.3)))
+    else {
+        return Err(NoSignature::NoSeparatingField);
+    };
+    let mut chosen = vec![(first.0, first.1)];
+    let matching = |values: &[(Field, u32)]| {
+        attack
+            .samples
+            .iter()
+            .filter(|p| values.iter().all(|&(f, v)| f.value(p) == Some(v)))
+            .count()
+    };
+    let mut covered = matching(&chosen);
+    // The others, most common first, while the flood stays covered.
+    let mut rest: Vec<_> = candidates.iter().filter(|c| c.0 != first.0).collect();
+    rest.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(&b.0)));
+    for c in rest {
+        let mut with = chosen.clone();
+        with.push((c.0, c.1));
+        let count = matching(&with);
+        #[expect(clippy::cast_precision_loss, reason = "sample counts")]
+        if count as f64 >= needed {
+            chosen = with;
+            covered = count;
+        }
+    }
+    chosen.sort_by_key(|&(f, _)| f);
+    let baseline_coverage = chosen
+        .iter()
+        .map(|&(f, v)| baseline_share(f, v))
+        .fold(1.0, f64::min);
+    let payload = payload_prefix(attack.samples, &chosen);
+    #[expect(clippy::cast_precision_loss, reason = "sample counts")]
+    let flood_coverage = if needed > 0.0 {
+        (covered as f64 / (needed / MIN_FLOOD_COVERAGE)).min(1.0)
+    } else {
+        1.0
+    };
+    Ok(Signature {
+        service: attack.service,
+        rule: rule(attack.service, &chosen, payload, attack.action),
+        values: chosen,
+        flood_coverage,
+        baseline_coverage,
+    })
+}
+
+/// With the payload's first four bytes chosen: as many of the first bytes (up to the 16 a
+/// rule compares) as every matching sample shares.
+fn payload_prefix(samples: &[&TestPacket], chosen: &[(Field, u32)]) -> Option<Vec<u8>> {
+    chosen.iter().find(|(f, _)| *f == Field::Payload)?;
+    let payloads: Vec<&[u8]> = samples
+        .iter()
+        .filter(|p| chosen.iter().all(|&(f, v)| f.value(p) == Some(v)))
+        .filter_map(|p| p.payload.as_ref().map(|m| m.bytes.as_slice()))
+        .collect();
+    let first = payloads.first()?;
+    let mut len = 4;
+    while len < filter_common::RULE_PAYLOAD_BYTES
+        && first.len() > len
+        && payloads.iter().all(|p| p.get(len) == Some(&first[len]))
+    {
+        len += 1;
+    }
+    Some(first[..len].to_vec())
+}
+
+/// The rule of a signature.
+fn rule(
+    service: Service,
+    values: &[(Field, u32)],
+    payload: Option<Vec<u8>>,
+    action: Action,
+) -> RuleSpec {
+    let mut spec = RuleSpec {
+        protos: vec![service.proto],
+        action,
+        ..RuleSpec::default()
+    };
+    if service.port != 0 {
+        spec.dports = vec![PortRange {
+            low: service.port,
+            high: service.port,
+        }];
+    }
+    for &(field, value) in values {
+        match field {
+            Field::Len => {
+                let v = u16::try_from(value).unwrap_or(u16::MAX);
+                spec.length = Some(ValueRange { low: v, high: v });
+            }
+            Field::Ttl => {
+                let v = u8::try_from(value).unwrap_or(u8::MAX);
+                spec.ttl = Some(ValueRange { low: v, high: v });
+            }
+            Field::Sport => {
+                let v = u16::try_from(value).unwrap_or(u16::MAX);
+                spec.sports = vec![PortRange { low: v, high: v }];
+            }
+            Field::Flags => {
+                spec.tcp_flags = Some(TcpFlags {
+                    value: u8::try_from(value).unwrap_or(u8::MAX),
+                    mask: 0xff,
+                });
+            }
+            Field::Payload => {
+                let bytes = payload
+                    .clone()
+                    .unwrap_or_else(|| value.to_be_bytes().to_vec());
+                spec.payload = Some(PayloadMatch {
+                    offset: 0,
+                    mask: vec![0xff; bytes.len()],
+                    bytes,
+                });
+            }
+        }
+    }
+    spec
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use super::*;
+    use crate::traffic::{
+        baseline::{Baseline, Second},
+        sample::Sampled,
+    };
+
+    const PORT: u16 = 7777;
+
+    fn udp(sport: u16, len: u16, ttl: u8, payload: &[u8]) -> TestPacket {
+        TestPacket {
+            src: IpAddr::V4(Ipv4Addr::new(198, 19, 0, 7)),
+            dst: IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1)),
+            proto: 17,
+            ports: Some((sport, PORT)),
+            icmp: None,
+            tcp_flags: 0,
+            len,
+            dscp: 0,
+            fragment: filter_common::fragment::NONE,
+            ttl,
+            payload: Some(PayloadMatch {
+                offset: 0,
+                bytes: payload.to_vec(),
+                mask: vec![0xff; payload.len()],
+            }),
+        }
+    }
+
+    /// A user's queries: lengths 40 to 60, TTL 64, random ports, payloads "q" + a counter.
+    fn users(n: u16) -> Vec<TestPacket> {
+        (0..n)
+            .map(|i| {
+                let payload = [b'q', (i % 251) as u8, (i % 7) as u8, 1, 2];
+                udp(30_000 + i, 40 + i % 21, 64, &payload)
+            })
+            .collect()
+    }
+
+    fn baseline_of(packets: &[TestPacket]) -> Baseline {
+        let mut b = Baseline::default();
+        for chunk in packets.chunks(10) {
+            let samples: Vec<Sampled> = chunk
+                .iter()
+                .map(|p| Sampled {
+                    packet: Some(p.clone()),
+                    frame_len: u32::from(p.len) + 14,
+                    class: filter_common::Class::Udp,
+                    outcome: filter_common::Outcome::Passed,
+                    rule_slot: None,
+                    frame: Vec::new(),
+                })
+                .collect();
+            b.learn(Second {
+                samples: &samples,
+                packets: 10,
+                bytes: 0,
+            });
+        }
+        b
+    }
+
+    fn service() -> Service {
+        Service {
+            proto: 17,
+            port: PORT,
+        }
+    }
+
+    fn mine_from(
+        flood: &[TestPacket],
+        users: &[TestPacket],
+        baseline: &Baseline,
+    ) -> Result<Signature, NoSignature> {
+        let all: Vec<&TestPacket> = flood.iter().chain(users).collect();
+        #[expect(clippy::cast_precision_loss, reason = "test counts")]
+        let excess_share = flood.len() as f64 / all.len() as f64;
+        mine(&Attack {
+            service: service(),
+            samples: &all,
+            excess_share,
+            baseline: baseline.get(&service()),
+            forbidden: &[],
+            action: Action::Drop,
+        })
+    }
+
+    #[test]
+    fn a_junk_payload_flood_gets_its_bytes_its_length_and_its_ttl() {
+        let baseline = baseline_of(&users(600));
+        let junk = [0x66u8; 64];
+        let flood: Vec<TestPacket> = (0..400u16)
+            .map(|i| udp(1024 + i * 97, 92, 57, &junk))
+            .collect();
+        let sig = mine_from(&flood, &users(10), &baseline).expect("a signature");
+        assert_eq!(
+            sig.rule.to_string(),
+            format!(
+                "udp dport {PORT} len 92 ttl 57 payload 0:66666666666666666666666666666666 drop"
+            )
+        );
+        assert!(sig.flood_coverage >= 0.99, "{sig:?}");
+        assert!(sig.baseline_coverage <= MAX_BASELINE_SHARE, "{sig:?}");
+        // The same samples, the same signature.
+        assert_eq!(mine_from(&flood, &users(10), &baseline), Ok(sig.clone()));
+        // Every flood packet matches it, no user's does.
+        assert!(flood.iter().all(|p| sig.rule.matches(p)));
+        assert!(users(600).iter().all(|p| !sig.rule.matches(p)));
+    }
+
+    #[test]
+    fn a_reflection_flood_is_told_by_its_source_port_and_size() {
+        let baseline = baseline_of(&users(600));
+        // NTP answers: from port 123, 468 bytes, payloads that differ after the first byte,
+        // TTLs of many paths.
+        let flood: Vec<TestPacket> = (0..300u16)
+            .map(|i| {
+                udp(
+                    123,
+                    468,
+                    40 + (i % 20) as u8,
+                    &[0x24, (i % 256) as u8, 3, 4],
+                )
+            })
+            .collect();
+        let sig = mine_from(&flood, &users(5), &baseline).expect("a signature");
+        assert_eq!(
+            sig.rule.to_string(),
+            format!("udp sport 123 dport {PORT} len 468 drop")
+        );
+    }
+
+    #[test]
+    fn a_flood_shaped_like_the_users_has_no_signature_and_a_forbidden_field_is_not_used() {
+        let baseline = baseline_of(&users(600));
+        // A flash crowd: more of the same.
+        let crowd = users(400);
+        assert_eq!(
+            mine_from(&crowd, &[], &baseline),
+            Err(NoSignature::NoSeparatingField)
+        );
+        // Random lengths and payloads, the users' TTL.
+        let random: Vec<TestPacket> = (0..400u16)
+            .map(|i| {
+                udp(
+                    1024 + i,
+                    28 + (i * 37) % 1400,
+                    64,
+                    &[(i * 13) as u8, (i * 7) as u8, i as u8, 9],
+                )
+            })
+            .collect();
+        assert_eq!(
+            mine_from(&random, &[], &baseline),
+            Err(NoSignature::NoSeparatingField)
+        );
+        // A junk flood whose only tell is its payload, with payloads forbidden.
+        let junk: Vec<TestPacket> = (0..400u16)
+            .map(|i| udp(1024 + i, 40 + i % 21, 64, &[0x66; 8]))
+            .collect();
+        let all: Vec<&TestPacket> = junk.iter().collect();
+        let attack = Attack {
+            service: service(),
+            samples: &all,
+            excess_share: 1.0,
+            baseline: baseline.get(&service()),
+            forbidden: &[Field::Payload],
+            action: Action::Drop,
+        };
+        assert_eq!(mine(&attack), Err(NoSignature::NoSeparatingField));
+        assert!(
+            mine(&Attack {
+                forbidden: &[],
+                ..attack
+            })
+            .is_ok()
+        );
+        // Too few samples.
+        let few: Vec<&TestPacket> = all[..5].to_vec();
+        assert_eq!(
+            mine(&Attack {
+                samples: &few,
+                forbidden: &[],
+                ..attack
+            }),
+            Err(NoSignature::TooFewSamples(5))
+        );
+    }
+
+    #[test]
+    fn a_service_never_seen_before_takes_the_floods_own_shape() {
+        let flood: Vec<TestPacket> = (0..100u16)
+            .map(|i| udp(2000 + i, 60, 50, &[1, 2, 3, 4, i as u8]))
+            .collect();
+        let all: Vec<&TestPacket> = flood.iter().collect();
+        let sig = mine(&Attack {
+            service: service(),
+            samples: &all,
+            excess_share: 1.0,
+            baseline: None,
+            forbidden: &[],
+            action: Action::Monitor,
+        })
+        .expect("a signature");
+        assert_eq!(
+            sig.rule.to_string(),
+            format!("udp dport {PORT} len 60 ttl 50 payload 0:01020304 monitor")
+        );
+    }
+}

@@ -1,0 +1,125 @@
+//! Packet samples from the program (`filter_common::PacketSample`): the sample ring buffer
+//! and the per-CPU budget that bounds it, and a sample decoded into the packet a rule sees.
+
+use std::os::fd::AsFd as _;
+
+use anyhow::{Context as _, anyhow};
+use aya::{
+    Ebpf,
+    maps::{MapData, PerCpuArray, PerCpuValues, RingBuf},
+};
+use filter_common::{Class, NO_RULE, Outcome, PacketSample, SAMPLES_PER_REFILL, map_names};
+
+use crate::rules::TestPacket;
+
+/// One sampled packet, decoded.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sampled {
+    /// What a rule would see of it; `None` for a frame that is not IP (or too short to say).
+    pub packet: Option<TestPacket>,
+    /// The frame's whole length in bytes.
+    pub frame_len: u32,
+    /// Its class.
+    pub class: Class,
+    /// What the program decided.
+    pub outcome: Outcome,
+    /// The rule slot whose action decided it, if a rule's did.
+    pub rule_slot: Option<u32>,
+    /// The captured bytes of the frame (for a pcap of an attack).
+    pub frame: Vec<u8>,
+}
+
+impl Sampled {
+    /// Decodes a record of the sample ring buffer; `None` for a record that is not a whole
+    /// sample or names an outcome this build does not know.
+    #[must_use]
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() < size_of::<PacketSample>() {
+            return None;
+        }
+        // SAFETY: the length is checked; `PacketSample` is plain old data (integers and
+        // bytes), so every bit pattern is valid, and `read_unaligned` needs no alignment.
+        let raw = unsafe { bytes.as_ptr().cast::<PacketSample>().read_unaligned() };
+        let outcome = Outcome::try_from(u32::from(raw.outcome)).ok()?;
+        let class = Class::try_from(u32::from(raw.class)).ok()?;
+        let frame = raw.frame().to_vec();
+        Some(Self {
+            packet: TestPacket::from_frame(&frame).ok(),
+            frame_len: raw.frame_len,
+            class,
+            outcome,
+            rule_slot: (raw.rule_slot != NO_RULE).then_some(raw.rule_slot),
+            frame,
+        })
+    }
+}
+
+/// The sample ring buffer and the budget.
+pub struct Sampler {
+    ring: RingBuf<MapData>,
+    budget: PerCpuArray<MapData, u32>,
+    cpus: usize,
+}
+
+impl Sampler {
+    /// Takes the sample maps out of a loaded object.
+    ///
+    /// # Errors
+    /// If a map is missing or of another type.
+    pub fn take(ebpf: &mut Ebpf) -> anyhow::Result<Self> {
+        let mut take = |name: &str| {
+            ebpf.take_map(name)
+                .ok_or_else(|| anyhow!("the XDP object has no map named {name}"))
+        };
+        let ring = RingBuf::try_from(take(map_names::SAMPLES)?)
+            .with_context(|| format!("map {} is not a ring buffer", map_names::SAMPLES))?;
+        let budget = PerCpuArray::try_from(take(map_names::SAMPLE_BUDGET)?).with_context(|| {
+            format!(
+                "map {} is not a per-CPU array of u32",
+                map_names::SAMPLE_BUDGET
+            )
+        })?;
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| anyhow!("possible CPUs: {e}"))?;
+        Ok(Self { ring, budget, cpus })
+    }
+
+    /// Sets every CPU's budget to `samples` (the daemon's refill is
+    /// [`SAMPLES_PER_REFILL`]).
+    ///
+    /// # Errors
+    /// If the kernel refuses the update.
+    pub fn set_budget(&mut self, samples: u32) -> anyhow::Result<()> {
+        let values = PerCpuValues::try_from(vec![samples; self.cpus])
+            .context("per-CPU values of the sample budget")?;
+        self.budget
+            .set(0, values, 0)
+            .with_context(|| format!("cannot refill {}", map_names::SAMPLE_BUDGET))
+    }
+
+    /// Refills every CPU's budget.
+    ///
+    /// # Errors
+    /// As [`Sampler::set_budget`].
+    pub fn refill(&mut self) -> anyhow::Result<()> {
+        self.set_budget(SAMPLES_PER_REFILL)
+    }
+
+    /// The samples in the ring buffer now, oldest first; records that do not decode are
+    /// counted in the second value.
+    pub fn drain(&mut self) -> (Vec<Sampled>, usize) {
+        let (mut out, mut bad) = (Vec::new(), 0);
+        while let Some(item) = self.ring.next() {
+            match Sampled::decode(&item) {
+                Some(s) => out.push(s),
+                None => bad += 1,
+            }
+        }
+        (out, bad)
+    }
+
+    /// The ring buffer's fd, to wait until it is readable.
+    #[must_use]
+    pub fn ring_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.ring.as_fd()
+    }
+}
