@@ -49,7 +49,8 @@ pub struct PacketSample {
     pub bytes: [u8; SAMPLE_CAPTURE_BYTES],
 }
 const _: () = assert!(core::mem::size_of::<PacketSample>() == 16 + SAMPLE_CAPTURE_BYTES);
-const _: () = assert!(SAMPLE_CAPTURE_BYTES % 8 == 0 && SAMPLE_CAPTURE_BYTES <= u16::MAX as usize);
+const _: () =
+    assert!(SAMPLE_CAPTURE_BYTES.is_multiple_of(8) && SAMPLE_CAPTURE_BYTES <= u16::MAX as usize);
 
 impl PacketSample {
     /// The captured bytes of the frame.

@@ -8,7 +8,11 @@
 //! second: the samples are a fixed budget of each refill period, so a service's share of
 //! the samples is its share of the packets.
 
-use std::{collections::BTreeMap, fmt, path::Path};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fmt,
+    path::Path,
+};
 
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
@@ -215,6 +219,9 @@ impl ServiceBaseline {
 /// Every service's baseline.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Baseline {
+    /// Seconds learned, all services together.
+    #[serde(default)]
+    pub learned_s: u64,
     #[serde(with = "as_list")]
     services: BTreeMap<Service, ServiceBaseline>,
 }
@@ -257,28 +264,49 @@ pub struct Second<'a> {
     pub bytes: u64,
 }
 
-impl Baseline {
-    /// Learns one second of traffic.
-    pub fn learn(&mut self, second: Second<'_>) {
-        let ip: Vec<(&TestPacket, u32)> = second
-            .samples
+impl Second<'_> {
+    /// The IP samples with the service each goes to.
+    pub fn by_service(&self) -> impl Iterator<Item = (Service, &Sampled, &TestPacket)> {
+        self.samples
             .iter()
-            .filter_map(|s| s.packet.as_ref().map(|p| (p, s.frame_len)))
-            .collect();
+            .filter_map(|s| s.packet.as_ref().map(|p| (Service::of(p), s, p)))
+    }
+
+    /// How many packets each sample stands for: the packets counted over the samples taken
+    /// (at least one: a counter read a moment apart from the samples may lag them).
+    #[must_use]
+    pub fn scale(&self) -> f64 {
+        if self.samples.is_empty() {
+            return 0.0;
+        }
         #[expect(clippy::cast_precision_loss, reason = "rates, not exact counts")]
-        let scale = if ip.is_empty() {
-            0.0
-        } else {
-            // Every sample stands for this many packets (at least itself: a counter read a
-            // moment apart from the samples may lag them).
-            (second.packets as f64 / second.samples.len() as f64).max(1.0)
-        };
-        let mut this_second: BTreeMap<Service, (f64, f64)> = BTreeMap::new();
-        for (packet, frame_len) in &ip {
-            let service = Service::of(packet);
-            let entry = this_second.entry(service).or_default();
+        (self.packets as f64 / self.samples.len() as f64).max(1.0)
+    }
+
+    /// Each service's packets and bits a second, estimated from the samples.
+    #[must_use]
+    pub fn rates(&self) -> BTreeMap<Service, (f64, f64)> {
+        let scale = self.scale();
+        let mut rates: BTreeMap<Service, (f64, f64)> = BTreeMap::new();
+        for (service, sample, _) in self.by_service() {
+            let entry = rates.entry(service).or_default();
             entry.0 += scale;
-            entry.1 += scale * f64::from(*frame_len) * 8.0;
+            entry.1 += scale * f64::from(sample.frame_len) * 8.0;
+        }
+        rates
+    }
+}
+
+impl Baseline {
+    /// Learns one second of traffic, except for the services in `under_attack`: an
+    /// attack's traffic is not normal.
+    pub fn learn(&mut self, second: Second<'_>, under_attack: &BTreeSet<Service>) {
+        self.learned_s += 1;
+        let rates = second.rates();
+        for (service, _, packet) in second.by_service() {
+            if under_attack.contains(&service) {
+                continue;
+            }
             let baseline = self.services.entry(service).or_default();
             baseline.samples += 1;
             for field in Field::ALL {
@@ -288,10 +316,13 @@ impl Baseline {
             }
         }
         for (service, baseline) in &mut self.services {
+            if under_attack.contains(service) {
+                continue;
+            }
             for histogram in baseline.fields.values_mut() {
                 histogram.decay(DECAY_PER_S);
             }
-            match this_second.get(service) {
+            match rates.get(service) {
                 Some(&(pps, bps)) => baseline.learn_second(pps, bps),
                 None => baseline.idle_second(),
             }
@@ -390,11 +421,14 @@ mod tests {
         // 10 samples, 3 of them to udp/53, standing for 1,000 packets.
         let mut samples: Vec<Sampled> = (0..7).map(|_| udp(40_000, 9, 100)).collect();
         samples.extend((0..3).map(|_| udp(40_000, 53, 60)));
-        b.learn(Second {
-            samples: &samples,
-            packets: 1_000,
-            bytes: 0,
-        });
+        b.learn(
+            Second {
+                samples: &samples,
+                packets: 1_000,
+                bytes: 0,
+            },
+            &BTreeSet::new(),
+        );
         let dns = b
             .get(&Service {
                 proto: 17,
@@ -413,11 +447,14 @@ mod tests {
         let mut b = Baseline::default();
         for second in 0..20u64 {
             let samples = vec![udp(5_000, 53, 60), udp(5_001, 53, 80)];
-            b.learn(Second {
-                samples: &samples,
-                packets: 2 + second % 2 * 2,
-                bytes: 0,
-            });
+            b.learn(
+                Second {
+                    samples: &samples,
+                    packets: 2 + second % 2 * 2,
+                    bytes: 0,
+                },
+                &BTreeSet::new(),
+            );
         }
         let dns = b
             .get(&Service {
@@ -432,13 +469,16 @@ mod tests {
         let len = &dns.fields[&Field::Len];
         assert!((len.share(60) - 0.5).abs() < 1e-9);
         assert_eq!(len.top(1)[0].0, 60, "ties go to the smaller value");
-        assert!(dns.fields.get(&Field::Flags).is_none(), "UDP has no flags");
+        assert!(!dns.fields.contains_key(&Field::Flags), "UDP has no flags");
         // A quiet second lowers the rate.
-        b.learn(Second {
-            samples: &[],
-            packets: 0,
-            bytes: 0,
-        });
+        b.learn(
+            Second {
+                samples: &[],
+                packets: 0,
+                bytes: 0,
+            },
+            &BTreeSet::new(),
+        );
         assert!(
             b.get(&Service {
                 proto: 17,
@@ -462,11 +502,14 @@ mod tests {
 
         let mut b = Baseline::default();
         let samples: Vec<Sampled> = (0..300u16).map(|port| udp(1, port, 60)).collect();
-        b.learn(Second {
-            samples: &samples,
-            packets: 300,
-            bytes: 0,
-        });
+        b.learn(
+            Second {
+                samples: &samples,
+                packets: 300,
+                bytes: 0,
+            },
+            &BTreeSet::new(),
+        );
         assert_eq!(b.services().len(), MAX_SERVICES);
     }
 
@@ -477,11 +520,14 @@ mod tests {
         let path = dir.join("b.json");
         assert_eq!(Baseline::load(&path).expect("absent"), Baseline::default());
         let mut b = Baseline::default();
-        b.learn(Second {
-            samples: &[udp(1, 53, 60)],
-            packets: 5,
-            bytes: 0,
-        });
+        b.learn(
+            Second {
+                samples: &[udp(1, 53, 60)],
+                packets: 5,
+                bytes: 0,
+            },
+            &BTreeSet::new(),
+        );
         b.save(&path).expect("save");
         assert_eq!(Baseline::load(&path).expect("load"), b);
         std::fs::write(&path, b"{").expect("write");

@@ -168,7 +168,7 @@ pub fn mine(attack: &Attack<'_>) -> Result<Signature, NoSignature> {
     };
     Ok(Signature {
         service: attack.service,
-        rule: rule(attack.service, &chosen, payload, attack.action),
+        rule: rule(attack.service, &chosen, payload.as_deref(), attack.action),
         values: chosen,
         flood_coverage,
         baseline_coverage,
@@ -199,7 +199,7 @@ fn payload_prefix(samples: &[&TestPacket], chosen: &[(Field, u32)]) -> Option<Ve
 fn rule(
     service: Service,
     values: &[(Field, u32)],
-    payload: Option<Vec<u8>>,
+    payload: Option<&[u8]>,
     action: Action,
 ) -> RuleSpec {
     let mut spec = RuleSpec {
@@ -234,9 +234,7 @@ fn rule(
                 });
             }
             Field::Payload => {
-                let bytes = payload
-                    .clone()
-                    .unwrap_or_else(|| value.to_be_bytes().to_vec());
+                let bytes = payload.map_or_else(|| value.to_be_bytes().to_vec(), <[u8]>::to_vec);
                 spec.payload = Some(PayloadMatch {
                     offset: 0,
                     mask: vec![0xff; bytes.len()],
@@ -249,6 +247,7 @@ fn rule(
 }
 
 #[cfg(test)]
+#[expect(clippy::cast_possible_truncation, reason = "test values are small")]
 mod tests {
     use std::net::{IpAddr, Ipv4Addr};
 
@@ -304,11 +303,14 @@ mod tests {
                     frame: Vec::new(),
                 })
                 .collect();
-            b.learn(Second {
-                samples: &samples,
-                packets: 10,
-                bytes: 0,
-            });
+            b.learn(
+                Second {
+                    samples: &samples,
+                    packets: 10,
+                    bytes: 0,
+                },
+                &std::collections::BTreeSet::new(),
+            );
         }
         b
     }

@@ -3,5 +3,6 @@
 //! and their signatures are told apart (issue 12).
 
 pub mod baseline;
+pub mod detect;
 pub mod mine;
 pub mod sample;
