@@ -43,8 +43,9 @@ pub struct PacketSample {
     pub class: u8,
     /// The packet's [`Outcome`](crate::Outcome), as a number.
     pub outcome: u8,
-    /// Explicit padding.
-    pub pad: u32,
+    /// The CPU that took the sample: the budget is per CPU, so each CPU's samples stand
+    /// for that CPU's packets.
+    pub cpu: u32,
     /// The frame's first [`PacketSample::captured`] bytes.
     pub bytes: [u8; SAMPLE_CAPTURE_BYTES],
 }
@@ -73,6 +74,7 @@ mod tests {
         assert_eq!(offset_of!(PacketSample, captured), 8);
         assert_eq!(offset_of!(PacketSample, class), 10);
         assert_eq!(offset_of!(PacketSample, outcome), 11);
+        assert_eq!(offset_of!(PacketSample, cpu), 12);
         assert_eq!(offset_of!(PacketSample, bytes), 16);
     }
 
@@ -84,7 +86,7 @@ mod tests {
             captured: 3,
             class: 0,
             outcome: 0,
-            pad: 0,
+            cpu: 0,
             bytes: [0; SAMPLE_CAPTURE_BYTES],
         };
         sample.bytes[..4].copy_from_slice(&[1, 2, 3, 4]);

@@ -47,7 +47,7 @@ fn capture(ctx: &XdpContext, class_outcome: u32, rule_slot: u32) {
         (*sample).rule_slot = rule_slot;
         (*sample).class = class_outcome as u8;
         (*sample).outcome = (class_outcome >> 8) as u8;
-        (*sample).pad = 0;
+        (*sample).cpu = aya_ebpf::helpers::bpf_get_smp_processor_id();
         (*sample).captured = len.min(SAMPLE_CAPTURE_BYTES) as u16;
         let bytes = (&raw mut (*sample).bytes).cast::<u8>();
         // Word by word while the frame has eight more bytes (every offset a constant once

@@ -199,6 +199,35 @@ impl FilterMaps {
         Ok(totals)
     }
 
+    /// Packets counted on each CPU, every class and outcome together (by CPU index).
+    ///
+    /// # Errors
+    /// If a map lookup fails.
+    pub fn packets_by_cpu(&self) -> anyhow::Result<Vec<u64>> {
+        let mut by_cpu: Vec<u64> = Vec::new();
+        for class in Class::ALL {
+            for outcome in Outcome::ALL {
+                let per_cpu = self
+                    .counters
+                    .get(&class.counter_index(outcome), 0)
+                    .with_context(|| {
+                        format!(
+                            "failed to read the {} {} counter",
+                            class.name(),
+                            outcome.name()
+                        )
+                    })?;
+                if by_cpu.len() < per_cpu.len() {
+                    by_cpu.resize(per_cpu.len(), 0);
+                }
+                for (sum, c) in by_cpu.iter_mut().zip(per_cpu.iter()) {
+                    *sum = sum.wrapping_add(c.packets);
+                }
+            }
+        }
+        Ok(by_cpu)
+    }
+
     /// Takes a counter sample now.
     ///
     /// # Errors

@@ -91,6 +91,25 @@ impl Answers {
     }
 }
 
+/// The service's user while a flood goes on: 1,000 queries at 200 a second, of which at
+/// least 99 % must be answered. Prints what it saw under `when`.
+///
+/// # Panics
+/// If fewer are answered, or the queries cannot be sent.
+#[must_use]
+pub fn assert_served(host: &Host, to: SocketAddr, when: &str) -> Answers {
+    let answers = query(host, to, 1_000, 200).expect("the user's queries");
+    println!(
+        "{when}: {} of {} answered, p99 {:?}",
+        answers.answered, answers.sent, answers.p99
+    );
+    assert!(
+        answers.share() >= 0.99,
+        "{when}: the service's user must be answered at 99 %: {answers:?}"
+    );
+    answers
+}
+
 /// Sends `count` queries from `host` to `to` at `rate` a second and counts the answers;
 /// takes `count / rate` seconds and one more.
 ///

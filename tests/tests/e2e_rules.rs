@@ -8,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use floodwall::{control::Response, rules::RuleView};
+use floodwall::rules::RuleView;
 use floodwall_tests::{
     flood,
     lab::{Daemon, Lab, Proc, poll_until},
@@ -26,9 +26,12 @@ fn new_lab() -> Lab {
 }
 
 /// The daemon with a per-source limit far above what each flood source sends: the limits
-/// alone do nothing against these floods.
+/// alone do nothing against these floods. Signatures are off: these tests are about the
+/// operator's rules (`e2e_signatures` has the daemon's own).
 fn start<'l>(lab: &'l Lab, extra: &[&str]) -> Daemon<'l> {
     let mut args = vec![
+        "--signatures",
+        "off",
         "--xdp-mode",
         "driver",
         "--pps",
@@ -47,37 +50,13 @@ fn service_addr(lab: &Lab) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(lab.server().ipv4), PORT)
 }
 
-/// The packets per second of a flood: all trafgen can on the host, less under emulation.
-fn flood_pps() -> Option<u64> {
-    floodwall_tests::in_vm().then_some(20_000)
-}
-
-/// A UDP flood at the service from 4,096 sources (198.19.0.0/20): `udp` is trafgen's UDP
-/// header and what follows it.
+/// A UDP flood at the service from 4,096 sources (see `flood::spawn_udp_flood`).
 fn spawn_flood(lab: &Lab, name: &str, udp_and_payload: &str) -> Proc {
-    let mac = flood::mac_address(lab, lab.server()).expect("the server's MAC");
-    let config = format!(
-        "{{\n  eth(da={mac}),\n  ipv4(sa=198.19.0.0, sa[2]=drnd(0, 15), sa[3]=drnd(), da={}, \
-         ttl=57, id=drnd()),\n  {udp_and_payload}\n}}\n",
-        lab.server().ipv4
-    );
-    flood::spawn_trafgen_at(
-        lab,
-        &lab.attackers()[0],
-        name,
-        &config,
-        5_000_000,
-        Duration::from_secs(40),
-        flood_pps(),
-    )
-    .expect("trafgen must start")
+    flood::spawn_udp_flood(lab, name, udp_and_payload).expect("trafgen must start")
 }
 
 fn rules(daemon: &Daemon) -> Vec<RuleView> {
-    match daemon.query(&["rules", "list"]).expect("rules list --json") {
-        Response::Rules { rules } => rules,
-        other => panic!("rules list answered {other:?}"),
-    }
+    daemon.rules().expect("rules list --json")
 }
 
 fn udp_passed(daemon: &Daemon) -> u64 {
@@ -128,17 +107,7 @@ fn succeeded(out: &std::process::Output, what: &str) -> String {
 
 /// The service's user, while the flood goes on: at least 99 % answered.
 fn assert_served(lab: &Lab, when: &str) -> udp::Answers {
-    let answers =
-        udp::query(lab.client(), service_addr(lab), 1_000, 200).expect("the user's queries");
-    println!(
-        "{when}: {} of {} answered, p99 {:?}",
-        answers.answered, answers.sent, answers.p99
-    );
-    assert!(
-        answers.share() >= 0.99,
-        "{when}: the service's user must be answered at 99 %: {answers:?}"
-    );
-    answers
+    udp::assert_served(lab.client(), service_addr(lab), when)
 }
 
 fn stop(lab: &Lab, proc: &Proc) {

@@ -103,6 +103,13 @@ pub enum ClientCommand {
     /// common (e.g. `rules add udp sport 123 drop`).
     #[command(subcommand)]
     Rules(RulesCommand),
+    /// What normal traffic looks like, per service (protocol and port), as learned from
+    /// the program's packet samples: rates and the most common lengths, TTLs, source ports,
+    /// flags and payloads.
+    Baseline(ReadArgs),
+    /// Attacks detected (a service far over its baseline) and the signatures put in force
+    /// against them: what they match, how well, what they dropped.
+    Attacks(ReadArgs),
     /// Make the running daemon read its config file again and apply it, all or nothing
     /// (as SIGHUP does); prints what changed.
     Reload {

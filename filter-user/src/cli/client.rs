@@ -80,6 +80,8 @@ impl Call {
                 },
             ),
             ClientCommand::Reload { iface } => call(iface, false, Request::Reload),
+            ClientCommand::Baseline(r) => call(r.iface, r.json, Request::Baseline),
+            ClientCommand::Attacks(r) => call(r.iface, r.json, Request::Attacks),
             ClientCommand::Rules(command) => Self::of_rules(command)?,
             ClientCommand::SynProtect(command) => {
                 let change = |change, args: ChangeArgs| {

@@ -39,6 +39,8 @@ impl Display for ResponseText<'_> {
             .fmt(f),
             Response::Unblocked { addr } => writeln!(f, "unblocked {addr}"),
             Response::SynProtect(view) => SynProtectText(view).fmt(f),
+            Response::Baseline(view) => view.fmt(f),
+            Response::Attacks(view) => view.fmt(f),
             Response::ListChanged {
                 list,
                 added,
@@ -333,8 +335,10 @@ impl Display for RulesTable<'_> {
             if let Some(comment) = &r.comment {
                 notes.push(format!("# {comment}"));
             }
-            if r.origin == crate::rules::Origin::Config {
-                notes.push("(config)".to_owned());
+            match r.origin {
+                crate::rules::Origin::Config => notes.push("(config)".to_owned()),
+                crate::rules::Origin::Signature => notes.push("(signature)".to_owned()),
+                crate::rules::Origin::Cli => {}
             }
             writeln!(
                 f,
@@ -406,6 +410,7 @@ impl Display for EventLine<'_> {
             EventKind::ListChange => "list-change",
             EventKind::SynProtect => "syn-protect",
             EventKind::Rule => "rule",
+            EventKind::Attack => "attack",
         };
         writeln!(f, "{}  {kind:<11} {}", self.0.time, self.0.message)
     }

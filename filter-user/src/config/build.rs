@@ -20,6 +20,7 @@ use crate::{
     loader::AttachMode,
     rules::NewRule,
     syn::{SynProtect, SysctlPolicy},
+    traffic::detect::SignatureMode,
 };
 
 impl Source<'_> {
@@ -64,16 +65,9 @@ impl Source<'_> {
                 })
             })
             .transpose()?;
-        let admin_group = daemon
-            .admin_group
-            .as_ref()
-            .map(|group| self.group(group, "daemon.admin_group"))
-            .transpose()?;
-        let read_group = daemon
-            .read_group
-            .as_ref()
-            .map(|group| self.group(group, "daemon.read_group"))
-            .transpose()?;
+        let group = |g: Option<&Spanned<Scalar>>, key| g.map(|g| self.group(g, key)).transpose();
+        let admin_group = group(daemon.admin_group.as_ref(), "daemon.admin_group")?;
+        let read_group = group(daemon.read_group.as_ref(), "daemon.read_group")?;
         let run_dir = daemon
             .run_dir
             .as_ref()
@@ -103,9 +97,12 @@ impl Source<'_> {
         let syn_sysctls = daemon
             .syn_sysctls
             .as_ref()
-            .map(|value| {
-                self.choice::<SysctlPolicy>(value, "daemon.syn_sysctls", "a sysctl policy")
-            })
+            .map(|v| self.choice::<SysctlPolicy>(v, "daemon.syn_sysctls", "a sysctl policy"))
+            .transpose()?;
+        let signatures = daemon
+            .signatures
+            .as_ref()
+            .map(|v| self.choice::<SignatureMode>(v, "daemon.signatures", "a signature mode"))
             .transpose()?;
         let interfaces = self.interfaces(raw.interface, default_mode)?;
         let limits = self.limits(document)?;
@@ -124,6 +121,7 @@ impl Source<'_> {
             run_dir,
             syn_protect,
             syn_sysctls,
+            signatures,
             allow,
             deny,
             rules: self.rules(raw.rules.as_deref().unwrap_or_default())?,

@@ -72,6 +72,14 @@ pub fn diff(old: &DaemonFile, new: &DaemonFile) -> Vec<String> {
         sysctls(old.syn_sysctls),
         sysctls(new.syn_sysctls),
     );
+    let signatures = |s: Option<crate::traffic::detect::SignatureMode>| {
+        s.map_or_else(|| "default".into(), |s| s.to_string())
+    };
+    changed(
+        "daemon.signatures",
+        signatures(old.signatures),
+        signatures(new.signatures),
+    );
     diff_interfaces(&mut lines, &old.interfaces, &new.interfaces);
     diff_limits(&mut lines, &old.limits, &new.limits);
     for (name, from, to) in [

@@ -84,6 +84,8 @@ pub struct DaemonFile {
     pub syn_protect: Option<crate::syn::SynProtect>,
     /// `[daemon] syn_sysctls`, if given.
     pub syn_sysctls: Option<crate::syn::SysctlPolicy>,
+    /// `[daemon] signatures`, if given.
+    pub signatures: Option<crate::traffic::detect::SignatureMode>,
     /// The allowlist, inline entries and list files together.
     pub allow: Vec<Prefix>,
     /// The denylist, inline entries and list files together.

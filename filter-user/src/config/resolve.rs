@@ -69,6 +69,12 @@ pub struct RunArgs {
     /// to the SYN ceiling).
     #[arg(long, value_enum)]
     pub syn_sysctls: Option<SysctlPolicy>,
+    /// Attacks and signatures: when a service gets far over its learned baseline, put in
+    /// force a rule that matches what the flood's packets share and normal traffic does
+    /// not (`enforce`, the default: it drops), only count what it matches (`monitor`), or
+    /// never look (`off`). See `floodwall baseline` and `floodwall attacks`.
+    #[arg(long, value_enum)]
+    pub signatures: Option<crate::traffic::detect::SignatureMode>,
     /// Initial limits (defaults: 10k packets/s, auto bursts, no bit-rate limit, 60s blocks).
     #[command(flatten)]
     pub limits: LimitArgs,
@@ -119,6 +125,8 @@ pub struct DaemonConfig {
     pub deny: Vec<Prefix>,
     /// The rules the config file owns.
     pub rules: Vec<crate::rules::NewRule>,
+    /// Attack detection and signatures.
+    pub signatures: crate::traffic::detect::DetectConfig,
     /// The config file this came from, if any: reloads log their change as its diff.
     pub file: Option<DaemonFile>,
 }
@@ -247,6 +255,13 @@ pub fn resolve(
         allow: file.as_ref().map(|f| f.allow.clone()).unwrap_or_default(),
         deny: file.as_ref().map(|f| f.deny.clone()).unwrap_or_default(),
         rules: file.as_ref().map(|f| f.rules.clone()).unwrap_or_default(),
+        signatures: crate::traffic::detect::DetectConfig {
+            mode: args
+                .signatures
+                .or(file.as_ref().and_then(|f| f.signatures))
+                .unwrap_or_default(),
+            ..crate::traffic::detect::DetectConfig::default()
+        },
         file,
     })
 }
@@ -265,6 +280,7 @@ impl DaemonConfig {
             ("run_dir", self.run_dir != new.run_dir),
             ("pin_root", self.pin_root != new.pin_root),
             ("syn_sysctls", self.syn_sysctls != new.syn_sysctls),
+            ("signatures", self.signatures != new.signatures),
         ]
         .into_iter()
         .filter_map(|(name, differs)| differs.then_some(name))

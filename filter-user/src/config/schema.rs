@@ -42,6 +42,7 @@ pub(super) struct RawDaemon {
     pub(super) run_dir: Option<Spanned<String>>,
     pub(super) syn_protect: Option<Spanned<String>>,
     pub(super) syn_sysctls: Option<Spanned<String>>,
+    pub(super) signatures: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

@@ -410,6 +410,7 @@ fn the_sample_parses_and_holds_the_defaults() {
         run_dir: None,
         syn_protect: None,
         syn_sysctls: None,
+        signatures: None,
         allow: Vec::new(),
         deny: Vec::new(),
         rules: Vec::new(),
@@ -441,6 +442,7 @@ fn the_sample_parses_and_holds_the_defaults() {
             run_dir: Some(PathBuf::from(crate::control::DEFAULT_RUN_DIR)),
             syn_protect: Some(crate::syn::SynProtect::Auto),
             syn_sysctls: Some(crate::syn::SysctlPolicy::Set),
+            signatures: Some(crate::traffic::detect::SignatureMode::Enforce),
             ..defaults
         }
     );

@@ -138,6 +138,10 @@ pub enum Request {
         /// The frame from its Ethernet header on, in hex.
         frame: String,
     },
+    /// What normal traffic looks like, per service.
+    Baseline,
+    /// The attacks seen and their signatures.
+    Attacks,
 }
 
 /// A rule to add, as the CLI sends it: the daemon parses the text, so that a request
@@ -250,6 +254,10 @@ pub enum Response {
         /// The rule.
         rule: Option<RuleView>,
     },
+    /// The baseline.
+    Baseline(crate::traffic::view::BaselineView),
+    /// The attacks.
+    Attacks(crate::traffic::view::AttacksView),
     /// The request was refused or failed; nothing changed.
     Error {
         /// Why.

@@ -229,6 +229,9 @@ pub enum EventKind {
     SynProtect,
     /// A rule was added, removed or expired, or matched its first packet.
     Rule,
+    /// An attack started or ended, or its signature was put in force, replaced or
+    /// withdrawn (`floodwall attacks`).
+    Attack,
 }
 
 /// One entry of the journal.

@@ -10,7 +10,7 @@ use std::{
 use anyhow::{Context as _, anyhow};
 use aya::maps::{MapData, RingBuf};
 use filter_common::map_names;
-use log::info;
+use log::{info, warn};
 use tokio::sync::mpsc;
 
 use super::{Shared, reload::ReloadReply};
@@ -23,6 +23,7 @@ use crate::{
     maps::monotonic_now_ns,
     pin::{MapsPlan, PinDir, Takeover},
     rules::RuleMaps,
+    traffic::{baseline::Baseline, detect::Detector, sample::Sampler},
 };
 
 /// Loads the program for one interface with its pinned state and attaches it, taking over
@@ -32,7 +33,7 @@ pub(super) fn protect(
     config: &DaemonConfig,
     access: Arc<Mutex<Access>>,
     reload: mpsc::Sender<ReloadReply>,
-) -> anyhow::Result<(Arc<Shared>, RingBuf<MapData>)> {
+) -> anyhow::Result<(Arc<Shared>, RingBuf<MapData>, Sampler)> {
     let iface = spec.name.as_str();
     let pins = PinDir::new(&config.pin_root, iface);
     pins.prepare()?;
@@ -61,6 +62,19 @@ pub(super) fn protect(
             .ok_or_else(|| anyhow!("the XDP object has no map named {}", map_names::EVENTS))?,
     )
     .context("map FW_EVENTS is not a ring buffer")?;
+    let sampler = Sampler::take(&mut loaded.ebpf)?;
+    let baseline_file = super::traffic::baseline_path(&config.run_dir, iface);
+    let baseline = Baseline::load(&baseline_file).unwrap_or_else(|e| {
+        warn!("{iface}: starting with an empty baseline: {e:#}");
+        Baseline::default()
+    });
+    if baseline.learned_s > 0 {
+        info!(
+            "{iface}: kept the baseline of {}s of traffic from {}",
+            baseline.learned_s,
+            baseline_file.display()
+        );
+    }
 
     let mut blocks = BlockBook::default();
     let adopted = match (&takeover, &plan) {
@@ -107,10 +121,11 @@ pub(super) fn protect(
         syn_cookies: loaded.syn_cookies.clone(),
         syn_sysctls: config.syn_sysctls,
         rules: Mutex::new(rules),
+        detector: Mutex::new(Detector::new(config.signatures.clone(), baseline)),
     });
     // The object (and with it the program fd) may go: the pinned link holds the program.
     drop(loaded.ebpf);
-    Ok((shared, ring))
+    Ok((shared, ring, sampler))
 }
 
 /// Loads the program with the maps of `plan` and fills them as `config` says, before it is

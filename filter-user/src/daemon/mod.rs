@@ -6,7 +6,8 @@
 //! - `interface`: protect one interface: load, fill the maps, attach or take over;
 //! - `reload`: reloads, applied to every interface all or nothing;
 //! - `tasks`: the background tasks: counter samples, block events, metrics;
-//! - `server`: the control server: accept, check access, answer requests.
+//! - `server`: the control server: accept, check access, answer requests;
+//! - `traffic`: packet samples, the baseline, attacks and their signatures.
 
 use std::{
     collections::HashSet,
@@ -39,6 +40,7 @@ mod rules;
 mod server;
 mod syn;
 mod tasks;
+mod traffic;
 
 use reload::ReloadReply;
 
@@ -78,6 +80,8 @@ struct Shared {
     syn_sysctls: crate::syn::SysctlPolicy,
     /// The rules and their maps.
     rules: Mutex<rules::RulesState>,
+    /// The baseline and the attacks (`traffic`).
+    detector: Mutex<crate::traffic::detect::Detector>,
 }
 
 /// The cookie stage's counters and the kernel's own cookie counters, for `stats` and the
@@ -169,18 +173,23 @@ pub async fn run(
     let mut protected = Vec::new();
     let mut rings = Vec::new();
     for spec in &config.interfaces {
-        let (shared, ring) =
+        let (shared, ring, sampler) =
             interface::protect(spec, &config, Arc::clone(&access), reload_tx.clone())?;
         protected.push(shared);
-        rings.push(ring);
+        rings.push((ring, sampler));
     }
     // The sockets come last: a socket means its daemon protects every interface it was
     // given.
-    for (shared, ring) in protected.iter().zip(rings) {
+    for (shared, (ring, sampler)) in protected.iter().zip(rings) {
         let listener = bind_socket(&config, &shared.iface)?;
         tasks.spawn(server::serve(listener, Arc::clone(shared)));
         tasks.spawn(tasks::watch_events(ring, Arc::clone(shared)));
         tasks.spawn(tasks::sample_loop(Arc::clone(shared)));
+        tasks.spawn(traffic::traffic_loop(
+            sampler,
+            Arc::clone(shared),
+            traffic::baseline_path(&config.run_dir, &shared.iface),
+        ));
     }
     tasks.spawn(tasks::serve_metrics(config.metrics_addr, protected.clone()));
     tasks.spawn(reload::reload_loop(

@@ -127,9 +127,8 @@ impl RulesState {
     }
 }
 
-/// Adds rules, all or nothing.
-pub(super) fn add(shared: &Shared, new: &[NewRule]) -> anyhow::Result<Response> {
-    let now = monotonic_now_ns()?;
+/// Adds rules, all or nothing; their ids. Says nothing (the caller does).
+pub(super) fn add_quietly(shared: &Shared, new: &[NewRule], now: u64) -> anyhow::Result<Vec<u32>> {
     let ids = {
         let mut state = lock(&shared.rules);
         let (next, ids) = state.set.with_added(new, now)?;
@@ -137,6 +136,22 @@ pub(super) fn add(shared: &Shared, new: &[NewRule]) -> anyhow::Result<Response> 
         ids
     };
     shared.sync_list_presence()?;
+    Ok(ids)
+}
+
+/// Removes rules, all or nothing. Says nothing (the caller does).
+pub(super) fn remove_quietly(shared: &Shared, ids: &[u32]) -> anyhow::Result<()> {
+    {
+        let mut state = lock(&shared.rules);
+        let next = state.set.with_removed(ids)?;
+        state.commit(next)?;
+    }
+    shared.sync_list_presence()
+}
+
+/// Adds rules, all or nothing.
+pub(super) fn add(shared: &Shared, new: &[NewRule]) -> anyhow::Result<Response> {
+    let ids = add_quietly(shared, new, monotonic_now_ns()?)?;
     for id in &ids {
         let text = lock(&shared.rules)
             .set
@@ -152,12 +167,7 @@ pub(super) fn add(shared: &Shared, new: &[NewRule]) -> anyhow::Result<Response> 
 
 /// Removes rules, all or nothing.
 pub(super) fn remove(shared: &Shared, ids: &[u32]) -> anyhow::Result<Response> {
-    {
-        let mut state = lock(&shared.rules);
-        let next = state.set.with_removed(ids)?;
-        state.commit(next)?;
-    }
-    shared.sync_list_presence()?;
+    remove_quietly(shared, ids)?;
     for id in ids {
         note(shared, *id, format!("rule {id} removed"));
     }

@@ -28,6 +28,7 @@ use crate::{
     rules::{self, NewRule},
     stats::{outcome_stats, source_view, top_sources},
     syn::SynProtectChange,
+    traffic::view::{AttacksView, BaselineView},
 };
 
 /// Accepts connections until the listener fails; each is served on its own task.
@@ -131,6 +132,20 @@ async fn respond(shared: &Arc<Shared>, request: Request) -> Answer {
             Ok(Response::Events { events: backlog })
         }
         Request::Reload => reload(shared).await,
+        Request::Baseline => {
+            let detector = lock(&shared.detector);
+            Ok(Response::Baseline(BaselineView::new(
+                &detector.baseline,
+                &detector.config,
+            )))
+        }
+        Request::Attacks => {
+            let detector = lock(&shared.detector);
+            Ok(Response::Attacks(AttacksView {
+                mode: detector.config.mode,
+                attacks: detector.attacks().to_vec(),
+            }))
+        }
         Request::SynProtectShow => {
             blocking(shared, |s| Ok(Response::SynProtect(syn::view(s)?))).await
         }

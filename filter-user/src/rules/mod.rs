@@ -180,6 +180,9 @@ pub enum Origin {
     Cli,
     /// `[[rules]]` of the config file.
     Config,
+    /// A signature the daemon found for an attack (`floodwall attacks`), withdrawn by it
+    /// when the attack ends.
+    Signature,
 }
 
 /// A rule a daemon holds.

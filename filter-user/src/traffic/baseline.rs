@@ -252,46 +252,63 @@ mod as_list {
     }
 }
 
-/// One second of traffic: the samples taken in it, and the packets and bytes the program
-/// saw in it (every outcome).
+/// One second of traffic: the samples taken in it, and the packets the program counted in
+/// it on each CPU (every outcome).
 #[derive(Clone, Copy, Debug)]
 pub struct Second<'a> {
     /// The samples.
     pub samples: &'a [Sampled],
-    /// Packets the program counted.
-    pub packets: u64,
-    /// Bytes the program counted.
-    pub bytes: u64,
+    /// Packets the program counted, by CPU.
+    pub packets_by_cpu: &'a [u64],
 }
 
 impl Second<'_> {
-    /// The IP samples with the service each goes to.
-    pub fn by_service(&self) -> impl Iterator<Item = (Service, &Sampled, &TestPacket)> {
-        self.samples
-            .iter()
-            .filter_map(|s| s.packet.as_ref().map(|p| (Service::of(p), s, p)))
+    /// The IP samples with the service each goes to and the packets it stands for.
+    pub fn by_service(&self) -> impl Iterator<Item = (Service, &Sampled, &TestPacket, f64)> {
+        let weights = self.weights();
+        self.samples.iter().filter_map(move |s| {
+            let weight = weights
+                .get(usize::try_from(s.cpu).unwrap_or(usize::MAX))
+                .copied()
+                .unwrap_or(1.0);
+            s.packet.as_ref().map(|p| (Service::of(p), s, p, weight))
+        })
     }
 
-    /// How many packets each sample stands for: the packets counted over the samples taken
-    /// (at least one: a counter read a moment apart from the samples may lag them).
+    /// How many packets a sample of each CPU stands for: the packets that CPU counted over
+    /// the samples it took (at least one: a counter read a moment apart from the samples
+    /// may lag them). By CPU, because each CPU has its own budget: a CPU that sees few
+    /// packets samples them all, one under a flood only a few of them.
     #[must_use]
-    pub fn scale(&self) -> f64 {
-        if self.samples.is_empty() {
-            return 0.0;
+    pub fn weights(&self) -> Vec<f64> {
+        let mut taken: Vec<u64> = vec![0; self.packets_by_cpu.len()];
+        for s in self.samples {
+            if let Some(n) = taken.get_mut(usize::try_from(s.cpu).unwrap_or(usize::MAX)) {
+                *n += 1;
+            }
         }
         #[expect(clippy::cast_precision_loss, reason = "rates, not exact counts")]
-        (self.packets as f64 / self.samples.len() as f64).max(1.0)
+        taken
+            .iter()
+            .zip(self.packets_by_cpu)
+            .map(|(&n, &packets)| {
+                if n == 0 {
+                    1.0
+                } else {
+                    (packets as f64 / n as f64).max(1.0)
+                }
+            })
+            .collect()
     }
 
     /// Each service's packets and bits a second, estimated from the samples.
     #[must_use]
     pub fn rates(&self) -> BTreeMap<Service, (f64, f64)> {
-        let scale = self.scale();
         let mut rates: BTreeMap<Service, (f64, f64)> = BTreeMap::new();
-        for (service, sample, _) in self.by_service() {
+        for (service, sample, _, weight) in self.by_service() {
             let entry = rates.entry(service).or_default();
-            entry.0 += scale;
-            entry.1 += scale * f64::from(sample.frame_len) * 8.0;
+            entry.0 += weight;
+            entry.1 += weight * f64::from(sample.frame_len) * 8.0;
         }
         rates
     }
@@ -303,7 +320,7 @@ impl Baseline {
     pub fn learn(&mut self, second: Second<'_>, under_attack: &BTreeSet<Service>) {
         self.learned_s += 1;
         let rates = second.rates();
-        for (service, _, packet) in second.by_service() {
+        for (service, _, packet, _) in second.by_service() {
             if under_attack.contains(&service) {
                 continue;
             }
@@ -411,6 +428,7 @@ mod tests {
             class: Class::Udp,
             outcome: Outcome::Passed,
             rule_slot: None,
+            cpu: 0,
             frame: Vec::new(),
         }
     }
@@ -424,8 +442,7 @@ mod tests {
         b.learn(
             Second {
                 samples: &samples,
-                packets: 1_000,
-                bytes: 0,
+                packets_by_cpu: &[1_000],
             },
             &BTreeSet::new(),
         );
@@ -450,8 +467,7 @@ mod tests {
             b.learn(
                 Second {
                     samples: &samples,
-                    packets: 2 + second % 2 * 2,
-                    bytes: 0,
+                    packets_by_cpu: &[2 + second % 2 * 2],
                 },
                 &BTreeSet::new(),
             );
@@ -474,8 +490,7 @@ mod tests {
         b.learn(
             Second {
                 samples: &[],
-                packets: 0,
-                bytes: 0,
+                packets_by_cpu: &[0],
             },
             &BTreeSet::new(),
         );
@@ -505,8 +520,7 @@ mod tests {
         b.learn(
             Second {
                 samples: &samples,
-                packets: 300,
-                bytes: 0,
+                packets_by_cpu: &[300],
             },
             &BTreeSet::new(),
         );
@@ -523,8 +537,7 @@ mod tests {
         b.learn(
             Second {
                 samples: &[udp(1, 53, 60)],
-                packets: 5,
-                bytes: 0,
+                packets_by_cpu: &[5],
             },
             &BTreeSet::new(),
         );

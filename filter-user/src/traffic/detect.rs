@@ -12,6 +12,7 @@ use std::{
     time::SystemTime,
 };
 
+use filter_common::Outcome;
 use serde::{Deserialize, Serialize};
 
 use super::{
@@ -21,7 +22,7 @@ use super::{
 use crate::rules::{Action, TestPacket};
 
 /// How the detector acts on what it finds.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum SignatureMode {
     /// Signatures are put in force as `drop` rules.
@@ -32,6 +33,16 @@ pub enum SignatureMode {
     Monitor,
     /// No detection.
     Off,
+}
+
+impl std::fmt::Display for SignatureMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Enforce => "enforce",
+            Self::Monitor => "monitor",
+            Self::Off => "off",
+        })
+    }
 }
 
 /// The detector's settings.
@@ -228,7 +239,6 @@ impl Detector {
         let now = Now {
             at: humantime::format_rfc3339_seconds(seen.at).to_string(),
             rates: seen.second.rates(),
-            scale: seen.second.scale(),
             seen,
         };
         if self.baseline.learned_s >= self.config.min_baseline_s
@@ -248,13 +258,20 @@ impl Detector {
         for attack in self.attacks.iter_mut().filter(|a| a.active()) {
             judge.attack_second(attack, rules, &mut room, &mut happened);
         }
-        let under_attack: BTreeSet<Service> = self
+        // Not learned: the services under attack, and those far over their baseline even
+        // if under the floor (a flood that starts slowly must not become normal).
+        let mut not_normal: BTreeSet<Service> = self
             .attacks
             .iter()
             .filter(|a| a.active())
             .map(|a| a.service)
             .collect();
-        self.baseline.learn(seen.second, &under_attack);
+        not_normal.extend(now.rates.iter().filter_map(|(service, &(pps, _))| {
+            let b = self.baseline.get(service)?;
+            (b.learned_s >= self.config.min_baseline_s && pps > self.config.factor * b.pps.max(1.0))
+                .then_some(*service)
+        }));
+        self.baseline.learn(seen.second, &not_normal);
         // Forget the oldest ended attacks.
         while self.attacks.len() > MAX_ATTACKS_KEPT {
             match self.attacks.iter().position(|a| !a.active()) {
@@ -311,7 +328,6 @@ struct Now<'a> {
     /// `seen.at`, RFC 3339.
     at: String,
     rates: BTreeMap<Service, (f64, f64)>,
-    scale: f64,
 }
 
 /// What an attack's second is judged by.
@@ -337,31 +353,33 @@ impl Judge<'_> {
         attack.peak_pps = attack.peak_pps.max(pps);
         attack.calm_s = if pps > limit { 0 } else { attack.calm_s + 1 };
         // The flood's packets: the service's, less the allowlisted (never dropped).
-        let packets: Vec<&TestPacket> = self
+        let packets: Vec<(&TestPacket, Outcome, f64)> = self
             .now
             .seen
             .second
             .by_service()
-            .filter(|(s, sample, _)| {
-                *s == service && sample.outcome != filter_common::Outcome::Allowed
-            })
-            .map(|(_, _, p)| p)
+            .filter(|(s, sample, _, _)| *s == service && sample.outcome != Outcome::Allowed)
+            .map(|(_, sample, p, weight)| (p, sample.outcome, weight))
             .collect();
-        for p in &packets {
+        for (p, _, _) in &packets {
             if attack.sources.len() < MAX_SOURCES_COUNTED {
                 attack.sources.insert(p.src);
             }
         }
         attack.sources_seen = attack.sources.len();
         self.withdraw_quiet(attack, rules, happened);
-        // What the signatures in force leave: if still a flood, mine its signature.
-        let uncovered: Vec<&TestPacket> = packets
+        // What nothing handles yet: neither dropped (by an operator's rule, a block, a
+        // list) nor matched by a signature of this attack (which, in monitor mode, does
+        // not drop). If that is still a flood, mine its signature.
+        let uncovered: Vec<(&TestPacket, f64)> = packets
             .iter()
-            .copied()
-            .filter(|p| !attack.in_force().any(|s| s.signature.rule.matches(p)))
+            .filter(|(p, outcome, _)| {
+                !outcome.is_drop() && !attack.in_force().any(|s| s.signature.rule.matches(p))
+            })
+            .map(|(p, _, weight)| (*p, *weight))
             .collect();
-        #[expect(clippy::cast_precision_loss, reason = "rates")]
-        let uncovered_pps = uncovered.len() as f64 * self.now.scale;
+        let uncovered_pps: f64 = uncovered.iter().map(|(_, w)| w).sum();
+        let uncovered: Vec<&TestPacket> = uncovered.into_iter().map(|(p, _)| p).collect();
         if uncovered_pps > limit {
             self.mitigate(attack, &uncovered, uncovered_pps, rules, room, happened);
         }
@@ -557,6 +575,7 @@ mod tests {
             class: Class::Udp,
             outcome: Outcome::Passed,
             rule_slot: None,
+            cpu: 0,
             frame: Vec::new(),
         }
     }
@@ -607,8 +626,7 @@ mod tests {
                 Observed {
                     second: Second {
                         samples: &samples,
-                        packets,
-                        bytes: 0,
+                        packets_by_cpu: &[packets],
                     },
                     at: UNIX_EPOCH + Duration::from_secs(1_800_000_000 + self.t),
                     rule_matches: &matches,

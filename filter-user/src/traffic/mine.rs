@@ -47,8 +47,10 @@ pub struct Signature {
 pub enum NoSignature {
     /// Too few samples of the attack.
     TooFewSamples(usize),
-    /// No field's value is common to the flood and rare in the baseline.
-    NoSeparatingField,
+    /// No field's value is common to the flood and rare in the baseline: each field's
+    /// most common value in the flood, with its share of the flood's samples and of the
+    /// baseline.
+    NoSeparatingField(Vec<String>),
 }
 
 impl fmt::Display for NoSignature {
@@ -58,10 +60,12 @@ impl fmt::Display for NoSignature {
                 f,
                 "{n} samples of the attack, fewer than the {MIN_SAMPLES} a signature needs"
             ),
-            Self::NoSeparatingField => write!(
+            Self::NoSeparatingField(closest) => write!(
                 f,
                 "no field separates the flood from normal traffic (no value of len, ttl, \
-                 sport, flags or payload is common in the flood and rare in the baseline)"
+                 sport, flags or payload is common in the flood and rare in the baseline; \
+                 the flood's most common: {})",
+                closest.join(", ")
             ),
         }
     }
@@ -104,6 +108,7 @@ pub fn mine(attack: &Attack<'_>) -> Result<Signature, NoSignature> {
     };
     // Each field's most common value in the flood, if common enough: candidates.
     let mut candidates: Vec<(Field, u32, usize, f64)> = Vec::new();
+    let mut closest = Vec::new();
     for field in Field::ALL {
         if attack.forbidden.contains(&field) {
             continue;
@@ -117,9 +122,18 @@ pub fn mine(attack: &Attack<'_>) -> Result<Signature, NoSignature> {
         // Most common first; ties by the smaller value (deterministic).
         if let Some((&value, &count)) = counts.iter().max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
         {
+            let share = baseline_share(field, value);
+            #[expect(clippy::cast_precision_loss, reason = "sample counts")]
+            let flood_share = count as f64 / n as f64;
+            closest.push(format!(
+                "{} {value} in {:.1} % of it and {:.2} % of the baseline",
+                field.name(),
+                flood_share * 100.0,
+                share * 100.0
+            ));
             #[expect(clippy::cast_precision_loss, reason = "sample counts")]
             if count as f64 >= needed && count > 0 {
-                candidates.push((field, value, count, baseline_share(field, value)));
+                candidates.push((field, value, count, share));
             }
         }
     }
@@ -130,7 +144,7 @@ pub fn mine(attack: &Attack<'_>) -> Result<Signature, NoSignature> {
         .filter(|c| c.3 <= MAX_BASELINE_SHARE)
         .max_by(|a, b| a.2.cmp(&b.2).then(b.3.total_cmp(&a.3)))
     else {
-        return Err(NoSignature::NoSeparatingField);
+        return Err(NoSignature::NoSeparatingField(closest));
     };
     let mut chosen = vec![(first.0, first.1)];
     let matching = |values: &[(Field, u32)]| {
@@ -300,14 +314,14 @@ mod tests {
                     class: filter_common::Class::Udp,
                     outcome: filter_common::Outcome::Passed,
                     rule_slot: None,
+                    cpu: 0,
                     frame: Vec::new(),
                 })
                 .collect();
             b.learn(
                 Second {
                     samples: &samples,
-                    packets: 10,
-                    bytes: 0,
+                    packets_by_cpu: &[10],
                 },
                 &std::collections::BTreeSet::new(),
             );
@@ -390,10 +404,10 @@ mod tests {
         let baseline = baseline_of(&users(600));
         // A flash crowd: more of the same.
         let crowd = users(400);
-        assert_eq!(
+        assert!(matches!(
             mine_from(&crowd, &[], &baseline),
-            Err(NoSignature::NoSeparatingField)
-        );
+            Err(NoSignature::NoSeparatingField(_))
+        ));
         // Random lengths and payloads, the users' TTL.
         let random: Vec<TestPacket> = (0..400u16)
             .map(|i| {
@@ -405,9 +419,13 @@ mod tests {
                 )
             })
             .collect();
-        assert_eq!(
-            mine_from(&random, &[], &baseline),
-            Err(NoSignature::NoSeparatingField)
+        let Err(why) = mine_from(&random, &[], &baseline) else {
+            panic!("random lengths and payloads have no signature");
+        };
+        assert!(
+            why.to_string()
+                .contains("ttl 64 in 100.0 % of it and 100.00 % of the baseline"),
+            "{why}"
         );
         // A junk flood whose only tell is its payload, with payloads forbidden.
         let junk: Vec<TestPacket> = (0..400u16)
@@ -422,7 +440,10 @@ mod tests {
             forbidden: &[Field::Payload],
             action: Action::Drop,
         };
-        assert_eq!(mine(&attack), Err(NoSignature::NoSeparatingField));
+        assert!(matches!(
+            mine(&attack),
+            Err(NoSignature::NoSeparatingField(_))
+        ));
         assert!(
             mine(&Attack {
                 forbidden: &[],

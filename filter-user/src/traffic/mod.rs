@@ -6,3 +6,4 @@ pub mod baseline;
 pub mod detect;
 pub mod mine;
 pub mod sample;
+pub mod view;

@@ -25,6 +25,8 @@ pub struct Sampled {
     pub outcome: Outcome,
     /// The rule slot whose action decided it, if a rule's did.
     pub rule_slot: Option<u32>,
+    /// The CPU that took it.
+    pub cpu: u32,
     /// The captured bytes of the frame (for a pcap of an attack).
     pub frame: Vec<u8>,
 }
@@ -49,6 +51,7 @@ impl Sampled {
             class,
             outcome,
             rule_slot: (raw.rule_slot != NO_RULE).then_some(raw.rule_slot),
+            cpu: raw.cpu,
             frame,
         })
     }

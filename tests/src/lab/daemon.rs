@@ -248,6 +248,73 @@ impl Daemon<'_> {
         })
     }
 
+    /// `floodwall rules list --json`.
+    ///
+    /// # Errors
+    /// If the command fails or answers something else.
+    pub fn rules(&self) -> anyhow::Result<Vec<floodwall::rules::RuleView>> {
+        match self.query(&["rules", "list"])? {
+            Response::Rules { rules } => Ok(rules),
+            other => bail!("`rules list` answered {other:?}"),
+        }
+    }
+
+    /// `floodwall attacks --json`.
+    ///
+    /// # Errors
+    /// If the command fails or answers something else.
+    pub fn attacks(&self) -> anyhow::Result<floodwall::traffic::view::AttacksView> {
+        match self.query(&["attacks"])? {
+            Response::Attacks(view) => Ok(view),
+            other => bail!("`attacks` answered {other:?}"),
+        }
+    }
+
+    /// `floodwall baseline --json`.
+    ///
+    /// # Errors
+    /// If the command fails or answers something else.
+    pub fn baseline(&self) -> anyhow::Result<floodwall::traffic::view::BaselineView> {
+        match self.query(&["baseline"])? {
+            Response::Baseline(view) => Ok(view),
+            other => bail!("`baseline` answered {other:?}"),
+        }
+    }
+
+    /// Packets of `class` by outcome name, from `stats --json`.
+    ///
+    /// # Errors
+    /// As [`Daemon::stats`].
+    pub fn class_packets(&self, class: &str, outcome: &str) -> anyhow::Result<u64> {
+        let stats = self.stats()?;
+        Ok(stats
+            .classes
+            .iter()
+            .filter(|c| c.class == class)
+            .flat_map(|c| &c.outcomes)
+            .filter(|o| o.outcome == outcome)
+            .map(|o| o.packets)
+            .sum())
+    }
+
+    /// `floodwall ARGS`, which must succeed: its output.
+    ///
+    /// # Panics
+    /// If the command cannot run or fails.
+    #[must_use]
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self
+            .cli(args)
+            .unwrap_or_else(|e| panic!("floodwall {args:?}: {e:#}"));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "floodwall {args:?} must succeed: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    }
+
     /// `floodwall stats --json`.
     ///
     /// # Errors

@@ -1,0 +1,203 @@
+//! The traffic task of a protected interface: takes the program's packet samples, refills
+//! their budget, and once a second hands them to the detector, which learns the baseline,
+//! detects attacks and has their signatures put in force and withdrawn as rules.
+
+use std::{
+    collections::BTreeMap,
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, Instant, SystemTime},
+};
+
+use anyhow::anyhow;
+use filter_common::SAMPLE_REFILL_MS;
+use log::{info, warn};
+
+use super::{Shared, lock};
+use crate::{
+    control::{EventKind, EventRecord},
+    maps::monotonic_now_ns,
+    rules::{NewRule, Origin},
+    traffic::{
+        baseline::Second,
+        detect::{Happened, Mitigator, Observed},
+        mine::Signature,
+        sample::{Sampled, Sampler},
+    },
+};
+
+/// Priority of signatures' rules: after the operator's (`DEFAULT_PRIORITY` is 100).
+pub const SIGNATURE_PRIORITY: u16 = 1_000;
+
+/// Samples kept for one second at most (more than the budget lets through on 64 CPUs).
+const MAX_SAMPLES_PER_SECOND: usize = 200_000;
+
+/// How often the baseline is written to its file.
+const SAVE_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Where the baseline of `iface` is kept across restarts.
+#[must_use]
+pub fn baseline_path(run_dir: &std::path::Path, iface: &str) -> PathBuf {
+    run_dir.join(format!("{iface}.baseline.json"))
+}
+
+/// Runs the traffic task until the daemon stops.
+pub(super) async fn traffic_loop(
+    mut sampler: Sampler,
+    shared: Arc<Shared>,
+    baseline_file: PathBuf,
+) -> anyhow::Result<()> {
+    let mut refill = tokio::time::interval(Duration::from_millis(SAMPLE_REFILL_MS));
+    refill.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut pending: Vec<Sampled> = Vec::new();
+    let mut undecoded = 0usize;
+    let mut second_started = Instant::now();
+    let mut saved = Instant::now();
+    let mut counted = Counted::read(&shared)?;
+    loop {
+        refill.tick().await;
+        let (drained, bad) = sampler.drain();
+        undecoded += bad;
+        let room = MAX_SAMPLES_PER_SECOND.saturating_sub(pending.len());
+        pending.extend(drained.into_iter().take(room));
+        sampler.refill()?;
+        if second_started.elapsed() < Duration::from_secs(1) {
+            continue;
+        }
+        second_started = Instant::now();
+        if undecoded > 0 {
+            warn!("{}: {undecoded} samples did not decode", shared.iface);
+            undecoded = 0;
+        }
+        let second = std::mem::take(&mut pending);
+        let shared_now = Arc::clone(&shared);
+        counted = tokio::task::spawn_blocking(move || one_second(&shared_now, &second, &counted))
+            .await
+            .map_err(|e| anyhow!("the traffic task failed: {e}"))??;
+        if saved.elapsed() >= SAVE_INTERVAL {
+            saved = Instant::now();
+            let baseline = lock(&shared.detector).baseline.clone();
+            if let Err(e) = baseline.save(&baseline_file) {
+                warn!("{}: cannot keep the baseline: {e:#}", shared.iface);
+            }
+        }
+    }
+}
+
+/// The program's packet counters by CPU, all classes and outcomes together, and when they
+/// were read.
+#[derive(Clone)]
+struct Counted {
+    at: Instant,
+    packets_by_cpu: Vec<u64>,
+}
+
+impl Counted {
+    fn read(shared: &Shared) -> anyhow::Result<Self> {
+        Ok(Self {
+            at: Instant::now(),
+            packets_by_cpu: shared.maps.packets_by_cpu()?,
+        })
+    }
+
+    /// Packets a second on each CPU from `self` to `now`.
+    fn rate_until(&self, now: &Self) -> Vec<u64> {
+        let elapsed_ns = now.at.saturating_duration_since(self.at).as_nanos().max(1);
+        now.packets_by_cpu
+            .iter()
+            .enumerate()
+            .map(|(cpu, &packets)| {
+                let before = self.packets_by_cpu.get(cpu).copied().unwrap_or(0);
+                let d = packets.wrapping_sub(before);
+                u64::try_from(u128::from(d) * 1_000_000_000 / elapsed_ns).unwrap_or(u64::MAX)
+            })
+            .collect()
+    }
+}
+
+/// One second: counts, the detector, and what it did said in the log and the journal.
+/// The counters are read here, at the end of the second the samples come from, so that
+/// each sample stands for the packets of its own second.
+fn one_second(shared: &Shared, samples: &[Sampled], before: &Counted) -> anyhow::Result<Counted> {
+    let now = Counted::read(shared)?;
+    let packets_by_cpu = before.rate_until(&now);
+    let rule_matches = signature_matches(shared)?;
+    let happened = {
+        let mut detector = lock(&shared.detector);
+        let mut rules = DaemonRules {
+            shared,
+            for_ms: detector.config.rule_for_ms,
+        };
+        detector.second(
+            Observed {
+                second: Second {
+                    samples,
+                    packets_by_cpu: &packets_by_cpu,
+                },
+                at: SystemTime::now(),
+                rule_matches: &rule_matches,
+            },
+            &mut rules,
+        )
+    };
+    for event in happened {
+        let line = match event {
+            Happened::Started(l)
+            | Happened::Mitigated(l)
+            | Happened::Withdrawn(l)
+            | Happened::Ended(l) => {
+                info!("{}: {l}", shared.iface);
+                l
+            }
+            Happened::Unmitigated(l) => {
+                warn!("{}: {l}", shared.iface);
+                l
+            }
+        };
+        lock(&shared.blocks).record(EventRecord::now(EventKind::Attack, None, line));
+    }
+    Ok(now)
+}
+
+/// Matched packets of the rules the detector has in force, by id.
+fn signature_matches(shared: &Shared) -> anyhow::Result<BTreeMap<u32, u64>> {
+    let ids = lock(&shared.detector).rules_in_force();
+    if ids.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let views = super::rules::views(shared)?;
+    Ok(views
+        .into_iter()
+        .filter(|v| ids.contains(&v.id))
+        .map(|v| (v.id, v.matched_packets))
+        .collect())
+}
+
+/// The daemon's rules, as the detector's [`Mitigator`].
+struct DaemonRules<'a> {
+    shared: &'a Shared,
+    /// How long a signature's rule lasts at most.
+    for_ms: u64,
+}
+
+impl Mitigator for DaemonRules<'_> {
+    fn install(&mut self, signature: &Signature) -> Result<u32, String> {
+        let new = NewRule {
+            spec: signature.rule.clone(),
+            priority: SIGNATURE_PRIORITY,
+            comment: Some(format!("signature for {}", signature.service)),
+            for_ms: Some(self.for_ms),
+            origin: Origin::Signature,
+        };
+        let now = monotonic_now_ns().map_err(|e| format!("{e:#}"))?;
+        let ids =
+            super::rules::add_quietly(self.shared, &[new], now).map_err(|e| format!("{e:#}"))?;
+        ids.first()
+            .copied()
+            .ok_or_else(|| "no rule was added".to_owned())
+    }
+
+    fn withdraw(&mut self, id: u32) -> Result<(), String> {
+        super::rules::remove_quietly(self.shared, &[id]).map_err(|e| format!("{e:#}"))
+    }
+}

@@ -1,0 +1,261 @@
+//! Attacks and signatures, end to end: the daemon learns a UDP service's traffic from its
+//! user, then floods from thousands of sources, each far under the per-source limit, hit
+//! the service. Nobody writes a rule: the daemon finds what the flood's packets share and
+//! the user's do not, puts a rule of its own in force, and takes it away when the flood
+//! ends. The user is answered throughout.
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    time::{Duration, Instant},
+};
+
+use floodwall::{rules::Origin, traffic::view::AttacksView};
+use floodwall_tests::{
+    flood,
+    lab::{Daemon, Lab, Proc, poll_until},
+    udp,
+};
+
+/// The service's port.
+const PORT: u16 = 7777;
+
+/// The lab, the service, and the daemon as an operator starts it: a per-source limit far
+/// above what each flood source sends (the limits alone do nothing against these floods),
+/// signatures as `extra` says (by default, on).
+fn start<'l>(lab: &'l Lab, extra: &[&str]) -> Daemon<'l> {
+    let mut args = vec![
+        "--xdp-mode",
+        "driver",
+        "--pps",
+        "2000",
+        "--block-for",
+        "60s",
+    ];
+    args.extend(extra);
+    lab.start_floodwall(&args)
+        .expect("floodwall run must start and open its control socket")
+}
+
+fn new_lab() -> Lab {
+    flood::require_trafgen().expect("trafgen must be installed");
+    Lab::new(1).expect("the namespace lab must build")
+}
+
+fn service_addr(lab: &Lab) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(lab.server().ipv4), PORT)
+}
+
+fn stop(lab: &Lab, proc: &Proc) {
+    let _ = lab.stop(proc, libc::SIGINT, Duration::from_secs(5));
+}
+
+fn attacks(daemon: &Daemon) -> AttacksView {
+    daemon.attacks().expect("attacks --json")
+}
+
+/// The user's queries for 12 s at 100 a second, all answered: the baseline (10 s are
+/// needed before anything is enforced), which must then show the service.
+fn learn_baseline(lab: &Lab, daemon: &Daemon) {
+    let before = udp::query(lab.client(), service_addr(lab), 1_200, 100).expect("queries");
+    assert!(before.share() >= 0.99, "before the flood: {before:?}");
+    let baseline = daemon.baseline().expect("baseline --json");
+    let service = baseline
+        .services
+        .iter()
+        .find(|s| s.service == format!("udp/{PORT}"))
+        .unwrap_or_else(|| panic!("the baseline has the service: {baseline:?}"));
+    assert!(
+        baseline.learned_s >= 10 && service.pps > 20.0,
+        "{baseline:?}"
+    );
+    let text = daemon.cli_ok(&["baseline"]);
+    assert!(
+        text.contains(&format!("udp/{PORT}")) && text.contains("ready"),
+        "{text}"
+    );
+}
+
+/// Starts the flood while the user goes on querying, and waits up to 10 s for a rule of
+/// the daemon's in force: how long after the flood's start it came, if it did.
+fn flood_until_mitigated(
+    lab: &Lab,
+    daemon: &Daemon,
+    name: &str,
+    udp: &str,
+) -> (Proc, Option<Duration>) {
+    let started = Instant::now();
+    let flood = flood::spawn_udp_flood(lab, name, udp).expect("trafgen must start");
+    let mut mitigated = None;
+    std::thread::scope(|scope| {
+        let user = scope.spawn(|| udp::query(lab.client(), service_addr(lab), 300, 100));
+        if poll_until(Duration::from_secs(10), Duration::from_millis(50), || {
+            !daemon.rules().expect("rules").is_empty()
+        }) {
+            mitigated = Some(started.elapsed());
+        }
+        let _ = user.join();
+    });
+    (flood, mitigated)
+}
+
+/// Packets of the UDP class: (passed, dropped by a rule).
+fn udp_outcomes(daemon: &Daemon) -> (u64, u64) {
+    let get = |outcome| daemon.class_packets("udp", outcome).expect("stats");
+    (get("passed"), get("dropped_rule"))
+}
+
+/// From 3 s after the flood started: the user is answered at 99 %, and 95 % of the flood
+/// is dropped.
+fn assert_served_and_dropped(lab: &Lab, daemon: &Daemon, flooded_at: Instant) {
+    std::thread::sleep(Duration::from_secs(3).saturating_sub(flooded_at.elapsed()));
+    let (passed_from, dropped_from) = udp_outcomes(daemon);
+    let during = udp::assert_served(lab.client(), service_addr(lab), "with the signature");
+    let (passed_to, dropped_to) = udp_outcomes(daemon);
+    let dropped = dropped_to - dropped_from;
+    let passed = (passed_to - passed_from).saturating_sub(during.sent);
+    #[expect(clippy::cast_precision_loss, reason = "a ratio")]
+    let share = dropped as f64 / (dropped + passed).max(1) as f64;
+    println!(
+        "flood from 3 s on: {dropped} dropped, {passed} passed ({:.2} %)",
+        share * 100.0
+    );
+    assert!(
+        share >= 0.95,
+        "95 % of the flood must be dropped: {dropped} of {}",
+        dropped + passed
+    );
+}
+
+/// Junk: 64 bytes of the same junk from 4,096 addresses with random source ports, at the
+/// service's port, where the user sends 48-byte queries. Within two seconds a rule of the
+/// daemon's matches the flood's payload, length and TTL, and not the user's queries; the
+/// user is served, the flood dropped. When the flood stops, the rule is withdrawn after
+/// its quiet time and the attack ends; `attacks` and the journal tell it all.
+#[test]
+fn a_junk_flood_gets_a_signature_of_its_own() {
+    if !floodwall_tests::privileged("a_junk_flood_gets_a_signature_of_its_own") {
+        return;
+    }
+    let lab = new_lab();
+    let _service = udp::Service::start(lab.server(), PORT).expect("the UDP service");
+    let daemon = start(&lab, &[]);
+    learn_baseline(&lab, &daemon);
+    let flooded_at = Instant::now();
+    let (flood, mitigated_after) = flood_until_mitigated(
+        &lab,
+        &daemon,
+        "junk",
+        &format!("udp(sp=drnd(1024, 65535), dp={PORT}),\n  fill(0x66, 64)"),
+    );
+    let Some(mitigated_after) = mitigated_after else {
+        stop(&lab, &flood);
+        // Under emulation trafgen may send too little for an attack.
+        assert!(
+            floodwall_tests::in_vm() && udp_outcomes(&daemon).0 < 20_000,
+            "a rule must be in force once the flood arrives: {:?}",
+            attacks(&daemon)
+        );
+        return;
+    };
+    println!("a signature was in force {mitigated_after:?} after the flood started");
+    let rule = daemon.rules().expect("rules").remove(0);
+    println!("signature: {rule:?}");
+    assert_eq!(rule.origin, Origin::Signature);
+    assert!(
+        rule.rule.starts_with(&format!(
+            "udp dport {PORT} len 92 ttl 57 payload 0:66666666"
+        )),
+        "the signature names the flood's shape: {rule:?}"
+    );
+    assert_served_and_dropped(&lab, &daemon, flooded_at);
+    if !floodwall_tests::in_vm() {
+        assert!(
+            mitigated_after <= Duration::from_millis(2_500),
+            "a signature must be in force within 2 s of the flood (and trafgen's start): \
+             {mitigated_after:?}"
+        );
+    }
+    stop(&lab, &flood);
+    assert_withdrawn_and_ended(&daemon, 1);
+    let attack = &attacks(&daemon).attacks[0];
+    assert!(attack.sources_seen > 100, "{attack:?}");
+    let signature = &attack.signatures[0];
+    assert!(signature.matched_packets > 10_000, "{signature:?}");
+    assert!(signature.signature.flood_coverage >= 0.9, "{signature:?}");
+    let text = daemon.cli_ok(&["attacks"]);
+    assert!(text.contains(&format!("attack 1 on udp/{PORT}")), "{text}");
+    let events = daemon.cli_ok(&["events"]);
+    assert!(
+        events.contains(&format!("attack 1 on udp/{PORT}"))
+            && events.contains("signature rule 1 in force")
+            && events.contains("signature rule 1 withdrawn")
+            && events.contains("attack 1 on udp/7777 ended"),
+        "the journal tells the attack: {events}"
+    );
+}
+
+/// After the flood: every rule of the daemon's withdrawn and every attack ended, with
+/// `signatures` signatures in all.
+fn assert_withdrawn_and_ended(daemon: &Daemon, signatures: usize) {
+    assert!(
+        poll_until(Duration::from_secs(30), Duration::from_millis(500), || {
+            daemon.rules().expect("rules").is_empty()
+        }),
+        "the signatures must be withdrawn: {:?}",
+        attacks(daemon)
+    );
+    assert!(
+        poll_until(Duration::from_secs(5), Duration::from_millis(200), || {
+            attacks(daemon).attacks.iter().all(|a| a.ended.is_some())
+        }),
+        "the attack must end: {:?}",
+        attacks(daemon)
+    );
+    let view = attacks(daemon);
+    println!("attacks: {view:?}");
+    let found: usize = view.attacks.iter().map(|a| a.signatures.len()).sum();
+    assert_eq!(found, signatures, "{view:?}");
+}
+
+/// In `monitor`, the signature is computed and put in as a `monitor` rule: it counts the
+/// flood and drops nothing.
+#[test]
+fn in_monitor_mode_a_signature_counts_and_drops_nothing() {
+    if !floodwall_tests::privileged("in_monitor_mode_a_signature_counts_and_drops_nothing") {
+        return;
+    }
+    let lab = new_lab();
+    let _service = udp::Service::start(lab.server(), PORT).expect("the UDP service");
+    let daemon = start(&lab, &["--signatures", "monitor"]);
+    learn_baseline(&lab, &daemon);
+    let (flood, mitigated_after) = flood_until_mitigated(
+        &lab,
+        &daemon,
+        "junk-monitored",
+        &format!("udp(sp=drnd(1024, 65535), dp={PORT}),\n  fill(0x66, 64)"),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    stop(&lab, &flood);
+    if mitigated_after.is_none() {
+        assert!(
+            floodwall_tests::in_vm(),
+            "a monitor rule must come: {:?}",
+            attacks(&daemon)
+        );
+        return;
+    }
+    let rule = daemon.rules().expect("rules").remove(0);
+    println!("monitor signature: {rule:?}");
+    assert!(rule.rule.ends_with(" monitor"), "{rule:?}");
+    assert!(
+        rule.matched_packets > 1_000,
+        "it counts the flood: {rule:?}"
+    );
+    assert_eq!(rule.dropped_packets, 0, "{rule:?}");
+    assert_eq!(udp_outcomes(&daemon).1, 0, "nothing dropped by a rule");
+    assert!(
+        daemon
+            .cli_ok(&["attacks"])
+            .contains("monitor (computed and counted, not enforced)")
+    );
+}
