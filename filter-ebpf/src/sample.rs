@@ -28,6 +28,10 @@ pub fn take(ctx: &XdpContext, class: u32, outcome: u32, rule_slot: u32) {
 /// (a BPF-to-BPF call): the copy is long, and the verifier walks it once, not once for
 /// every path that reaches a count.
 #[inline(never)]
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "a frame is under 64 KiB, class and outcome under 256, the capture under 64 KiB"
+)]
 fn capture(ctx: &XdpContext, class_outcome: u32, rule_slot: u32) {
     let Some(mut entry) = FW_SAMPLES.reserve::<PacketSample>(0) else {
         return;

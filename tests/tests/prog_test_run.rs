@@ -1500,6 +1500,9 @@ fn the_daemon_rebuilds_the_filter_from_the_table() {
 #[path = "prog_test_run/rules.rs"]
 mod rules;
 
+#[path = "prog_test_run/samples.rs"]
+mod samples;
+
 mod syn_cookies {
     use std::{collections::BTreeSet, net::TcpListener, process::Command};
 

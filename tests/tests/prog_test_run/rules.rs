@@ -495,3 +495,30 @@ fn with_no_rule_in_its_buckets_a_packet_skips_the_rules_stage() {
         "the thousandth rule matches"
     );
 }
+
+/// A packet a rule decided is sampled with the rule's slot and its outcome.
+#[test]
+fn a_sample_names_the_rule_that_decided_its_packet() {
+    if !privileged("a_sample_names_the_rule_that_decided_its_packet") {
+        return;
+    }
+    pin_to_cpu(0);
+    let mut r = Rules::new(open());
+    let mut samples_of =
+        floodwall::traffic::sample::Sampler::take(&mut r.h.loaded.ebpf).expect("sample maps");
+    let ids = r.add(&[("udp dport 9 drop", 100), ("udp dport 10 allow", 100)]);
+    samples_of.set_budget(2).expect("budget");
+    assert_eq!(r.run(&udp4(40_000, 9)), XDP_DROP);
+    assert_eq!(r.run(&udp4(40_000, 10)), XDP_PASS);
+    let (samples, _) = samples_of.drain();
+    let slot = |id| r.set.get(id).expect("rule").slot;
+    let seen: Vec<_> = samples.iter().map(|s| (s.outcome, s.rule_slot)).collect();
+    assert_eq!(
+        seen,
+        [
+            (Outcome::DroppedRule, Some(slot(ids[0]))),
+            (Outcome::AllowedRule, Some(slot(ids[1])))
+        ]
+    );
+    pin_to_all_cpus(std::thread::available_parallelism().map_or(1, usize::from));
+}

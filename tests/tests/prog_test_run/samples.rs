@@ -1,0 +1,85 @@
+//! Packet samples in the kernel: the daemon's budget bounds them, and each holds the
+//! frame's first bytes (up to `SAMPLE_CAPTURE_BYTES`, whatever the frame's length), its
+//! length, class and outcome, the rule that decided it, and the CPU that took it.
+
+use etherparse::PacketBuilder;
+use filter_common::{Class, Outcome, SAMPLE_CAPTURE_BYTES};
+use floodwall::{limits::LimitsChange, traffic::sample::Sampler};
+
+use super::{
+    ATTACKER4, CLIENT_MAC, Harness, SERVER_MAC, SERVER4, pin_to_all_cpus, pin_to_cpu, privileged,
+};
+
+/// A UDP frame with `payload_len` bytes of payload, each byte its own offset.
+fn udp_with_payload(payload_len: usize) -> Vec<u8> {
+    let payload: Vec<u8> = (0..payload_len)
+        .map(|i| u8::try_from(i % 251).expect("under 251"))
+        .collect();
+    let mut frame = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC, SERVER_MAC)
+        .ipv4(ATTACKER4, SERVER4, 64)
+        .udp(40_000, 53)
+        .write(&mut frame, &payload)
+        .expect("build");
+    frame
+}
+
+#[test]
+fn the_budget_bounds_the_samples_and_each_holds_its_frame() {
+    if !privileged("the_budget_bounds_the_samples_and_each_holds_its_frame") {
+        return;
+    }
+    // The budget is per CPU: run every frame on one.
+    pin_to_cpu(0);
+    let mut h = Harness::new(LimitsChange::default());
+    let mut samples_of = Sampler::take(&mut h.loaded.ebpf).expect("the sample maps");
+    // No budget, no sample (as while no daemon refills it).
+    samples_of.set_budget(0).expect("budget");
+    let short = udp_with_payload(0);
+    h.run_n(&short, 5);
+    assert!(samples_of.drain().0.is_empty(), "a spent budget takes none");
+    // Frames of every length around the word size and the capture, seven a length; a
+    // budget of three.
+    for len in [0usize, 1, 5, 7, 8, 13, 19, 85, 86, 87, 150, 1400] {
+        let frame = udp_with_payload(len);
+        samples_of.set_budget(3).expect("budget");
+        h.run_n(&frame, 7);
+        let (samples, bad) = samples_of.drain();
+        assert_eq!(bad, 0);
+        assert_eq!(
+            samples.len(),
+            3,
+            "{} bytes: the budget's three",
+            frame.len()
+        );
+        for s in samples {
+            let n = frame.len().min(SAMPLE_CAPTURE_BYTES);
+            assert_eq!(
+                s.frame,
+                frame[..n],
+                "{} bytes: the frame's first {n}",
+                frame.len()
+            );
+            assert_eq!(s.frame_len as usize, frame.len());
+            assert_eq!(
+                (s.class, s.outcome, s.rule_slot, s.cpu),
+                (Class::Udp, Outcome::Passed, None, 0)
+            );
+            let packet = s.packet.expect("an IP packet");
+            assert_eq!(packet.ports, Some((40_000, 53)));
+            assert_eq!(usize::from(packet.len), 28 + len);
+        }
+    }
+    // What is not IP is sampled too, with its outcome.
+    let mut arp = udp_with_payload(20);
+    arp[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
+    samples_of.set_budget(1).expect("budget");
+    h.run(&arp);
+    let (samples, _) = samples_of.drain();
+    assert_eq!(samples.len(), 1);
+    assert_eq!(
+        (samples[0].outcome, samples[0].packet.is_none()),
+        (Outcome::NonIp, true)
+    );
+    pin_to_all_cpus(std::thread::available_parallelism().map_or(1, usize::from));
+}
