@@ -39,6 +39,8 @@ pub struct Snapshot {
     pub syn: Vec<(&'static str, u64)>,
     /// Each rule's counters.
     pub rules: Vec<crate::rules::RuleView>,
+    /// Attacks, signatures and samples.
+    pub attacks: crate::traffic::detect::DetectorCounts,
 }
 
 /// Reads a snapshot of every protected interface at scrape time.
@@ -103,7 +105,22 @@ impl Collector for FilterCollector {
                 }
             }
         }
-        let counters: [(&str, &str, Field); 3] = [
+        let counters: [(&str, &str, Field); 6] = [
+            (
+                "floodwall_attacks",
+                "Attacks detected: services far over their baseline.",
+                |s| s.attacks.attacks_total,
+            ),
+            (
+                "floodwall_signatures",
+                "Signatures of attacks put in force as rules.",
+                |s| s.attacks.signatures_total,
+            ),
+            (
+                "floodwall_packet_samples",
+                "Packet samples the program handed the daemon.",
+                |s| s.attacks.samples_total,
+            ),
             (
                 "floodwall_events_lost",
                 "Events the ring buffer had no room for.",
@@ -144,7 +161,20 @@ impl Collector for FilterCollector {
                     .encode(family.encode_family(&[("iface", iface.as_str())])?)?;
             }
         }
-        let gauges: [(&str, &str, Field); 3] = [
+        let gauges: [(&str, &str, Field); 6] = [
+            ("floodwall_attacks_active", "Attacks on now.", |s| {
+                s.attacks.attacks_active
+            }),
+            (
+                "floodwall_signatures_in_force",
+                "Signatures of attacks in force now.",
+                |s| s.attacks.signatures_in_force,
+            ),
+            (
+                "floodwall_baseline_seconds",
+                "Seconds of traffic the baseline has learned.",
+                |s| s.attacks.baseline_seconds,
+            ),
             ("floodwall_blocked_sources", "Sources blocked now.", |s| {
                 s.blocked_sources
             }),
@@ -323,6 +353,12 @@ mod tests {
                 table_capacity: 1 << 20,
                 tracked_sources: 1 << 18,
                 list_entries: vec![("deny", "ipv4", 2)],
+                attacks: crate::traffic::detect::DetectorCounts {
+                    attacks_total: 2,
+                    attacks_active: 1,
+                    signatures_in_force: 1,
+                    ..Default::default()
+                },
                 ..Snapshot::default()
             };
             let eth1 = Snapshot {
@@ -348,6 +384,9 @@ mod tests {
             r#"floodwall_tracked_sources{iface="eth0"} 262144"#,
             r#"floodwall_table_fill_ratio{iface="eth0"} 0.25"#,
             r#"floodwall_list_entries{iface="eth0",list="deny",family="ipv4"} 2"#,
+            r#"floodwall_attacks_total{iface="eth0"} 2"#,
+            r#"floodwall_attacks_active{iface="eth0"} 1"#,
+            r#"floodwall_signatures_in_force{iface="eth0"} 1"#,
             "# EOF",
         ] {
             assert!(

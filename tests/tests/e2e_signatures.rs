@@ -18,6 +18,8 @@ use floodwall_tests::{
 
 /// The service's port.
 const PORT: u16 = 7777;
+/// Where the daemon serves metrics (the server's address, inside its namespace).
+const METRICS: &str = "198.18.0.1:9478";
 
 /// The lab, the service, and the daemon as an operator starts it: a per-source limit far
 /// above what each flood source sends (the limits alone do nothing against these floods),
@@ -30,6 +32,8 @@ fn start<'l>(lab: &'l Lab, extra: &[&str]) -> Daemon<'l> {
         "2000",
         "--block-for",
         "60s",
+        "--metrics-addr",
+        METRICS,
     ];
     args.extend(extra);
     lab.start_floodwall(&args)
@@ -184,6 +188,28 @@ fn a_junk_flood_gets_a_signature_of_its_own() {
     assert!(signature.signature.flood_coverage >= 0.9, "{signature:?}");
     let text = daemon.cli_ok(&["attacks"]);
     assert!(text.contains(&format!("attack 1 on udp/{PORT}")), "{text}");
+    let scrape = lab
+        .run_in(
+            lab.client(),
+            &[
+                "curl",
+                "-sf",
+                "--max-time",
+                "5",
+                &format!("http://{METRICS}/metrics"),
+            ],
+        )
+        .expect("the metrics endpoint must answer");
+    let text = String::from_utf8_lossy(&scrape.stdout);
+    let iface = &lab.server().iface;
+    for line in [
+        format!(r#"floodwall_attacks_total{{iface="{iface}"}} 1"#),
+        format!(r#"floodwall_signatures_total{{iface="{iface}"}} 1"#),
+        format!(r#"floodwall_attacks_active{{iface="{iface}"}} 0"#),
+        format!(r#"floodwall_signatures_in_force{{iface="{iface}"}} 0"#),
+    ] {
+        assert!(text.contains(&line), "metrics must have `{line}`:\n{text}");
+    }
     let events = daemon.cli_ok(&["events"]);
     assert!(
         events.contains(&format!("attack 1 on udp/{PORT}"))
@@ -258,4 +284,69 @@ fn in_monitor_mode_a_signature_counts_and_drops_nothing() {
             .cli_ok(&["attacks"])
             .contains("monitor (computed and counted, not enforced)")
     );
+}
+
+/// Attackers rotate vectors: an NTP-style reflection (UDP from port 123, 468 bytes) first,
+/// then, half way, a junk flood. Each gets its own signature; the user is served 3 s after
+/// each starts; the reflection's rule is withdrawn once it stops matching, the junk's once
+/// the flood ends, and it was one attack with two signatures.
+#[test]
+fn a_flood_that_changes_shape_gets_a_second_signature() {
+    if !floodwall_tests::privileged("a_flood_that_changes_shape_gets_a_second_signature") {
+        return;
+    }
+    let lab = new_lab();
+    let _service = udp::Service::start(lab.server(), PORT).expect("the UDP service");
+    let daemon = start(&lab, &[]);
+    learn_baseline(&lab, &daemon);
+    let first_at = Instant::now();
+    let (reflection, mitigated) = flood_until_mitigated(
+        &lab,
+        &daemon,
+        "reflection",
+        &format!("udp(sp=123, dp={PORT}),\n  fill(0x17, 440)"),
+    );
+    if mitigated.is_none() {
+        stop(&lab, &reflection);
+        assert!(
+            floodwall_tests::in_vm(),
+            "a rule must come: {:?}",
+            attacks(&daemon)
+        );
+        return;
+    }
+    let first = daemon.rules().expect("rules").remove(0);
+    assert!(
+        first.rule.starts_with(&format!(
+            "udp sport 123 dport {PORT} len 468 ttl 57 payload 0:1717"
+        )),
+        "{first:?}"
+    );
+    assert_served_and_dropped(&lab, &daemon, first_at);
+    // The attackers switch.
+    stop(&lab, &reflection);
+    let second_at = Instant::now();
+    let junk = flood::spawn_udp_flood(
+        &lab,
+        "junk-after",
+        &format!("udp(sp=drnd(1024, 65535), dp={PORT}),\n  fill(0x66, 64)"),
+    )
+    .expect("trafgen must start");
+    assert!(
+        poll_until(Duration::from_secs(10), Duration::from_millis(100), || {
+            daemon
+                .rules()
+                .expect("rules")
+                .iter()
+                .any(|r| r.rule.contains("payload 0:6666"))
+        }),
+        "the new vector must get its own signature: {:?}",
+        attacks(&daemon)
+    );
+    println!("second signature after {:?}", second_at.elapsed());
+    assert_served_and_dropped(&lab, &daemon, second_at);
+    stop(&lab, &junk);
+    assert_withdrawn_and_ended(&daemon, 2);
+    let view = attacks(&daemon);
+    assert_eq!(view.attacks.len(), 1, "one attack, two vectors: {view:?}");
 }

@@ -141,5 +141,6 @@ fn metrics_snapshot(shared: &Shared) -> anyhow::Result<metrics::Snapshot> {
         list_entries,
         syn: super::syn_counters(shared)?,
         rules: super::rules::views(shared)?,
+        attacks: lock(&shared.detector).counts(),
     })
 }

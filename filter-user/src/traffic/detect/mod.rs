@@ -114,6 +114,9 @@ pub struct SignatureRecord {
     quiet_s: u64,
 }
 
+/// Seconds a service's baseline must have before a second far over it is kept out of it.
+pub const MIN_SECONDS_TO_COMPARE: u64 = 3;
+
 /// Most sources an attack record counts one by one.
 pub const MAX_SOURCES_COUNTED: usize = 65_536;
 
@@ -192,6 +195,27 @@ pub struct Detector {
     pub baseline: Baseline,
     attacks: Vec<AttackRecord>,
     next_id: u32,
+    /// Signatures put in force since the daemon started.
+    signatures_total: u64,
+    /// Samples taken in since the daemon started.
+    samples_total: u64,
+}
+
+/// The detector's numbers, for the metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DetectorCounts {
+    /// Attacks detected since the daemon started.
+    pub attacks_total: u64,
+    /// Attacks on now.
+    pub attacks_active: u64,
+    /// Signatures put in force since the daemon started.
+    pub signatures_total: u64,
+    /// Signatures in force now.
+    pub signatures_in_force: u64,
+    /// Packet samples taken in since the daemon started.
+    pub samples_total: u64,
+    /// Seconds of traffic the baseline has learned.
+    pub baseline_seconds: u64,
 }
 
 /// One second as the detector sees it.
@@ -214,6 +238,21 @@ impl Detector {
             baseline,
             attacks: Vec::new(),
             next_id: 1,
+            signatures_total: 0,
+            samples_total: 0,
+        }
+    }
+
+    /// The detector's numbers.
+    #[must_use]
+    pub fn counts(&self) -> DetectorCounts {
+        DetectorCounts {
+            attacks_total: u64::from(self.next_id - 1),
+            attacks_active: self.attacks.iter().filter(|a| a.active()).count() as u64,
+            signatures_total: self.signatures_total,
+            signatures_in_force: self.rules_in_force().len() as u64,
+            samples_total: self.samples_total,
+            baseline_seconds: self.baseline.learned_s,
         }
     }
 
@@ -236,6 +275,7 @@ impl Detector {
     /// Takes one second in: detects, mines, puts in force, withdraws, learns.
     pub fn second(&mut self, seen: Observed<'_>, rules: &mut dyn Mitigator) -> Vec<Happened> {
         let mut happened = Vec::new();
+        self.samples_total += seen.second.samples.len() as u64;
         let now = Now {
             at: humantime::format_rfc3339_seconds(seen.at).to_string(),
             rates: seen.second.rates(),
@@ -255,11 +295,14 @@ impl Detector {
             baseline: &self.baseline,
             now: &now,
         };
+        let room_before = room;
         for attack in self.attacks.iter_mut().filter(|a| a.active()) {
             judge.attack_second(attack, rules, &mut room, &mut happened);
         }
-        // Not learned: the services under attack, and those far over their baseline even
-        // if under the floor (a flood that starts slowly must not become normal).
+        self.signatures_total += (room_before - room) as u64;
+        // Not learned: the services under attack, and those far over a baseline of a few
+        // seconds, even under the floor or before detection is ready (a flood that starts
+        // slowly, or before the minimum baseline, must not become normal).
         let mut not_normal: BTreeSet<Service> = self
             .attacks
             .iter()
@@ -268,7 +311,7 @@ impl Detector {
             .collect();
         not_normal.extend(now.rates.iter().filter_map(|(service, &(pps, _))| {
             let b = self.baseline.get(service)?;
-            (b.learned_s >= self.config.min_baseline_s && pps > self.config.factor * b.pps.max(1.0))
+            (b.learned_s >= MIN_SECONDS_TO_COMPARE && pps > self.config.factor * b.pps.max(1.0))
                 .then_some(*service)
         }));
         self.baseline.learn(seen.second, &not_normal);
@@ -504,321 +547,4 @@ impl Judge<'_> {
 }
 
 #[cfg(test)]
-#[expect(
-    clippy::cast_possible_truncation,
-    clippy::float_cmp,
-    reason = "test values are small; a rate that must not change is compared exactly"
-)]
-mod tests {
-    use std::{
-        net::{IpAddr, Ipv4Addr},
-        time::{Duration, UNIX_EPOCH},
-    };
-
-    use filter_common::{Class, Outcome};
-
-    use super::*;
-    use crate::{
-        rules::{PayloadMatch, RuleSpec},
-        traffic::sample::Sampled,
-    };
-
-    const PORT: u16 = 7777;
-
-    /// Rules as the daemon would hold them: ids from 1, and what each matched, counted by
-    /// the test as the kernel would.
-    #[derive(Default)]
-    struct Rules {
-        next: u32,
-        in_force: BTreeMap<u32, RuleSpec>,
-        matches: BTreeMap<u32, u64>,
-        refuse: bool,
-    }
-
-    impl Mitigator for Rules {
-        fn install(&mut self, signature: &Signature) -> Result<u32, String> {
-            if self.refuse {
-                return Err("the rule table is full".into());
-            }
-            self.next += 1;
-            self.in_force.insert(self.next, signature.rule.clone());
-            Ok(self.next)
-        }
-        fn withdraw(&mut self, id: u32) -> Result<(), String> {
-            self.in_force
-                .remove(&id)
-                .map(|_| ())
-                .ok_or_else(|| format!("no rule {id}"))
-        }
-    }
-
-    fn udp(src: u8, sport: u16, len: u16, payload: &[u8]) -> Sampled {
-        Sampled {
-            packet: Some(TestPacket {
-                src: IpAddr::V4(Ipv4Addr::new(198, 19, 1, src)),
-                dst: IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1)),
-                proto: 17,
-                ports: Some((sport, PORT)),
-                icmp: None,
-                tcp_flags: 0,
-                len,
-                dscp: 0,
-                fragment: filter_common::fragment::NONE,
-                ttl: 64,
-                payload: Some(PayloadMatch {
-                    offset: 0,
-                    bytes: payload.to_vec(),
-                    mask: vec![0xff; payload.len()],
-                }),
-            }),
-            frame_len: u32::from(len) + 14,
-            class: Class::Udp,
-            outcome: Outcome::Passed,
-            rule_slot: None,
-            cpu: 0,
-            frame: Vec::new(),
-        }
-    }
-
-    fn user(i: u16) -> Sampled {
-        udp(1, 40_000 + i, 40 + i % 20, &[b'q', i as u8, 0, 7])
-    }
-
-    struct Run {
-        detector: Detector,
-        rules: Rules,
-        t: u64,
-        log: Vec<Happened>,
-    }
-
-    impl Run {
-        fn new(config: DetectConfig) -> Self {
-            Self {
-                detector: Detector::new(config, Baseline::default()),
-                rules: Rules::default(),
-                t: 0,
-                log: Vec::new(),
-            }
-        }
-
-        /// One second: `users` samples of the users and `flood` of `make`, standing for
-        /// `packets`; the rules in force count what they match (scaled likewise).
-        fn second(
-            &mut self,
-            users: u16,
-            flood: u16,
-            packets: u64,
-            make: &dyn Fn(u16) -> Sampled,
-        ) -> Vec<Happened> {
-            let mut samples: Vec<Sampled> = (0..users).map(user).collect();
-            samples.extend((0..flood).map(make));
-            let scale = packets / samples.len().max(1) as u64;
-            for (id, rule) in &self.rules.in_force {
-                let n = samples
-                    .iter()
-                    .filter(|s| s.packet.as_ref().is_some_and(|p| rule.matches(p)))
-                    .count() as u64;
-                *self.rules.matches.entry(*id).or_default() += n * scale;
-            }
-            self.t += 1;
-            let matches = self.rules.matches.clone();
-            let happened = self.detector.second(
-                Observed {
-                    second: Second {
-                        samples: &samples,
-                        packets_by_cpu: &[packets],
-                    },
-                    at: UNIX_EPOCH + Duration::from_secs(1_800_000_000 + self.t),
-                    rule_matches: &matches,
-                },
-                &mut self.rules,
-            );
-            self.log.extend(happened.clone());
-            happened
-        }
-    }
-
-    fn junk(i: u16) -> Sampled {
-        udp((i % 200) as u8, 1024 + i, 92, &[0x66; 16])
-    }
-
-    fn other_junk(i: u16) -> Sampled {
-        udp((i % 200) as u8, 1024 + i, 300, &[0xab; 16])
-    }
-
-    #[test]
-    fn a_flood_is_found_mitigated_replaced_when_it_changes_and_withdrawn_when_it_ends() {
-        let mut run = Run::new(DetectConfig::default());
-        // Normal: 100 packets a second, all sampled, for the minimum baseline.
-        for _ in 0..10 {
-            assert!(run.second(100, 0, 100, &junk).is_empty());
-        }
-        // The flood: 100,000 packets a second, its samples 90 % junk.
-        let first = run.second(2, 1998, 100_000, &junk);
-        assert!(matches!(first[0], Happened::Started(_)), "{first:?}");
-        assert!(matches!(first[1], Happened::Mitigated(_)), "{first:?}");
-        let rule = run
-            .rules
-            .in_force
-            .values()
-            .next()
-            .expect("a rule in force")
-            .to_string();
-        assert_eq!(
-            rule,
-            format!(
-                "udp dport {PORT} len 92 ttl 64 payload 0:66666666666666666666666666666666 drop"
-            )
-        );
-        let baseline_pps = run
-            .detector
-            .baseline
-            .get(&Service {
-                proto: 17,
-                port: PORT,
-            })
-            .expect("learned")
-            .pps;
-        // While it goes on, the one signature covers it, and the baseline learns nothing.
-        for _ in 0..5 {
-            assert!(run.second(2, 1998, 100_000, &junk).is_empty());
-        }
-        let attack = &run.detector.attacks()[0];
-        assert!(attack.active() && attack.signatures.len() == 1 && attack.peak_pps >= 100_000.0);
-        assert!(attack.sources_seen >= 200);
-        assert_eq!(
-            run.detector
-                .baseline
-                .get(&Service {
-                    proto: 17,
-                    port: PORT
-                })
-                .expect("kept")
-                .pps,
-            baseline_pps
-        );
-        // It changes shape: a second signature, the first stays while it still matches.
-        let changed = run.second(2, 1998, 100_000, &other_junk);
-        assert!(
-            matches!(&changed[..], [Happened::Mitigated(_)]),
-            "{changed:?}"
-        );
-        assert_eq!(run.rules.in_force.len(), 2);
-        // The old vector is gone: its rule is withdrawn after the quiet time (counted from
-        // the second the flood changed).
-        for _ in 0..8 {
-            assert!(run.second(2, 1998, 100_000, &other_junk).is_empty());
-        }
-        let withdrawn = run.second(2, 1998, 100_000, &other_junk);
-        assert!(
-            matches!(&withdrawn[..], [Happened::Withdrawn(_)]),
-            "{withdrawn:?}"
-        );
-        assert_eq!(run.rules.in_force.len(), 1);
-        // The flood stops: the last rule goes after the quiet time, and the attack ends.
-        for _ in 0..9 {
-            assert!(run.second(100, 0, 100, &junk).is_empty());
-        }
-        let end = run.second(100, 0, 100, &junk);
-        assert!(
-            matches!(&end[..], [Happened::Withdrawn(_), Happened::Ended(_)]),
-            "{end:?}"
-        );
-        assert!(run.rules.in_force.is_empty());
-        let attack = &run.detector.attacks()[0];
-        assert_eq!(attack.signatures.len(), 2);
-        assert!(
-            attack
-                .signatures
-                .iter()
-                .all(|s| s.withdrawn.is_some() && s.matched_packets > 0)
-        );
-        // Normal traffic is learned again.
-        run.second(100, 0, 100, &junk);
-        assert!(run.detector.baseline.learned_s > 30);
-    }
-
-    #[test]
-    fn nothing_is_enforced_before_the_minimum_baseline_or_when_off() {
-        let mut run = Run::new(DetectConfig::default());
-        for _ in 0..9 {
-            run.second(100, 0, 100, &junk);
-        }
-        assert!(
-            run.second(2, 1998, 100_000, &junk).is_empty(),
-            "9 s of baseline"
-        );
-        let mut off = Run::new(DetectConfig {
-            mode: SignatureMode::Off,
-            ..DetectConfig::default()
-        });
-        for _ in 0..20 {
-            off.second(100, 0, 100, &junk);
-        }
-        assert!(off.second(2, 1998, 100_000, &junk).is_empty());
-        assert!(off.detector.attacks().is_empty());
-    }
-
-    #[test]
-    fn monitor_mode_puts_in_monitor_rules_and_caps_and_refusals_are_said_once() {
-        let mut run = Run::new(DetectConfig {
-            mode: SignatureMode::Monitor,
-            ..DetectConfig::default()
-        });
-        for _ in 0..10 {
-            run.second(100, 0, 100, &junk);
-        }
-        run.second(2, 1998, 100_000, &junk);
-        let rule = run
-            .rules
-            .in_force
-            .values()
-            .next()
-            .expect("a rule")
-            .to_string();
-        assert!(rule.ends_with(" monitor"), "{rule}");
-
-        let mut capped = Run::new(DetectConfig {
-            max_rules: 0,
-            ..DetectConfig::default()
-        });
-        for _ in 0..10 {
-            capped.second(100, 0, 100, &junk);
-        }
-        let said = capped.second(2, 1998, 100_000, &junk);
-        assert!(
-            matches!(&said[..], [Happened::Started(_), Happened::Unmitigated(l)] if l.contains("the most allowed")),
-            "{said:?}"
-        );
-        assert!(
-            capped.second(2, 1998, 100_000, &junk).is_empty(),
-            "said once"
-        );
-
-        let mut refused = Run::new(DetectConfig::default());
-        refused.rules.refuse = true;
-        for _ in 0..10 {
-            refused.second(100, 0, 100, &junk);
-        }
-        let said = refused.second(2, 1998, 100_000, &junk);
-        assert!(
-            matches!(&said[..], [Happened::Started(_), Happened::Unmitigated(l)] if l.contains("table is full")),
-            "{said:?}"
-        );
-    }
-
-    #[test]
-    fn a_flash_crowd_is_an_attack_without_a_signature() {
-        let mut run = Run::new(DetectConfig::default());
-        for _ in 0..10 {
-            run.second(100, 0, 100, &junk);
-        }
-        // Twentyfold more of the users' own shape.
-        let said = run.second(200, 0, 2_000 * 20, &junk);
-        assert!(
-            matches!(&said[..], [Happened::Started(_), Happened::Unmitigated(l)] if l.contains("no field separates")),
-            "{said:?}"
-        );
-        assert!(run.rules.in_force.is_empty());
-    }
-}
+mod tests;
