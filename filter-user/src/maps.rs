@@ -175,12 +175,8 @@ impl FilterMaps {
         limits.get(&0, 0).context("failed to read the limits map")
     }
 
-    /// Sums the per-CPU counters of every class and outcome.
-    ///
-    /// # Errors
-    /// If a map lookup fails.
-    pub fn totals(&self) -> anyhow::Result<Totals> {
-        let mut totals = Totals::default();
+    /// Calls `f` with each class and outcome and its per-CPU counters.
+    fn each_counter(&self, mut f: impl FnMut(Class, Outcome, &[Counter])) -> anyhow::Result<()> {
         for class in Class::ALL {
             for outcome in Outcome::ALL {
                 let per_cpu = self
@@ -193,9 +189,21 @@ impl FilterMaps {
                             outcome.name()
                         )
                     })?;
-                totals.0[class as usize][outcome as usize] = Totals::sum_cpus(per_cpu.iter());
+                f(class, outcome, &per_cpu);
             }
         }
+        Ok(())
+    }
+
+    /// Sums the per-CPU counters of every class and outcome.
+    ///
+    /// # Errors
+    /// If a map lookup fails.
+    pub fn totals(&self) -> anyhow::Result<Totals> {
+        let mut totals = Totals::default();
+        self.each_counter(|class, outcome, per_cpu| {
+            totals.0[class as usize][outcome as usize] = Totals::sum_cpus(per_cpu);
+        })?;
         Ok(totals)
     }
 
@@ -205,26 +213,14 @@ impl FilterMaps {
     /// If a map lookup fails.
     pub fn packets_by_cpu(&self) -> anyhow::Result<Vec<u64>> {
         let mut by_cpu: Vec<u64> = Vec::new();
-        for class in Class::ALL {
-            for outcome in Outcome::ALL {
-                let per_cpu = self
-                    .counters
-                    .get(&class.counter_index(outcome), 0)
-                    .with_context(|| {
-                        format!(
-                            "failed to read the {} {} counter",
-                            class.name(),
-                            outcome.name()
-                        )
-                    })?;
-                if by_cpu.len() < per_cpu.len() {
-                    by_cpu.resize(per_cpu.len(), 0);
-                }
-                for (sum, c) in by_cpu.iter_mut().zip(per_cpu.iter()) {
-                    *sum = sum.wrapping_add(c.packets);
-                }
+        self.each_counter(|_, _, per_cpu| {
+            if by_cpu.len() < per_cpu.len() {
+                by_cpu.resize(per_cpu.len(), 0);
             }
-        }
+            for (sum, c) in by_cpu.iter_mut().zip(per_cpu) {
+                *sum = sum.wrapping_add(c.packets);
+            }
+        })?;
         Ok(by_cpu)
     }
 

@@ -403,34 +403,11 @@ impl Baseline {
 
 #[cfg(test)]
 mod tests {
-    use std::net::{IpAddr, Ipv4Addr};
-
-    use filter_common::{Class, Outcome};
-
     use super::*;
+    use crate::traffic::test_packets::{self as packets, sampled};
 
     fn udp(sport: u16, dport: u16, len: u16) -> Sampled {
-        Sampled {
-            packet: Some(TestPacket {
-                src: IpAddr::V4(Ipv4Addr::new(198, 18, 0, 10)),
-                dst: IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1)),
-                proto: 17,
-                ports: Some((sport, dport)),
-                icmp: None,
-                tcp_flags: 0,
-                len,
-                dscp: 0,
-                fragment: filter_common::fragment::NONE,
-                ttl: 64,
-                payload: None,
-            }),
-            frame_len: u32::from(len) + 14,
-            class: Class::Udp,
-            outcome: Outcome::Passed,
-            rule_slot: None,
-            cpu: 0,
-            frame: Vec::new(),
-        }
+        sampled(packets::udp([0, 10], (sport, dport), len, 64, &[]))
     }
 
     #[test]

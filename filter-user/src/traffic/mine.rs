@@ -263,34 +263,17 @@ fn rule(
 #[cfg(test)]
 #[expect(clippy::cast_possible_truncation, reason = "test values are small")]
 mod tests {
-    use std::net::{IpAddr, Ipv4Addr};
-
     use super::*;
     use crate::traffic::{
         baseline::{Baseline, Second},
         sample::Sampled,
+        test_packets::{self, sampled},
     };
 
     const PORT: u16 = 7777;
 
     fn udp(sport: u16, len: u16, ttl: u8, payload: &[u8]) -> TestPacket {
-        TestPacket {
-            src: IpAddr::V4(Ipv4Addr::new(198, 19, 0, 7)),
-            dst: IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1)),
-            proto: 17,
-            ports: Some((sport, PORT)),
-            icmp: None,
-            tcp_flags: 0,
-            len,
-            dscp: 0,
-            fragment: filter_common::fragment::NONE,
-            ttl,
-            payload: Some(PayloadMatch {
-                offset: 0,
-                bytes: payload.to_vec(),
-                mask: vec![0xff; payload.len()],
-            }),
-        }
+        test_packets::udp([0, 7], (sport, PORT), len, ttl, payload)
     }
 
     /// A user's queries: lengths 40 to 60, TTL 64, random ports, payloads "q" + a counter.
@@ -306,18 +289,7 @@ mod tests {
     fn baseline_of(packets: &[TestPacket]) -> Baseline {
         let mut b = Baseline::default();
         for chunk in packets.chunks(10) {
-            let samples: Vec<Sampled> = chunk
-                .iter()
-                .map(|p| Sampled {
-                    packet: Some(p.clone()),
-                    frame_len: u32::from(p.len) + 14,
-                    class: filter_common::Class::Udp,
-                    outcome: filter_common::Outcome::Passed,
-                    rule_slot: None,
-                    cpu: 0,
-                    frame: Vec::new(),
-                })
-                .collect();
+            let samples: Vec<Sampled> = chunk.iter().cloned().map(sampled).collect();
             b.learn(
                 Second {
                     samples: &samples,

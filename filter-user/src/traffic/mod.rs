@@ -7,3 +7,55 @@ pub mod detect;
 pub mod mine;
 pub mod sample;
 pub mod view;
+
+/// Packets and samples for the unit tests of this module's parts.
+#[cfg(test)]
+mod test_packets {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use filter_common::{Class, Outcome};
+
+    use super::sample::Sampled;
+    use crate::rules::{PayloadMatch, TestPacket};
+
+    /// A UDP packet from 198.19.`src` to 198.18.0.1, as a rule sees it; no payload if
+    /// `payload` is empty.
+    pub(crate) fn udp(
+        src: [u8; 2],
+        ports: (u16, u16),
+        len: u16,
+        ttl: u8,
+        payload: &[u8],
+    ) -> TestPacket {
+        TestPacket {
+            src: IpAddr::V4(Ipv4Addr::new(198, 19, src[0], src[1])),
+            dst: IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1)),
+            proto: 17,
+            ports: Some(ports),
+            icmp: None,
+            tcp_flags: 0,
+            len,
+            dscp: 0,
+            fragment: filter_common::fragment::NONE,
+            ttl,
+            payload: (!payload.is_empty()).then(|| PayloadMatch {
+                offset: 0,
+                bytes: payload.to_vec(),
+                mask: vec![0xff; payload.len()],
+            }),
+        }
+    }
+
+    /// `packet` sampled on CPU 0, passed.
+    pub(crate) fn sampled(packet: TestPacket) -> Sampled {
+        Sampled {
+            frame_len: u32::from(packet.len) + 14,
+            packet: Some(packet),
+            class: Class::Udp,
+            outcome: Outcome::Passed,
+            rule_slot: None,
+            cpu: 0,
+            frame: Vec::new(),
+        }
+    }
+}

@@ -5,17 +5,15 @@
     clippy::float_cmp,
     reason = "test values are small; a rate that must not change is compared exactly"
 )]
-use std::{
-    net::{IpAddr, Ipv4Addr},
-    time::{Duration, UNIX_EPOCH},
-};
-
-use filter_common::{Class, Outcome};
+use std::time::{Duration, UNIX_EPOCH};
 
 use super::*;
 use crate::{
-    rules::{PayloadMatch, RuleSpec},
-    traffic::sample::Sampled,
+    rules::RuleSpec,
+    traffic::{
+        sample::Sampled,
+        test_packets::{self, sampled},
+    },
 };
 
 const PORT: u16 = 7777;
@@ -48,31 +46,7 @@ impl Mitigator for Rules {
 }
 
 fn udp(src: u8, sport: u16, len: u16, payload: &[u8]) -> Sampled {
-    Sampled {
-        packet: Some(TestPacket {
-            src: IpAddr::V4(Ipv4Addr::new(198, 19, 1, src)),
-            dst: IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1)),
-            proto: 17,
-            ports: Some((sport, PORT)),
-            icmp: None,
-            tcp_flags: 0,
-            len,
-            dscp: 0,
-            fragment: filter_common::fragment::NONE,
-            ttl: 64,
-            payload: Some(PayloadMatch {
-                offset: 0,
-                bytes: payload.to_vec(),
-                mask: vec![0xff; payload.len()],
-            }),
-        }),
-        frame_len: u32::from(len) + 14,
-        class: Class::Udp,
-        outcome: Outcome::Passed,
-        rule_slot: None,
-        cpu: 0,
-        frame: Vec::new(),
-    }
+    sampled(test_packets::udp([1, src], (sport, PORT), len, 64, payload))
 }
 
 fn user(i: u16) -> Sampled {
