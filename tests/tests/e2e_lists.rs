@@ -167,19 +167,7 @@ fn a_denylisted_network_is_dropped_and_an_allowlisted_partner_passes_every_limit
     );
 
     // A Prometheus scrape shows the same, by class and outcome.
-    let scrape = lab
-        .run_in(
-            lab.client(),
-            &[
-                "curl",
-                "-sf",
-                "--max-time",
-                "5",
-                "http://198.18.0.1:9477/metrics",
-            ],
-        )
-        .expect("the metrics endpoint must answer");
-    let text = String::from_utf8_lossy(&scrape.stdout);
+    let text = lab.scrape_metrics("198.18.0.1:9477");
     let iface = &lab.server().iface;
     for expected in [
         format!(

@@ -514,19 +514,7 @@ fn one_daemon_protects_several_interfaces_with_stats_per_interface_and_in_total(
         "stats of one interface",
     );
     assert!(out.contains("\"iface\": \"fwx0\""), "{out}");
-    let scrape = lab
-        .run_in(
-            lab.client(),
-            &[
-                "curl",
-                "-sS",
-                "--max-time",
-                "5",
-                "http://198.18.0.1:9478/metrics",
-            ],
-        )
-        .expect("curl runs");
-    let text = succeeded(&scrape, "metrics scrape");
+    let text = lab.scrape_metrics("198.18.0.1:9478");
     for iface in ["fwlab-srv", "fwx0"] {
         assert!(
             text.contains(&format!("floodwall_blocked_sources{{iface=\"{iface}\"}}")),

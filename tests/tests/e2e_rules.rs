@@ -178,19 +178,7 @@ fn a_reflection_flood_is_stopped_by_one_rule_added_live() {
         events.contains("rule 1 matched its first packet"),
         "the journal says the rule matched: {events}"
     );
-    let scrape = lab
-        .run_in(
-            lab.client(),
-            &[
-                "curl",
-                "-sf",
-                "--max-time",
-                "5",
-                &format!("http://{METRICS}/metrics"),
-            ],
-        )
-        .expect("the metrics endpoint must answer");
-    let text = String::from_utf8_lossy(&scrape.stdout);
+    let text = lab.scrape_metrics(METRICS);
     let iface = &lab.server().iface;
     let line =
         format!(r#"floodwall_rule_packets_total{{iface="{iface}",rule="1",result="dropped"}} "#);

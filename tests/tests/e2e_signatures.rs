@@ -188,19 +188,8 @@ fn a_junk_flood_gets_a_signature_of_its_own() {
     assert!(signature.signature.flood_coverage >= 0.9, "{signature:?}");
     let text = daemon.cli_ok(&["attacks"]);
     assert!(text.contains(&format!("attack 1 on udp/{PORT}")), "{text}");
-    let scrape = lab
-        .run_in(
-            lab.client(),
-            &[
-                "curl",
-                "-sf",
-                "--max-time",
-                "5",
-                &format!("http://{METRICS}/metrics"),
-            ],
-        )
-        .expect("the metrics endpoint must answer");
-    let text = String::from_utf8_lossy(&scrape.stdout);
+    assert_pcap_of_junk(&lab, &daemon);
+    let text = lab.scrape_metrics(METRICS);
     let iface = &lab.server().iface;
     for line in [
         format!(r#"floodwall_attacks_total{{iface="{iface}"}} 1"#),
@@ -217,6 +206,40 @@ fn a_junk_flood_gets_a_signature_of_its_own() {
             && events.contains("signature rule 1 withdrawn")
             && events.contains("attack 1 on udp/7777 ended"),
         "the journal tells the attack: {events}"
+    );
+}
+
+/// `attacks --pcap 1`: a pcap file of the attack's samples, nearly all of them the junk
+/// flood's frames (106 bytes, the payload's 0x66 from byte 42 on), each whole.
+fn assert_pcap_of_junk(lab: &Lab, daemon: &Daemon) {
+    let path = lab.dir().join("attack-1.pcap");
+    let path_text = path.display().to_string();
+    let said = daemon.cli_ok(&["attacks", "--pcap", "1", "--out", &path_text]);
+    assert!(said.contains("samples of attack 1"), "{said}");
+    let bytes = std::fs::read(&path).expect("the pcap file");
+    assert_eq!(
+        bytes.get(..4),
+        Some(&0xa1b2_c3d4u32.to_ne_bytes()[..]),
+        "a pcap file"
+    );
+    // Records: 16-byte headers (seconds, microseconds, captured length, length), then data.
+    let word =
+        |at: usize| u32::from_ne_bytes(bytes[at..at + 4].try_into().expect("four bytes")) as usize;
+    let (mut at, mut records, mut junk) = (24, 0, 0);
+    while at + 16 <= bytes.len() {
+        let (captured, len) = (word(at + 8), word(at + 12));
+        let data = &bytes[at + 16..at + 16 + captured];
+        records += 1;
+        if len == 106 && captured == 106 && data[42..].iter().all(|&b| b == 0x66) {
+            junk += 1;
+        }
+        at += 16 + captured;
+    }
+    assert_eq!(at, bytes.len(), "whole records");
+    println!("pcap: {records} samples, {junk} of the junk flood");
+    assert!(
+        records > 100 && junk * 10 >= records * 9,
+        "{records} samples, {junk} junk"
     );
 }
 

@@ -108,8 +108,9 @@ pub enum ClientCommand {
     /// flags and payloads.
     Baseline(ReadArgs),
     /// Attacks detected (a service far over its baseline) and the signatures put in force
-    /// against them: what they match, how well, what they dropped.
-    Attacks(ReadArgs),
+    /// against them: what they match, how well, what they dropped; with `--pcap ID --out
+    /// FILE`, an attack's first samples as a pcap file.
+    Attacks(AttacksArgs),
     /// Make the running daemon read its config file again and apply it, all or nothing
     /// (as SIGHUP does); prints what changed.
     Reload {
@@ -207,6 +208,21 @@ pub struct ReadArgs {
     /// Print JSON for scripts.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `floodwall attacks`.
+#[derive(Debug, Args)]
+pub struct AttacksArgs {
+    /// Which daemon, and JSON.
+    #[command(flatten)]
+    pub read: ReadArgs,
+    /// Write this attack's samples (its first 2,000: each frame's first 128 bytes) as a
+    /// pcap file, for tcpdump or Wireshark.
+    #[arg(long, value_name = "ID", requires = "out")]
+    pub pcap: Option<u32>,
+    /// The pcap file to write (replaced if it exists).
+    #[arg(long, value_name = "FILE", requires = "pcap")]
+    pub out: Option<PathBuf>,
 }
 
 /// `floodwall top`.

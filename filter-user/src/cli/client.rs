@@ -2,9 +2,9 @@
 //! its control socket, and its response printed (see [`super::output`]) or, with `--json`,
 //! printed as JSON.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use anyhow::bail;
+use anyhow::{Context as _, anyhow, bail};
 
 use super::{
     BlockedCommand, ChangeArgs, ClientCommand, LimitsCommand, ListCommand, RulesCommand,
@@ -26,6 +26,8 @@ pub struct Call {
     pub json: bool,
     /// The request.
     pub request: Request,
+    /// Where `attacks --pcap` writes its file.
+    pub out: Option<PathBuf>,
 }
 
 impl Call {
@@ -40,6 +42,7 @@ impl Call {
             iface,
             json,
             request,
+            out: None,
         };
         Ok(match command {
             ClientCommand::Limits(LimitsCommand::Show(r)) => {
@@ -81,7 +84,13 @@ impl Call {
             ),
             ClientCommand::Reload { iface } => call(iface, false, Request::Reload),
             ClientCommand::Baseline(r) => call(r.iface, r.json, Request::Baseline),
-            ClientCommand::Attacks(r) => call(r.iface, r.json, Request::Attacks),
+            ClientCommand::Attacks(a) => match a.pcap {
+                Some(id) => Self {
+                    out: a.out,
+                    ..call(a.read.iface, a.read.json, Request::AttackFrames { id })
+                },
+                None => call(a.read.iface, a.read.json, Request::Attacks),
+            },
             ClientCommand::Rules(command) => Self::of_rules(command)?,
             ClientCommand::SynProtect(command) => {
                 let change = |change, args: ChangeArgs| {
@@ -156,6 +165,7 @@ impl Call {
             iface,
             json,
             request,
+            out: None,
         })
     }
 
@@ -209,6 +219,7 @@ impl Call {
             iface,
             json,
             request,
+            out: None,
         })
     }
 }
@@ -224,6 +235,7 @@ pub async fn run(run_dir: &Path, command: ClientCommand) -> anyhow::Result<()> {
             stats_of_all(run_dir, call.json).await
         }
         Request::Events { .. } => events(run_dir, &call).await,
+        Request::AttackFrames { .. } => pcap(run_dir, &call).await,
         _ => one(run_dir, &call).await,
     }
 }
@@ -271,6 +283,50 @@ async fn events(run_dir: &Path, call: &Call) -> anyhow::Result<()> {
         Ok(())
     })
     .await
+}
+
+/// `attacks --pcap ID --out FILE`: the attack's samples, written as a pcap file (Ethernet,
+/// each frame cut to what was captured, with its whole length).
+async fn pcap(run_dir: &Path, call: &Call) -> anyhow::Result<()> {
+    let socket = control::find_socket(run_dir, call.iface.as_deref())?;
+    let (id, frames) = match control::call(&socket, &call.request).await? {
+        Response::AttackFrames { id, frames } => (id, frames),
+        Response::Error { message } => bail!("{message}"),
+        other => bail!("unexpected answer to attacks --pcap: {other:?}"),
+    };
+    let Some(path) = &call.out else {
+        bail!("attacks --pcap needs --out FILE");
+    };
+    let file =
+        std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    let mut writer = pcap_file::pcap::PcapWriter::new(std::io::BufWriter::new(file))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    for frame in &frames {
+        let data = crate::rules::parse_hex(&frame.hex)
+            .map_err(|e| anyhow!("the daemon sent a frame that is not hex: {e}"))?;
+        let packet = pcap_file::pcap::PcapPacket::new(
+            std::time::Duration::from_nanos(frame.at_unix_ns),
+            frame.frame_len,
+            &data,
+        );
+        writer
+            .write_packet(&packet)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    let mut inner = writer.into_writer();
+    std::io::Write::flush(&mut inner)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    if call.json {
+        let done = serde_json::json!({ "attack": id, "samples": frames.len(), "file": path });
+        println!("{}", serde_json::to_string_pretty(&done)?);
+    } else {
+        println!(
+            "wrote {} samples of attack {id} to {}",
+            frames.len(),
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 /// `stats` with several interfaces protected: each, then their total.
@@ -359,8 +415,26 @@ mod tests {
                 iface: Some("eth1".into()),
                 json: false,
                 request: Request::LimitsSet { change },
+                out: None,
             }
         );
+    }
+
+    #[test]
+    fn attacks_pcap_asks_for_the_frames_and_needs_a_file() {
+        let got = call(&["attacks", "--pcap", "3", "--out", "/tmp/a.pcap"]).expect("valid");
+        assert_eq!(got.request, Request::AttackFrames { id: 3 });
+        assert_eq!(got.out, Some(PathBuf::from("/tmp/a.pcap")));
+        assert_eq!(call(&["attacks"]).expect("valid").request, Request::Attacks);
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(std::iter::once("floodwall").chain(args.iter().copied()))
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        let err = parse(&["attacks", "--pcap", "3"]).expect_err("no file");
+        assert!(err.contains("--out"), "{err}");
+        let err = parse(&["attacks", "--pcap", "x", "--out", "f"]).expect_err("not an id");
+        assert!(err.contains("--pcap"), "{err}");
     }
 
     #[test]

@@ -41,6 +41,9 @@ impl Display for ResponseText<'_> {
             Response::SynProtect(view) => SynProtectText(view).fmt(f),
             Response::Baseline(view) => view.fmt(f),
             Response::Attacks(view) => view.fmt(f),
+            Response::AttackFrames { id, frames } => {
+                writeln!(f, "attack {id}: {} samples kept", frames.len())
+            }
             Response::ListChanged {
                 list,
                 added,

@@ -13,14 +13,14 @@ use toml::{Spanned, de::DeTable};
 use super::{
     ConfigError, DaemonFile, GroupRef, InterfaceConfig, MAX_IFACE_NAME_BYTES, Source,
     group_by_name,
-    schema::{RawFile, RawInterface, RawList, RawRule, Scalar},
+    schema::{RawDaemon, RawFile, RawInterface, RawList, RawRule, Scalar},
 };
 use crate::{
     lists::{Family, Prefix, parse_list_file},
     loader::AttachMode,
     rules::NewRule,
     syn::{SynProtect, SysctlPolicy},
-    traffic::detect::SignatureMode,
+    traffic::{baseline::Field, detect::SignatureMode},
 };
 
 impl Source<'_> {
@@ -99,11 +99,7 @@ impl Source<'_> {
             .as_ref()
             .map(|v| self.choice::<SysctlPolicy>(v, "daemon.syn_sysctls", "a sysctl policy"))
             .transpose()?;
-        let signatures = daemon
-            .signatures
-            .as_ref()
-            .map(|v| self.choice::<SignatureMode>(v, "daemon.signatures", "a signature mode"))
-            .transpose()?;
+        let (signatures, signature_forbid) = self.signatures(&daemon)?;
         let interfaces = self.interfaces(raw.interface, default_mode)?;
         let limits = self.limits(document)?;
         let allow = self.list(raw.allow, "allow", list_capacity)?;
@@ -122,10 +118,34 @@ impl Source<'_> {
             syn_protect,
             syn_sysctls,
             signatures,
+            signature_forbid,
             allow,
             deny,
             rules: self.rules(raw.rules.as_deref().unwrap_or_default())?,
         })
+    }
+
+    /// `[daemon] signatures` and `signature_forbid`.
+    fn signatures(
+        &self,
+        daemon: &RawDaemon,
+    ) -> Result<(Option<SignatureMode>, Option<Vec<Field>>), ConfigError> {
+        let mode = daemon
+            .signatures
+            .as_ref()
+            .map(|v| self.choice::<SignatureMode>(v, "daemon.signatures", "a signature mode"))
+            .transpose()?;
+        let forbid = daemon
+            .signature_forbid
+            .as_ref()
+            .map(|fields| {
+                fields
+                    .iter()
+                    .map(|f| self.choice::<Field>(f, "daemon.signature_forbid", "a field"))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?;
+        Ok((mode, forbid))
     }
 
     /// The `[[rules]]`, each checked as `floodwall rules add` checks it; the set too (a

@@ -80,6 +80,17 @@ pub fn diff(old: &DaemonFile, new: &DaemonFile) -> Vec<String> {
         signatures(old.signatures),
         signatures(new.signatures),
     );
+    let forbid = |f: &Option<Vec<crate::traffic::baseline::Field>>| {
+        f.as_ref().map_or_else(
+            || "default".into(),
+            |f| f.iter().map(|f| f.name()).collect::<Vec<_>>().join(","),
+        )
+    };
+    changed(
+        "daemon.signature_forbid",
+        forbid(&old.signature_forbid),
+        forbid(&new.signature_forbid),
+    );
     diff_interfaces(&mut lines, &old.interfaces, &new.interfaces);
     diff_limits(&mut lines, &old.limits, &new.limits);
     for (name, from, to) in [

@@ -86,6 +86,8 @@ pub struct DaemonFile {
     pub syn_sysctls: Option<crate::syn::SysctlPolicy>,
     /// `[daemon] signatures`, if given.
     pub signatures: Option<crate::traffic::detect::SignatureMode>,
+    /// `[daemon] signature_forbid`, if given: fields signatures must not use.
+    pub signature_forbid: Option<Vec<crate::traffic::baseline::Field>>,
     /// The allowlist, inline entries and list files together.
     pub allow: Vec<Prefix>,
     /// The denylist, inline entries and list files together.

@@ -75,6 +75,10 @@ pub struct RunArgs {
     /// never look (`off`). See `floodwall baseline` and `floodwall attacks`.
     #[arg(long, value_enum)]
     pub signatures: Option<crate::traffic::detect::SignatureMode>,
+    /// Fields signatures must not use (e.g. `payload,ttl`): where a field is known to vary
+    /// among users in ways the baseline may not have seen.
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "FIELDS")]
+    pub signature_forbid: Option<Vec<crate::traffic::baseline::Field>>,
     /// Initial limits (defaults: 10k packets/s, auto bursts, no bit-rate limit, 60s blocks).
     #[command(flatten)]
     pub limits: LimitArgs,
@@ -259,6 +263,11 @@ pub fn resolve(
             mode: args
                 .signatures
                 .or(file.as_ref().and_then(|f| f.signatures))
+                .unwrap_or_default(),
+            forbidden: args
+                .signature_forbid
+                .clone()
+                .or_else(|| file.as_ref().and_then(|f| f.signature_forbid.clone()))
                 .unwrap_or_default(),
             ..crate::traffic::detect::DetectConfig::default()
         },

@@ -43,6 +43,7 @@ pub(super) struct RawDaemon {
     pub(super) syn_protect: Option<Spanned<String>>,
     pub(super) syn_sysctls: Option<Spanned<String>>,
     pub(super) signatures: Option<Spanned<String>>,
+    pub(super) signature_forbid: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize)]

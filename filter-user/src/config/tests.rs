@@ -411,6 +411,7 @@ fn the_sample_parses_and_holds_the_defaults() {
         syn_protect: None,
         syn_sysctls: None,
         signatures: None,
+        signature_forbid: None,
         allow: Vec::new(),
         deny: Vec::new(),
         rules: Vec::new(),
@@ -443,7 +444,26 @@ fn the_sample_parses_and_holds_the_defaults() {
             syn_protect: Some(crate::syn::SynProtect::Auto),
             syn_sysctls: Some(crate::syn::SysctlPolicy::Set),
             signatures: Some(crate::traffic::detect::SignatureMode::Enforce),
+            signature_forbid: Some(Vec::new()),
             ..defaults
         }
+    );
+}
+
+#[test]
+fn signatures_take_a_mode_and_forbidden_fields() {
+    let file = parse_ok(&format!(
+        "[daemon]\nsignatures = \"monitor\"\nsignature_forbid = [\"payload\", \"ttl\"]\n{MINIMAL}"
+    ));
+    assert_eq!(
+        file.signatures,
+        Some(crate::traffic::detect::SignatureMode::Monitor)
+    );
+    assert_eq!(
+        file.signature_forbid,
+        Some(vec![
+            crate::traffic::baseline::Field::Payload,
+            crate::traffic::baseline::Field::Ttl
+        ])
     );
 }

@@ -142,6 +142,11 @@ pub enum Request {
     Baseline,
     /// The attacks seen and their signatures.
     Attacks,
+    /// The samples kept of one attack (`attacks --pcap`).
+    AttackFrames {
+        /// The attack's id.
+        id: u32,
+    },
 }
 
 /// A rule to add, as the CLI sends it: the daemon parses the text, so that a request
@@ -258,6 +263,13 @@ pub enum Response {
     Baseline(crate::traffic::view::BaselineView),
     /// The attacks.
     Attacks(crate::traffic::view::AttacksView),
+    /// The samples kept of one attack, oldest first.
+    AttackFrames {
+        /// The attack's id.
+        id: u32,
+        /// Its frames.
+        frames: Vec<crate::traffic::detect::CapturedFrame>,
+    },
     /// The request was refused or failed; nothing changed.
     Error {
         /// Why.

@@ -10,7 +10,7 @@ use super::{Shared, lock};
 use crate::{
     control::{EventKind, EventRecord, Response, RuleView, SourceView},
     maps::monotonic_now_ns,
-    rules::{NewRule, Origin, Rule, RuleError, RuleMaps, RuleSet, TestPacket, parse_hex},
+    rules::{Action, NewRule, Origin, Rule, RuleError, RuleMaps, RuleSet, TestPacket, parse_hex},
 };
 
 /// A daemon's rules and their maps.
@@ -243,7 +243,18 @@ pub(super) fn tick(shared: &Shared, now_ns: u64) -> anyhow::Result<()> {
             }
         }
         state.matched.extend(first.iter().map(|(id, _)| *id));
-        let blocks = state.maps.blocked_sources(now_ns);
+        // The walk reads the whole per-source map (up to 65,536 entries): only while a
+        // `per-source` rule can have filled it.
+        let per_source = state
+            .set
+            .rules()
+            .iter()
+            .any(|r| matches!(r.spec.action, Action::PerSource(_)));
+        let blocks = if per_source {
+            state.maps.blocked_sources(now_ns)
+        } else {
+            Vec::new()
+        };
         let now_blocked: BTreeSet<(IpAddr, u32)> = blocks
             .iter()
             .map(|(addr, slot, _)| (*addr, *slot))

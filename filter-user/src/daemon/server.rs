@@ -146,6 +146,18 @@ async fn respond(shared: &Arc<Shared>, request: Request) -> Answer {
                 attacks: detector.attacks().to_vec(),
             }))
         }
+        Request::AttackFrames { id } => {
+            let detector = lock(&shared.detector);
+            match detector.frames(id) {
+                Some(frames) => Ok(Response::AttackFrames {
+                    id,
+                    frames: frames.to_vec(),
+                }),
+                None => Err(anyhow::anyhow!(
+                    "no attack {id} in the record (`floodwall attacks` lists the attacks kept)"
+                )),
+            }
+        }
         Request::SynProtectShow => {
             blocking(shared, |s| Ok(Response::SynProtect(syn::view(s)?))).await
         }

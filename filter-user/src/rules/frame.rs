@@ -6,7 +6,7 @@
 //! the packet does not have either, so a rule that names it does not match here, as there.
 
 use std::{
-    fmt,
+    fmt::{self, Write as _},
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
@@ -115,6 +115,15 @@ pub fn parse_hex(text: &str) -> Result<Vec<u8>, FrameError> {
         return Err(FrameError::TooLong(digits.len() / 2));
     }
     Ok(digits.chunks(2).map(|p| (p[0] << 4) | p[1]).collect())
+}
+
+/// `bytes` in hex, two lowercase digits a byte, as [`parse_hex`] reads it back.
+#[must_use]
+pub fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
 }
 
 /// The bytes `at..at + len` of the frame, if they all lie inside it.
@@ -302,7 +311,6 @@ fn l4(frame: &[u8], at: usize, p: &mut TestPacket) {
 
 #[cfg(test)]
 mod tests {
-    use std::fmt::Write as _;
 
     use super::*;
 
@@ -325,10 +333,7 @@ mod tests {
     }
 
     fn hex(bytes: &[u8]) -> String {
-        bytes.iter().fold(String::new(), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+        to_hex(bytes)
     }
 
     #[test]

@@ -37,7 +37,7 @@ pub use self::{
     compile::{Compiled, compile},
     dry_run::TestPacket,
     file::parse_rule_file,
-    frame::{FrameError, MAX_FRAME_BYTES, parse_hex},
+    frame::{FrameError, MAX_FRAME_BYTES, parse_hex, to_hex},
     kernel::RuleMaps,
     set::{NewRule, RuleSet},
     syntax::RuleSyntaxError,

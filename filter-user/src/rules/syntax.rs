@@ -5,10 +5,7 @@
 //! one action. Every field is optional, but a rule must name at least one; a field a rule
 //! names twice is an error, never a silent override.
 
-use std::{
-    fmt::{self, Write as _},
-    str::FromStr,
-};
+use std::{fmt, str::FromStr};
 
 use filter_common::{MAX_RULE_PAYLOAD_OFFSET, RULE_PAYLOAD_BYTES};
 
@@ -603,12 +600,7 @@ impl fmt::Display for RuleSpec {
             words.push(format!("ttl {ttl}"));
         }
         if let Some(p) = &self.payload {
-            let hex = |b: &[u8]| {
-                b.iter().fold(String::new(), |mut s, x| {
-                    let _ = write!(s, "{x:02x}");
-                    s
-                })
-            };
+            let hex = super::to_hex;
             if p.mask.iter().all(|&m| m == 0xff) {
                 words.push(format!("payload {}:{}", p.offset, hex(&p.bytes)));
             } else {

@@ -512,6 +512,28 @@ impl Lab {
         &self.run_dir
     }
 
+    /// A Prometheus scrape of the daemon's metrics at `addr` (`ADDR:PORT`), from the
+    /// client, as text.
+    ///
+    /// # Panics
+    /// If curl cannot run or the endpoint does not answer within 5 s.
+    #[must_use]
+    pub fn scrape_metrics(&self, addr: &str) -> String {
+        let url = format!("http://{addr}/metrics");
+        let out = self
+            .run_in(
+                self.client(),
+                &["curl", "-sS", "-f", "--max-time", "5", &url],
+            )
+            .unwrap_or_else(|e| panic!("curl {url}: {e:#}"));
+        assert!(
+            out.status.success(),
+            "the metrics endpoint {url} must answer: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// Runs `argv` in `host`'s namespace to completion and returns its output, whatever its
     /// exit status. Bound its run time yourself (`timeout`, `curl --max-time`).
     ///

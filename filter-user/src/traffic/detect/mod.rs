@@ -117,6 +117,20 @@ pub struct SignatureRecord {
 /// Seconds a service's baseline must have before a second far over it is kept out of it.
 pub const MIN_SECONDS_TO_COMPARE: u64 = 3;
 
+/// Samples of an attack kept for its pcap file.
+pub const MAX_FRAMES_KEPT: usize = 2_000;
+
+/// A sample's frame, as an attack keeps it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapturedFrame {
+    /// When its second ended, in ns since the Unix epoch.
+    pub at_unix_ns: u64,
+    /// The frame's whole length.
+    pub frame_len: u32,
+    /// Its first bytes, in hex.
+    pub hex: String,
+}
+
 /// Most sources an attack record counts one by one.
 pub const MAX_SOURCES_COUNTED: usize = 65_536;
 
@@ -146,6 +160,9 @@ pub struct AttackRecord {
     pub notes: Vec<String>,
     #[serde(skip)]
     sources: BTreeSet<IpAddr>,
+    /// Its first samples, as captured (for `attacks --pcap`).
+    #[serde(skip)]
+    captured: Vec<CapturedFrame>,
     /// Seconds in a row its rate was back under the attack's threshold.
     #[serde(skip)]
     calm_s: u64,
@@ -262,6 +279,16 @@ impl Detector {
         &self.attacks
     }
 
+    /// The frames kept of attack `id` (its first [`MAX_FRAMES_KEPT`] samples), or `None`
+    /// for an attack the record does not hold.
+    #[must_use]
+    pub fn frames(&self, id: u32) -> Option<&[CapturedFrame]> {
+        self.attacks
+            .iter()
+            .find(|a| a.id == id)
+            .map(|a| a.captured.as_slice())
+    }
+
     /// The ids of the rules the detector has in force.
     #[must_use]
     pub fn rules_in_force(&self) -> BTreeSet<u32> {
@@ -278,6 +305,10 @@ impl Detector {
         self.samples_total += seen.second.samples.len() as u64;
         let now = Now {
             at: humantime::format_rfc3339_seconds(seen.at).to_string(),
+            unix_ns: seen
+                .at
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
             rates: seen.second.rates(),
             seen,
         };
@@ -353,6 +384,7 @@ impl Detector {
                 signatures: Vec::new(),
                 notes: Vec::new(),
                 sources: BTreeSet::new(),
+                captured: Vec::new(),
                 calm_s: 0,
             });
         }
@@ -370,6 +402,8 @@ struct Now<'a> {
     seen: Observed<'a>,
     /// `seen.at`, RFC 3339.
     at: String,
+    /// `seen.at`, in ns since the Unix epoch.
+    unix_ns: u64,
     rates: BTreeMap<Service, (f64, f64)>,
 }
 
@@ -402,7 +436,16 @@ impl Judge<'_> {
             .second
             .by_service()
             .filter(|(s, sample, _, _)| *s == service && sample.outcome != Outcome::Allowed)
-            .map(|(_, sample, p, weight)| (p, sample.outcome, weight))
+            .map(|(_, sample, p, weight)| {
+                if attack.captured.len() < MAX_FRAMES_KEPT {
+                    attack.captured.push(CapturedFrame {
+                        at_unix_ns: self.now.unix_ns,
+                        frame_len: sample.frame_len,
+                        hex: crate::rules::to_hex(&sample.frame),
+                    });
+                }
+                (p, sample.outcome, weight)
+            })
             .collect();
         for (p, _, _) in &packets {
             if attack.sources.len() < MAX_SOURCES_COUNTED {
