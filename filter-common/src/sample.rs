@@ -2,8 +2,8 @@
 //! for the daemon's per-service baselines and attack signatures.
 //!
 //! The bound is a per-CPU budget (`FW_SAMPLE_BUDGET`) that the program counts down, one
-//! per sample, and that the daemon refills every [`SAMPLE_REFILL_MS`] milliseconds to
-//! [`SAMPLES_PER_REFILL`]. A packet pays one per-CPU array read and a compare while the
+//! per sample, and that the daemon refills every [`SAMPLE_REFILL_MS`] milliseconds to each
+//! CPU's share of [`SAMPLES_PER_REFILL`]. A packet pays one per-CPU array read and a compare while the
 //! budget is spent; no clock and no helper call. Within a refill period the first packets
 //! are taken, so at flood rates the sample is the traffic of the first moments of each
 //! period: proportional to the traffic's mix while it holds for longer than a period.
@@ -17,8 +17,9 @@ pub const SAMPLE_CAPTURE_BYTES: usize = 128;
 /// How often the daemon refills each CPU's sample budget, in milliseconds.
 pub const SAMPLE_REFILL_MS: u64 = 10;
 
-/// Each CPU's budget after a refill: at most 2,500 samples a second per CPU.
-pub const SAMPLES_PER_REFILL: u32 = 25;
+/// The samples all CPUs together may take between two refills: at most 5,000 a second,
+/// whatever the packet rate (each CPU gets its share, at least one).
+pub const SAMPLES_PER_REFILL: u32 = 50;
 
 /// Size of the sample ring buffer in bytes (a power of two and a multiple of the page
 /// size): about 3,600 samples, over a second of every CPU's budget on a small host.

@@ -57,6 +57,13 @@ impl Sampled {
     }
 }
 
+/// Each CPU's share of [`SAMPLES_PER_REFILL`]: at least one, so that every CPU's traffic
+/// is seen.
+#[must_use]
+pub fn budget_per_cpu(cpus: usize) -> u32 {
+    (SAMPLES_PER_REFILL / u32::try_from(cpus.max(1)).unwrap_or(u32::MAX)).max(1)
+}
+
 /// The sample ring buffer and the budget.
 pub struct Sampler {
     ring: RingBuf<MapData>,
@@ -99,12 +106,12 @@ impl Sampler {
             .with_context(|| format!("cannot refill {}", map_names::SAMPLE_BUDGET))
     }
 
-    /// Refills every CPU's budget.
+    /// Refills every CPU's budget with its share of [`SAMPLES_PER_REFILL`].
     ///
     /// # Errors
     /// As [`Sampler::set_budget`].
     pub fn refill(&mut self) -> anyhow::Result<()> {
-        self.set_budget(SAMPLES_PER_REFILL)
+        self.set_budget(budget_per_cpu(self.cpus))
     }
 
     /// The samples in the ring buffer now, oldest first; records that do not decode are
@@ -124,5 +131,19 @@ impl Sampler {
     #[must_use]
     pub fn ring_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.ring.as_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_budget_is_shared_by_the_cpus_and_each_gets_one_at_least() {
+        assert_eq!(budget_per_cpu(1), 50);
+        assert_eq!(budget_per_cpu(2), 25);
+        assert_eq!(budget_per_cpu(8), 6);
+        assert_eq!(budget_per_cpu(64), 1);
+        assert_eq!(budget_per_cpu(0), 50);
     }
 }
