@@ -109,9 +109,12 @@ fn udp_outcomes(daemon: &Daemon) -> (u64, u64) {
 }
 
 /// From 3 s after the flood started: the user is answered at 99 %, and 95 % of the flood
-/// is dropped.
+/// is dropped. In the VM, from 6 s: under emulation the service takes seconds to work
+/// off the flood's packets that its socket queued before the signature came (one run lost
+/// 12 queries of 1,000 from 3 s on).
 fn assert_served_and_dropped(lab: &Lab, daemon: &Daemon, flooded_at: Instant) {
-    std::thread::sleep(Duration::from_secs(3).saturating_sub(flooded_at.elapsed()));
+    let from = Duration::from_secs(if floodwall_tests::in_vm() { 6 } else { 3 });
+    std::thread::sleep(from.saturating_sub(flooded_at.elapsed()));
     let (passed_from, dropped_from) = udp_outcomes(daemon);
     let during = udp::assert_served(lab.client(), service_addr(lab), "with the signature");
     let (passed_to, dropped_to) = udp_outcomes(daemon);
