@@ -21,7 +21,7 @@ pub fn take(ctx: &XdpContext, class: u32, outcome: u32, rule_slot: u32) {
         }
         *left -= 1;
     }
-    capture(ctx, (class & 0xff) | (outcome & 0xff) << 8, rule_slot);
+    capture(ctx, class, outcome, rule_slot);
 }
 
 /// Writes the sample into the ring buffer; nothing when it is full. A function of its own
@@ -32,7 +32,7 @@ pub fn take(ctx: &XdpContext, class: u32, outcome: u32, rule_slot: u32) {
     clippy::cast_possible_truncation,
     reason = "a frame is under 64 KiB, class and outcome under 256, the capture under 64 KiB"
 )]
-fn capture(ctx: &XdpContext, class_outcome: u32, rule_slot: u32) {
+fn capture(ctx: &XdpContext, class: u32, outcome: u32, rule_slot: u32) {
     let Some(mut entry) = FW_SAMPLES.reserve::<PacketSample>(0) else {
         return;
     };
@@ -49,8 +49,8 @@ fn capture(ctx: &XdpContext, class_outcome: u32, rule_slot: u32) {
     unsafe {
         (*sample).frame_len = len as u32;
         (*sample).rule_slot = rule_slot;
-        (*sample).class = class_outcome as u8;
-        (*sample).outcome = (class_outcome >> 8) as u8;
+        (*sample).class = class as u8;
+        (*sample).outcome = outcome as u8;
         (*sample).cpu = aya_ebpf::helpers::bpf_get_smp_processor_id();
         (*sample).captured = len.min(SAMPLE_CAPTURE_BYTES) as u16;
         let bytes = (&raw mut (*sample).bytes).cast::<u8>();

@@ -23,15 +23,21 @@ pub const JOURNAL_LEN: usize = 1_000;
 /// At most this many block/unblock lines per second; the rest are summed up in one line.
 pub const LOG_LINES_PER_SEC: u32 = 20;
 
-/// Decodes a ring buffer record.
+/// Decodes a ring buffer record of the block events.
 #[must_use]
 pub fn decode(bytes: &[u8]) -> Option<BlockEvent> {
-    if bytes.len() < size_of::<BlockEvent>() {
+    read_record(bytes)
+}
+
+/// A ring buffer record as the `T` the program wrote; `None` if it is too short.
+#[must_use]
+pub fn read_record<T: aya::Pod>(bytes: &[u8]) -> Option<T> {
+    if bytes.len() < size_of::<T>() {
         return None;
     }
-    // SAFETY: the length is checked; BlockEvent is plain old data (integers and bytes), so
-    // every bit pattern is valid, and read_unaligned needs no alignment.
-    Some(unsafe { bytes.as_ptr().cast::<BlockEvent>().read_unaligned() })
+    // SAFETY: the length is checked; a `Pod` type is plain old data (integers and bytes),
+    // so every bit pattern is valid, and read_unaligned needs no alignment.
+    Some(unsafe { bytes.as_ptr().cast::<T>().read_unaligned() })
 }
 
 /// A block as a log line says it.

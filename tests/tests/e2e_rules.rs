@@ -15,39 +15,17 @@ use floodwall_tests::{
     udp,
 };
 
-/// The service's port.
-const PORT: u16 = 7777;
-/// Where the daemon serves metrics (the server's address, inside its namespace).
-const METRICS: &str = "198.18.0.1:9478";
+#[path = "common/udp_lab.rs"]
+mod udp_lab;
 
-fn new_lab() -> Lab {
-    flood::require_trafgen().expect("trafgen must be installed");
-    Lab::new(1).expect("the namespace lab must build")
-}
+use udp_lab::{METRICS, PORT, new_lab, service_addr, stop};
 
-/// The daemon with a per-source limit far above what each flood source sends: the limits
-/// alone do nothing against these floods. Signatures are off: these tests are about the
+/// The daemon of [`udp_lab::start_daemon`], signatures off: these tests are about the
 /// operator's rules (`e2e_signatures` has the daemon's own).
 fn start<'l>(lab: &'l Lab, extra: &[&str]) -> Daemon<'l> {
-    let mut args = vec![
-        "--signatures",
-        "off",
-        "--xdp-mode",
-        "driver",
-        "--pps",
-        "2000",
-        "--block-for",
-        "60s",
-        "--metrics-addr",
-        METRICS,
-    ];
+    let mut args = vec!["--signatures", "off"];
     args.extend(extra);
-    lab.start_floodwall(&args)
-        .expect("floodwall run must start and open its control socket")
-}
-
-fn service_addr(lab: &Lab) -> SocketAddr {
-    SocketAddr::new(IpAddr::V4(lab.server().ipv4), PORT)
+    udp_lab::start_daemon(lab, &args)
 }
 
 /// A UDP flood at the service from 4,096 sources (see `flood::spawn_udp_flood`).
@@ -108,10 +86,6 @@ fn succeeded(out: &std::process::Output, what: &str) -> String {
 /// The service's user, while the flood goes on: at least 99 % answered.
 fn assert_served(lab: &Lab, when: &str) -> udp::Answers {
     udp::assert_served(lab.client(), service_addr(lab), when)
-}
-
-fn stop(lab: &Lab, proc: &Proc) {
-    let _ = lab.stop(proc, libc::SIGINT, Duration::from_secs(5));
 }
 
 /// Reflection: NTP servers' answers (UDP from port 123, 468 bytes) from 4,096 addresses,

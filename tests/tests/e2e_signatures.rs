@@ -4,10 +4,7 @@
 //! the user's do not, puts a rule of its own in force, and takes it away when the flood
 //! ends. The user is answered throughout.
 
-use std::{
-    net::{IpAddr, SocketAddr},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use floodwall::{rules::Origin, traffic::view::AttacksView};
 use floodwall_tests::{
@@ -16,42 +13,11 @@ use floodwall_tests::{
     udp,
 };
 
-/// The service's port.
-const PORT: u16 = 7777;
-/// Where the daemon serves metrics (the server's address, inside its namespace).
-const METRICS: &str = "198.18.0.1:9478";
+#[path = "common/udp_lab.rs"]
+mod udp_lab;
 
-/// The lab, the service, and the daemon as an operator starts it: a per-source limit far
-/// above what each flood source sends (the limits alone do nothing against these floods),
-/// signatures as `extra` says (by default, on).
-fn start<'l>(lab: &'l Lab, extra: &[&str]) -> Daemon<'l> {
-    let mut args = vec![
-        "--xdp-mode",
-        "driver",
-        "--pps",
-        "2000",
-        "--block-for",
-        "60s",
-        "--metrics-addr",
-        METRICS,
-    ];
-    args.extend(extra);
-    lab.start_floodwall(&args)
-        .expect("floodwall run must start and open its control socket")
-}
-
-fn new_lab() -> Lab {
-    flood::require_trafgen().expect("trafgen must be installed");
-    Lab::new(1).expect("the namespace lab must build")
-}
-
-fn service_addr(lab: &Lab) -> SocketAddr {
-    SocketAddr::new(IpAddr::V4(lab.server().ipv4), PORT)
-}
-
-fn stop(lab: &Lab, proc: &Proc) {
-    let _ = lab.stop(proc, libc::SIGINT, Duration::from_secs(5));
-}
+// The daemon as an operator starts it: signatures as `extra` says (by default, on).
+use udp_lab::{METRICS, PORT, new_lab, service_addr, start_daemon as start, stop};
 
 fn attacks(daemon: &Daemon) -> AttacksView {
     daemon.attacks().expect("attacks --json")

@@ -177,6 +177,19 @@ pub(super) fn remove(shared: &Shared, ids: &[u32]) -> anyhow::Result<Response> {
     })
 }
 
+/// Packets matched so far by each of the rules `ids` that exist, by id.
+pub(super) fn matched_packets(
+    shared: &Shared,
+    ids: &BTreeSet<u32>,
+) -> anyhow::Result<std::collections::BTreeMap<u32, u64>> {
+    let state = lock(&shared.rules);
+    let mut matched = std::collections::BTreeMap::new();
+    for rule in state.set.rules().iter().filter(|r| ids.contains(&r.id)) {
+        matched.insert(rule.id, state.maps.counters(rule.slot)?.matched_packets);
+    }
+    Ok(matched)
+}
+
 /// Every rule with its counters, by priority.
 pub(super) fn views(shared: &Shared) -> anyhow::Result<Vec<RuleView>> {
     lock(&shared.rules).views(monotonic_now_ns()?)

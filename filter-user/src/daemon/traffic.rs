@@ -165,12 +165,7 @@ fn signature_matches(shared: &Shared) -> anyhow::Result<BTreeMap<u32, u64>> {
     if ids.is_empty() {
         return Ok(BTreeMap::new());
     }
-    let views = super::rules::views(shared)?;
-    Ok(views
-        .into_iter()
-        .filter(|v| ids.contains(&v.id))
-        .map(|v| (v.id, v.matched_packets))
-        .collect())
+    super::rules::matched_packets(shared, &ids)
 }
 
 /// The daemon's rules, as the detector's [`Mitigator`].

@@ -412,25 +412,30 @@ mod tests {
         sampled(packets::udp([0, 10], (sport, dport), len, 64, &[]))
     }
 
+    /// One second of `samples` standing for `packets`, on one CPU, nothing under attack.
+    fn learn(b: &mut Baseline, samples: &[Sampled], packets: u64) {
+        b.learn(
+            Second {
+                samples,
+                packets_by_cpu: &[packets],
+            },
+            &BTreeSet::new(),
+        );
+    }
+
+    const DNS: Service = Service {
+        proto: 17,
+        port: 53,
+    };
+
     #[test]
     fn rates_scale_the_samples_by_the_packets_counted() {
         let mut b = Baseline::default();
         // 10 samples, 3 of them to udp/53, standing for 1,000 packets.
         let mut samples: Vec<Sampled> = (0..7).map(|_| udp(40_000, 9, 100)).collect();
         samples.extend((0..3).map(|_| udp(40_000, 53, 60)));
-        b.learn(
-            Second {
-                samples: &samples,
-                packets_by_cpu: &[1_000],
-            },
-            &BTreeSet::new(),
-        );
-        let dns = b
-            .get(&Service {
-                proto: 17,
-                port: 53,
-            })
-            .expect("udp/53");
+        learn(&mut b, &samples, 1_000);
+        let dns = b.get(&DNS).expect("udp/53");
         assert!((dns.pps - 300.0).abs() < 1e-9, "{}", dns.pps);
         assert!((dns.bps - 300.0 * 74.0 * 8.0).abs() < 1e-6);
         assert_eq!(dns.learned_s, 1);
@@ -443,20 +448,9 @@ mod tests {
         let mut b = Baseline::default();
         for second in 0..20u64 {
             let samples = vec![udp(5_000, 53, 60), udp(5_001, 53, 80)];
-            b.learn(
-                Second {
-                    samples: &samples,
-                    packets_by_cpu: &[2 + second % 2 * 2],
-                },
-                &BTreeSet::new(),
-            );
+            learn(&mut b, &samples, 2 + second % 2 * 2);
         }
-        let dns = b
-            .get(&Service {
-                proto: 17,
-                port: 53,
-            })
-            .expect("udp/53");
+        let dns = b.get(&DNS).expect("udp/53");
         assert_eq!(dns.learned_s, 20);
         assert_eq!(dns.samples, 40);
         // Seconds of 2 and 4 packets, alternating: the mean.
@@ -466,13 +460,7 @@ mod tests {
         assert_eq!(len.top(1)[0].0, 60, "ties go to the smaller value");
         assert!(!dns.fields.contains_key(&Field::Flags), "UDP has no flags");
         // A quiet second lowers the rate.
-        b.learn(
-            Second {
-                samples: &[],
-                packets_by_cpu: &[0],
-            },
-            &BTreeSet::new(),
-        );
+        learn(&mut b, &[], 0);
         assert!(
             b.get(&Service {
                 proto: 17,
@@ -496,13 +484,7 @@ mod tests {
 
         let mut b = Baseline::default();
         let samples: Vec<Sampled> = (0..300u16).map(|port| udp(1, port, 60)).collect();
-        b.learn(
-            Second {
-                samples: &samples,
-                packets_by_cpu: &[300],
-            },
-            &BTreeSet::new(),
-        );
+        learn(&mut b, &samples, 300);
         assert_eq!(b.services().len(), MAX_SERVICES);
     }
 
@@ -513,13 +495,7 @@ mod tests {
         let path = dir.join("b.json");
         assert_eq!(Baseline::load(&path).expect("absent"), Baseline::default());
         let mut b = Baseline::default();
-        b.learn(
-            Second {
-                samples: &[udp(1, 53, 60)],
-                packets_by_cpu: &[5],
-            },
-            &BTreeSet::new(),
-        );
+        learn(&mut b, &[udp(1, 53, 60)], 5);
         b.save(&path).expect("save");
         assert_eq!(Baseline::load(&path).expect("load"), b);
         std::fs::write(&path, b"{").expect("write");

@@ -36,12 +36,7 @@ impl Sampled {
     /// sample or names an outcome this build does not know.
     #[must_use]
     pub fn decode(bytes: &[u8]) -> Option<Self> {
-        if bytes.len() < size_of::<PacketSample>() {
-            return None;
-        }
-        // SAFETY: the length is checked; `PacketSample` is plain old data (integers and
-        // bytes), so every bit pattern is valid, and `read_unaligned` needs no alignment.
-        let raw = unsafe { bytes.as_ptr().cast::<PacketSample>().read_unaligned() };
+        let raw: PacketSample = crate::events::read_record(bytes)?;
         let outcome = Outcome::try_from(u32::from(raw.outcome)).ok()?;
         let class = Class::try_from(u32::from(raw.class)).ok()?;
         let frame = raw.frame().to_vec();
