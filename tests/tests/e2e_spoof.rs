@@ -956,7 +956,7 @@ fn download(lab: &Lab, addr: IpAddr) -> (WindowScales, WindowScales) {
     std::fs::write(&www, &big).expect("write the download");
     let file = lab.dir().join("download.bin");
     let server = lab.server().ipv4;
-    // At 2 MiB/s the download lasts two seconds, long enough to read both ends' state.
+    // At 1 MiB/s the download lasts four seconds, long enough to read both ends' state.
     let curl = lab
         .spawn(
             lab.client(),
@@ -968,7 +968,7 @@ fn download(lab: &Lab, addr: IpAddr) -> (WindowScales, WindowScales) {
                 "--max-time",
                 "60",
                 "--limit-rate",
-                "2M",
+                "1M",
                 "--interface",
                 &addr.to_string(),
                 "-o",
@@ -977,14 +977,17 @@ fn download(lab: &Lab, addr: IpAddr) -> (WindowScales, WindowScales) {
             ],
         )
         .expect("start curl");
-    let mut scales = None;
-    lab::poll_until(Duration::from_secs(10), Duration::from_millis(100), || {
-        let client = window_scales(lab, lab.client(), &format!("src {addr} dport = :80"));
-        let server = window_scales(lab, lab.server(), &format!("dst {addr} sport = :80"));
-        if let (Some(client), Some(server)) = (client, server) {
-            scales = Some((client, server));
+    // Each end is read on its own: under emulation with a flood on, one `ss` can take
+    // longer than the whole download, and the connection is the same one throughout.
+    let (mut client, mut server) = (None, None);
+    lab::poll_until(Duration::from_secs(30), Duration::from_millis(100), || {
+        if client.is_none() {
+            client = window_scales(lab, lab.client(), &format!("src {addr} dport = :80"));
         }
-        scales.is_some() || lab.try_wait(&curl).is_some()
+        if server.is_none() {
+            server = window_scales(lab, lab.server(), &format!("dst {addr} sport = :80"));
+        }
+        (client.is_some() && server.is_some()) || lab.try_wait(&curl).is_some()
     });
     let status = lab
         .wait(&curl, Duration::from_secs(65))
@@ -998,7 +1001,7 @@ fn download(lab: &Lab, addr: IpAddr) -> (WindowScales, WindowScales) {
         std::fs::read(&file).expect("read the download") == big,
         "the download must arrive whole and unchanged"
     );
-    let Some((client, server)) = scales else {
+    let (Some(client), Some(server)) = (client, server) else {
         panic!("ss must show the download's connection on both ends while it runs");
     };
     eprintln!("download's window scales (sent, received): client {client:?}, server {server:?}");
