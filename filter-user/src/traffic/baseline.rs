@@ -107,6 +107,16 @@ impl Histogram {
         self.values.get(&value).copied().unwrap_or(0.0) / self.total
     }
 
+    /// The share of packets whose value the histogram keeps (0 to 1): near 1 where a
+    /// few values make the field, low where it is random (the rest were dropped).
+    #[must_use]
+    pub fn known_share(&self) -> f64 {
+        if self.total <= 0.0 {
+            return 0.0;
+        }
+        self.values.values().sum::<f64>() / self.total
+    }
+
     /// The `n` most common values with their shares, most common first (ties by value).
     #[must_use]
     pub fn top(&self, n: usize) -> Vec<(u32, f64)> {

@@ -5,11 +5,14 @@
 //! the share above what the baseline expects. A field's value is a candidate when the
 //! attack's samples have it often enough to cover [`MIN_FLOOD_COVERAGE`] of that excess;
 //! it separates when the baseline has it at most [`MAX_BASELINE_SHARE`] of the time. A
-//! signature needs one separating value; every other candidate that keeps the coverage
-//! joins it, so that the rule is as narrow as the flood allows (a TTL that the flood and
-//! the users share narrows it to the flood's sources' distance, and costs the users
-//! nothing more). With no separating value there is no signature, and the miner says why.
-//! Deterministic: the same samples and baseline give the same signature.
+//! signature needs one separating value, of a field other than the TTL (a TTL tells only
+//! how far away the senders are: a crowd of new users from one region shares one that the
+//! baseline never saw); every other candidate that keeps the coverage, the TTL included,
+//! joins it, so that the rule is as narrow as the flood allows. With no separating value
+//! there is no signature, and the miner says why, telling apart a flood whose packets the
+//! baseline does not know (random lengths or payloads: the daemon then protects the
+//! service's known sources) from traffic shaped like the baseline's (a flash crowd: left
+//! alone). Deterministic: the same samples and baseline give the same signature.
 
 use std::{collections::BTreeMap, fmt};
 
@@ -27,6 +30,18 @@ pub const MAX_BASELINE_SHARE: f64 = 0.005;
 /// The fewest samples of an attack a signature is mined from.
 pub const MIN_SAMPLES: usize = 20;
 
+/// A field tells normal packets from others only where the baseline's known values hold at
+/// least this share of its packets (the users' query lengths do; DNS's random query ids in
+/// the first payload bytes do not).
+pub const MIN_KNOWN_SHARE: f64 = 0.9;
+
+/// Where a field tells, a value the baseline has at most this share of is unusual.
+pub const MAX_USUAL_SHARE: f64 = 0.001;
+
+/// Traffic without a signature is a flood the baseline does not know, not a crowd of
+/// users, when at least this share of its excess is unusual in its length or payload.
+pub const MIN_UNUSUAL_SHARE: f64 = 0.5;
+
 /// A signature: the rule, and how well it fits.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Signature {
@@ -43,14 +58,18 @@ pub struct Signature {
 }
 
 /// Why no signature was found.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum NoSignature {
     /// Too few samples of the attack.
     TooFewSamples(usize),
     /// No field's value is common to the flood and rare in the baseline: each field's
     /// most common value in the flood, with its share of the flood's samples and of the
-    /// baseline.
+    /// baseline. Its packets are unlike the baseline's all the same (random lengths or
+    /// payloads).
     NoSeparatingField(Vec<String>),
+    /// The packets look like the baseline's: only this share of them has a length or a
+    /// payload the baseline does not know. A flash crowd, as far as the samples tell.
+    LooksNormal(f64),
 }
 
 impl fmt::Display for NoSignature {
@@ -62,10 +81,17 @@ impl fmt::Display for NoSignature {
             ),
             Self::NoSeparatingField(closest) => write!(
                 f,
-                "no field separates the flood from normal traffic (no value of len, ttl, \
+                "no field separates the flood from normal traffic (no value of len, \
                  sport, flags or payload is common in the flood and rare in the baseline; \
                  the flood's most common: {})",
                 closest.join(", ")
+            ),
+            Self::LooksNormal(unusual) => write!(
+                f,
+                "the traffic looks like the service's normal traffic (only {:.1} % of it has \
+                 a length or payload the baseline does not know): a flash crowd of users, \
+                 not a flood, as far as the samples tell; nothing is dropped",
+                unusual * 100.0
             ),
         }
     }
@@ -141,10 +167,17 @@ pub fn mine(attack: &Attack<'_>) -> Result<Signature, NoSignature> {
     // baseline on a tie.
     let Some(&first) = candidates
         .iter()
-        .filter(|c| c.3 <= MAX_BASELINE_SHARE)
+        .filter(|c| c.3 <= MAX_BASELINE_SHARE && c.0 != Field::Ttl)
         .max_by(|a, b| a.2.cmp(&b.2).then(b.3.total_cmp(&a.3)))
     else {
-        return Err(NoSignature::NoSeparatingField(closest));
+        let unusual = unusual_share(attack);
+        return Err(
+            if unusual >= MIN_UNUSUAL_SHARE * attack.excess_share.clamp(0.0, 1.0) {
+                NoSignature::NoSeparatingField(closest)
+            } else {
+                NoSignature::LooksNormal(unusual)
+            },
+        );
     };
     let mut chosen = vec![(first.0, first.1)];
     let matching = |values: &[(Field, u32)]| {
@@ -187,6 +220,33 @@ pub fn mine(attack: &Attack<'_>) -> Result<Signature, NoSignature> {
         flood_coverage,
         baseline_coverage,
     })
+}
+
+/// The share of the samples with a length or payload that the baseline does not know, of
+/// those fields where its known values hold [`MIN_KNOWN_SHARE`] of its packets. A service
+/// without a baseline knows nothing: all of it is unusual.
+fn unusual_share(attack: &Attack<'_>) -> f64 {
+    let Some(baseline) = attack.baseline else {
+        return 1.0;
+    };
+    let telling: Vec<(Field, &super::baseline::Histogram)> = [Field::Len, Field::Payload]
+        .into_iter()
+        .filter_map(|f| Some((f, baseline.fields.get(&f)?)))
+        .filter(|(_, h)| h.known_share() >= MIN_KNOWN_SHARE)
+        .collect();
+    let unusual = attack
+        .samples
+        .iter()
+        .filter(|p| {
+            telling.iter().any(|(f, h)| {
+                f.value(p)
+                    .is_none_or(|value| h.share(value) <= MAX_USUAL_SHARE)
+            })
+        })
+        .count();
+    #[expect(clippy::cast_precision_loss, reason = "sample counts")]
+    let share = unusual as f64 / attack.samples.len().max(1) as f64;
+    share
 }
 
 /// With the payload's first four bytes chosen: as many of the first bytes (up to the 16 a
@@ -374,12 +434,16 @@ mod tests {
     #[test]
     fn a_flood_shaped_like_the_users_has_no_signature_and_a_forbidden_field_is_not_used() {
         let baseline = baseline_of(&users(600));
-        // A flash crowd: more of the same.
-        let crowd = users(400);
-        assert!(matches!(
-            mine_from(&crowd, &[], &baseline),
-            Err(NoSignature::NoSeparatingField(_))
-        ));
+        // A flash crowd: more of the same, from new users further away (a TTL the
+        // baseline never saw, which alone is no signature).
+        let crowd: Vec<TestPacket> = users(400)
+            .into_iter()
+            .map(|p| TestPacket { ttl: 50, ..p })
+            .collect();
+        let Err(NoSignature::LooksNormal(unusual)) = mine_from(&crowd, &[], &baseline) else {
+            panic!("a flash crowd has no signature");
+        };
+        assert!(unusual < 0.01, "{unusual}");
         // Random lengths and payloads, the users' TTL.
         let random: Vec<TestPacket> = (0..400u16)
             .map(|i| {
@@ -391,8 +455,9 @@ mod tests {
                 )
             })
             .collect();
-        let Err(why) = mine_from(&random, &[], &baseline) else {
-            panic!("random lengths and payloads have no signature");
+        let Err(why @ NoSignature::NoSeparatingField(_)) = mine_from(&random, &[], &baseline)
+        else {
+            panic!("random lengths and payloads have no signature, and are unusual");
         };
         assert!(
             why.to_string()
@@ -412,10 +477,7 @@ mod tests {
             forbidden: &[Field::Payload],
             action: Action::Drop,
         };
-        assert!(matches!(
-            mine(&attack),
-            Err(NoSignature::NoSeparatingField(_))
-        ));
+        assert!(matches!(mine(&attack), Err(NoSignature::LooksNormal(_))));
         assert!(
             mine(&Attack {
                 forbidden: &[],

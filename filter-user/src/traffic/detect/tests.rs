@@ -283,7 +283,7 @@ fn a_flash_crowd_is_an_attack_without_a_signature() {
     // Twentyfold more of the users' own shape.
     let said = run.second(200, 0, 2_000 * 20, &junk);
     assert!(
-        matches!(&said[..], [Happened::Started(_), Happened::Unmitigated(l)] if l.contains("no field separates")),
+        matches!(&said[..], [Happened::Started(_), Happened::Unmitigated(l)] if l.contains("flash crowd")),
         "{said:?}"
     );
     assert!(run.rules.in_force.is_empty());
