@@ -151,6 +151,10 @@ pub mod map_names {
     /// Array of [`MAX_RULES`](crate::MAX_RULES) [`RuleRecord`](crate::RuleRecord)s, by rule
     /// slot: the daemon's own record of its rules, which the program never reads.
     pub const RULE_RECORDS: &str = "FW_RULE_RECORDS";
+    /// Hash: [`KnownSourceKey`](crate::KnownSourceKey) → `u8`, the sources each service's
+    /// baseline saw, which rules match with `source known|unknown`. The daemon writes it;
+    /// pinned, so that a rule protecting them goes on doing so without a daemon.
+    pub const KNOWN_SOURCES: &str = "FW_KNOWN_SOURCES";
     /// Ring buffer of [`PacketSample`](crate::PacketSample)s. Not pinned: samples matter
     /// only to the daemon that reads them.
     pub const SAMPLES: &str = "FW_SAMPLES";
@@ -188,6 +192,7 @@ pub mod map_names {
         RULE_RATES,
         RULE_SOURCES,
         RULE_RECORDS,
+        KNOWN_SOURCES,
     ];
 }
 
@@ -196,7 +201,7 @@ pub mod map_names {
 /// build adopts pinned state only when the versions match. Bump it with any change to a
 /// shared type or map; the test `a_layout_change_bumps_the_version` is the tripwire for the
 /// changes that alter a size.
-pub const MAP_LAYOUT_VERSION: u32 = 7;
+pub const MAP_LAYOUT_VERSION: u32 = 8;
 
 /// Default capacity of the per-source table.
 pub const DEFAULT_MAX_SOURCES: u32 = 1 << 20;
@@ -1079,6 +1084,7 @@ const _: () = assert!(core::mem::size_of::<BlockEvent>() == 88);
 mod pod {
     // SAFETY: all of these are #[repr(C)], Copy, made of integers and byte arrays, with
     // explicit padding: every bit pattern is a valid value.
+    unsafe impl aya::Pod for super::KnownSourceKey {}
     unsafe impl aya::Pod for super::SourceKey {}
     unsafe impl aya::Pod for super::SourceState {}
     unsafe impl aya::Pod for super::ClassState {}
@@ -1163,6 +1169,10 @@ mod layout_tests {
     use core::mem::{offset_of, size_of};
 
     #[test]
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one table of every shared size and offset"
+    )]
     fn a_layout_change_bumps_the_version() {
         // When this fails, a shared type changed: bump MAP_LAYOUT_VERSION (pinned state of the
         // old layout must not be adopted) and record the new sizes and offsets here.
@@ -1194,6 +1204,7 @@ mod layout_tests {
             size_of::<RuleSourceKey>(),
             size_of::<RuleSourceState>(),
             size_of::<RuleRecord>(),
+            size_of::<KnownSourceKey>(),
             RULE_INDEX_WORDS as usize,
             MAX_RULES as usize,
             MAX_RULE_ENTRIES as usize,
@@ -1234,6 +1245,8 @@ mod layout_tests {
             offset_of!(RuleEntry, sport),
             offset_of!(RuleEntry, proto),
             offset_of!(RuleEntry, payload_len),
+            offset_of!(RuleEntry, source_known),
+            offset_of!(KnownSourceKey, port),
             offset_of!(BlockCacheSlot, blocked_until_ns),
             offset_of!(PrefixKey, addr),
             offset_of!(PrefixLimits, packets),
@@ -1250,17 +1263,17 @@ mod layout_tests {
         assert_eq!(
             (MAP_LAYOUT_VERSION, sizes, source_state, limits, others),
             (
-                7,
+                8,
                 [
                     16, 48, 48, 736, 24, 24, 64, 136, 16384, 16, 88, 24, 65536, 2, 192, 4096, 64,
-                    3, 26, 184, 4, 36, 48, 16, 24, 24, 512, 4101, 4096, 8192, 16
+                    3, 27, 184, 4, 36, 48, 16, 24, 24, 512, 20, 4101, 4096, 8192, 16
                 ],
                 [0, 8, 16, 24, 32, 36, 40, 44],
                 [
                     0, 8, 16, 20, 24, 32, 40, 48, 56, 64, 68, 72, 80, 96, 192, 288, 696
                 ],
                 [
-                    96, 136, 148, 162, 171, 16, 8, 8, 40, 24, 80, 16, 16, 32, 34, 36, 37
+                    96, 136, 148, 162, 171, 172, 16, 16, 8, 8, 40, 24, 80, 16, 16, 32, 34, 36, 37
                 ],
             ),
             "record the sizes and offsets, and bump MAP_LAYOUT_VERSION"

@@ -97,7 +97,30 @@ pub mod rule_fields {
     pub const TTL: u32 = 1 << 11;
     /// `payload` under `payload_mask`, at `payload_offset` from the start of the L4 payload.
     pub const PAYLOAD: u32 = 1 << 12;
+    /// `source_known`: whether `FW_KNOWN_SOURCES` holds the packet's source for the
+    /// packet's service ([`super::KnownSourceKey`]). Not a `FlowSpec` component: a rule that
+    /// names it cannot be announced upstream.
+    pub const SOURCE_KNOWN: u32 = 1 << 13;
 }
+
+/// Sources the daemon's baseline saw use a service before an attack, at most.
+pub const MAX_KNOWN_SOURCES: u32 = 65_536;
+
+/// Key of `FW_KNOWN_SOURCES`: a source and the service (protocol and destination port)
+/// the baseline saw it use. The value is a `u8`, one.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KnownSourceKey {
+    /// The source, as a [`SourceKey`](crate::SourceKey) holds it.
+    pub addr: [u8; 16],
+    /// Destination port, host order; zero for a packet without ports.
+    pub port: u16,
+    /// IP protocol.
+    pub proto: u8,
+    /// Zero.
+    pub pad: u8,
+}
+const _: () = assert!(core::mem::size_of::<KnownSourceKey>() == 20);
 
 /// Bits of [`RuleEntry::fragment`] and of a packet's fragment kind.
 pub mod fragment {
@@ -201,8 +224,11 @@ pub struct RuleEntry {
     /// How many payload bytes are compared (1 to [`RULE_PAYLOAD_BYTES`]): the packet must
     /// have them all.
     pub payload_len: u8,
+    /// With [`rule_fields::SOURCE_KNOWN`]: 1, the packet's source must be known for its
+    /// service; 0, it must not be.
+    pub source_known: u8,
     /// Zero.
-    pub pad: [u8; 12],
+    pub pad: [u8; 11],
 }
 const _: () = assert!(core::mem::size_of::<RuleEntry>() == 184);
 

@@ -10,12 +10,12 @@ use aya_ebpf::{
 use filter_common::{
     AFTER_RULES_STAGE, BLOCK_CACHE_SLOTS, BlockCacheSlot, BlockEvent, CEILING_SLOTS,
     COUNTER_ENTRIES, Class, ClassState, ClockSample, Counter, DEFAULT_LIST_CAPACITY,
-    DEFAULT_MAX_PREFIXES, DEFAULT_MAX_SOURCES, EVENTS_BYTES, LimitsConfig, ListEntry,
-    MAX_RULE_BUCKETS, MAX_RULE_ENTRIES, MAX_RULE_SOURCES, MAX_RULES, Outcome, PrefixKey,
-    PrefixState, RULE_INDEX_WORDS, RULES_STAGE, RuleBucket, RuleBucketKey, RuleCounters, RuleEntry,
-    RuleRateState, RuleRecord, RuleSourceKey, RuleSourceState, SAMPLES_BYTES, SKETCH_ROWS,
-    STAGE_SLOTS, SYN_COOKIE_STAGE, SYN_PORT_WORDS, SYN_STAT_SLOTS, SketchRow, SourceKey,
-    SourceState, SynStat, TABLE_STAT_SLOTS, TRACKED_CHUNKS, TrackedChunk,
+    DEFAULT_MAX_PREFIXES, DEFAULT_MAX_SOURCES, EVENTS_BYTES, KnownSourceKey, LimitsConfig,
+    ListEntry, MAX_KNOWN_SOURCES, MAX_RULE_BUCKETS, MAX_RULE_ENTRIES, MAX_RULE_SOURCES, MAX_RULES,
+    Outcome, PrefixKey, PrefixState, RULE_INDEX_WORDS, RULES_STAGE, RuleBucket, RuleBucketKey,
+    RuleCounters, RuleEntry, RuleRateState, RuleRecord, RuleSourceKey, RuleSourceState,
+    SAMPLES_BYTES, SKETCH_ROWS, STAGE_SLOTS, SYN_COOKIE_STAGE, SYN_PORT_WORDS, SYN_STAT_SLOTS,
+    SketchRow, SourceKey, SourceState, SynStat, TABLE_STAT_SLOTS, TRACKED_CHUNKS, TrackedChunk,
 };
 
 /// Per-source state. Key: source address (wire order, IPv4 mapped); value: GCRA state,
@@ -184,6 +184,13 @@ pub static FW_RULE_RATES: Array<RuleRateState> = Array::with_max_entries(MAX_RUL
 #[map(name = "FW_RULE_SOURCES")]
 pub static FW_RULE_SOURCES: LruHashMap<RuleSourceKey, RuleSourceState> =
     LruHashMap::with_max_entries(MAX_RULE_SOURCES, 0);
+
+/// The sources each service's baseline saw, for rules that name `source known|unknown`.
+/// Written by the daemon only; the program reads it. Not preallocated: most daemons hold
+/// few.
+#[map(name = "FW_KNOWN_SOURCES")]
+pub static FW_KNOWN_SOURCES: HashMap<KnownSourceKey, u8> =
+    HashMap::with_max_entries(MAX_KNOWN_SOURCES, BPF_F_NO_PREALLOC);
 
 /// This CPU's copy of what the parser found out about the packet being judged. The policy
 /// reads it back from here rather than from the parser's registers: a value read from a

@@ -17,16 +17,16 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use filter_common::{
-    COST_SHIFT, COUNTER_SLOTS, LimitsConfig, Mode, NO_RULE, Outcome, RULE_PAYLOAD_BYTES,
-    RuleAction, RuleBucket, RuleBucketKey, RuleEntry, RuleSourceKey, RuleSourceState, SourceKey,
-    bucket_kind, rule_fields, rule_index_bit,
+    COST_SHIFT, COUNTER_SLOTS, KnownSourceKey, LimitsConfig, Mode, NO_RULE, Outcome,
+    RULE_PAYLOAD_BYTES, RuleAction, RuleBucket, RuleBucketKey, RuleEntry, RuleSourceKey,
+    RuleSourceState, SourceKey, bucket_kind, rule_fields, rule_index_bit,
 };
 
 use crate::{
     atomic, gcra,
     maps::{
-        self, FW_RULE_BUCKETS, FW_RULE_INDEX, FW_RULE_RATES, FW_RULE_SCRATCH, FW_RULE_SOURCES,
-        FW_RULE_STATS, FW_RULES, FW_STAGES,
+        self, FW_KNOWN_SOURCES, FW_RULE_BUCKETS, FW_RULE_INDEX, FW_RULE_RATES, FW_RULE_SCRATCH,
+        FW_RULE_SOURCES, FW_RULE_STATS, FW_RULES, FW_STAGES,
     },
     packet::Packet,
     parse::{self, IndexKeys, L4_ICMP, L4_PORTS, L4_TCP, Parsed, Shape, Source},
@@ -302,7 +302,26 @@ fn matches(ctx: &XdpContext, seen: &Seen, e: &RuleEntry) -> bool {
     if has(rule_fields::TTL) && !(e.ttl[0] <= s.ttl && s.ttl <= e.ttl[1]) {
         return false;
     }
+    if has(rule_fields::SOURCE_KNOWN) && known_source(seen) != (e.source_known != 0) {
+        return false;
+    }
     !has(rule_fields::PAYLOAD) || payload_matches(ctx, s, e)
+}
+
+/// Whether the daemon's baseline saw the packet's source use the packet's service. A
+/// function of its own (a BPF-to-BPF call), as [`payload_matches`]: inlined into each of the
+/// bucket walk's unrolled rounds, each copy's key took its own stack.
+#[inline(never)]
+fn known_source(seen: &Seen) -> bool {
+    let s = &seen.shape;
+    let key = KnownSourceKey {
+        addr: seen.key.addr,
+        port: if s.l4 & L4_PORTS != 0 { s.dport } else { 0 },
+        proto: s.proto,
+        pad: 0,
+    };
+    // SAFETY: the value is a plain byte; only its presence is read.
+    unsafe { FW_KNOWN_SOURCES.get(&key) }.is_some()
 }
 
 /// Whether `words` under `mask` equal `want` (which is masked already).

@@ -235,6 +235,13 @@ fn maps_match_the_contract() {
             size_of_u32::<filter_common::RuleRecord>(),
             filter_common::MAX_RULES,
         ),
+        (
+            map_names::KNOWN_SOURCES,
+            BPF_MAP_TYPE_HASH,
+            size_of_u32::<filter_common::KnownSourceKey>(),
+            1,
+            filter_common::MAX_KNOWN_SOURCES,
+        ),
     ];
     for (name, map_type, key, value, entries) in expected {
         let map = obj.maps.get(name).unwrap_or_else(|| {

@@ -23,7 +23,7 @@ use crate::{
     maps::monotonic_now_ns,
     pin::{MapsPlan, PinDir, Takeover},
     rules::RuleMaps,
-    traffic::{baseline::Baseline, detect::Detector, sample::Sampler},
+    traffic::{TrafficMaps, baseline::Baseline, detect::Detector},
 };
 
 /// Loads the program for one interface with its pinned state and attaches it, taking over
@@ -33,7 +33,7 @@ pub(super) fn protect(
     config: &DaemonConfig,
     access: Arc<Mutex<Access>>,
     reload: mpsc::Sender<ReloadReply>,
-) -> anyhow::Result<(Arc<Shared>, RingBuf<MapData>, Sampler)> {
+) -> anyhow::Result<(Arc<Shared>, RingBuf<MapData>, TrafficMaps)> {
     let iface = spec.name.as_str();
     let pins = PinDir::new(&config.pin_root, iface);
     pins.prepare()?;
@@ -62,7 +62,7 @@ pub(super) fn protect(
             .ok_or_else(|| anyhow!("the XDP object has no map named {}", map_names::EVENTS))?,
     )
     .context("map FW_EVENTS is not a ring buffer")?;
-    let sampler = Sampler::take(&mut loaded.ebpf)?;
+    let traffic = TrafficMaps::take(&mut loaded.ebpf)?;
     let baseline_file = super::traffic::baseline_path(&config.run_dir, iface);
     let baseline = Baseline::load(&baseline_file).unwrap_or_else(|e| {
         warn!("{iface}: starting with an empty baseline: {e:#}");
@@ -125,7 +125,7 @@ pub(super) fn protect(
     });
     // The object (and with it the program fd) may go: the pinned link holds the program.
     drop(loaded.ebpf);
-    Ok((shared, ring, sampler))
+    Ok((shared, ring, traffic))
 }
 
 /// Loads the program with the maps of `plan` and fills them as `config` says, before it is

@@ -173,20 +173,20 @@ pub async fn run(
     let mut protected = Vec::new();
     let mut rings = Vec::new();
     for spec in &config.interfaces {
-        let (shared, ring, sampler) =
+        let (shared, ring, traffic) =
             interface::protect(spec, &config, Arc::clone(&access), reload_tx.clone())?;
         protected.push(shared);
-        rings.push((ring, sampler));
+        rings.push((ring, traffic));
     }
     // The sockets come last: a socket means its daemon protects every interface it was
     // given.
-    for (shared, (ring, sampler)) in protected.iter().zip(rings) {
+    for (shared, (ring, traffic)) in protected.iter().zip(rings) {
         let listener = bind_socket(&config, &shared.iface)?;
         tasks.spawn(server::serve(listener, Arc::clone(shared)));
         tasks.spawn(tasks::watch_events(ring, Arc::clone(shared)));
         tasks.spawn(tasks::sample_loop(Arc::clone(shared)));
         tasks.spawn(traffic::traffic_loop(
-            sampler,
+            traffic,
             Arc::clone(shared),
             traffic::baseline_path(&config.run_dir, &shared.iface),
         ));

@@ -19,10 +19,12 @@ use crate::{
     maps::monotonic_now_ns,
     rules::{NewRule, Origin},
     traffic::{
+        TrafficMaps,
         baseline::Second,
         detect::{Happened, Mitigator, Observed},
+        known::KnownSources,
         mine::Signature,
-        sample::{Sampled, Sampler},
+        sample::Sampled,
     },
 };
 
@@ -43,10 +45,14 @@ pub fn baseline_path(run_dir: &std::path::Path, iface: &str) -> PathBuf {
 
 /// Runs the traffic task until the daemon stops.
 pub(super) async fn traffic_loop(
-    mut sampler: Sampler,
+    maps: TrafficMaps,
     shared: Arc<Shared>,
     baseline_file: PathBuf,
 ) -> anyhow::Result<()> {
+    let TrafficMaps {
+        mut sampler,
+        mut known,
+    } = maps;
     let mut refill = tokio::time::interval(Duration::from_millis(SAMPLE_REFILL_MS));
     refill.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut pending: Vec<Sampled> = Vec::new();
@@ -71,9 +77,13 @@ pub(super) async fn traffic_loop(
         }
         let second = std::mem::take(&mut pending);
         let shared_now = Arc::clone(&shared);
-        counted = tokio::task::spawn_blocking(move || one_second(&shared_now, &second, &counted))
-            .await
-            .map_err(|e| anyhow!("the traffic task failed: {e}"))??;
+        (counted, known) = tokio::task::spawn_blocking(move || {
+            let counted = one_second(&shared_now, &second, &counted)?;
+            sync_known(&shared_now, &mut known);
+            anyhow::Ok((counted, known))
+        })
+        .await
+        .map_err(|e| anyhow!("the traffic task failed: {e}"))??;
         if saved.elapsed() >= SAVE_INTERVAL {
             saved = Instant::now();
             let baseline = lock(&shared.detector).baseline.clone();
@@ -157,6 +167,15 @@ fn one_second(shared: &Shared, samples: &[Sampled], before: &Counted) -> anyhow:
         lock(&shared.blocks).record(EventRecord::now(EventKind::Attack, None, line));
     }
     Ok(now)
+}
+
+/// Writes the baseline's known sources into the kernel if they changed. A failed write is
+/// logged and tried again the next second: the rest of the task goes on.
+fn sync_known(shared: &Shared, known: &mut KnownSources) {
+    let detector = lock(&shared.detector);
+    if let Err(e) = known.sync(&detector.baseline) {
+        warn!("{}: {e:#}", shared.iface);
+    }
 }
 
 /// Matched packets of the rules the detector has in force, by id.

@@ -277,6 +277,10 @@ fn entry(
         set(rule_fields::TTL);
         e.ttl = [r.low, r.high];
     }
+    if let Some(known) = spec.known_source {
+        set(rule_fields::SOURCE_KNOWN);
+        e.source_known = u8::from(known);
+    }
     if let Some(p) = &spec.payload {
         set(rule_fields::PAYLOAD);
         e.payload_offset = p.offset;

@@ -39,6 +39,9 @@ pub struct TestPacket {
     pub ttl: u8,
     /// The first bytes of the L4 payload, at an offset (the rest zero).
     pub payload: Option<PayloadMatch>,
+    /// Whether the service's baseline saw its source before (`source known` in a
+    /// description; for a frame, what the daemon's baseline says).
+    pub known_source: bool,
 }
 
 fn single<T: Copy + PartialEq + std::fmt::Display>(
@@ -118,6 +121,7 @@ impl FromStr for TestPacket {
             fragment: frag,
             ttl: single("ttl", spec.ttl, 64)?,
             payload: spec.payload,
+            known_source: spec.known_source.unwrap_or(false),
         })
     }
 }
@@ -163,6 +167,7 @@ impl fmt::Display for TestPacket {
                 high: self.ttl,
             }),
             payload: payload.filter(|p| !p.bytes.is_empty()),
+            known_source: self.known_source.then_some(true),
             action: Action::Monitor,
         };
         let text = spec.to_string();
@@ -199,6 +204,9 @@ impl RuleSpec {
             && (self.dscp.is_empty() || self.dscp.contains(&p.dscp))
             && self.fragment.is_none_or(|f| f & p.fragment != 0)
             && self.ttl.is_none_or(|r| r.low <= p.ttl && p.ttl <= r.high)
+            && self
+                .known_source
+                .is_none_or(|known| known == p.known_source)
             && self
                 .payload
                 .as_ref()

@@ -173,6 +173,7 @@ fn packet(src: IpAddr, dst: IpAddr, proto: u8, len: u16, ttl: u8, dscp: u8) -> T
         fragment: fragment::NONE,
         ttl,
         payload: None,
+        known_source: false,
     }
 }
 

@@ -152,6 +152,9 @@ pub struct RuleSpec {
     pub ttl: Option<ValueRange<u8>>,
     /// Payload bytes.
     pub payload: Option<PayloadMatch>,
+    /// `source known` (true) or `source unknown` (false): whether the service's baseline
+    /// saw the packet's source before (`floodwall baseline`). Not a `FlowSpec` component.
+    pub known_source: Option<bool>,
     /// The action.
     pub action: Action,
 }

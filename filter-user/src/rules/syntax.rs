@@ -76,12 +76,13 @@ impl FromStr for RuleSpec {
                 "frag" => "frag",
                 "ttl" => "ttl",
                 "payload" => "payload",
+                "source" => "source",
                 "drop" | "allow" | "monitor" | "rate-limit" | "per-source" => "action",
                 _ => {
                     return err(format!(
                         "`{word}` is not a field or an action of a rule (fields: from, to, \
                          proto (or tcp, udp, icmp, icmpv6), sport, dport, icmp-type, icmp-code, \
-                         flags, len, dscp, frag, ttl, payload; actions: drop, allow, monitor, \
+                         flags, len, dscp, frag, ttl, payload, source; actions: drop, allow, monitor, \
                          rate-limit RATE, per-source RATE)"
                     ));
                 }
@@ -137,6 +138,7 @@ fn expects(keyword: &str) -> &'static str {
         "frag" => "fragment kinds: none, first, later",
         "ttl" => "a TTL or range, e.g. 1-16",
         "payload" => "OFFSET:HEX[/MASK], e.g. 0:0badc0de",
+        "source" => "known or unknown (whether the service's baseline saw the source)",
         _ => "a rate, e.g. 1000pps or 10mbps or 1000pps,10mbps",
     }
 }
@@ -157,6 +159,7 @@ impl RuleSpec {
             "dscp" => self.dscp = dscp(value)?,
             "frag" => self.fragment = Some(fragments(value)?),
             "ttl" => self.ttl = Some(range8("ttl", value)?),
+            "source" => self.known_source = Some(known(value)?),
             _ => self.payload = Some(payload(value)?),
         }
         Ok(())
@@ -177,6 +180,7 @@ impl RuleSpec {
             && self.fragment.is_none()
             && self.ttl.is_none()
             && self.payload.is_none()
+            && self.known_source.is_none()
         {
             return err(
                 "the rule names no field, so it would match every packet: name at least one (e.g. udp, dport 53)",
@@ -254,6 +258,18 @@ impl RuleSpec {
         } else {
             format!("the rule says `proto {}`", protocol_list(&self.protos))
         }
+    }
+}
+
+/// `source`'s value: `known` or `unknown`.
+fn known(value: &str) -> Result<bool, RuleSyntaxError> {
+    match value.to_ascii_lowercase().as_str() {
+        "known" => Ok(true),
+        "unknown" => Ok(false),
+        _ => err(format!(
+            "`source`: `{value}` is neither `known` nor `unknown` (whether the service's \
+             baseline saw the source)"
+        )),
     }
 }
 
@@ -599,6 +615,12 @@ impl fmt::Display for RuleSpec {
         if let Some(ttl) = self.ttl {
             words.push(format!("ttl {ttl}"));
         }
+        if let Some(known) = self.known_source {
+            words.push(format!(
+                "source {}",
+                if known { "known" } else { "unknown" }
+            ));
+        }
         if let Some(p) = &self.payload {
             let hex = super::to_hex;
             if p.mask.iter().all(|&m| m == 0xff) {
@@ -680,6 +702,11 @@ mod tests {
             ),
             ("proto 47 drop", "proto 47 drop"),
             (
+                "source UNKNOWN udp dport 7777 rate-limit 100pps",
+                "udp dport 7777 source unknown rate-limit 100pps",
+            ),
+            ("source known allow", "source known allow"),
+            (
                 "from 2001:2::/48 icmpv6 icmp-type 128 drop",
                 "from 2001:2::/48 icmpv6 icmp-type 128 drop",
             ),
@@ -724,6 +751,14 @@ mod tests {
             ("tcp flags syn,!syn drop", "syn is named twice"),
             ("len 70000 drop", "`len`: 70000 is over 65535"),
             ("ttl 300 drop", "`ttl`: 300 is over 255"),
+            (
+                "udp source seen drop",
+                "`source`: `seen` is neither `known` nor `unknown`",
+            ),
+            (
+                "udp drop source",
+                "`source` needs a value: known or unknown",
+            ),
             ("ttl 20-10 drop", "`ttl`: the range 20-10 is empty"),
             ("dscp 64 drop", "`dscp`: 64 is over 63"),
             ("frag middle drop", "`middle` is not a fragment kind"),

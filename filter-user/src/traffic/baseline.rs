@@ -11,6 +11,7 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     fmt,
+    net::IpAddr,
     path::Path,
 };
 
@@ -25,6 +26,10 @@ pub const MAX_SERVICES: usize = 256;
 
 /// The values a field's histogram keeps at most; over it, the rarest goes.
 pub const MAX_VALUES: usize = 64;
+
+/// Sources a service's baseline knows at most; over it, those seen longest ago go (a
+/// tenth at once).
+pub const MAX_KNOWN_PER_SERVICE: usize = 4_096;
 
 /// Seconds over which the rate is averaged once the baseline is older than that; until
 /// then, the mean of the seconds seen (so that a baseline of 15 seconds is already one).
@@ -209,6 +214,11 @@ pub struct ServiceBaseline {
     pub samples: u64,
     /// Histograms by field.
     pub fields: BTreeMap<Field, Histogram>,
+    /// The sources seen using the service while it was not attacked, each with the
+    /// baseline's second ([`Baseline::learned_s`]) it was last seen in: the sources a
+    /// `source unknown` rule spares when no field tells a flood from its users.
+    #[serde(default)]
+    pub known: BTreeMap<IpAddr, u64>,
 }
 
 impl ServiceBaseline {
@@ -236,6 +246,10 @@ pub struct Baseline {
     pub learned_s: u64,
     #[serde(with = "as_list")]
     services: BTreeMap<Service, ServiceBaseline>,
+    /// Changed whenever a service's known sources do (for the daemon's copy in the
+    /// kernel).
+    #[serde(skip)]
+    known_changes: u64,
 }
 
 /// The services as a list of pairs: JSON's keys are strings.
@@ -261,6 +275,17 @@ mod as_list {
                 .into_iter()
                 .collect(),
         )
+    }
+}
+
+/// Forgets the tenth of `known` seen longest ago (ties by address), and more down to the
+/// cap.
+fn forget_oldest(known: &mut BTreeMap<IpAddr, u64>) {
+    let keep = MAX_KNOWN_PER_SERVICE - MAX_KNOWN_PER_SERVICE / 10;
+    let mut by_age: Vec<(u64, IpAddr)> = known.iter().map(|(a, &at)| (at, *a)).collect();
+    by_age.sort_unstable();
+    for (_, addr) in &by_age[..known.len().saturating_sub(keep)] {
+        known.remove(addr);
     }
 }
 
@@ -332,12 +357,18 @@ impl Baseline {
     pub fn learn(&mut self, second: Second<'_>, under_attack: &BTreeSet<Service>) {
         self.learned_s += 1;
         let rates = second.rates();
-        for (service, _, packet, _) in second.by_service() {
+        for (service, sample, packet, _) in second.by_service() {
             if under_attack.contains(&service) {
                 continue;
             }
             let baseline = self.services.entry(service).or_default();
             baseline.samples += 1;
+            // A source the program dropped (a block, a list, a rule) is not a user.
+            if !sample.outcome.is_drop()
+                && baseline.known.insert(packet.src, self.learned_s).is_none()
+            {
+                self.known_changes += 1;
+            }
             for field in Field::ALL {
                 if let Some(value) = field.value(packet) {
                     baseline.fields.entry(field).or_default().add(value);
@@ -355,8 +386,26 @@ impl Baseline {
                 Some(&(pps, bps)) => baseline.learn_second(pps, bps),
                 None => baseline.idle_second(),
             }
+            if baseline.known.len() > MAX_KNOWN_PER_SERVICE {
+                forget_oldest(&mut baseline.known);
+                self.known_changes += 1;
+            }
         }
         self.prune();
+    }
+
+    /// A number that changes whenever a service's known sources do.
+    #[must_use]
+    pub fn known_changes(&self) -> u64 {
+        self.known_changes
+    }
+
+    /// Whether `service`'s baseline knows `src`.
+    #[must_use]
+    pub fn knows(&self, service: &Service, src: IpAddr) -> bool {
+        self.services
+            .get(service)
+            .is_some_and(|b| b.known.contains_key(&src))
     }
 
     fn prune(&mut self) {
@@ -417,6 +466,7 @@ impl Baseline {
 mod tests {
     use super::*;
     use crate::traffic::test_packets::{self as packets, sampled};
+    use filter_common::Outcome;
 
     fn udp(sport: u16, dport: u16, len: u16) -> Sampled {
         sampled(packets::udp([0, 10], (sport, dport), len, 64, &[]))
@@ -507,7 +557,9 @@ mod tests {
         let mut b = Baseline::default();
         learn(&mut b, &[udp(1, 53, 60)], 5);
         b.save(&path).expect("save");
-        assert_eq!(Baseline::load(&path).expect("load"), b);
+        let loaded = Baseline::load(&path).expect("load");
+        assert_eq!(loaded.services(), b.services());
+        assert_eq!(loaded.learned_s, b.learned_s);
         std::fs::write(&path, b"{").expect("write");
         let err = Baseline::load(&path).expect_err("not JSON");
         assert!(
@@ -515,5 +567,47 @@ mod tests {
             "{err:#}"
         );
         std::fs::remove_dir_all(&dir).expect("clean up");
+    }
+
+    #[test]
+    fn known_sources_are_the_passed_ones_of_normal_seconds_the_longest_unseen_going_first() {
+        let from = |a: u8, b: u8, outcome| Sampled {
+            outcome,
+            ..sampled(packets::udp([a, b], (40_000, 53), 60, 64, &[]))
+        };
+        let mut b = Baseline::default();
+        let changes = b.known_changes();
+        learn(
+            &mut b,
+            &[
+                from(0, 1, Outcome::Passed),
+                from(0, 2, Outcome::DroppedBlocked),
+            ],
+            2,
+        );
+        let src = |a: u8, c: u8| from(a, c, Outcome::Passed).packet.expect("ip").src;
+        assert!(b.knows(&DNS, src(0, 1)));
+        assert!(!b.knows(&DNS, src(0, 2)), "a dropped source is no user");
+        assert_ne!(b.known_changes(), changes);
+        // Under attack, nothing is learned.
+        b.learn(
+            Second {
+                samples: &[from(0, 3, Outcome::Passed)],
+                packets_by_cpu: &[1],
+            },
+            &BTreeSet::from([DNS]),
+        );
+        assert!(!b.knows(&DNS, src(0, 3)));
+        // Over the cap, a tenth goes, the longest unseen first: the first source, seen
+        // again last, stays.
+        for a in 1..=17u8 {
+            let samples: Vec<Sampled> = (0..=255u8).map(|c| from(a, c, Outcome::Passed)).collect();
+            learn(&mut b, &samples, 256);
+        }
+        learn(&mut b, &[from(0, 1, Outcome::Passed)], 1);
+        let known = &b.get(&DNS).expect("udp/53").known;
+        assert!(known.len() <= MAX_KNOWN_PER_SERVICE, "{}", known.len());
+        assert!(b.knows(&DNS, src(0, 1)) && b.knows(&DNS, src(17, 9)));
+        assert!(!b.knows(&DNS, src(1, 9)), "among the longest unseen");
     }
 }

@@ -70,6 +70,8 @@ pub enum NoSignature {
     /// The packets look like the baseline's: only this share of them has a length or a
     /// payload the baseline does not know. A flash crowd, as far as the samples tell.
     LooksNormal(f64),
+    /// No field separates, and the service's baseline knows no source to spare.
+    NoKnownSources(String),
 }
 
 impl fmt::Display for NoSignature {
@@ -85,6 +87,11 @@ impl fmt::Display for NoSignature {
                  sport, flags or payload is common in the flood and rare in the baseline; \
                  the flood's most common: {})",
                 closest.join(", ")
+            ),
+            Self::NoKnownSources(service) => write!(
+                f,
+                "no field separates the flood, and the baseline of {service} knows no source \
+                 to spare: nothing is dropped"
             ),
             Self::LooksNormal(unusual) => write!(
                 f,

@@ -1,12 +1,35 @@
 //! What the traffic looks like: the packet samples the program hands over ([`sample`]) and
 //! the per-service picture the daemon learns from them ([`baseline`]), from which attacks
-//! and their signatures are told apart (issue 12).
+//! and their signatures are told apart (issue 12); the sources each service knows, in the
+//! kernel for the rules ([`known`]).
 
 pub mod baseline;
 pub mod detect;
+pub mod known;
 pub mod mine;
 pub mod sample;
 pub mod view;
+
+/// The maps the daemon's traffic task works with.
+pub struct TrafficMaps {
+    /// The samples and their budget.
+    pub sampler: sample::Sampler,
+    /// The known sources.
+    pub known: known::KnownSources,
+}
+
+impl TrafficMaps {
+    /// Takes them out of a loaded object.
+    ///
+    /// # Errors
+    /// If a map is missing or has another layout.
+    pub fn take(ebpf: &mut aya::Ebpf) -> anyhow::Result<Self> {
+        Ok(Self {
+            sampler: sample::Sampler::take(ebpf)?,
+            known: known::KnownSources::take(ebpf)?,
+        })
+    }
+}
 
 /// Packets and samples for the unit tests of this module's parts.
 #[cfg(test)]
@@ -43,6 +66,7 @@ mod test_packets {
                 bytes: payload.to_vec(),
                 mask: vec![0xff; payload.len()],
             }),
+            known_source: false,
         }
     }
 

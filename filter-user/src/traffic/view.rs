@@ -43,6 +43,9 @@ pub struct ServiceView {
     pub learned_s: u64,
     /// Samples learned from.
     pub samples: u64,
+    /// Sources seen using it (those a `source unknown` signature spares).
+    #[serde(default)]
+    pub known_sources: usize,
     /// Its most common values, by field.
     pub fields: Vec<FieldView>,
 }
@@ -75,6 +78,7 @@ impl BaselineView {
                     bps: b.bps,
                     learned_s: b.learned_s,
                     samples: b.samples,
+                    known_sources: b.known.len(),
                     fields: Field::ALL
                         .iter()
                         .filter_map(|field| {
@@ -123,8 +127,8 @@ impl Display for BaselineView {
         }
         writeln!(
             f,
-            "{:<12} {:>10} {:>12} {:>8}  most common values",
-            "service", "packets/s", "bits/s", "seen"
+            "{:<12} {:>10} {:>12} {:>8} {:>8}  most common values",
+            "service", "packets/s", "bits/s", "seen", "sources"
         )?;
         for s in &self.services {
             let fields: Vec<String> = s
@@ -141,11 +145,12 @@ impl Display for BaselineView {
                 .collect();
             writeln!(
                 f,
-                "{:<12} {:>10.1} {:>12.0} {:>7}s  {}",
+                "{:<12} {:>10.1} {:>12.0} {:>7}s {:>8}  {}",
                 s.service,
                 s.pps,
                 s.bps,
                 s.learned_s,
+                s.known_sources,
                 fields.join("; ")
             )?;
         }

@@ -3,11 +3,16 @@
 //! rules (`floodwall::rules`), as it does in production.
 
 use etherparse::{PacketBuilder, VlanId};
-use filter_common::{Outcome, RuleCounters, list_flags};
+use filter_common::{Class, Outcome, RuleCounters, list_flags};
 use floodwall::{
     limits::{LimitsChange, Rate},
     lists::ListKind,
-    rules::{NewRule, Origin, RuleMaps, RuleSet},
+    rules::{NewRule, Origin, RuleMaps, RuleSet, TestPacket},
+    traffic::{
+        baseline::{Baseline, Second},
+        known::KnownSources,
+        sample::Sampled,
+    },
 };
 
 use super::{
@@ -521,4 +526,57 @@ fn a_sample_names_the_rule_that_decided_its_packet() {
         ]
     );
     pin_to_all_cpus(std::thread::available_parallelism().map_or(1, usize::from));
+}
+
+/// `source known|unknown`: whether the daemon's baseline saw the source use the packet's
+/// service (protocol and destination port), as the daemon writes it into the kernel.
+#[test]
+fn source_known_and_unknown_follow_what_the_baseline_saw_use_the_service() {
+    if !privileged("source_known_and_unknown_follow_what_the_baseline_saw_use_the_service") {
+        return;
+    }
+    let mut r = Rules::new(open());
+    let mut known = KnownSources::take(&mut r.h.loaded.ebpf).expect("the known sources' map");
+    let seen: TestPacket = format!(
+        "udp from {} to {} sport 1 dport 53",
+        std::net::Ipv4Addr::from(ATTACKER4),
+        std::net::Ipv4Addr::from(SERVER4)
+    )
+    .parse()
+    .expect("a packet");
+    let sample = Sampled {
+        frame_len: 60,
+        packet: Some(seen),
+        class: Class::Udp,
+        outcome: Outcome::Passed,
+        rule_slot: None,
+        cpu: 0,
+        frame: Vec::new(),
+    };
+    let mut baseline = Baseline::default();
+    baseline.learn(
+        Second {
+            samples: &[sample],
+            packets_by_cpu: &[1],
+        },
+        &std::collections::BTreeSet::new(),
+    );
+    known.sync(&baseline).expect("write the known sources");
+    let ids = r.add(&[("udp dport 53,54 source unknown drop", 100)]);
+    let from = |src, dport| udp4_with(src, 1, dport, 64, &[0; 8]);
+    assert!(!r.drops(&from(ATTACKER4, 53)), "a known source passes");
+    assert!(r.drops(&from(OTHER4, 53)), "an unknown source is dropped");
+    assert!(
+        r.drops(&from(ATTACKER4, 54)),
+        "a source is known for the service it was seen using only"
+    );
+    r.remove(&ids);
+    r.add(&[("udp dport 53 source known drop", 100)]);
+    assert!(r.drops(&from(ATTACKER4, 53)), "`source known` matches it");
+    assert!(!r.drops(&from(OTHER4, 53)), "and not the others");
+    // A baseline that no longer knows it: the kernel follows.
+    known
+        .sync(&Baseline::default())
+        .expect("write the known sources");
+    assert!(!r.drops(&from(ATTACKER4, 53)), "forgotten, it is unknown");
 }

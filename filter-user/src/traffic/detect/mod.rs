@@ -17,9 +17,13 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     baseline::{Baseline, Field, Second, Service},
-    mine::{self, Signature},
+    mine::{self, NoSignature, Signature},
 };
-use crate::rules::{Action, TestPacket};
+use crate::rules::{Action, PortRange, RuleRate, RuleSpec, TestPacket};
+
+/// The least rate a `source unknown` signature leaves the sources its service's baseline
+/// does not know, packets a second: room for new users of a quiet service.
+pub const MIN_UNKNOWN_SHARE_PPS: f64 = 100.0;
 
 /// How the detector acts on what it finds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -528,6 +532,60 @@ impl Judge<'_> {
         }
     }
 
+    /// Where no field tells the flood from the users: a signature that spares the sources
+    /// the service's baseline knows and holds the others, together, to the service's
+    /// normal rate (at least [`MIN_UNKNOWN_SHARE_PPS`]); `None` if the baseline knows none.
+    fn spare_known(
+        &self,
+        service: Service,
+        uncovered: &[&TestPacket],
+        normal_pps: f64,
+    ) -> Option<Signature> {
+        let known = self.baseline.get(&service)?.known.len();
+        if known == 0 {
+            return None;
+        }
+        let unknown = uncovered
+            .iter()
+            .filter(|p| !self.baseline.knows(&service, p.src))
+            .count();
+        #[expect(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "a rate, positive and far below 2^53"
+        )]
+        let rate = normal_pps.max(MIN_UNKNOWN_SHARE_PPS).ceil() as u64;
+        let action = match self.config.mode {
+            SignatureMode::Monitor => Action::Monitor,
+            _ => Action::RateLimit(RuleRate {
+                pps: Some(rate),
+                bps: None,
+            }),
+        };
+        let rule = RuleSpec {
+            protos: vec![service.proto],
+            dports: (service.port != 0)
+                .then_some(PortRange {
+                    low: service.port,
+                    high: service.port,
+                })
+                .into_iter()
+                .collect(),
+            known_source: Some(false),
+            action,
+            ..RuleSpec::default()
+        };
+        #[expect(clippy::cast_precision_loss, reason = "sample counts")]
+        let flood_coverage = unknown as f64 / uncovered.len().max(1) as f64;
+        Some(Signature {
+            service,
+            values: Vec::new(),
+            rule,
+            flood_coverage,
+            baseline_coverage: 0.0,
+        })
+    }
+
     /// Mines the signature of the attack's packets that no signature matches, and puts it
     /// in force if there is room; says once why not otherwise.
     fn mitigate(
@@ -544,14 +602,23 @@ impl Judge<'_> {
             SignatureMode::Monitor => Action::Monitor,
             _ => Action::Drop,
         };
-        let mined = mine::mine(&mine::Attack {
+        let mined = match mine::mine(&mine::Attack {
             service: attack.service,
             samples: uncovered,
             excess_share: ((uncovered_pps - normal) / uncovered_pps).clamp(0.0, 1.0),
             baseline: self.baseline.get(&attack.service),
             forbidden: &self.config.forbidden,
             action,
-        });
+        }) {
+            Err(why @ NoSignature::NoSeparatingField(_)) => {
+                if let Some(line) = attack.note(format!("attack {}: {why}", attack.id)) {
+                    happened.push(Happened::Unmitigated(line));
+                }
+                self.spare_known(attack.service, uncovered, normal)
+                    .ok_or_else(|| NoSignature::NoKnownSources(attack.service.to_string()))
+            }
+            other => other,
+        };
         let refused = match mined {
             Err(why) => format!("attack {}: {why}", attack.id),
             Ok(_) if *room == 0 => format!(

@@ -337,3 +337,77 @@ fn a_flood_the_operators_rules_already_drop_gets_no_signature() {
     assert!(matches!(&said[..], [Happened::Started(_)]), "{said:?}");
     assert!(run.rules.in_force.is_empty());
 }
+
+#[test]
+fn a_flood_no_field_separates_is_held_to_the_normal_rate_but_for_the_known_sources() {
+    let mut run = Run::new(DetectConfig::default());
+    for _ in 0..10 {
+        run.second(100, 0, 100, &junk);
+    }
+    let service = Service {
+        proto: 17,
+        port: PORT,
+    };
+    let user_src = user(0).packet.expect("a packet").src;
+    assert!(run.detector.baseline.knows(&service, user_src));
+    // Random lengths and payloads from sources the baseline never saw.
+    let random = |i: u16| {
+        udp(
+            2 + (i % 200) as u8,
+            1024 + i,
+            28 + i.wrapping_mul(37) % 1400,
+            &[
+                i.wrapping_mul(13) as u8,
+                i.wrapping_mul(7) as u8,
+                i as u8,
+                9,
+            ],
+        )
+    };
+    let said = run.second(2, 1998, 100_000, &random);
+    assert!(
+        matches!(&said[..], [
+            Happened::Started(_),
+            Happened::Unmitigated(why),
+            Happened::Mitigated(_)
+        ] if why.contains("no field separates")),
+        "{said:?}"
+    );
+    let rule = run
+        .rules
+        .in_force
+        .values()
+        .next()
+        .expect("a rule")
+        .to_string();
+    assert_eq!(
+        rule,
+        format!("udp dport {PORT} source unknown rate-limit 100pps")
+    );
+    let signature = &run.detector.attacks()[0].signatures[0].signature;
+    assert!(signature.flood_coverage >= 0.99, "{signature:?}");
+    // Its sources were not learned as known while it went on.
+    assert!(
+        !run.detector
+            .baseline
+            .knows(&service, random(5).packet.expect("a packet").src)
+    );
+
+    // In monitor mode the same signature only counts.
+    let mut watched = Run::new(DetectConfig {
+        mode: SignatureMode::Monitor,
+        ..DetectConfig::default()
+    });
+    for _ in 0..10 {
+        watched.second(100, 0, 100, &junk);
+    }
+    watched.second(2, 1998, 100_000, &random);
+    let rule = watched
+        .rules
+        .in_force
+        .values()
+        .next()
+        .expect("a rule")
+        .to_string();
+    assert_eq!(rule, format!("udp dport {PORT} source unknown monitor"));
+}
