@@ -188,6 +188,16 @@ impl Field {
         }
     }
 
+    /// A value of this field as a rule writes it.
+    #[must_use]
+    pub fn value_text(self, value: u32) -> String {
+        match self {
+            Self::Payload => format!("0:{value:08x}"),
+            Self::Flags => format!("0x{value:02x}"),
+            _ => value.to_string(),
+        }
+    }
+
     /// The name operators see (as in the rule syntax where there is one).
     #[must_use]
     pub const fn name(self) -> &'static str {

@@ -159,8 +159,9 @@ pub fn mine(attack: &Attack<'_>) -> Result<Signature, NoSignature> {
             #[expect(clippy::cast_precision_loss, reason = "sample counts")]
             let flood_share = count as f64 / n as f64;
             closest.push(format!(
-                "{} {value} in {:.1} % of it and {:.2} % of the baseline",
+                "{} {} in {:.1} % of it and {:.2} % of the baseline",
                 field.name(),
+                field.value_text(value),
                 flood_share * 100.0,
                 share * 100.0
             ));

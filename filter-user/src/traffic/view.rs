@@ -88,7 +88,7 @@ impl BaselineView {
                                 top: h
                                     .top(TOP_VALUES)
                                     .into_iter()
-                                    .map(|(v, share)| (value_text(*field, v), share))
+                                    .map(|(v, share)| (field.value_text(v), share))
                                     .collect(),
                             })
                         })
@@ -96,15 +96,6 @@ impl BaselineView {
                 })
                 .collect(),
         }
-    }
-}
-
-/// A field's value as a rule writes it.
-fn value_text(field: Field, value: u32) -> String {
-    match field {
-        Field::Payload => format!("0:{value:08x}"),
-        Field::Flags => format!("0x{value:02x}"),
-        _ => value.to_string(),
     }
 }
 
