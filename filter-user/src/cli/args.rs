@@ -51,6 +51,10 @@ impl Cli {
 
 /// The commands.
 #[derive(Debug, Subcommand)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "parsed once, when the program starts: boxing `run`'s flags buys nothing"
+)]
 pub enum Command {
     /// Attach floodwall to an interface and protect it until SIGINT or SIGTERM.
     Run(RunArgs),

@@ -20,7 +20,10 @@ use crate::{
     loader::AttachMode,
     rules::NewRule,
     syn::{SynProtect, SysctlPolicy},
-    traffic::{baseline::Field, detect::SignatureMode},
+    traffic::{
+        baseline::Field,
+        detect::{SignatureMode, Threshold, Thresholds},
+    },
 };
 
 impl Source<'_> {
@@ -100,6 +103,7 @@ impl Source<'_> {
             .map(|v| self.choice::<SysctlPolicy>(v, "daemon.syn_sysctls", "a sysctl policy"))
             .transpose()?;
         let (signatures, signature_forbid) = self.signatures(&daemon)?;
+        let signature_thresholds = self.thresholds(&daemon)?;
         let interfaces = self.interfaces(raw.interface, default_mode)?;
         let limits = self.limits(document)?;
         let allow = self.list(raw.allow, "allow", list_capacity)?;
@@ -119,6 +123,7 @@ impl Source<'_> {
             syn_sysctls,
             signatures,
             signature_forbid,
+            signature_thresholds,
             allow,
             deny,
             rules: self.rules(raw.rules.as_deref().unwrap_or_default())?,
@@ -146,6 +151,21 @@ impl Source<'_> {
             })
             .transpose()?;
         Ok((mode, forbid))
+    }
+
+    /// `[daemon] signature_factor` and the other thresholds, each read as its flag is.
+    fn thresholds(&self, daemon: &RawDaemon) -> Result<Thresholds, ConfigError> {
+        let mut out = Thresholds::default();
+        for t in Threshold::ALL {
+            let Some(value) = daemon.threshold(t) else {
+                continue;
+            };
+            let parsed = t
+                .parse(&value.get_ref().0)
+                .map_err(|e| self.error(&value.span(), format!("daemon.{}", t.key()), e))?;
+            t.set(&mut out, Some(parsed));
+        }
+        Ok(out)
     }
 
     /// The `[[rules]]`, each checked as `floodwall rules add` checks it; the set too (a

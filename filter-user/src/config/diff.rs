@@ -91,6 +91,13 @@ pub fn diff(old: &DaemonFile, new: &DaemonFile) -> Vec<String> {
         forbid(&old.signature_forbid),
         forbid(&new.signature_forbid),
     );
+    for t in crate::traffic::detect::Threshold::ALL {
+        let value = |f: &DaemonFile| {
+            t.get(&f.signature_thresholds)
+                .map_or_else(|| "default".into(), |v| v.to_string())
+        };
+        changed(&format!("daemon.{}", t.key()), value(old), value(new));
+    }
     diff_interfaces(&mut lines, &old.interfaces, &new.interfaces);
     diff_limits(&mut lines, &old.limits, &new.limits);
     for (name, from, to) in [

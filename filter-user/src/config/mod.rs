@@ -58,7 +58,7 @@ pub const MAX_IFACE_NAME_BYTES: usize = 15;
 ///
 /// Lists are sorted and hold each prefix once, so two files that say the same thing compare
 /// equal whatever their order.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct DaemonFile {
     /// The file it was read from; list file paths in errors are relative to its directory.
     pub path: PathBuf,
@@ -88,6 +88,8 @@ pub struct DaemonFile {
     pub signatures: Option<crate::traffic::detect::SignatureMode>,
     /// `[daemon] signature_forbid`, if given: fields signatures must not use.
     pub signature_forbid: Option<Vec<crate::traffic::baseline::Field>>,
+    /// `[daemon] signature_factor` and the other thresholds, those given.
+    pub signature_thresholds: crate::traffic::detect::Thresholds,
     /// The allowlist, inline entries and list files together.
     pub allow: Vec<Prefix>,
     /// The denylist, inline entries and list files together.

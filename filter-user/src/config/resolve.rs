@@ -79,6 +79,9 @@ pub struct RunArgs {
     /// among users in ways the baseline may not have seen.
     #[arg(long, value_enum, value_delimiter = ',', value_name = "FIELDS")]
     pub signature_forbid: Option<Vec<crate::traffic::baseline::Field>>,
+    /// The detector's thresholds.
+    #[command(flatten)]
+    pub signature_thresholds: crate::traffic::detect::Thresholds,
     /// Initial limits (defaults: 10k packets/s, auto bursts, no bit-rate limit, 60s blocks).
     #[command(flatten)]
     pub limits: LimitArgs,
@@ -259,18 +262,25 @@ pub fn resolve(
         allow: file.as_ref().map(|f| f.allow.clone()).unwrap_or_default(),
         deny: file.as_ref().map(|f| f.deny.clone()).unwrap_or_default(),
         rules: file.as_ref().map(|f| f.rules.clone()).unwrap_or_default(),
-        signatures: crate::traffic::detect::DetectConfig {
-            mode: args
-                .signatures
-                .or(file.as_ref().and_then(|f| f.signatures))
-                .unwrap_or_default(),
-            forbidden: args
-                .signature_forbid
-                .clone()
-                .or_else(|| file.as_ref().and_then(|f| f.signature_forbid.clone()))
-                .unwrap_or_default(),
-            ..crate::traffic::detect::DetectConfig::default()
-        },
+        signatures: args
+            .signature_thresholds
+            .over(
+                file.as_ref()
+                    .map(|f| f.signature_thresholds)
+                    .unwrap_or_default(),
+            )
+            .apply(crate::traffic::detect::DetectConfig {
+                mode: args
+                    .signatures
+                    .or(file.as_ref().and_then(|f| f.signatures))
+                    .unwrap_or_default(),
+                forbidden: args
+                    .signature_forbid
+                    .clone()
+                    .or_else(|| file.as_ref().and_then(|f| f.signature_forbid.clone()))
+                    .unwrap_or_default(),
+                ..crate::traffic::detect::DetectConfig::default()
+            }),
         file,
     })
 }
@@ -332,6 +342,28 @@ mod tests {
                         [[interface]]\nname = \"eth0\"\n[[interface]]\nname = \"eth1\"\n\
                         xdp_mode = \"driver\"\n[limits]\npps = \"20k\"\nbps = \"1G\"\n\
                         [deny]\nprefixes = [\"198.18.9.0/24\"]\n";
+
+    #[test]
+    fn the_detectors_thresholds_come_from_the_flags() {
+        let config = resolve(
+            None,
+            &command_line(&[
+                "--iface",
+                "eth0",
+                "--signature-factor",
+                "8",
+                "--signature-quiet",
+                "3s",
+            ]),
+        )
+        .expect("valid");
+        let detect = crate::traffic::detect::DetectConfig::default();
+        assert_eq!(
+            (config.signatures.factor, config.signatures.quiet_s),
+            (8.0, 3)
+        );
+        assert!((config.signatures.floor_pps - detect.floor_pps).abs() < f64::EPSILON);
+    }
 
     #[test]
     fn without_a_file_the_flags_and_the_defaults_decide() {

@@ -44,6 +44,57 @@ pub(super) struct RawDaemon {
     pub(super) syn_sysctls: Option<Spanned<String>>,
     pub(super) signatures: Option<Spanned<String>>,
     pub(super) signature_forbid: Option<Vec<Spanned<String>>>,
+    pub(super) signature_factor: Option<Spanned<AsText>>,
+    pub(super) signature_floor: Option<Spanned<AsText>>,
+    pub(super) signature_min_baseline: Option<Spanned<AsText>>,
+    pub(super) signature_quiet: Option<Spanned<AsText>>,
+    pub(super) signature_max_rules: Option<Spanned<AsText>>,
+}
+
+/// A number or a string, kept as its text for a parser shared with a flag (the detector's
+/// thresholds: `4`, `2.5`, `"10s"`).
+pub(super) struct AsText(pub(super) String);
+
+impl<'de> Deserialize<'de> for AsText {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TextVisitor;
+        impl de::Visitor<'_> for TextVisitor {
+            type Value = AsText;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a number or a string")
+            }
+            fn visit_i64<E: de::Error>(self, value: i64) -> Result<AsText, E> {
+                Ok(AsText(value.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, value: u64) -> Result<AsText, E> {
+                Ok(AsText(value.to_string()))
+            }
+            fn visit_f64<E: de::Error>(self, value: f64) -> Result<AsText, E> {
+                Ok(AsText(value.to_string()))
+            }
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<AsText, E> {
+                Ok(AsText(value.to_owned()))
+            }
+        }
+        deserializer.deserialize_any(TextVisitor)
+    }
+}
+
+impl RawDaemon {
+    /// The value of a detector threshold's key.
+    pub(super) const fn threshold(
+        &self,
+        t: crate::traffic::detect::Threshold,
+    ) -> Option<&Spanned<AsText>> {
+        use crate::traffic::detect::Threshold as T;
+        match t {
+            T::Factor => self.signature_factor.as_ref(),
+            T::Floor => self.signature_floor.as_ref(),
+            T::MinBaseline => self.signature_min_baseline.as_ref(),
+            T::Quiet => self.signature_quiet.as_ref(),
+            T::MaxRules => self.signature_max_rules.as_ref(),
+        }
+    }
 }
 
 #[derive(Deserialize)]

@@ -412,6 +412,7 @@ fn the_sample_parses_and_holds_the_defaults() {
         syn_sysctls: None,
         signatures: None,
         signature_forbid: None,
+        signature_thresholds: crate::traffic::detect::Thresholds::default(),
         allow: Vec::new(),
         deny: Vec::new(),
         rules: Vec::new(),
@@ -445,9 +446,52 @@ fn the_sample_parses_and_holds_the_defaults() {
             syn_sysctls: Some(crate::syn::SysctlPolicy::Set),
             signatures: Some(crate::traffic::detect::SignatureMode::Enforce),
             signature_forbid: Some(Vec::new()),
+            signature_thresholds: crate::traffic::detect::Thresholds {
+                signature_factor: Some(4.0),
+                signature_floor: Some(2000.0),
+                signature_min_baseline: Some(10.0),
+                signature_quiet: Some(10.0),
+                signature_max_rules: Some(8.0),
+            },
             ..defaults
         }
     );
+    let detect = crate::traffic::detect::DetectConfig::default();
+    assert_eq!(
+        all_keys.signature_thresholds.apply(detect.clone()),
+        detect,
+        "the sample's thresholds are the defaults"
+    );
+}
+
+#[test]
+fn thresholds_are_read_as_their_flags_are_and_refused_naming_the_key() {
+    let file = parse_ok(&format!(
+        "[daemon]\nsignature_factor = 2.5\nsignature_quiet = \"3s\"\nsignature_max_rules = 16\n{MINIMAL}"
+    ));
+    let t = file.signature_thresholds;
+    assert_eq!(
+        (
+            t.signature_factor,
+            t.signature_quiet,
+            t.signature_max_rules,
+            t.signature_floor
+        ),
+        (Some(2.5), Some(3.0), Some(16.0), None)
+    );
+    for (line, says) in [
+        ("signature_factor = 1", "daemon.signature_factor"),
+        ("signature_quiet = \"forever\"", "is not a duration"),
+        ("signature_max_rules = 100", "1 to 64"),
+    ] {
+        let err = parse(
+            Path::new("/etc/floodwall/floodwall.toml"),
+            &format!("[daemon]\n{line}\n{MINIMAL}"),
+        )
+        .expect_err(line)
+        .to_string();
+        assert!(err.contains(says), "{line}: {err}");
+    }
 }
 
 #[test]

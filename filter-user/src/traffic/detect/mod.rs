@@ -25,6 +25,10 @@ use crate::rules::{Action, PortRange, RuleRate, RuleSpec, TestPacket};
 /// does not know, packets a second: room for new users of a quiet service.
 pub const MIN_UNKNOWN_SHARE_PPS: f64 = 100.0;
 
+mod thresholds;
+
+pub use thresholds::{Threshold, Thresholds};
+
 /// How the detector acts on what it finds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
