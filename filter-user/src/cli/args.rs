@@ -361,6 +361,21 @@ pub enum RulesCommand {
         #[expect(missing_docs, reason = "flattened")]
         change: ChangeArgs,
     },
+    /// Keep signatures (rules the daemon put in force against an attack, see `floodwall
+    /// attacks`) as your own rules: the daemon no longer withdraws them when the attack
+    /// ends. They last, or expire after `--for`. All must be signatures, else nothing is
+    /// kept. Root only.
+    Keep {
+        /// Their ids.
+        #[arg(required = true)]
+        ids: Vec<u32>,
+        /// They expire after this long (e.g. 1h) instead of lasting.
+        #[arg(long = "for", value_parser = parse_duration_ms, value_name = "DURATION")]
+        for_ms: Option<u64>,
+        #[command(flatten)]
+        #[expect(missing_docs, reason = "flattened")]
+        change: ChangeArgs,
+    },
     /// The rules, by priority, with their counters.
     List(ReadArgs),
     /// One rule with its counters.

@@ -133,6 +133,15 @@ impl Call {
             RulesCommand::Remove { ids, change } => {
                 (change.iface, change.json, Request::RulesRemove { ids })
             }
+            RulesCommand::Keep {
+                ids,
+                for_ms,
+                change,
+            } => (
+                change.iface,
+                change.json,
+                Request::RulesKeep { ids, for_ms },
+            ),
             RulesCommand::List(r) => (r.iface, r.json, Request::RulesList),
             RulesCommand::Show { id, read } => (read.iface, read.json, Request::RulesShow { id }),
             RulesCommand::Test {

@@ -74,12 +74,22 @@ impl Display for ResponseText<'_> {
                     .iter()
                     .try_for_each(|line| writeln!(f, "reloaded: {line}"))
             }
-            Response::RulesChanged { added, removed } => {
+            Response::RulesChanged {
+                added,
+                removed,
+                kept,
+            } => {
                 for id in added {
                     writeln!(f, "added rule {id}")?;
                 }
                 for id in removed {
                     writeln!(f, "removed rule {id}")?;
+                }
+                for id in kept {
+                    writeln!(
+                        f,
+                        "kept rule {id} as your own: the daemon no longer withdraws it"
+                    )?;
                 }
                 Ok(())
             }

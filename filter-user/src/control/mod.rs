@@ -121,6 +121,14 @@ pub enum Request {
         /// Their ids.
         ids: Vec<u32>,
     },
+    /// Signatures made the operator's own rules, all or nothing (root only).
+    RulesKeep {
+        /// Their ids.
+        ids: Vec<u32>,
+        /// They expire after this many milliseconds; `None`: they last.
+        #[serde(default)]
+        for_ms: Option<u64>,
+    },
     /// The rules with their counters.
     RulesList,
     /// One rule with its counters.
@@ -180,6 +188,7 @@ impl Request {
                 | Self::SynProtectChange { .. }
                 | Self::RulesAdd { .. }
                 | Self::RulesRemove { .. }
+                | Self::RulesKeep { .. }
         )
     }
 }
@@ -246,6 +255,9 @@ pub enum Response {
         added: Vec<u32>,
         /// Ids of the rules removed.
         removed: Vec<u32>,
+        /// Ids of the signatures kept as the operator's rules.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        kept: Vec<u32>,
     },
     /// The rules, by priority then id.
     Rules {

@@ -162,6 +162,7 @@ pub(super) fn add(shared: &Shared, new: &[NewRule]) -> anyhow::Result<Response> 
     Ok(Response::RulesChanged {
         added: ids,
         removed: Vec::new(),
+        kept: Vec::new(),
     })
 }
 
@@ -174,6 +175,43 @@ pub(super) fn remove(shared: &Shared, ids: &[u32]) -> anyhow::Result<Response> {
     Ok(Response::RulesChanged {
         added: Vec::new(),
         removed: ids.to_vec(),
+        kept: Vec::new(),
+    })
+}
+
+/// Keeps signatures as the operator's rules, all or nothing; the detector lets go of them.
+/// The detector's lock is taken first, as its second does (it withdraws rules under it), so
+/// that it cannot withdraw a rule between the change and its letting go.
+pub(super) fn keep(shared: &Shared, ids: &[u32], for_ms: Option<u64>) -> anyhow::Result<Response> {
+    {
+        let mut detector = lock(&shared.detector);
+        {
+            let mut state = lock(&shared.rules);
+            let next = state.set.with_kept(ids, for_ms, monotonic_now_ns()?)?;
+            state.commit(next)?;
+        }
+        detector.let_go(ids, std::time::SystemTime::now());
+    }
+    let how = for_ms.map_or_else(
+        || "lasting".to_owned(),
+        |ms| {
+            format!(
+                "for {}",
+                humantime::format_duration(std::time::Duration::from_millis(ms))
+            )
+        },
+    );
+    for id in ids {
+        note(
+            shared,
+            *id,
+            format!("rule {id} kept as the operator's own ({how}): no longer withdrawn"),
+        );
+    }
+    Ok(Response::RulesChanged {
+        added: Vec::new(),
+        removed: Vec::new(),
+        kept: ids.to_vec(),
     })
 }
 

@@ -171,6 +171,9 @@ async fn respond(shared: &Arc<Shared>, request: Request) -> Answer {
         Request::RulesRemove { ids } => {
             blocking(shared, move |s| super::rules::remove(s, &ids)).await
         }
+        Request::RulesKeep { ids, for_ms } => {
+            blocking(shared, move |s| super::rules::keep(s, &ids, for_ms)).await
+        }
         Request::RulesList => blocking(shared, |s| super::rules::list(s, None)).await,
         Request::RulesShow { id } => {
             blocking(shared, move |s| super::rules::list(s, Some(id))).await

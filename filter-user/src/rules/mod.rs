@@ -236,6 +236,9 @@ pub enum RuleError {
     /// A zero `--for`.
     #[error("`--for` must be longer than zero")]
     ZeroDuration,
+    /// `rules keep` of a rule that is not a signature.
+    #[error("rule {0} is not a signature (only signatures are kept: see `floodwall attacks`)")]
+    NotASignature(u32),
     /// Nothing to add or remove.
     #[error("no rule given")]
     Empty,

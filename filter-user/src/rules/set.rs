@@ -132,6 +132,45 @@ impl RuleSet {
         Ok(next)
     }
 
+    /// This set with the signatures `ids` made the operator's own rules (`rules keep`):
+    /// lasting, or expiring `for_ms` after `now_ns`.
+    ///
+    /// # Errors
+    /// An id that is not there, named twice, or not a signature's; a zero duration;
+    /// nothing is kept then.
+    pub fn with_kept(
+        &self,
+        ids: &[u32],
+        for_ms: Option<u64>,
+        now_ns: u64,
+    ) -> Result<Self, RuleError> {
+        if ids.is_empty() {
+            return Err(RuleError::Empty);
+        }
+        let expires_ns = match for_ms {
+            None => None,
+            Some(0) => return Err(RuleError::ZeroDuration),
+            Some(ms) => Some(now_ns.saturating_add(ms.saturating_mul(1_000_000))),
+        };
+        let mut next = self.clone();
+        for (i, id) in ids.iter().enumerate() {
+            if ids[..i].contains(id) {
+                return Err(RuleError::DuplicateId(*id));
+            }
+            let rule = next
+                .rules
+                .iter_mut()
+                .find(|r| r.id == *id)
+                .ok_or(RuleError::UnknownId(*id))?;
+            if rule.origin != Origin::Signature {
+                return Err(RuleError::NotASignature(*id));
+            }
+            rule.origin = Origin::Cli;
+            rule.expires_ns = expires_ns;
+        }
+        Ok(next)
+    }
+
     /// The ids of the rules expired at `now_ns`.
     #[must_use]
     pub fn expired(&self, now_ns: u64) -> Vec<u32> {
@@ -210,6 +249,32 @@ mod tests {
             .with_added(&[new("udp sport 123 drop")], 0)
             .expect("adds");
         assert!(set.with_added(&[new("udp sport 123 drop")], 0).is_err());
+    }
+
+    #[test]
+    fn a_kept_signature_becomes_the_operators_and_only_signatures_are_kept() {
+        let mut signature = new("udp dport 7777 len 92 drop");
+        signature.origin = Origin::Signature;
+        signature.for_ms = Some(600_000);
+        let (set, ids) = RuleSet::default()
+            .with_added(&[signature, new("udp sport 123 drop")], 0)
+            .expect("adds");
+        assert!(matches!(
+            set.with_kept(&[ids[0], ids[1]], None, 0),
+            Err(RuleError::NotASignature(2))
+        ));
+        assert!(matches!(
+            set.with_kept(&[ids[0]], Some(0), 0),
+            Err(RuleError::ZeroDuration)
+        ));
+        let kept = set.with_kept(&[ids[0]], None, 0).expect("keeps");
+        let rule = kept.get(ids[0]).expect("rule 1");
+        assert_eq!((rule.origin, rule.expires_ns), (Origin::Cli, None));
+        let pinned = set.with_kept(&[ids[0]], Some(1000), 5).expect("keeps");
+        assert_eq!(
+            pinned.get(ids[0]).expect("rule 1").expires_ns,
+            Some(1_000_000_005)
+        );
     }
 
     #[test]

@@ -186,7 +186,9 @@ impl Display for AttacksView {
                 let state = s
                     .withdrawn
                     .as_ref()
-                    .map_or_else(|| "in force".to_owned(), |w| format!("withdrawn {w}"));
+                    .map(|w| format!("withdrawn {w}"))
+                    .or_else(|| s.kept.as_ref().map(|k| format!("kept by the operator {k}")))
+                    .unwrap_or_else(|| "in force".to_owned());
                 writeln!(
                     f,
                     "  rule {} ({state}, from {}): {}\n    matches {:.1} % of the flood, at most \

@@ -115,6 +115,10 @@ pub struct SignatureRecord {
     pub installed: String,
     /// When it was withdrawn.
     pub withdrawn: Option<String>,
+    /// When the operator kept its rule as their own (`rules keep`): the detector no longer
+    /// withdraws it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept: Option<String>,
     /// Packets its rule matched, as last read.
     pub matched_packets: u64,
     /// Seconds in a row its matches were under the baseline.
@@ -183,8 +187,11 @@ impl AttackRecord {
         self.ended.is_none()
     }
 
+    /// The signatures whose rules the detector has in force (not withdrawn, not kept).
     fn in_force(&self) -> impl Iterator<Item = &SignatureRecord> {
-        self.signatures.iter().filter(|s| s.withdrawn.is_none())
+        self.signatures
+            .iter()
+            .filter(|s| s.withdrawn.is_none() && s.kept.is_none())
     }
 
     fn note(&mut self, line: String) -> Option<String> {
@@ -305,6 +312,20 @@ impl Detector {
             .flat_map(AttackRecord::in_force)
             .map(|s| s.rule_id)
             .collect()
+    }
+
+    /// The operator kept the rules `ids` as their own (`rules keep`): their signatures are
+    /// no longer the detector's to withdraw, nor counted among those in force.
+    pub fn let_go(&mut self, ids: &[u32], at: SystemTime) {
+        let at = humantime::format_rfc3339_seconds(at).to_string();
+        for sig in self
+            .attacks
+            .iter_mut()
+            .flat_map(|a| a.signatures.iter_mut())
+            .filter(|s| ids.contains(&s.rule_id) && s.withdrawn.is_none())
+        {
+            sig.kept = Some(at.clone());
+        }
     }
 
     /// Takes one second in: detects, mines, puts in force, withdraws, learns.
@@ -502,7 +523,7 @@ impl Judge<'_> {
         for sig in attack
             .signatures
             .iter_mut()
-            .filter(|s| s.withdrawn.is_none())
+            .filter(|s| s.withdrawn.is_none() && s.kept.is_none())
         {
             let total = self
                 .now
@@ -646,6 +667,7 @@ impl Judge<'_> {
                         rule_id,
                         installed: self.now.at.clone(),
                         withdrawn: None,
+                        kept: None,
                         matched_packets: 0,
                         quiet_s: 0,
                     });

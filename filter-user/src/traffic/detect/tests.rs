@@ -411,3 +411,24 @@ fn a_flood_no_field_separates_is_held_to_the_normal_rate_but_for_the_known_sourc
         .to_string();
     assert_eq!(rule, format!("udp dport {PORT} source unknown monitor"));
 }
+
+#[test]
+fn a_signature_the_operator_kept_is_no_longer_withdrawn_and_the_attack_ends() {
+    let mut run = Run::new(DetectConfig::default());
+    for _ in 0..10 {
+        run.second(100, 0, 100, &junk);
+    }
+    run.second(2, 1998, 100_000, &junk);
+    let id = *run.rules.in_force.keys().next().expect("a rule");
+    run.detector
+        .let_go(&[id], UNIX_EPOCH + Duration::from_secs(1_800_000_100));
+    assert!(run.detector.rules_in_force().is_empty());
+    // The flood ends: quiet for long past the quiet time, the rule stays, the attack ends.
+    for _ in 0..30 {
+        run.second(100, 0, 100, &junk);
+    }
+    assert!(run.rules.in_force.contains_key(&id), "{:?}", run.log);
+    let attack = &run.detector.attacks()[0];
+    assert!(!attack.active(), "{attack:?}");
+    assert!(attack.signatures[0].kept.is_some() && attack.signatures[0].withdrawn.is_none());
+}
