@@ -21,7 +21,7 @@ use crate::{
     rules::NewRule,
     syn::{SynProtect, SysctlPolicy},
     traffic::{
-        baseline::Field,
+        baseline::{Field, Service},
         detect::{SignatureMode, Threshold, Thresholds},
     },
 };
@@ -104,6 +104,8 @@ impl Source<'_> {
             .transpose()?;
         let (signatures, signature_forbid) = self.signatures(&daemon)?;
         let signature_thresholds = self.thresholds(&daemon)?;
+        let signature_monitor = self.monitored(&daemon)?;
+
         let interfaces = self.interfaces(raw.interface, default_mode)?;
         let limits = self.limits(document)?;
         let allow = self.list(raw.allow, "allow", list_capacity)?;
@@ -123,6 +125,7 @@ impl Source<'_> {
             syn_sysctls,
             signatures,
             signature_forbid,
+            signature_monitor,
             signature_thresholds,
             allow,
             deny,
@@ -151,6 +154,24 @@ impl Source<'_> {
             })
             .transpose()?;
         Ok((mode, forbid))
+    }
+
+    /// `[daemon] signature_monitor`.
+    fn monitored(&self, daemon: &RawDaemon) -> Result<Option<Vec<Service>>, ConfigError> {
+        daemon
+            .signature_monitor
+            .as_ref()
+            .map(|services| {
+                services
+                    .iter()
+                    .map(|s| {
+                        s.get_ref()
+                            .parse::<Service>()
+                            .map_err(|e| self.error(&s.span(), "daemon.signature_monitor", e))
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()
     }
 
     /// `[daemon] signature_factor` and the other thresholds, each read as its flag is.

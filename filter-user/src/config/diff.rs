@@ -72,31 +72,8 @@ pub fn diff(old: &DaemonFile, new: &DaemonFile) -> Vec<String> {
         sysctls(old.syn_sysctls),
         sysctls(new.syn_sysctls),
     );
-    let signatures = |s: Option<crate::traffic::detect::SignatureMode>| {
-        s.map_or_else(|| "default".into(), |s| s.to_string())
-    };
-    changed(
-        "daemon.signatures",
-        signatures(old.signatures),
-        signatures(new.signatures),
-    );
-    let forbid = |f: &Option<Vec<crate::traffic::baseline::Field>>| {
-        f.as_ref().map_or_else(
-            || "default".into(),
-            |f| f.iter().map(|f| f.name()).collect::<Vec<_>>().join(","),
-        )
-    };
-    changed(
-        "daemon.signature_forbid",
-        forbid(&old.signature_forbid),
-        forbid(&new.signature_forbid),
-    );
-    for t in crate::traffic::detect::Threshold::ALL {
-        let value = |f: &DaemonFile| {
-            t.get(&f.signature_thresholds)
-                .map_or_else(|| "default".into(), |v| v.to_string())
-        };
-        changed(&format!("daemon.{}", t.key()), value(old), value(new));
+    for (key, from, to) in signature_values(old, new) {
+        changed(&key, from, to);
     }
     diff_interfaces(&mut lines, &old.interfaces, &new.interfaces);
     diff_limits(&mut lines, &old.limits, &new.limits);
@@ -135,6 +112,55 @@ fn diff_limits(lines: &mut Vec<String>, old: &Limits, new: &Limits) {
     for (setting, from, to) in old.differences(new) {
         lines.push(format!("limits.{}: {from} -> {to}", setting.key()));
     }
+}
+
+/// The `[daemon]` keys of signatures: (key, old value, new value), changed or not.
+fn signature_values(old: &DaemonFile, new: &DaemonFile) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    let mut changed = |key: &str, from: String, to: String| out.push((key.to_owned(), from, to));
+    let signatures = |s: Option<crate::traffic::detect::SignatureMode>| {
+        s.map_or_else(|| "default".into(), |s| s.to_string())
+    };
+    changed(
+        "daemon.signatures",
+        signatures(old.signatures),
+        signatures(new.signatures),
+    );
+    let forbid = |f: &Option<Vec<crate::traffic::baseline::Field>>| {
+        f.as_ref().map_or_else(
+            || "default".into(),
+            |f| f.iter().map(|f| f.name()).collect::<Vec<_>>().join(","),
+        )
+    };
+    changed(
+        "daemon.signature_forbid",
+        forbid(&old.signature_forbid),
+        forbid(&new.signature_forbid),
+    );
+    let services = |s: &Option<Vec<crate::traffic::baseline::Service>>| {
+        s.as_ref().map_or_else(
+            || "default".into(),
+            |s| {
+                s.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            },
+        )
+    };
+    changed(
+        "daemon.signature_monitor",
+        services(&old.signature_monitor),
+        services(&new.signature_monitor),
+    );
+    for t in crate::traffic::detect::Threshold::ALL {
+        let value = |f: &DaemonFile| {
+            t.get(&f.signature_thresholds)
+                .map_or_else(|| "default".into(), |v| v.to_string())
+        };
+        changed(&format!("daemon.{}", t.key()), value(old), value(new));
+    }
+    out
 }
 
 #[cfg(test)]

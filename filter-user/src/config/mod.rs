@@ -88,6 +88,8 @@ pub struct DaemonFile {
     pub signatures: Option<crate::traffic::detect::SignatureMode>,
     /// `[daemon] signature_forbid`, if given: fields signatures must not use.
     pub signature_forbid: Option<Vec<crate::traffic::baseline::Field>>,
+    /// `[daemon] signature_monitor`, if given: services whose signatures only count.
+    pub signature_monitor: Option<Vec<crate::traffic::baseline::Service>>,
     /// `[daemon] signature_factor` and the other thresholds, those given.
     pub signature_thresholds: crate::traffic::detect::Thresholds,
     /// The allowlist, inline entries and list files together.

@@ -79,6 +79,10 @@ pub struct RunArgs {
     /// among users in ways the baseline may not have seen.
     #[arg(long, value_enum, value_delimiter = ',', value_name = "FIELDS")]
     pub signature_forbid: Option<Vec<crate::traffic::baseline::Field>>,
+    /// Services whose signatures only count, never drop (e.g. `udp/53,tcp/443`), whatever
+    /// `--signatures` says.
+    #[arg(long, value_delimiter = ',', value_name = "SERVICES")]
+    pub signature_monitor: Option<Vec<crate::traffic::baseline::Service>>,
     /// The detector's thresholds.
     #[command(flatten)]
     pub signature_thresholds: crate::traffic::detect::Thresholds,
@@ -278,6 +282,11 @@ pub fn resolve(
                     .signature_forbid
                     .clone()
                     .or_else(|| file.as_ref().and_then(|f| f.signature_forbid.clone()))
+                    .unwrap_or_default(),
+                monitor_services: args
+                    .signature_monitor
+                    .clone()
+                    .or_else(|| file.as_ref().and_then(|f| f.signature_monitor.clone()))
                     .unwrap_or_default(),
                 ..crate::traffic::detect::DetectConfig::default()
             }),

@@ -44,6 +44,7 @@ pub(super) struct RawDaemon {
     pub(super) syn_sysctls: Option<Spanned<String>>,
     pub(super) signatures: Option<Spanned<String>>,
     pub(super) signature_forbid: Option<Vec<Spanned<String>>>,
+    pub(super) signature_monitor: Option<Vec<Spanned<String>>>,
     pub(super) signature_factor: Option<Spanned<AsText>>,
     pub(super) signature_floor: Option<Spanned<AsText>>,
     pub(super) signature_min_baseline: Option<Spanned<AsText>>,

@@ -412,6 +412,7 @@ fn the_sample_parses_and_holds_the_defaults() {
         syn_sysctls: None,
         signatures: None,
         signature_forbid: None,
+        signature_monitor: None,
         signature_thresholds: crate::traffic::detect::Thresholds::default(),
         allow: Vec::new(),
         deny: Vec::new(),
@@ -446,6 +447,7 @@ fn the_sample_parses_and_holds_the_defaults() {
             syn_sysctls: Some(crate::syn::SysctlPolicy::Set),
             signatures: Some(crate::traffic::detect::SignatureMode::Enforce),
             signature_forbid: Some(Vec::new()),
+            signature_monitor: Some(Vec::new()),
             signature_thresholds: crate::traffic::detect::Thresholds {
                 signature_factor: Some(4.0),
                 signature_floor: Some(2000.0),
@@ -497,8 +499,19 @@ fn thresholds_are_read_as_their_flags_are_and_refused_naming_the_key() {
 #[test]
 fn signatures_take_a_mode_and_forbidden_fields() {
     let file = parse_ok(&format!(
-        "[daemon]\nsignatures = \"monitor\"\nsignature_forbid = [\"payload\", \"ttl\"]\n{MINIMAL}"
+        "[daemon]\nsignatures = \"monitor\"\nsignature_forbid = [\"payload\", \"ttl\"]\n\
+         signature_monitor = [\"udp/53\", \"ICMP\"]\n{MINIMAL}"
     ));
+    assert_eq!(
+        file.signature_monitor,
+        Some(vec![
+            crate::traffic::baseline::Service {
+                proto: 17,
+                port: 53
+            },
+            crate::traffic::baseline::Service { proto: 1, port: 0 },
+        ])
+    );
     assert_eq!(
         file.signatures,
         Some(crate::traffic::detect::SignatureMode::Monitor)

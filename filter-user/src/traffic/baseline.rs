@@ -59,6 +59,42 @@ impl Service {
     }
 }
 
+impl std::str::FromStr for Service {
+    type Err = String;
+
+    /// `udp/53`, `tcp/443`, `icmp`, `icmpv6`, or `proto/47` (a protocol without ports), as
+    /// `Display` writes them.
+    fn from_str(text: &str) -> Result<Self, String> {
+        let bad = || {
+            format!(
+                "`{text}` is not a service: write udp/PORT, tcp/PORT, icmp, icmpv6 or proto/N (e.g. udp/53)"
+            )
+        };
+        let lower = text.trim().to_ascii_lowercase();
+        let (name, digits) = lower.split_once('/').unwrap_or((lower.as_str(), ""));
+        let number = || digits.parse::<u16>().map_err(|_| bad());
+        Ok(match (name, digits) {
+            ("icmp", "") => Self { proto: 1, port: 0 },
+            ("icmpv6", "") => Self { proto: 58, port: 0 },
+            ("udp" | "tcp", _) => Self {
+                proto: if name == "udp" { 17 } else { 6 },
+                port: number()?,
+            },
+            ("proto", _) => {
+                let proto = u8::try_from(number()?).map_err(|_| bad())?;
+                if matches!(proto, 6 | 17) {
+                    return Err(format!(
+                        "`{text}`: protocol {proto} has ports: write {}/PORT",
+                        if proto == 6 { "tcp" } else { "udp" }
+                    ));
+                }
+                Self { proto, port: 0 }
+            }
+            _ => return Err(bad()),
+        })
+    }
+}
+
 impl fmt::Display for Service {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let name = match self.proto {
@@ -66,7 +102,7 @@ impl fmt::Display for Service {
             17 => "udp",
             1 => return f.write_str("icmp"),
             58 => return f.write_str("icmpv6"),
-            other => return write!(f, "proto {other}"),
+            other => return write!(f, "proto/{other}"),
         };
         write!(f, "{name}/{}", self.port)
     }

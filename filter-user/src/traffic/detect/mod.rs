@@ -73,6 +73,16 @@ pub struct DetectConfig {
     pub forbidden: Vec<Field>,
     /// Every signature's rule expires after this long even if never withdrawn, in ms.
     pub rule_for_ms: u64,
+    /// Services whose signatures only count (`monitor`), whatever the mode.
+    pub monitor_services: Vec<Service>,
+}
+
+impl DetectConfig {
+    /// Whether `service`'s signatures only count.
+    #[must_use]
+    pub fn monitors(&self, service: Service) -> bool {
+        self.mode == SignatureMode::Monitor || self.monitor_services.contains(&service)
+    }
 }
 
 impl Default for DetectConfig {
@@ -86,6 +96,7 @@ impl Default for DetectConfig {
             max_rules: 8,
             forbidden: Vec::new(),
             rule_for_ms: 10 * 60 * 1000,
+            monitor_services: Vec::new(),
         }
     }
 }
@@ -580,12 +591,13 @@ impl Judge<'_> {
             reason = "a rate, positive and far below 2^53"
         )]
         let rate = normal_pps.max(MIN_UNKNOWN_SHARE_PPS).ceil() as u64;
-        let action = match self.config.mode {
-            SignatureMode::Monitor => Action::Monitor,
-            _ => Action::RateLimit(RuleRate {
+        let action = if self.config.monitors(service) {
+            Action::Monitor
+        } else {
+            Action::RateLimit(RuleRate {
                 pps: Some(rate),
                 bps: None,
-            }),
+            })
         };
         let rule = RuleSpec {
             protos: vec![service.proto],
@@ -623,9 +635,10 @@ impl Judge<'_> {
         happened: &mut Vec<Happened>,
     ) {
         let normal = self.baseline.get(&attack.service).map_or(0.0, |b| b.pps);
-        let action = match self.config.mode {
-            SignatureMode::Monitor => Action::Monitor,
-            _ => Action::Drop,
+        let action = if self.config.monitors(attack.service) {
+            Action::Monitor
+        } else {
+            Action::Drop
         };
         let mined = match mine::mine(&mine::Attack {
             service: attack.service,

@@ -432,3 +432,32 @@ fn a_signature_the_operator_kept_is_no_longer_withdrawn_and_the_attack_ends() {
     assert!(!attack.active(), "{attack:?}");
     assert!(attack.signatures[0].kept.is_some() && attack.signatures[0].withdrawn.is_none());
 }
+
+#[test]
+fn a_service_in_monitor_gets_monitor_signatures_while_others_are_enforced() {
+    let service: Service = "UDP/7777".parse().expect("a service");
+    assert_eq!(service.to_string(), format!("udp/{PORT}"));
+    for bad in ["dns", "udp/", "udp/70000", "proto/6", "icmp/1"] {
+        assert!(bad.parse::<Service>().is_err(), "{bad}");
+    }
+    assert_eq!(
+        "proto/47".parse::<Service>().map(|s| s.to_string()),
+        Ok("proto/47".into())
+    );
+    let mut run = Run::new(DetectConfig {
+        monitor_services: vec![service],
+        ..DetectConfig::default()
+    });
+    for _ in 0..10 {
+        run.second(100, 0, 100, &junk);
+    }
+    run.second(2, 1998, 100_000, &junk);
+    let rule = run
+        .rules
+        .in_force
+        .values()
+        .next()
+        .expect("a rule")
+        .to_string();
+    assert!(rule.ends_with(" monitor"), "{rule}");
+}
