@@ -137,6 +137,11 @@ pub struct SignatureRecord {
     quiet_s: u64,
 }
 
+/// Seconds an attack's traffic must look like the baseline's (no signature, no field the
+/// baseline does not know) before the baseline learns it: a lasting rise of normal traffic
+/// becomes the new normal, and the attack ends once the baseline has caught up.
+pub const ADOPT_AFTER_S: u64 = 60;
+
 /// Seconds a service's baseline must have before a second far over it is kept out of it.
 pub const MIN_SECONDS_TO_COMPARE: u64 = 3;
 
@@ -189,6 +194,10 @@ pub struct AttackRecord {
     /// Seconds in a row its rate was back under the attack's threshold.
     #[serde(skip)]
     calm_s: u64,
+    /// Seconds in a row its traffic looked like the baseline's, with no signature in force
+    /// (a flash crowd): from [`ADOPT_AFTER_S`] on, the baseline learns it as the new normal.
+    #[serde(skip)]
+    normal_s: u64,
 }
 
 impl AttackRecord {
@@ -374,6 +383,12 @@ impl Detector {
         // Not learned: the services under attack, and those far over a baseline of a few
         // seconds, even under the floor or before detection is ready (a flood that starts
         // slowly, or before the minimum baseline, must not become normal).
+        let adopted: BTreeSet<Service> = self
+            .attacks
+            .iter()
+            .filter(|a| a.active() && a.normal_s >= ADOPT_AFTER_S)
+            .map(|a| a.service)
+            .collect();
         let mut not_normal: BTreeSet<Service> = self
             .attacks
             .iter()
@@ -385,6 +400,7 @@ impl Detector {
             (b.learned_s >= MIN_SECONDS_TO_COMPARE && pps > self.config.factor * b.pps.max(1.0))
                 .then_some(*service)
         }));
+        not_normal.retain(|s| !adopted.contains(s));
         self.baseline.learn(seen.second, &not_normal);
         // Forget the oldest ended attacks.
         while self.attacks.len() > MAX_ATTACKS_KEPT {
@@ -426,6 +442,7 @@ impl Detector {
                 sources: BTreeSet::new(),
                 captured: Vec::new(),
                 calm_s: 0,
+                normal_s: 0,
             });
         }
     }
@@ -657,6 +674,22 @@ impl Judge<'_> {
             }
             other => other,
         };
+        attack.normal_s = if matches!(mined, Err(NoSignature::LooksNormal(_)))
+            && attack.in_force().next().is_none()
+        {
+            attack.normal_s + 1
+        } else {
+            0
+        };
+        if attack.normal_s == ADOPT_AFTER_S
+            && let Some(line) = attack.note(format!(
+                "attack {}: its traffic has looked like normal traffic for {ADOPT_AFTER_S}s: \
+                 the baseline learns it as the new normal",
+                attack.id
+            ))
+        {
+            happened.push(Happened::Unmitigated(line));
+        }
         let refused = match mined {
             Err(why) => format!("attack {}: {why}", attack.id),
             Ok(_) if *room == 0 => format!(

@@ -461,3 +461,36 @@ fn a_service_in_monitor_gets_monitor_signatures_while_others_are_enforced() {
         .to_string();
     assert!(rule.ends_with(" monitor"), "{rule}");
 }
+
+#[test]
+fn a_lasting_flash_crowd_becomes_the_new_normal_and_its_attack_ends() {
+    let mut run = Run::new(DetectConfig::default());
+    for _ in 0..10 {
+        run.second(100, 0, 100, &junk);
+    }
+    let service = Service {
+        proto: 17,
+        port: PORT,
+    };
+    let before = run.detector.baseline.get(&service).expect("learned").pps;
+    // Twentyfold of the users' own shape, for minutes.
+    for _ in 1..ADOPT_AFTER_S {
+        run.second(200, 0, 4_000, &junk);
+    }
+    assert_eq!(
+        run.detector.baseline.get(&service).expect("kept").pps,
+        before,
+        "not learned before {ADOPT_AFTER_S}s"
+    );
+    for _ in 0..120 {
+        run.second(200, 0, 4_000, &junk);
+    }
+    let attack = &run.detector.attacks()[0];
+    assert!(!attack.active(), "{attack:?}");
+    assert!(
+        attack.notes.iter().any(|n| n.contains("new normal")),
+        "{attack:?}"
+    );
+    assert!(run.detector.baseline.get(&service).expect("learned").pps > 1_000.0);
+    assert!(run.rules.in_force.is_empty());
+}
