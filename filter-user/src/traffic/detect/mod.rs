@@ -277,7 +277,8 @@ pub struct Observed<'a> {
     pub second: Second<'a>,
     /// When.
     pub at: SystemTime,
-    /// Matched packets so far of each rule, by id (signatures' rules at least).
+    /// Matched packets so far of each rule, by id: every signature's rule the daemon still
+    /// has (one missing is gone: expired, or removed by the operator).
     pub rule_matches: &'a BTreeMap<u32, u64>,
 }
 
@@ -553,13 +554,16 @@ impl Judge<'_> {
             .iter_mut()
             .filter(|s| s.withdrawn.is_none() && s.kept.is_none())
         {
-            let total = self
-                .now
-                .seen
-                .rule_matches
-                .get(&sig.rule_id)
-                .copied()
-                .unwrap_or(0);
+            // A rule the daemon no longer has expired or was removed by the operator: what
+            // it matched is uncovered again from this second on, and mined again.
+            let Some(&total) = self.now.seen.rule_matches.get(&sig.rule_id) else {
+                sig.withdrawn = Some(self.now.at.clone());
+                happened.push(Happened::Withdrawn(format!(
+                    "attack {}: signature rule {} is gone (it expired, or was removed)",
+                    attack.id, sig.rule_id
+                )));
+                continue;
+            };
             #[expect(clippy::cast_precision_loss, reason = "rates")]
             let matched_pps = total.saturating_sub(sig.matched_packets) as f64;
             sig.matched_packets = total.max(sig.matched_packets);

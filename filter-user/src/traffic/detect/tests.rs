@@ -494,3 +494,23 @@ fn a_lasting_flash_crowd_becomes_the_new_normal_and_its_attack_ends() {
     assert!(run.detector.baseline.get(&service).expect("learned").pps > 1_000.0);
     assert!(run.rules.in_force.is_empty());
 }
+
+#[test]
+fn a_signature_whose_rule_expired_under_the_flood_is_mined_again_at_once() {
+    let mut run = Run::new(DetectConfig::default());
+    for _ in 0..10 {
+        run.second(100, 0, 100, &junk);
+    }
+    run.second(2, 1998, 100_000, &junk);
+    run.second(2, 1998, 100_000, &junk);
+    let id = *run.rules.in_force.keys().next().expect("a rule");
+    // The daemon expires it.
+    run.rules.in_force.remove(&id);
+    run.rules.matches.remove(&id);
+    let said = run.second(2, 1998, 100_000, &junk);
+    assert!(
+        matches!(&said[..], [Happened::Withdrawn(gone), Happened::Mitigated(_)] if gone.contains("is gone")),
+        "{said:?}"
+    );
+    assert_eq!(run.rules.in_force.len(), 1);
+}
