@@ -219,6 +219,43 @@ pub fn spawn_trafgen_at(
     max_time: Duration,
     pps: Option<u64>,
 ) -> anyhow::Result<Proc> {
+    let pace = pps.map_or_else(Vec::new, |pps| {
+        vec!["--rate".to_owned(), format!("{pps}pps")]
+    });
+    spawn_trafgen_paced(lab, from, name, config, count, max_time, pace)
+}
+
+/// [`spawn_trafgen`] with a gap of `gap` after every packet (trafgen's `--gap`: it sleeps
+/// that long after each `sendto`, and the timer's slack adds some 50 µs to each sleep), so
+/// that the packets come evenly spread. `--rate` spreads nothing: trafgen sends each
+/// second's packets as fast as it can, then sleeps out the rest of the second
+/// (`shaper_delay()` in trafgen.c).
+///
+/// # Errors
+/// As [`spawn_trafgen`].
+pub fn spawn_trafgen_gap(
+    lab: &Lab,
+    from: &Host,
+    name: &str,
+    config: &str,
+    count: u64,
+    max_time: Duration,
+    gap: Duration,
+) -> anyhow::Result<Proc> {
+    let pace = vec!["--gap".to_owned(), format!("{}ns", gap.as_nanos())];
+    spawn_trafgen_paced(lab, from, name, config, count, max_time, pace)
+}
+
+/// [`spawn_trafgen`] with trafgen's pacing options `pace` (none: as fast as it can).
+fn spawn_trafgen_paced(
+    lab: &Lab,
+    from: &Host,
+    name: &str,
+    config: &str,
+    count: u64,
+    max_time: Duration,
+    pace: Vec<String>,
+) -> anyhow::Result<Proc> {
     let path = lab.dir().join(format!("{name}.trafgen"));
     std::fs::write(&path, config).with_context(|| format!("cannot write {}", path.display()))?;
     let mut argv = vec![
@@ -243,9 +280,7 @@ pub fn spawn_trafgen_at(
     if !crate::in_vm() {
         argv.push("--no-sock-mem".to_owned());
     }
-    if let Some(pps) = pps {
-        argv.extend(["--rate".to_owned(), format!("{pps}pps")]);
-    }
+    argv.extend(pace);
     lab.spawn(from, name, &argv)
 }
 
@@ -256,12 +291,7 @@ pub fn spawn_trafgen_at(
 /// # Errors
 /// If the server's MAC cannot be read or trafgen cannot start.
 pub fn spawn_udp_flood(lab: &Lab, name: &str, udp_and_payload: &str) -> anyhow::Result<Proc> {
-    let mac = mac_address(lab, lab.server())?;
-    let config = format!(
-        "{{\n  eth(da={mac}),\n  ipv4(sa=198.19.0.0, sa[2]=drnd(0, 15), sa[3]=drnd(), da={}, \
-         ttl=57, id=drnd()),\n  {udp_and_payload}\n}}\n",
-        lab.server().ipv4
-    );
+    let config = udp_flood_config(lab, udp_and_payload)?;
     spawn_trafgen_at(
         lab,
         &lab.attackers()[0],
@@ -270,6 +300,63 @@ pub fn spawn_udp_flood(lab: &Lab, name: &str, udp_and_payload: &str) -> anyhow::
         5_000_000,
         Duration::from_secs(40),
         crate::in_vm().then_some(20_000),
+    )
+}
+
+/// [`spawn_udp_flood`] with a gap of `gap` after every packet, evenly spread (see
+/// [`spawn_trafgen_gap`]: the rate comes out under `1 / gap`), for at most `max_time`: a
+/// flood that rises to a rate the service can answer, such as a crowd of new users.
+///
+/// # Errors
+/// As [`spawn_udp_flood`].
+pub fn spawn_udp_flood_paced(
+    lab: &Lab,
+    name: &str,
+    udp_and_payload: &str,
+    gap: Duration,
+    max_time: Duration,
+) -> anyhow::Result<Proc> {
+    let config = udp_flood_config(lab, udp_and_payload)?;
+    // No more packets than an exact gap would send in `max_time`.
+    let count = max_time.as_nanos() / gap.as_nanos().max(1);
+    spawn_trafgen_gap(
+        lab,
+        &lab.attackers()[0],
+        name,
+        &config,
+        u64::try_from(count).unwrap_or(u64::MAX),
+        max_time,
+        gap,
+    )
+}
+
+/// The trafgen configuration of [`spawn_udp_flood`] and [`spawn_udp_flood_paced`]: to the
+/// server's MAC and address from 4,096 sources (198.19.0.0/20) with TTL 57, then
+/// `udp_and_payload`.
+fn udp_flood_config(lab: &Lab, udp_and_payload: &str) -> anyhow::Result<String> {
+    let mac = mac_address(lab, lab.server())?;
+    Ok(format!(
+        "{{\n  eth(da={mac}),\n  ipv4(sa=198.19.0.0, sa[2]=drnd(0, 15), sa[3]=drnd(), da={}, \
+         ttl=57, id=drnd()),\n  {udp_and_payload}\n}}\n",
+        lab.server().ipv4
+    ))
+}
+
+/// trafgen payload elements for a datagram like a query of [`crate::udp::query`]'s, byte for
+/// byte in its form: `query `, a three-digit number that changes from packet to packet (100
+/// to 999, as a user's counter reads), spaces to [`crate::udp::QUERY_BYTES`]. What a new
+/// user of the service sends: nothing in its length or payload tells it from the known
+/// users' queries.
+#[must_use]
+pub fn udp_query_lookalike() -> String {
+    // One one-byte runtime counter a digit, stepping 1 (over 1 to 9), 3 and 7 (over 0 to 9,
+    // both prime to 10): 90 different numbers before they repeat, not `111`, `222`, ...
+    const PREFIX: &str = "query ";
+    const DIGITS: usize = 3;
+    let pad = crate::udp::QUERY_BYTES - PREFIX.len() - DIGITS;
+    format!(
+        "\"{PREFIX}\", dinc(0x31, 0x39), dinc(0x30, 0x39, 3), dinc(0x30, 0x39, 7), \
+         fill(0x20, {pad})"
     )
 }
 
@@ -1028,6 +1115,17 @@ mod tests {
     fn distinct_draws_approach_the_space() {
         assert!((expected_distinct(1000, 1) - 1.0).abs() < 0.001);
         assert!(expected_distinct(SPOOFED_V4_SPACE, 10 * SPOOFED_V4_SPACE) > 0.9999 * 130_560.0);
+    }
+
+    #[test]
+    fn the_query_lookalike_has_a_querys_length() {
+        let elements = udp_query_lookalike();
+        assert!(
+            elements.starts_with("\"query \", dinc(0x31, 0x39)"),
+            "{elements}"
+        );
+        // "query " and three digits, then the padding: 48 bytes in all, as a user's query.
+        assert!(elements.ends_with("fill(0x20, 39)"), "{elements}");
     }
 
     #[test]
