@@ -185,9 +185,11 @@ pub static FW_RULE_RATES: Array<RuleRateState> = Array::with_max_entries(MAX_RUL
 pub static FW_RULE_SOURCES: LruHashMap<RuleSourceKey, RuleSourceState> =
     LruHashMap::with_max_entries(MAX_RULE_SOURCES, 0);
 
-/// The sources each service's baseline saw, for rules that name `source known|unknown`.
-/// Written by the daemon only; the program reads it. Not preallocated: most daemons hold
-/// few.
+/// The sources each service's baseline saw, for rules that name `source known|unknown`:
+/// key [`KnownSourceKey`] (the address in wire order, IPv4 mapped into IPv6, as a
+/// `SourceKey`; the destination port in host order, zero without ports; the protocol),
+/// value a `u8`, one. Written by the daemon only; the rules stage reads it. Not
+/// preallocated: most daemons hold few.
 #[map(name = "FW_KNOWN_SOURCES")]
 pub static FW_KNOWN_SOURCES: HashMap<KnownSourceKey, u8> =
     HashMap::with_max_entries(MAX_KNOWN_SOURCES, BPF_F_NO_PREALLOC);

@@ -127,7 +127,8 @@ fn a_junk_flood_gets_a_signature_of_its_own() {
     }
     let lab = new_lab();
     let _service = udp::Service::start(lab.server(), PORT).expect("the UDP service");
-    let daemon = start(&lab, &[]);
+    // The default thresholds but the quiet time (it only makes the end come later).
+    let daemon = start(&lab, &["--signature-quiet", "3s"]);
     learn_baseline(&lab, &daemon);
     let flooded_at = Instant::now();
     let (flood, mitigated_after) = flood_until_mitigated(

@@ -308,7 +308,24 @@ impl DaemonConfig {
             ("run_dir", self.run_dir != new.run_dir),
             ("pin_root", self.pin_root != new.pin_root),
             ("syn_sysctls", self.syn_sysctls != new.syn_sysctls),
-            ("signatures", self.signatures != new.signatures),
+            ("signatures", self.signatures.mode != new.signatures.mode),
+            (
+                "signature_forbid",
+                self.signatures.forbidden != new.signatures.forbidden,
+            ),
+            (
+                "signature_monitor",
+                self.signatures.monitor_services != new.signatures.monitor_services,
+            ),
+            (
+                "signature_factor, _floor, _min_baseline, _quiet or _max_rules",
+                crate::traffic::detect::DetectConfig {
+                    mode: new.signatures.mode,
+                    forbidden: new.signatures.forbidden.clone(),
+                    monitor_services: new.signatures.monitor_services.clone(),
+                    ..self.signatures.clone()
+                } != new.signatures,
+            ),
         ]
         .into_iter()
         .filter_map(|(name, differs)| differs.then_some(name))

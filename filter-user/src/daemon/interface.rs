@@ -64,10 +64,11 @@ pub(super) fn protect(
     .context("map FW_EVENTS is not a ring buffer")?;
     let traffic = TrafficMaps::take(&mut loaded.ebpf)?;
     let baseline_file = super::traffic::baseline_path(&config.run_dir, iface);
-    let baseline = Baseline::load(&baseline_file).unwrap_or_else(|e| {
+    let mut baseline = Baseline::load(&baseline_file).unwrap_or_else(|e| {
         warn!("{iface}: starting with an empty baseline: {e:#}");
         Baseline::default()
     });
+    traffic.known.adopt_into(&mut baseline);
     if baseline.learned_s > 0 {
         info!(
             "{iface}: kept the baseline of {}s of traffic from {}",

@@ -252,10 +252,15 @@ pub(super) fn test(shared: &Shared, packet: &str) -> anyhow::Result<Response> {
     first_match(shared, &described, packet.to_owned())
 }
 
-/// The rule a captured frame (hex) would meet; the answer describes the packet in words.
+/// The rule a captured frame (hex) would meet; the answer describes the packet in words,
+/// with `source known` where the baseline knows its source for its service (as the kernel
+/// reads `FW_KNOWN_SOURCES`, which the daemon writes from the baseline).
 pub(super) fn test_frame(shared: &Shared, frame: &str) -> anyhow::Result<Response> {
     let bytes = parse_hex(frame)?;
-    let packet = TestPacket::from_frame(&bytes)?;
+    let mut packet = TestPacket::from_frame(&bytes)?;
+    packet.known_source = lock(&shared.detector)
+        .baseline
+        .knows(&crate::traffic::baseline::Service::of(&packet), packet.src);
     first_match(shared, &packet, packet.to_string())
 }
 

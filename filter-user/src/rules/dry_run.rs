@@ -40,7 +40,8 @@ pub struct TestPacket {
     /// The first bytes of the L4 payload, at an offset (the rest zero).
     pub payload: Option<PayloadMatch>,
     /// Whether the service's baseline saw its source before (`source known` in a
-    /// description; for a frame, what the daemon's baseline says).
+    /// description; for a frame, what the daemon's baseline says: `rules test --frame`
+    /// asks it, a frame read on its own is unknown).
     pub known_source: bool,
 }
 

@@ -446,6 +446,16 @@ impl Baseline {
         self.known_changes
     }
 
+    /// Makes `service`'s baseline know `src` (seen now), if it does not yet.
+    pub fn know(&mut self, service: Service, src: IpAddr) {
+        let now = self.learned_s;
+        let known = &mut self.services.entry(service).or_default().known;
+        if known.len() < MAX_KNOWN_PER_SERVICE && !known.contains_key(&src) {
+            known.insert(src, now);
+            self.known_changes += 1;
+        }
+    }
+
     /// Whether `service`'s baseline knows `src`.
     #[must_use]
     pub fn knows(&self, service: &Service, src: IpAddr) -> bool {
@@ -465,6 +475,7 @@ impl Baseline {
                 Some(s) => self.services.remove(&s),
                 None => break,
             };
+            self.known_changes += 1;
         }
     }
 
@@ -655,5 +666,11 @@ mod tests {
         assert!(known.len() <= MAX_KNOWN_PER_SERVICE, "{}", known.len());
         assert!(b.knows(&DNS, src(0, 1)) && b.knows(&DNS, src(17, 9)));
         assert!(!b.knows(&DNS, src(1, 9)), "among the longest unseen");
+        // Sources a daemon before wrote into the kernel are known again, once.
+        let changes = b.known_changes();
+        b.know(DNS, src(1, 9));
+        b.know(DNS, src(1, 9));
+        assert!(b.knows(&DNS, src(1, 9)));
+        assert_eq!(b.known_changes(), changes + 1);
     }
 }

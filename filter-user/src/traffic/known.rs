@@ -16,7 +16,7 @@ use aya::{
 };
 use filter_common::{KnownSourceKey, MAX_KNOWN_SOURCES, SourceKey, map_names};
 
-use super::baseline::Baseline;
+use super::baseline::{Baseline, Service};
 use crate::maps::{remove_key, take};
 
 /// The map, and what this daemon knows it holds.
@@ -64,6 +64,21 @@ impl KnownSources {
         self.written = wanted;
         self.synced = Some(baseline.known_changes());
         Ok(())
+    }
+}
+
+impl KnownSources {
+    /// Makes `baseline` know the sources a daemon before wrote into the (pinned) map, so
+    /// that a baseline file that is older than the map, or lost, does not take away the
+    /// sources a `source unknown` rule in force spares.
+    pub fn adopt_into(&self, baseline: &mut Baseline) {
+        for key in &self.written {
+            let service = Service {
+                proto: key.proto,
+                port: key.port,
+            };
+            baseline.know(service, SourceKey { addr: key.addr }.ip());
+        }
     }
 }
 

@@ -72,6 +72,23 @@ pub enum NoSignature {
     LooksNormal(f64),
     /// No field separates, and the service's baseline knows no source to spare.
     NoKnownSources(String),
+    /// No field separates, and the baseline's lengths and payloads vary too much to tell a
+    /// flood from users: nothing is dropped, and the traffic is never learned as normal.
+    CannotTell,
+}
+
+impl NoSignature {
+    /// Which reason it is, for saying each kind once an attack.
+    #[must_use]
+    pub const fn kind(&self) -> &'static str {
+        match self {
+            Self::TooFewSamples(_) => "too-few-samples",
+            Self::NoSeparatingField(_) => "no-separating-field",
+            Self::LooksNormal(_) => "looks-normal",
+            Self::NoKnownSources(_) => "no-known-sources",
+            Self::CannotTell => "cannot-tell",
+        }
+    }
 }
 
 impl fmt::Display for NoSignature {
@@ -88,10 +105,14 @@ impl fmt::Display for NoSignature {
                  the flood's most common: {})",
                 closest.join(", ")
             ),
+            Self::CannotTell => f.write_str(
+                "no field separates the flood from normal traffic, and the service's lengths \
+                 and payloads vary too much to tell a flood from its users: nothing is dropped",
+            ),
             Self::NoKnownSources(service) => write!(
                 f,
-                "no field separates the flood, and the baseline of {service} knows no source \
-                 to spare: nothing is dropped"
+                "no field separates the flood, and no known source of {service} can be spared \
+                 (its baseline knows none, or it has no port): nothing is dropped"
             ),
             Self::LooksNormal(unusual) => write!(
                 f,
@@ -178,14 +199,13 @@ pub fn mine(attack: &Attack<'_>) -> Result<Signature, NoSignature> {
         .filter(|c| c.3 <= MAX_BASELINE_SHARE && c.0 != Field::Ttl)
         .max_by(|a, b| a.2.cmp(&b.2).then(b.3.total_cmp(&a.3)))
     else {
-        let unusual = unusual_share(attack);
-        return Err(
-            if unusual >= MIN_UNUSUAL_SHARE * attack.excess_share.clamp(0.0, 1.0) {
+        return Err(match unusual_share(attack) {
+            None => NoSignature::CannotTell,
+            Some(unusual) if unusual >= MIN_UNUSUAL_SHARE * attack.excess_share.clamp(0.0, 1.0) => {
                 NoSignature::NoSeparatingField(closest)
-            } else {
-                NoSignature::LooksNormal(unusual)
-            },
-        );
+            }
+            Some(unusual) => NoSignature::LooksNormal(unusual),
+        });
     };
     let mut chosen = vec![(first.0, first.1)];
     let matching = |values: &[(Field, u32)]| {
@@ -231,30 +251,36 @@ pub fn mine(attack: &Attack<'_>) -> Result<Signature, NoSignature> {
 }
 
 /// The share of the samples with a length or payload that the baseline does not know, of
-/// those fields where its known values hold [`MIN_KNOWN_SHARE`] of its packets. A service
-/// without a baseline knows nothing: all of it is unusual.
-fn unusual_share(attack: &Attack<'_>) -> f64 {
+/// those fields (not forbidden) where its known values hold [`MIN_KNOWN_SHARE`] of its
+/// packets; a packet without the field (no payload) is not unusual in it. A service without
+/// a baseline knows nothing: all of it is unusual. `None` where no field tells (lengths and
+/// payloads vary among the users too: encrypted or random traffic).
+fn unusual_share(attack: &Attack<'_>) -> Option<f64> {
     let Some(baseline) = attack.baseline else {
-        return 1.0;
+        return Some(1.0);
     };
     let telling: Vec<(Field, &super::baseline::Histogram)> = [Field::Len, Field::Payload]
         .into_iter()
+        .filter(|f| !attack.forbidden.contains(f))
         .filter_map(|f| Some((f, baseline.fields.get(&f)?)))
         .filter(|(_, h)| h.known_share() >= MIN_KNOWN_SHARE)
         .collect();
+    if telling.is_empty() {
+        return None;
+    }
     let unusual = attack
         .samples
         .iter()
         .filter(|p| {
             telling.iter().any(|(f, h)| {
                 f.value(p)
-                    .is_none_or(|value| h.share(value) <= MAX_USUAL_SHARE)
+                    .is_some_and(|value| h.share(value) <= MAX_USUAL_SHARE)
             })
         })
         .count();
     #[expect(clippy::cast_precision_loss, reason = "sample counts")]
     let share = unusual as f64 / attack.samples.len().max(1) as f64;
-    share
+    Some(share)
 }
 
 /// With the payload's first four bytes chosen: as many of the first bytes (up to the 16 a
@@ -277,8 +303,8 @@ fn payload_prefix(samples: &[&TestPacket], chosen: &[(Field, u32)]) -> Option<Ve
     Some(first[..len].to_vec())
 }
 
-/// The rule of a signature.
-fn rule(
+/// The rule of a signature: the service's protocol and port, and `values`.
+pub(super) fn rule(
     service: Service,
     values: &[(Field, u32)],
     payload: Option<&[u8]>,
@@ -502,6 +528,29 @@ mod tests {
                 ..attack
             }),
             Err(NoSignature::TooFewSamples(5))
+        );
+    }
+
+    #[test]
+    fn where_the_users_lengths_and_payloads_vary_a_flood_of_random_ones_cannot_be_told() {
+        // Users of an encrypted protocol: lengths and payloads all over the place.
+        let varied = |n: u16, seed: u16| -> Vec<TestPacket> {
+            (0..n)
+                .map(|i| {
+                    let x = i.wrapping_mul(7919).wrapping_add(seed);
+                    udp(
+                        30_000 + i,
+                        60 + x % 1300,
+                        64,
+                        &[(x >> 3) as u8, (x >> 5) as u8, x as u8, (x >> 8) as u8],
+                    )
+                })
+                .collect()
+        };
+        let baseline = baseline_of(&varied(600, 0));
+        assert_eq!(
+            mine_from(&varied(400, 17), &[], &baseline),
+            Err(NoSignature::CannotTell)
         );
     }
 

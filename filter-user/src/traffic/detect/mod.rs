@@ -19,7 +19,7 @@ use super::{
     baseline::{Baseline, Field, Second, Service},
     mine::{self, NoSignature, Signature},
 };
-use crate::rules::{Action, PortRange, RuleRate, RuleSpec, TestPacket};
+use crate::rules::{Action, RuleRate, RuleSpec, TestPacket};
 
 /// The least rate a `source unknown` signature leaves the sources its service's baseline
 /// does not know, packets a second: room for new users of a quiet service.
@@ -194,10 +194,15 @@ pub struct AttackRecord {
     /// Seconds in a row its rate was back under the attack's threshold.
     #[serde(skip)]
     calm_s: u64,
-    /// Seconds in a row its traffic looked like the baseline's, with no signature in force
-    /// (a flash crowd): from [`ADOPT_AFTER_S`] on, the baseline learns it as the new normal.
+    /// Seconds in a row its traffic was mined and looked like the baseline's, with no
+    /// signature in force (a flash crowd); a second in which it was not mined (under the
+    /// threshold) neither counts nor breaks the row. From [`ADOPT_AFTER_S`] on, the baseline
+    /// learns it as the new normal.
     #[serde(skip)]
     normal_s: u64,
+    /// The kinds of note said already.
+    #[serde(skip)]
+    noted: BTreeSet<&'static str>,
 }
 
 impl AttackRecord {
@@ -214,8 +219,18 @@ impl AttackRecord {
             .filter(|s| s.withdrawn.is_none() && s.kept.is_none())
     }
 
-    fn note(&mut self, line: String) -> Option<String> {
-        if self.notes.contains(&line) {
+    /// Whether a signature matches `p` and handles it: any not withdrawn, those the
+    /// operator kept included (a kept `monitor` rule still covers what it counts).
+    fn covers(&self, p: &TestPacket) -> bool {
+        self.signatures
+            .iter()
+            .any(|s| s.withdrawn.is_none() && s.signature.rule.matches(p))
+    }
+
+    /// Keeps `line` in the notes if nothing of its `kind` is there yet (numbers in a line
+    /// change from second to second: each kind is said once an attack); the line if kept.
+    fn note(&mut self, kind: &'static str, line: String) -> Option<String> {
+        if !self.noted.insert(kind) {
             return None;
         }
         self.notes.push(line.clone());
@@ -444,6 +459,7 @@ impl Detector {
                 captured: Vec::new(),
                 calm_s: 0,
                 normal_s: 0,
+                noted: BTreeSet::new(),
             });
         }
     }
@@ -517,9 +533,7 @@ impl Judge<'_> {
         // not drop). If that is still a flood, mine its signature.
         let uncovered: Vec<(&TestPacket, f64)> = packets
             .iter()
-            .filter(|(p, outcome, _)| {
-                !outcome.is_drop() && !attack.in_force().any(|s| s.signature.rule.matches(p))
-            })
+            .filter(|(p, outcome, _)| !outcome.is_drop() && !attack.covers(p))
             .map(|(p, _, weight)| (*p, *weight))
             .collect();
         let uncovered_pps: f64 = uncovered.iter().map(|(_, w)| w).sum();
@@ -598,8 +612,12 @@ impl Judge<'_> {
         uncovered: &[&TestPacket],
         normal_pps: f64,
     ) -> Option<Signature> {
-        let known = self.baseline.get(&service)?.known.len();
-        if known == 0 {
+        // A TCP or UDP service without a port is the fragments' and the cut-short headers':
+        // a rule without a port would hold every port's unknown sources.
+        if matches!(service.proto, 6 | 17) && service.port == 0 {
+            return None;
+        }
+        if self.baseline.get(&service)?.known.is_empty() {
             return None;
         }
         let unknown = uncovered
@@ -621,17 +639,8 @@ impl Judge<'_> {
             })
         };
         let rule = RuleSpec {
-            protos: vec![service.proto],
-            dports: (service.port != 0)
-                .then_some(PortRange {
-                    low: service.port,
-                    high: service.port,
-                })
-                .into_iter()
-                .collect(),
             known_source: Some(false),
-            action,
-            ..RuleSpec::default()
+            ..mine::rule(service, &[], None, action)
         };
         #[expect(clippy::cast_precision_loss, reason = "sample counts")]
         let flood_coverage = unknown as f64 / uncovered.len().max(1) as f64;
@@ -670,9 +679,9 @@ impl Judge<'_> {
             action,
         }) {
             Err(why @ NoSignature::NoSeparatingField(_)) => {
-                if let Some(line) = attack.note(format!("attack {}: {why}", attack.id)) {
-                    happened.push(Happened::Unmitigated(line));
-                }
+                // In the notes; the log says it with the rule that spares the known sources,
+                // or, without one, with the reason.
+                attack.note(why.kind(), format!("attack {}: {why}", attack.id));
                 self.spare_known(attack.service, uncovered, normal)
                     .ok_or_else(|| NoSignature::NoKnownSources(attack.service.to_string()))
             }
@@ -686,27 +695,39 @@ impl Judge<'_> {
             0
         };
         if attack.normal_s == ADOPT_AFTER_S
-            && let Some(line) = attack.note(format!(
-                "attack {}: its traffic has looked like normal traffic for {ADOPT_AFTER_S}s: \
-                 the baseline learns it as the new normal",
-                attack.id
-            ))
+            && let Some(line) = attack.note(
+                "adopted",
+                format!(
+                    "attack {}: its traffic has looked like normal traffic for \
+                     {ADOPT_AFTER_S}s: the baseline learns it as the new normal",
+                    attack.id
+                ),
+            )
         {
             happened.push(Happened::Unmitigated(line));
         }
-        let refused = match mined {
-            Err(why) => format!("attack {}: {why}", attack.id),
-            Ok(_) if *room == 0 => format!(
-                "attack {}: a signature was found but {} automatic rules are in force \
-                 already, the most allowed",
-                attack.id, self.config.max_rules
+        let (kind, refused) = match mined {
+            Err(why) => (why.kind(), format!("attack {}: {why}", attack.id)),
+            Ok(_) if *room == 0 => (
+                "cap",
+                format!(
+                    "attack {}: a signature was found but {} automatic rules are in force \
+                     already, the most allowed",
+                    attack.id, self.config.max_rules
+                ),
             ),
             Ok(signature) => match rules.install(&signature) {
                 Ok(rule_id) => {
                     *room -= 1;
+                    let spares = if signature.rule.known_source == Some(false) {
+                        "no field separates the flood, the sources the baseline knows are \
+                         spared: "
+                    } else {
+                        ""
+                    };
                     happened.push(Happened::Mitigated(format!(
-                        "attack {}: signature rule {rule_id} in force, matching {:.0} % of the \
-                         flood and at most {:.2} % of the baseline: {}",
+                        "attack {}: {spares}signature rule {rule_id} in force, matching {:.0} % \
+                         of the flood and at most {:.2} % of the baseline: {}",
                         attack.id,
                         signature.flood_coverage * 100.0,
                         signature.baseline_coverage * 100.0,
@@ -723,10 +744,13 @@ impl Judge<'_> {
                     });
                     return;
                 }
-                Err(e) => format!("attack {}: the signature was refused: {e}", attack.id),
+                Err(e) => (
+                    "refused",
+                    format!("attack {}: the signature was refused: {e}", attack.id),
+                ),
             },
         };
-        if let Some(line) = attack.note(refused) {
+        if let Some(line) = attack.note(kind, refused) {
             happened.push(Happened::Unmitigated(line));
         }
     }

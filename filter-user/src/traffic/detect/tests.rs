@@ -368,10 +368,17 @@ fn a_flood_no_field_separates_is_held_to_the_normal_rate_but_for_the_known_sourc
     assert!(
         matches!(&said[..], [
             Happened::Started(_),
-            Happened::Unmitigated(why),
-            Happened::Mitigated(_)
-        ] if why.contains("no field separates")),
+            Happened::Mitigated(line)
+        ] if line.contains("no field separates")),
         "{said:?}"
+    );
+    assert!(
+        run.detector.attacks()[0]
+            .notes
+            .iter()
+            .any(|n| n.contains("no field separates")),
+        "the attack keeps the reason: {:?}",
+        run.detector.attacks()[0]
     );
     let rule = run
         .rules
@@ -423,6 +430,12 @@ fn a_signature_the_operator_kept_is_no_longer_withdrawn_and_the_attack_ends() {
     run.detector
         .let_go(&[id], UNIX_EPOCH + Duration::from_secs(1_800_000_100));
     assert!(run.detector.rules_in_force().is_empty());
+    // The flood goes on: the kept rule still covers it, nothing is mined again.
+    let said = run.second(2, 1998, 100_000, &junk);
+    assert!(
+        said.is_empty(),
+        "a kept signature still covers its flood: {said:?}"
+    );
     // The flood ends: quiet for long past the quiet time, the rule stays, the attack ends.
     for _ in 0..30 {
         run.second(100, 0, 100, &junk);

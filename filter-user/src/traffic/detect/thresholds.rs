@@ -92,11 +92,13 @@ impl Threshold {
                     .as_secs_f64(),
                 1.0,
                 3600.0,
-                "a duration of 1s to 1h",
+                "a whole number of seconds, 1s to 1h",
             ),
             Self::MaxRules => (number(text)?, 1.0, 64.0, "a whole number of rules, 1 to 64"),
         };
-        let whole = !matches!(self, Self::MaxRules) || value.fract() == 0.0;
+        // Counts and durations are whole (rules, seconds): a fraction is refused, not
+        // rounded.
+        let whole = matches!(self, Self::Factor | Self::Floor) || value.fract() == 0.0;
         let in_range = if matches!(self, Self::Factor) {
             value > low && value <= high
         } else {
@@ -207,6 +209,7 @@ mod tests {
             (Threshold::Floor, "0", "1 to 1000000000"),
             (Threshold::Floor, "-5", "1 to 1000000000"),
             (Threshold::MinBaseline, "500ms", "1s to 1h"),
+            (Threshold::Quiet, "1500ms", "whole number of seconds"),
             (Threshold::Quiet, "2h", "1s to 1h"),
             (Threshold::Quiet, "ten", "is not a duration"),
             (Threshold::MaxRules, "2.5", "whole number"),
