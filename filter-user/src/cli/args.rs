@@ -333,8 +333,9 @@ pub enum RulesCommand {
     /// tcp | udp | icmp | icmpv6 | proto LIST, sport PORTS, dport PORTS (53, 80,443,
     /// 1024-65535), icmp-type N, icmp-code N, flags syn,!ack, len N[-M] (IP length),
     /// dscp LIST, frag none,first,later, ttl N[-M], payload OFFSET:HEX[/MASK] (from the
-    /// start of the L4 payload). Action: drop, allow, monitor, rate-limit RATE,
-    /// per-source RATE (RATE: 1000pps, 10mbps, or both: 1000pps,10mbps).
+    /// start of the L4 payload), source known|unknown (whether the service's baseline saw
+    /// the source). Action: drop, allow, monitor, rate-limit RATE, per-source RATE (RATE:
+    /// 1000pps, 10mbps, or both: 1000pps,10mbps).
     Add {
         /// The rule's words.
         #[arg(required = true, num_args = 1.., value_name = "RULE")]

@@ -137,6 +137,7 @@ async fn respond(shared: &Arc<Shared>, request: Request) -> Answer {
             Ok(Response::Baseline(BaselineView::new(
                 &detector.baseline,
                 &detector.config,
+                detector.watched_s(),
             )))
         }
         Request::Attacks => {

@@ -18,7 +18,7 @@ const TOP_VALUES: usize = 3;
 pub struct BaselineView {
     /// What signatures do.
     pub mode: SignatureMode,
-    /// Seconds of traffic learned.
+    /// Seconds of traffic watched (the last two are learned once no attack claims them).
     pub learned_s: u64,
     /// Seconds needed before anything is enforced.
     pub min_baseline_s: u64,
@@ -60,12 +60,12 @@ pub struct FieldView {
 }
 
 impl BaselineView {
-    /// The view of `baseline` under `config`.
+    /// The view of `baseline` under `config`, after `watched_s` seconds of traffic.
     #[must_use]
-    pub fn new(baseline: &Baseline, config: &DetectConfig) -> Self {
+    pub fn new(baseline: &Baseline, config: &DetectConfig, watched_s: u64) -> Self {
         Self {
             mode: config.mode,
-            learned_s: baseline.learned_s,
+            learned_s: watched_s,
             min_baseline_s: config.min_baseline_s,
             services: baseline
                 .services()

@@ -7,7 +7,7 @@
 //! record that `floodwall attacks` shows.
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::{BTreeMap, BTreeSet, VecDeque},
     net::IpAddr,
     time::SystemTime,
 };
@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     baseline::{Baseline, Field, Second, Service},
     mine::{self, NoSignature, Signature},
+    sample::Sampled,
 };
 use crate::rules::{Action, RuleRate, RuleSpec, TestPacket};
 
@@ -135,6 +136,20 @@ pub struct SignatureRecord {
     /// Seconds in a row its matches were under the baseline.
     #[serde(skip)]
     quiet_s: u64,
+}
+
+/// Seconds a second of traffic waits before the baseline learns it. A flood that ramps up
+/// (or whose first second was read short) can be under the attack threshold for a second
+/// or two before it is detected: waiting, those seconds are left out with the attack's.
+pub const LEARN_LAG_S: usize = 2;
+
+/// A second of traffic waiting to be learned ([`LEARN_LAG_S`]).
+#[derive(Debug)]
+struct Unlearned {
+    samples: Vec<Sampled>,
+    packets_by_cpu: Vec<u64>,
+    /// Its services that are not to be learned.
+    not_normal: BTreeSet<Service>,
 }
 
 /// Seconds an attack's traffic must look like the baseline's (no signature, no field the
@@ -266,6 +281,8 @@ pub struct Detector {
     signatures_total: u64,
     /// Samples taken in since the daemon started.
     samples_total: u64,
+    /// The last seconds, oldest first, waiting to be learned.
+    unlearned: VecDeque<Unlearned>,
 }
 
 /// The detector's numbers, for the metrics.
@@ -308,7 +325,14 @@ impl Detector {
             next_id: 1,
             signatures_total: 0,
             samples_total: 0,
+            unlearned: VecDeque::new(),
         }
+    }
+
+    /// Seconds of traffic watched: learned, and waiting to be ([`LEARN_LAG_S`]).
+    #[must_use]
+    pub fn watched_s(&self) -> u64 {
+        self.baseline.learned_s + self.unlearned.len() as u64
     }
 
     /// The detector's numbers.
@@ -320,7 +344,7 @@ impl Detector {
             signatures_total: self.signatures_total,
             signatures_in_force: self.rules_in_force().len() as u64,
             samples_total: self.samples_total,
-            baseline_seconds: self.baseline.learned_s,
+            baseline_seconds: self.watched_s(),
         }
     }
 
@@ -377,8 +401,7 @@ impl Detector {
             rates: seen.second.rates(),
             seen,
         };
-        if self.baseline.learned_s >= self.config.min_baseline_s
-            && self.config.mode != SignatureMode::Off
+        if self.watched_s() >= self.config.min_baseline_s && self.config.mode != SignatureMode::Off
         {
             self.start_attacks(&now, &mut happened);
         }
@@ -417,7 +440,34 @@ impl Detector {
                 .then_some(*service)
         }));
         not_normal.retain(|s| !adopted.contains(s));
-        self.baseline.learn(seen.second, &not_normal);
+        // The seconds still waiting are not learned for a service under attack now: its
+        // flood may have started in them, under the threshold.
+        let attacked: Vec<Service> = self
+            .attacks
+            .iter()
+            .filter(|a| a.active() && !adopted.contains(&a.service))
+            .map(|a| a.service)
+            .collect();
+        for waiting in &mut self.unlearned {
+            waiting.not_normal.extend(attacked.iter().copied());
+        }
+        self.unlearned.push_back(Unlearned {
+            samples: seen.second.samples.to_vec(),
+            packets_by_cpu: seen.second.packets_by_cpu.to_vec(),
+            not_normal,
+        });
+        while self.unlearned.len() > LEARN_LAG_S {
+            let Some(due) = self.unlearned.pop_front() else {
+                break;
+            };
+            self.baseline.learn(
+                Second {
+                    samples: &due.samples,
+                    packets_by_cpu: &due.packets_by_cpu,
+                },
+                &due.not_normal,
+            );
+        }
         // Forget the oldest ended attacks.
         while self.attacks.len() > MAX_ATTACKS_KEPT {
             match self.attacks.iter().position(|a| !a.active()) {

@@ -527,3 +527,30 @@ fn a_signature_whose_rule_expired_under_the_flood_is_mined_again_at_once() {
     );
     assert_eq!(run.rules.in_force.len(), 1);
 }
+
+#[test]
+fn the_first_packets_of_a_flood_under_the_threshold_are_not_learned() {
+    let mut run = Run::new(DetectConfig::default());
+    for _ in 0..10 {
+        run.second(100, 0, 100, &junk);
+    }
+    // The flood's first packets, at the end of a second: far under any threshold.
+    assert!(run.second(100, 20, 120, &junk).is_empty());
+    // Then the flood: its signature is found, its values unknown to the baseline.
+    let said = run.second(2, 1998, 100_000, &junk);
+    assert!(
+        matches!(&said[..], [Happened::Started(_), Happened::Mitigated(_)]),
+        "{said:?}"
+    );
+    let service = Service {
+        proto: 17,
+        port: PORT,
+    };
+    let len = run
+        .detector
+        .baseline
+        .get(&service)
+        .and_then(|b| b.fields.get(&Field::Len))
+        .map_or(0.0, |h| h.share(92));
+    assert!(len == 0.0, "the junk's length was learned: {len}");
+}
