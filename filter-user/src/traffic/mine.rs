@@ -30,6 +30,13 @@ pub const MAX_BASELINE_SHARE: f64 = 0.005;
 /// The fewest samples of an attack a signature is mined from.
 pub const MIN_SAMPLES: usize = 20;
 
+/// The fewest sources a signature's matching samples must come from. Fewer are the
+/// per-source limits' to hold, and a signature of one source is most likely a user's: the
+/// samples are the first packets of each refill period, so a user who sends on a timer in
+/// step with the refills is sampled every time, and its samples, weighted by a flooded
+/// CPU's packets, can look like thousands of packets a second.
+pub const MIN_SOURCES: usize = 8;
+
 /// A field tells normal packets from others only where the baseline's known values hold at
 /// least this share of its packets (the users' query lengths do; DNS's random query ids in
 /// the first payload bytes do not).
@@ -72,6 +79,9 @@ pub enum NoSignature {
     LooksNormal(f64),
     /// No field separates, and the service's baseline knows no source to spare.
     NoKnownSources(String),
+    /// What sets the traffic apart comes from this many sources, fewer than
+    /// [`MIN_SOURCES`]: the per-source limits' to hold.
+    FewSources(usize),
     /// No field separates, and the baseline's lengths and payloads vary too much to tell a
     /// flood from users: nothing is dropped, and the traffic is never learned as normal.
     CannotTell,
@@ -87,6 +97,7 @@ impl NoSignature {
             Self::LooksNormal(_) => "looks-normal",
             Self::NoKnownSources(_) => "no-known-sources",
             Self::CannotTell => "cannot-tell",
+            Self::FewSources(_) => "few-sources",
         }
     }
 }
@@ -104,6 +115,11 @@ impl fmt::Display for NoSignature {
                  sport, flags or payload is common in the flood and rare in the baseline; \
                  the flood's most common: {})",
                 closest.join(", ")
+            ),
+            Self::FewSources(n) => write!(
+                f,
+                "what sets the traffic apart comes from {n} sources, fewer than the \
+                 {MIN_SOURCES} a signature needs: the per-source limits hold so few"
             ),
             Self::CannotTell => f.write_str(
                 "no field separates the flood from normal traffic, and the service's lengths \
@@ -229,6 +245,10 @@ pub fn mine(attack: &Attack<'_>) -> Result<Signature, NoSignature> {
             covered = count;
         }
     }
+    let sources = sources_of(attack.samples, &chosen);
+    if sources < MIN_SOURCES {
+        return Err(NoSignature::FewSources(sources));
+    }
     chosen.sort_by_key(|&(f, _)| f);
     let baseline_coverage = chosen
         .iter()
@@ -281,6 +301,16 @@ fn unusual_share(attack: &Attack<'_>) -> Option<f64> {
     #[expect(clippy::cast_precision_loss, reason = "sample counts")]
     let share = unusual as f64 / attack.samples.len().max(1) as f64;
     Some(share)
+}
+
+/// How many sources the samples with every value of `chosen` come from.
+fn sources_of(samples: &[&TestPacket], chosen: &[(Field, u32)]) -> usize {
+    samples
+        .iter()
+        .filter(|p| chosen.iter().all(|&(f, v)| f.value(p) == Some(v)))
+        .map(|p| p.src)
+        .collect::<std::collections::BTreeSet<_>>()
+        .len()
 }
 
 /// With the payload's first four bytes chosen: as many of the first bytes (up to the 16 a
@@ -366,8 +396,12 @@ mod tests {
 
     const PORT: u16 = 7777;
 
+    /// A UDP packet to the service, each from a source of its own (floods come from
+    /// thousands).
     fn udp(sport: u16, len: u16, ttl: u8, payload: &[u8]) -> TestPacket {
-        test_packets::udp([0, 7], (sport, PORT), len, ttl, payload)
+        static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        test_packets::udp(n.to_be_bytes(), (sport, PORT), len, ttl, payload)
     }
 
     /// A user's queries: lengths 40 to 60, TTL 64, random ports, payloads "q" + a counter.
@@ -528,6 +562,20 @@ mod tests {
                 ..attack
             }),
             Err(NoSignature::TooFewSamples(5))
+        );
+    }
+
+    #[test]
+    fn a_signature_needs_its_packets_from_several_sources() {
+        let baseline = baseline_of(&users(600));
+        // One user's queries, sampled in step with the refills: set apart by their source
+        // port, but one source.
+        let one: Vec<TestPacket> = (0..400u16)
+            .map(|_| test_packets::udp([9, 9], (61_000, PORT), 76, 64, b"query 1"))
+            .collect();
+        assert_eq!(
+            mine_from(&one, &[], &baseline),
+            Err(NoSignature::FewSources(1))
         );
     }
 
