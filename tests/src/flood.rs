@@ -219,42 +219,37 @@ pub fn spawn_trafgen_at(
     max_time: Duration,
     pps: Option<u64>,
 ) -> anyhow::Result<Proc> {
-    let pace = pps.map_or_else(Vec::new, |pps| {
-        vec!["--rate".to_owned(), format!("{pps}pps")]
-    });
+    let pace = pps.map_or(Pace::Fastest, Pace::Rate);
     spawn_trafgen_paced(lab, from, name, config, count, max_time, pace)
 }
 
-/// [`spawn_trafgen`] with a gap of `gap` after every packet (trafgen's `--gap`: it sleeps
-/// that long after each `sendto`, and the timer's slack adds some 50 µs to each sleep), so
-/// that the packets come evenly spread. `--rate` spreads nothing: trafgen sends each
-/// second's packets as fast as it can, then sleeps out the rest of the second
-/// (`shaper_delay()` in trafgen.c).
+/// How fast trafgen sends.
+#[derive(Clone, Copy, Debug)]
+pub enum Pace {
+    /// As fast as it can.
+    Fastest,
+    /// At most this many packets a second (`--rate`). It spreads nothing: trafgen sends
+    /// each second's packets as fast as it can, then sleeps out the rest of the second
+    /// (`shaper_delay()` in trafgen.c).
+    Rate(u64),
+    /// This long after every packet (`--gap`: it sleeps after each `sendto`, and the
+    /// timer's slack adds some 50 µs to each sleep), so that the packets come evenly
+    /// spread.
+    Gap(Duration),
+}
+
+/// [`spawn_trafgen`] at `pace`.
 ///
 /// # Errors
 /// As [`spawn_trafgen`].
-pub fn spawn_trafgen_gap(
+pub fn spawn_trafgen_paced(
     lab: &Lab,
     from: &Host,
     name: &str,
     config: &str,
     count: u64,
     max_time: Duration,
-    gap: Duration,
-) -> anyhow::Result<Proc> {
-    let pace = vec!["--gap".to_owned(), format!("{}ns", gap.as_nanos())];
-    spawn_trafgen_paced(lab, from, name, config, count, max_time, pace)
-}
-
-/// [`spawn_trafgen`] with trafgen's pacing options `pace` (none: as fast as it can).
-fn spawn_trafgen_paced(
-    lab: &Lab,
-    from: &Host,
-    name: &str,
-    config: &str,
-    count: u64,
-    max_time: Duration,
-    pace: Vec<String>,
+    pace: Pace,
 ) -> anyhow::Result<Proc> {
     let path = lab.dir().join(format!("{name}.trafgen"));
     std::fs::write(&path, config).with_context(|| format!("cannot write {}", path.display()))?;
@@ -280,7 +275,11 @@ fn spawn_trafgen_paced(
     if !crate::in_vm() {
         argv.push("--no-sock-mem".to_owned());
     }
-    argv.extend(pace);
+    match pace {
+        Pace::Fastest => {}
+        Pace::Rate(pps) => argv.extend(["--rate".to_owned(), format!("{pps}pps")]),
+        Pace::Gap(gap) => argv.extend(["--gap".to_owned(), format!("{}ns", gap.as_nanos())]),
+    }
     lab.spawn(from, name, &argv)
 }
 
@@ -304,7 +303,7 @@ pub fn spawn_udp_flood(lab: &Lab, name: &str, udp_and_payload: &str) -> anyhow::
 }
 
 /// [`spawn_udp_flood`] with a gap of `gap` after every packet, evenly spread (see
-/// [`spawn_trafgen_gap`]: the rate comes out under `1 / gap`), for at most `max_time`: a
+/// [`Pace::Gap`]: the rate comes out under `1 / gap`), for at most `max_time`: a
 /// flood that rises to a rate the service can answer, such as a crowd of new users.
 ///
 /// # Errors
@@ -319,21 +318,24 @@ pub fn spawn_udp_flood_paced(
     let config = udp_flood_config(lab, udp_and_payload)?;
     // No more packets than an exact gap would send in `max_time`.
     let count = max_time.as_nanos() / gap.as_nanos().max(1);
-    spawn_trafgen_gap(
+    spawn_trafgen_paced(
         lab,
         &lab.attackers()[0],
         name,
         &config,
         u64::try_from(count).unwrap_or(u64::MAX),
         max_time,
-        gap,
+        Pace::Gap(gap),
     )
 }
 
-/// The trafgen configuration of [`spawn_udp_flood`] and [`spawn_udp_flood_paced`]: to the
-/// server's MAC and address from 4,096 sources (198.19.0.0/20) with TTL 57, then
-/// `udp_and_payload`.
-fn udp_flood_config(lab: &Lab, udp_and_payload: &str) -> anyhow::Result<String> {
+/// The trafgen configuration of [`spawn_udp_flood`] and [`spawn_udp_flood_paced`]: one
+/// packet to the server's MAC and address from 4,096 sources (198.19.0.0/20) with TTL 57,
+/// then `udp_and_payload`. Several of them make a configuration that sends each in turn.
+///
+/// # Errors
+/// If the server's MAC cannot be read.
+pub fn udp_flood_config(lab: &Lab, udp_and_payload: &str) -> anyhow::Result<String> {
     let mac = mac_address(lab, lab.server())?;
     Ok(format!(
         "{{\n  eth(da={mac}),\n  ipv4(sa=198.19.0.0, sa[2]=drnd(0, 15), sa[3]=drnd(), da={}, \

@@ -587,18 +587,16 @@ fn random_payloads_and_lengths_spare_the_known_sources() {
 /// A flood at the service from 4,096 sources (198.19.0.0/20), TTL 57, random source
 /// ports, and random payloads of eight lengths, from 16 to 1,400 bytes, in turn.
 fn spawn_random_flood(lab: &Lab) -> Proc {
-    use std::fmt::Write as _;
-    let mac = flood::mac_address(lab, lab.server()).expect("the server's MAC");
-    let mut packets = String::new();
-    for len in [16, 77, 180, 333, 512, 760, 1_024, 1_400] {
-        let _ = write!(
-            packets,
-            "{{\n  eth(da={mac}),\n  ipv4(sa=198.19.0.0, sa[2]=drnd(0, 15), sa[3]=drnd(), \
-             da={}, ttl=57, id=drnd()),\n  udp(sp=drnd(1024, 65535), dp={PORT}),\n  \
-             drnd({len})\n}}\n",
-            lab.server().ipv4
-        );
-    }
+    let packets = [16, 77, 180, 333, 512, 760, 1_024, 1_400]
+        .iter()
+        .map(|len| {
+            flood::udp_flood_config(
+                lab,
+                &format!("udp(sp=drnd(1024, 65535), dp={PORT}),\n  drnd({len})"),
+            )
+        })
+        .collect::<anyhow::Result<String>>()
+        .expect("the flood's configuration");
     flood::spawn_trafgen_at(
         lab,
         &lab.attackers()[0],

@@ -65,9 +65,7 @@ impl KnownSources {
         self.synced = Some(baseline.known_changes());
         Ok(())
     }
-}
 
-impl KnownSources {
     /// Makes `baseline` know the sources a daemon before wrote into the (pinned) map, so
     /// that a baseline file that is older than the map, or lost, does not take away the
     /// sources a `source unknown` rule in force spares.

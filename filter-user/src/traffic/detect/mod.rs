@@ -5,18 +5,19 @@
 //! One call a second ([`Detector::second`]). The rules themselves are the daemon's
 //! ([`Mitigator`]): the detector says which to add and which to remove, and keeps the
 //! record that `floodwall attacks` shows.
+//!
+//! Beside this module: `config` (the settings) with `thresholds` (the ones an operator
+//! sets), and `record` (the attacks as `floodwall attacks` shows them).
 
 use std::{
     collections::{BTreeMap, BTreeSet, VecDeque},
-    net::IpAddr,
     time::SystemTime,
 };
 
 use filter_common::Outcome;
-use serde::{Deserialize, Serialize};
 
 use super::{
-    baseline::{Baseline, Field, Second, Service},
+    baseline::{Baseline, Second, Service},
     mine::{self, NoSignature, Signature},
     sample::Sampled,
 };
@@ -26,81 +27,15 @@ use crate::rules::{Action, RuleRate, RuleSpec, TestPacket};
 /// does not know, packets a second: room for new users of a quiet service.
 pub const MIN_UNKNOWN_SHARE_PPS: f64 = 100.0;
 
+mod config;
+mod record;
 mod thresholds;
 
+pub use config::{DetectConfig, SignatureMode};
+pub use record::{
+    AttackRecord, CapturedFrame, MAX_FRAMES_KEPT, MAX_SOURCES_COUNTED, SignatureRecord,
+};
 pub use thresholds::{Threshold, Thresholds};
-
-/// How the detector acts on what it finds.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum SignatureMode {
-    /// Signatures are put in force as `drop` rules.
-    #[default]
-    Enforce,
-    /// Signatures are put in as `monitor` rules: computed, logged and counted, nothing
-    /// dropped.
-    Monitor,
-    /// No detection.
-    Off,
-}
-
-impl std::fmt::Display for SignatureMode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Enforce => "enforce",
-            Self::Monitor => "monitor",
-            Self::Off => "off",
-        })
-    }
-}
-
-/// The detector's settings.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct DetectConfig {
-    /// What signatures do.
-    pub mode: SignatureMode,
-    /// A service is under attack when its rate is over this many times its baseline...
-    pub factor: f64,
-    /// ...and over this many packets a second.
-    pub floor_pps: f64,
-    /// Seconds of traffic learned before anything is enforced.
-    pub min_baseline_s: u64,
-    /// Seconds a signature's matches must stay under the baseline before it is withdrawn
-    /// (and an attack's rate before it ends).
-    pub quiet_s: u64,
-    /// Signatures in force at most, all attacks together.
-    pub max_rules: usize,
-    /// Fields signatures must not use.
-    pub forbidden: Vec<Field>,
-    /// Every signature's rule expires after this long even if never withdrawn, in ms.
-    pub rule_for_ms: u64,
-    /// Services whose signatures only count (`monitor`), whatever the mode.
-    pub monitor_services: Vec<Service>,
-}
-
-impl DetectConfig {
-    /// Whether `service`'s signatures only count.
-    #[must_use]
-    pub fn monitors(&self, service: Service) -> bool {
-        self.mode == SignatureMode::Monitor || self.monitor_services.contains(&service)
-    }
-}
-
-impl Default for DetectConfig {
-    fn default() -> Self {
-        Self {
-            mode: SignatureMode::Enforce,
-            factor: 4.0,
-            floor_pps: 2_000.0,
-            min_baseline_s: 10,
-            quiet_s: 10,
-            max_rules: 8,
-            forbidden: Vec::new(),
-            rule_for_ms: 10 * 60 * 1000,
-            monitor_services: Vec::new(),
-        }
-    }
-}
 
 /// What puts signatures in force: the daemon's rules.
 pub trait Mitigator {
@@ -114,28 +49,6 @@ pub trait Mitigator {
     /// # Errors
     /// Why it could not be removed.
     fn withdraw(&mut self, id: u32) -> Result<(), String>;
-}
-
-/// A signature an attack put in force.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SignatureRecord {
-    /// The signature.
-    pub signature: Signature,
-    /// Its rule's id.
-    pub rule_id: u32,
-    /// When it was put in force (RFC 3339, UTC).
-    pub installed: String,
-    /// When it was withdrawn.
-    pub withdrawn: Option<String>,
-    /// When the operator kept its rule as their own (`rules keep`): the detector no longer
-    /// withdraws it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kept: Option<String>,
-    /// Packets its rule matched, as last read.
-    pub matched_packets: u64,
-    /// Seconds in a row its matches were under the baseline.
-    #[serde(skip)]
-    quiet_s: u64,
 }
 
 /// Seconds a second of traffic waits before the baseline learns it. A flood that ramps up
@@ -160,98 +73,8 @@ pub const ADOPT_AFTER_S: u64 = 60;
 /// Seconds a service's baseline must have before a second far over it is kept out of it.
 pub const MIN_SECONDS_TO_COMPARE: u64 = 3;
 
-/// Samples of an attack kept for its pcap file.
-pub const MAX_FRAMES_KEPT: usize = 2_000;
-
-/// A sample's frame, as an attack keeps it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CapturedFrame {
-    /// When its second ended, in ns since the Unix epoch.
-    pub at_unix_ns: u64,
-    /// The frame's whole length.
-    pub frame_len: u32,
-    /// Its first bytes, in hex.
-    pub hex: String,
-}
-
-/// Most sources an attack record counts one by one.
-pub const MAX_SOURCES_COUNTED: usize = 65_536;
-
 /// Attacks kept in the record, ended ones included.
 pub const MAX_ATTACKS_KEPT: usize = 64;
-
-/// An attack on one service.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct AttackRecord {
-    /// Its id, counted from 1.
-    pub id: u32,
-    /// The service.
-    pub service: Service,
-    /// When it was detected (RFC 3339, UTC).
-    pub started: String,
-    /// When it ended.
-    pub ended: Option<String>,
-    /// The service's baseline rate when it started, packets a second.
-    pub baseline_pps: f64,
-    /// The highest rate seen, packets a second.
-    pub peak_pps: f64,
-    /// Distinct sources seen in its samples (counted up to [`MAX_SOURCES_COUNTED`]).
-    pub sources_seen: usize,
-    /// Its signatures, one per vector, oldest first.
-    pub signatures: Vec<SignatureRecord>,
-    /// Why no signature could be put in force, when that happened.
-    pub notes: Vec<String>,
-    #[serde(skip)]
-    sources: BTreeSet<IpAddr>,
-    /// Its first samples, as captured (for `attacks --pcap`).
-    #[serde(skip)]
-    captured: Vec<CapturedFrame>,
-    /// Seconds in a row its rate was back under the attack's threshold.
-    #[serde(skip)]
-    calm_s: u64,
-    /// Seconds in a row its traffic was mined and looked like the baseline's, with no
-    /// signature in force (a flash crowd); a second in which it was not mined (under the
-    /// threshold) neither counts nor breaks the row. From [`ADOPT_AFTER_S`] on, the baseline
-    /// learns it as the new normal.
-    #[serde(skip)]
-    normal_s: u64,
-    /// The kinds of note said already.
-    #[serde(skip)]
-    noted: BTreeSet<&'static str>,
-}
-
-impl AttackRecord {
-    /// Whether it is still on.
-    #[must_use]
-    pub fn active(&self) -> bool {
-        self.ended.is_none()
-    }
-
-    /// The signatures whose rules the detector has in force (not withdrawn, not kept).
-    fn in_force(&self) -> impl Iterator<Item = &SignatureRecord> {
-        self.signatures
-            .iter()
-            .filter(|s| s.withdrawn.is_none() && s.kept.is_none())
-    }
-
-    /// Whether a signature matches `p` and handles it: any not withdrawn, those the
-    /// operator kept included (a kept `monitor` rule still covers what it counts).
-    fn covers(&self, p: &TestPacket) -> bool {
-        self.signatures
-            .iter()
-            .any(|s| s.withdrawn.is_none() && s.signature.rule.matches(p))
-    }
-
-    /// Keeps `line` in the notes if nothing of its `kind` is there yet (numbers in a line
-    /// change from second to second: each kind is said once an attack); the line if kept.
-    fn note(&mut self, kind: &'static str, line: String) -> Option<String> {
-        if !self.noted.insert(kind) {
-            return None;
-        }
-        self.notes.push(line.clone());
-        Some(line)
-    }
-}
 
 /// What one second did, for the log and the journal.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -419,41 +242,47 @@ impl Detector {
             judge.attack_second(attack, rules, &mut room, &mut happened);
         }
         self.signatures_total += (room_before - room) as u64;
-        // Not learned: the services under attack, and those far over a baseline of a few
-        // seconds, even under the floor or before detection is ready (a flood that starts
-        // slowly, or before the minimum baseline, must not become normal).
-        let adopted: BTreeSet<Service> = self
-            .attacks
-            .iter()
-            .filter(|a| a.active() && a.normal_s >= ADOPT_AFTER_S)
+        self.learn_late(seen.second, &now.rates);
+        // Forget the oldest ended attacks.
+        while self.attacks.len() > MAX_ATTACKS_KEPT {
+            match self.attacks.iter().position(|a| !a.active()) {
+                Some(i) => self.attacks.remove(i),
+                None => break,
+            };
+        }
+        happened
+    }
+
+    /// Puts the second in line to be learned ([`LEARN_LAG_S`]) and learns the one that has
+    /// waited long enough. Not learned: the services under attack (in the waiting seconds
+    /// too: a flood may have started in them, under the threshold), and those far over a
+    /// baseline of a few seconds, even under the floor or before detection is ready (a
+    /// flood that starts slowly, or before the minimum baseline, must not become normal);
+    /// but an attack that has long looked normal is learned ([`ADOPT_AFTER_S`]).
+    fn learn_late(&mut self, second: Second<'_>, rates: &BTreeMap<Service, (f64, f64)>) {
+        let active = || self.attacks.iter().filter(|a| a.active());
+        let adopted: BTreeSet<Service> = active()
+            .filter(|a| a.normal_s >= ADOPT_AFTER_S)
             .map(|a| a.service)
             .collect();
-        let mut not_normal: BTreeSet<Service> = self
-            .attacks
-            .iter()
-            .filter(|a| a.active())
+        let attacked: BTreeSet<Service> = active()
             .map(|a| a.service)
+            .filter(|s| !adopted.contains(s))
             .collect();
-        not_normal.extend(now.rates.iter().filter_map(|(service, &(pps, _))| {
+        let mut not_normal = attacked.clone();
+        not_normal.extend(rates.iter().filter_map(|(service, &(pps, _))| {
             let b = self.baseline.get(service)?;
-            (b.learned_s >= MIN_SECONDS_TO_COMPARE && pps > self.config.factor * b.pps.max(1.0))
-                .then_some(*service)
+            (b.learned_s >= MIN_SECONDS_TO_COMPARE
+                && pps > self.config.factor * b.pps.max(1.0)
+                && !adopted.contains(service))
+            .then_some(*service)
         }));
-        not_normal.retain(|s| !adopted.contains(s));
-        // The seconds still waiting are not learned for a service under attack now: its
-        // flood may have started in them, under the threshold.
-        let attacked: Vec<Service> = self
-            .attacks
-            .iter()
-            .filter(|a| a.active() && !adopted.contains(&a.service))
-            .map(|a| a.service)
-            .collect();
         for waiting in &mut self.unlearned {
             waiting.not_normal.extend(attacked.iter().copied());
         }
         self.unlearned.push_back(Unlearned {
-            samples: seen.second.samples.to_vec(),
-            packets_by_cpu: seen.second.packets_by_cpu.to_vec(),
+            samples: second.samples.to_vec(),
+            packets_by_cpu: second.packets_by_cpu.to_vec(),
             not_normal,
         });
         while self.unlearned.len() > LEARN_LAG_S {
@@ -468,14 +297,6 @@ impl Detector {
                 &due.not_normal,
             );
         }
-        // Forget the oldest ended attacks.
-        while self.attacks.len() > MAX_ATTACKS_KEPT {
-            match self.attacks.iter().position(|a| !a.active()) {
-                Some(i) => self.attacks.remove(i),
-                None => break,
-            };
-        }
-        happened
     }
 
     /// Starts an attack on every service over its threshold that has none on.
@@ -495,22 +316,13 @@ impl Detector {
             happened.push(Happened::Started(format!(
                 "attack {id} on {service}: {pps:.0} packets/s, its baseline {baseline_pps:.0}"
             )));
-            self.attacks.push(AttackRecord {
+            self.attacks.push(AttackRecord::new(
                 id,
-                service: *service,
-                started: now.at.clone(),
-                ended: None,
+                *service,
+                now.at.clone(),
                 baseline_pps,
-                peak_pps: pps,
-                sources_seen: 0,
-                signatures: Vec::new(),
-                notes: Vec::new(),
-                sources: BTreeSet::new(),
-                captured: Vec::new(),
-                calm_s: 0,
-                normal_s: 0,
-                noted: BTreeSet::new(),
-            });
+                pps,
+            ));
         }
     }
 }

@@ -550,7 +550,7 @@ fn the_first_packets_of_a_flood_under_the_threshold_are_not_learned() {
         .detector
         .baseline
         .get(&service)
-        .and_then(|b| b.fields.get(&Field::Len))
+        .and_then(|b| b.fields.get(&crate::traffic::baseline::Field::Len))
         .map_or(0.0, |h| h.share(92));
     assert!(len == 0.0, "the junk's length was learned: {len}");
 }
