@@ -161,6 +161,11 @@ pub mod map_names {
     /// Per-CPU array of one `u32`: samples this CPU may still take before the daemon's
     /// next refill (see [`crate::SAMPLES_PER_REFILL`]). Not pinned.
     pub const SAMPLE_BUDGET: &str = "FW_SAMPLE_BUDGET";
+    /// Per-CPU array of [`SERVICE_SLOTS`](crate::SERVICE_SLOTS)
+    /// [`Counter`](crate::Counter)s by [`service_slot`](crate::service_slot): every IP
+    /// packet, by service. Not pinned: the daemon reads rates, differences of two readings
+    /// of the same map.
+    pub const SERVICE_COUNTERS: &str = "FW_SERVICE_COUNTERS";
 
     /// The maps the daemon pins in bpffs, so that the program keeps its state (and keeps
     /// enforcing) while no daemon runs, and a new daemon or a new build takes it over.

@@ -25,6 +25,30 @@ pub const SAMPLES_PER_REFILL: u32 = 50;
 /// size): about 3,600 samples, over a second of every CPU's budget on a small host.
 pub const SAMPLES_BYTES: u32 = 512 * 1024;
 
+/// Per-service counters (`FW_SERVICE_COUNTERS`): every IP packet the program judges is
+/// counted once, by its service's slot ([`service_slot`]), whatever its outcome, so that
+/// the daemon reads each service's rate exactly rather than estimating it from samples.
+///
+/// Slots a transport protocol with ports (TCP, UDP) has: its destination port modulo this.
+/// The well-known ports (under 1,024) never share a slot; a port shares its slot with the
+/// ports a multiple of this away, and the daemon splits a shared slot by the samples.
+pub const SERVICE_PORT_SLOTS: u32 = 4_096;
+
+/// Slots of the per-service counters: TCP's ports, UDP's ports, then one a protocol number
+/// (the protocols without ports, ICMP and `ICMPv6` among them).
+pub const SERVICE_SLOTS: u32 = 2 * SERVICE_PORT_SLOTS + 256;
+
+/// The per-service counters' slot of a packet of IP protocol `proto` to destination port
+/// `dport` (zero for a packet without ports: a protocol without them, a later fragment).
+#[must_use]
+pub const fn service_slot(proto: u8, dport: u16) -> u32 {
+    match proto {
+        6 => dport as u32 % SERVICE_PORT_SLOTS,
+        17 => SERVICE_PORT_SLOTS + dport as u32 % SERVICE_PORT_SLOTS,
+        other => 2 * SERVICE_PORT_SLOTS + other as u32,
+    }
+}
+
 /// No rule decided the packet ([`PacketSample::rule_slot`]).
 pub const NO_RULE: u32 = u32::MAX;
 
@@ -77,6 +101,28 @@ mod tests {
         assert_eq!(offset_of!(PacketSample, outcome), 11);
         assert_eq!(offset_of!(PacketSample, cpu), 12);
         assert_eq!(offset_of!(PacketSample, bytes), 16);
+    }
+
+    #[test]
+    fn each_service_has_the_slot_both_sides_compute() {
+        // Golden values: the program and the daemon both compute these.
+        assert_eq!(service_slot(6, 80), 80);
+        assert_eq!(service_slot(6, 443), 443);
+        assert_eq!(service_slot(6, 4_096 + 443), 443);
+        assert_eq!(service_slot(17, 53), 4_096 + 53);
+        assert_eq!(service_slot(17, 65_535), 4_096 + 4_095);
+        assert_eq!(service_slot(1, 0), 8_192 + 1);
+        assert_eq!(service_slot(58, 0), 8_192 + 58);
+        assert_eq!(service_slot(255, 0), SERVICE_SLOTS - 1);
+        // The well-known ports never share a slot.
+        let mut taken = [false; SERVICE_SLOTS as usize];
+        for port in 0..1_024 {
+            for proto in [6, 17] {
+                let slot = service_slot(proto, port) as usize;
+                assert!(!taken[slot], "{proto}/{port} shares a slot");
+                taken[slot] = true;
+            }
+        }
     }
 
     #[test]

@@ -135,6 +135,9 @@ fn judge(ctx: &XdpContext, policy: impl Fn(&Packet) -> Outcome) -> u32 {
                     class: parsed.class as u32,
                 };
             }
+            // Counted here, where every IP packet passes once, before the stages that
+            // decide it (some of them programs of their own).
+            maps::count_service(parsed.shape.proto, parsed.shape.dport, len);
             // SAFETY: as above.
             decide_parsed(ctx, unsafe { &*copy }, len, &policy)
         }

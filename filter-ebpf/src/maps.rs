@@ -14,8 +14,9 @@ use filter_common::{
     ListEntry, MAX_KNOWN_SOURCES, MAX_RULE_BUCKETS, MAX_RULE_ENTRIES, MAX_RULE_SOURCES, MAX_RULES,
     Outcome, PrefixKey, PrefixState, RULE_INDEX_WORDS, RULES_STAGE, RuleBucket, RuleBucketKey,
     RuleCounters, RuleEntry, RuleRateState, RuleRecord, RuleSourceKey, RuleSourceState,
-    SAMPLES_BYTES, SKETCH_ROWS, STAGE_SLOTS, SYN_COOKIE_STAGE, SYN_PORT_WORDS, SYN_STAT_SLOTS,
-    SketchRow, SourceKey, SourceState, SynStat, TABLE_STAT_SLOTS, TRACKED_CHUNKS, TrackedChunk,
+    SAMPLES_BYTES, SERVICE_SLOTS, SKETCH_ROWS, STAGE_SLOTS, SYN_COOKIE_STAGE, SYN_PORT_WORDS,
+    SYN_STAT_SLOTS, SketchRow, SourceKey, SourceState, SynStat, TABLE_STAT_SLOTS, TRACKED_CHUNKS,
+    TrackedChunk,
 };
 
 /// Per-source state. Key: source address (wire order, IPv4 mapped); value: GCRA state,
@@ -120,6 +121,13 @@ pub static FW_SAMPLES: RingBuf = RingBuf::with_byte_size(SAMPLES_BYTES, 0);
 /// Element 0: samples this CPU may still take; counted down here, refilled by the daemon.
 #[map(name = "FW_SAMPLE_BUDGET")]
 pub static FW_SAMPLE_BUDGET: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
+
+/// Every IP packet judged, by `filter_common::service_slot` of its protocol and destination
+/// port, per CPU. Written here once a packet (in the main program, before any tail call);
+/// read by the daemon for each service's rate.
+#[map(name = "FW_SERVICE_COUNTERS")]
+pub static FW_SERVICE_COUNTERS: PerCpuArray<Counter> =
+    PerCpuArray::with_max_entries(SERVICE_SLOTS, 0);
 
 /// Element 0: events the ring buffer had no room for, per CPU.
 #[map(name = "FW_EVENTS_LOST")]
@@ -310,6 +318,21 @@ pub fn count(class: Class, outcome: Outcome, len: u64) {
     if let Some(counter) = FW_COUNTERS.get_ptr_mut(class.counter_index(outcome)) {
         // SAFETY: the pointer comes from a successful lookup in a per-CPU array: it is valid,
         // aligned, and only this CPU touches this copy (XDP runs with preemption disabled).
+        unsafe {
+            (*counter).packets += 1;
+            (*counter).bytes += len;
+        }
+    }
+}
+
+/// Adds one packet of `len` bytes to this CPU's counter of the service (protocol and
+/// destination port) it goes to.
+#[inline(always)]
+pub fn count_service(proto: u8, dport: u16, len: u64) {
+    if let Some(counter) =
+        FW_SERVICE_COUNTERS.get_ptr_mut(filter_common::service_slot(proto, dport))
+    {
+        // SAFETY: as in `count`.
         unsafe {
             (*counter).packets += 1;
             (*counter).bytes += len;

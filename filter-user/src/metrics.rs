@@ -41,6 +41,9 @@ pub struct Snapshot {
     pub rules: Vec<crate::rules::RuleView>,
     /// Attacks, signatures and samples.
     pub attacks: crate::traffic::detect::DetectorCounts,
+    /// `(service, packets a second now, packets a second normally)` of each service the
+    /// baseline has.
+    pub services: Vec<(String, f64, f64)>,
 }
 
 /// Reads a snapshot of every protected interface at scrape time.
@@ -245,6 +248,28 @@ impl Collector for FilterCollector {
                 }
             }
         }
+        {
+            let mut family = encoder.encode_descriptor(
+                "floodwall_service_packets_per_second",
+                "Packets a second to each service the baseline has (protocol and destination \
+                 port): in the last second as the program counted them (rate=\"now\"), and \
+                 as the baseline learned them (rate=\"normal\").",
+                None,
+                MetricType::Gauge,
+            )?;
+            for (iface, snapshot) in &snapshots {
+                for (service, now, normal) in &snapshot.services {
+                    for (rate, value) in [("now", now), ("normal", normal)] {
+                        let labels = [
+                            ("iface", iface.as_str()),
+                            ("service", service.as_str()),
+                            ("rate", rate),
+                        ];
+                        ConstGauge::new(*value).encode(family.encode_family(&labels)?)?;
+                    }
+                }
+            }
+        }
         let mut family = encoder.encode_descriptor(
             "floodwall_list_entries",
             "Prefixes on the allowlist and denylist.",
@@ -353,6 +378,7 @@ mod tests {
                 table_capacity: 1 << 20,
                 tracked_sources: 1 << 18,
                 list_entries: vec![("deny", "ipv4", 2)],
+                services: vec![("udp/53".to_owned(), 250_000.0, 80.5)],
                 attacks: crate::traffic::detect::DetectorCounts {
                     attacks_total: 2,
                     attacks_active: 1,
@@ -387,6 +413,9 @@ mod tests {
             r#"floodwall_attacks_total{iface="eth0"} 2"#,
             r#"floodwall_attacks_active{iface="eth0"} 1"#,
             r#"floodwall_signatures_in_force{iface="eth0"} 1"#,
+            "# TYPE floodwall_service_packets_per_second gauge",
+            r#"floodwall_service_packets_per_second{iface="eth0",service="udp/53",rate="now"} 250000.0"#,
+            r#"floodwall_service_packets_per_second{iface="eth0",service="udp/53",rate="normal"} 80.5"#,
             "# EOF",
         ] {
             assert!(

@@ -44,6 +44,11 @@ fn learn_baseline_for(lab: &Lab, daemon: &Daemon, min_baseline_s: u64) {
         baseline.learned_s >= min_baseline_s && service.pps > 20.0,
         "{baseline:?}"
     );
+    // The last second's rate, as the program counted the user's 100 queries a second.
+    assert!(
+        (50.0..=200.0).contains(&service.now_pps),
+        "the user's 100 queries a second, counted: {service:?}"
+    );
     let text = daemon.cli_ok(&["baseline"]);
     assert!(
         text.contains(&format!("udp/{PORT}")) && text.contains("ready"),
@@ -131,6 +136,7 @@ fn a_junk_flood_gets_a_signature_of_its_own() {
     let daemon = start(&lab, &["--signature-quiet", "3s"]);
     learn_baseline(&lab, &daemon);
     let flooded_at = Instant::now();
+    let udp_before = udp_outcomes(&daemon);
     let (flood, mitigated_after) = flood_until_mitigated(
         &lab,
         &daemon,
@@ -166,9 +172,21 @@ fn a_junk_flood_gets_a_signature_of_its_own() {
         );
     }
     stop(&lab, &flood);
+    let udp_after = udp_outcomes(&daemon);
+    let flood_s = flooded_at.elapsed().as_secs_f64();
     assert_withdrawn_and_ended(&daemon, 1);
     let attack = &attacks(&daemon).attacks[0];
     assert!(attack.sources_seen > 100, "{attack:?}");
+    // The attack's peak is the program's count of the service's busiest second: at least
+    // the flood's mean rate as the class counters saw it (a little under: a second's
+    // reading may straddle two).
+    #[expect(clippy::cast_precision_loss, reason = "rates")]
+    let mean_pps = ((udp_after.0 + udp_after.1) - (udp_before.0 + udp_before.1)) as f64 / flood_s;
+    println!("peak {:.0} packets/s, mean {mean_pps:.0}", attack.peak_pps);
+    assert!(
+        attack.peak_pps >= 0.9 * mean_pps,
+        "{attack:?}, mean {mean_pps}"
+    );
     let signature = &attack.signatures[0];
     assert!(signature.matched_packets > 10_000, "{signature:?}");
     assert!(signature.signature.flood_coverage >= 0.9, "{signature:?}");
@@ -182,6 +200,9 @@ fn a_junk_flood_gets_a_signature_of_its_own() {
         format!(r#"floodwall_signatures_total{{iface="{iface}"}} 1"#),
         format!(r#"floodwall_attacks_active{{iface="{iface}"}} 0"#),
         format!(r#"floodwall_signatures_in_force{{iface="{iface}"}} 0"#),
+        format!(
+            r#"floodwall_service_packets_per_second{{iface="{iface}",service="udp/{PORT}",rate="normal"}}"#
+        ),
     ] {
         assert!(text.contains(&line), "metrics must have `{line}`:\n{text}");
     }

@@ -132,14 +132,9 @@ async fn respond(shared: &Arc<Shared>, request: Request) -> Answer {
             Ok(Response::Events { events: backlog })
         }
         Request::Reload => reload(shared).await,
-        Request::Baseline => {
-            let detector = lock(&shared.detector);
-            Ok(Response::Baseline(BaselineView::new(
-                &detector.baseline,
-                &detector.config,
-                detector.watched_s(),
-            )))
-        }
+        Request::Baseline => Ok(Response::Baseline(BaselineView::new(&lock(
+            &shared.detector,
+        )))),
         Request::Attacks => {
             let detector = lock(&shared.detector);
             Ok(Response::Attacks(AttacksView {

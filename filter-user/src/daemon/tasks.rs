@@ -130,6 +130,17 @@ fn metrics_snapshot(shared: &Shared) -> anyhow::Result<metrics::Snapshot> {
         list_entries.push((name, "ipv4", counts.v4 as u64));
         list_entries.push((name, "ipv6", counts.v6 as u64));
     }
+    let (syn, rules) = (super::syn_counters(shared)?, super::rules::views(shared)?);
+    let detector = lock(&shared.detector);
+    let services = detector
+        .baseline
+        .services()
+        .into_iter()
+        .map(|(service, b)| {
+            let now = detector.rates_now().get(&service).map_or(0.0, |r| r.0);
+            (service.to_string(), now, b.pps)
+        })
+        .collect();
     Ok(metrics::Snapshot {
         counters,
         events_lost: shared.maps.events_lost()?,
@@ -139,8 +150,9 @@ fn metrics_snapshot(shared: &Shared) -> anyhow::Result<metrics::Snapshot> {
         table_inserts,
         table_insert_failures,
         list_entries,
-        syn: super::syn_counters(shared)?,
-        rules: super::rules::views(shared)?,
-        attacks: lock(&shared.detector).counts(),
+        syn,
+        rules,
+        attacks: detector.counts(),
+        services,
     })
 }

@@ -3,7 +3,7 @@
 //! detects attacks and has their signatures put in force and withdrawn as rules.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     path::PathBuf,
     sync::Arc,
     time::{Duration, Instant, SystemTime},
@@ -20,7 +20,8 @@ use crate::{
     rules::{NewRule, Origin},
     traffic::{
         TrafficMaps,
-        baseline::Second,
+        baseline::{Second, Service},
+        counted::{self, ServiceCounters},
         detect::{Happened, Mitigator, Observed},
         known::KnownSources,
         mine::Signature,
@@ -52,6 +53,7 @@ pub(super) async fn traffic_loop(
     let TrafficMaps {
         mut sampler,
         mut known,
+        mut counters,
     } = maps;
     let mut refill = tokio::time::interval(Duration::from_millis(SAMPLE_REFILL_MS));
     refill.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -64,6 +66,14 @@ pub(super) async fn traffic_loop(
         refill.tick().await;
         let (drained, bad) = sampler.drain();
         undecoded += bad;
+        // A service new to the samples is counted from now on, mid-second: its first
+        // second's rate is then the program's count, not the samples' estimate.
+        let services = drained
+            .iter()
+            .filter_map(|s| s.packet.as_ref().map(Service::of));
+        if let Err(e) = counters.watch(services) {
+            warn!("{}: {e:#}", shared.iface);
+        }
         let room = MAX_SAMPLES_PER_SECOND.saturating_sub(pending.len());
         pending.extend(drained.into_iter().take(room));
         sampler.refill()?;
@@ -77,10 +87,10 @@ pub(super) async fn traffic_loop(
         }
         let second = std::mem::take(&mut pending);
         let shared_now = Arc::clone(&shared);
-        (counted, known) = tokio::task::spawn_blocking(move || {
-            let counted = one_second(&shared_now, &second, &counted)?;
+        (counted, known, counters) = tokio::task::spawn_blocking(move || {
+            let counted = one_second(&shared_now, &second, &counted, &mut counters)?;
             sync_known(&shared_now, &mut known);
-            anyhow::Ok((counted, known))
+            anyhow::Ok((counted, known, counters))
         })
         .await
         .map_err(|e| anyhow!("the traffic task failed: {e}"))??;
@@ -128,9 +138,24 @@ impl Counted {
 /// One second: counts, the detector, and what it did said in the log and the journal.
 /// The counters are read here, at the end of the second the samples come from, so that
 /// each sample stands for the packets of its own second.
-fn one_second(shared: &Shared, samples: &[Sampled], before: &Counted) -> anyhow::Result<Counted> {
+fn one_second(
+    shared: &Shared,
+    samples: &[Sampled],
+    before: &Counted,
+    counters: &mut ServiceCounters,
+) -> anyhow::Result<Counted> {
     let now = Counted::read(shared)?;
     let packets_by_cpu = before.rate_until(&now);
+    let estimated = Second {
+        samples,
+        packets_by_cpu: &packets_by_cpu,
+        counted: &BTreeMap::new(),
+    }
+    .estimated_rates();
+    let counted = service_rates(shared, counters, &estimated).unwrap_or_else(|e| {
+        warn!("{}: {e:#}", shared.iface);
+        BTreeMap::new()
+    });
     let rule_matches = signature_matches(shared)?;
     let happened = {
         let mut detector = lock(&shared.detector);
@@ -143,6 +168,7 @@ fn one_second(shared: &Shared, samples: &[Sampled], before: &Counted) -> anyhow:
                 second: Second {
                     samples,
                     packets_by_cpu: &packets_by_cpu,
+                    counted: &counted,
                 },
                 at: SystemTime::now(),
                 rule_matches: &rule_matches,
@@ -167,6 +193,26 @@ fn one_second(shared: &Shared, samples: &[Sampled], before: &Counted) -> anyhow:
         lock(&shared.blocks).record(EventRecord::now(EventKind::Attack, None, line));
     }
     Ok(now)
+}
+
+/// The rates of the services the baseline has and of those in this second's samples
+/// (`estimated`), from the program's per-service counters. A service of the baseline is
+/// watched from this second on: it has a rate from the next.
+fn service_rates(
+    shared: &Shared,
+    counters: &mut ServiceCounters,
+    estimated: &BTreeMap<Service, (f64, f64)>,
+) -> anyhow::Result<BTreeMap<Service, (f64, f64)>> {
+    let mut services: BTreeSet<Service> = lock(&shared.detector)
+        .baseline
+        .services()
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
+    counters.watch(services.iter().copied())?;
+    let slots = counters.rates()?;
+    services.extend(estimated.keys().copied());
+    Ok(counted::split(&slots, &services, estimated))
 }
 
 /// Writes the baseline's known sources into the kernel if they changed. A failed write is

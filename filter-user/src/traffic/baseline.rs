@@ -4,9 +4,10 @@
 //! one second at a time; shown by `floodwall baseline`, kept across daemon restarts in a
 //! file of the run directory.
 //!
-//! Rates come from the samples scaled by the packets the program counted in the same
-//! second: the samples are a fixed budget of each refill period, so a service's share of
-//! the samples is its share of the packets.
+//! Rates come from the program's per-service counters (`super::counted`); for a service
+//! they do not cover yet (its first moments), from the samples scaled by the packets the
+//! program counted in the same second: the samples are a fixed budget of each refill
+//! period, so a service's share of the samples is roughly its share of the packets.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -335,14 +336,16 @@ fn forget_oldest(known: &mut BTreeMap<IpAddr, u64>) {
     }
 }
 
-/// One second of traffic: the samples taken in it, and the packets the program counted in
-/// it on each CPU (every outcome).
+/// One second of traffic: the samples taken in it, the packets the program counted in it
+/// on each CPU (every outcome), and the services' rates its per-service counters gave.
 #[derive(Clone, Copy, Debug)]
 pub struct Second<'a> {
     /// The samples.
     pub samples: &'a [Sampled],
     /// Packets the program counted, by CPU.
     pub packets_by_cpu: &'a [u64],
+    /// Packets and bits a second of the services the per-service counters cover.
+    pub counted: &'a BTreeMap<Service, (f64, f64)>,
 }
 
 impl Second<'_> {
@@ -384,9 +387,18 @@ impl Second<'_> {
             .collect()
     }
 
-    /// Each service's packets and bits a second, estimated from the samples.
+    /// Each service's packets and bits a second, as counted where the counters cover it,
+    /// else estimated from the samples.
     #[must_use]
     pub fn rates(&self) -> BTreeMap<Service, (f64, f64)> {
+        let mut rates = self.estimated_rates();
+        rates.extend(self.counted.iter().map(|(s, r)| (*s, *r)));
+        rates
+    }
+
+    /// Each service's packets and bits a second, estimated from the samples alone.
+    #[must_use]
+    pub fn estimated_rates(&self) -> BTreeMap<Service, (f64, f64)> {
         let mut rates: BTreeMap<Service, (f64, f64)> = BTreeMap::new();
         for (service, sample, _, weight) in self.by_service() {
             let entry = rates.entry(service).or_default();
@@ -535,6 +547,7 @@ mod tests {
             Second {
                 samples,
                 packets_by_cpu: &[packets],
+                counted: &BTreeMap::new(),
             },
             &BTreeSet::new(),
         );
@@ -651,6 +664,7 @@ mod tests {
             Second {
                 samples: &[from(0, 3, Outcome::Passed)],
                 packets_by_cpu: &[1],
+                counted: &BTreeMap::new(),
             },
             &BTreeSet::from([DNS]),
         );

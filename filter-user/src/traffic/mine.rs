@@ -422,6 +422,7 @@ mod tests {
                 Second {
                     samples: &samples,
                     packets_by_cpu: &[10],
+                    counted: &std::collections::BTreeMap::new(),
                 },
                 &std::collections::BTreeSet::new(),
             );

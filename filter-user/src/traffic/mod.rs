@@ -1,9 +1,11 @@
 //! What the traffic looks like: the packet samples the program hands over ([`sample`]) and
 //! the per-service picture the daemon learns from them ([`baseline`]), from which attacks
-//! and their signatures are told apart (issue 12); the sources each service knows, in the
-//! kernel for the rules ([`known`]).
+//! and their signatures are told apart (issue 12), with each service's rate as the
+//! program counts it ([`counted`]); the sources each service knows, in the kernel for the
+//! rules ([`known`]).
 
 pub mod baseline;
+pub mod counted;
 pub mod detect;
 pub mod known;
 pub mod mine;
@@ -16,6 +18,8 @@ pub struct TrafficMaps {
     pub sampler: sample::Sampler,
     /// The known sources.
     pub known: known::KnownSources,
+    /// The per-service counters.
+    pub counters: counted::ServiceCounters,
 }
 
 impl TrafficMaps {
@@ -27,6 +31,7 @@ impl TrafficMaps {
         Ok(Self {
             sampler: sample::Sampler::take(ebpf)?,
             known: known::KnownSources::take(ebpf)?,
+            counters: counted::ServiceCounters::take(ebpf)?,
         })
     }
 }

@@ -6,8 +6,8 @@ use std::fmt::{self, Display, Formatter};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    baseline::{Baseline, Field},
-    detect::{AttackRecord, DetectConfig, SignatureMode},
+    baseline::Field,
+    detect::{AttackRecord, Detector, SignatureMode},
 };
 
 /// The values of a field shown at most.
@@ -39,6 +39,12 @@ pub struct ServiceView {
     pub pps: f64,
     /// Bits a second, averaged.
     pub bps: f64,
+    /// Packets a second in the last second, as the program counted them.
+    #[serde(default)]
+    pub now_pps: f64,
+    /// Bits a second in the last second.
+    #[serde(default)]
+    pub now_bps: f64,
     /// Seconds in which it was seen.
     pub learned_s: u64,
     /// Samples learned from.
@@ -60,14 +66,16 @@ pub struct FieldView {
 }
 
 impl BaselineView {
-    /// The view of `baseline` under `config`, after `watched_s` seconds of traffic.
+    /// The view of the detector's baseline, with each service's rate in the last second.
     #[must_use]
-    pub fn new(baseline: &Baseline, config: &DetectConfig, watched_s: u64) -> Self {
+    pub fn new(detector: &Detector) -> Self {
+        let (config, now) = (&detector.config, detector.rates_now());
         Self {
             mode: config.mode,
-            learned_s: watched_s,
+            learned_s: detector.watched_s(),
             min_baseline_s: config.min_baseline_s,
-            services: baseline
+            services: detector
+                .baseline
                 .services()
                 .into_iter()
                 .map(|(service, b)| ServiceView {
@@ -76,6 +84,8 @@ impl BaselineView {
                     port: service.port,
                     pps: b.pps,
                     bps: b.bps,
+                    now_pps: now.get(&service).map_or(0.0, |r| r.0),
+                    now_bps: now.get(&service).map_or(0.0, |r| r.1),
                     learned_s: b.learned_s,
                     samples: b.samples,
                     known_sources: b.known.len(),
@@ -118,8 +128,8 @@ impl Display for BaselineView {
         }
         writeln!(
             f,
-            "{:<12} {:>10} {:>12} {:>8} {:>8}  most common values",
-            "service", "packets/s", "bits/s", "seen", "sources"
+            "{:<12} {:>10} {:>12} {:>10} {:>8} {:>8}  most common values",
+            "service", "packets/s", "bits/s", "now pps", "seen", "sources"
         )?;
         for s in &self.services {
             let fields: Vec<String> = s
@@ -136,10 +146,11 @@ impl Display for BaselineView {
                 .collect();
             writeln!(
                 f,
-                "{:<12} {:>10.1} {:>12.0} {:>7}s {:>8}  {}",
+                "{:<12} {:>10.1} {:>12.0} {:>10.0} {:>7}s {:>8}  {}",
                 s.service,
                 s.pps,
                 s.bps,
+                s.now_pps,
                 s.learned_s,
                 s.known_sources,
                 fields.join("; ")

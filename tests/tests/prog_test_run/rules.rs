@@ -9,7 +9,8 @@ use floodwall::{
     lists::ListKind,
     rules::{NewRule, Origin, RuleMaps, RuleSet, TestPacket},
     traffic::{
-        baseline::{Baseline, Second},
+        baseline::{Baseline, Second, Service},
+        counted::ServiceCounters,
         known::KnownSources,
         sample::Sampled,
     },
@@ -558,6 +559,7 @@ fn source_known_and_unknown_follow_what_the_baseline_saw_use_the_service() {
         Second {
             samples: &[sample],
             packets_by_cpu: &[1],
+            counted: &std::collections::BTreeMap::new(),
         },
         &std::collections::BTreeSet::new(),
     );
@@ -579,4 +581,55 @@ fn source_known_and_unknown_follow_what_the_baseline_saw_use_the_service() {
         .sync(&Baseline::default())
         .expect("write the known sources");
     assert!(!r.drops(&from(ATTACKER4, 53)), "forgotten, it is unknown");
+}
+
+/// The per-service counters: every IP packet once, by its protocol and destination port,
+/// whichever stage decided it (the main program, the rules stage, the policy after the
+/// rules), in both families; TCP and UDP of one port apart.
+#[test]
+fn every_packet_is_counted_once_by_its_service_whatever_decides_it() {
+    if !privileged("every_packet_is_counted_once_by_its_service_whatever_decides_it") {
+        return;
+    }
+    let mut r = Rules::new(open());
+    let counters = ServiceCounters::take(&mut r.h.loaded.ebpf).expect("the counters");
+    r.add(&[("udp dport 9 drop", 100), ("udp dport 10 allow", 100)]);
+    let service = |proto, port| Service { proto, port };
+    let (dropped, allowed, after) = (udp4(1, 9), udp6(1, 10), udp4(1, 11));
+    let (syn, ping) = (tcp4(9, true, false), icmp4(8, 0));
+    for (frame, times) in [
+        (&dropped, 3),
+        (&allowed, 2),
+        (&after, 4),
+        (&syn, 5),
+        (&ping, 6),
+    ] {
+        for _ in 0..times {
+            r.run(frame);
+        }
+    }
+    let len = |f: &Vec<u8>, n: u64| (n, n * f.len() as u64);
+    let cases = [
+        (service(17, 9), len(&dropped, 3)),
+        (service(17, 10), len(&allowed, 2)),
+        (service(17, 11), len(&after, 4)),
+        (service(6, 9), len(&syn, 5)),
+        (service(1, 0), len(&ping, 6)),
+        (service(17, 12), (0, 0)),
+    ];
+    for (service, expected) in cases {
+        assert_eq!(
+            counters.counted(service).expect("read"),
+            expected,
+            "{service}"
+        );
+    }
+    // A frame that is not IP has no service.
+    let mut arp = udp4(1, 9);
+    arp[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
+    r.run(&arp);
+    assert_eq!(
+        counters.counted(service(17, 9)).expect("read"),
+        len(&dropped, 3)
+    );
 }

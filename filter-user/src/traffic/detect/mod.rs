@@ -61,6 +61,7 @@ pub const LEARN_LAG_S: usize = 2;
 struct Unlearned {
     samples: Vec<Sampled>,
     packets_by_cpu: Vec<u64>,
+    counted: BTreeMap<Service, (f64, f64)>,
     /// Its services that are not to be learned.
     not_normal: BTreeSet<Service>,
 }
@@ -106,6 +107,8 @@ pub struct Detector {
     samples_total: u64,
     /// The last seconds, oldest first, waiting to be learned.
     unlearned: VecDeque<Unlearned>,
+    /// Each service's packets and bits a second in the last second.
+    rates_now: BTreeMap<Service, (f64, f64)>,
 }
 
 /// The detector's numbers, for the metrics.
@@ -149,7 +152,14 @@ impl Detector {
             signatures_total: 0,
             samples_total: 0,
             unlearned: VecDeque::new(),
+            rates_now: BTreeMap::new(),
         }
+    }
+
+    /// Each service's packets and bits a second in the last second.
+    #[must_use]
+    pub fn rates_now(&self) -> &BTreeMap<Service, (f64, f64)> {
+        &self.rates_now
     }
 
     /// Seconds of traffic watched: learned, and waiting to be ([`LEARN_LAG_S`]).
@@ -243,6 +253,7 @@ impl Detector {
         }
         self.signatures_total += (room_before - room) as u64;
         self.learn_late(seen.second, &now.rates);
+        self.rates_now.clone_from(&now.rates);
         // Forget the oldest ended attacks.
         while self.attacks.len() > MAX_ATTACKS_KEPT {
             match self.attacks.iter().position(|a| !a.active()) {
@@ -283,6 +294,7 @@ impl Detector {
         self.unlearned.push_back(Unlearned {
             samples: second.samples.to_vec(),
             packets_by_cpu: second.packets_by_cpu.to_vec(),
+            counted: second.counted.clone(),
             not_normal,
         });
         while self.unlearned.len() > LEARN_LAG_S {
@@ -293,6 +305,7 @@ impl Detector {
                 Second {
                     samples: &due.samples,
                     packets_by_cpu: &due.packets_by_cpu,
+                    counted: &due.counted,
                 },
                 &due.not_normal,
             );

@@ -56,6 +56,9 @@ fn user(i: u16) -> Sampled {
 struct Run {
     detector: Detector,
     rules: Rules,
+    /// The services' rates as the per-service counters give them (none: the samples'
+    /// estimate).
+    counted: BTreeMap<Service, (f64, f64)>,
     t: u64,
     log: Vec<Happened>,
 }
@@ -65,6 +68,7 @@ impl Run {
         Self {
             detector: Detector::new(config, Baseline::default()),
             rules: Rules::default(),
+            counted: BTreeMap::new(),
             t: 0,
             log: Vec::new(),
         }
@@ -96,6 +100,7 @@ impl Run {
                 second: Second {
                     samples: &samples,
                     packets_by_cpu: &[packets],
+                    counted: &self.counted,
                 },
                 at: UNIX_EPOCH + Duration::from_secs(1_800_000_000 + self.t),
                 rule_matches: &matches,
@@ -113,6 +118,29 @@ fn junk(i: u16) -> Sampled {
 
 fn other_junk(i: u16) -> Sampled {
     udp((i % 200) as u8, 1024 + i, 300, &[0xab; 16])
+}
+
+#[test]
+fn the_counted_rate_wins_over_the_samples_estimate_both_ways() {
+    let service = Service {
+        proto: 17,
+        port: PORT,
+    };
+    let mut run = Run::new(DetectConfig::default());
+    run.counted.insert(service, (100.0, 100.0 * 60.0 * 8.0));
+    for _ in 0..10 {
+        assert!(run.second(100, 0, 100, &junk).is_empty());
+    }
+    // The samples' estimate says 1,000 times the normal rate (the CPU counted 100,000
+    // packets), the counters say normal: the packets were another service's.
+    assert!(run.second(100, 0, 100_000, &junk).is_empty());
+    // The samples look normal, the counters say 100,000 a second: an attack, even with
+    // none of the flood in the samples.
+    run.counted.insert(service, (100_000.0, 1e8));
+    let flooded = run.second(100, 0, 100, &junk);
+    assert!(matches!(flooded[0], Happened::Started(_)), "{flooded:?}");
+    let attack = &run.detector.attacks()[0];
+    assert_eq!(attack.peak_pps, 100_000.0);
 }
 
 #[test]
