@@ -158,8 +158,9 @@ pub mod map_names {
     /// Ring buffer of [`PacketSample`](crate::PacketSample)s. Not pinned: samples matter
     /// only to the daemon that reads them.
     pub const SAMPLES: &str = "FW_SAMPLES";
-    /// Per-CPU array of one `u32`: samples this CPU may still take before the daemon's
-    /// next refill (see [`crate::SAMPLES_PER_REFILL`]). Not pinned.
+    /// Per-CPU array of one [`SampleBudget`](crate::SampleBudget): samples this CPU may
+    /// still take before the daemon's next refill (see [`crate::SAMPLES_PER_REFILL`]), and
+    /// how they are spread. Not pinned.
     pub const SAMPLE_BUDGET: &str = "FW_SAMPLE_BUDGET";
     /// Per-CPU array of [`SERVICE_SLOTS`](crate::SERVICE_SLOTS)
     /// [`Counter`](crate::Counter)s by [`service_slot`](crate::service_slot): every IP
@@ -1115,6 +1116,7 @@ mod pod {
     unsafe impl aya::Pod for super::RuleSourceState {}
     unsafe impl aya::Pod for super::RuleRecord {}
     unsafe impl aya::Pod for super::PacketSample {}
+    unsafe impl aya::Pod for super::SampleBudget {}
 }
 
 /// Default capacity of each list (allow and deny, IPv4 and IPv6), in prefixes.

@@ -1,13 +1,16 @@
 //! Packet samples: the program hands the daemon a bounded sample of the packets it decided,
 //! for the daemon's per-service baselines and attack signatures.
 //!
-//! The bound is a per-CPU budget (`FW_SAMPLE_BUDGET`) that the program counts down, one
-//! per sample, and that the daemon refills every [`SAMPLE_REFILL_MS`] milliseconds to each
-//! CPU's share of [`SAMPLES_PER_REFILL`]. A packet pays one per-CPU array read and a compare while the
-//! budget is spent; no clock and no helper call. Within a refill period the first packets
-//! are taken, so at flood rates the sample is the traffic of the first moments of each
-//! period: proportional to the traffic's mix while it holds for longer than a period.
-//! While no daemon refills the budget (stopped, or killed), no samples are taken.
+//! The bound is a per-CPU budget ([`SampleBudget`], in `FW_SAMPLE_BUDGET`) that the program
+//! counts down, one per sample, and that the daemon refills every [`SAMPLE_REFILL_MS`]
+//! milliseconds to each CPU's share of [`SAMPLES_PER_REFILL`]. Within a period the samples
+//! are spread over its packets: one every [`SampleBudget::every`] packets, which the daemon
+//! sets from the packets the CPU saw in the period before, from a random first one. Taking
+//! the first packets of each period instead would over-sample what comes just after a
+//! refill, and a sender whose timer runs in step with the refills (a client querying every
+//! 10 ms) would be in every sample or in none. A packet pays one per-CPU array read, an
+//! add and a compare while the budget is spent; no clock and no helper call. While no
+//! daemon refills the budget (stopped, or killed), no samples are taken.
 
 /// Bytes of the frame a sample holds, from its first byte: enough for Ethernet with two
 /// VLAN tags, IPv6 with an extension header or two, and the first bytes of the L4 payload,
@@ -48,6 +51,22 @@ pub const fn service_slot(proto: u8, dport: u16) -> u32 {
         other => 2 * SERVICE_PORT_SLOTS + other as u32,
     }
 }
+
+/// This CPU's sampling state (`FW_SAMPLE_BUDGET`, element 0). The daemon writes it whole
+/// at each refill; the program counts it down.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SampleBudget {
+    /// Samples this CPU may still take before the next refill.
+    pub left: u32,
+    /// Packets to the next sample: the packet that finds it at one (or zero) is taken.
+    pub countdown: u32,
+    /// Packets from one sample to the next (one: every packet while the budget lasts).
+    pub every: u32,
+    /// Packets this CPU judged, wrapping: the daemon's count of a period's packets.
+    pub seen: u32,
+}
+const _: () = assert!(core::mem::size_of::<SampleBudget>() == 16);
 
 /// No rule decided the packet ([`PacketSample::rule_slot`]).
 pub const NO_RULE: u32 = u32::MAX;
@@ -101,6 +120,14 @@ mod tests {
         assert_eq!(offset_of!(PacketSample, outcome), 11);
         assert_eq!(offset_of!(PacketSample, cpu), 12);
         assert_eq!(offset_of!(PacketSample, bytes), 16);
+    }
+
+    #[test]
+    fn the_sample_budget_is_where_both_sides_read_it() {
+        assert_eq!(offset_of!(SampleBudget, left), 0);
+        assert_eq!(offset_of!(SampleBudget, countdown), 4);
+        assert_eq!(offset_of!(SampleBudget, every), 8);
+        assert_eq!(offset_of!(SampleBudget, seen), 12);
     }
 
     #[test]

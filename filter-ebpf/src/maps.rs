@@ -15,8 +15,8 @@ use filter_common::{
     Outcome, PrefixKey, PrefixState, RULE_INDEX_WORDS, RULES_STAGE, RuleBucket, RuleBucketKey,
     RuleCounters, RuleEntry, RuleRateState, RuleRecord, RuleSourceKey, RuleSourceState,
     SAMPLES_BYTES, SERVICE_SLOTS, SKETCH_ROWS, STAGE_SLOTS, SYN_COOKIE_STAGE, SYN_PORT_WORDS,
-    SYN_STAT_SLOTS, SketchRow, SourceKey, SourceState, SynStat, TABLE_STAT_SLOTS, TRACKED_CHUNKS,
-    TrackedChunk,
+    SYN_STAT_SLOTS, SampleBudget, SketchRow, SourceKey, SourceState, SynStat, TABLE_STAT_SLOTS,
+    TRACKED_CHUNKS, TrackedChunk,
 };
 
 /// Per-source state. Key: source address (wire order, IPv4 mapped); value: GCRA state,
@@ -118,9 +118,10 @@ pub static FW_EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
 #[map(name = "FW_SAMPLES")]
 pub static FW_SAMPLES: RingBuf = RingBuf::with_byte_size(SAMPLES_BYTES, 0);
 
-/// Element 0: samples this CPU may still take; counted down here, refilled by the daemon.
+/// Element 0: samples this CPU may still take, and how they are spread; counted down here,
+/// refilled by the daemon.
 #[map(name = "FW_SAMPLE_BUDGET")]
-pub static FW_SAMPLE_BUDGET: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
+pub static FW_SAMPLE_BUDGET: PerCpuArray<SampleBudget> = PerCpuArray::with_max_entries(1, 0);
 
 /// Every IP packet judged, by `filter_common::service_slot` of its protocol and destination
 /// port, per CPU. Written here once a packet (in the main program, before any tail call);

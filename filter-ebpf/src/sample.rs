@@ -1,25 +1,33 @@
 //! Packet samples for the daemon (see `filter_common::PacketSample`): a per-CPU budget the
-//! daemon refills, counted down here, one sample a packet until it is spent.
+//! daemon refills, counted down here, one sample every so many packets until it is spent.
 
 use aya_ebpf::programs::XdpContext;
 use filter_common::{PacketSample, SAMPLE_CAPTURE_BYTES};
 
 use crate::maps::{FW_SAMPLE_BUDGET, FW_SAMPLES};
 
-/// Samples the packet if this CPU's budget allows: its class, outcome, the rule slot that
-/// decided it (or `NO_RULE`) and its first bytes.
+/// Counts the packet, and samples it if this CPU's budget allows and its turn has come
+/// (`filter_common::SampleBudget`): its class, outcome, the rule slot that decided it (or
+/// `NO_RULE`) and its first bytes.
 #[inline(always)]
 pub fn take(ctx: &XdpContext, class: u32, outcome: u32, rule_slot: u32) {
-    let Some(left) = FW_SAMPLE_BUDGET.get_ptr_mut(0) else {
+    let Some(budget) = FW_SAMPLE_BUDGET.get_ptr_mut(0) else {
         return;
     };
     // SAFETY: this CPU's element of a per-CPU array; XDP runs with preemption disabled. The
-    // daemon's refill may race with the decrement: a sample more or less in that period.
+    // daemon's refill may race with these writes: a sample or a count more or less in that
+    // period.
     unsafe {
-        if *left == 0 {
+        (*budget).seen = (*budget).seen.wrapping_add(1);
+        if (*budget).left == 0 {
             return;
         }
-        *left -= 1;
+        if (*budget).countdown > 1 {
+            (*budget).countdown -= 1;
+            return;
+        }
+        (*budget).countdown = (*budget).every;
+        (*budget).left -= 1;
     }
     capture(ctx, class, outcome, rule_slot);
 }

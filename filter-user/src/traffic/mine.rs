@@ -31,10 +31,9 @@ pub const MAX_BASELINE_SHARE: f64 = 0.005;
 pub const MIN_SAMPLES: usize = 20;
 
 /// The fewest sources a signature's matching samples must come from. Fewer are the
-/// per-source limits' to hold, and a signature of one source is most likely a user's: the
-/// samples are the first packets of each refill period, so a user who sends on a timer in
-/// step with the refills is sampled every time, and its samples, weighted by a flooded
-/// CPU's packets, can look like thousands of packets a second.
+/// per-source limits' to hold, and a signature of one source is most likely a busy user's:
+/// a few of its samples, weighted by a flooded CPU's packets, can look like thousands of
+/// packets a second.
 pub const MIN_SOURCES: usize = 8;
 
 /// A field tells normal packets from others only where the baseline's known values hold at

@@ -8,7 +8,9 @@ use aya::{
     Ebpf,
     maps::{MapData, PerCpuArray, PerCpuValues, RingBuf},
 };
-use filter_common::{Class, NO_RULE, Outcome, PacketSample, SAMPLES_PER_REFILL, map_names};
+use filter_common::{
+    Class, NO_RULE, Outcome, PacketSample, SAMPLES_PER_REFILL, SampleBudget, map_names,
+};
 
 use crate::rules::TestPacket;
 
@@ -59,11 +61,30 @@ pub fn budget_per_cpu(cpus: usize) -> u32 {
     (SAMPLES_PER_REFILL / u32::try_from(cpus.max(1)).unwrap_or(u32::MAX)).max(1)
 }
 
+/// A CPU's budget for the next period: `share` samples, spread over as many packets as it
+/// saw in the period before (`packets`), one every `packets / share`, the first at a
+/// random one of those (`random`), so that no packet's place in the period decides
+/// whether it is sampled. `seen` is left at zero for the caller.
+#[must_use]
+pub fn spread(share: u32, packets: u32, random: u32) -> SampleBudget {
+    let every = (packets / share.max(1)).max(1);
+    SampleBudget {
+        left: share,
+        countdown: 1 + random % every,
+        every,
+        seen: 0,
+    }
+}
+
 /// The sample ring buffer and the budget.
 pub struct Sampler {
     ring: RingBuf<MapData>,
-    budget: PerCpuArray<MapData, u32>,
+    budget: PerCpuArray<MapData, SampleBudget>,
     cpus: usize,
+    /// Each CPU's count of packets at the last refill.
+    seen_at_refill: Vec<u32>,
+    /// A xorshift generator's state, for where each period's first sample falls.
+    random: u32,
 }
 
 impl Sampler {
@@ -80,33 +101,88 @@ impl Sampler {
             .with_context(|| format!("map {} is not a ring buffer", map_names::SAMPLES))?;
         let budget = PerCpuArray::try_from(take(map_names::SAMPLE_BUDGET)?).with_context(|| {
             format!(
-                "map {} is not a per-CPU array of u32",
+                "map {} is not a per-CPU array of sample budgets",
                 map_names::SAMPLE_BUDGET
             )
         })?;
         let cpus = aya::util::nr_cpus().map_err(|(_, e)| anyhow!("possible CPUs: {e}"))?;
-        Ok(Self { ring, budget, cpus })
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        Ok(Self {
+            ring,
+            budget,
+            cpus,
+            seen_at_refill: Vec::new(),
+            random: seed | 1,
+        })
     }
 
-    /// Sets every CPU's budget to `samples` (the daemon's refill is
-    /// [`SAMPLES_PER_REFILL`]).
+    /// Sets every CPU's budget to `budget`.
     ///
     /// # Errors
     /// If the kernel refuses the update.
+    pub fn set(&mut self, budget: SampleBudget) -> anyhow::Result<()> {
+        self.write(vec![budget; self.cpus])
+    }
+
+    /// Sets every CPU's budget to the first `samples` packets.
+    ///
+    /// # Errors
+    /// As [`Sampler::set`].
     pub fn set_budget(&mut self, samples: u32) -> anyhow::Result<()> {
-        let values = PerCpuValues::try_from(vec![samples; self.cpus])
-            .context("per-CPU values of the sample budget")?;
+        self.set(SampleBudget {
+            left: samples,
+            countdown: 1,
+            every: 1,
+            seen: 0,
+        })
+    }
+
+    /// Each CPU's budget as the program left it.
+    ///
+    /// # Errors
+    /// If the kernel refuses the lookup.
+    pub fn budgets(&self) -> anyhow::Result<Vec<SampleBudget>> {
+        let values = self
+            .budget
+            .get(&0, 0)
+            .with_context(|| format!("cannot read {}", map_names::SAMPLE_BUDGET))?;
+        Ok(values.iter().copied().collect())
+    }
+
+    fn write(&mut self, budgets: Vec<SampleBudget>) -> anyhow::Result<()> {
+        let values =
+            PerCpuValues::try_from(budgets).context("per-CPU values of the sample budget")?;
         self.budget
             .set(0, values, 0)
             .with_context(|| format!("cannot refill {}", map_names::SAMPLE_BUDGET))
     }
 
-    /// Refills every CPU's budget with its share of [`SAMPLES_PER_REFILL`].
+    /// Refills every CPU's budget with its share of [`SAMPLES_PER_REFILL`], spread over
+    /// as many packets as it saw since the last refill ([`spread`]).
     ///
     /// # Errors
-    /// As [`Sampler::set_budget`].
+    /// If the kernel refuses the lookup or the update.
     pub fn refill(&mut self) -> anyhow::Result<()> {
-        self.set_budget(budget_per_cpu(self.cpus))
+        let share = budget_per_cpu(self.cpus);
+        let now = self.budgets()?;
+        let next: Vec<SampleBudget> = now
+            .iter()
+            .enumerate()
+            .map(|(cpu, b)| {
+                let last = self.seen_at_refill.get(cpu).copied().unwrap_or(b.seen);
+                self.random ^= self.random << 13;
+                self.random ^= self.random >> 17;
+                self.random ^= self.random << 5;
+                SampleBudget {
+                    seen: b.seen,
+                    ..spread(share, b.seen.wrapping_sub(last), self.random)
+                }
+            })
+            .collect();
+        self.seen_at_refill = next.iter().map(|b| b.seen).collect();
+        self.write(next)
     }
 
     /// The samples in the ring buffer now, oldest first; records that do not decode are
@@ -132,6 +208,30 @@ impl Sampler {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_period_budget_spreads_its_samples_over_the_packets_of_the_last() {
+        // A quiet period: every packet, from the first.
+        assert_eq!(
+            spread(25, 10, 12_345),
+            SampleBudget {
+                left: 25,
+                countdown: 1,
+                every: 1,
+                seen: 0
+            }
+        );
+        // 2,500 packets for 25 samples: one in 100, the first at a random one of the
+        // first 100.
+        let b = spread(25, 2_500, 12_345);
+        assert_eq!((b.left, b.every, b.countdown), (25, 100, 1 + 12_345 % 100));
+        for random in [0, 1, 99, 100, u32::MAX] {
+            let b = spread(25, 2_500, random);
+            assert!((1..=100).contains(&b.countdown), "{b:?}");
+        }
+        // No share: no division by zero.
+        assert_eq!(spread(0, 100, 7).every, 100);
+    }
 
     #[test]
     fn the_budget_is_shared_by_the_cpus_and_each_gets_one_at_least() {

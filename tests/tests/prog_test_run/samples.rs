@@ -3,7 +3,7 @@
 //! length, class and outcome, the rule that decided it, and the CPU that took it.
 
 use etherparse::PacketBuilder;
-use filter_common::{Class, Outcome, SAMPLE_CAPTURE_BYTES};
+use filter_common::{Class, Outcome, SAMPLE_CAPTURE_BYTES, SampleBudget};
 use floodwall::{limits::LimitsChange, traffic::sample::Sampler};
 
 use super::{
@@ -81,5 +81,57 @@ fn the_budget_bounds_the_samples_and_each_holds_its_frame() {
         (samples[0].outcome, samples[0].packet.is_none()),
         (Outcome::NonIp, true)
     );
+    pin_to_all_cpus(std::thread::available_parallelism().map_or(1, usize::from));
+}
+
+/// Within a period the samples are spread: one every `every` packets from the
+/// `countdown`th, until the budget is spent; every packet is counted, sampled or not.
+#[test]
+fn the_samples_are_spread_over_the_period_and_every_packet_is_counted() {
+    if !privileged("the_samples_are_spread_over_the_period_and_every_packet_is_counted") {
+        return;
+    }
+    pin_to_cpu(0);
+    let mut h = Harness::new(LimitsChange::default());
+    let mut samples_of = Sampler::take(&mut h.loaded.ebpf).expect("the sample maps");
+    samples_of
+        .set(SampleBudget {
+            left: 2,
+            countdown: 2,
+            every: 3,
+            seen: 0,
+        })
+        .expect("budget");
+    // Ten frames, each told apart by its payload's length.
+    for len in 0..10 {
+        h.run(&udp_with_payload(len));
+    }
+    let (samples, _) = samples_of.drain();
+    let lens: Vec<u16> = samples
+        .iter()
+        .map(|s| s.packet.as_ref().expect("IP").len - 28)
+        .collect();
+    assert_eq!(
+        lens,
+        [1, 4],
+        "the 2nd and the 5th, then the budget is spent"
+    );
+    let budget = samples_of.budgets().expect("read")[0];
+    assert_eq!((budget.left, budget.seen), (0, 10), "{budget:?}");
+    // The daemon's refill spreads the next period's samples over the ten packets of this
+    // one: each CPU's share (two CPUs or fewer here: 25 or 50), one every packet.
+    samples_of.refill().expect("refill");
+    let budget = samples_of.budgets().expect("read")[0];
+    assert_eq!((budget.every, budget.countdown, budget.seen), (1, 1, 10));
+    // A busier period, 100 packets: the next is spread one every 100 / share packets.
+    let frame = udp_with_payload(3);
+    h.run_n(&frame, 100);
+    samples_of.drain();
+    samples_of.refill().expect("refill");
+    let budget = samples_of.budgets().expect("read")[0];
+    let share = budget.left;
+    assert_eq!(budget.every, (100 / share).max(1), "{budget:?}");
+    assert!((1..=budget.every).contains(&budget.countdown), "{budget:?}");
+    assert_eq!(budget.seen, 110);
     pin_to_all_cpus(std::thread::available_parallelism().map_or(1, usize::from));
 }
