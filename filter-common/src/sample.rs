@@ -5,12 +5,12 @@
 //! counts down, one per sample, and that the daemon refills every [`SAMPLE_REFILL_MS`]
 //! milliseconds to each CPU's share of [`SAMPLES_PER_REFILL`]. Within a period the samples
 //! are spread over its packets: one every [`SampleBudget::every`] packets, which the daemon
-//! sets from the packets the CPU saw in the period before, from a random first one. Taking
+//! sets from the CPU's packet rate in the last second, from a random first one. Taking
 //! the first packets of each period instead would over-sample what comes just after a
 //! refill, and a sender whose timer runs in step with the refills (a client querying every
-//! 10 ms) would be in every sample or in none. A packet pays one per-CPU array read, an
-//! add and a compare while the budget is spent; no clock and no helper call. While no
-//! daemon refills the budget (stopped, or killed), no samples are taken.
+//! 10 ms) would be in every sample or in none. A packet pays one per-CPU array read and a
+//! compare while the budget is spent; no clock, no helper call, no write. While no daemon
+//! refills the budget (stopped, or killed), no samples are taken.
 
 /// Bytes of the frame a sample holds, from its first byte: enough for Ethernet with two
 /// VLAN tags, IPv6 with an extension header or two, and the first bytes of the L4 payload,
@@ -63,10 +63,8 @@ pub struct SampleBudget {
     pub countdown: u32,
     /// Packets from one sample to the next (one: every packet while the budget lasts).
     pub every: u32,
-    /// Packets this CPU judged, wrapping: the daemon's count of a period's packets.
-    pub seen: u32,
 }
-const _: () = assert!(core::mem::size_of::<SampleBudget>() == 16);
+const _: () = assert!(core::mem::size_of::<SampleBudget>() == 12);
 
 /// No rule decided the packet ([`PacketSample::rule_slot`]).
 pub const NO_RULE: u32 = u32::MAX;
@@ -127,7 +125,6 @@ mod tests {
         assert_eq!(offset_of!(SampleBudget, left), 0);
         assert_eq!(offset_of!(SampleBudget, countdown), 4);
         assert_eq!(offset_of!(SampleBudget, every), 8);
-        assert_eq!(offset_of!(SampleBudget, seen), 12);
     }
 
     #[test]

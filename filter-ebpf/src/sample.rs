@@ -6,19 +6,18 @@ use filter_common::{PacketSample, SAMPLE_CAPTURE_BYTES};
 
 use crate::maps::{FW_SAMPLE_BUDGET, FW_SAMPLES};
 
-/// Counts the packet, and samples it if this CPU's budget allows and its turn has come
+/// Samples the packet if this CPU's budget allows and its turn has come
 /// (`filter_common::SampleBudget`): its class, outcome, the rule slot that decided it (or
-/// `NO_RULE`) and its first bytes.
+/// `NO_RULE`) and its first bytes. While the budget is spent (most packets, at flood
+/// rates), a read and a compare.
 #[inline(always)]
 pub fn take(ctx: &XdpContext, class: u32, outcome: u32, rule_slot: u32) {
     let Some(budget) = FW_SAMPLE_BUDGET.get_ptr_mut(0) else {
         return;
     };
     // SAFETY: this CPU's element of a per-CPU array; XDP runs with preemption disabled. The
-    // daemon's refill may race with these writes: a sample or a count more or less in that
-    // period.
+    // daemon's refill may race with these writes: a sample more or less in that period.
     unsafe {
-        (*budget).seen = (*budget).seen.wrapping_add(1);
         if (*budget).left == 0 {
             return;
         }

@@ -87,13 +87,15 @@ pub(super) async fn traffic_loop(
         }
         let second = std::mem::take(&mut pending);
         let shared_now = Arc::clone(&shared);
-        (counted, known, counters) = tokio::task::spawn_blocking(move || {
-            let counted = one_second(&shared_now, &second, &counted, &mut counters)?;
+        let packets_by_cpu;
+        (counted, packets_by_cpu, known, counters) = tokio::task::spawn_blocking(move || {
+            let (counted, rates) = one_second(&shared_now, &second, &counted, &mut counters)?;
             sync_known(&shared_now, &mut known);
-            anyhow::Ok((counted, known, counters))
+            anyhow::Ok((counted, rates, known, counters))
         })
         .await
         .map_err(|e| anyhow!("the traffic task failed: {e}"))??;
+        sampler.pace(&packets_by_cpu);
         if saved.elapsed() >= SAVE_INTERVAL {
             saved = Instant::now();
             let baseline = lock(&shared.detector).baseline.clone();
@@ -137,13 +139,14 @@ impl Counted {
 
 /// One second: counts, the detector, and what it did said in the log and the journal.
 /// The counters are read here, at the end of the second the samples come from, so that
-/// each sample stands for the packets of its own second.
+/// each sample stands for the packets of its own second. Returns them, with the second's
+/// packets a second by CPU.
 fn one_second(
     shared: &Shared,
     samples: &[Sampled],
     before: &Counted,
     counters: &mut ServiceCounters,
-) -> anyhow::Result<Counted> {
+) -> anyhow::Result<(Counted, Vec<u64>)> {
     let now = Counted::read(shared)?;
     let packets_by_cpu = before.rate_until(&now);
     let estimated = Second {
@@ -192,7 +195,7 @@ fn one_second(
         };
         lock(&shared.blocks).record(EventRecord::now(EventKind::Attack, None, line));
     }
-    Ok(now)
+    Ok((now, packets_by_cpu))
 }
 
 /// The rates of the services the baseline has and of those in this second's samples

@@ -9,7 +9,8 @@ use aya::{
     maps::{MapData, PerCpuArray, PerCpuValues, RingBuf},
 };
 use filter_common::{
-    Class, NO_RULE, Outcome, PacketSample, SAMPLES_PER_REFILL, SampleBudget, map_names,
+    Class, NO_RULE, Outcome, PacketSample, SAMPLE_REFILL_MS, SAMPLES_PER_REFILL, SampleBudget,
+    map_names,
 };
 
 use crate::rules::TestPacket;
@@ -62,17 +63,18 @@ pub fn budget_per_cpu(cpus: usize) -> u32 {
 }
 
 /// A CPU's budget for the next period: `share` samples, spread over as many packets as it
-/// saw in the period before (`packets`), one every `packets / share`, the first at a
-/// random one of those (`random`), so that no packet's place in the period decides
-/// whether it is sampled. `seen` is left at zero for the caller.
+/// is expected to see in a period (`packets`), one every `packets / share`, the first at a
+/// random one of those (`random`), so that no packet's place in the period decides whether
+/// it is sampled.
 #[must_use]
-pub fn spread(share: u32, packets: u32, random: u32) -> SampleBudget {
-    let every = (packets / share.max(1)).max(1);
+pub fn spread(share: u32, packets: u64, random: u32) -> SampleBudget {
+    let every = u32::try_from(packets / u64::from(share.max(1)))
+        .unwrap_or(u32::MAX)
+        .max(1);
     SampleBudget {
         left: share,
         countdown: 1 + random % every,
         every,
-        seen: 0,
     }
 }
 
@@ -81,8 +83,8 @@ pub struct Sampler {
     ring: RingBuf<MapData>,
     budget: PerCpuArray<MapData, SampleBudget>,
     cpus: usize,
-    /// Each CPU's count of packets at the last refill.
-    seen_at_refill: Vec<u32>,
+    /// Each CPU's packets in a refill period, as of its rate in the last second.
+    per_period: Vec<u64>,
     /// A xorshift generator's state, for where each period's first sample falls.
     random: u32,
 }
@@ -113,7 +115,7 @@ impl Sampler {
             ring,
             budget,
             cpus,
-            seen_at_refill: Vec::new(),
+            per_period: Vec::new(),
             random: seed | 1,
         })
     }
@@ -135,7 +137,6 @@ impl Sampler {
             left: samples,
             countdown: 1,
             every: 1,
-            seen: 0,
         })
     }
 
@@ -159,29 +160,32 @@ impl Sampler {
             .with_context(|| format!("cannot refill {}", map_names::SAMPLE_BUDGET))
     }
 
-    /// Refills every CPU's budget with its share of [`SAMPLES_PER_REFILL`], spread over
-    /// as many packets as it saw since the last refill ([`spread`]).
+    /// Sets each CPU's expected packets in a refill period from its packets a second in
+    /// the last second (by CPU): the spread of the refills to come.
+    pub fn pace(&mut self, packets_per_second_by_cpu: &[u64]) {
+        let periods_per_second = 1_000 / SAMPLE_REFILL_MS;
+        self.per_period = packets_per_second_by_cpu
+            .iter()
+            .map(|pps| pps / periods_per_second)
+            .collect();
+    }
+
+    /// Refills every CPU's budget with its share of [`SAMPLES_PER_REFILL`], spread over the
+    /// packets it is expected to see in the period ([`spread`], [`Sampler::pace`]).
     ///
     /// # Errors
-    /// If the kernel refuses the lookup or the update.
+    /// If the kernel refuses the update.
     pub fn refill(&mut self) -> anyhow::Result<()> {
         let share = budget_per_cpu(self.cpus);
-        let now = self.budgets()?;
-        let next: Vec<SampleBudget> = now
-            .iter()
-            .enumerate()
-            .map(|(cpu, b)| {
-                let last = self.seen_at_refill.get(cpu).copied().unwrap_or(b.seen);
+        let next: Vec<SampleBudget> = (0..self.cpus)
+            .map(|cpu| {
                 self.random ^= self.random << 13;
                 self.random ^= self.random >> 17;
                 self.random ^= self.random << 5;
-                SampleBudget {
-                    seen: b.seen,
-                    ..spread(share, b.seen.wrapping_sub(last), self.random)
-                }
+                let packets = self.per_period.get(cpu).copied().unwrap_or(0);
+                spread(share, packets, self.random)
             })
             .collect();
-        self.seen_at_refill = next.iter().map(|b| b.seen).collect();
         self.write(next)
     }
 
@@ -210,7 +214,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_period_budget_spreads_its_samples_over_the_packets_of_the_last() {
+    fn a_period_budget_spreads_its_samples_over_the_packets_expected() {
         // A quiet period: every packet, from the first.
         assert_eq!(
             spread(25, 10, 12_345),
@@ -218,7 +222,6 @@ mod tests {
                 left: 25,
                 countdown: 1,
                 every: 1,
-                seen: 0
             }
         );
         // 2,500 packets for 25 samples: one in 100, the first at a random one of the

@@ -85,10 +85,11 @@ fn the_budget_bounds_the_samples_and_each_holds_its_frame() {
 }
 
 /// Within a period the samples are spread: one every `every` packets from the
-/// `countdown`th, until the budget is spent; every packet is counted, sampled or not.
+/// `countdown`th, until the budget is spent; the daemon's refill spreads them over the
+/// packets a CPU is expected to see in a period.
 #[test]
-fn the_samples_are_spread_over_the_period_and_every_packet_is_counted() {
-    if !privileged("the_samples_are_spread_over_the_period_and_every_packet_is_counted") {
+fn the_samples_are_spread_over_the_period() {
+    if !privileged("the_samples_are_spread_over_the_period") {
         return;
     }
     pin_to_cpu(0);
@@ -99,7 +100,6 @@ fn the_samples_are_spread_over_the_period_and_every_packet_is_counted() {
             left: 2,
             countdown: 2,
             every: 3,
-            seen: 0,
         })
         .expect("budget");
     // Ten frames, each told apart by its payload's length.
@@ -116,22 +116,29 @@ fn the_samples_are_spread_over_the_period_and_every_packet_is_counted() {
         [1, 4],
         "the 2nd and the 5th, then the budget is spent"
     );
-    let budget = samples_of.budgets().expect("read")[0];
-    assert_eq!((budget.left, budget.seen), (0, 10), "{budget:?}");
-    // The daemon's refill spreads the next period's samples over the ten packets of this
-    // one: each CPU's share (two CPUs or fewer here: 25 or 50), one every packet.
+    assert_eq!(samples_of.budgets().expect("read")[0].left, 0);
+    // 100,000 packets a second on CPU 0 are 1,000 in a 10 ms period: the refill spreads
+    // CPU 0's share over them, from a random first one.
+    samples_of.pace(&[100_000]);
     samples_of.refill().expect("refill");
     let budget = samples_of.budgets().expect("read")[0];
-    assert_eq!((budget.every, budget.countdown, budget.seen), (1, 1, 10));
-    // A busier period, 100 packets: the next is spread one every 100 / share packets.
-    let frame = udp_with_payload(3);
-    h.run_n(&frame, 100);
-    samples_of.drain();
-    samples_of.refill().expect("refill");
-    let budget = samples_of.budgets().expect("read")[0];
-    let share = budget.left;
-    assert_eq!(budget.every, (100 / share).max(1), "{budget:?}");
+    assert_eq!(budget.every, 1_000 / budget.left, "{budget:?}");
     assert!((1..=budget.every).contains(&budget.countdown), "{budget:?}");
-    assert_eq!(budget.seen, 110);
+    // The frames then sampled are one every `every`, from the `countdown`th.
+    let (every, first) = (budget.every, budget.countdown);
+    for len in 0..(first + 2 * every) as usize {
+        h.run(&udp_with_payload(len % 200));
+    }
+    let (samples, _) = samples_of.drain();
+    let lens: Vec<u32> = samples
+        .iter()
+        .map(|s| u32::from(s.packet.as_ref().expect("IP").len - 28))
+        .collect();
+    let expected: Vec<u32> = [first - 1, first - 1 + every, first - 1 + 2 * every]
+        .into_iter()
+        .filter(|&n| n < first + 2 * every)
+        .map(|n| n % 200)
+        .collect();
+    assert_eq!(lens, expected);
     pin_to_all_cpus(std::thread::available_parallelism().map_or(1, usize::from));
 }
