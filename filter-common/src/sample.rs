@@ -8,9 +8,10 @@
 //! sets from the CPU's packet rate in the last second, from a random first one. Taking
 //! the first packets of each period instead would over-sample what comes just after a
 //! refill, and a sender whose timer runs in step with the refills (a client querying every
-//! 10 ms) would be in every sample or in none. A packet pays one per-CPU array read and a
-//! compare while the budget is spent; no clock, no helper call, no write. While no daemon
-//! refills the budget (stopped, or killed), no samples are taken.
+//! 10 ms) would be in every sample or in none. A packet pays one per-CPU array read, two
+//! compares and a decrement of the countdown while the budget lasts (which, spread, is
+//! most of the period), a read and a compare once it is spent; no clock and no helper
+//! call. While no daemon refills the budget (stopped, or killed), no samples are taken.
 
 /// Bytes of the frame a sample holds, from its first byte: enough for Ethernet with two
 /// VLAN tags, IPv6 with an extension header or two, and the first bytes of the L4 payload,
@@ -32,10 +33,18 @@ pub const SAMPLES_BYTES: u32 = 512 * 1024;
 /// counted once, by its service's slot ([`service_slot`]), whatever its outcome, so that
 /// the daemon reads each service's rate exactly rather than estimating it from samples.
 ///
-/// Slots a transport protocol with ports (TCP, UDP) has: its destination port modulo this.
-/// The well-known ports (under 1,024) never share a slot; a port shares its slot with the
-/// ports a multiple of this away, and the daemon splits a shared slot by the samples.
-pub const SERVICE_PORT_SLOTS: u32 = 4_096;
+/// Slots a transport protocol with ports (TCP, UDP) has: the well-known ports (under
+/// [`WELL_KNOWN_PORTS`]) one each, then the other ports by their low 12 bits, so that a
+/// flood spread over the high ports never adds to a well-known service's count. A high port
+/// shares its slot with the high ports a multiple of 4,096 away; the daemon splits a shared
+/// slot by the samples. (A mask, not a modulo: the program would pay a division.)
+pub const SERVICE_PORT_SLOTS: u32 = WELL_KNOWN_PORTS + HIGH_PORT_SLOTS;
+
+/// Ports with a slot of their own in [`service_slot`].
+pub const WELL_KNOWN_PORTS: u32 = 1_024;
+
+/// Slots the other ports share, by their low bits (a power of two).
+pub const HIGH_PORT_SLOTS: u32 = 4_096;
 
 /// Slots of the per-service counters: TCP's ports, UDP's ports, then one a protocol number
 /// (the protocols without ports, ICMP and `ICMPv6` among them).
@@ -45,12 +54,19 @@ pub const SERVICE_SLOTS: u32 = 2 * SERVICE_PORT_SLOTS + 256;
 /// `dport` (zero for a packet without ports: a protocol without them, a later fragment).
 #[must_use]
 pub const fn service_slot(proto: u8, dport: u16) -> u32 {
+    let port = dport as u32;
+    let port_slot = if port < WELL_KNOWN_PORTS {
+        port
+    } else {
+        WELL_KNOWN_PORTS + (port & (HIGH_PORT_SLOTS - 1))
+    };
     match proto {
-        6 => dport as u32 % SERVICE_PORT_SLOTS,
-        17 => SERVICE_PORT_SLOTS + dport as u32 % SERVICE_PORT_SLOTS,
+        6 => port_slot,
+        17 => SERVICE_PORT_SLOTS + port_slot,
         other => 2 * SERVICE_PORT_SLOTS + other as u32,
     }
 }
+const _: () = assert!(HIGH_PORT_SLOTS.is_power_of_two());
 
 /// This CPU's sampling state (`FW_SAMPLE_BUDGET`, element 0). The daemon writes it whole
 /// at each refill; the program counts it down.
@@ -132,20 +148,30 @@ mod tests {
         // Golden values: the program and the daemon both compute these.
         assert_eq!(service_slot(6, 80), 80);
         assert_eq!(service_slot(6, 443), 443);
-        assert_eq!(service_slot(6, 4_096 + 443), 443);
-        assert_eq!(service_slot(17, 53), 4_096 + 53);
-        assert_eq!(service_slot(17, 65_535), 4_096 + 4_095);
-        assert_eq!(service_slot(1, 0), 8_192 + 1);
-        assert_eq!(service_slot(58, 0), 8_192 + 58);
+        assert_eq!(service_slot(6, 1_023), 1_023);
+        assert_eq!(service_slot(6, 1_024), 2_048);
+        assert_eq!(service_slot(6, 4_096 + 443), 1_024 + 443);
+        assert_eq!(service_slot(6, 5_000), service_slot(6, 5_000 + 4_096));
+        assert_eq!(service_slot(17, 53), 5_120 + 53);
+        assert_eq!(service_slot(17, 65_535), 5_120 + 1_024 + 4_095);
+        assert_eq!(service_slot(1, 0), 10_240 + 1);
+        assert_eq!(service_slot(58, 0), 10_240 + 58);
         assert_eq!(service_slot(255, 0), SERVICE_SLOTS - 1);
-        // The well-known ports never share a slot.
-        let mut taken = [false; SERVICE_SLOTS as usize];
-        for port in 0..1_024 {
+        // The well-known ports have a slot each, which no other port shares.
+        let mut taken = [0u8; SERVICE_SLOTS as usize];
+        for port in 0..=u16::MAX {
             for proto in [6, 17] {
-                let slot = service_slot(proto, port) as usize;
-                assert!(!taken[slot], "{proto}/{port} shares a slot");
-                taken[slot] = true;
+                let slot = service_slot(proto, port);
+                assert!(slot < SERVICE_SLOTS);
+                taken[slot as usize] += 1;
+                if u32::from(port) < WELL_KNOWN_PORTS {
+                    assert_eq!(slot % SERVICE_PORT_SLOTS, u32::from(port));
+                }
             }
+        }
+        for port in 0..WELL_KNOWN_PORTS {
+            assert_eq!(taken[port as usize], 1, "tcp/{port}");
+            assert_eq!(taken[(SERVICE_PORT_SLOTS + port) as usize], 1, "udp/{port}");
         }
     }
 

@@ -41,9 +41,9 @@ pub struct Snapshot {
     pub rules: Vec<crate::rules::RuleView>,
     /// Attacks, signatures and samples.
     pub attacks: crate::traffic::detect::DetectorCounts,
-    /// `(service, packets a second now, packets a second normally)` of each service the
-    /// baseline has.
-    pub services: Vec<(String, f64, f64)>,
+    /// `(service, packets a second now if there is a reading, packets a second normally)`
+    /// of each service the baseline has.
+    pub services: Vec<(String, Option<f64>, f64)>,
 }
 
 /// Reads a snapshot of every protected interface at scrape time.
@@ -259,13 +259,14 @@ impl Collector for FilterCollector {
             )?;
             for (iface, snapshot) in &snapshots {
                 for (service, now, normal) in &snapshot.services {
-                    for (rate, value) in [("now", now), ("normal", normal)] {
+                    let rates = [("now", *now), ("normal", Some(*normal))];
+                    for (rate, value) in rates.iter().filter_map(|(r, v)| Some((*r, (*v)?))) {
                         let labels = [
                             ("iface", iface.as_str()),
                             ("service", service.as_str()),
                             ("rate", rate),
                         ];
-                        ConstGauge::new(*value).encode(family.encode_family(&labels)?)?;
+                        ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
                     }
                 }
             }
@@ -378,7 +379,10 @@ mod tests {
                 table_capacity: 1 << 20,
                 tracked_sources: 1 << 18,
                 list_entries: vec![("deny", "ipv4", 2)],
-                services: vec![("udp/53".to_owned(), 250_000.0, 80.5)],
+                services: vec![
+                    ("udp/53".to_owned(), Some(250_000.0), 80.5),
+                    ("tcp/443".to_owned(), None, 3.0),
+                ],
                 attacks: crate::traffic::detect::DetectorCounts {
                     attacks_total: 2,
                     attacks_active: 1,
@@ -416,6 +420,7 @@ mod tests {
             "# TYPE floodwall_service_packets_per_second gauge",
             r#"floodwall_service_packets_per_second{iface="eth0",service="udp/53",rate="now"} 250000.0"#,
             r#"floodwall_service_packets_per_second{iface="eth0",service="udp/53",rate="normal"} 80.5"#,
+            r#"floodwall_service_packets_per_second{iface="eth0",service="tcp/443",rate="normal"} 3.0"#,
             "# EOF",
         ] {
             assert!(
@@ -423,5 +428,9 @@ mod tests {
                 "metrics must contain `{expected}`:\n{text}"
             );
         }
+        assert!(
+            !text.contains(r#"service="tcp/443",rate="now""#),
+            "no reading, no gauge:\n{text}"
+        );
     }
 }

@@ -131,16 +131,19 @@ fn metrics_snapshot(shared: &Shared) -> anyhow::Result<metrics::Snapshot> {
         list_entries.push((name, "ipv6", counts.v6 as u64));
     }
     let (syn, rules) = (super::syn_counters(shared)?, super::rules::views(shared)?);
-    let detector = lock(&shared.detector);
-    let services = detector
-        .baseline
-        .services()
-        .into_iter()
-        .map(|(service, b)| {
-            let now = detector.rates_now().get(&service).map_or(0.0, |r| r.0);
-            (service.to_string(), now, b.pps)
-        })
-        .collect();
+    let (attacks, services) = {
+        let detector = lock(&shared.detector);
+        let services = detector
+            .baseline
+            .services()
+            .into_iter()
+            .map(|(service, b)| {
+                let now = detector.rates_now().get(&service).map(|r| r.0);
+                (service.to_string(), now, b.pps)
+            })
+            .collect();
+        (detector.counts(), services)
+    };
     Ok(metrics::Snapshot {
         counters,
         events_lost: shared.maps.events_lost()?,
@@ -152,7 +155,7 @@ fn metrics_snapshot(shared: &Shared) -> anyhow::Result<metrics::Snapshot> {
         list_entries,
         syn,
         rules,
-        attacks: detector.counts(),
+        attacks,
         services,
     })
 }

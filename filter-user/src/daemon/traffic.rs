@@ -155,7 +155,7 @@ fn one_second(
         counted: &BTreeMap::new(),
     }
     .estimated_rates();
-    let counted = service_rates(shared, counters, &estimated).unwrap_or_else(|e| {
+    let counted = service_rates(shared, counters, samples, &estimated).unwrap_or_else(|e| {
         warn!("{}: {e:#}", shared.iface);
         BTreeMap::new()
     });
@@ -200,10 +200,12 @@ fn one_second(
 
 /// The rates of the services the baseline has and of those in this second's samples
 /// (`estimated`), from the program's per-service counters. A service of the baseline is
-/// watched from this second on: it has a rate from the next.
+/// watched from this second on: it has a rate from the next. A service that samples name
+/// without their ports keeps its estimate ([`counted::ports_unseen`]).
 fn service_rates(
     shared: &Shared,
     counters: &mut ServiceCounters,
+    samples: &[Sampled],
     estimated: &BTreeMap<Service, (f64, f64)>,
 ) -> anyhow::Result<BTreeMap<Service, (f64, f64)>> {
     let mut services: BTreeSet<Service> = lock(&shared.detector)
@@ -215,6 +217,9 @@ fn service_rates(
     counters.watch(services.iter().copied())?;
     let slots = counters.rates()?;
     services.extend(estimated.keys().copied());
+    for unseen in counted::ports_unseen(samples) {
+        services.remove(&unseen);
+    }
     Ok(counted::split(&slots, &services, estimated))
 }
 

@@ -1,8 +1,11 @@
 //! The program's per-service counters (`FW_SERVICE_COUNTERS`): every IP packet counted once
 //! by its service's slot (`filter_common::service_slot`), whatever the program decided. They
 //! give each service's rate exactly, where the samples (a fixed budget of each refill
-//! period, the first packets to come) only estimate it, and give it for a service whose
-//! packets the budget missed.
+//! period) only estimate it, and give it for a service whose packets the budget missed.
+//!
+//! A sample whose capture ends before its TCP or UDP ports (a long chain of IPv6 extension
+//! headers, long IPv4 options) names port 0, where the program counted its real port: its
+//! service keeps the samples' estimate ([`ports_unseen`]).
 //!
 //! The daemon reads only the slots of the services it watches: those its baseline has and
 //! those the samples show. A slot is read first when its service shows up (mid-second, as
@@ -19,9 +22,9 @@ use aya::{
     Ebpf,
     maps::{MapData, PerCpuArray},
 };
-use filter_common::{Counter, map_names, service_slot};
+use filter_common::{Counter, fragment, map_names, service_slot};
 
-use super::baseline::Service;
+use super::{baseline::Service, sample::Sampled};
 
 /// A slot no service asked for in this long is no longer read.
 pub const FORGET_AFTER: Duration = Duration::from_mins(1);
@@ -157,6 +160,19 @@ impl ServiceCounters {
     }
 }
 
+/// The services that `samples` name without having seen their ports: TCP or UDP, not a
+/// later fragment, with no ports in the capture. The program counted those packets under
+/// their real ports, so the counters cannot give these services' rates.
+#[must_use]
+pub fn ports_unseen(samples: &[Sampled]) -> BTreeSet<Service> {
+    samples
+        .iter()
+        .filter_map(|s| s.packet.as_ref())
+        .filter(|p| matches!(p.proto, 6 | 17) && p.ports.is_none() && p.fragment != fragment::LATER)
+        .map(Service::of)
+        .collect()
+}
+
 /// Each service's rate from its slot's: a slot that one of `services` alone has is that
 /// service's; a slot several share is split among them by their rates as the samples
 /// estimate them (`estimated`), evenly where the samples saw none of them. A slot none of
@@ -204,6 +220,21 @@ mod tests {
     }
 
     #[test]
+    fn a_sample_without_its_ports_keeps_its_service_out_of_the_counters() {
+        use crate::traffic::test_packets::{sampled, udp as packet};
+        let whole = sampled(packet([1, 1], (1_000, 53), 60, 64, &[]));
+        let mut cut = whole.clone();
+        if let Some(p) = cut.packet.as_mut() {
+            p.ports = None;
+        }
+        let mut later = cut.clone();
+        if let Some(p) = later.packet.as_mut() {
+            p.fragment = fragment::LATER;
+        }
+        assert_eq!(ports_unseen(&[whole, cut, later]), BTreeSet::from([udp(0)]));
+    }
+
+    #[test]
     fn a_slot_of_its_own_is_the_service_rate_whatever_the_samples_say() {
         let services = BTreeSet::from([udp(53), udp(123)]);
         let slots = BTreeMap::from([
@@ -223,8 +254,8 @@ mod tests {
 
     #[test]
     fn a_shared_slot_is_split_by_the_samples_or_evenly_without_them() {
-        // 53 and 53 + 4,096 share a slot.
-        let (a, b) = (udp(53), udp(53 + 4_096));
+        // 5,000 and 5,000 + 4,096 share a slot.
+        let (a, b) = (udp(5_000), udp(5_000 + 4_096));
         assert_eq!(slot_of(a), slot_of(b));
         let services = BTreeSet::from([a, b]);
         let slots = BTreeMap::from([(slot_of(a), (1_000.0, 8_000.0))]);

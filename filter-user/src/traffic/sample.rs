@@ -63,12 +63,13 @@ pub fn budget_per_cpu(cpus: usize) -> u32 {
 }
 
 /// A CPU's budget for the next period: `share` samples, spread over as many packets as it
-/// is expected to see in a period (`packets`), one every `packets / share`, the first at a
-/// random one of those (`random`), so that no packet's place in the period decides whether
-/// it is sampled.
+/// is expected to see in a period (`packets`), one every `packets / share` (rounded up:
+/// a few samples fewer rather than the last packets left out), the first at a random one
+/// of those (`random`), so that no packet's place in the period decides whether it is
+/// sampled.
 #[must_use]
 pub fn spread(share: u32, packets: u64, random: u32) -> SampleBudget {
-    let every = u32::try_from(packets / u64::from(share.max(1)))
+    let every = u32::try_from(packets.div_ceil(u64::from(share.max(1))))
         .unwrap_or(u32::MAX)
         .max(1);
     SampleBudget {
@@ -232,6 +233,8 @@ mod tests {
             let b = spread(25, 2_500, random);
             assert!((1..=100).contains(&b.countdown), "{b:?}");
         }
+        // 40 packets for 25 samples: one in two (20 samples), not the first 25.
+        assert_eq!(spread(25, 40, 0).every, 2);
         // No share: no division by zero.
         assert_eq!(spread(0, 100, 7).every, 100);
     }

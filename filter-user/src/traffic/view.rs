@@ -39,12 +39,13 @@ pub struct ServiceView {
     pub pps: f64,
     /// Bits a second, averaged.
     pub bps: f64,
-    /// Packets a second in the last second, as the program counted them.
+    /// Packets a second in the last second, as the program counted them (or the samples
+    /// estimated them); `None` while there is no reading yet.
     #[serde(default)]
-    pub now_pps: f64,
+    pub now_pps: Option<f64>,
     /// Bits a second in the last second.
     #[serde(default)]
-    pub now_bps: f64,
+    pub now_bps: Option<f64>,
     /// Seconds in which it was seen.
     pub learned_s: u64,
     /// Samples learned from.
@@ -84,8 +85,8 @@ impl BaselineView {
                     port: service.port,
                     pps: b.pps,
                     bps: b.bps,
-                    now_pps: now.get(&service).map_or(0.0, |r| r.0),
-                    now_bps: now.get(&service).map_or(0.0, |r| r.1),
+                    now_pps: now.get(&service).map(|r| r.0),
+                    now_bps: now.get(&service).map(|r| r.1),
                     learned_s: b.learned_s,
                     samples: b.samples,
                     known_sources: b.known.len(),
@@ -146,11 +147,12 @@ impl Display for BaselineView {
                 .collect();
             writeln!(
                 f,
-                "{:<12} {:>10.1} {:>12.0} {:>10.0} {:>7}s {:>8}  {}",
+                "{:<12} {:>10.1} {:>12.0} {:>10} {:>7}s {:>8}  {}",
                 s.service,
                 s.pps,
                 s.bps,
-                s.now_pps,
+                s.now_pps
+                    .map_or_else(|| "-".to_owned(), |r| format!("{r:.0}")),
                 s.learned_s,
                 s.known_sources,
                 fields.join("; ")

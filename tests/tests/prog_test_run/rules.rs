@@ -633,3 +633,74 @@ fn every_packet_is_counted_once_by_its_service_whatever_decides_it() {
         len(&dropped, 3)
     );
 }
+
+/// The service a sample names is the one its packet was counted under, whatever the
+/// frame's shape: both families, TCP, UDP, ICMP, an IPv6 extension header, IPv4 and IPv6
+/// later fragments (no ports: port 0 on both sides), and an IPv6 frame whose extension
+/// headers push its ports past the sample's 128 bytes (the daemon keeps that one on the
+/// samples' estimate: `counted::ports_unseen`).
+#[test]
+fn a_sample_names_the_service_its_packet_was_counted_under() {
+    if !privileged("a_sample_names_the_service_its_packet_was_counted_under") {
+        return;
+    }
+    let mut r = Rules::new(open());
+    let counters = ServiceCounters::take(&mut r.h.loaded.ebpf).expect("the counters");
+    let mut samples_of =
+        floodwall::traffic::sample::Sampler::take(&mut r.h.loaded.ebpf).expect("sample maps");
+    let long_ext = {
+        // Destination options of 72 bytes (length 8 units of 8, after the first 8).
+        let mut h = vec![0u8; 72];
+        h[1] = 8;
+        h
+    };
+    let shapes: [(&str, Vec<u8>, bool); 8] = [
+        ("udp4", udp4(1, 53), true),
+        ("udp6", udp6(1, 5_353), true),
+        ("tcp4", tcp4(443, true, false), true),
+        ("icmp4", icmp4(8, 0), true),
+        (
+            "udp6 with a hop-by-hop header",
+            with_ipv6_ext(udp6(1, 9_999), &[(0, super::ext8())]),
+            true,
+        ),
+        (
+            "udp4, later fragment",
+            with_frags(udp4(1, 53), 0x0010),
+            true,
+        ),
+        (
+            "udp6, later fragment",
+            with_ipv6_ext(udp6(1, 53), &[(44, super::frag6(2, false))]),
+            true,
+        ),
+        (
+            "udp6, ports past the capture",
+            with_ipv6_ext(udp6(1, 9_999), &[(60, long_ext)]),
+            false,
+        ),
+    ];
+    for (name, frame, seen) in shapes {
+        samples_of.set_budget(1).expect("budget");
+        r.run(&frame);
+        let (samples, _) = samples_of.drain();
+        let packet = samples[0].packet.clone().expect("an IP packet");
+        let service = Service::of(&packet);
+        let unseen = floodwall::traffic::counted::ports_unseen(&samples);
+        assert_eq!(unseen.is_empty(), seen, "{name}: {packet:?}");
+        if seen {
+            let (before, _) = counters.counted(service).expect("read");
+            r.run(&frame);
+            let (after, _) = counters.counted(service).expect("read");
+            assert_eq!(after - before, 1, "{name}: counted as {service}");
+        }
+    }
+    // The frame whose ports the sample did not see was counted under its real port.
+    let (n, _) = counters
+        .counted(Service {
+            proto: 17,
+            port: 9_999,
+        })
+        .expect("read");
+    assert!(n >= 3, "udp/9999: {n}");
+}
