@@ -41,3 +41,4 @@ pub mod rules;
 pub mod stats;
 pub mod syn;
 pub mod traffic;
+pub mod upstream;

@@ -144,6 +144,14 @@ const APT_PACKAGES: &[(&str, &str)] = &[
         "dpkg-dev",
         "dpkg-shlibdeps, which cargo-deb runs for the package's Depends",
     ),
+    (
+        "gobgpd",
+        "the BGP speaker floodwall drives (gobgpd, and the gobgp client it runs)",
+    ),
+    (
+        "bird2",
+        "the upstream router of the upstream tests and demo (an independent BGP implementation)",
+    ),
 ];
 
 /// Where the toolchain directory that rustup links lives: outside the checkout, so every
@@ -335,13 +343,13 @@ fn test(root: &Path, allow_skip: bool, with_vm: bool) -> anyhow::Result<()> {
 }
 
 /// Every kernel the VM runs, oldest first, with what `cargo xtask test` runs there:
-/// everything on Debian 12's own 6.1, the oldest
+/// everything but the daemon's own operations on Debian 12's own 6.1, the oldest
 /// kernel floodwall supports (the strictest verifier, the fewest helpers); on 6.12 the
 /// kernel contract and the SYN cookies end to end, what a kernel can change
 /// (the daemon-level tests run on 6.1 and on this machine's 6.18). This keeps CI within
 /// its 45 minutes; `cargo xtask integration-test --vm --kernel 6.12` runs everything there.
 const CI_KERNELS: [(vm::kernel::Series, vm::Scope); 2] = [
-    (vm::kernel::DEBIAN_6_1, vm::Scope::Everything),
+    (vm::kernel::DEBIAN_6_1, vm::Scope::AllButDaemonOnly),
     (vm::kernel::DEBIAN_6_12, vm::Scope::KernelAndSynCookies),
 ];
 

@@ -54,6 +54,10 @@ pub const DEFAULT_VM_TIMEOUT: Duration = Duration::from_mins(30);
 pub enum Scope {
     /// Every kernel-level test.
     Everything,
+    /// Every kernel-level test but [`DAEMON_ONLY`]: the tests of the daemon's own
+    /// operations (reloads, groups, several interfaces, CLI changes of the SYN-cookie ports,
+    /// a kept sysctl), which no kernel changes. They run on this machine's kernel.
+    AllButDaemonOnly,
     /// The kernel contract (each test binary but `e2e*`: the ELF contract, the maps, the
     /// differential and `BPF_PROG_TEST_RUN` tests) and the SYN cookies end to end
     /// (`e2e_spoof`'s `syn_cookies` test). What differs between kernels is the verifier, the
@@ -68,7 +72,11 @@ impl Scope {
     /// `test` as this scope runs it (perhaps with a filter), or `None` if it leaves it out.
     fn select(self, test: &TestBinary) -> Option<TestBinary> {
         match self {
-            Scope::Everything => Some(test.clone()),
+            Scope::AllButDaemonOnly if test.name == "e2e_ops" => Some(TestBinary {
+                filter: Some(DAEMON_ONLY),
+                ..test.clone()
+            }),
+            Scope::Everything | Scope::AllButDaemonOnly => Some(test.clone()),
             Scope::KernelAndSynCookies if !test.name.starts_with("e2e") => Some(test.clone()),
             Scope::KernelAndSynCookies if test.name == "e2e_spoof" => Some(TestBinary {
                 filter: Some("syn_cookies"),
@@ -78,6 +86,13 @@ impl Scope {
         }
     }
 }
+
+/// The `e2e_ops` tests that [`Scope::AllButDaemonOnly`] leaves out, as libtest arguments.
+/// The kernel-facing ones stay: kill -9 mid-flood, restarts and upgrades under traffic,
+/// pinned state of another layout.
+pub const DAEMON_ONLY: &str = "--skip reload_applies_a_good_file --skip groups_decide_who_may \
+    --skip one_daemon_protects_several_interfaces --skip syn_protect_commands_change \
+    --skip a_kept_sysctl_is_left_alone";
 
 /// Lines of the console shown when a kernel's run fails.
 const CONSOLE_TAIL: usize = 80;

@@ -115,12 +115,58 @@ pub enum ClientCommand {
     /// against them: what they match, how well, what they dropped; with `--pcap ID --out
     /// FILE`, an attack's first samples as a pcap file.
     Attacks(AttacksArgs),
+    /// Mitigations announced to the upstream router over BGP (FlowSpec routes from rules,
+    /// blackhole routes), through the GoBGP daemon that `[upstream]` names.
+    #[command(subcommand)]
+    Upstream(UpstreamCommand),
     /// Make the running daemon read its config file again and apply it, all or nothing
     /// (as SIGHUP does); prints what changed.
     Reload {
         /// The interface whose daemon to ask (needed when several run).
         #[arg(long)]
         iface: Option<String>,
+    },
+}
+
+/// `floodwall upstream ...`.
+#[derive(Debug, Subcommand)]
+pub enum UpstreamCommand {
+    /// The announcements (asked, announced, ending) and the speaker's state.
+    Show(ReadArgs),
+    /// Announce a route upstream: a rule's match as a FlowSpec route (e.g. `udp sport 123
+    /// to 198.18.0.1 drop`, or `... rate-limit 10mbps`), an existing rule's (`--rule ID`),
+    /// or a blackhole for one address (`--blackhole ADDR`: the router then drops ALL its
+    /// traffic). Checked against `[upstream]`'s safety rules first. Root only.
+    Announce {
+        /// The rule's words, as `rules add` takes them; the destination (`to PREFIX`) must
+        /// lie inside a protected prefix.
+        #[arg(num_args = 0.., value_name = "RULE")]
+        rule: Vec<String>,
+        /// Announce this rule's match instead (see `floodwall rules list`).
+        #[arg(long = "rule", value_name = "ID", conflicts_with_all = ["rule", "blackhole"])]
+        rule_id: Option<u32>,
+        /// Announce a blackhole route for this address instead.
+        #[arg(long, value_name = "ADDR", conflicts_with = "rule")]
+        blackhole: Option<std::net::IpAddr>,
+        /// The destination, for a rule without one or narrower than its own.
+        #[arg(long, value_name = "PREFIX")]
+        to: Option<crate::lists::Prefix>,
+        /// The route ends after this long, e.g. 10m (default: `upstream.expiry`).
+        #[arg(long = "for", value_parser = parse_duration_ms, value_name = "DURATION")]
+        for_ms: Option<u64>,
+        #[command(flatten)]
+        #[expect(missing_docs, reason = "flattened")]
+        change: ChangeArgs,
+    },
+    /// Withdraw announcements by id (all must exist, else nothing changes); each goes when
+    /// its `upstream.min_hold` is over. Root only.
+    Withdraw {
+        /// Their ids.
+        #[arg(required = true)]
+        ids: Vec<u32>,
+        #[command(flatten)]
+        #[expect(missing_docs, reason = "flattened")]
+        change: ChangeArgs,
     },
 }
 

@@ -8,7 +8,7 @@ use anyhow::{Context as _, anyhow, bail};
 
 use super::{
     BlockedCommand, ChangeArgs, ClientCommand, LimitsCommand, ListCommand, RulesCommand,
-    SynProtectCommand,
+    SynProtectCommand, UpstreamCommand,
     output::{EventLine, ResponseText, StatsTable},
 };
 use crate::{
@@ -92,6 +92,7 @@ impl Call {
                 None => call(a.read.iface, a.read.json, Request::Attacks),
             },
             ClientCommand::Rules(command) => Self::of_rules(command)?,
+            ClientCommand::Upstream(command) => Self::of_upstream(command)?,
             ClientCommand::SynProtect(command) => {
                 let change = |change, args: ChangeArgs| {
                     call(args.iface, args.json, Request::SynProtectChange { change })
@@ -106,6 +107,45 @@ impl Call {
                     SynProtectCommand::Off(a) => change(SynProtectChange::Off, a),
                     SynProtectCommand::Auto(a) => change(SynProtectChange::Auto, a),
                 }
+            }
+        })
+    }
+
+    fn of_upstream(command: UpstreamCommand) -> anyhow::Result<Self> {
+        let call = |iface, json, request| Self {
+            iface,
+            json,
+            request,
+            out: None,
+        };
+        Ok(match command {
+            UpstreamCommand::Show(r) => call(r.iface, r.json, Request::UpstreamShow),
+            UpstreamCommand::Announce {
+                rule,
+                rule_id,
+                blackhole,
+                to,
+                for_ms,
+                change,
+            } => {
+                let rule = (!rule.is_empty()).then(|| rule.join(" "));
+                if rule.is_none() && rule_id.is_none() && blackhole.is_none() {
+                    bail!("announce what? give a rule's words, `--rule ID` or `--blackhole ADDR`");
+                }
+                call(
+                    change.iface,
+                    change.json,
+                    Request::UpstreamAnnounce {
+                        rule,
+                        rule_id,
+                        blackhole,
+                        to,
+                        for_ms,
+                    },
+                )
+            }
+            UpstreamCommand::Withdraw { ids, change } => {
+                call(change.iface, change.json, Request::UpstreamWithdraw { ids })
             }
         })
     }

@@ -17,7 +17,7 @@ pub mod output;
 pub use args::{
     BlockedCommand, ChangeArgs, Cli, ClientCommand, Command, ConfigCommand, EventsArgs,
     GenerateCommand, LimitsCommand, ListCommand, ReadArgs, RulesCommand, SynPortsArgs,
-    SynProtectCommand, TopArgs,
+    SynProtectCommand, TopArgs, UpstreamCommand,
 };
 
 /// `floodwall detach`: removes the program and the pinned state of `iface`, refusing while

@@ -105,6 +105,9 @@ impl Display for ResponseText<'_> {
                     "`{packet}` meets no rule: the denylist, blocks and limits decide"
                 ),
             },
+            Response::Upstream(_)
+            | Response::UpstreamAnnounced { .. }
+            | Response::UpstreamWithdrawn { .. } => upstream_text(self.response, f),
             Response::Error { message } => writeln!(f, "error: {message}"),
         }
     }
@@ -486,6 +489,95 @@ impl Display for ConfigSummary<'_> {
             )?;
         }
         Ok(())
+    }
+}
+
+/// `upstream show`: the speaker, then the announcements.
+pub struct UpstreamText<'a>(pub &'a crate::upstream::UpstreamView);
+
+impl Display for UpstreamText<'_> {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let v = self.0;
+        let protected: Vec<String> = v.protected.iter().map(ToString::to_string).collect();
+        writeln!(f, "speaker      {}", v.gobgp_api)?;
+        match (&v.speaker.error, v.speaker.reachable) {
+            (Some(e), false) => writeln!(f, "state        unreachable: {e}")?,
+            (Some(e), true) => writeln!(f, "state        reachable, last change failed: {e}")?,
+            (None, true) => writeln!(f, "state        reachable")?,
+            (None, false) => writeln!(f, "state        not read yet")?,
+        }
+        writeln!(
+            f,
+            "dry run      {}",
+            if v.dry_run {
+                "yes: nothing is sent"
+            } else {
+                "no"
+            }
+        )?;
+        writeln!(f, "protected    {}", protected.join(", "))?;
+        writeln!(
+            f,
+            "routes       {} of at most {}",
+            v.announcements.len(),
+            v.max_routes
+        )?;
+        if v.speaker.foreign_routes > 0 {
+            writeln!(
+                f,
+                "foreign      {} routes at the speaker that floodwall did not ask for (left alone)",
+                v.speaker.foreign_routes
+            )?;
+        }
+        if v.announcements.is_empty() {
+            return writeln!(f, "no announcements");
+        }
+        writeln!(
+            f,
+            "{:>4}  {:<11}  {:>8}  {:<9}  route",
+            "id", "state", "ends in", "origin"
+        )?;
+        for a in &v.announcements {
+            let state = serde_json::to_value(a.state)
+                .ok()
+                .and_then(|s| s.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            writeln!(
+                f,
+                "{:>4}  {:<11}  {:>7}s  {:<9}  {}",
+                a.id, state, a.expires_in_s, a.origin, a.route
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The upstream responses.
+fn upstream_text(response: &Response, f: &mut Formatter<'_>) -> fmt::Result {
+    match response {
+        Response::Upstream(view) => UpstreamText(view).fmt(f),
+        Response::UpstreamAnnounced {
+            id,
+            route,
+            dry_run,
+            note,
+        } => {
+            writeln!(f, "announcement {id}: {route}")?;
+            if *dry_run {
+                writeln!(
+                    f,
+                    "dry run: computed and shown, not sent (upstream.dry_run)"
+                )?;
+            }
+            match note {
+                Some(note) => writeln!(f, "WARNING: {note}"),
+                None => Ok(()),
+            }
+        }
+        Response::UpstreamWithdrawn { ids } => ids
+            .iter()
+            .try_for_each(|id| writeln!(f, "withdrawing announcement {id} (after its hold time)")),
+        _ => Ok(()),
     }
 }
 

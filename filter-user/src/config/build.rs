@@ -13,7 +13,7 @@ use toml::{Spanned, de::DeTable};
 use super::{
     ConfigError, DaemonFile, GroupRef, InterfaceConfig, MAX_IFACE_NAME_BYTES, Source,
     group_by_name,
-    schema::{RawDaemon, RawFile, RawInterface, RawList, RawRule, Scalar},
+    schema::{RawDaemon, RawFile, RawInterface, RawList, RawRule, RawUpstream, Scalar},
 };
 use crate::{
     lists::{Family, Prefix, parse_list_file},
@@ -130,7 +130,131 @@ impl Source<'_> {
             allow,
             deny,
             rules: self.rules(raw.rules.as_deref().unwrap_or_default())?,
+            upstream: raw.upstream.map(|u| self.upstream(&u)).transpose()?,
         })
+    }
+
+    /// `[upstream]`'s durations.
+    fn upstream_durations(
+        &self,
+        u: &RawUpstream,
+        out: &mut crate::upstream::UpstreamConfig,
+    ) -> Result<(), ConfigError> {
+        for (value, key, slot) in [
+            (&u.min_hold, "upstream.min_hold", &mut out.min_hold),
+            (&u.expiry, "upstream.expiry", &mut out.expiry),
+            (&u.max_expiry, "upstream.max_expiry", &mut out.max_expiry),
+            (
+                &u.reconcile_every,
+                "upstream.reconcile_every",
+                &mut out.reconcile_every,
+            ),
+        ] {
+            if let Some(value) = value {
+                *slot = crate::limits::parse_duration_ms(value.get_ref())
+                    .map(std::time::Duration::from_millis)
+                    .map_err(|e| self.error(&value.span(), key, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `[upstream]`: each key checked alone, then together.
+    fn upstream(
+        &self,
+        raw: &Spanned<RawUpstream>,
+    ) -> Result<crate::upstream::UpstreamConfig, ConfigError> {
+        use crate::upstream::{OnStop, UpstreamConfig};
+        let u = raw.get_ref();
+        let mut out = UpstreamConfig::default();
+        if let Some(api) = &u.gobgp_api {
+            out.gobgp_api.clone_from(api.get_ref());
+        }
+        if let Some(client) = &u.gobgp_client {
+            out.gobgp_client = PathBuf::from(client.get_ref());
+        }
+        if let Some(dry_run) = &u.dry_run {
+            out.dry_run = *dry_run.get_ref();
+        }
+        if let Some(protected) = &u.protected {
+            out.protected = protected
+                .iter()
+                .map(|p| {
+                    p.get_ref()
+                        .parse::<Prefix>()
+                        .map_err(|e| self.error(&p.span(), "upstream.protected", e.to_string()))
+                })
+                .collect::<Result<_, _>>()?;
+        }
+        for (value, key, slot) in [
+            (
+                &u.prefix_len_v4,
+                "upstream.prefix_len_v4",
+                &mut out.prefix_len_v4,
+            ),
+            (
+                &u.prefix_len_v6,
+                "upstream.prefix_len_v6",
+                &mut out.prefix_len_v6,
+            ),
+        ] {
+            if let Some(value) = value {
+                match value.get_ref().as_slice() {
+                    [low, high] => *slot = (*low, *high),
+                    _ => {
+                        return Err(self.error(
+                            &value.span(),
+                            key,
+                            "must be [shortest, longest], e.g. [24, 32]",
+                        ));
+                    }
+                }
+            }
+        }
+        for (value, key, slot) in [
+            (&u.max_routes, "upstream.max_routes", &mut out.max_routes),
+            (
+                &u.max_new_per_minute,
+                "upstream.max_new_per_minute",
+                &mut out.max_new_per_minute,
+            ),
+        ] {
+            if let Some(value) = value {
+                if *value.get_ref() == 0 {
+                    return Err(self.error(&value.span(), key, "must be at least 1"));
+                }
+                *slot = usize::try_from(*value.get_ref()).unwrap_or(usize::MAX);
+            }
+        }
+        self.upstream_durations(u, &mut out)?;
+        if let Some(on_stop) = &u.on_stop {
+            out.on_stop = match on_stop.get_ref().as_str() {
+                "withdraw" => OnStop::Withdraw,
+                "keep" => OnStop::Keep,
+                other => {
+                    return Err(self.error(
+                        &on_stop.span(),
+                        "upstream.on_stop",
+                        format!("`{other}` is not a stop behaviour (withdraw, keep)"),
+                    ));
+                }
+            };
+        }
+        if let Some(community) = &u.blackhole_community {
+            out.blackhole_community = parse_community(community.get_ref()).ok_or_else(|| {
+                self.error(
+                    &community.span(),
+                    "upstream.blackhole_community",
+                    format!(
+                        "`{}` is not a community (ASN:VALUE, e.g. 65535:666)",
+                        community.get_ref()
+                    ),
+                )
+            })?;
+        }
+        out.check()
+            .map_err(|e| self.error(&raw.span(), "upstream", e))?;
+        Ok(out)
     }
 
     /// `[daemon] signatures` and `signature_forbid`.
@@ -403,4 +527,10 @@ fn iface_name_problem(name: &str) -> Option<String> {
         ));
     }
     None
+}
+
+/// `ASN:VALUE`, each a 16-bit number.
+fn parse_community(text: &str) -> Option<(u16, u16)> {
+    let (asn, value) = text.split_once(':')?;
+    Some((asn.trim().parse().ok()?, value.trim().parse().ok()?))
 }

@@ -98,6 +98,8 @@ pub struct DaemonFile {
     pub deny: Vec<Prefix>,
     /// The `[[rules]]`, in file order.
     pub rules: Vec<crate::rules::NewRule>,
+    /// `[upstream]`, if any.
+    pub upstream: Option<crate::upstream::UpstreamConfig>,
 }
 
 /// One `[[interface]]`.

@@ -138,6 +138,8 @@ pub struct DaemonConfig {
     pub rules: Vec<crate::rules::NewRule>,
     /// Attack detection and signatures.
     pub signatures: crate::traffic::detect::DetectConfig,
+    /// Announcements upstream (`[upstream]`); `None`: off.
+    pub upstream: Option<crate::upstream::UpstreamConfig>,
     /// The config file this came from, if any: reloads log their change as its diff.
     pub file: Option<DaemonFile>,
 }
@@ -266,6 +268,7 @@ pub fn resolve(
         allow: file.as_ref().map(|f| f.allow.clone()).unwrap_or_default(),
         deny: file.as_ref().map(|f| f.deny.clone()).unwrap_or_default(),
         rules: file.as_ref().map(|f| f.rules.clone()).unwrap_or_default(),
+        upstream: file.as_ref().and_then(|f| f.upstream.clone()),
         signatures: args
             .signature_thresholds
             .over(
@@ -308,6 +311,7 @@ impl DaemonConfig {
             ("run_dir", self.run_dir != new.run_dir),
             ("pin_root", self.pin_root != new.pin_root),
             ("syn_sysctls", self.syn_sysctls != new.syn_sysctls),
+            ("upstream", self.upstream != new.upstream),
             ("signatures", self.signatures.mode != new.signatures.mode),
             (
                 "signature_forbid",

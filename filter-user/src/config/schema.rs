@@ -19,6 +19,27 @@ pub(super) struct RawFile {
     pub(super) allow: Option<Spanned<RawList>>,
     pub(super) deny: Option<Spanned<RawList>>,
     pub(super) rules: Option<Vec<Spanned<RawRule>>>,
+    pub(super) upstream: Option<Spanned<RawUpstream>>,
+}
+
+/// `[upstream]` (see `crate::upstream::UpstreamConfig`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawUpstream {
+    pub(super) gobgp_api: Option<Spanned<String>>,
+    pub(super) gobgp_client: Option<Spanned<String>>,
+    pub(super) dry_run: Option<Spanned<bool>>,
+    pub(super) protected: Option<Vec<Spanned<String>>>,
+    pub(super) prefix_len_v4: Option<Spanned<Vec<u8>>>,
+    pub(super) prefix_len_v6: Option<Spanned<Vec<u8>>>,
+    pub(super) max_routes: Option<Spanned<u32>>,
+    pub(super) max_new_per_minute: Option<Spanned<u32>>,
+    pub(super) min_hold: Option<Spanned<String>>,
+    pub(super) expiry: Option<Spanned<String>>,
+    pub(super) max_expiry: Option<Spanned<String>>,
+    pub(super) on_stop: Option<Spanned<String>>,
+    pub(super) blackhole_community: Option<Spanned<String>>,
+    pub(super) reconcile_every: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

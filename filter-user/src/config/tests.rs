@@ -417,6 +417,7 @@ fn the_sample_parses_and_holds_the_defaults() {
         allow: Vec::new(),
         deny: Vec::new(),
         rules: Vec::new(),
+        upstream: None,
     };
     assert_eq!(
         shipped, defaults,
@@ -523,4 +524,53 @@ fn signatures_take_a_mode_and_forbidden_fields() {
             crate::traffic::baseline::Field::Ttl
         ])
     );
+}
+
+#[test]
+fn upstream_keys_reach_the_result_and_bad_values_are_named() {
+    let file = parse_ok(&format!(
+        "{MINIMAL}[upstream]\ngobgp_api = \"unix:///run/gobgpd.sock\"\ndry_run = false\n\
+         protected = [\"198.18.0.0/24\", \"2001:2::/48\"]\nprefix_len_v4 = [28, 32]\n\
+         max_routes = 3\nmax_new_per_minute = 5\nmin_hold = \"5s\"\nexpiry = \"2m\"\n\
+         max_expiry = \"1h\"\non_stop = \"keep\"\nblackhole_community = \"65000:666\"\n\
+         reconcile_every = \"1s\"\n"
+    ));
+    let u = file.upstream.expect("an [upstream]");
+    assert_eq!(u.gobgp_api, "unix:///run/gobgpd.sock");
+    assert!(!u.dry_run);
+    assert_eq!(u.protected, prefixes(&["198.18.0.0/24", "2001:2::/48"]));
+    assert_eq!((u.prefix_len_v4, u.prefix_len_v6), ((28, 32), (48, 128)));
+    assert_eq!((u.max_routes, u.max_new_per_minute), (3, 5));
+    assert_eq!(u.min_hold, std::time::Duration::from_secs(5));
+    assert_eq!(u.on_stop, crate::upstream::OnStop::Keep);
+    assert_eq!(u.blackhole_community, (65000, 666));
+    // Dry run unless turned off.
+    let quiet = parse_ok(&format!(
+        "{MINIMAL}[upstream]\ngobgp_api = \"unix:///x\"\nprotected = [\"198.18.0.0/24\"]\n"
+    ));
+    assert!(quiet.upstream.expect("an [upstream]").dry_run);
+    let base = "[upstream]\ngobgp_api = \"unix:///x\"\nprotected = [\"198.18.0.0/24\"]\n";
+    for (extra, expected) in [
+        ("max_routes = 0\n", "upstream.max_routes"),
+        ("on_stop = \"linger\"\n", "upstream.on_stop"),
+        (
+            "blackhole_community = \"666\"\n",
+            "upstream.blackhole_community",
+        ),
+        ("min_hold = \"soon\"\n", "upstream.min_hold"),
+        ("prefix_len_v4 = [33, 8]\n", "prefix_len_v4"),
+        ("expiry = \"1s\"\n", "min_hold"),
+        ("speed = 3\n", "speed"),
+    ] {
+        let e = parse_err(&format!("{MINIMAL}{base}{extra}"));
+        assert!(e.contains(expected), "{extra}: {e}");
+    }
+    let e = parse_err(&format!(
+        "{MINIMAL}[upstream]\nprotected = [\"198.18.0.0/24\"]\n"
+    ));
+    assert!(e.contains("gobgp_api"), "{e}");
+    let e = parse_err(&format!(
+        "{MINIMAL}[upstream]\ngobgp_api = \"unix:///x\"\nprotected = [\"198.18.0.0/33\"]\n"
+    ));
+    assert!(e.contains("upstream.protected"), "{e}");
 }

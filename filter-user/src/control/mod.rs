@@ -155,6 +155,31 @@ pub enum Request {
         /// The attack's id.
         id: u32,
     },
+    /// Announcements upstream and the speaker.
+    UpstreamShow,
+    /// Announce a route upstream (root only). Exactly one of `rule`, `rule_id`, `blackhole`.
+    UpstreamAnnounce {
+        /// A rule's text (`udp sport 123 to 198.18.0.1 drop`).
+        #[serde(default)]
+        rule: Option<String>,
+        /// An existing rule's id: its match.
+        #[serde(default)]
+        rule_id: Option<u32>,
+        /// A blackhole for this address.
+        #[serde(default)]
+        blackhole: Option<IpAddr>,
+        /// The destination, for a rule without one or narrower than its own.
+        #[serde(default)]
+        to: Option<Prefix>,
+        /// It ends after this many milliseconds; `None`: the config's expiry.
+        #[serde(default)]
+        for_ms: Option<u64>,
+    },
+    /// Withdraw announcements by id, all or nothing (root only).
+    UpstreamWithdraw {
+        /// Their ids.
+        ids: Vec<u32>,
+    },
 }
 
 /// A rule to add, as the CLI sends it: the daemon parses the text, so that a request
@@ -189,6 +214,8 @@ impl Request {
                 | Self::RulesAdd { .. }
                 | Self::RulesRemove { .. }
                 | Self::RulesKeep { .. }
+                | Self::UpstreamAnnounce { .. }
+                | Self::UpstreamWithdraw { .. }
         )
     }
 }
@@ -281,6 +308,25 @@ pub enum Response {
         id: u32,
         /// Its frames.
         frames: Vec<crate::traffic::detect::CapturedFrame>,
+    },
+    /// Announcements upstream and the speaker.
+    Upstream(crate::upstream::UpstreamView),
+    /// An announcement was kept; the loop sends it (unless in dry run).
+    UpstreamAnnounced {
+        /// Its id.
+        id: u32,
+        /// The route.
+        route: String,
+        /// Nothing is sent: the daemon runs upstream in dry run.
+        dry_run: bool,
+        /// What the operator must know (a blackhole takes the address offline).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+    },
+    /// Announcements were withdrawn (each goes when its hold time is over).
+    UpstreamWithdrawn {
+        /// Their ids.
+        ids: Vec<u32>,
     },
     /// The request was refused or failed; nothing changed.
     Error {

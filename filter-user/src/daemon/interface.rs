@@ -33,6 +33,7 @@ pub(super) fn protect(
     config: &DaemonConfig,
     access: Arc<Mutex<Access>>,
     reload: mpsc::Sender<ReloadReply>,
+    upstream: Option<Arc<super::upstream::Upstream>>,
 ) -> anyhow::Result<(Arc<Shared>, RingBuf<MapData>, TrafficMaps)> {
     let iface = spec.name.as_str();
     let pins = PinDir::new(&config.pin_root, iface);
@@ -123,6 +124,7 @@ pub(super) fn protect(
         syn_sysctls: config.syn_sysctls,
         rules: Mutex::new(rules),
         detector: Mutex::new(Detector::new(config.signatures.clone(), baseline)),
+        upstream,
     });
     // The object (and with it the program fd) may go: the pinned link holds the program.
     drop(loaded.ebpf);

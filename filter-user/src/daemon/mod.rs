@@ -41,6 +41,7 @@ mod server;
 mod syn;
 mod tasks;
 mod traffic;
+mod upstream;
 
 use reload::ReloadReply;
 
@@ -82,6 +83,8 @@ struct Shared {
     rules: Mutex<rules::RulesState>,
     /// The baseline and the attacks (`traffic`).
     detector: Mutex<crate::traffic::detect::Detector>,
+    /// Announcements upstream, the same for every interface; `None`: no `[upstream]`.
+    upstream: Option<Arc<upstream::Upstream>>,
 }
 
 /// The cookie stage's counters and the kernel's own cookie counters, for `stats` and the
@@ -167,14 +170,24 @@ pub async fn run(
     probe.log_fallbacks();
     probe.require()?;
 
+    let upstream = config
+        .upstream
+        .clone()
+        .map(|u| upstream::Upstream::start(u, &config.run_dir))
+        .transpose()?;
     let access = Arc::new(Mutex::new(config.access));
     let (reload_tx, reload_rx) = mpsc::channel::<ReloadReply>(4);
     let mut tasks = JoinSet::new();
     let mut protected = Vec::new();
     let mut rings = Vec::new();
     for spec in &config.interfaces {
-        let (shared, ring, traffic) =
-            interface::protect(spec, &config, Arc::clone(&access), reload_tx.clone())?;
+        let (shared, ring, traffic) = interface::protect(
+            spec,
+            &config,
+            Arc::clone(&access),
+            reload_tx.clone(),
+            upstream.clone(),
+        )?;
         protected.push(shared);
         rings.push((ring, traffic));
     }
@@ -192,6 +205,9 @@ pub async fn run(
         ));
     }
     tasks.spawn(tasks::serve_metrics(config.metrics_addr, protected.clone()));
+    if let Some(upstream) = &upstream {
+        tasks.spawn(upstream::reconcile_loop(Arc::clone(upstream)));
+    }
     tasks.spawn(reload::reload_loop(
         reload_rx,
         reload_tx.clone(),
@@ -208,6 +224,9 @@ pub async fn run(
         },
     };
     tasks.abort_all();
+    if let Some(upstream) = &upstream {
+        upstream.stop().await;
+    }
     for spec in &config.interfaces {
         let _ = std::fs::remove_file(socket_path(&config.run_dir, &spec.name));
         info!(

@@ -51,6 +51,11 @@ impl RulesState {
         Ok(state)
     }
 
+    /// What rule `id` matches and does, if there is one.
+    pub(super) fn spec(&self, id: u32) -> Option<crate::rules::RuleSpec> {
+        self.set.get(id).map(|r| r.spec.clone())
+    }
+
     /// Whether any rule is loaded (the program's `RULES` flag).
     pub(super) fn any(&self) -> bool {
         !self.set.rules().is_empty()

@@ -177,6 +177,17 @@ async fn respond(shared: &Arc<Shared>, request: Request) -> Answer {
         Request::RulesTest { packet } => {
             blocking(shared, move |s| super::rules::test(s, &packet)).await
         }
+        Request::UpstreamShow => super::upstream::show(shared),
+        Request::UpstreamAnnounce {
+            rule,
+            rule_id,
+            blackhole,
+            to,
+            for_ms,
+        } => upstream_announce(shared, rule, rule_id, blackhole, to, for_ms).await,
+        Request::UpstreamWithdraw { ids } => {
+            blocking(shared, move |s| super::upstream::withdraw(s, &ids)).await
+        }
         Request::RulesTestFrame { frame } => {
             blocking(shared, move |s| super::rules::test_frame(s, &frame)).await
         }
@@ -184,6 +195,28 @@ async fn respond(shared: &Arc<Shared>, request: Request) -> Answer {
     Answer::One(response.unwrap_or_else(|e| Response::Error {
         message: format!("{e:#}"),
     }))
+}
+
+/// `upstream announce`: exactly one thing to announce.
+async fn upstream_announce(
+    shared: &Arc<Shared>,
+    rule: Option<String>,
+    rule_id: Option<u32>,
+    blackhole: Option<std::net::IpAddr>,
+    to: Option<crate::lists::Prefix>,
+    for_ms: Option<u64>,
+) -> anyhow::Result<Response> {
+    use super::upstream::AnnounceWhat;
+    let what = match (rule, rule_id, blackhole) {
+        (Some(text), None, None) => AnnounceWhat::Rule(text),
+        (None, Some(id), None) => AnnounceWhat::RuleId(id),
+        (None, None, Some(addr)) => AnnounceWhat::Blackhole(addr),
+        _ => bail!("announce exactly one of: a rule's text, `--rule ID`, `--blackhole ADDR`"),
+    };
+    blocking(shared, move |s| {
+        super::upstream::announce(s, what, to, for_ms)
+    })
+    .await
 }
 
 /// The rules of a request, parsed; an error names the rule (by its place) and the problem.

@@ -165,6 +165,12 @@ impl Prefix {
         Ok(Self(net))
     }
 
+    /// The prefix of `addr` alone: a /32 or a /128.
+    #[must_use]
+    pub fn host(addr: IpAddr) -> Self {
+        Self(IpNet::from(addr))
+    }
+
     /// The network address (host bits are zero).
     #[must_use]
     pub fn addr(&self) -> IpAddr {
