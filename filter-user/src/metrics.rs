@@ -44,6 +44,8 @@ pub struct Snapshot {
     /// `(service, packets a second now if there is a reading, packets a second normally)`
     /// of each service the baseline has.
     pub services: Vec<(String, Option<f64>, f64)>,
+    /// Announcements upstream (the daemon's, the same on every interface); `None`: off.
+    pub upstream: Option<crate::upstream::UpstreamView>,
 }
 
 /// Reads a snapshot of every protected interface at scrape time.
@@ -271,6 +273,9 @@ impl Collector for FilterCollector {
                 }
             }
         }
+        if let Some(view) = snapshots.iter().find_map(|(_, s)| s.upstream.as_ref()) {
+            encode_upstream(&mut encoder, view)?;
+        }
         let mut family = encoder.encode_descriptor(
             "floodwall_list_entries",
             "Prefixes on the allowlist and denylist.",
@@ -286,6 +291,41 @@ impl Collector for FilterCollector {
         }
         Ok(())
     }
+}
+
+/// The upstream gauges: once, not per interface (one daemon has one speaker).
+fn encode_upstream(
+    encoder: &mut prometheus_client::encoding::DescriptorEncoder<'_>,
+    view: &crate::upstream::UpstreamView,
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(
+        "floodwall_upstream_routes",
+        "Announcements upstream by state: announced by the speaker, pending, withdrawing, \
+         or dry_run (computed, never sent).",
+        None,
+        MetricType::Gauge,
+    )?;
+    for (state, n) in crate::upstream::state_counts(view) {
+        #[expect(clippy::cast_possible_wrap, reason = "a few routes")]
+        ConstGauge::new(n as i64).encode(family.encode_family(&[("state", state)])?)?;
+    }
+    let family = encoder.encode_descriptor(
+        "floodwall_upstream_speaker_up",
+        "1 if the last read-back of the BGP speaker (GoBGP) worked, else 0.",
+        None,
+        MetricType::Gauge,
+    )?;
+    ConstGauge::new(i64::from(view.speaker.reachable)).encode(family)?;
+    let mut family = encoder.encode_descriptor(
+        "floodwall_upstream_refused",
+        "Announcements refused by each safety rule since the daemon started.",
+        None,
+        MetricType::Counter,
+    )?;
+    for (rule, n) in &view.refused {
+        ConstCounter::new(*n).encode(family.encode_family(&[("rule", rule.as_str())])?)?;
+    }
+    Ok(())
 }
 
 /// The exposition text for one scrape.
@@ -389,6 +429,18 @@ mod tests {
                     signatures_in_force: 1,
                     ..Default::default()
                 },
+                upstream: Some(crate::upstream::UpstreamView {
+                    dry_run: false,
+                    gobgp_api: "unix:///run/gobgpd.sock".into(),
+                    protected: Vec::new(),
+                    max_routes: 8,
+                    speaker: crate::upstream::SpeakerView {
+                        reachable: true,
+                        ..Default::default()
+                    },
+                    announcements: Vec::new(),
+                    refused: [("max_routes".to_owned(), 2)].into_iter().collect(),
+                }),
                 ..Snapshot::default()
             };
             let eth1 = Snapshot {
@@ -418,6 +470,9 @@ mod tests {
             r#"floodwall_attacks_active{iface="eth0"} 1"#,
             r#"floodwall_signatures_in_force{iface="eth0"} 1"#,
             "# TYPE floodwall_service_packets_per_second gauge",
+            r#"floodwall_upstream_routes{state="announced"} 0"#,
+            "floodwall_upstream_speaker_up 1",
+            r#"floodwall_upstream_refused_total{rule="max_routes"} 2"#,
             r#"floodwall_service_packets_per_second{iface="eth0",service="udp/53",rate="now"} 250000.0"#,
             r#"floodwall_service_packets_per_second{iface="eth0",service="udp/53",rate="normal"} 80.5"#,
             r#"floodwall_service_packets_per_second{iface="eth0",service="tcp/443",rate="normal"} 3.0"#,

@@ -529,6 +529,14 @@ impl Display for UpstreamText<'_> {
                 v.speaker.foreign_routes
             )?;
         }
+        if !v.refused.is_empty() {
+            let refused: Vec<String> = v.refused.iter().map(|(k, n)| format!("{k} {n}")).collect();
+            writeln!(
+                f,
+                "refused      {} (by safety rule, since the start)",
+                refused.join(", ")
+            )?;
+        }
         if v.announcements.is_empty() {
             return writeln!(f, "no announcements");
         }

@@ -159,12 +159,68 @@ impl Source<'_> {
         Ok(())
     }
 
+    /// `[upstream]`'s automatic threshold, stop behaviour and community.
+    fn upstream_choices(
+        &self,
+        u: &RawUpstream,
+        out: &mut crate::upstream::UpstreamConfig,
+    ) -> Result<(), ConfigError> {
+        use crate::upstream::OnStop;
+        if let Some(above) = &u.auto_above {
+            out.auto_above_bps = Some(
+                above
+                    .get_ref()
+                    .trim()
+                    .to_ascii_lowercase()
+                    .strip_suffix("bps")
+                    .and_then(|n| crate::limits::parse_count(n).ok())
+                    .filter(|bps| *bps > 0)
+                    .ok_or_else(|| {
+                        self.error(
+                            &above.span(),
+                            "upstream.auto_above",
+                            format!(
+                                "`{}` is not a bit rate above zero (e.g. \"800mbps\")",
+                                above.get_ref()
+                            ),
+                        )
+                    })?,
+            );
+        }
+        if let Some(on_stop) = &u.on_stop {
+            out.on_stop = match on_stop.get_ref().as_str() {
+                "withdraw" => OnStop::Withdraw,
+                "keep" => OnStop::Keep,
+                other => {
+                    return Err(self.error(
+                        &on_stop.span(),
+                        "upstream.on_stop",
+                        format!("`{other}` is not a stop behaviour (withdraw, keep)"),
+                    ));
+                }
+            };
+        }
+        if let Some(community) = &u.blackhole_community {
+            out.blackhole_community = parse_community(community.get_ref()).ok_or_else(|| {
+                self.error(
+                    &community.span(),
+                    "upstream.blackhole_community",
+                    format!(
+                        "`{}` is not a community (ASN:VALUE, e.g. 65535:666)",
+                        community.get_ref()
+                    ),
+                )
+            })?;
+        }
+        Ok(())
+    }
+
     /// `[upstream]`: each key checked alone, then together.
     fn upstream(
         &self,
         raw: &Spanned<RawUpstream>,
     ) -> Result<crate::upstream::UpstreamConfig, ConfigError> {
-        use crate::upstream::{OnStop, UpstreamConfig};
+        use crate::upstream::UpstreamConfig;
         let u = raw.get_ref();
         let mut out = UpstreamConfig::default();
         if let Some(api) = &u.gobgp_api {
@@ -227,31 +283,7 @@ impl Source<'_> {
             }
         }
         self.upstream_durations(u, &mut out)?;
-        if let Some(on_stop) = &u.on_stop {
-            out.on_stop = match on_stop.get_ref().as_str() {
-                "withdraw" => OnStop::Withdraw,
-                "keep" => OnStop::Keep,
-                other => {
-                    return Err(self.error(
-                        &on_stop.span(),
-                        "upstream.on_stop",
-                        format!("`{other}` is not a stop behaviour (withdraw, keep)"),
-                    ));
-                }
-            };
-        }
-        if let Some(community) = &u.blackhole_community {
-            out.blackhole_community = parse_community(community.get_ref()).ok_or_else(|| {
-                self.error(
-                    &community.span(),
-                    "upstream.blackhole_community",
-                    format!(
-                        "`{}` is not a community (ASN:VALUE, e.g. 65535:666)",
-                        community.get_ref()
-                    ),
-                )
-            })?;
-        }
+        self.upstream_choices(u, &mut out)?;
         out.check()
             .map_err(|e| self.error(&raw.span(), "upstream", e))?;
         Ok(out)

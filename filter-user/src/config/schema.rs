@@ -40,6 +40,7 @@ pub(super) struct RawUpstream {
     pub(super) on_stop: Option<Spanned<String>>,
     pub(super) blackhole_community: Option<Spanned<String>>,
     pub(super) reconcile_every: Option<Spanned<String>>,
+    pub(super) auto_above: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

@@ -207,6 +207,7 @@ pub async fn run(
     tasks.spawn(tasks::serve_metrics(config.metrics_addr, protected.clone()));
     if let Some(upstream) = &upstream {
         tasks.spawn(upstream::reconcile_loop(Arc::clone(upstream)));
+        tasks.spawn(upstream::auto_loop(Arc::clone(upstream), protected.clone()));
     }
     tasks.spawn(reload::reload_loop(
         reload_rx,

@@ -51,6 +51,16 @@ impl RulesState {
         Ok(state)
     }
 
+    /// The signatures in force: their ids and what they match.
+    pub(super) fn signatures(&self) -> Vec<(u32, crate::rules::RuleSpec)> {
+        self.set
+            .rules()
+            .iter()
+            .filter(|r| r.origin == crate::rules::Origin::Signature)
+            .map(|r| (r.id, r.spec.clone()))
+            .collect()
+    }
+
     /// What rule `id` matches and does, if there is one.
     pub(super) fn spec(&self, id: u32) -> Option<crate::rules::RuleSpec> {
         self.set.get(id).map(|r| r.spec.clone())

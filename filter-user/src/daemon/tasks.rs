@@ -113,6 +113,7 @@ pub(super) async fn serve_metrics(
 }
 
 fn metrics_snapshot(shared: &Shared) -> anyhow::Result<metrics::Snapshot> {
+    let upstream = shared.upstream.as_ref().map(|u| u.view());
     let totals = shared.maps.totals()?;
     let counters = Class::ALL
         .iter()
@@ -157,5 +158,6 @@ fn metrics_snapshot(shared: &Shared) -> anyhow::Result<metrics::Snapshot> {
         rules,
         attacks,
         services,
+        upstream,
     })
 }

@@ -4,6 +4,7 @@
 //! or a restarted speaker heals itself), the requests, and the stop.
 
 use std::{
+    collections::{BTreeMap, HashMap},
     net::IpAddr,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
@@ -18,10 +19,14 @@ use crate::{
     control::Response,
     lists::{ListKind, Prefix},
     upstream::{
-        Announced, FlowRoute, Gobgp, NewAnnouncement, OnStop, Origin, Route, SpeakerView,
+        Announced, FlowRoute, Gobgp, NewAnnouncement, OnStop, Origin, Route, Safety, SpeakerView,
         UpstreamBook, UpstreamConfig, UpstreamError, UpstreamView, plan,
     },
 };
+
+/// An automatic announcement: interface, signature, destination (`None`: the interface has
+/// no protected address).
+type AutoKey = (String, u32, Option<Prefix>);
 
 /// Longest a clean stop waits for the speaker to withdraw.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -36,6 +41,11 @@ pub(crate) struct Upstream {
     last: Mutex<(Option<Announced>, SpeakerView)>,
     /// Wakes the loop after a change, so that it does not wait for its next pass.
     wake: Notify,
+    /// Announcements refused since the start, by safety rule.
+    refused: Mutex<BTreeMap<String, u64>>,
+    /// The automatic announcements tried: (interface, signature, destination), and whether
+    /// a cap held them back (they are tried again each second, logged once).
+    auto_tried: Mutex<HashMap<AutoKey, bool>>,
 }
 
 /// Now, in Unix milliseconds.
@@ -71,6 +81,8 @@ impl Upstream {
             book: Mutex::new(book),
             last: Mutex::new((None, SpeakerView::default())),
             wake: Notify::new(),
+            refused: Mutex::new(BTreeMap::new()),
+            auto_tried: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -83,6 +95,7 @@ impl Upstream {
             &book,
             last.0.as_ref(),
             last.1.clone(),
+            lock(&self.refused).clone(),
             now_ms(),
         )
     }
@@ -94,7 +107,13 @@ impl Upstream {
     ) -> anyhow::Result<T> {
         let mut book = lock(&self.book);
         let mut next = book.clone();
-        let out = change(&mut next)?;
+        let out = change(&mut next).inspect_err(|e| {
+            if let UpstreamError::Refused { rule, .. } = e {
+                *lock(&self.refused)
+                    .entry(rule.name().to_owned())
+                    .or_default() += 1;
+            }
+        })?;
         next.save(&self.state_path)?;
         *book = next;
         drop(book);
@@ -319,4 +338,187 @@ pub(super) fn withdraw(shared: &Shared, ids: &[u32]) -> anyhow::Result<Response>
     upstream.change(|book| book.withdraw(ids, now_ms()))?;
     info!("upstream: withdrawal of {ids:?} asked");
     Ok(Response::UpstreamWithdrawn { ids: ids.to_vec() })
+}
+
+/// The automatic announcements: every second, on each interface receiving more than
+/// `upstream.auto_above`, its signatures in force are announced for its addresses inside
+/// the protected prefixes; an automatic announcement is withdrawn with its signature.
+pub(super) async fn auto_loop(
+    upstream: Arc<Upstream>,
+    protected: Vec<Arc<Shared>>,
+) -> anyhow::Result<()> {
+    let Some(above_bps) = upstream.config.auto_above_bps else {
+        return std::future::pending().await;
+    };
+    let mut tick = tokio::time::interval(super::SAMPLE_INTERVAL);
+    loop {
+        tick.tick().await;
+        for shared in &protected {
+            upstream.auto(shared, above_bps);
+        }
+    }
+}
+
+/// Bits a second the interface received over the last sample interval (every packet the
+/// program saw, whatever it decided).
+fn received_bps(shared: &Shared) -> Option<u64> {
+    let samples = lock(&shared.samples);
+    let (Some(before), Some(now)) = (&samples.0, &samples.1) else {
+        return None;
+    };
+    let bytes = |s: &crate::stats::Sample| -> u64 {
+        filter_common::Outcome::ALL
+            .iter()
+            .map(|o| s.totals.get(*o).bytes)
+            .sum()
+    };
+    let elapsed_ns = now.at_ns.checked_sub(before.at_ns).filter(|ns| *ns > 0)?;
+    let bits = bytes(now).saturating_sub(bytes(before)).saturating_mul(8);
+    Some(
+        u64::try_from(u128::from(bits) * 1_000_000_000 / u128::from(elapsed_ns))
+            .unwrap_or(u64::MAX),
+    )
+}
+
+/// The interface's own addresses inside the protected prefixes, as host prefixes.
+fn protected_addresses(iface: &str, protected: &[Prefix]) -> Vec<Prefix> {
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
+        return Vec::new();
+    };
+    let mut out: Vec<Prefix> = addrs
+        .filter(|a| a.interface_name == iface)
+        .filter_map(|a| {
+            let addr = a.address?;
+            let ip: IpAddr = if let Some(v4) = addr.as_sockaddr_in() {
+                IpAddr::V4(v4.ip())
+            } else {
+                IpAddr::V6(addr.as_sockaddr_in6()?.ip())
+            };
+            Some(Prefix::host(ip))
+        })
+        .filter(|p| protected.iter().any(|q| q.covers(p)))
+        .collect();
+    out.sort_unstable_by_key(ToString::to_string);
+    out.dedup();
+    out
+}
+
+impl Upstream {
+    /// Withdraws the automatic announcements of `shared`'s signatures that ended, whatever
+    /// the rate.
+    fn withdraw_ended(
+        &self,
+        shared: &Shared,
+        signatures: &[(u32, crate::rules::RuleSpec)],
+        now: u64,
+    ) {
+        let ended: Vec<u32> = lock(&self.book)
+            .announcements()
+            .iter()
+            .filter(|a| a.withdrawn_ms.is_none() && a.live(now, self.config.min_hold))
+            .filter(|a| match &a.origin {
+                Origin::Signature { iface, rule } if *iface == shared.iface => {
+                    !signatures.iter().any(|(id, _)| id == rule)
+                }
+                _ => false,
+            })
+            .map(|a| a.id)
+            .collect();
+        if ended.is_empty() {
+            return;
+        }
+        match self.change(|book| book.withdraw(&ended, now)) {
+            Ok(()) => info!(
+                "upstream: signatures ended on {}: withdrawing {ended:?}",
+                shared.iface
+            ),
+            Err(e) => warn!("upstream: {e:#}"),
+        }
+    }
+
+    fn auto(&self, shared: &Shared, above_bps: u64) {
+        let signatures = lock(&shared.rules).signatures();
+        let now = now_ms();
+        self.withdraw_ended(shared, &signatures, now);
+        if signatures.is_empty() || received_bps(shared).is_none_or(|bps| bps <= above_bps) {
+            return;
+        }
+        let addresses = protected_addresses(&shared.iface, &self.config.protected);
+        if addresses.is_empty() {
+            let mut tried = lock(&self.auto_tried);
+            if tried
+                .insert((shared.iface.clone(), 0, None), false)
+                .is_none()
+            {
+                warn!(
+                    "upstream: {} receives over upstream.auto_above, but has no address inside \
+                     the protected prefixes: nothing to announce",
+                    shared.iface
+                );
+            }
+            return;
+        }
+        for (rule, spec) in signatures {
+            for dst in &addresses {
+                // Each (signature, address) is tried once, or each second while a cap
+                // holds it back (logged once).
+                let key = (shared.iface.clone(), rule, Some(*dst));
+                let capped_before = match lock(&self.auto_tried).get(&key) {
+                    Some(false) => continue,
+                    Some(true) => true,
+                    None => false,
+                };
+                let origin = Origin::Signature {
+                    iface: shared.iface.clone(),
+                    rule,
+                };
+                let route = match FlowRoute::from_rule(&spec, Some(*dst)) {
+                    Ok(flow) => Route::Flowspec(flow),
+                    Err(e) => {
+                        warn!(
+                            "upstream: signature {rule} on {} is not announced: {e}",
+                            shared.iface
+                        );
+                        continue;
+                    }
+                };
+                let allowlist: Vec<Prefix> = crate::maps::monotonic_now_ns()
+                    .ok()
+                    .and_then(|ns| shared.lists.list(ListKind::Allow, ns).ok())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|e| e.prefix)
+                    .collect();
+                let text = route.to_string();
+                let new = NewAnnouncement {
+                    route,
+                    origin,
+                    for_ms: None,
+                };
+                let result = self.change(|book| book.announce(&self.config, new, &allowlist, now));
+                let capped = matches!(
+                    result
+                        .as_ref()
+                        .map_err(|e| e.downcast_ref::<UpstreamError>()),
+                    Err(Some(UpstreamError::Refused {
+                        rule: Safety::MaxRoutes | Safety::MaxNewPerMinute,
+                        ..
+                    }))
+                );
+                lock(&self.auto_tried).insert(key, capped);
+                match result {
+                    Ok(id) => info!(
+                        "upstream: {} receives over upstream.auto_above: announcement {id} \
+                         for signature {rule}: {text}",
+                        shared.iface
+                    ),
+                    Err(_) if capped_before => {}
+                    Err(e) => warn!(
+                        "upstream: signature {rule} on {} is not announced: {e:#}",
+                        shared.iface
+                    ),
+                }
+            }
+        }
+    }
 }

@@ -109,14 +109,14 @@ impl FlowRoute {
     pub fn from_rule(spec: &RuleSpec, to: Option<Prefix>) -> Result<Self, UpstreamError> {
         let dst = match (spec.dst, to) {
             (Some(own), Some(to)) if !own.covers(&to) => {
-                return Err(UpstreamError::Refused(format!(
+                return Err(UpstreamError::Inexpressible(format!(
                     "`to {to}` is not inside the rule's destination {own}"
                 )));
             }
             (_, Some(to)) => to,
             (Some(own), None) => own,
             (None, None) => {
-                return Err(UpstreamError::Refused(
+                return Err(UpstreamError::Inexpressible(
                     "a route upstream needs a destination inside the protected prefixes: \
                      give `to PREFIX` in the rule or `--to PREFIX`"
                         .to_owned(),
@@ -126,7 +126,7 @@ impl FlowRoute {
         if let Some(src) = spec.src
             && src.family() != dst.family()
         {
-            return Err(UpstreamError::Refused(format!(
+            return Err(UpstreamError::Inexpressible(format!(
                 "the source {src} and the destination {dst} are of different families"
             )));
         }
@@ -137,7 +137,7 @@ impl FlowRoute {
             (spec.fragment.is_some(), "frag"),
         ];
         if let Some((_, field)) = unsupported.iter().find(|(set, _)| *set) {
-            return Err(UpstreamError::Refused(format!(
+            return Err(UpstreamError::Inexpressible(format!(
                 "FlowSpec has no `{field}` component: the upstream router cannot match it \
                  (announce a rule without it; floodwall still matches it on this server)"
             )));
@@ -153,7 +153,7 @@ impl FlowRoute {
                     bytes_per_second: (bps / 8) as f32,
                 },
                 _ => {
-                    return Err(UpstreamError::Refused(
+                    return Err(UpstreamError::Inexpressible(
                         "FlowSpec limits bytes, not packets: give the rate in bits, of at \
                          least 8bps (e.g. `rate-limit 10mbps`)"
                             .to_owned(),
@@ -161,7 +161,7 @@ impl FlowRoute {
                 }
             },
             Action::Allow | Action::Monitor | Action::PerSource(_) => {
-                return Err(UpstreamError::Refused(
+                return Err(UpstreamError::Inexpressible(
                     "only `drop` and `rate-limit RATE` have a FlowSpec action (discard, \
                      traffic-rate)"
                         .to_owned(),

@@ -48,12 +48,60 @@ pub enum UpstreamError {
     /// No `[upstream]` section.
     #[error("upstream announcements are off: the config file has no [upstream] section")]
     Off,
-    /// A safety rule or a route FlowSpec cannot express (the message says which).
+    /// A route FlowSpec cannot express (the message says why).
     #[error("{0}")]
-    Refused(String),
+    Inexpressible(String),
+    /// A safety rule refused it.
+    #[error("{message}")]
+    Refused {
+        /// Which rule.
+        rule: Safety,
+        /// What it says.
+        message: String,
+    },
     /// No announcement has this id.
     #[error("no announcement has id {0} (see `floodwall upstream show`)")]
     UnknownId(u32),
+}
+
+/// The safety rules, each a reason to refuse an announcement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Safety {
+    /// The destination is not inside the protected prefixes.
+    Protected,
+    /// The destination's prefix length is out of bounds.
+    PrefixLen,
+    /// The route would match allowlisted traffic.
+    Allowlist,
+    /// The asked life is out of bounds.
+    Expiry,
+    /// The same route is already announced.
+    Duplicate,
+    /// Over `max_routes`.
+    MaxRoutes,
+    /// Over `max_new_per_minute`.
+    MaxNewPerMinute,
+}
+
+impl Safety {
+    /// Its name, as metrics and `upstream show` say it.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Protected => "protected",
+            Self::PrefixLen => "prefix_len",
+            Self::Allowlist => "allowlist",
+            Self::Expiry => "expiry",
+            Self::Duplicate => "duplicate",
+            Self::MaxRoutes => "max_routes",
+            Self::MaxNewPerMinute => "max_new_per_minute",
+        }
+    }
+}
+
+/// A refusal by `rule`.
+fn refuse<T>(rule: Safety, message: String) -> Result<T, UpstreamError> {
+    Err(UpstreamError::Refused { rule, message })
 }
 
 /// What happens to the routes when the daemon stops cleanly.
@@ -98,6 +146,10 @@ pub struct UpstreamConfig {
     pub blackhole_community: (u16, u16),
     /// How often the speaker is read back and corrected.
     pub reconcile_every: Duration,
+    /// Signatures in force on an interface that receives more than this many bits a second
+    /// are announced upstream by themselves (a flood nearing the uplink's line rate, which
+    /// no filter on the server can help with); `None`: only the operator announces.
+    pub auto_above_bps: Option<u64>,
 }
 
 impl Default for UpstreamConfig {
@@ -117,6 +169,7 @@ impl Default for UpstreamConfig {
             on_stop: OnStop::Withdraw,
             blackhole_community: (65535, 666),
             reconcile_every: Duration::from_secs(2),
+            auto_above_bps: None,
         }
     }
 }
@@ -169,13 +222,21 @@ impl UpstreamConfig {
 }
 
 /// Who asked for an announcement.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Origin {
     /// `floodwall upstream announce` with a rule's text or a blackhole.
     Operator,
     /// `floodwall upstream announce --rule ID`.
     Rule(u32),
+    /// The daemon, for a signature in force on an interface that received more than
+    /// `upstream.auto_above`; withdrawn with the signature.
+    Signature {
+        /// The interface.
+        iface: String,
+        /// The signature's rule id there.
+        rule: u32,
+    },
 }
 
 impl std::fmt::Display for Origin {
@@ -183,6 +244,7 @@ impl std::fmt::Display for Origin {
         match self {
             Self::Operator => f.write_str("operator"),
             Self::Rule(id) => write!(f, "rule {id}"),
+            Self::Signature { iface, rule } => write!(f, "signature {rule} on {iface}"),
         }
     }
 }
@@ -268,35 +330,40 @@ impl UpstreamBook {
         allowlist: &[Prefix],
         now_ms: u64,
     ) -> Result<u32, UpstreamError> {
-        let refuse = |m: String| Err(UpstreamError::Refused(m));
         let dst = match &new.route {
             Route::Flowspec(flow) => flow.dst(),
             Route::Blackhole { addr, .. } => Prefix::host(*addr),
         };
         if !config.protected.iter().any(|p| p.covers(&dst)) {
             let protected: Vec<String> = config.protected.iter().map(ToString::to_string).collect();
-            return refuse(format!(
-                "{dst} is not inside the protected prefixes ({}): floodwall announces \
+            return refuse(
+                Safety::Protected,
+                format!(
+                    "{dst} is not inside the protected prefixes ({}): floodwall announces \
                  nothing for addresses that are not the operator's",
-                protected.join(", ")
-            ));
+                    protected.join(", ")
+                ),
+            );
         }
         let (low, high) = match dst.family() {
             Family::V4 => config.prefix_len_v4,
             Family::V6 => config.prefix_len_v6,
         };
         if !(low..=high).contains(&dst.prefix_len()) {
-            return refuse(format!(
-                "{dst} is a /{}; upstream routes for {} must be /{low} to /{high} \
+            return refuse(
+                Safety::PrefixLen,
+                format!(
+                    "{dst} is a /{}; upstream routes for {} must be /{low} to /{high} \
                  (upstream.prefix_len_{})",
-                dst.prefix_len(),
-                dst.family(),
-                if dst.family() == Family::V4 {
-                    "v4"
-                } else {
-                    "v6"
-                }
-            ));
+                    dst.prefix_len(),
+                    dst.family(),
+                    if dst.family() == Family::V4 {
+                        "v4"
+                    } else {
+                        "v6"
+                    }
+                ),
+            );
         }
         if let Route::Flowspec(flow) = &new.route
             && let Some(allowed) = allowlist.iter().find(|a| match flow.spec.src {
@@ -308,18 +375,22 @@ impl UpstreamBook {
                 .spec
                 .src
                 .map_or_else(|| "every source".to_owned(), |s| format!("sources {s}"));
-            return refuse(format!(
-                "the route matches {whose}, and {allowed} is allowlisted: the allowlist \
+            return refuse(
+                Safety::Allowlist,
+                format!(
+                    "the route matches {whose}, and {allowed} is allowlisted: the allowlist \
                  wins (narrow the route with `from PREFIX`)"
-            ));
+                ),
+            );
         }
         if let Route::Blackhole { addr, .. } = &new.route
             && let Some(allowed) = allowlist.iter().find(|a| a.contains(*addr))
         {
             // Not a source match, but an allowlisted partner may be this very address.
-            return refuse(format!(
-                "{addr} is inside the allowlisted {allowed}: the allowlist wins"
-            ));
+            return refuse(
+                Safety::Allowlist,
+                format!("{addr} is inside the allowlisted {allowed}: the allowlist wins"),
+            );
         }
         self.check_live(config, &new, now_ms)?;
         let for_ms = new.for_ms.unwrap_or(duration_ms(config.expiry));
@@ -346,14 +417,16 @@ impl UpstreamBook {
         new: &NewAnnouncement,
         now_ms: u64,
     ) -> Result<(), UpstreamError> {
-        let refuse = |m: String| Err(UpstreamError::Refused(m));
         let for_ms = new.for_ms.unwrap_or(duration_ms(config.expiry));
         if for_ms < duration_ms(config.min_hold) || for_ms > duration_ms(config.max_expiry) {
-            return refuse(format!(
-                "`--for` must be from upstream.min_hold ({}) to upstream.max_expiry ({})",
-                humantime::format_duration(config.min_hold),
-                humantime::format_duration(config.max_expiry)
-            ));
+            return refuse(
+                Safety::Expiry,
+                format!(
+                    "`--for` must be from upstream.min_hold ({}) to upstream.max_expiry ({})",
+                    humantime::format_duration(config.min_hold),
+                    humantime::format_duration(config.max_expiry)
+                ),
+            );
         }
         let live: Vec<&Announcement> = self
             .announcements
@@ -361,28 +434,37 @@ impl UpstreamBook {
             .filter(|a| a.live(now_ms, config.min_hold))
             .collect();
         if let Some(same) = live.iter().find(|a| same_target(&a.route, &new.route)) {
-            return refuse(format!(
-                "announcement {} already covers this match ({}); withdraw it first",
-                same.id, same.route
-            ));
+            return refuse(
+                Safety::Duplicate,
+                format!(
+                    "announcement {} already covers this match ({}); withdraw it first",
+                    same.id, same.route
+                ),
+            );
         }
         // Routes not yet confirmed gone upstream count too: the router may still hold them.
         let held = self.announcements.len().max(live.len());
         if held >= config.max_routes {
-            return refuse(format!(
-                "{held} routes are announced or still being withdrawn, the most \
+            return refuse(
+                Safety::MaxRoutes,
+                format!(
+                    "{held} routes are announced or still being withdrawn, the most \
                  upstream.max_routes allows ({})",
-                config.max_routes
-            ));
+                    config.max_routes
+                ),
+            );
         }
         let within_minute = |t: &u64| now_ms < t + 60_000;
         let recent = self.recent_ms.iter().filter(|t| within_minute(t)).count();
         if recent >= config.max_new_per_minute {
-            return refuse(format!(
-                "{recent} routes were announced in the last minute, the most \
+            return refuse(
+                Safety::MaxNewPerMinute,
+                format!(
+                    "{recent} routes were announced in the last minute, the most \
                  upstream.max_new_per_minute allows ({}); try again later",
-                config.max_new_per_minute
-            ));
+                    config.max_new_per_minute
+                ),
+            );
         }
         Ok(())
     }
@@ -546,6 +628,8 @@ pub struct UpstreamView {
     pub speaker: SpeakerView,
     /// The announcements, live and ending, by id.
     pub announcements: Vec<AnnouncementView>,
+    /// Announcements refused since the daemon started, by safety rule.
+    pub refused: BTreeMap<String, u64>,
 }
 
 impl UpstreamView {
@@ -556,6 +640,7 @@ impl UpstreamView {
         book: &UpstreamBook,
         announced: Option<&Announced>,
         speaker: SpeakerView,
+        refused: BTreeMap<String, u64>,
         now_ms: u64,
     ) -> Self {
         let announcements = book
@@ -593,6 +678,7 @@ impl UpstreamView {
             max_routes: config.max_routes,
             speaker,
             announcements,
+            refused,
         }
     }
 }
