@@ -71,6 +71,9 @@ pub enum Scope {
 impl Scope {
     /// `test` as this scope runs it (perhaps with a filter), or `None` if it leaves it out.
     fn select(self, test: &TestBinary) -> Option<TestBinary> {
+        if HOST_ONLY.contains(&test.name.as_str()) {
+            return None;
+        }
         match self {
             Scope::AllButDaemonOnly if test.name == "e2e_ops" => Some(TestBinary {
                 filter: Some(DAEMON_ONLY),
@@ -86,6 +89,11 @@ impl Scope {
         }
     }
 }
+
+/// Test binaries that run on this machine's kernel only: they test daemons talking to
+/// daemons (floodwall to GoBGP and BIRD, floodwall to floodwall through NATS), none of
+/// which the kernel changes, and those daemons are not in the VM's initramfs.
+pub const HOST_ONLY: [&str; 2] = ["e2e_upstream", "e2e_fleet"];
 
 /// The `e2e_ops` tests that [`Scope::AllButDaemonOnly`] leaves out, as libtest arguments.
 /// The kernel-facing ones stay: kill -9 mid-flood, restarts and upgrades under traffic,
