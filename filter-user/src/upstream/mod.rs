@@ -497,8 +497,18 @@ impl UpstreamBook {
 
     /// Forgets ended announcements the speaker no longer has.
     pub fn forget_gone(&mut self, config: &UpstreamConfig, announced: &Announced, now_ms: u64) {
-        self.announcements
-            .retain(|a| a.live(now_ms, config.min_hold) || announced.has(&a.route).is_some());
+        let live: Vec<Route> = self
+            .announcements
+            .iter()
+            .filter(|a| a.live(now_ms, config.min_hold))
+            .map(|a| a.route.clone())
+            .collect();
+        // An ended one whose route a live one now holds is that one's business.
+        self.announcements.retain(|a| {
+            a.live(now_ms, config.min_hold)
+                || (announced.has(&a.route).is_some()
+                    && !live.iter().any(|r| same_target(r, &a.route)))
+        });
     }
 
     /// Reads the book from `path`; an empty book if there is none.
@@ -558,13 +568,21 @@ pub fn plan(
     now_ms: u64,
 ) -> Plan {
     let mut plan = Plan::default();
-    for a in book.announcements() {
-        let has = announced.has(&a.route);
-        if a.live(now_ms, config.min_hold) {
-            if has != Some(true) {
-                plan.add.push(a.route.clone());
-            }
-        } else if has.is_some() {
+    let (live, ended): (Vec<&Announcement>, Vec<&Announcement>) = book
+        .announcements()
+        .iter()
+        .partition(|a| a.live(now_ms, config.min_hold));
+    for a in &live {
+        if announced.has(&a.route) != Some(true) {
+            plan.add.push(a.route.clone());
+        }
+    }
+    // An ended route is withdrawn unless a live one is the same route (announced again
+    // after a withdrawal): withdrawing it would take the live one away.
+    for a in ended {
+        if announced.has(&a.route).is_some()
+            && !live.iter().any(|l| same_target(&l.route, &a.route))
+        {
             plan.withdraw.push(a.route.clone());
         }
     }

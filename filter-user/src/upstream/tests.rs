@@ -162,3 +162,26 @@ fn expiry_ends_an_announcement_and_the_book_survives_a_restart() {
         UpstreamBook::default()
     );
 }
+
+#[test]
+fn a_route_announced_again_while_its_old_self_is_withdrawn_is_not_taken_away() {
+    let c = UpstreamConfig {
+        max_routes: 4,
+        ..config()
+    };
+    let mut book = UpstreamBook::default();
+    let first = book
+        .announce(&c, flow("udp sport 123 to 198.18.0.1 drop"), &[], 0)
+        .expect("announced");
+    book.withdraw(&[first], 6000).expect("withdrawn");
+    book.announce(&c, flow("udp sport 123 to 198.18.0.1 drop"), &[], 7000)
+        .expect("the same route again, once the first ended");
+    let Route::Flowspec(f) = &book.announcements()[0].route else {
+        unreachable!()
+    };
+    let mut has = Announced::default();
+    has.flows.insert(f.nlri(), 0.0);
+    assert_eq!(plan(&book, &c, &has, 7000), Plan::default());
+    book.forget_gone(&c, &has, 7000);
+    assert_eq!(book.announcements().len(), 1, "the ended one is forgotten");
+}
