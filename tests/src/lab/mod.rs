@@ -11,6 +11,9 @@
 //!          2001:2::1         2001:2::2        2001:2::10        2001:2::(10+N-1)
 //! ```
 //!
+//! A lab built with [`Lab::with_router`] has one more host on the switch, `router`
+//! (`198.18.0.254`, `2001:2::fe`): the upstream router of the BGP tests (see `bgp`).
+//!
 //! Addresses come only from the benchmarking ranges `198.18.0.0/15` (RFC 2544) and
 //! `2001:2::/48` (RFC 5180), and no namespace has a route anywhere else, so nothing a lab does
 //! can reach a real network. Loopback stays down for the same reason: no `127.0.0.1` or `::1`.
@@ -29,8 +32,9 @@
 //! socket directory private to the lab, so tests never talk to a real daemon.
 //!
 //! This module holds the lab itself (hosts, namespaces, processes, cleanup); beside it:
-//! `daemon` (floodwall in the lab, and its CLI), `web` (nginx and its visitors) and
-//! `hping3` (floods from a host).
+//! `daemon` (floodwall in the lab, and its CLI), `web` (nginx and its visitors),
+//! `hping3` (floods from a host) and `bgp` (an upstream router, BIRD, and the GoBGP speaker
+//! floodwall drives).
 
 use std::{
     ffi::OsStr,
@@ -46,11 +50,16 @@ use std::{
     time::{Duration, Instant},
 };
 
+mod bgp;
 mod daemon;
 mod hping3;
 mod web;
 
 pub use self::{
+    bgp::{
+        BLACKHOLE, Community, FlowRoute, Rib, TrafficAction, UPSTREAM_TOOLS, UnicastRoute,
+        Upstream, require_upstream_tools,
+    },
     daemon::{Daemon, dropped_packets, packets},
     hping3::hping3_sent,
     web::{HttpTally, http_tally},
@@ -72,6 +81,11 @@ pub const SERVER_IPV6: Ipv6Addr = lab_ipv6(1);
 pub const CLIENT_IPV4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 /// The legitimate client's IPv6 address.
 pub const CLIENT_IPV6: Ipv6Addr = lab_ipv6(2);
+/// The upstream router's IPv4 address (a lab built with [`Lab::with_router`]); above every
+/// attacker's.
+pub const ROUTER_IPV4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 254);
+/// The upstream router's IPv6 address.
+pub const ROUTER_IPV6: Ipv6Addr = lab_ipv6(0xfe);
 /// `2001:2::LAST`, a lab address.
 const fn lab_ipv6(last: u16) -> Ipv6Addr {
     Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, last)
@@ -202,6 +216,8 @@ pub struct Lab {
     server: Host,
     client: Host,
     attackers: Vec<Host>,
+    /// The upstream router, in a lab built with [`Lab::with_router`].
+    router: Option<Host>,
     /// Namespaces created so far, in order: what `Drop` deletes.
     created: Vec<String>,
     procs: Mutex<Vec<Slot>>,
@@ -285,20 +301,24 @@ pub fn poll_until(timeout: Duration, every: Duration, mut done: impl FnMut() -> 
 /// The tools of [`TOOLS`] that are not on `PATH`, each with the package that provides it.
 #[must_use]
 pub fn missing_tools() -> Vec<(&'static str, &'static str)> {
+    missing_of(&TOOLS)
+}
+
+/// The tools of `tools` that are not on `PATH`.
+fn missing_of(tools: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
-    TOOLS
-        .into_iter()
+    tools
+        .iter()
+        .copied()
         .filter(|(tool, _)| !dirs.iter().any(|d| d.join(tool).is_file()))
         .collect()
 }
 
-/// An error naming the missing tools and their packages, if any is missing.
-///
-/// # Errors
-/// If a tool of [`TOOLS`] is not on `PATH`.
-pub fn require_tools() -> anyhow::Result<()> {
-    let missing = missing_tools();
+/// An error naming the tools of `tools` that are missing, and their packages, if any is;
+/// `who` needs them.
+fn require_of(tools: &[(&'static str, &'static str)], who: &str) -> anyhow::Result<()> {
+    let missing = missing_of(tools);
     if missing.is_empty() {
         return Ok(());
     }
@@ -307,9 +327,17 @@ pub fn require_tools() -> anyhow::Result<()> {
         .map(|(t, p)| format!("{t} (package {p})"))
         .collect();
     bail!(
-        "the lab needs tools that are not installed: {}",
+        "{who} cannot run without tools that are not installed: {}",
         tools.join(", ")
     )
+}
+
+/// An error naming the missing tools and their packages, if any is missing.
+///
+/// # Errors
+/// If a tool of [`TOOLS`] is not on `PATH`.
+pub fn require_tools() -> anyhow::Result<()> {
+    require_of(&TOOLS, "the lab")
 }
 
 impl Lab {
@@ -318,6 +346,19 @@ impl Lab {
     /// # Errors
     /// If a namespace, link or address cannot be created; whatever was created is removed.
     pub fn new(attackers: usize) -> anyhow::Result<Self> {
+        Self::build_with(attackers, false)
+    }
+
+    /// [`Lab::new`] with one more host, the upstream router ([`Lab::router`]), for the BGP
+    /// tests (see [`Upstream`]).
+    ///
+    /// # Errors
+    /// As [`Lab::new`].
+    pub fn with_router(attackers: usize) -> anyhow::Result<Self> {
+        Self::build_with(attackers, true)
+    }
+
+    fn build_with(attackers: usize, router: bool) -> anyhow::Result<Self> {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         ensure!(
             attackers <= MAX_ATTACKERS,
@@ -355,6 +396,7 @@ impl Lab {
             server: host("server", "srv", SERVER_IPV4, SERVER_IPV6),
             client: host("client", "cli", CLIENT_IPV4, CLIENT_IPV6),
             attackers,
+            router: router.then(|| host("router", "rtr", ROUTER_IPV4, ROUTER_IPV6)),
             run_dir: dir.join("run"),
             pin_root: dir.join("bpffs"),
             pin_root_mounted: false,
@@ -487,11 +529,18 @@ impl Lab {
         &self.attackers
     }
 
-    /// Server, client, then attackers.
+    /// The upstream router, if the lab was built with [`Lab::with_router`].
+    #[must_use]
+    pub fn router(&self) -> Option<&Host> {
+        self.router.as_ref()
+    }
+
+    /// Server, client, attackers, then the router if there is one.
     pub fn hosts(&self) -> impl Iterator<Item = &Host> {
         [&self.server, &self.client]
             .into_iter()
             .chain(&self.attackers)
+            .chain(&self.router)
     }
 
     /// The lab's directory: process output, nginx's files, the control socket directory.
