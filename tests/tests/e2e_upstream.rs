@@ -1023,3 +1023,148 @@ fn a_blackhole_takes_the_address_offline_until_it_expires() {
     );
     stop(&daemon);
 }
+
+/// The UDP service of the signature test, and its port.
+const SERVICE_PORT: u16 = 7777;
+/// The junk flood's route as BIRD prints it: the signature without what FlowSpec lacks
+/// (its TTL and payload), aimed at the server's address.
+const JUNK_FLOW: &str = "dst 198.18.0.1/32; proto 17; dport 7777; length 92;";
+
+/// `auto_above`: a junk flood from thousands of sources gets a signature (the daemon's
+/// own rule, see `e2e_signatures`); the server receives far more than `auto_above`, so
+/// the signature goes upstream by itself, as the router can match it (length, not TTL or
+/// payload), for the server's own address; it leaves the router with the signature once
+/// the flood ends.
+#[test]
+fn a_signature_goes_upstream_by_itself_while_the_link_is_flooded() {
+    if !floodwall_tests::privileged("a_signature_goes_upstream_by_itself_while_the_link_is_flooded")
+    {
+        return;
+    }
+    floodwall_tests::flood::require_trafgen().expect("trafgen must be installed");
+    let lab = Lab::with_router(1).expect("the namespace lab with a router must build");
+    let upstream = start_upstream(&lab);
+    let config = write_config(
+        &lab,
+        &upstream,
+        "dry_run = false\nmin_hold = \"1s\"\nauto_above = \"10mbps\"\n",
+    );
+    let service_addr = std::net::SocketAddr::new(lab.server().ipv4.into(), SERVICE_PORT);
+    let _service =
+        floodwall_tests::udp::Service::start(lab.server(), SERVICE_PORT).expect("the UDP service");
+    let daemon = lab
+        .start_floodwall(&[
+            "--config",
+            &config,
+            "--pps",
+            "2000",
+            "--signature-min-baseline",
+            "5s",
+            "--signature-quiet",
+            "3s",
+        ])
+        .expect("floodwall starts");
+    // The user's queries at 100 a second teach the baseline; under auto_above nothing goes
+    // upstream.
+    let before =
+        floodwall_tests::udp::query(lab.client(), service_addr, 700, 100).expect("queries");
+    assert!(before.share() >= 0.99, "{before:?}");
+    assert_eq!(upstream.rib().expect("birdc").mitigations(), 0);
+
+    let flood = floodwall_tests::flood::spawn_udp_flood(
+        &lab,
+        "junk",
+        &format!("udp(sp=drnd(1024, 65535), dp={SERVICE_PORT}),\n  fill(0x66, 64)"),
+    )
+    .expect("trafgen starts");
+    let started = Instant::now();
+    let arrived = poll_until(Duration::from_secs(15), Duration::from_millis(100), || {
+        upstream
+            .rib()
+            .is_ok_and(|rib| rib.flow(JUNK_FLOW).is_some())
+    });
+    let took = started.elapsed();
+    let listed = show(&daemon);
+    let rib = upstream.rib().expect("birdc");
+    let _ = lab.stop(&flood, libc::SIGINT, Duration::from_secs(5));
+    assert!(
+        arrived,
+        "the signature must reach the router: {listed}\n{rib}\n{}",
+        daemon.log()
+    );
+    println!("the junk flood's signature reached the router {took:?} after the flood started");
+    assert_eq!(
+        rib.flow(JUNK_FLOW).and_then(|r| r.action),
+        Some(TrafficAction::Discard),
+        "{rib}"
+    );
+    let origins: Vec<String> = listed["announcements"]
+        .as_array()
+        .expect("announcements")
+        .iter()
+        .filter_map(|a| a["origin"].as_str().map(str::to_owned))
+        .collect();
+    assert!(
+        !origins.is_empty() && origins.iter().all(|o| o.starts_with("signature ")),
+        "the announcements are the signature's: {listed}"
+    );
+    // The flood ends: after the quiet time the signature goes, and its route with it.
+    wait_rib(
+        &upstream,
+        Duration::from_secs(30),
+        "the route must leave the router with its signature",
+        |rib| rib.mitigations() == 0,
+    );
+    stop(&daemon);
+}
+
+/// `on_stop = "keep"`: a clean stop leaves the route at the router; it outlives its expiry
+/// while floodwall is down (GoBGP has no expiry of its own), and the next start, reading
+/// the announcements it kept, withdraws it.
+#[test]
+fn kept_routes_outlive_a_stop_and_the_next_start_withdraws_what_expired() {
+    if !floodwall_tests::privileged(
+        "kept_routes_outlive_a_stop_and_the_next_start_withdraws_what_expired",
+    ) {
+        return;
+    }
+    let lab = new_lab();
+    let upstream = start_upstream(&lab);
+    let config = write_config(
+        &lab,
+        &upstream,
+        "dry_run = false\non_stop = \"keep\"\nmin_hold = \"1s\"\n",
+    );
+    let daemon = start(&lab, &config);
+    let mut args = NTP_RULE.to_vec();
+    args.extend(["--for", "6s"]);
+    let asked = Instant::now();
+    announce(&daemon, &args);
+    let present = |rib: &Rib| rib.flow(NTP_FLOW).is_some();
+    wait_rib(
+        &upstream,
+        ARRIVE,
+        "the route must reach the router",
+        present,
+    );
+    daemon
+        .stop(libc::SIGTERM)
+        .expect("floodwall stops on SIGTERM");
+    upstream
+        .rib_holds_for(SETTLE, present)
+        .expect("on_stop = keep leaves the route at the router");
+    // Past its expiry, with no floodwall to withdraw it.
+    std::thread::sleep(Duration::from_secs(7).saturating_sub(asked.elapsed()));
+    assert!(
+        present(&upstream.rib().expect("birdc")),
+        "nothing withdrew it meanwhile"
+    );
+    let again = start(&lab, &config);
+    wait_rib(
+        &upstream,
+        ARRIVE,
+        "the next start must withdraw what expired while floodwall was down",
+        |rib| rib.mitigations() == 0,
+    );
+    stop(&again);
+}

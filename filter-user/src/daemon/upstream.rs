@@ -380,6 +380,34 @@ fn received_bps(shared: &Shared) -> Option<u64> {
     )
 }
 
+/// The signatures in force on `shared` (`in_force`: their rules) as a router upstream can
+/// match them (see [`crate::traffic::mine::upstream_form`]), with the action they have
+/// here; `None` for one that cannot go upstream.
+fn upstream_forms(
+    shared: &Shared,
+    in_force: &[(u32, crate::rules::RuleSpec)],
+) -> Vec<(u32, Option<crate::rules::RuleSpec>)> {
+    let detector = lock(&shared.detector);
+    detector
+        .attacks()
+        .iter()
+        .filter(|a| a.ended.is_none())
+        .flat_map(|a| a.signatures.iter().map(move |s| (a, s)))
+        .filter_map(|(attack, record)| {
+            let (_, installed) = in_force.iter().find(|(id, _)| *id == record.rule_id)?;
+            let form = crate::traffic::mine::upstream_form(
+                &record.signature,
+                detector.baseline.get(&attack.service),
+            )
+            .map(|spec| crate::rules::RuleSpec {
+                action: installed.action,
+                ..spec
+            });
+            Some((record.rule_id, form))
+        })
+        .collect()
+}
+
 /// The interface's own addresses inside the protected prefixes, as host prefixes.
 fn protected_addresses(iface: &str, protected: &[Prefix]) -> Vec<Prefix> {
     let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
@@ -437,12 +465,13 @@ impl Upstream {
     }
 
     fn auto(&self, shared: &Shared, above_bps: u64) {
-        let signatures = lock(&shared.rules).signatures();
+        let in_force = lock(&shared.rules).signatures();
         let now = now_ms();
-        self.withdraw_ended(shared, &signatures, now);
-        if signatures.is_empty() || received_bps(shared).is_none_or(|bps| bps <= above_bps) {
+        self.withdraw_ended(shared, &in_force, now);
+        if in_force.is_empty() || received_bps(shared).is_none_or(|bps| bps <= above_bps) {
             return;
         }
+        let signatures = upstream_forms(shared, &in_force);
         let addresses = protected_addresses(&shared.iface, &self.config.protected);
         if addresses.is_empty() {
             let mut tried = lock(&self.auto_tried);
@@ -472,9 +501,20 @@ impl Upstream {
                     iface: shared.iface.clone(),
                     rule,
                 };
-                let route = match FlowRoute::from_rule(&spec, Some(*dst)) {
+                let flow = spec
+                    .as_ref()
+                    .ok_or_else(|| {
+                        UpstreamError::Inexpressible(
+                            "without the fields FlowSpec lacks (TTL, payload, known source) \
+                             it would match normal traffic"
+                                .to_owned(),
+                        )
+                    })
+                    .and_then(|spec| FlowRoute::from_rule(spec, Some(*dst)));
+                let route = match flow {
                     Ok(flow) => Route::Flowspec(flow),
                     Err(e) => {
+                        lock(&self.auto_tried).insert(key, false);
                         warn!(
                             "upstream: signature {rule} on {} is not announced: {e}",
                             shared.iface

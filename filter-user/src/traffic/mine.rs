@@ -140,6 +140,40 @@ impl fmt::Display for NoSignature {
     }
 }
 
+/// The signature as a router upstream can match it (a FlowSpec route): without the fields
+/// FlowSpec has no component for (the TTL, the payload, whether the source is known), so
+/// broader than the signature. `None` when what remains may match normal traffic: at least
+/// one remaining value must be one the baseline has at most [`MAX_BASELINE_SHARE`] of the
+/// time (a rule matching it matches no more than that share), or when the action has no
+/// FlowSpec form (a packet rate).
+#[must_use]
+pub fn upstream_form(
+    signature: &Signature,
+    baseline: Option<&ServiceBaseline>,
+) -> Option<RuleSpec> {
+    let separates = signature
+        .values
+        .iter()
+        .filter(|(field, _)| matches!(field, Field::Len | Field::Sport | Field::Flags))
+        .any(|(field, value)| {
+            baseline
+                .and_then(|b| b.fields.get(field))
+                .map_or(0.0, |h| h.share(*value))
+                <= MAX_BASELINE_SHARE
+        });
+    let expressible_action = match signature.rule.action {
+        Action::Drop => true,
+        Action::RateLimit(rate) => rate.pps.is_none() && rate.bps.is_some(),
+        _ => false,
+    };
+    (separates && expressible_action).then(|| RuleSpec {
+        ttl: None,
+        payload: None,
+        known_source: None,
+        ..signature.rule.clone()
+    })
+}
+
 /// What to mine from.
 #[derive(Clone, Copy, Debug)]
 pub struct Attack<'a> {
@@ -475,6 +509,30 @@ mod tests {
         // Every flood packet matches it, no user's does.
         assert!(flood.iter().all(|p| sig.rule.matches(p)));
         assert!(users(600).iter().all(|p| !sig.rule.matches(p)));
+    }
+
+    #[test]
+    fn upstream_a_signature_loses_what_flowspec_lacks_only_while_the_rest_still_separates() {
+        let baseline = baseline_of(&users(600));
+        let junk = [0x66u8; 64];
+        let flood: Vec<TestPacket> = (0..400u16)
+            .map(|i| udp(1024 + i * 97, 92, 57, &junk))
+            .collect();
+        let sig = mine_from(&flood, &users(10), &baseline).expect("a signature");
+        let upstream = upstream_form(&sig, baseline.get(&service())).expect("its length separates");
+        assert_eq!(
+            upstream.to_string(),
+            format!("udp dport {PORT} len 92 drop")
+        );
+        // A flood of the users' own length, told only by its payload: upstream, without
+        // the payload, the rule would match the users too.
+        let users_len = users(1)[0].len;
+        let flood: Vec<TestPacket> = (0..400u16)
+            .map(|i| udp(1024 + i * 97, users_len, 64, &junk))
+            .collect();
+        let sig = mine_from(&flood, &users(10), &baseline).expect("a signature");
+        assert!(sig.rule.payload.is_some(), "{sig:?}");
+        assert_eq!(upstream_form(&sig, baseline.get(&service())), None);
     }
 
     #[test]
