@@ -440,12 +440,17 @@ fn announcements_reach_the_router_and_leave_on_withdraw_and_expiry() {
     );
     let daemon = start(&lab, &config);
 
+    let asked = Instant::now();
     let ntp = announce(&daemon, &NTP_RULE);
     let rib = wait_rib(
         &upstream,
         ARRIVE,
         "the NTP route must reach the router",
         |rib| rib.flow(NTP_FLOW).is_some(),
+    );
+    println!(
+        "the route was at the router {:?} after `upstream announce` was run",
+        asked.elapsed()
     );
     assert_eq!(
         rib.flow(NTP_FLOW).and_then(|r| r.action),
