@@ -38,12 +38,7 @@ impl Call {
     /// If the flags ask for nothing or for something a list does not do, or a list file
     /// cannot be read.
     pub fn of(command: ClientCommand) -> anyhow::Result<Self> {
-        let call = |iface, json, request| Self {
-            iface,
-            json,
-            request,
-            out: None,
-        };
+        let call = Self::plain;
         Ok(match command {
             ClientCommand::Limits(LimitsCommand::Show(r)) => {
                 call(r.iface, r.json, Request::LimitsShow)
@@ -111,13 +106,18 @@ impl Call {
         })
     }
 
-    fn of_upstream(command: UpstreamCommand) -> anyhow::Result<Self> {
-        let call = |iface, json, request| Self {
+    /// A call of `request` to the daemon on `iface`, printed as JSON or not, with no file.
+    fn plain(iface: Option<String>, json: bool, request: Request) -> Self {
+        Self {
             iface,
             json,
             request,
             out: None,
-        };
+        }
+    }
+
+    fn of_upstream(command: UpstreamCommand) -> anyhow::Result<Self> {
+        let call = Self::plain;
         Ok(match command {
             UpstreamCommand::Show(r) => call(r.iface, r.json, Request::UpstreamShow),
             UpstreamCommand::Announce {
