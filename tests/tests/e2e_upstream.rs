@@ -1035,7 +1035,7 @@ const SERVICE_PORT: u16 = 7777;
 /// (its TTL and payload), aimed at the server's address.
 const JUNK_FLOW: &str = "dst 198.18.0.1/32; proto 17; dport 7777; length 92;";
 
-/// `auto_above`: a junk flood from thousands of sources gets a signature (the daemon's
+/// `auto_above` as a share of the line rate: a junk flood from thousands of sources gets a signature (the daemon's
 /// own rule, see `e2e_signatures`); the server receives far more than `auto_above`, so
 /// the signature goes upstream by itself, as the router can match it (length, not TTL or
 /// payload), for the server's own address; it leaves the router with the signature once
@@ -1052,7 +1052,9 @@ fn a_signature_goes_upstream_by_itself_while_the_link_is_flooded() {
     let config = write_config(
         &lab,
         &upstream,
-        "dry_run = false\nmin_hold = \"1s\"\nauto_above = \"10mbps\"\n",
+        // 0.1 % of the veth's 10 Gbit/s line rate: 10 Mbit/s, far under the flood (about
+        // 80 Mbit/s here), far over the user's queries.
+        "dry_run = false\nmin_hold = \"1s\"\nauto_above = \"0.1%\"\n",
     );
     let service_addr = std::net::SocketAddr::new(lab.server().ipv4.into(), SERVICE_PORT);
     let _service =

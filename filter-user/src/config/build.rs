@@ -167,24 +167,9 @@ impl Source<'_> {
     ) -> Result<(), ConfigError> {
         use crate::upstream::OnStop;
         if let Some(above) = &u.auto_above {
-            out.auto_above_bps = Some(
-                above
-                    .get_ref()
-                    .trim()
-                    .to_ascii_lowercase()
-                    .strip_suffix("bps")
-                    .and_then(|n| crate::limits::parse_count(n).ok())
-                    .filter(|bps| *bps > 0)
-                    .ok_or_else(|| {
-                        self.error(
-                            &above.span(),
-                            "upstream.auto_above",
-                            format!(
-                                "`{}` is not a bit rate above zero (e.g. \"800mbps\")",
-                                above.get_ref()
-                            ),
-                        )
-                    })?,
+            out.auto_above = Some(
+                crate::upstream::AutoAbove::parse(above.get_ref())
+                    .map_err(|e| self.error(&above.span(), "upstream.auto_above", e))?,
             );
         }
         if let Some(on_stop) = &u.on_stop {

@@ -533,7 +533,7 @@ fn upstream_keys_reach_the_result_and_bad_values_are_named() {
          protected = [\"198.18.0.0/24\", \"2001:2::/48\"]\nprefix_len_v4 = [28, 32]\n\
          max_routes = 3\nmax_new_per_minute = 5\nmin_hold = \"5s\"\nexpiry = \"2m\"\n\
          max_expiry = \"1h\"\non_stop = \"keep\"\nblackhole_community = \"65000:666\"\n\
-         reconcile_every = \"1s\"\n"
+         reconcile_every = \"1s\"\nauto_above = \"80%\"\n"
     ));
     let u = file.upstream.expect("an [upstream]");
     assert_eq!(u.gobgp_api, "unix:///run/gobgpd.sock");
@@ -544,6 +544,10 @@ fn upstream_keys_reach_the_result_and_bad_values_are_named() {
     assert_eq!(u.min_hold, std::time::Duration::from_secs(5));
     assert_eq!(u.on_stop, crate::upstream::OnStop::Keep);
     assert_eq!(u.blackhole_community, (65000, 666));
+    assert_eq!(
+        u.auto_above,
+        Some(crate::upstream::AutoAbove::LineRate(0.8))
+    );
     // Dry run unless turned off.
     let quiet = parse_ok(&format!(
         "{MINIMAL}[upstream]\ngobgp_api = \"unix:///x\"\nprotected = [\"198.18.0.0/24\"]\n"
@@ -560,6 +564,7 @@ fn upstream_keys_reach_the_result_and_bad_values_are_named() {
         ("min_hold = \"soon\"\n", "upstream.min_hold"),
         ("prefix_len_v4 = [33, 8]\n", "prefix_len_v4"),
         ("expiry = \"1s\"\n", "min_hold"),
+        ("auto_above = \"fast\"\n", "upstream.auto_above"),
         ("speed = 3\n", "speed"),
     ] {
         let e = parse_err(&format!("{MINIMAL}{base}{extra}"));

@@ -347,16 +347,48 @@ pub(super) async fn auto_loop(
     upstream: Arc<Upstream>,
     protected: Vec<Arc<Shared>>,
 ) -> anyhow::Result<()> {
-    let Some(above_bps) = upstream.config.auto_above_bps else {
+    let Some(above) = upstream.config.auto_above else {
         return std::future::pending().await;
     };
+    let thresholds: Vec<Option<u64>> = protected
+        .iter()
+        .map(|shared| {
+            let bps = above.bps(line_rate_bps(&shared.iface));
+            match bps {
+                Some(bps) => info!(
+                    "upstream: {}'s signatures go upstream by themselves above {bps} bits/s",
+                    shared.iface
+                ),
+                None => warn!(
+                    "upstream: {} reports no line rate: upstream.auto_above = {above:?} \
+                     cannot apply to it (give a bit rate instead)",
+                    shared.iface
+                ),
+            }
+            bps
+        })
+        .collect();
     let mut tick = tokio::time::interval(super::SAMPLE_INTERVAL);
     loop {
         tick.tick().await;
-        for shared in &protected {
-            upstream.auto(shared, above_bps);
+        for (shared, bps) in protected.iter().zip(&thresholds) {
+            if let Some(bps) = bps {
+                upstream.auto(shared, *bps);
+            }
         }
     }
+}
+
+/// The interface's line rate in bits a second, as its driver reports it
+/// (`/sys/class/net/IFACE/speed`, in Mbit/s; -1 or missing: unknown).
+fn line_rate_bps(iface: &str) -> Option<u64> {
+    std::fs::read_to_string(format!("/sys/class/net/{iface}/speed"))
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|mbps| *mbps > 0)
+        .map(|mbps| mbps * 1_000_000)
 }
 
 /// Bits a second the interface received over the last sample interval (every packet the

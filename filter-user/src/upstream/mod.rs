@@ -146,10 +146,10 @@ pub struct UpstreamConfig {
     pub blackhole_community: (u16, u16),
     /// How often the speaker is read back and corrected.
     pub reconcile_every: Duration,
-    /// Signatures in force on an interface that receives more than this many bits a second
-    /// are announced upstream by themselves (a flood nearing the uplink's line rate, which
-    /// no filter on the server can help with); `None`: only the operator announces.
-    pub auto_above_bps: Option<u64>,
+    /// Signatures in force on an interface that receives more than this are announced
+    /// upstream by themselves (a flood nearing the uplink's line rate, which no filter on
+    /// the server can help with); `None`: only the operator announces.
+    pub auto_above: Option<AutoAbove>,
 }
 
 impl Default for UpstreamConfig {
@@ -169,7 +169,7 @@ impl Default for UpstreamConfig {
             on_stop: OnStop::Withdraw,
             blackhole_community: (65535, 666),
             reconcile_every: Duration::from_secs(2),
-            auto_above_bps: None,
+            auto_above: None,
         }
     }
 }
@@ -218,6 +218,57 @@ impl UpstreamConfig {
     #[must_use]
     pub fn speaker(&self) -> Gobgp {
         Gobgp::new(self.gobgp_client.clone(), self.gobgp_api.clone())
+    }
+}
+
+/// The received rate above which signatures go upstream by themselves.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum AutoAbove {
+    /// Bits a second (`"8gbps"`).
+    Bps(u64),
+    /// A share of the interface's line rate, as its driver reports it (`"80%"`).
+    LineRate(f64),
+}
+
+impl AutoAbove {
+    /// Parses `800mbps` or `80%`.
+    ///
+    /// # Errors
+    /// A message naming the text.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let lower = text.trim().to_ascii_lowercase();
+        if let Some(percent) = lower.strip_suffix('%') {
+            return match percent.trim().parse::<f64>() {
+                Ok(p) if p > 0.0 && p <= 100.0 => Ok(Self::LineRate(p / 100.0)),
+                _ => Err(format!(
+                    "`{text}` is not a share of the line rate (1% to 100%)"
+                )),
+            };
+        }
+        lower
+            .strip_suffix("bps")
+            .and_then(|n| crate::limits::parse_count(n).ok())
+            .filter(|bps| *bps > 0)
+            .map(Self::Bps)
+            .ok_or_else(|| {
+                format!("`{text}` is not a bit rate above zero or a share of the line rate (e.g. \"800mbps\", \"80%\")")
+            })
+    }
+
+    /// The threshold in bits a second for an interface of `line_bps` (`None`: its driver
+    /// reports no speed).
+    #[must_use]
+    pub fn bps(self, line_bps: Option<u64>) -> Option<u64> {
+        match self {
+            Self::Bps(bps) => Some(bps),
+            #[expect(
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss,
+                clippy::cast_precision_loss,
+                reason = "a share of a link speed"
+            )]
+            Self::LineRate(share) => line_bps.map(|l| (l as f64 * share) as u64),
+        }
     }
 }
 

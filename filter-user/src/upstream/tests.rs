@@ -185,3 +185,18 @@ fn a_route_announced_again_while_its_old_self_is_withdrawn_is_not_taken_away() {
     book.forget_gone(&c, &has, 7000);
     assert_eq!(book.announcements().len(), 1, "the ended one is forgotten");
 }
+
+#[test]
+fn auto_above_is_a_bit_rate_or_a_share_of_the_line_rate() {
+    assert_eq!(AutoAbove::parse("800mbps"), Ok(AutoAbove::Bps(800_000_000)));
+    assert_eq!(AutoAbove::parse("80%"), Ok(AutoAbove::LineRate(0.8)));
+    assert_eq!(
+        AutoAbove::parse("80%").map(|a| a.bps(Some(10_000_000_000))),
+        Ok(Some(8_000_000_000))
+    );
+    assert_eq!(AutoAbove::LineRate(0.8).bps(None), None);
+    assert_eq!(AutoAbove::Bps(5).bps(None), Some(5));
+    for bad in ["0bps", "800", "120%", "0%", "fast"] {
+        assert!(AutoAbove::parse(bad).is_err(), "{bad}");
+    }
+}
