@@ -119,7 +119,13 @@ async fn respond(shared: &Arc<Shared>, request: Request) -> Answer {
         }
         Request::ListShow { list } => {
             blocking(shared, move |s| {
-                let entries = s.lists.list(list, monotonic_now_ns()?)?;
+                let mut entries = s.lists.list(list, monotonic_now_ns()?)?;
+                if let (ListKind::Deny, Some(fleet)) = (list, &s.fleet) {
+                    let origins = fleet.block_origins();
+                    for e in &mut entries {
+                        e.origin = origins.get(&e.prefix).cloned();
+                    }
+                }
                 Ok(Response::ListEntries { list, entries })
             })
             .await
