@@ -29,7 +29,7 @@
 //! socket directory private to the lab, so tests never talk to a real daemon.
 //!
 //! This module holds the lab itself (hosts, namespaces, processes, cleanup); beside it:
-//! `daemon` (floodwall in the lab, and its CLI), `web` (nginx and its visitors) and
+//! `daemon` (floodwall in the lab, and its CLI), `broker` (a NATS broker for the fleet), `web` (nginx and its visitors) and
 //! `hping3` (floods from a host).
 
 use std::{
@@ -46,11 +46,13 @@ use std::{
     time::{Duration, Instant},
 };
 
+mod broker;
 mod daemon;
 mod hping3;
 mod web;
 
 pub use self::{
+    broker::{BROKER_PORT, Broker},
     daemon::{Daemon, dropped_packets, packets},
     hping3::hping3_sent,
     web::{HttpTally, http_tally},
