@@ -1,6 +1,6 @@
 //! End-to-end tests of the fleet (`[fleet]`): two floodwall daemons, each protecting its own
 //! host of one namespace lab, sharing blocks through a real `nats-server` (Debian's 2.9.10,
-//! JetStream) on a third host. Run with `--test-threads=1` (shared kernel state); each test
+//! `JetStream`) on a third host. Run with `--test-threads=1` (shared kernel state); each test
 //! removes its lab and stops every process it started.
 //!
 //! Hosts: the lab's server is node `a` (198.18.0.1); attacker 0 (198.18.0.10) is the
@@ -119,22 +119,25 @@ fn finish(lab: &Lab, proc: &Proc) {
         .expect("hping3 must end within its time bound");
 }
 
-/// Floods node `a` from `source` until `a` blocks it; returns when it did.
-fn block_on_a(lab: &Lab, a: &Daemon, source: &Host) -> Instant {
+/// Floods node `a` from `source` until `a` blocks it; returns when it did, and the flood
+/// (still running: wait for it with [`finish`]).
+fn block_on_a(lab: &Lab, a: &Daemon, source: &Host) -> (Instant, Proc) {
     let proc = flood(lab, source, lab.server(), 1500);
     let blocked = poll_until(Duration::from_secs(10), Duration::from_millis(20), || {
         a.blocked_addrs()
             .is_ok_and(|b| b.contains(&std::net::IpAddr::V4(source.ipv4)))
     });
     let at = Instant::now();
-    finish(lab, &proc);
+    if !blocked {
+        finish(lab, &proc);
+    }
     assert!(
         blocked,
         "node a must block {} flooding over its limit: {}",
         source.ipv4,
         a.log()
     );
-    at
+    (at, proc)
 }
 
 #[test]
@@ -171,7 +174,7 @@ fn a_block_on_one_node_is_enforced_on_the_other_and_follows_it() {
 
     // 1. A source a blocks is denylisted on b within the bound, tagged with its origin,
     // and b drops it.
-    let blocked_at = block_on_a(&lab, &a, source);
+    let (blocked_at, flood_a) = block_on_a(&lab, &a, source);
     let src = source.ipv4.to_string();
     let arrived = poll_until(PROPAGATION, Duration::from_millis(20), || {
         deny_entry(&b, &src).is_some()
@@ -183,6 +186,7 @@ fn a_block_on_one_node_is_enforced_on_the_other_and_follows_it() {
         b.log()
     );
     eprintln!("a's block reached b's denylist in {took:?}");
+    finish(&lab, &flood_a);
     let entry = deny_entry(&b, &src).expect("listed");
     assert_eq!(
         entry.origin.as_deref(),
@@ -209,7 +213,7 @@ fn a_block_on_one_node_is_enforced_on_the_other_and_follows_it() {
     );
 
     // 2. A peer's block of a source b allowlists is refused, with a message naming it.
-    block_on_a(&lab, &a, partner);
+    finish(&lab, &block_on_a(&lab, &a, partner).1);
     let partner_addr = partner.ipv4.to_string();
     let refused = poll_until(Duration::from_secs(5), Duration::from_millis(50), || {
         b.log().contains("covered by the local allowlist entry")
@@ -254,7 +258,7 @@ fn a_block_on_one_node_is_enforced_on_the_other_and_follows_it() {
     // 4. Expiry: a short block on a ends on b too.
     let out = a.cli_ok(&["limits", "set", "--block-for", "3s"]);
     assert!(!out.is_empty(), "limits set on a: {out}");
-    block_on_a(&lab, &a, source);
+    finish(&lab, &block_on_a(&lab, &a, source).1);
     let arrived = poll_until(Duration::from_secs(5), Duration::from_millis(20), || {
         deny_entry(&b, &src).is_some()
     });
@@ -293,7 +297,7 @@ fn a_node_that_starts_late_gets_the_current_blocks() {
         &broker,
         &["--pps", "200", "--block-for", "60s"],
     );
-    block_on_a(&lab, &a, source);
+    finish(&lab, &block_on_a(&lab, &a, source).1);
     // Published before b exists.
     std::thread::sleep(Duration::from_secs(1));
     let b = start_node(&lab, host_b, "b", &broker, &["--pps", "100000"]);

@@ -589,7 +589,7 @@ fn fleet_keys_reach_the_result_and_bad_values_are_named() {
     );
     assert!(f.share_blocks && !f.share_signatures);
     assert_eq!(f.max_entries, 50);
-    assert_eq!(f.max_block, std::time::Duration::from_secs(600));
+    assert_eq!(f.max_block, std::time::Duration::from_mins(10));
     assert!(parse_ok(MINIMAL).fleet.is_none(), "no [fleet]: no fleet");
     let base = "[fleet]\nbroker = \"nats://198.18.0.253:4222\"\n";
     for (extra, expected) in [

@@ -55,7 +55,7 @@ const OP_TIMEOUT: Duration = Duration::from_secs(2);
 const OPS_PER_TICK: usize = 200;
 
 /// The bucket's `max_age`: only its garbage collector (values carry `until`).
-const BUCKET_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+const BUCKET_MAX_AGE: Duration = Duration::from_hours(24);
 
 /// Watch errors in a row after which the watch is made again.
 const MAX_WATCH_ERRORS: u32 = 3;
@@ -67,7 +67,7 @@ enum Applied {
     Block { prefix: Prefix, expires_ns: u64 },
     /// A rule on each interface: (interface, rule id).
     Signature {
-        spec: RuleSpec,
+        spec: Box<RuleSpec>,
         rules: Vec<(String, u32)>,
         expires_ns: u64,
     },
@@ -260,10 +260,10 @@ async fn session(
 /// This node's entries now: key → (value, until in Unix ms).
 fn own_state(fleet: &Fleet, protected: &[Arc<Shared>]) -> HashMap<Key, (Vec<u8>, u64)> {
     let mut own = HashMap::new();
-    let (Ok(now_ns), now_ms) = (monotonic_now_ns(), unix_now_ms()) else {
+    let (Ok(now_ns), wall_ms) = (monotonic_now_ns(), unix_now_ms()) else {
         return own;
     };
-    let until_of = |expires_ns: u64| now_ms + expires_ns.saturating_sub(now_ns) / 1_000_000;
+    let until_of = |expires_ns: u64| wall_ms + expires_ns.saturating_sub(now_ns) / 1_000_000;
     let node = &fleet.config.node;
     for shared in protected {
         if fleet.config.share_blocks {
@@ -294,7 +294,7 @@ fn own_state(fleet: &Fleet, protected: &[Arc<Shared>]) -> HashMap<Key, (Vec<u8>,
             for rule in lock(&shared.rules).of_origin(Origin::Signature) {
                 let max_ms = u64::try_from(fleet.config.max_block.as_millis()).unwrap_or(u64::MAX);
                 // A signature without an end is published for max_block and refreshed.
-                let until = rule.expires_ns.map_or(now_ms + max_ms, until_of);
+                let until = rule.expires_ns.map_or(wall_ms + max_ms, until_of);
                 let value = SignatureEntry {
                     v: VERSION,
                     rule: rule.spec.to_string(),
@@ -431,122 +431,164 @@ fn apply(
             max: fleet.config.max_entries,
         });
     }
-    let expires = |remaining: Duration| {
-        now_ns.saturating_add(u64::try_from(remaining.as_nanos()).unwrap_or(u64::MAX))
-    };
     match entry {
-        PeerEntry::Block { prefix, remaining } => {
-            if !fleet.config.share_blocks {
-                return Err(PeerError::NotShared {
-                    key: name,
-                    kind: "blocks",
-                });
-            }
-            check_allowlist(protected, &name, &prefix, &prefix.to_string())?;
-            let fleet_holds = lock(&fleet.applied)
-                .values()
-                .any(|a| matches!(a, Applied::Block { prefix: p, .. } if *p == prefix));
-            if !fleet_holds {
-                for shared in protected {
-                    if !shared
-                        .lists
-                        .listed(ListKind::Deny, &[prefix])
-                        .unwrap_or_default()
-                        .is_empty()
-                    {
-                        return Err(PeerError::ListedLocally { key: name, prefix });
-                    }
-                }
-            }
-            let expires_ns = expires(remaining);
-            let mut done: Vec<Arc<Shared>> = Vec::new();
-            for shared in protected {
-                let added = shared
-                    .lists
-                    .add(ListKind::Deny, &[prefix], Some(expires_ns))
-                    .map_err(anyhow::Error::from)
-                    .and_then(|_| shared.sync_list_presence());
-                if let Err(e) = added {
-                    // Undo the interfaces done; the error is this node's, not the peer's.
-                    for shared in &done {
-                        remove_block(shared, prefix);
-                    }
-                    warn!("fleet: cannot apply {name} on {}: {e:#}", shared.iface);
-                    return Ok(());
-                }
-                done.push(Arc::clone(shared));
-            }
-            if already.is_none() {
-                note(
-                    protected,
-                    format!(
-                        "fleet: {} blocked {prefix}: denylisted for {}",
-                        key.node(),
-                        humantime::format_duration(Duration::from_secs(remaining.as_secs()))
-                    ),
-                );
-            }
-            lock(&fleet.applied).insert(key.clone(), Applied::Block { prefix, expires_ns });
-        }
-        PeerEntry::Signature { rule, remaining } => {
-            if !fleet.config.share_signatures {
-                return Err(PeerError::NotShared {
-                    key: name,
-                    kind: "signatures",
-                });
-            }
-            if let Some(src) = &rule.src {
-                check_allowlist(protected, &name, src, &format!("the rule's source {src}"))?;
-            }
-            if let Some(Applied::Signature { spec, .. }) = &already
-                && *spec == rule
+        PeerEntry::Block { prefix, remaining } => apply_block(
+            fleet,
+            protected,
+            key,
+            already.is_some(),
+            prefix,
+            remaining,
+            now_ns,
+        ),
+        PeerEntry::Signature { rule, remaining } => apply_signature(
+            fleet,
+            protected,
+            key,
+            already.as_ref(),
+            *rule,
+            remaining,
+            now_ns,
+        ),
+    }
+}
+
+/// Applies a peer's block: a denylist entry on every interface, all or nothing.
+fn apply_block(
+    fleet: &Fleet,
+    protected: &[Arc<Shared>],
+    key: &Key,
+    already: bool,
+    prefix: Prefix,
+    remaining: Duration,
+    now_ns: u64,
+) -> Result<(), PeerError> {
+    let name = key.encode();
+    if !fleet.config.share_blocks {
+        return Err(PeerError::NotShared {
+            key: name,
+            kind: "blocks",
+        });
+    }
+    check_allowlist(protected, &name, &prefix, &prefix.to_string())?;
+    let fleet_holds = lock(&fleet.applied)
+        .values()
+        .any(|a| matches!(a, Applied::Block { prefix: p, .. } if *p == prefix));
+    if !fleet_holds {
+        for shared in protected {
+            if !shared
+                .lists
+                .listed(ListKind::Deny, &[prefix])
+                .unwrap_or_default()
+                .is_empty()
             {
-                // The same rule again (a refresh, or the snapshot after a reconnect).
-                return Ok(());
+                return Err(PeerError::ListedLocally { key: name, prefix });
             }
-            if let Some(old) = &already {
-                withdraw(fleet, protected, key, old, "replaced by its node");
-            }
-            let Key::Signature { node, iface, id } = key else {
-                return Ok(());
-            };
-            let new = NewRule {
-                spec: rule.clone(),
-                priority: super::traffic::SIGNATURE_PRIORITY,
-                comment: Some(format!("from {node} (signature {id} on {iface})")),
-                for_ms: Some(
-                    u64::try_from(remaining.as_millis())
-                        .unwrap_or(u64::MAX)
-                        .max(1),
-                ),
-                origin: Origin::Fleet,
-            };
-            let mut rules = Vec::new();
-            for shared in protected {
-                match super::rules::add_quietly(shared, std::slice::from_ref(&new), now_ns) {
-                    Ok(ids) => rules.extend(ids.into_iter().map(|i| (shared.iface.clone(), i))),
-                    Err(e) => {
-                        remove_rules(protected, &rules);
-                        warn!("fleet: cannot apply {name} on {}: {e:#}", shared.iface);
-                        return Ok(());
-                    }
-                }
-            }
-            note(
-                protected,
-                format!("fleet: {node} found a signature: rule `{rule}` in force"),
-            );
-            lock(&fleet.applied).insert(
-                key.clone(),
-                Applied::Signature {
-                    spec: rule,
-                    rules,
-                    expires_ns: expires(remaining),
-                },
-            );
         }
     }
+    let expires_ns = expires_after(now_ns, remaining);
+    let mut done: Vec<Arc<Shared>> = Vec::new();
+    for shared in protected {
+        let added = shared
+            .lists
+            .add(ListKind::Deny, &[prefix], Some(expires_ns))
+            .map_err(anyhow::Error::from)
+            .and_then(|_| shared.sync_list_presence());
+        if let Err(e) = added {
+            // Undo the interfaces done; the error is this node's, not the peer's.
+            for shared in &done {
+                remove_block(shared, prefix);
+            }
+            warn!("fleet: cannot apply {name} on {}: {e:#}", shared.iface);
+            return Ok(());
+        }
+        done.push(Arc::clone(shared));
+    }
+    if !already {
+        note(
+            protected,
+            &format!(
+                "fleet: {} blocked {prefix}: denylisted for {}",
+                key.node(),
+                humantime::format_duration(Duration::from_secs(remaining.as_secs()))
+            ),
+        );
+    }
+    lock(&fleet.applied).insert(key.clone(), Applied::Block { prefix, expires_ns });
     Ok(())
+}
+
+/// Applies a peer's signature: a rule on every interface, all or nothing.
+fn apply_signature(
+    fleet: &Fleet,
+    protected: &[Arc<Shared>],
+    key: &Key,
+    already: Option<&Applied>,
+    rule: RuleSpec,
+    remaining: Duration,
+    now_ns: u64,
+) -> Result<(), PeerError> {
+    let name = key.encode();
+    if !fleet.config.share_signatures {
+        return Err(PeerError::NotShared {
+            key: name,
+            kind: "signatures",
+        });
+    }
+    if let Some(src) = &rule.src {
+        check_allowlist(protected, &name, src, &format!("the rule's source {src}"))?;
+    }
+    if let Some(Applied::Signature { spec, .. }) = already
+        && **spec == rule
+    {
+        // The same rule again (a refresh, or the snapshot after a reconnect).
+        return Ok(());
+    }
+    if let Some(old) = already {
+        withdraw(fleet, protected, key, old, "replaced by its node");
+    }
+    let Key::Signature { node, iface, id } = key else {
+        return Ok(());
+    };
+    let new = NewRule {
+        spec: rule.clone(),
+        priority: super::traffic::SIGNATURE_PRIORITY,
+        comment: Some(format!("from {node} (signature {id} on {iface})")),
+        for_ms: Some(
+            u64::try_from(remaining.as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1),
+        ),
+        origin: Origin::Fleet,
+    };
+    let mut rules = Vec::new();
+    for shared in protected {
+        match super::rules::add_quietly(shared, std::slice::from_ref(&new), now_ns) {
+            Ok(ids) => rules.extend(ids.into_iter().map(|i| (shared.iface.clone(), i))),
+            Err(e) => {
+                remove_rules(protected, &rules);
+                warn!("fleet: cannot apply {name} on {}: {e:#}", shared.iface);
+                return Ok(());
+            }
+        }
+    }
+    note(
+        protected,
+        &format!("fleet: {node} found a signature: rule `{rule}` in force"),
+    );
+    lock(&fleet.applied).insert(
+        key.clone(),
+        Applied::Signature {
+            spec: Box::new(rule),
+            rules,
+            expires_ns: expires_after(now_ns, remaining),
+        },
+    );
+    Ok(())
+}
+
+fn expires_after(now_ns: u64, remaining: Duration) -> u64 {
+    now_ns.saturating_add(u64::try_from(remaining.as_nanos()).unwrap_or(u64::MAX))
 }
 
 fn check_allowlist(
@@ -599,14 +641,14 @@ fn withdraw(fleet: &Fleet, protected: &[Arc<Shared>], key: &Key, applied: &Appli
             }
             note(
                 protected,
-                format!("fleet: {}'s block of {prefix} {why}", key.node()),
+                &format!("fleet: {}'s block of {prefix} {why}", key.node()),
             );
         }
         Applied::Signature { spec, rules, .. } => {
             remove_rules(protected, rules);
             note(
                 protected,
-                format!("fleet: {}'s signature `{spec}` {why}", key.node()),
+                &format!("fleet: {}'s signature `{spec}` {why}", key.node()),
             );
         }
     }
@@ -648,10 +690,14 @@ fn prune(fleet: &Fleet) {
     lock(&fleet.applied).retain(|_, a| a.expires_ns() > now_ns);
 }
 
-fn note(protected: &[Arc<Shared>], line: String) {
+fn note(protected: &[Arc<Shared>], line: &str) {
     info!("{line}");
     for shared in protected {
-        lock(&shared.blocks).record(EventRecord::now(EventKind::ListChange, None, line.clone()));
+        lock(&shared.blocks).record(EventRecord::now(
+            EventKind::ListChange,
+            None,
+            line.to_owned(),
+        ));
     }
 }
 

@@ -1,4 +1,4 @@
-//! The fleet: nodes that share their blocks and signatures through a NATS JetStream
+//! The fleet: nodes that share their blocks and signatures through a NATS `JetStream`
 //! key-value bucket (`[fleet]`). Plain data only: the settings, the bucket's keys and
 //! values, and the checks a peer's entry must pass before a node applies it. The task that
 //! talks to the broker is `daemon::fleet`.
@@ -66,7 +66,7 @@ impl Default for FleetConfig {
             share_blocks: true,
             share_signatures: true,
             max_entries: 10_000,
-            max_block: Duration::from_secs(3600),
+            max_block: Duration::from_hours(1),
         }
     }
 }
@@ -273,7 +273,7 @@ pub enum PeerEntry {
     /// A signature: add its rule.
     Signature {
         /// The rule.
-        rule: RuleSpec,
+        rule: Box<RuleSpec>,
         /// How long from now (capped by `max_block`).
         remaining: Duration,
     },
@@ -457,7 +457,7 @@ pub fn decode(
                     why: e.to_string(),
                 })?;
             Ok(PeerEntry::Signature {
-                rule,
+                rule: Box::new(rule),
                 remaining: remaining(entry.until)?,
             })
         }

@@ -6,7 +6,7 @@ fn addr(text: &str) -> IpAddr {
     text.parse().expect("an address")
 }
 
-const HOUR: Duration = Duration::from_secs(3600);
+const HOUR: Duration = Duration::from_hours(1);
 
 #[test]
 fn keys_round_trip_and_ipv6_has_no_colon() {

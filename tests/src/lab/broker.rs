@@ -1,4 +1,4 @@
-//! A NATS broker (Debian's `nats-server`, with JetStream) on a lab host: the fleet's
+//! A NATS broker (Debian's `nats-server`, with `JetStream`) on a lab host: the fleet's
 //! key-value bucket lives there.
 
 use std::{path::PathBuf, time::Duration};
@@ -18,7 +18,7 @@ const BROKER_START_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Broker {
     /// The host it runs on.
     pub host: Host,
-    /// Its JetStream store.
+    /// Its `JetStream` store.
     pub store: PathBuf,
     /// The running process, if any.
     pub proc: Option<Proc>,
