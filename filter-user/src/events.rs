@@ -241,6 +241,12 @@ impl BlockBook {
         ended.len()
     }
 
+    /// The blocks the book holds: each source and when its block ends (program clock).
+    #[must_use]
+    pub fn blocks(&self) -> Vec<(IpAddr, u64)> {
+        self.until_ns.iter().map(|(&a, &u)| (a, u)).collect()
+    }
+
     /// How many blocks the book holds.
     #[must_use]
     pub fn len(&self) -> usize {

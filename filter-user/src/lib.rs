@@ -10,6 +10,7 @@
 //! - [`rules`]: rules by packet shape: their text, the set, its kernel form and maps.
 //! - [`stats`]: counter sums, rates, per-source rate estimates.
 //! - [`events`]: block events, the record of blocks, rate-limited logging.
+//! - [`fleet`]: sharing blocks and signatures with other nodes: keys, values, checks.
 //!
 //! The kernel objects:
 //! - [`loader`]: load the embedded XDP object, attach it to an interface.
@@ -30,6 +31,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod events;
+pub mod fleet;
 pub mod limits;
 pub mod lists;
 pub mod loader;

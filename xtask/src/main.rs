@@ -152,6 +152,10 @@ const APT_PACKAGES: &[(&str, &str)] = &[
         "bird2",
         "the upstream router of the upstream tests and demo (an independent BGP implementation)",
     ),
+    (
+        "nats-server",
+        "the fleet's message broker in the tests and demo",
+    ),
 ];
 
 /// Where the toolchain directory that rustup links lives: outside the checkout, so every

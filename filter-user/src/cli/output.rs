@@ -314,9 +314,13 @@ impl Display for ListTable<'_> {
                     format!("in {}", humantime::format_duration(left))
                 },
             );
+            let origin = e
+                .origin
+                .as_ref()
+                .map_or_else(String::new, |node| format!("  (fleet: {node})"));
             writeln!(
                 f,
-                "{:<44} {:>14} {:>16}  {expires}",
+                "{:<44} {:>14} {:>16}  {expires}{origin}",
                 e.prefix.to_string(),
                 e.hit_packets,
                 e.hit_bytes
@@ -354,6 +358,7 @@ impl Display for RulesTable<'_> {
             match r.origin {
                 crate::rules::Origin::Config => notes.push("(config)".to_owned()),
                 crate::rules::Origin::Signature => notes.push("(signature)".to_owned()),
+                crate::rules::Origin::Fleet => notes.push("(fleet)".to_owned()),
                 crate::rules::Origin::Cli => {}
             }
             writeln!(

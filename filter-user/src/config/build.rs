@@ -13,7 +13,7 @@ use toml::{Spanned, de::DeTable};
 use super::{
     ConfigError, DaemonFile, GroupRef, InterfaceConfig, MAX_IFACE_NAME_BYTES, Source,
     group_by_name,
-    schema::{RawDaemon, RawFile, RawInterface, RawList, RawRule, RawUpstream, Scalar},
+    schema::{RawDaemon, RawFile, RawFleet, RawInterface, RawList, RawRule, RawUpstream, Scalar},
 };
 use crate::{
     lists::{Family, Prefix, parse_list_file},
@@ -131,7 +131,49 @@ impl Source<'_> {
             deny,
             rules: self.rules(raw.rules.as_deref().unwrap_or_default())?,
             upstream: raw.upstream.map(|u| self.upstream(&u)).transpose()?,
+            fleet: raw.fleet.map(|f| self.fleet(&f)).transpose()?,
         })
+    }
+
+    /// `[fleet]`: each key checked alone, then together.
+    fn fleet(&self, raw: &Spanned<RawFleet>) -> Result<crate::fleet::FleetConfig, ConfigError> {
+        let f = raw.get_ref();
+        let mut out = crate::fleet::FleetConfig::default();
+        for (value, key, slot) in [
+            (&f.broker, "fleet.broker", &mut out.broker),
+            (&f.node, "fleet.node", &mut out.node),
+            (&f.bucket, "fleet.bucket", &mut out.bucket),
+        ] {
+            if let Some(value) = value {
+                slot.clone_from(value.get_ref());
+                let checked = if key == "fleet.broker" {
+                    crate::fleet::check_broker(value.get_ref())
+                } else {
+                    crate::fleet::check_name(key.trim_start_matches("fleet."), value.get_ref())
+                };
+                checked.map_err(|e| self.error(&value.span(), key, e))?;
+            }
+        }
+        if let Some(v) = &f.share_blocks {
+            out.share_blocks = *v.get_ref();
+        }
+        if let Some(v) = &f.share_signatures {
+            out.share_signatures = *v.get_ref();
+        }
+        if let Some(v) = &f.max_entries {
+            if *v.get_ref() == 0 {
+                return Err(self.error(&v.span(), "fleet.max_entries", "must be at least 1"));
+            }
+            out.max_entries = usize::try_from(*v.get_ref()).unwrap_or(usize::MAX);
+        }
+        if let Some(v) = &f.max_block {
+            out.max_block = crate::limits::parse_duration_ms(v.get_ref())
+                .map(std::time::Duration::from_millis)
+                .map_err(|e| self.error(&v.span(), "fleet.max_block", e))?;
+        }
+        out.check()
+            .map_err(|e| self.error(&raw.span(), "fleet", e))?;
+        Ok(out)
     }
 
     /// `[upstream]`'s durations.

@@ -100,6 +100,8 @@ pub struct DaemonFile {
     pub rules: Vec<crate::rules::NewRule>,
     /// `[upstream]`, if any.
     pub upstream: Option<crate::upstream::UpstreamConfig>,
+    /// `[fleet]`, if any.
+    pub fleet: Option<crate::fleet::FleetConfig>,
 }
 
 /// One `[[interface]]`.

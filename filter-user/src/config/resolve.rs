@@ -140,6 +140,8 @@ pub struct DaemonConfig {
     pub signatures: crate::traffic::detect::DetectConfig,
     /// Announcements upstream (`[upstream]`); `None`: off.
     pub upstream: Option<crate::upstream::UpstreamConfig>,
+    /// Sharing with other nodes (`[fleet]`); `None`: off.
+    pub fleet: Option<crate::fleet::FleetConfig>,
     /// The config file this came from, if any: reloads log their change as its diff.
     pub file: Option<DaemonFile>,
 }
@@ -269,6 +271,7 @@ pub fn resolve(
         deny: file.as_ref().map(|f| f.deny.clone()).unwrap_or_default(),
         rules: file.as_ref().map(|f| f.rules.clone()).unwrap_or_default(),
         upstream: file.as_ref().and_then(|f| f.upstream.clone()),
+        fleet: file.as_ref().and_then(|f| f.fleet.clone()),
         signatures: args
             .signature_thresholds
             .over(
@@ -312,6 +315,7 @@ impl DaemonConfig {
             ("pin_root", self.pin_root != new.pin_root),
             ("syn_sysctls", self.syn_sysctls != new.syn_sysctls),
             ("upstream", self.upstream != new.upstream),
+            ("fleet", self.fleet != new.fleet),
             ("signatures", self.signatures.mode != new.signatures.mode),
             (
                 "signature_forbid",

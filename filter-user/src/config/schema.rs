@@ -20,6 +20,20 @@ pub(super) struct RawFile {
     pub(super) deny: Option<Spanned<RawList>>,
     pub(super) rules: Option<Vec<Spanned<RawRule>>>,
     pub(super) upstream: Option<Spanned<RawUpstream>>,
+    pub(super) fleet: Option<Spanned<RawFleet>>,
+}
+
+/// `[fleet]` (see `crate::fleet::FleetConfig`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFleet {
+    pub(super) broker: Option<Spanned<String>>,
+    pub(super) node: Option<Spanned<String>>,
+    pub(super) bucket: Option<Spanned<String>>,
+    pub(super) share_blocks: Option<Spanned<bool>>,
+    pub(super) share_signatures: Option<Spanned<bool>>,
+    pub(super) max_entries: Option<Spanned<u32>>,
+    pub(super) max_block: Option<Spanned<String>>,
 }
 
 /// `[upstream]` (see `crate::upstream::UpstreamConfig`).

@@ -418,6 +418,7 @@ fn the_sample_parses_and_holds_the_defaults() {
         deny: Vec::new(),
         rules: Vec::new(),
         upstream: None,
+        fleet: None,
     };
     assert_eq!(
         shipped, defaults,
@@ -578,4 +579,38 @@ fn upstream_keys_reach_the_result_and_bad_values_are_named() {
         "{MINIMAL}[upstream]\ngobgp_api = \"unix:///x\"\nprotected = [\"198.18.0.0/33\"]\n"
     ));
     assert!(e.contains("upstream.protected"), "{e}");
+}
+
+#[test]
+fn fleet_keys_reach_the_result_and_bad_values_are_named() {
+    let file = parse_ok(&format!(
+        "{MINIMAL}[fleet]\nbroker = \"nats://198.18.0.253:4222\"\nnode = \"srv1\"\n\
+         share_signatures = false\nmax_entries = 50\nmax_block = \"10m\"\n"
+    ));
+    let f = file.fleet.expect("a [fleet]");
+    assert_eq!(
+        (f.broker.as_str(), f.node.as_str(), f.bucket.as_str()),
+        ("nats://198.18.0.253:4222", "srv1", "floodwall")
+    );
+    assert!(f.share_blocks && !f.share_signatures);
+    assert_eq!(f.max_entries, 50);
+    assert_eq!(f.max_block, std::time::Duration::from_mins(10));
+    assert!(parse_ok(MINIMAL).fleet.is_none(), "no [fleet]: no fleet");
+    let base = "[fleet]\nbroker = \"nats://198.18.0.253:4222\"\n";
+    for (extra, expected) in [
+        ("node = \"srv.1\"\n", "fleet.node"),
+        ("node = \"a\"\nbucket = \"a b\"\n", "fleet.bucket"),
+        ("node = \"a\"\nmax_entries = 0\n", "fleet.max_entries"),
+        ("node = \"a\"\nmax_block = \"later\"\n", "fleet.max_block"),
+        ("node = \"a\"\nmax_block = \"0s\"\n", "max_block"),
+        ("node = \"a\"\nspeed = 3\n", "speed"),
+        ("", "node is required"),
+    ] {
+        let e = parse_err(&format!("{MINIMAL}{base}{extra}"));
+        assert!(e.contains(expected), "{extra}: {e}");
+    }
+    let e = parse_err(&format!(
+        "{MINIMAL}[fleet]\nbroker = \"http://x:1\"\nnode = \"a\"\n"
+    ));
+    assert!(e.contains("fleet.broker"), "{e}");
 }

@@ -34,6 +34,7 @@ pub(super) fn protect(
     access: Arc<Mutex<Access>>,
     reload: mpsc::Sender<ReloadReply>,
     upstream: Option<Arc<super::upstream::Upstream>>,
+    fleet: Option<Arc<super::fleet::Fleet>>,
 ) -> anyhow::Result<(Arc<Shared>, RingBuf<MapData>, TrafficMaps)> {
     let iface = spec.name.as_str();
     let pins = PinDir::new(&config.pin_root, iface);
@@ -125,6 +126,7 @@ pub(super) fn protect(
         rules: Mutex::new(rules),
         detector: Mutex::new(Detector::new(config.signatures.clone(), baseline)),
         upstream,
+        fleet,
     });
     // The object (and with it the program fd) may go: the pinned link holds the program.
     drop(loaded.ebpf);

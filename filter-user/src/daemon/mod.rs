@@ -7,7 +7,9 @@
 //! - `reload`: reloads, applied to every interface all or nothing;
 //! - `tasks`: the background tasks: counter samples, block events, metrics;
 //! - `server`: the control server: accept, check access, answer requests;
-//! - `traffic`: packet samples, the baseline, attacks and their signatures.
+//! - `traffic`: packet samples, the baseline, attacks and their signatures;
+//! - `upstream`: announcements to a BGP speaker (`[upstream]`);
+//! - `fleet`: blocks and signatures shared with other nodes through a broker (`[fleet]`).
 
 use std::{
     collections::HashSet,
@@ -34,6 +36,7 @@ use crate::{
     stats::Sample,
 };
 
+mod fleet;
 mod interface;
 mod reload;
 mod rules;
@@ -85,6 +88,8 @@ struct Shared {
     detector: Mutex<crate::traffic::detect::Detector>,
     /// Announcements upstream, the same for every interface; `None`: no `[upstream]`.
     upstream: Option<Arc<upstream::Upstream>>,
+    /// Sharing with the fleet, the same for every interface; `None`: no `[fleet]`.
+    fleet: Option<Arc<fleet::Fleet>>,
 }
 
 /// The cookie stage's counters and the kernel's own cookie counters, for `stats` and the
@@ -175,6 +180,7 @@ pub async fn run(
         .clone()
         .map(|u| upstream::Upstream::start(u, &config.run_dir))
         .transpose()?;
+    let fleet = config.fleet.clone().map(|f| Arc::new(fleet::Fleet::new(f)));
     let access = Arc::new(Mutex::new(config.access));
     let (reload_tx, reload_rx) = mpsc::channel::<ReloadReply>(4);
     let mut tasks = JoinSet::new();
@@ -187,6 +193,7 @@ pub async fn run(
             Arc::clone(&access),
             reload_tx.clone(),
             upstream.clone(),
+            fleet.clone(),
         )?;
         protected.push(shared);
         rings.push((ring, traffic));
@@ -208,6 +215,9 @@ pub async fn run(
     if let Some(upstream) = &upstream {
         tasks.spawn(upstream::reconcile_loop(Arc::clone(upstream)));
         tasks.spawn(upstream::auto_loop(Arc::clone(upstream), protected.clone()));
+    }
+    if let Some(fleet) = &fleet {
+        tasks.spawn(fleet::fleet_loop(Arc::clone(fleet), protected.clone()));
     }
     tasks.spawn(reload::reload_loop(
         reload_rx,

@@ -61,6 +61,16 @@ impl RulesState {
             .collect()
     }
 
+    /// The rules of one origin.
+    pub(super) fn of_origin(&self, origin: Origin) -> Vec<Rule> {
+        self.set
+            .rules()
+            .iter()
+            .filter(|r| r.origin == origin)
+            .cloned()
+            .collect()
+    }
+
     /// What rule `id` matches and does, if there is one.
     pub(super) fn spec(&self, id: u32) -> Option<crate::rules::RuleSpec> {
         self.set.get(id).map(|r| r.spec.clone())

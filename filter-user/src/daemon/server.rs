@@ -117,13 +117,7 @@ async fn respond(shared: &Arc<Shared>, request: Request) -> Answer {
         Request::ListRemove { list, prefixes } => {
             blocking(shared, move |s| list_remove(s, list, &prefixes)).await
         }
-        Request::ListShow { list } => {
-            blocking(shared, move |s| {
-                let entries = s.lists.list(list, monotonic_now_ns()?)?;
-                Ok(Response::ListEntries { list, entries })
-            })
-            .await
-        }
+        Request::ListShow { list } => blocking(shared, move |s| list_show(s, list)).await,
         Request::Events { follow } => {
             let (backlog, followers) = lock(&shared.blocks).subscribe();
             if follow {
@@ -446,6 +440,18 @@ fn list_add(
         unchanged: report.unchanged,
         removed: 0,
     })
+}
+
+/// `allow list`, `deny list`: the denylist's entries from the fleet name their node.
+fn list_show(shared: &Shared, list: ListKind) -> anyhow::Result<Response> {
+    let mut entries = shared.lists.list(list, monotonic_now_ns()?)?;
+    if let (ListKind::Deny, Some(fleet)) = (list, &shared.fleet) {
+        let origins = fleet.block_origins();
+        for e in &mut entries {
+            e.origin = origins.get(&e.prefix).cloned();
+        }
+    }
+    Ok(Response::ListEntries { list, entries })
 }
 
 fn list_remove(shared: &Shared, list: ListKind, prefixes: &[Prefix]) -> anyhow::Result<Response> {

@@ -323,6 +323,7 @@ impl<S: Store> List<S> {
                 hit_bytes: entry.hit_bytes,
                 expires_in_ms: (entry.expires_ns != 0)
                     .then(|| (entry.expires_ns - now_ns).div_ceil(1_000_000)),
+                origin: None,
             })
             .collect();
         views.sort_unstable_by_key(|v| v.prefix);

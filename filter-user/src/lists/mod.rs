@@ -226,7 +226,7 @@ pub struct AddReport {
 }
 
 /// A list entry as `list` shows it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ListEntryView {
     /// The prefix.
     pub prefix: Prefix,
@@ -236,6 +236,9 @@ pub struct ListEntryView {
     pub hit_bytes: u64,
     /// Milliseconds until it expires, rounded up; `None`: never.
     pub expires_in_ms: Option<u64>,
+    /// The fleet node whose block put it here (`[fleet]`); `None`: this node's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
 }
 
 /// Which tries hold at least one entry, so the data path can skip empty ones:

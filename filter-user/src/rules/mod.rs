@@ -186,6 +186,9 @@ pub enum Origin {
     /// A signature the daemon found for an attack (`floodwall attacks`), withdrawn by it
     /// when the attack ends.
     Signature,
+    /// A signature another node of the fleet found (`[fleet]`); its comment names the
+    /// node. Removed when that node withdraws it, or when it expires.
+    Fleet,
 }
 
 /// A rule a daemon holds.

@@ -14,7 +14,7 @@ use anyhow::{Context as _, bail, ensure};
 use filter_common::Outcome;
 use floodwall::control::{LimitsView, Response, SourceView, StatsView, socket_path};
 
-use super::{DAEMON_START_TIMEOUT, Lab, Proc, STOP_GRACE, command, poll_until};
+use super::{DAEMON_START_TIMEOUT, Host, Lab, Proc, STOP_GRACE, command, poll_until};
 
 impl Lab {
     /// Starts `floodwall --run-dir RUN_DIR --pin-root PIN_ROOT run --iface IFACE ARGS` in the
@@ -52,6 +52,18 @@ impl Lab {
         iface: &str,
         args: &[&str],
     ) -> anyhow::Result<Proc> {
+        self.spawn_floodwall_on(&self.server, wrapper, run_dir, pin_root, iface, args)
+    }
+
+    fn spawn_floodwall_on(
+        &self,
+        host: &Host,
+        wrapper: &[&str],
+        run_dir: &Path,
+        pin_root: &Path,
+        iface: &str,
+        args: &[&str],
+    ) -> anyhow::Result<Proc> {
         let bin = crate::floodwall_bin();
         let mut command: Vec<&OsStr> = wrapper.iter().map(OsStr::new).collect();
         command.extend([
@@ -63,7 +75,7 @@ impl Lab {
         ]);
         command.extend(["run", "--iface", iface].map(OsStr::new));
         command.extend(args.iter().map(OsStr::new));
-        self.spawn(&self.server, "floodwall-run", &command)
+        self.spawn(host, &format!("floodwall-run-{}", host.name), &command)
     }
 
     /// Starts `floodwall run` on the server's interface with the lab's run dir and `args`
@@ -103,7 +115,35 @@ impl Lab {
         run_dir: &Path,
         args: &[&str],
     ) -> anyhow::Result<Daemon<'_>> {
-        let socket = socket_path(run_dir, &self.server.iface);
+        self.start_floodwall_on_under(&self.server, wrapper, run_dir, args)
+    }
+
+    /// [`Lab::start_floodwall_in`] on another host of the lab (its interface, its
+    /// namespace): a second protected server, e.g. a node of a fleet. `run_dir` must be
+    /// its own; the lab's bpffs serves both (pins are by interface name).
+    ///
+    /// # Errors
+    /// As [`Lab::start_floodwall`].
+    ///
+    /// # Panics
+    /// If the `floodwall` binary cannot be found (see [`crate::floodwall_bin`]).
+    pub fn start_floodwall_on(
+        &self,
+        host: &Host,
+        run_dir: &Path,
+        args: &[&str],
+    ) -> anyhow::Result<Daemon<'_>> {
+        self.start_floodwall_on_under(host, &[], run_dir, args)
+    }
+
+    fn start_floodwall_on_under(
+        &self,
+        host: &Host,
+        wrapper: &[&str],
+        run_dir: &Path,
+        args: &[&str],
+    ) -> anyhow::Result<Daemon<'_>> {
+        let socket = socket_path(run_dir, &host.iface);
         // The daemon binds its socket after it attached, so a new socket means "protecting".
         // A socket left behind by a killed daemon (kill -9 leaves it) is not new: it keeps
         // its inode and change time until the new daemon replaces it.
@@ -114,7 +154,7 @@ impl Lab {
         };
         let stale = inode(&socket);
         let proc =
-            self.spawn_floodwall_under(wrapper, run_dir, &self.pin_root, &self.server.iface, args)?;
+            self.spawn_floodwall_on(host, wrapper, run_dir, &self.pin_root, &host.iface, args)?;
         let ready = poll_until(DAEMON_START_TIMEOUT, Duration::from_millis(20), || {
             self.try_wait(&proc).is_some() || inode(&socket).is_some_and(|i| Some(i) != stale)
         });

@@ -33,8 +33,8 @@
 //!
 //! This module holds the lab itself (hosts, namespaces, processes, cleanup); beside it:
 //! `daemon` (floodwall in the lab, and its CLI), `web` (nginx and its visitors),
-//! `hping3` (floods from a host) and `bgp` (an upstream router, BIRD, and the GoBGP speaker
-//! floodwall drives).
+//! `hping3` (floods from a host), `bgp` (an upstream router, BIRD, and the GoBGP speaker
+//! floodwall drives) and `broker` (a NATS broker for the fleet).
 
 use std::{
     ffi::OsStr,
@@ -51,6 +51,7 @@ use std::{
 };
 
 mod bgp;
+mod broker;
 mod daemon;
 mod hping3;
 mod web;
@@ -60,6 +61,7 @@ pub use self::{
         BLACKHOLE, Community, FlowRoute, Rib, TrafficAction, UPSTREAM_TOOLS, UnicastRoute,
         Upstream, require_upstream_tools,
     },
+    broker::{BROKER_PORT, Broker},
     daemon::{Daemon, dropped_packets, packets},
     hping3::hping3_sent,
     web::{HttpTally, http_tally},
