@@ -226,8 +226,8 @@ async fn session(
         "fleet: connected to {}, watching bucket {bucket}",
         fleet.config.broker
     );
-    // What this session put: key → until. A new session publishes everything again.
-    let mut published: HashMap<Key, u64> = HashMap::new();
+    // What this session put. A new session publishes everything again.
+    let mut published: HashMap<Key, Put> = HashMap::new();
     let mut ticker = tokio::time::interval(TICK);
     let mut errors = 0;
     loop {
@@ -316,33 +316,59 @@ fn own_state(fleet: &Fleet, protected: &[Arc<Shared>]) -> HashMap<Key, (Vec<u8>,
     own
 }
 
+/// What this session put for a key, in Unix ms.
+#[derive(Clone, Copy, Debug)]
+struct Put {
+    /// The value's end.
+    until: u64,
+    /// When it was put.
+    at: u64,
+}
+
+/// Whether a key put as `old` (if it was) must be put again for `until` at `now` (Unix
+/// ms): it is new, or its end moved by more than a second (a block renewed), or peers cap
+/// it at `max_block_ms` and half of that has passed since it was put, so that their copies
+/// are renewed before they run out.
+fn must_put(old: Option<Put>, until: u64, now: u64, max_block_ms: u64) -> bool {
+    let Some(old) = old else {
+        return true;
+    };
+    if old.until.abs_diff(until) > 1000 {
+        return true;
+    }
+    let capped = until.saturating_sub(old.at) > max_block_ms;
+    capped && now.saturating_sub(old.at) >= max_block_ms / 2
+}
+
 /// Puts what is new or changed, deletes what ended.
 async fn publish(
     fleet: &Fleet,
     protected: &[Arc<Shared>],
     store: &kv::Store,
-    published: &mut HashMap<Key, u64>,
+    published: &mut HashMap<Key, Put>,
 ) {
     let own = own_state(fleet, protected);
-    let half = u64::try_from(fleet.config.max_block.as_millis() / 2).unwrap_or(u64::MAX);
+    let max_block_ms = u64::try_from(fleet.config.max_block.as_millis()).unwrap_or(u64::MAX);
     let mut ops = 0;
     for (key, (value, until)) in &own {
         if ops >= OPS_PER_TICK {
             return;
         }
-        // Re-put when the end moved by more than a second (a block renewed), or when a
-        // peer would cap it at max_block and half of that has passed.
-        let fresh = published.get(key).is_some_and(|old| {
-            old.abs_diff(*until) <= 1000 && old.saturating_sub(unix_now_ms()) > half.min(*until)
-        });
-        if fresh {
+        let now = unix_now_ms();
+        if !must_put(published.get(key).copied(), *until, now, max_block_ms) {
             continue;
         }
         ops += 1;
         let name = key.encode();
         match tokio::time::timeout(OP_TIMEOUT, store.put(&name, value.clone().into())).await {
             Ok(Ok(_)) => {
-                published.insert(key.clone(), *until);
+                published.insert(
+                    key.clone(),
+                    Put {
+                        until: *until,
+                        at: now,
+                    },
+                );
             }
             Ok(Err(e)) => warn!("fleet: cannot publish {name}: {e}"),
             Err(_) => warn!("fleet: publishing {name} timed out; it is retried"),
@@ -712,5 +738,39 @@ mod tests {
         assert_eq!(c.subjects, ["$KV.floodwall.>"]);
         assert_eq!(c.max_messages_per_subject, 1);
         assert!(c.allow_rollup && c.deny_delete && c.allow_direct);
+    }
+
+    #[test]
+    fn a_value_is_put_again_when_it_changes_or_before_peers_copies_run_out() {
+        let hour = 3_600_000;
+        let t0 = 1_000_000_000;
+        assert!(must_put(None, t0 + 60_000, t0, hour), "a new key is put");
+        let short = Some(Put {
+            until: t0 + 60_000,
+            at: t0,
+        });
+        assert!(
+            !must_put(short, t0 + 60_500, t0 + 30_000, hour),
+            "an end within a second of the one put is not put again"
+        );
+        assert!(
+            must_put(short, t0 + 90_000, t0 + 30_000, hour),
+            "a renewed block is put again"
+        );
+        assert!(
+            !must_put(short, t0 + 60_000, t0 + 59_000, hour),
+            "a value peers keep to its end is put once"
+        );
+        // A block of a day: peers keep it for an hour, so it is put again every half hour,
+        // whatever time it has left.
+        let long = Some(Put {
+            until: t0 + 24 * hour,
+            at: t0,
+        });
+        assert!(!must_put(long, t0 + 24 * hour, t0 + hour / 2 - 1, hour));
+        assert!(
+            must_put(long, t0 + 24 * hour, t0 + hour / 2, hour),
+            "a value peers cap must be put again before their copies end"
+        );
     }
 }
