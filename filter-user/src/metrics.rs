@@ -46,6 +46,21 @@ pub struct Snapshot {
     pub services: Vec<(String, Option<f64>, f64)>,
     /// Announcements upstream (the daemon's, the same on every interface); `None`: off.
     pub upstream: Option<crate::upstream::UpstreamView>,
+    /// The fleet (the daemon's, the same on every interface); `None`: no `[fleet]`.
+    pub fleet: Option<FleetMetrics>,
+}
+
+/// What the fleet reports (`[fleet]`), once per daemon.
+#[derive(Clone, Debug, Default)]
+pub struct FleetMetrics {
+    /// Whether the broker is connected and the bucket watched.
+    pub connected: bool,
+    /// Peers' blocks in force here.
+    pub applied_blocks: u64,
+    /// Peers' signatures in force here.
+    pub applied_signatures: u64,
+    /// `(reason, count)`: peers' entries refused since the daemon started.
+    pub refused: Vec<(&'static str, u64)>,
 }
 
 /// Reads a snapshot of every protected interface at scrape time.
@@ -276,6 +291,9 @@ impl Collector for FilterCollector {
         if let Some(view) = snapshots.iter().find_map(|(_, s)| s.upstream.as_ref()) {
             encode_upstream(&mut encoder, view)?;
         }
+        if let Some(fleet) = snapshots.iter().find_map(|(_, s)| s.fleet.as_ref()) {
+            encode_fleet(&mut encoder, fleet)?;
+        }
         let mut family = encoder.encode_descriptor(
             "floodwall_list_entries",
             "Prefixes on the allowlist and denylist.",
@@ -324,6 +342,44 @@ fn encode_upstream(
     )?;
     for (rule, n) in &view.refused {
         ConstCounter::new(*n).encode(family.encode_family(&[("rule", rule.as_str())])?)?;
+    }
+    Ok(())
+}
+
+/// The fleet's gauges and counters: once, not per interface (one daemon is one node).
+fn encode_fleet(
+    encoder: &mut prometheus_client::encoding::DescriptorEncoder<'_>,
+    fleet: &FleetMetrics,
+) -> Result<(), std::fmt::Error> {
+    let family = encoder.encode_descriptor(
+        "floodwall_fleet_connected",
+        "1 if the broker is connected and the fleet's bucket watched, else 0.",
+        None,
+        MetricType::Gauge,
+    )?;
+    ConstGauge::new(i64::from(fleet.connected)).encode(family)?;
+    let mut family = encoder.encode_descriptor(
+        "floodwall_fleet_applied",
+        "Peers' entries in force here, by kind: block (denylist entries) or signature \
+         (rules).",
+        None,
+        MetricType::Gauge,
+    )?;
+    for (kind, n) in [
+        ("block", fleet.applied_blocks),
+        ("signature", fleet.applied_signatures),
+    ] {
+        #[expect(clippy::cast_possible_wrap, reason = "at most max_entries")]
+        ConstGauge::new(n as i64).encode(family.encode_family(&[("kind", kind)])?)?;
+    }
+    let mut family = encoder.encode_descriptor(
+        "floodwall_fleet_refused",
+        "Peers' entries refused, by reason, since the daemon started.",
+        None,
+        MetricType::Counter,
+    )?;
+    for (reason, n) in &fleet.refused {
+        ConstCounter::new(*n).encode(family.encode_family(&[("reason", *reason)])?)?;
     }
     Ok(())
 }
@@ -486,6 +542,49 @@ mod tests {
         assert!(
             !text.contains(r#"service="tcp/443",rate="now""#),
             "no reading, no gauge:\n{text}"
+        );
+    }
+
+    #[test]
+    fn the_fleet_is_reported_once_per_daemon() {
+        let read: Arc<SnapshotFn> = Arc::new(|| {
+            let eth0 = Snapshot {
+                fleet: Some(FleetMetrics {
+                    connected: true,
+                    applied_blocks: 3,
+                    applied_signatures: 1,
+                    refused: vec![("allowlisted", 2)],
+                }),
+                ..Snapshot::default()
+            };
+            Ok(vec![
+                ("eth0".to_owned(), eth0.clone()),
+                ("eth1".to_owned(), eth0),
+            ])
+        });
+        let text = render(read).expect("renders");
+        for expected in [
+            "# TYPE floodwall_fleet_connected gauge",
+            "floodwall_fleet_connected 1",
+            "# TYPE floodwall_fleet_applied gauge",
+            r#"floodwall_fleet_applied{kind="block"} 3"#,
+            r#"floodwall_fleet_applied{kind="signature"} 1"#,
+            "# TYPE floodwall_fleet_refused counter",
+            r#"floodwall_fleet_refused_total{reason="allowlisted"} 2"#,
+        ] {
+            assert_eq!(
+                text.lines().filter(|l| *l == expected).count(),
+                1,
+                "metrics must contain `{expected}` once (one node, not one per interface):\n{text}"
+            );
+        }
+        let none = render(Arc::new(|| {
+            Ok(vec![("eth0".to_owned(), Snapshot::default())])
+        }))
+        .expect("renders");
+        assert!(
+            !none.contains("floodwall_fleet"),
+            "no [fleet], no fleet metrics:\n{none}"
         );
     }
 }

@@ -124,6 +124,26 @@ impl Fleet {
             .collect()
     }
 
+    /// The fleet's metrics now.
+    pub(super) fn metrics(&self) -> crate::metrics::FleetMetrics {
+        let (mut applied_blocks, mut applied_signatures) = (0, 0);
+        for applied in lock(&self.applied).values() {
+            match applied {
+                Applied::Block { .. } => applied_blocks += 1,
+                Applied::Signature { .. } => applied_signatures += 1,
+            }
+        }
+        crate::metrics::FleetMetrics {
+            connected: self.connected.load(Ordering::Relaxed),
+            applied_blocks,
+            applied_signatures,
+            refused: lock(&self.refused)
+                .iter()
+                .map(|(reason, n)| (*reason, *n))
+                .collect(),
+        }
+    }
+
     fn refuse(&self, protected: &[Arc<Shared>], error: &PeerError) {
         *lock(&self.refused).entry(error.reason()).or_insert(0) += 1;
         let line = format!("fleet: refused {error}");

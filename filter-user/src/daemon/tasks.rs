@@ -159,5 +159,6 @@ fn metrics_snapshot(shared: &Shared) -> anyhow::Result<metrics::Snapshot> {
         attacks,
         services,
         upstream,
+        fleet: shared.fleet.as_ref().map(|f| f.metrics()),
     })
 }
