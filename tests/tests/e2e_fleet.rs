@@ -125,6 +125,51 @@ fn flood(lab: &Lab, from: &Host, to: &Host, count: u32) -> Proc {
     .expect("hping3 must start")
 }
 
+/// Where node `b` serves its metrics: its own address, port 9478.
+fn metrics_addr(host_b: &Host) -> String {
+    format!("{}:9478", host_b.ipv4)
+}
+
+/// Node `b`: a per-source limit nothing here reaches, metrics at [`metrics_addr`].
+fn start_b<'lab>(lab: &'lab Lab, host_b: &Host, broker: &Broker) -> Daemon<'lab> {
+    let metrics = metrics_addr(host_b);
+    start_node(
+        lab,
+        host_b,
+        "b",
+        broker,
+        &["--pps", "100000", "--metrics-addr", &metrics],
+    )
+}
+
+/// Whether node `b`'s metrics have the line `line`, as scraped from the lab's client.
+fn b_metrics_have(lab: &Lab, host_b: &Host, line: &str) -> bool {
+    b_metric(
+        lab,
+        host_b,
+        line.rsplit_once(' ').map_or(line, |(name, _)| name),
+    )
+    .is_some_and(|v| Some(v) == line.rsplit_once(' ').map(|(_, v)| v.to_owned()))
+}
+
+/// Node `b`'s metrics have each of `lines`.
+fn assert_b_metrics(lab: &Lab, host_b: &Host, lines: &[&str]) {
+    for line in lines {
+        assert!(
+            b_metrics_have(lab, host_b, line),
+            "b's metrics must say `{line}`: {}",
+            lab.scrape_metrics(&metrics_addr(host_b))
+        );
+    }
+}
+
+/// The value of `name` (with its labels) in node `b`'s metrics, if there.
+fn b_metric(lab: &Lab, host_b: &Host, name: &str) -> Option<String> {
+    lab.scrape_metrics(&metrics_addr(host_b))
+        .lines()
+        .find_map(|l| Some(l.strip_prefix(name)?.strip_prefix(' ')?.to_owned()))
+}
+
 fn finish(lab: &Lab, proc: &Proc) {
     lab.wait(proc, Duration::from_secs(25))
         .expect("hping3 must end within its time bound");
@@ -179,7 +224,7 @@ fn a_block_on_one_node_is_enforced_on_the_other_and_follows_it() {
         &broker,
         &["--pps", "200", "--block-for", "60s"],
     );
-    let b = start_node(&lab, host_b, "b", &broker, &["--pps", "100000"]);
+    let b = start_b(&lab, host_b, &broker);
     let out = b.cli_ok(&["allow", "add", &partner.ipv4.to_string()]);
     assert!(out.contains("added"), "allow add on b: {out}");
 
@@ -237,6 +282,20 @@ fn a_block_on_one_node_is_enforced_on_the_other_and_follows_it() {
     assert!(
         deny_entry(&b, &partner_addr).is_none(),
         "an allowlisted source must never be denylisted by a peer"
+    );
+    // One refusal, or more if a renewed its block while the flood went on.
+    let refused = b_metric(
+        &lab,
+        host_b,
+        r#"floodwall_fleet_refused_total{reason="allowlisted"}"#,
+    );
+    assert!(
+        refused
+            .as_deref()
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|n| n >= 1),
+        "b's metrics must count the refusal: {}",
+        lab.scrape_metrics(&metrics_addr(host_b))
     );
 
     // 3. The broker dies (kill -9): both nodes keep protecting with what they have. A block
@@ -406,7 +465,7 @@ fn a_signature_found_on_one_node_is_in_force_on_the_other_and_withdrawn_with_it(
     let _service = udp::Service::start(lab.server(), PORT).expect("the UDP service");
     let service = SocketAddr::new(IpAddr::V4(lab.server().ipv4), PORT);
     let a = start_node(&lab, lab.server(), "a", &broker, &SIGNATURE_NODE_A);
-    let b = start_node(&lab, host_b, "b", &broker, &["--pps", "100000"]);
+    let b = start_b(&lab, host_b, &broker);
 
     // The user's queries at 100 a second for 7 s: a's baseline.
     let before = udp::query(lab.client(), service, 700, 100).expect("the user's queries");
@@ -457,6 +516,14 @@ fn a_signature_found_on_one_node_is_in_force_on_the_other_and_withdrawn_with_it(
     );
     eprintln!("a's signature was in force on b {took:?} after a's `rules list` showed it");
     assert_in_force_on_b(&b, &signature, &on_b.expect("found"));
+    assert_b_metrics(
+        &lab,
+        host_b,
+        &[
+            "floodwall_fleet_connected 1",
+            r#"floodwall_fleet_applied{kind="signature"} 1"#,
+        ],
+    );
 
     // 2. The flood ends: a withdraws its signature after its quiet time, and b follows.
     stop_flood();
@@ -478,6 +545,11 @@ fn a_signature_found_on_one_node_is_in_force_on_the_other_and_withdrawn_with_it(
         b.log()
     );
     eprintln!("a's withdrawal reached b in {:?}", withdrawn_at.elapsed());
+    assert_b_metrics(
+        &lab,
+        host_b,
+        &[r#"floodwall_fleet_applied{kind="signature"} 0"#],
+    );
     assert!(
         b.log().contains("fleet: a's signature") && b.log().contains("withdrawn by its node"),
         "b's log must say a withdrew its signature: {}",
