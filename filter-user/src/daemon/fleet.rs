@@ -584,10 +584,19 @@ fn apply_signature(
     if let Some(src) = &rule.src {
         check_allowlist(protected, &name, src, &format!("the rule's source {src}"))?;
     }
-    if let Some(Applied::Signature { spec, .. }) = already
+    let expires_ns = expires_after(now_ns, remaining);
+    if let Some(Applied::Signature {
+        spec,
+        rules,
+        expires_ns: was,
+    }) = already
         && **spec == rule
     {
-        // The same rule again (a refresh, or the snapshot after a reconnect).
+        // The same rule again: the snapshot after a reconnect, or a refresh, which moves
+        // its end (its node puts it again before max_block would end it here).
+        if expires_ns > was.saturating_add(1_000_000_000) {
+            renew_signature(fleet, protected, key, rules, expires_ns);
+        }
         return Ok(());
     }
     if let Some(old) = already {
@@ -627,10 +636,35 @@ fn apply_signature(
         Applied::Signature {
             spec: Box::new(rule),
             rules,
-            expires_ns: expires_after(now_ns, remaining),
+            expires_ns,
         },
     );
     Ok(())
+}
+
+/// Moves the end of a peer's signature in force here, on every interface.
+fn renew_signature(
+    fleet: &Fleet,
+    protected: &[Arc<Shared>],
+    key: &Key,
+    rules: &[(String, u32)],
+    expires_ns: u64,
+) {
+    for (iface, id) in rules {
+        let Some(shared) = protected.iter().find(|s| s.iface == *iface) else {
+            continue;
+        };
+        if let Err(e) = super::rules::set_expiry_quietly(shared, *id, expires_ns) {
+            // It expired, or the operator removed it.
+            warn!("fleet: cannot renew rule {id} on {iface}: {e:#}");
+        }
+    }
+    if let Some(Applied::Signature {
+        expires_ns: end, ..
+    }) = lock(&fleet.applied).get_mut(key)
+    {
+        *end = expires_ns;
+    }
 }
 
 fn expires_after(now_ns: u64, remaining: Duration) -> u64 {

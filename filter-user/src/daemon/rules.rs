@@ -164,6 +164,14 @@ pub(super) fn add_quietly(shared: &Shared, new: &[NewRule], now: u64) -> anyhow:
     Ok(ids)
 }
 
+/// Moves rule `id`'s expiry to `expires_ns`. Says nothing (the caller does).
+pub(super) fn set_expiry_quietly(shared: &Shared, id: u32, expires_ns: u64) -> anyhow::Result<()> {
+    let mut state = lock(&shared.rules);
+    let next = state.set.with_expiry(id, expires_ns)?;
+    state.commit(next)?;
+    Ok(())
+}
+
 /// Removes rules, all or nothing. Says nothing (the caller does).
 pub(super) fn remove_quietly(shared: &Shared, ids: &[u32]) -> anyhow::Result<()> {
     {

@@ -171,6 +171,21 @@ impl RuleSet {
         Ok(next)
     }
 
+    /// This set with rule `id` expiring at `expires_ns` instead (a fleet peer's signature
+    /// its node renewed).
+    ///
+    /// # Errors
+    /// An id that is not there; nothing changes then.
+    pub fn with_expiry(&self, id: u32, expires_ns: u64) -> Result<Self, RuleError> {
+        let mut next = self.clone();
+        next.rules
+            .iter_mut()
+            .find(|r| r.id == id)
+            .ok_or(RuleError::UnknownId(id))?
+            .expires_ns = Some(expires_ns);
+        Ok(next)
+    }
+
     /// The ids of the rules expired at `now_ns`.
     #[must_use]
     pub fn expired(&self, now_ns: u64) -> Vec<u32> {
@@ -220,6 +235,39 @@ mod tests {
             for_ms: None,
             origin: Origin::Cli,
         }
+    }
+
+    #[test]
+    fn a_rule_s_expiry_is_moved_in_place() {
+        let (set, ids) = RuleSet::default()
+            .with_added(
+                &[NewRule {
+                    for_ms: Some(1_000),
+                    ..new("udp dport 7777 drop")
+                }],
+                0,
+            )
+            .expect("adds");
+        assert_eq!(set.expired(1_000_000_000), ids, "ends after 1 s");
+        let later = set.with_expiry(ids[0], 5_000_000_000).expect("moves");
+        assert!(
+            later.expired(1_000_000_000).is_empty(),
+            "now ends after 5 s"
+        );
+        assert_eq!(later.expired(5_000_000_000), ids);
+        let (rule, was) = (
+            later.get(ids[0]).expect("there"),
+            set.get(ids[0]).expect("there"),
+        );
+        assert_eq!(
+            (rule.slot, &rule.spec),
+            (was.slot, &was.spec),
+            "the same rule"
+        );
+        assert!(matches!(
+            set.with_expiry(9, 1),
+            Err(RuleError::UnknownId(9))
+        ));
     }
 
     #[test]
