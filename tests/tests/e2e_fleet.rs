@@ -43,11 +43,11 @@ fn require_nats_server() {
 }
 
 /// A config file for a node: its interface and `[fleet]`.
-fn node_config(lab: &Lab, host: &Host, node: &str, broker: &Broker) -> String {
+fn node_config(lab: &Lab, host: &Host, node: &str, broker: &Broker, max_block: &str) -> String {
     let path: PathBuf = lab.dir().join(format!("{node}.toml"));
     let text = format!(
         "[[interface]]\nname = \"{}\"\n\n[fleet]\nbroker = \"{}\"\nnode = \"{node}\"\n\
-         max_block = \"1h\"\n",
+         max_block = \"{max_block}\"\n",
         host.iface,
         broker.url()
     );
@@ -62,7 +62,19 @@ fn start_node<'lab>(
     broker: &Broker,
     limits: &[&str],
 ) -> Daemon<'lab> {
-    let config = node_config(lab, host, node, broker);
+    start_node_capped(lab, host, node, broker, "1h", limits)
+}
+
+/// [`start_node`] with `max_block` in its `[fleet]`.
+fn start_node_capped<'lab>(
+    lab: &'lab Lab,
+    host: &Host,
+    node: &str,
+    broker: &Broker,
+    max_block: &str,
+    limits: &[&str],
+) -> Daemon<'lab> {
+    let config = node_config(lab, host, node, broker, max_block);
     let mut args = vec!["--config", config.as_str()];
     args.extend_from_slice(limits);
     let daemon = if host.name == lab.server().name {
@@ -131,13 +143,14 @@ fn metrics_addr(host_b: &Host) -> String {
 }
 
 /// Node `b`: a per-source limit nothing here reaches, metrics at [`metrics_addr`].
-fn start_b<'lab>(lab: &'lab Lab, host_b: &Host, broker: &Broker) -> Daemon<'lab> {
+fn start_b<'lab>(lab: &'lab Lab, host_b: &Host, broker: &Broker, max_block: &str) -> Daemon<'lab> {
     let metrics = metrics_addr(host_b);
-    start_node(
+    start_node_capped(
         lab,
         host_b,
         "b",
         broker,
+        max_block,
         &["--pps", "100000", "--metrics-addr", &metrics],
     )
 }
@@ -224,7 +237,7 @@ fn a_block_on_one_node_is_enforced_on_the_other_and_follows_it() {
         &broker,
         &["--pps", "200", "--block-for", "60s"],
     );
-    let b = start_b(&lab, host_b, &broker);
+    let b = start_b(&lab, host_b, &broker, "1h");
     let out = b.cli_ok(&["allow", "add", &partner.ipv4.to_string()]);
     assert!(out.contains("added"), "allow add on b: {out}");
 
@@ -415,8 +428,15 @@ const SIGNATURE_NODE_A: [&str; 10] = [
     "3s",
 ];
 
-/// `on_b`, node `b`'s fleet rule, is `signature`, node `a`'s, as the fleet applies it.
-fn assert_in_force_on_b(b: &Daemon, signature: &RuleView, on_b: &RuleView) {
+/// `on_b`, node `b`'s fleet rule, is `signature`, node `a`'s, as the fleet applies it, and
+/// `b`'s metrics count it.
+fn assert_in_force_on_b(
+    lab: &Lab,
+    host_b: &Host,
+    b: &Daemon,
+    signature: &RuleView,
+    on_b: &RuleView,
+) {
     println!("on b: {on_b:?}");
     assert_eq!(
         on_b.rule, signature.rule,
@@ -441,6 +461,34 @@ fn assert_in_force_on_b(b: &Daemon, signature: &RuleView, on_b: &RuleView) {
         text.contains(&signature.rule) && text.contains("from a"),
         "`rules list` on b must show the rule and its node: {text}"
     );
+    assert_b_metrics(
+        lab,
+        host_b,
+        &[
+            "floodwall_fleet_connected 1",
+            r#"floodwall_fleet_applied{kind="signature"} 1"#,
+        ],
+    );
+}
+
+/// While `a` keeps its signature, past the 4 s (`max_block`) that `b` holds a peer's entry
+/// for, `b` keeps the very rule it applied (`id`): `a` puts its signature again, and `b`
+/// moves the rule's end.
+fn assert_renewed_on_b(a: &Daemon, b: &Daemon, id: u32) {
+    std::thread::sleep(Duration::from_secs(6));
+    if rule_of(a, Origin::Signature).is_none() {
+        // The flood ended early (trafgen's packets all sent): nothing to renew.
+        eprintln!("a withdrew its signature within 6 s: its renewal on b is not shown");
+        return;
+    }
+    let on_b = rule_of(b, Origin::Fleet);
+    assert!(
+        on_b.as_ref()
+            .is_some_and(|r| r.id == id && r.expires_in_ms.is_some_and(|ms| ms <= 4_000)),
+        "b must keep rule {id}, renewed to end within max_block (4 s), while a keeps its \
+         signature: {on_b:?}\n{}",
+        b.log()
+    );
 }
 
 /// Node `a` learns its UDP service's traffic, then a junk flood hits the service (as in
@@ -464,8 +512,9 @@ fn a_signature_found_on_one_node_is_in_force_on_the_other_and_withdrawn_with_it(
         .expect("nats-server must start");
     let _service = udp::Service::start(lab.server(), PORT).expect("the UDP service");
     let service = SocketAddr::new(IpAddr::V4(lab.server().ipv4), PORT);
-    let a = start_node(&lab, lab.server(), "a", &broker, &SIGNATURE_NODE_A);
-    let b = start_b(&lab, host_b, &broker);
+    // Peers keep each other's entries at most 4 s: a must renew its signature on b.
+    let a = start_node_capped(&lab, lab.server(), "a", &broker, "4s", &SIGNATURE_NODE_A);
+    let b = start_b(&lab, host_b, &broker, "4s");
 
     // The user's queries at 100 a second for 7 s: a's baseline.
     let before = udp::query(lab.client(), service, 700, 100).expect("the user's queries");
@@ -515,15 +564,9 @@ fn a_signature_found_on_one_node_is_in_force_on_the_other_and_withdrawn_with_it(
         b.log()
     );
     eprintln!("a's signature was in force on b {took:?} after a's `rules list` showed it");
-    assert_in_force_on_b(&b, &signature, &on_b.expect("found"));
-    assert_b_metrics(
-        &lab,
-        host_b,
-        &[
-            "floodwall_fleet_connected 1",
-            r#"floodwall_fleet_applied{kind="signature"} 1"#,
-        ],
-    );
+    let on_b = on_b.expect("found");
+    assert_in_force_on_b(&lab, host_b, &b, &signature, &on_b);
+    assert_renewed_on_b(&a, &b, on_b.id);
 
     // 2. The flood ends: a withdraws its signature after its quiet time, and b follows.
     stop_flood();
