@@ -60,6 +60,14 @@ enum Task {
         /// contract and the SYN-cookie test), not everything.
         #[arg(long, requires = "vm")]
         ci_scope: bool,
+        /// Only these test binaries (`e2e_rules`, ...; comma-separated or repeated), within
+        /// the kernel's scope.
+        #[arg(long, requires = "vm", value_delimiter = ',')]
+        only: Vec<String>,
+        /// Arguments for each test binary in the VM (libtest's: a name filter,
+        /// `--nocapture`, `--skip NAME`), one shell word each.
+        #[arg(last = true, requires = "vm")]
+        test_args: Vec<String>,
         /// Seconds one kernel's VM run may take before it counts as hung.
         #[arg(long, requires = "vm", default_value_t = vm::DEFAULT_VM_TIMEOUT.as_secs())]
         timeout_secs: u64,
@@ -188,12 +196,16 @@ fn main() -> anyhow::Result<()> {
             vm,
             kernel,
             ci_scope,
+            only,
+            test_args,
             timeout_secs,
         } => integration_test(
             &root,
             vm,
             &kernel,
             ci_scope,
+            &only,
+            &test_args,
             Duration::from_secs(timeout_secs),
         ),
         Task::Package => {
@@ -341,7 +353,13 @@ fn test(root: &Path, allow_skip: bool, with_vm: bool) -> anyhow::Result<()> {
     package::run(root).context("the Debian package failed (cargo xtask package)")?;
     if with_vm {
         step("tests in a VM on Debian's kernels");
-        reports.extend(vm::run(root, &CI_KERNELS, vm::DEFAULT_VM_TIMEOUT)?);
+        reports.extend(vm::run(
+            root,
+            &CI_KERNELS,
+            &[],
+            &[],
+            vm::DEFAULT_VM_TIMEOUT,
+        )?);
     }
     summarize(&reports)
 }
@@ -394,6 +412,8 @@ fn integration_test(
     in_vm: bool,
     kernel: &str,
     ci_scope: bool,
+    only: &[String],
+    test_args: &[String],
     timeout: Duration,
 ) -> anyhow::Result<()> {
     setup()?;
@@ -412,7 +432,7 @@ fn integration_test(
                 )
             })
             .collect();
-        vm::run(root, &kernels, timeout)?
+        vm::run(root, &kernels, only, test_args, timeout)?
     } else {
         let started = Instant::now();
         let (passed, failed) = host_tests(root, false, &vm::TEST_SELECTION)?;

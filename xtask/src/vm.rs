@@ -33,10 +33,16 @@ use anyhow::{Context as _, bail};
 use initramfs::{KERNEL_MARKER, RESULT_MARKER, RUN_MARKER, TestBinary};
 use kernel::Series;
 
-/// `cargo test` arguments that select the kernel-level tests: every integration test of
-/// `floodwall-tests` (`tests/tests/*.rs`), so a new test file runs in the VM with no change
-/// here.
-pub const TEST_SELECTION: [&str; 4] = ["-p", "floodwall-tests", "--test", "*"];
+/// `cargo test` arguments that build the kernel-level tests: every integration test of
+/// the workspace, of which [`TEST_PACKAGE`]'s (`tests/tests/*.rs`) are the kernel-level
+/// ones, so a new test file runs in the VM with no change here. The workspace, not `-p
+/// floodwall-tests`: features resolve as in the host test step's `cargo test --workspace`,
+/// so its build serves here too; with `-p` the dependencies' features differ and cargo
+/// builds filter-user, its XDP program and the tests over again (minutes in CI).
+pub const TEST_SELECTION: [&str; 5] = ["--workspace", "--exclude", "filter-ebpf", "--test", "*"];
+
+/// The package whose integration tests are the kernel-level tests.
+const TEST_PACKAGE: &str = "floodwall-tests";
 
 /// How long one test binary may run in the guest. The slowest, the end-to-end tests, take
 /// about 30 s on this machine's own kernel and about 2.5 min under emulation.
@@ -74,7 +80,7 @@ impl Scope {
         }
         match self {
             Scope::AllButDaemonOnly if test.name == "e2e_ops" => Some(TestBinary {
-                filter: Some(DAEMON_ONLY),
+                args: DAEMON_ONLY.iter().map(|&a| a.to_owned()).collect(),
                 ..test.clone()
             }),
             Scope::Everything | Scope::AllButDaemonOnly => Some(test.clone()),
@@ -92,9 +98,18 @@ pub const HOST_ONLY: [&str; 2] = ["e2e_upstream", "e2e_fleet"];
 /// The `e2e_ops` tests that [`Scope::AllButDaemonOnly`] leaves out, as libtest arguments.
 /// The kernel-facing ones stay: kill -9 mid-flood, restarts and upgrades under traffic,
 /// pinned state of another layout.
-pub const DAEMON_ONLY: &str = "--skip reload_applies_a_good_file --skip groups_decide_who_may \
-    --skip one_daemon_protects_several_interfaces --skip syn_protect_commands_change \
-    --skip a_kept_sysctl_is_left_alone";
+pub const DAEMON_ONLY: [&str; 10] = [
+    "--skip",
+    "reload_applies_a_good_file",
+    "--skip",
+    "groups_decide_who_may",
+    "--skip",
+    "one_daemon_protects_several_interfaces",
+    "--skip",
+    "syn_protect_commands_change",
+    "--skip",
+    "a_kept_sysctl_is_left_alone",
+];
 
 /// Lines of the console shown when a kernel's run fails.
 const CONSOLE_TAIL: usize = 80;
@@ -163,16 +178,28 @@ fn is_artifact(message: &serde_json::Value, kind: &str, name: &str) -> bool {
             .is_some_and(|kinds| kinds.iter().any(|k| k == kind))
 }
 
-/// The integration test executables among cargo's messages.
+/// Whether a cargo message is about a target of the workspace package `name`: its
+/// `package_id` is `path+file:///DIR#NAME@VERSION`, or `path+file:///NAME#VERSION` when
+/// the directory is named as the package.
+fn of_package(message: &serde_json::Value, name: &str) -> bool {
+    message["package_id"].as_str().is_some_and(|id| {
+        id.split_once('#').is_some_and(|(path, fragment)| {
+            fragment.starts_with(&format!("{name}@"))
+                || (!fragment.contains('@') && path.ends_with(&format!("/{name}")))
+        })
+    })
+}
+
+/// The integration test executables of [`TEST_PACKAGE`] among cargo's messages.
 fn test_executables(messages: &[serde_json::Value]) -> impl Iterator<Item = TestBinary> + '_ {
     messages
         .iter()
-        .filter(|m| is_artifact(m, "test", ""))
+        .filter(|m| is_artifact(m, "test", "") && of_package(m, TEST_PACKAGE))
         .filter_map(|m| {
             Some(TestBinary {
                 name: m["target"]["name"].as_str()?.to_owned(),
                 path: PathBuf::from(m["executable"].as_str()?),
-                filter: None,
+                args: Vec::new(),
             })
         })
 }
@@ -226,14 +253,32 @@ impl fmt::Display for Report {
 /// each; a kernel that cannot even be fetched or booted gets a failing report too, so the
 /// others still run.
 ///
+/// With `only` not empty, just the test binaries it names (each must exist), within each
+/// kernel's scope; `test_args` go to each test binary (libtest's arguments).
+///
 /// # Errors
-/// If the binaries cannot be built.
+/// If the binaries cannot be built, or `only` names a test binary that is not there.
 pub fn run(
     root: &Path,
     kernels: &[(Series, Scope)],
+    only: &[String],
+    test_args: &[String],
     timeout: Duration,
 ) -> anyhow::Result<Vec<Report>> {
-    let binaries = build_binaries(root)?;
+    let mut binaries = build_binaries(root)?;
+    if !only.is_empty() {
+        if let Some(unknown) = only
+            .iter()
+            .find(|name| !binaries.tests.iter().any(|t| &&t.name == name))
+        {
+            let known: Vec<&str> = binaries.tests.iter().map(|t| t.name.as_str()).collect();
+            bail!(
+                "--only {unknown}: no such test binary (there are: {})",
+                known.join(", ")
+            );
+        }
+        binaries.tests.retain(|t| only.contains(&t.name));
+    }
     let work = root.join("target/vm");
     let mut reports = Vec::new();
     for &(series, scope) in kernels {
@@ -242,6 +287,10 @@ pub fn run(
             .tests
             .iter()
             .filter_map(|t| scope.select(t))
+            .map(|mut t| {
+                t.args.extend_from_slice(test_args);
+                t
+            })
             .collect();
         let report = run_kernel(&work, series, &tests, &binaries.floodwall, timeout)
             .unwrap_or_else(|e| Report {
@@ -605,7 +654,8 @@ mod tests {
     #[test]
     fn cargo_messages_name_the_executables() {
         let messages: Vec<serde_json::Value> = [
-            r#"{"reason":"compiler-artifact","target":{"name":"e2e","kind":["test"]},"executable":"/t/e2e-abc"}"#,
+            r#"{"reason":"compiler-artifact","package_id":"path+file:///w/tests#floodwall-tests@0.1.0","target":{"name":"e2e","kind":["test"]},"executable":"/t/e2e-abc"}"#,
+            r#"{"reason":"compiler-artifact","package_id":"path+file:///w/filter-user#0.1.0","target":{"name":"config_corpus","kind":["test"]},"executable":"/t/config_corpus-abc"}"#,
             r#"{"reason":"compiler-artifact","target":{"name":"floodwall","kind":["lib"]},"executable":null}"#,
             r#"{"reason":"compiler-artifact","target":{"name":"floodwall","kind":["bin"]},"executable":"/t/floodwall"}"#,
             r#"{"reason":"compiler-artifact","target":{"name":"floodwall_tests","kind":["lib"]},"executable":null}"#,
@@ -618,7 +668,9 @@ mod tests {
             .map(|t| (t.name, t.path))
             .collect();
         assert_eq!(tests, [("e2e".to_owned(), PathBuf::from("/t/e2e-abc"))]);
-        assert!(is_artifact(&messages[2], "bin", "floodwall"));
-        assert!(!is_artifact(&messages[1], "bin", "floodwall"));
+        assert!(is_artifact(&messages[3], "bin", "floodwall"));
+        assert!(!is_artifact(&messages[2], "bin", "floodwall"));
+        assert!(of_package(&messages[1], "filter-user"));
+        assert!(!of_package(&messages[1], "floodwall-tests"));
     }
 }

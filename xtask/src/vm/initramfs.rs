@@ -51,8 +51,9 @@ pub struct TestBinary {
     pub name: String,
     /// The executable cargo built.
     pub path: PathBuf,
-    /// Run only its tests whose names contain this (libtest's filter); all when `None`.
-    pub filter: Option<&'static str>,
+    /// libtest arguments after `--test-threads=1` (`--skip NAME`, a filter,
+    /// `--nocapture`), each a shell word.
+    pub args: Vec<String>,
 }
 
 /// What goes into the guest.
@@ -262,10 +263,10 @@ failed=""
     // saying only that the guest hung.
     parts.extend(tests.iter().map(|binary| {
         let test = &binary.name;
-        let filter = binary.filter.unwrap_or_default();
+        let args = binary.args.join(" ");
         format!(
             r#"echo "{RUN_MARKER} {test}"
-{timeout} --kill-after=10 {timeout_secs} {GUEST_DIR}/{test} --test-threads=1 {filter}
+{timeout} --kill-after=10 {timeout_secs} {GUEST_DIR}/{test} --test-threads=1 {args}
 rc=$?
 case $rc in
     0) ;;
@@ -509,7 +510,7 @@ mod tests {
         let e2e = TestBinary {
             name: "e2e".to_owned(),
             path: PathBuf::from("/nonexistent/e2e"),
-            filter: None,
+            args: Vec::new(),
         };
         let script = init_script(&tools, &modules, &[e2e], 600);
         assert!(script.starts_with("#!/bin/busybox sh\n"));
