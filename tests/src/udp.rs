@@ -15,7 +15,10 @@ use std::{
 
 use anyhow::Context as _;
 
-use crate::{flood::NetnsGuard, lab::Host};
+use crate::{
+    flood::NetnsGuard,
+    lab::{Host, Lab},
+};
 
 /// How long a query's answer may take to count as answered.
 pub const ANSWER_WITHIN: Duration = Duration::from_secs(1);
@@ -28,6 +31,18 @@ fn socket_in(host: &Host, addr: SocketAddr) -> anyhow::Result<UdpSocket> {
     let _inside = NetnsGuard::enter(&host.netns)?;
     UdpSocket::bind(addr).with_context(|| format!("cannot bind {addr} in {}", host.name))
 }
+
+/// `floodwall run`'s flags in the UDP flood tests: driver mode and a per-source limit far
+/// above what each flood source sends, so that the limits alone do nothing against these
+/// floods (rules and signatures must).
+pub const FLOOD_TEST_DAEMON: [&str; 6] = [
+    "--xdp-mode",
+    "driver",
+    "--pps",
+    "2000",
+    "--block-for",
+    "60s",
+];
 
 /// The echo service; stops when dropped.
 pub struct Service {
@@ -91,21 +106,36 @@ impl Answers {
     }
 }
 
-/// The service's user while a flood goes on: 1,000 queries at 200 a second, of which at
-/// least 99 % must be answered. Prints what it saw under `when`.
+/// The service's user (the lab's client) while a flood goes on: 1,000 queries at 200 a
+/// second to `to` on the lab's server, of which at least 99 % must be answered, less the
+/// share of the frames to the server that the lab itself lost meanwhile (its veth's ring
+/// was full: [`Lab::switch_port_counters`]), which an ideal filter loses too. Under the
+/// test VM's emulation that share has reached several percent during a flood of 20,000
+/// packets/s; here it is about nil. Prints what it saw under `when`.
 ///
 /// # Panics
 /// If fewer are answered, or the queries cannot be sent.
 #[must_use]
-pub fn assert_served(host: &Host, to: SocketAddr, when: &str) -> Answers {
-    let answers = query(host, to, 1_000, 200).expect("the user's queries");
+pub fn assert_served(lab: &Lab, to: SocketAddr, when: &str) -> Answers {
+    let port = |at| {
+        lab.switch_port_counters(lab.server())
+            .unwrap_or_else(|e| panic!("{when}: the switch port's counters {at}: {e:#}"))
+    };
+    let before = port("before");
+    let answers = query(lab.client(), to, 1_000, 200).expect("the user's queries");
+    let lab_lost = port("after").lost_share_since(&before);
     println!(
-        "{when}: {} of {} answered, p99 {:?}",
-        answers.answered, answers.sent, answers.p99
+        "{when}: {} of {} answered, p99 {:?}; the lab lost {:.2} % of the frames to the server",
+        answers.answered,
+        answers.sent,
+        answers.p99,
+        lab_lost * 100.0
     );
     assert!(
-        answers.share() >= 0.99,
-        "{when}: the service's user must be answered at 99 %: {answers:?}"
+        answers.share() >= 0.99 - lab_lost,
+        "{when}: the service's user must be answered at 99 % less the lab's own loss \
+         ({:.2} %): {answers:?}",
+        lab_lost * 100.0
     );
     answers
 }

@@ -412,21 +412,9 @@ fn rule_of(daemon: &Daemon, origin: Origin) -> Option<RuleView> {
         .find(|r| r.origin == origin)
 }
 
-/// Node `a`'s flags in the signature test, as `e2e_signatures`' quick tests: a per-source
-/// limit far above what each of the flood's 4,096 sources sends, a baseline of 5 s, a
-/// quiet time of 3 s.
-const SIGNATURE_NODE_A: [&str; 10] = [
-    "--xdp-mode",
-    "driver",
-    "--pps",
-    "2000",
-    "--block-for",
-    "60s",
-    "--signature-min-baseline",
-    "5s",
-    "--signature-quiet",
-    "3s",
-];
+/// Node `a`'s flags in the signature test besides [`udp::FLOOD_TEST_DAEMON`]'s, as
+/// `e2e_signatures`' quick tests: a baseline of 5 s, a quiet time of 3 s.
+const SIGNATURE_NODE_A: [&str; 4] = ["--signature-min-baseline", "5s", "--signature-quiet", "3s"];
 
 /// `on_b`, node `b`'s fleet rule, is `signature`, node `a`'s, as the fleet applies it, and
 /// `b`'s metrics count it.
@@ -513,7 +501,8 @@ fn a_signature_found_on_one_node_is_in_force_on_the_other_and_withdrawn_with_it(
     let _service = udp::Service::start(lab.server(), PORT).expect("the UDP service");
     let service = SocketAddr::new(IpAddr::V4(lab.server().ipv4), PORT);
     // Peers keep each other's entries at most 4 s: a must renew its signature on b.
-    let a = start_node_capped(&lab, lab.server(), "a", &broker, "4s", &SIGNATURE_NODE_A);
+    let flags = [&udp::FLOOD_TEST_DAEMON[..], &SIGNATURE_NODE_A].concat();
+    let a = start_node_capped(&lab, lab.server(), "a", &broker, "4s", &flags);
     let b = start_b(&lab, host_b, &broker, "4s");
 
     // The user's queries at 100 a second for 7 s: a's baseline.

@@ -85,7 +85,7 @@ fn succeeded(out: &std::process::Output, what: &str) -> String {
 
 /// The service's user, while the flood goes on: at least 99 % answered.
 fn assert_served(lab: &Lab, when: &str) -> udp::Answers {
-    udp::assert_served(lab.client(), service_addr(lab), when)
+    udp::assert_served(lab, service_addr(lab), when)
 }
 
 /// Reflection: NTP servers' answers (UDP from port 123, 468 bytes) from 4,096 addresses,

@@ -119,7 +119,7 @@ fn assert_served_and_dropped(lab: &Lab, daemon: &Daemon, flooded_at: Instant) {
     let from = Duration::from_secs(if floodwall_tests::in_vm() { 6 } else { 3 });
     std::thread::sleep(from.saturating_sub(flooded_at.elapsed()));
     let (passed_from, dropped_from) = udp_outcomes(daemon);
-    let during = udp::assert_served(lab.client(), service_addr(lab), "with the signature");
+    let during = udp::assert_served(lab, service_addr(lab), "with the signature");
     let (passed_to, dropped_to) = udp_outcomes(daemon);
     let dropped = dropped_to - dropped_from;
     let passed = (passed_to - passed_from).saturating_sub(during.sent);
@@ -596,7 +596,7 @@ fn random_payloads_and_lengths_spare_the_known_sources() {
             + daemon.class_packets("udp", "dropped_rule").expect("stats")
     };
     let (passed_from, dropped_from) = (udp_outcomes(&daemon).0, dropped());
-    let during = udp::assert_served(lab.client(), service_addr(&lab), "sparing the known");
+    let during = udp::assert_served(&lab, service_addr(&lab), "sparing the known");
     let (passed, dropped) = (
         (udp_outcomes(&daemon).0 - passed_from).saturating_sub(during.sent),
         dropped() - dropped_from,

@@ -139,6 +139,28 @@ pub struct Host {
     pub ipv6: Ipv6Addr,
 }
 
+/// The counters of a switch port, from [`Lab::switch_port_counters`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PortCounters {
+    /// Frames the port handed its host's veth.
+    pub tx_packets: u64,
+    /// Frames it could not: the host's ring was full.
+    pub tx_dropped: u64,
+}
+
+impl PortCounters {
+    /// The share of the frames to the host that the lab itself lost between `earlier`
+    /// and these counters: what any filter on the host, an ideal one too, loses.
+    #[must_use]
+    pub fn lost_share_since(&self, earlier: &Self) -> f64 {
+        let sent = self.tx_packets.saturating_sub(earlier.tx_packets);
+        let lost = self.tx_dropped.saturating_sub(earlier.tx_dropped);
+        #[expect(clippy::cast_precision_loss, reason = "a ratio of counts under 2^52")]
+        let share = lost as f64 / (sent + lost).max(1) as f64;
+        share
+    }
+}
+
 /// A background process started by a [`Lab`]. Only a handle, valid with the lab that started
 /// it: the lab owns the process, stops it on drop, and keeps its output in files, so that a
 /// chatty process never blocks on a full pipe and its output can be read while it runs.
@@ -505,6 +527,30 @@ impl Lab {
             &self.switch_netns,
             format!("sw-{}", host.iface.trim_start_matches("fwlab-")),
         )
+    }
+
+    /// The counters of the switch's port to `host`: what the switch handed `host`'s veth
+    /// and what it could not. A veth with a native XDP program queues frames from its
+    /// peer on a ring of 256; when that ring is full, `veth_xmit()` frees the frame and
+    /// counts it as the sending end's `tx_dropped`, before any XDP program sees it.
+    ///
+    /// # Errors
+    /// If `ip -s link show` fails or prints no counters.
+    pub fn switch_port_counters(&self, host: &Host) -> anyhow::Result<PortCounters> {
+        let (switch, port) = self.switch_port(host);
+        let out = ip(&["-n", switch, "-j", "-s", "link", "show", "dev", &port])?;
+        let links: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .with_context(|| format!("ip -j -s link show {port} printed no JSON"))?;
+        let tx = &links[0]["stats64"]["tx"];
+        let field = |name: &str| {
+            tx[name]
+                .as_u64()
+                .with_context(|| format!("ip -s link show {port} has no tx {name}: {links}"))
+        };
+        Ok(PortCounters {
+            tx_packets: field("packets")?,
+            tx_dropped: field("dropped")?,
+        })
     }
 
     /// The lab's name, the prefix of its namespaces' names (`fwlab-<pid>-<n>`).

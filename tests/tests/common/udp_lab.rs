@@ -10,6 +10,7 @@ use std::{
 use floodwall_tests::{
     flood,
     lab::{Daemon, Lab, Proc},
+    udp,
 };
 
 /// The service's port.
@@ -23,19 +24,10 @@ pub fn new_lab() -> Lab {
     Lab::new(1).expect("the namespace lab must build")
 }
 
-/// The daemon with a per-source limit far above what each flood source sends (the limits
-/// alone do nothing against these floods), metrics on [`METRICS`], and `extra`.
+/// The daemon with [`udp::FLOOD_TEST_DAEMON`]'s flags, metrics on [`METRICS`], and `extra`.
 pub fn start_daemon<'l>(lab: &'l Lab, extra: &[&str]) -> Daemon<'l> {
-    let mut args = vec![
-        "--xdp-mode",
-        "driver",
-        "--pps",
-        "2000",
-        "--block-for",
-        "60s",
-        "--metrics-addr",
-        METRICS,
-    ];
+    let mut args = udp::FLOOD_TEST_DAEMON.to_vec();
+    args.extend(["--metrics-addr", METRICS]);
     args.extend(extra);
     lab.start_floodwall(&args)
         .expect("floodwall run must start and open its control socket")
