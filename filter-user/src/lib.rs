@@ -11,6 +11,7 @@
 //! - [`stats`]: counter sums, rates, per-source rate estimates.
 //! - [`events`]: block events, the record of blocks, rate-limited logging.
 //! - [`fleet`]: sharing blocks and signatures with other nodes: keys, values, checks.
+//! - [`clock`]: wall-clock time in Unix milliseconds.
 //!
 //! The kernel objects:
 //! - [`loader`]: load the embedded XDP object, attach it to an interface.
@@ -27,6 +28,7 @@
 //!   completions made from the arguments.
 
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod control;
 pub mod daemon;

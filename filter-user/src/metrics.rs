@@ -496,6 +496,7 @@ mod tests {
                     },
                     announcements: Vec::new(),
                     refused: [("max_routes".to_owned(), 2)].into_iter().collect(),
+                    held_back: Vec::new(),
                 }),
                 ..Snapshot::default()
             };

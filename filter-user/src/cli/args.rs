@@ -140,7 +140,11 @@ pub enum UpstreamCommand {
     Announce {
         /// The rule's words, as `rules add` takes them; the destination (`to PREFIX`) must
         /// lie inside a protected prefix.
-        #[arg(num_args = 0.., value_name = "RULE")]
+        #[arg(
+            num_args = 0..,
+            value_name = "RULE",
+            required_unless_present_any = ["rule_id", "blackhole"]
+        )]
         rule: Vec<String>,
         /// Announce this rule's match instead (see `floodwall rules list`).
         #[arg(long = "rule", value_name = "ID", conflicts_with_all = ["rule", "blackhole"])]

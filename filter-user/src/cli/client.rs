@@ -87,7 +87,7 @@ impl Call {
                 None => call(a.read.iface, a.read.json, Request::Attacks),
             },
             ClientCommand::Rules(command) => Self::of_rules(command)?,
-            ClientCommand::Upstream(command) => Self::of_upstream(command)?,
+            ClientCommand::Upstream(command) => Self::of_upstream(command),
             ClientCommand::SynProtect(command) => {
                 let change = |change, args: ChangeArgs| {
                     call(args.iface, args.json, Request::SynProtectChange { change })
@@ -116,9 +116,9 @@ impl Call {
         }
     }
 
-    fn of_upstream(command: UpstreamCommand) -> anyhow::Result<Self> {
+    fn of_upstream(command: UpstreamCommand) -> Self {
         let call = Self::plain;
-        Ok(match command {
+        match command {
             UpstreamCommand::Show(r) => call(r.iface, r.json, Request::UpstreamShow),
             UpstreamCommand::Announce {
                 rule,
@@ -128,10 +128,9 @@ impl Call {
                 for_ms,
                 change,
             } => {
+                // clap asked for exactly one of them; the daemon checks it again for any
+                // client.
                 let rule = (!rule.is_empty()).then(|| rule.join(" "));
-                if rule.is_none() && rule_id.is_none() && blackhole.is_none() {
-                    bail!("announce what? give a rule's words, `--rule ID` or `--blackhole ADDR`");
-                }
                 call(
                     change.iface,
                     change.json,
@@ -147,7 +146,7 @@ impl Call {
             UpstreamCommand::Withdraw { ids, change } => {
                 call(change.iface, change.json, Request::UpstreamWithdraw { ids })
             }
-        })
+        }
     }
 
     fn of_rules(command: RulesCommand) -> anyhow::Result<Self> {

@@ -542,6 +542,13 @@ impl Display for UpstreamText<'_> {
                 refused.join(", ")
             )?;
         }
+        for held in &v.held_back {
+            writeln!(
+                f,
+                "held back    {} ({}): by {}, tried again each second",
+                held.route, held.origin, held.by
+            )?;
+        }
         if v.announcements.is_empty() {
             return writeln!(f, "no announcements");
         }

@@ -119,6 +119,18 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
+    /// The allowlist's prefixes now, which every announcement upstream and every peer's
+    /// entry is checked against.
+    fn allowlist_prefixes(&self) -> anyhow::Result<Vec<crate::lists::Prefix>> {
+        let now_ns = crate::maps::monotonic_now_ns()?;
+        Ok(self
+            .lists
+            .list(crate::lists::ListKind::Allow, now_ns)?
+            .into_iter()
+            .map(|e| e.prefix)
+            .collect())
+    }
+
     /// Tells the data path which list tries hold entries (it skips empty ones).
     fn sync_list_presence(&self) -> anyhow::Result<()> {
         let limits = *lock(&self.limits);

@@ -8,7 +8,7 @@ use std::{
     net::IpAddr,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::Duration,
 };
 
 use log::{info, warn};
@@ -16,17 +16,28 @@ use tokio::sync::Notify;
 
 use super::{Shared, lock};
 use crate::{
+    clock::unix_now_ms,
     control::Response,
-    lists::{ListKind, Prefix},
+    lists::Prefix,
     upstream::{
-        Announced, FlowRoute, Gobgp, NewAnnouncement, OnStop, Origin, Route, Safety, SpeakerView,
-        UpstreamBook, UpstreamConfig, UpstreamError, UpstreamView, plan,
+        Announced, FlowRoute, Gobgp, HeldBackView, NewAnnouncement, OnStop, Origin, Route, Safety,
+        SpeakerView, UpstreamBook, UpstreamConfig, UpstreamError, UpstreamView, plan,
     },
 };
 
 /// An automatic announcement: interface, signature, destination (`None`: the interface has
 /// no protected address).
 type AutoKey = (String, u32, Option<Prefix>);
+
+/// What became of an automatic announcement tried.
+#[derive(Clone, Debug)]
+enum AutoTried {
+    /// Announced, or refused for good (it is not tried again while its signature lasts).
+    Settled,
+    /// Held back by a cap, or by an allowlist that could not be read: tried again each
+    /// second, and shown by `upstream show` (logged once).
+    HeldBack(HeldBackView),
+}
 
 /// Longest a clean stop waits for the speaker to withdraw.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -45,14 +56,7 @@ pub(crate) struct Upstream {
     refused: Mutex<BTreeMap<String, u64>>,
     /// The automatic announcements tried: (interface, signature, destination), and whether
     /// a cap held them back (they are tried again each second, logged once).
-    auto_tried: Mutex<HashMap<AutoKey, bool>>,
-}
-
-/// Now, in Unix milliseconds.
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    auto_tried: Mutex<HashMap<AutoKey, AutoTried>>,
 }
 
 impl Upstream {
@@ -96,7 +100,14 @@ impl Upstream {
             last.0.as_ref(),
             last.1.clone(),
             lock(&self.refused).clone(),
-            now_ms(),
+            lock(&self.auto_tried)
+                .values()
+                .filter_map(|t| match t {
+                    AutoTried::HeldBack(view) => Some(view.clone()),
+                    AutoTried::Settled => None,
+                })
+                .collect(),
+            unix_now_ms(),
         )
     }
 
@@ -140,7 +151,7 @@ impl Upstream {
                 return;
             }
         };
-        let now = now_ms();
+        let now = unix_now_ms();
         let todo = if self.config.dry_run {
             crate::upstream::Plan::default()
         } else {
@@ -217,7 +228,7 @@ impl Upstream {
                 }
             }
             OnStop::Withdraw => {
-                lock(&self.book).withdraw_all_now(now_ms());
+                lock(&self.book).withdraw_all_now(unix_now_ms());
                 if tokio::time::timeout(STOP_TIMEOUT, self.reconcile())
                     .await
                     .is_err()
@@ -300,12 +311,7 @@ pub(super) fn announce(
             )
         }
     };
-    let allowlist: Vec<Prefix> = shared
-        .lists
-        .list(ListKind::Allow, crate::maps::monotonic_now_ns()?)?
-        .into_iter()
-        .map(|e| e.prefix)
-        .collect();
+    let allowlist = shared.allowlist_prefixes()?;
     let text = route.to_string();
     let note = match &route {
         Route::Blackhole { addr, .. } => Some(format!(
@@ -319,7 +325,8 @@ pub(super) fn announce(
         origin,
         for_ms,
     };
-    let id = upstream.change(|book| book.announce(&upstream.config, new, &allowlist, now_ms()))?;
+    let id =
+        upstream.change(|book| book.announce(&upstream.config, new, &allowlist, unix_now_ms()))?;
     info!("upstream: announcement {id} asked: {text}");
     Ok(Response::UpstreamAnnounced {
         id,
@@ -335,7 +342,7 @@ pub(super) fn withdraw(shared: &Shared, ids: &[u32]) -> anyhow::Result<Response>
     if ids.is_empty() {
         anyhow::bail!("no announcement given");
     }
-    upstream.change(|book| book.withdraw(ids, now_ms()))?;
+    upstream.change(|book| book.withdraw(ids, unix_now_ms()))?;
     info!("upstream: withdrawal of {ids:?} asked");
     Ok(Response::UpstreamWithdrawn { ids: ids.to_vec() })
 }
@@ -498,8 +505,12 @@ impl Upstream {
 
     fn auto(&self, shared: &Shared, above_bps: u64) {
         let in_force = lock(&shared.rules).signatures();
-        let now = now_ms();
+        let now = unix_now_ms();
         self.withdraw_ended(shared, &in_force, now);
+        // A signature that ended is no longer wanted upstream, held back or not.
+        lock(&self.auto_tried).retain(|(iface, rule, dst), _| {
+            *iface != shared.iface || dst.is_none() || in_force.iter().any(|(id, _)| id == rule)
+        });
         if in_force.is_empty() || received_bps(shared).is_none_or(|bps| bps <= above_bps) {
             return;
         }
@@ -508,7 +519,7 @@ impl Upstream {
         if addresses.is_empty() {
             let mut tried = lock(&self.auto_tried);
             if tried
-                .insert((shared.iface.clone(), 0, None), false)
+                .insert((shared.iface.clone(), 0, None), AutoTried::Settled)
                 .is_none()
             {
                 warn!(
@@ -521,76 +532,112 @@ impl Upstream {
         }
         for (rule, spec) in signatures {
             for dst in &addresses {
-                // Each (signature, address) is tried once, or each second while a cap
-                // holds it back (logged once).
-                let key = (shared.iface.clone(), rule, Some(*dst));
-                let capped_before = match lock(&self.auto_tried).get(&key) {
-                    Some(false) => continue,
-                    Some(true) => true,
-                    None => false,
-                };
-                let origin = Origin::Signature {
-                    iface: shared.iface.clone(),
-                    rule,
-                };
-                let flow = spec
-                    .as_ref()
-                    .ok_or_else(|| {
-                        UpstreamError::Inexpressible(
-                            "without the fields FlowSpec lacks (TTL, payload, known source) \
-                             it would match normal traffic"
-                                .to_owned(),
-                        )
-                    })
-                    .and_then(|spec| FlowRoute::from_rule(spec, Some(*dst)));
-                let route = match flow {
-                    Ok(flow) => Route::Flowspec(flow),
-                    Err(e) => {
-                        lock(&self.auto_tried).insert(key, false);
-                        warn!(
-                            "upstream: signature {rule} on {} is not announced: {e}",
-                            shared.iface
-                        );
-                        continue;
-                    }
-                };
-                let allowlist: Vec<Prefix> = crate::maps::monotonic_now_ns()
-                    .ok()
-                    .and_then(|ns| shared.lists.list(ListKind::Allow, ns).ok())
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|e| e.prefix)
-                    .collect();
-                let text = route.to_string();
-                let new = NewAnnouncement {
-                    route,
-                    origin,
-                    for_ms: None,
-                };
-                let result = self.change(|book| book.announce(&self.config, new, &allowlist, now));
-                let capped = matches!(
-                    result
-                        .as_ref()
-                        .map_err(|e| e.downcast_ref::<UpstreamError>()),
-                    Err(Some(UpstreamError::Refused {
-                        rule: Safety::MaxRoutes | Safety::MaxNewPerMinute,
-                        ..
-                    }))
-                );
-                lock(&self.auto_tried).insert(key, capped);
-                match result {
-                    Ok(id) => info!(
-                        "upstream: {} receives over upstream.auto_above: announcement {id} \
-                         for signature {rule}: {text}",
-                        shared.iface
-                    ),
-                    Err(_) if capped_before => {}
-                    Err(e) => warn!(
-                        "upstream: signature {rule} on {} is not announced: {e:#}",
-                        shared.iface
-                    ),
-                }
+                self.auto_one(shared, rule, spec.as_ref(), *dst, now);
             }
+        }
+    }
+
+    /// Announces signature `rule` (in its upstream form `spec`, if it has one) for `dst`,
+    /// unless it was tried already.
+    fn auto_one(
+        &self,
+        shared: &Shared,
+        rule: u32,
+        spec: Option<&crate::rules::RuleSpec>,
+        dst: Prefix,
+        now: u64,
+    ) {
+        // Each (signature, address) is tried once, or each second while a cap
+        // holds it back (logged once).
+        let key = (shared.iface.clone(), rule, Some(dst));
+        let held_before = match lock(&self.auto_tried).get(&key) {
+            Some(AutoTried::Settled) => return,
+            Some(AutoTried::HeldBack(_)) => true,
+            None => false,
+        };
+        let origin = Origin::Signature {
+            iface: shared.iface.clone(),
+            rule,
+        };
+        let flow = spec
+            .ok_or_else(|| {
+                UpstreamError::Inexpressible(
+                    "without the fields FlowSpec lacks (TTL, payload, known source) \
+                     it would match normal traffic"
+                        .to_owned(),
+                )
+            })
+            .and_then(|spec| FlowRoute::from_rule(spec, Some(dst)));
+        let route = match flow {
+            Ok(flow) => Route::Flowspec(flow),
+            Err(e) => {
+                lock(&self.auto_tried).insert(key, AutoTried::Settled);
+                warn!(
+                    "upstream: signature {rule} on {} is not announced: {e}",
+                    shared.iface
+                );
+                return;
+            }
+        };
+        let held = |by: &str| {
+            AutoTried::HeldBack(HeldBackView {
+                route: route.to_string(),
+                origin: origin.to_string(),
+                by: by.to_owned(),
+            })
+        };
+        // The allowlist always wins: unread, nothing is announced.
+        let allowlist = match shared.allowlist_prefixes() {
+            Ok(allowlist) => allowlist,
+            Err(e) => {
+                lock(&self.auto_tried).insert(key, held("an unreadable allowlist"));
+                if !held_before {
+                    warn!(
+                        "upstream: signature {rule} on {} is not announced while the \
+                         allowlist cannot be read: {e:#}",
+                        shared.iface
+                    );
+                }
+                return;
+            }
+        };
+        let text = route.to_string();
+        let tried_with = held("");
+        let new = NewAnnouncement {
+            route,
+            origin,
+            for_ms: None,
+        };
+        let result = self.change(|book| book.announce(&self.config, new, &allowlist, now));
+        let cap = match result
+            .as_ref()
+            .map_err(|e| e.downcast_ref::<UpstreamError>())
+        {
+            Err(Some(UpstreamError::Refused {
+                rule: cap @ (Safety::MaxRoutes | Safety::MaxNewPerMinute),
+                ..
+            })) => Some(*cap),
+            _ => None,
+        };
+        let tried = match (cap, tried_with) {
+            (Some(cap), AutoTried::HeldBack(view)) => AutoTried::HeldBack(HeldBackView {
+                by: cap.name().to_owned(),
+                ..view
+            }),
+            _ => AutoTried::Settled,
+        };
+        lock(&self.auto_tried).insert(key, tried);
+        match result {
+            Ok(id) => info!(
+                "upstream: {} receives over upstream.auto_above: announcement {id} \
+                 for signature {rule}: {text}",
+                shared.iface
+            ),
+            Err(_) if held_before && cap.is_some() => {}
+            Err(e) => warn!(
+                "upstream: signature {rule} on {} is not announced: {e:#}",
+                shared.iface
+            ),
         }
     }
 }

@@ -346,6 +346,15 @@ pub enum PeerError {
         /// The allowlist entry.
         allowed: Prefix,
     },
+    /// The local allowlist could not be read, so the entry cannot be checked against it:
+    /// refused, since the allowlist always wins.
+    #[error("{key}: cannot check it against the local allowlist: {why}")]
+    AllowlistUnread {
+        /// The key.
+        key: String,
+        /// Why the allowlist could not be read.
+        why: String,
+    },
     /// The cap on peers' entries is reached.
     #[error("{key}: {max} peers' entries are applied already (fleet.max_entries)")]
     OverCap {
@@ -385,6 +394,7 @@ impl PeerError {
             Self::Ended { .. } => "ended",
             Self::BadRule { .. } => "bad_rule",
             Self::Allowlisted { .. } => "allowlisted",
+            Self::AllowlistUnread { .. } => "allowlist_unread",
             Self::OverCap { .. } => "over_cap",
             Self::ListedLocally { .. } => "listed_locally",
             Self::NotShared { .. } => "not_shared",
@@ -472,12 +482,4 @@ pub fn allowlisted(prefix: &Prefix, allow: &[Prefix]) -> Option<Prefix> {
         .iter()
         .find(|a| a.covers(prefix) || prefix.covers(a))
         .copied()
-}
-
-/// Wall-clock now, Unix milliseconds.
-#[must_use]
-pub fn unix_now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

@@ -640,6 +640,16 @@ pub fn plan(
     plan
 }
 
+/// The kind of an announcement's route, as `upstream show --json` names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RouteKind {
+    /// A FlowSpec route (RFC 8955): the match of a rule, with its action.
+    Flowspec,
+    /// A blackhole route (RFC 7999) for one address.
+    Blackhole,
+}
+
 /// The state of one announcement, as `upstream show` says it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -659,8 +669,8 @@ pub enum RouteState {
 pub struct AnnouncementView {
     /// Its id.
     pub id: u32,
-    /// `flowspec` or `blackhole`.
-    pub kind: String,
+    /// Which kind of route.
+    pub kind: RouteKind,
     /// The route's text.
     pub route: String,
     /// Who asked.
@@ -699,6 +709,21 @@ pub struct UpstreamView {
     pub announcements: Vec<AnnouncementView>,
     /// Announcements refused since the daemon started, by safety rule.
     pub refused: BTreeMap<String, u64>,
+    /// Automatic announcements wanted but held back by a cap, tried again each second
+    /// while their signature is in force and traffic is over `auto_above`.
+    #[serde(default)]
+    pub held_back: Vec<HeldBackView>,
+}
+
+/// An automatic announcement a cap holds back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldBackView {
+    /// The route that would be announced.
+    pub route: String,
+    /// Whose it would be (`signature N on IFACE`).
+    pub origin: String,
+    /// The cap: `max_routes` or `max_new_per_minute`.
+    pub by: String,
 }
 
 impl UpstreamView {
@@ -710,6 +735,7 @@ impl UpstreamView {
         announced: Option<&Announced>,
         speaker: SpeakerView,
         refused: BTreeMap<String, u64>,
+        held_back: Vec<HeldBackView>,
         now_ms: u64,
     ) -> Self {
         let announcements = book
@@ -727,8 +753,8 @@ impl UpstreamView {
                 AnnouncementView {
                     id: a.id,
                     kind: match a.route {
-                        Route::Flowspec(_) => "flowspec".into(),
-                        Route::Blackhole { .. } => "blackhole".into(),
+                        Route::Flowspec(_) => RouteKind::Flowspec,
+                        Route::Blackhole { .. } => RouteKind::Blackhole,
                     },
                     route: a.route.to_string(),
                     origin: a.origin.to_string(),
@@ -748,6 +774,7 @@ impl UpstreamView {
             speaker,
             announcements,
             refused,
+            held_back,
         }
     }
 }
@@ -760,6 +787,7 @@ pub fn state_counts(view: &UpstreamView) -> BTreeMap<&'static str, usize> {
         ("pending", 0),
         ("withdrawing", 0),
         ("dry_run", 0),
+        ("held_back", view.held_back.len()),
     ]
     .into_iter()
     .collect();

@@ -200,3 +200,33 @@ fn auto_above_is_a_bit_rate_or_a_share_of_the_line_rate() {
         assert!(AutoAbove::parse(bad).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn foreign_routes_are_the_speakers_routes_that_are_not_ours() {
+    let ours = flow("udp sport 123 to 198.18.0.1 drop").route;
+    let theirs = flow("tcp dport 22 to 198.18.0.2 drop").route;
+    let blackhole = |addr: &str| Route::Blackhole {
+        addr: addr.parse().expect("addr"),
+        community: (65535, 666),
+    };
+    let (Route::Flowspec(ours_flow), Route::Flowspec(theirs_flow)) = (&ours, &theirs) else {
+        unreachable!()
+    };
+    let mut has = Announced::default();
+    assert_eq!(has.foreign(&[]), 0, "nothing announced, nothing foreign");
+    has.flows.insert(ours_flow.nlri(), 0.0);
+    has.unicast.insert(
+        "198.18.0.9/32".parse().expect("prefix"),
+        vec![0xFFFF_029A], // 65535:666
+    );
+    assert_eq!(has.foreign(&[&ours, &blackhole("198.18.0.9")]), 0);
+    // Another FlowSpec route and another host route at the speaker: someone else's.
+    has.flows.insert(theirs_flow.nlri(), 0.0);
+    has.unicast
+        .insert("198.18.0.10/32".parse().expect("prefix"), vec![]);
+    assert_eq!(has.foreign(&[&ours, &blackhole("198.18.0.9")]), 2);
+    // Our blackhole asked but not there does not count; the FlowSpec route of ours is not
+    // foreign whatever its action.
+    has.flows.insert(ours_flow.nlri(), 1000.0);
+    assert_eq!(has.foreign(&[&ours, &theirs, &blackhole("198.18.0.11")]), 2);
+}

@@ -1,0 +1,308 @@
+//! The fleet, in the daemon (`[fleet]`): publish this node's blocks and signatures to the
+//! broker's key-value bucket, watch every node's keys, and apply the peers' entries as
+//! expiring denylist entries and rules, under the local safety rules.
+//!
+//! The broker is never needed for protection: what was applied stays applied (until it
+//! expires) while the broker is away, and a node with no broker protects with its own
+//! blocks. After a reconnect the node publishes its state again and reads the bucket anew.
+//!
+//! Traps of nats-server 2.9 (Debian 12's) with async-nats 0.51, each verified:
+//! - `create_key_value` cannot read 2.9's account info: the bucket's stream is created as
+//!   async-nats would (`kv_stream`), then opened with `get_key_value`;
+//! - `watch_with_history(">")` gives the current value of every key, then every change;
+//!   `watch_all` gives only changes;
+//! - per-key TTLs are ignored and a bucket's `max_age` expiry emits nothing: every value
+//!   carries `until`, and what is applied expires on its own (the denylist's and the
+//!   rules' expiry);
+//! - ':' is not allowed in keys (see `crate::fleet::Key`);
+//! - after a broker restart the watch yields an error item, then goes on: errors are
+//!   logged, not fatal.
+
+mod apply;
+mod publish;
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use anyhow::{Context as _, anyhow, bail};
+use async_nats::jetstream::{self, kv};
+use futures_util::StreamExt as _;
+use log::{info, warn};
+
+use self::{
+    apply::{Applied, apply, prune, withdraw},
+    publish::{Put, delete, own_state, publish},
+};
+use super::{Shared, lock};
+use crate::{
+    control::{EventKind, EventRecord},
+    fleet::{FleetConfig, Key, PeerError},
+    lists::Prefix,
+};
+
+/// How often own state is compared with what was published, and applied entries pruned.
+const TICK: Duration = Duration::from_millis(250);
+
+/// How long a put or delete may take before it is retried on a later tick.
+const OP_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The most puts and deletes per tick: a flood of spoofed sources blocks many, and the
+/// broker is shared.
+const OPS_PER_TICK: usize = 200;
+
+/// The bucket's `max_age`: only its garbage collector (values carry `until`).
+const BUCKET_MAX_AGE: Duration = Duration::from_hours(24);
+
+/// Watch errors in a row after which the watch is made again.
+const MAX_WATCH_ERRORS: u32 = 3;
+
+/// The daemon's fleet state, shared by every interface.
+pub(super) struct Fleet {
+    config: FleetConfig,
+    applied: Mutex<BTreeMap<Key, Applied>>,
+    /// Whether the broker is connected and the bucket watched (logged on change).
+    connected: AtomicBool,
+    /// Peers' entries refused, by reason.
+    refused: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl Fleet {
+    pub(super) fn new(config: FleetConfig) -> Self {
+        info!(
+            "fleet: node {} shares {}through {} (bucket {})",
+            config.node,
+            match (config.share_blocks, config.share_signatures) {
+                (true, true) => "blocks and signatures ",
+                (true, false) => "blocks ",
+                (false, true) => "signatures ",
+                (false, false) => "nothing ",
+            },
+            config.broker,
+            config.bucket
+        );
+        Self {
+            config,
+            applied: Mutex::new(BTreeMap::new()),
+            connected: AtomicBool::new(false),
+            refused: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The node whose block put each denylist prefix here, for `deny list`.
+    pub(super) fn block_origins(&self) -> HashMap<Prefix, String> {
+        lock(&self.applied)
+            .iter()
+            .filter_map(|(key, applied)| match applied {
+                Applied::Block { prefix, .. } => Some((*prefix, key.node().to_owned())),
+                Applied::Signature { .. } => None,
+            })
+            .collect()
+    }
+
+    /// The fleet's metrics now.
+    pub(super) fn metrics(&self) -> crate::metrics::FleetMetrics {
+        let (mut applied_blocks, mut applied_signatures) = (0, 0);
+        for applied in lock(&self.applied).values() {
+            match applied {
+                Applied::Block { .. } => applied_blocks += 1,
+                Applied::Signature { .. } => applied_signatures += 1,
+            }
+        }
+        crate::metrics::FleetMetrics {
+            connected: self.connected.load(Ordering::Relaxed),
+            applied_blocks,
+            applied_signatures,
+            refused: lock(&self.refused)
+                .iter()
+                .map(|(reason, n)| (*reason, *n))
+                .collect(),
+        }
+    }
+
+    fn refuse(&self, protected: &[Arc<Shared>], error: &PeerError) {
+        *lock(&self.refused).entry(error.reason()).or_insert(0) += 1;
+        let line = format!("fleet: refused {error}");
+        warn!("{line}");
+        for shared in protected {
+            lock(&shared.blocks).record(EventRecord::now(
+                EventKind::ListChange,
+                None,
+                line.clone(),
+            ));
+        }
+    }
+}
+
+/// The stream of a KV bucket, as async-nats' `create_key_value` would make it (which
+/// cannot talk to nats-server 2.9: see the module doc).
+fn kv_stream(bucket: &str) -> jetstream::stream::Config {
+    jetstream::stream::Config {
+        name: format!("KV_{bucket}"),
+        subjects: vec![format!("$KV.{bucket}.>")],
+        max_messages_per_subject: 1,
+        max_age: BUCKET_MAX_AGE,
+        storage: jetstream::stream::StorageType::File,
+        allow_rollup: true,
+        deny_delete: true,
+        deny_purge: false,
+        allow_direct: true,
+        discard: jetstream::stream::DiscardPolicy::New,
+        num_replicas: 1,
+        ..Default::default()
+    }
+}
+
+async fn open_bucket(js: &jetstream::Context, bucket: &str) -> anyhow::Result<kv::Store> {
+    if let Ok(store) = js.get_key_value(bucket).await {
+        return Ok(store);
+    }
+    js.create_stream(kv_stream(bucket))
+        .await
+        .map_err(|e| anyhow!("cannot create the bucket {bucket}: {e}"))?;
+    js.get_key_value(bucket)
+        .await
+        .map_err(|e| anyhow!("cannot open the bucket {bucket}: {e}"))
+}
+
+/// Runs the fleet: connects, and reconnects, for ever. It never fails the daemon: without a
+/// broker the node protects with what it has.
+pub(super) async fn fleet_loop(
+    fleet: Arc<Fleet>,
+    protected: Vec<Arc<Shared>>,
+) -> anyhow::Result<()> {
+    let options = async_nats::ConnectOptions::new()
+        .name(format!("floodwall {}", fleet.config.node))
+        .retry_on_initial_connect()
+        .connection_timeout(Duration::from_secs(2))
+        .max_reconnects(None);
+    let client = options
+        .connect(fleet.config.broker.as_str())
+        .await
+        .with_context(|| format!("fleet: cannot use the broker {}", fleet.config.broker))?;
+    let js = jetstream::new(client.clone());
+    let mut said_down = false;
+    loop {
+        if client.connection_state() == async_nats::connection::State::Connected {
+            said_down = false;
+            if let Err(e) = session(&fleet, &protected, &client, &js).await {
+                warn!("fleet: {e:#}; the node keeps what it applied and tries again");
+            }
+        } else if !said_down {
+            said_down = true;
+            warn!(
+                "fleet: the broker {} is not reachable; the node keeps what it applied",
+                fleet.config.broker
+            );
+        }
+        fleet.connected.store(false, Ordering::Relaxed);
+        prune(&fleet);
+        tokio::time::sleep(TICK).await;
+    }
+}
+
+/// One connected session: read the bucket (everything, then changes), publish own state.
+/// Ends with an error when the connection or the watch is lost.
+async fn session(
+    fleet: &Fleet,
+    protected: &[Arc<Shared>],
+    client: &async_nats::Client,
+    js: &jetstream::Context,
+) -> anyhow::Result<()> {
+    let bucket = &fleet.config.bucket;
+    let store = tokio::time::timeout(OP_TIMEOUT * 2, open_bucket(js, bucket))
+        .await
+        .map_err(|_| anyhow!("opening the bucket {bucket} timed out"))??;
+    let mut watch = store
+        .watch_with_history(">")
+        .await
+        .map_err(|e| anyhow!("cannot watch the bucket {bucket}: {e}"))?;
+    fleet.connected.store(true, Ordering::Relaxed);
+    info!(
+        "fleet: connected to {}, watching bucket {bucket}",
+        fleet.config.broker
+    );
+    // What this session put. A new session publishes everything again.
+    let mut published: HashMap<Key, Put> = HashMap::new();
+    let mut ticker = tokio::time::interval(TICK);
+    let mut errors = 0;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {
+                prune(fleet);
+                if client.connection_state() != async_nats::connection::State::Connected {
+                    bail!("the connection to the broker was lost");
+                }
+                publish(fleet, protected, &store, &mut published).await;
+            }
+            item = watch.next() => match item {
+                None => bail!("the watch of bucket {bucket} ended"),
+                Some(Err(e)) => {
+                    errors += 1;
+                    warn!("fleet: watch: {e}");
+                    if errors >= MAX_WATCH_ERRORS {
+                        bail!("the watch failed {errors} times in a row");
+                    }
+                }
+                Some(Ok(entry)) => {
+                    errors = 0;
+                    on_entry(fleet, protected, &store, &entry).await;
+                }
+            }
+        }
+    }
+}
+
+/// One entry from the watch.
+async fn on_entry(fleet: &Fleet, protected: &[Arc<Shared>], store: &kv::Store, entry: &kv::Entry) {
+    let key = match Key::parse(&entry.key) {
+        Ok(key) => key,
+        Err(e) => {
+            if entry.operation == kv::Operation::Put {
+                fleet.refuse(protected, &e);
+            }
+            return;
+        }
+    };
+    if key.node() == fleet.config.node {
+        // Our own key: one left from before (a block that ended while the broker was away,
+        // or a daemon before this one) goes.
+        if entry.operation == kv::Operation::Put && !own_state(fleet, protected).contains_key(&key)
+        {
+            delete(store, &key).await;
+        }
+        return;
+    }
+    match entry.operation {
+        kv::Operation::Put => {
+            if let Err(e) = apply(fleet, protected, &key, &entry.value) {
+                fleet.refuse(protected, &e);
+            }
+        }
+        kv::Operation::Delete | kv::Operation::Purge => {
+            let removed = lock(&fleet.applied).remove(&key);
+            if let Some(applied) = removed {
+                withdraw(fleet, protected, &key, &applied, "withdrawn by its node");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bucket_stream_is_a_kv_stream() {
+        let c = kv_stream("floodwall");
+        assert_eq!(c.name, "KV_floodwall");
+        assert_eq!(c.subjects, ["$KV.floodwall.>"]);
+        assert_eq!(c.max_messages_per_subject, 1);
+        assert!(c.allow_rollup && c.deny_delete && c.allow_direct);
+    }
+}
