@@ -163,7 +163,6 @@ struct Listed {
     route: String,
     origin: String,
     state: String,
-    suppressed_by: Option<String>,
 }
 
 fn listed(show: &Value) -> Vec<Listed> {
@@ -190,7 +189,6 @@ fn listed(show: &Value) -> Vec<Listed> {
                 route: text(a, "route"),
                 origin: text(a, "origin"),
                 state: text(a, "state"),
-                suppressed_by: a["suppressed_by"].as_str().map(str::to_owned),
             }
         })
         .collect();
@@ -1035,11 +1033,13 @@ const SERVICE_PORT: u16 = 7777;
 /// (its TTL and payload), aimed at the server's address.
 const JUNK_FLOW: &str = "dst 198.18.0.1/32; proto 17; dport 7777; length 92;";
 
-/// `auto_above` as a share of the line rate: a junk flood from thousands of sources gets a signature (the daemon's
-/// own rule, see `e2e_signatures`); the server receives far more than `auto_above`, so
-/// the signature goes upstream by itself, as the router can match it (length, not TTL or
-/// payload), for the server's own address; it leaves the router with the signature once
-/// the flood ends.
+/// `auto_above` as a share of the line rate: a junk flood from thousands of sources gets a
+/// signature (the daemon's own rule, see `e2e_signatures`); the server receives far more
+/// than `auto_above`, so the signature is wanted upstream, as the router can match it
+/// (length, not TTL or payload), for each of the server's own addresses. The operator's
+/// route fills `max_routes` (1): the signature's are held back, and `upstream show` says
+/// by which cap; once the operator withdraws theirs, one of them goes upstream by itself. It leaves
+/// the router with the signature once the flood ends.
 #[test]
 fn a_signature_goes_upstream_by_itself_while_the_link_is_flooded() {
     if !floodwall_tests::privileged("a_signature_goes_upstream_by_itself_while_the_link_is_flooded")
@@ -1054,7 +1054,7 @@ fn a_signature_goes_upstream_by_itself_while_the_link_is_flooded() {
         &upstream,
         // 0.1 % of the veth's 10 Gbit/s line rate: 10 Mbit/s, far under the flood (about
         // 80 Mbit/s here), far over the user's queries.
-        "dry_run = false\nmin_hold = \"1s\"\nauto_above = \"0.1%\"\n",
+        "dry_run = false\nmin_hold = \"1s\"\nauto_above = \"0.1%\"\nmax_routes = 1\n",
     );
     let service_addr = std::net::SocketAddr::new(lab.server().ipv4.into(), SERVICE_PORT);
     let _service =
@@ -1076,7 +1076,14 @@ fn a_signature_goes_upstream_by_itself_while_the_link_is_flooded() {
     let before =
         floodwall_tests::udp::query(lab.client(), service_addr, 700, 100).expect("queries");
     assert!(before.share() >= 0.99, "{before:?}");
-    assert_eq!(upstream.rib().expect("birdc").mitigations(), 0);
+    // The operator's route, the one `max_routes` allows; under auto_above nothing else.
+    let operator = announce(&daemon, &NTP_RULE);
+    wait_rib(
+        &upstream,
+        ARRIVE,
+        "the operator's route must reach the router",
+        |rib| rib.mitigations() == 1 && rib.flow(NTP_FLOW).is_some(),
+    );
 
     let flood = floodwall_tests::flood::spawn_udp_flood(
         &lab,
@@ -1084,6 +1091,45 @@ fn a_signature_goes_upstream_by_itself_while_the_link_is_flooded() {
         &format!("udp(sp=drnd(1024, 65535), dp={SERVICE_PORT}),\n  fill(0x66, 64)"),
     )
     .expect("trafgen starts");
+    let mut shown = Value::Null;
+    let held_back = poll_until(Duration::from_secs(15), Duration::from_millis(100), || {
+        shown = show(&daemon);
+        shown["held_back"]
+            .as_array()
+            .is_some_and(|h| h.iter().any(|h| h["by"] == "max_routes"))
+    });
+    let rib = upstream.rib().expect("birdc");
+    if !held_back {
+        let _ = lab.stop(&flood, libc::SIGINT, Duration::from_secs(5));
+    }
+    assert!(
+        held_back,
+        "the signature's route must be held back by max_routes: {shown}\n{}",
+        daemon.log()
+    );
+    let held = &shown["held_back"][0];
+    assert!(
+        held["route"].as_str().is_some_and(|r| r.contains("len 92"))
+            && held["origin"]
+                .as_str()
+                .is_some_and(|o| o.starts_with("signature ")),
+        "the held-back route is the signature's: {shown}"
+    );
+    assert!(
+        rib.flow(JUNK_FLOW).is_none() && rib.mitigations() == 1,
+        "nothing over the cap reaches the router: {rib}"
+    );
+    let text = daemon.cli_ok(&["upstream", "show"]);
+    assert!(
+        text.contains("held back") && text.contains("max_routes"),
+        "{text}"
+    );
+
+    // The operator withdraws theirs: the signature's goes up by itself.
+    let withdrawn = daemon
+        .cli(&["upstream", "withdraw", &operator.to_string()])
+        .expect("cli");
+    assert!(withdrawn.status.success(), "{withdrawn:?}");
     let started = Instant::now();
     let arrived = poll_until(Duration::from_secs(15), Duration::from_millis(100), || {
         upstream
@@ -1099,7 +1145,7 @@ fn a_signature_goes_upstream_by_itself_while_the_link_is_flooded() {
         "the signature must reach the router: {listed}\n{rib}\n{}",
         daemon.log()
     );
-    println!("the junk flood's signature reached the router {took:?} after the flood started");
+    println!("the junk flood's signature reached the router {took:?} after the withdrawal");
     assert_eq!(
         rib.flow(JUNK_FLOW).and_then(|r| r.action),
         Some(TrafficAction::Discard),
@@ -1109,11 +1155,20 @@ fn a_signature_goes_upstream_by_itself_while_the_link_is_flooded() {
         .as_array()
         .expect("announcements")
         .iter()
+        .filter(|a| a["id"] != operator)
         .filter_map(|a| a["origin"].as_str().map(str::to_owned))
         .collect();
     assert!(
         !origins.is_empty() && origins.iter().all(|o| o.starts_with("signature ")),
         "the announcements are the signature's: {listed}"
+    );
+    // The server's IPv6 address wants the same route: one route is all the cap allows.
+    assert!(
+        listed["held_back"].as_array().is_some_and(|h| h.len() == 1
+            && h[0]["route"]
+                .as_str()
+                .is_some_and(|r| r.contains("to 2001:2::1/128"))),
+        "the IPv4 route went up, the IPv6 one is still held back: {listed}"
     );
     // The flood ends: after the quiet time the signature goes, and its route with it.
     wait_rib(
