@@ -10,7 +10,6 @@ use log::{info, warn};
 use super::Fleet;
 use crate::{
     clock::unix_now_ms,
-    control::{EventKind, EventRecord},
     daemon::{Shared, lock},
     fleet::{Key, PeerEntry, PeerError, allowlisted},
     lists::{ListKind, Prefix},
@@ -353,13 +352,8 @@ pub(super) fn prune(fleet: &Fleet) {
     lock(&fleet.applied).retain(|_, a| a.expires_ns() > now_ns);
 }
 
+/// Logs `line` and records it in every interface's journal.
 fn note(protected: &[Arc<Shared>], line: &str) {
     info!("{line}");
-    for shared in protected {
-        lock(&shared.blocks).record(EventRecord::now(
-            EventKind::ListChange,
-            None,
-            line.to_owned(),
-        ));
-    }
+    super::record(protected, line);
 }

@@ -129,13 +129,18 @@ impl Fleet {
         *lock(&self.refused).entry(error.reason()).or_insert(0) += 1;
         let line = format!("fleet: refused {error}");
         warn!("{line}");
-        for shared in protected {
-            lock(&shared.blocks).record(EventRecord::now(
-                EventKind::ListChange,
-                None,
-                line.clone(),
-            ));
-        }
+        record(protected, &line);
+    }
+}
+
+/// Records `line` in every interface's event journal (`floodwall events`).
+fn record(protected: &[Arc<Shared>], line: &str) {
+    for shared in protected {
+        lock(&shared.blocks).record(EventRecord::now(
+            EventKind::ListChange,
+            None,
+            line.to_owned(),
+        ));
     }
 }
 
