@@ -21,7 +21,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use floodwall_tests::lab::{BLACKHOLE, Daemon, Lab, Rib, TrafficAction, Upstream, poll_until};
+use floodwall_tests::lab::{
+    BLACKHOLE, Daemon, Lab, Proc, Rib, TrafficAction, Upstream, poll_until,
+};
 use serde_json::Value;
 
 /// How long a change may take to reach the router: a reconcile period (`reconcile_every =
@@ -1033,6 +1035,44 @@ const SERVICE_PORT: u16 = 7777;
 /// (its TTL and payload), aimed at the server's address.
 const JUNK_FLOW: &str = "dst 198.18.0.1/32; proto 17; dport 7777; length 92;";
 
+/// The signature's route is held back by `max_routes` while the flood goes on: `upstream
+/// show` lists it with its cap, and the router does not have it. Stops `flood` if not.
+fn assert_held_back_by_max_routes(lab: &Lab, daemon: &Daemon, upstream: &Upstream, flood: &Proc) {
+    let mut shown = Value::Null;
+    let held_back = poll_until(Duration::from_secs(15), Duration::from_millis(100), || {
+        shown = show(daemon);
+        shown["held_back"]
+            .as_array()
+            .is_some_and(|h| h.iter().any(|h| h["by"] == "max_routes"))
+    });
+    let rib = upstream.rib().expect("birdc");
+    if !held_back {
+        let _ = lab.stop(flood, libc::SIGINT, Duration::from_secs(5));
+    }
+    assert!(
+        held_back,
+        "the signature's route must be held back by max_routes: {shown}\n{}",
+        daemon.log()
+    );
+    let held = &shown["held_back"][0];
+    assert!(
+        held["route"].as_str().is_some_and(|r| r.contains("len 92"))
+            && held["origin"]
+                .as_str()
+                .is_some_and(|o| o.starts_with("signature ")),
+        "the held-back route is the signature's: {shown}"
+    );
+    assert!(
+        rib.flow(JUNK_FLOW).is_none() && rib.mitigations() == 1,
+        "nothing over the cap reaches the router: {rib}"
+    );
+    let text = daemon.cli_ok(&["upstream", "show"]);
+    assert!(
+        text.contains("held back") && text.contains("max_routes"),
+        "{text}"
+    );
+}
+
 /// `auto_above` as a share of the line rate: a junk flood from thousands of sources gets a
 /// signature (the daemon's own rule, see `e2e_signatures`); the server receives far more
 /// than `auto_above`, so the signature is wanted upstream, as the router can match it
@@ -1091,39 +1131,7 @@ fn a_signature_goes_upstream_by_itself_while_the_link_is_flooded() {
         &format!("udp(sp=drnd(1024, 65535), dp={SERVICE_PORT}),\n  fill(0x66, 64)"),
     )
     .expect("trafgen starts");
-    let mut shown = Value::Null;
-    let held_back = poll_until(Duration::from_secs(15), Duration::from_millis(100), || {
-        shown = show(&daemon);
-        shown["held_back"]
-            .as_array()
-            .is_some_and(|h| h.iter().any(|h| h["by"] == "max_routes"))
-    });
-    let rib = upstream.rib().expect("birdc");
-    if !held_back {
-        let _ = lab.stop(&flood, libc::SIGINT, Duration::from_secs(5));
-    }
-    assert!(
-        held_back,
-        "the signature's route must be held back by max_routes: {shown}\n{}",
-        daemon.log()
-    );
-    let held = &shown["held_back"][0];
-    assert!(
-        held["route"].as_str().is_some_and(|r| r.contains("len 92"))
-            && held["origin"]
-                .as_str()
-                .is_some_and(|o| o.starts_with("signature ")),
-        "the held-back route is the signature's: {shown}"
-    );
-    assert!(
-        rib.flow(JUNK_FLOW).is_none() && rib.mitigations() == 1,
-        "nothing over the cap reaches the router: {rib}"
-    );
-    let text = daemon.cli_ok(&["upstream", "show"]);
-    assert!(
-        text.contains("held back") && text.contains("max_routes"),
-        "{text}"
-    );
+    assert_held_back_by_max_routes(&lab, &daemon, &upstream, &flood);
 
     // The operator withdraws theirs: the signature's goes up by itself.
     let withdrawn = daemon
