@@ -12,6 +12,7 @@
 //! - [`events`]: block events, the record of blocks, rate-limited logging.
 //! - [`fleet`]: sharing blocks and signatures with other nodes: keys, values, checks.
 //! - [`clock`]: wall-clock time in Unix milliseconds.
+//! - [`state_file`]: the daemon's JSON files in its run directory, written atomically.
 //!
 //! The kernel objects:
 //! - [`loader`]: load the embedded XDP object, attach it to an interface.
@@ -42,6 +43,7 @@ pub mod metrics;
 pub mod pin;
 pub mod probe;
 pub mod rules;
+pub mod state_file;
 pub mod stats;
 pub mod syn;
 pub mod traffic;

@@ -174,6 +174,7 @@ pub fn source_view(key: &SourceKey, state: &SourceState, now_ns: u64) -> SourceV
         blocked,
         blocked_remaining_ms: blocked.then(|| (state.blocked_until_ns - now_ns) / 1_000_000),
         rule: None,
+        fleet: None,
     }
 }
 
@@ -275,6 +276,7 @@ mod tests {
             blocked: false,
             blocked_remaining_ms: None,
             rule: None,
+            fleet: None,
         };
         let top = top_sources(vec![view(1, 5.0), view(2, 50.0), view(3, 20.0)], 2);
         let order: Vec<_> = top.iter().map(|v| v.addr.to_string()).collect();

@@ -42,12 +42,11 @@ fn require_nats_server() {
     );
 }
 
-/// A config file for a node: its interface and `[fleet]`.
-fn node_config(lab: &Lab, host: &Host, node: &str, broker: &Broker, max_block: &str) -> String {
+/// A config file for a node: its interface and `[fleet]`, with `fleet` (more keys of it).
+fn node_config(lab: &Lab, host: &Host, node: &str, broker: &Broker, fleet: &str) -> String {
     let path: PathBuf = lab.dir().join(format!("{node}.toml"));
     let text = format!(
-        "[[interface]]\nname = \"{}\"\n\n[fleet]\nbroker = \"{}\"\nnode = \"{node}\"\n\
-         max_block = \"{max_block}\"\n",
+        "[[interface]]\nname = \"{}\"\n\n[fleet]\nbroker = \"{}\"\nnode = \"{node}\"\n{fleet}",
         host.iface,
         broker.url()
     );
@@ -74,7 +73,13 @@ fn start_node_capped<'lab>(
     max_block: &str,
     limits: &[&str],
 ) -> Daemon<'lab> {
-    let config = node_config(lab, host, node, broker, max_block);
+    let config = node_config(
+        lab,
+        host,
+        node,
+        broker,
+        &format!("max_block = \"{max_block}\"\n"),
+    );
     let mut args = vec!["--config", config.as_str()];
     args.extend_from_slice(limits);
     let daemon = if host.name == lab.server().name {
@@ -273,6 +278,24 @@ fn a_block_on_one_node_is_enforced_on_the_other_and_follows_it() {
         text.contains(&format!("{src}/32")) && text.contains("(fleet: a)"),
         "`deny list` must show the origin: {text}"
     );
+    let blocked = match b.query(&["blocked", "list"]).expect("blocked list --json") {
+        Response::Sources { sources, .. } => sources,
+        other => panic!("blocked list answered {other:?}"),
+    };
+    assert!(
+        blocked
+            .iter()
+            .any(|v| v.addr.to_string() == src && v.fleet.as_deref() == Some("a")),
+        "`blocked list` must show a's block with its node: {blocked:?}"
+    );
+    let text = b.cli_ok(&["blocked", "list"]);
+    assert!(text.contains("by the fleet (node a"), "{text}");
+    let out = b.cli(&["blocked", "remove", &src]).expect("cli");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("node a") && stderr.contains("deny remove"),
+        "`blocked remove` of a peer's block must say whose it is and what ends it: {stderr}"
+    );
     let to_b = flood(&lab, source, host_b, 100);
     finish(&lab, &to_b);
     let hits = deny_entry(&b, &src).map_or(0, |e| e.hit_packets);
@@ -358,17 +381,24 @@ fn a_block_on_one_node_is_enforced_on_the_other_and_follows_it() {
     lab.kill_broker(&mut broker).expect("nats-server must stop");
 }
 
+/// A node that starts late gets the blocks in force, as many as its `max_entries` allows:
+/// the one over the cap is refused, named. Stopped and started again (the pinned
+/// denylist keeps the block), it still knows the block as the fleet's: `deny list` names
+/// node `a`, it is not refused as the operator's, and it goes when `a` unblocks the source.
 #[test]
-fn a_node_that_starts_late_gets_the_current_blocks() {
-    if !floodwall_tests::privileged("a_node_that_starts_late_gets_the_current_blocks") {
+fn a_node_that_starts_late_gets_the_current_blocks_and_keeps_knowing_them() {
+    if !floodwall_tests::privileged(
+        "a_node_that_starts_late_gets_the_current_blocks_and_keeps_knowing_them",
+    ) {
         return;
     }
     require_nats_server();
-    let lab = Lab::new(3).expect("the namespace lab must build");
-    let [source, host_b, broker_host] = [
+    let lab = Lab::new(4).expect("the namespace lab must build");
+    let [source, other, host_b, broker_host] = [
         &lab.attackers()[0],
         &lab.attackers()[1],
         &lab.attackers()[2],
+        &lab.attackers()[3],
     ];
     let mut broker = lab
         .start_broker(broker_host)
@@ -383,7 +413,13 @@ fn a_node_that_starts_late_gets_the_current_blocks() {
     finish(&lab, &block_on_a(&lab, &a, source).1);
     // Published before b exists.
     std::thread::sleep(Duration::from_secs(1));
-    let b = start_node(&lab, host_b, "b", &broker, &["--pps", "100000"]);
+    let config = node_config(&lab, host_b, "b", &broker, "max_entries = 1\n");
+    let run_b = lab.dir().join("run-b");
+    let start_b = || {
+        lab.start_floodwall_on(host_b, &run_b, &["--config", &config, "--pps", "100000"])
+            .expect("floodwall must start on b")
+    };
+    let b = start_b();
     let src = source.ipv4.to_string();
     let arrived = poll_until(Duration::from_secs(5), Duration::from_millis(20), || {
         deny_entry(&b, &src).is_some()
@@ -396,6 +432,48 @@ fn a_node_that_starts_late_gets_the_current_blocks() {
     assert_eq!(
         deny_entry(&b, &src).and_then(|e| e.origin).as_deref(),
         Some("a")
+    );
+
+    // A second block is one over b's cap: refused, named, never listed.
+    finish(&lab, &block_on_a(&lab, &a, other).1);
+    let capped = poll_until(Duration::from_secs(5), Duration::from_millis(50), || {
+        b.log().contains("(fleet.max_entries)")
+    });
+    assert!(
+        capped,
+        "b must refuse a's second block by its cap: {}",
+        b.log()
+    );
+    assert!(deny_entry(&b, &other.ipv4.to_string()).is_none());
+
+    // b stops and starts again: the pinned denylist still holds a's block, and b knows it
+    // as a's.
+    b.stop(libc::SIGTERM).expect("b stops");
+    let b = start_b();
+    let connected = poll_until(Duration::from_secs(15), Duration::from_millis(50), || {
+        b.log().contains("fleet: connected")
+    });
+    assert!(connected, "b must connect again: {}", b.log());
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        b.log().contains("still in force") && !b.log().contains("already in the local denylist"),
+        "b must know a's block as the fleet's after its restart: {}",
+        b.log()
+    );
+    assert_eq!(
+        deny_entry(&b, &src).and_then(|e| e.origin).as_deref(),
+        Some("a"),
+        "`deny list` must still name node a"
+    );
+    let out = a.cli_ok(&["blocked", "remove", &src]);
+    assert!(out.contains(&src), "blocked remove on a: {out}");
+    let gone = poll_until(PROPAGATION, Duration::from_millis(20), || {
+        deny_entry(&b, &src).is_none()
+    });
+    assert!(
+        gone,
+        "after its restart b must drop the block a ended: {}",
+        b.log()
     );
     lab.kill_broker(&mut broker).expect("nats-server must stop");
 }

@@ -263,9 +263,11 @@ impl Display for SourcesTable<'_> {
             "source", "packets/s", "bit/s"
         )?;
         for s in self.sources {
-            let under = s
-                .rule
-                .map_or_else(String::new, |id| format!(" under rule {id}"));
+            let under = match (&s.rule, &s.fleet) {
+                (Some(id), _) => format!(" under rule {id}"),
+                (None, Some(node)) => format!(" by the fleet (node {node}, denylist)"),
+                (None, None) => String::new(),
+            };
             let state = match s.blocked_remaining_ms {
                 Some(ms) if self.mode == FilterMode::Monitor => {
                     format!(
@@ -276,8 +278,9 @@ impl Display for SourcesTable<'_> {
                 Some(ms) => format!("blocked{under}, {}s left", ms.div_ceil(1000)),
                 None => "tracked".to_owned(),
             };
-            // A rule's block counts no rate: only the rule's own packets are dropped.
-            let (pps, bps) = if s.rule.is_some() {
+            // A rule's block counts no rate (only the rule's own packets are dropped), nor
+            // does a peer's, which this node has not measured.
+            let (pps, bps) = if s.rule.is_some() || s.fleet.is_some() {
                 ("-".to_owned(), "-".to_owned())
             } else {
                 (format!("{:.0}", s.pps), format!("{:.0}", s.bps))
@@ -656,6 +659,7 @@ mod tests {
             blocked: true,
             blocked_remaining_ms: Some(59_001),
             rule: None,
+            fleet: None,
         };
         let table = |mode| {
             SourcesTable {

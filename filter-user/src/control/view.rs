@@ -209,6 +209,10 @@ pub struct SourceView {
     /// `None` for a block by the limits (all its packets).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule: Option<u32>,
+    /// The peer whose block this is, applied here as a denylist entry (`deny list`, all
+    /// its packets); `None` for this node's own blocks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<String>,
 }
 
 /// What happened.

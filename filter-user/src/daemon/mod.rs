@@ -192,7 +192,10 @@ pub async fn run(
         .clone()
         .map(|u| upstream::Upstream::start(u, &config.run_dir))
         .transpose()?;
-    let fleet = config.fleet.clone().map(|f| Arc::new(fleet::Fleet::new(f)));
+    let fleet = config
+        .fleet
+        .clone()
+        .map(|f| Arc::new(fleet::Fleet::new(f, &config.run_dir)));
     let access = Arc::new(Mutex::new(config.access));
     let (reload_tx, reload_rx) = mpsc::channel::<ReloadReply>(4);
     let mut tasks = JoinSet::new();

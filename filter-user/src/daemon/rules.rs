@@ -402,6 +402,7 @@ pub(super) fn blocked(shared: &Shared, now_ns: u64) -> Vec<SourceView> {
                 blocked: true,
                 blocked_remaining_ms: Some((until - now_ns) / 1_000_000),
                 rule: Some(rule.id),
+                fleet: None,
             })
         })
         .collect()

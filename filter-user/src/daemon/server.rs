@@ -380,8 +380,26 @@ fn blocked(shared: &Shared) -> anyhow::Result<Response> {
         .into_iter()
         .filter(|s| s.blocked)
         .collect();
-    sources.extend(super::rules::blocked(shared, monotonic_now_ns()?));
-    sources.sort_by_key(|s| (s.addr, s.rule));
+    let now_ns = monotonic_now_ns()?;
+    sources.extend(super::rules::blocked(shared, now_ns));
+    if let Some(fleet) = &shared.fleet {
+        sources.extend(
+            fleet
+                .blocks()
+                .into_iter()
+                .filter(|(_, _, until)| *until > now_ns)
+                .map(|(prefix, node, until)| SourceView {
+                    addr: prefix.addr(),
+                    pps: 0.0,
+                    bps: 0.0,
+                    blocked: true,
+                    blocked_remaining_ms: Some((until - now_ns) / 1_000_000),
+                    rule: None,
+                    fleet: Some(node),
+                }),
+        );
+    }
+    sources.sort_by(|a, b| (a.addr, a.rule, &a.fleet).cmp(&(b.addr, b.rule, &b.fleet)));
     Ok(Response::Sources {
         mode: lock(&shared.limits).mode,
         sources,
@@ -401,6 +419,18 @@ fn unblock(shared: &Shared, addr: IpAddr) -> anyhow::Result<Response> {
     };
     let under_rules = super::rules::unblock(shared, addr, now)?;
     if !by_limits && under_rules == 0 {
+        let peer = shared.fleet.as_ref().and_then(|fleet| {
+            fleet
+                .blocks()
+                .into_iter()
+                .find(|(prefix, _, until)| prefix.addr() == addr && *until > now)
+        });
+        if let Some((prefix, node, _)) = peer {
+            bail!(
+                "{addr} is blocked by node {node} of the fleet, through the denylist: \
+                 `floodwall deny remove {prefix}` ends it here until {node} blocks it again"
+            );
+        }
         bail!("{addr} is not blocked");
     }
     Ok(Response::Unblocked { addr })

@@ -483,3 +483,97 @@ pub fn allowlisted(prefix: &Prefix, allow: &[Prefix]) -> Option<Prefix> {
         .find(|a| a.covers(prefix) || prefix.covers(a))
         .copied()
 }
+
+/// A peer's entry in force on this node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Applied {
+    /// A denylist entry on every interface.
+    Block {
+        /// The source denied.
+        prefix: Prefix,
+        /// Its end, on the kernel's monotonic clock.
+        expires_ns: u64,
+    },
+    /// A rule on each interface.
+    Signature {
+        /// What the rule matches, as its text.
+        #[serde(with = "spec_text")]
+        spec: Box<RuleSpec>,
+        /// The rule on each interface: (interface, rule id).
+        rules: Vec<(String, u32)>,
+        /// Its end, on the kernel's monotonic clock.
+        expires_ns: u64,
+    },
+}
+
+impl Applied {
+    /// Its end, on the kernel's monotonic clock.
+    #[must_use]
+    pub const fn expires_ns(&self) -> u64 {
+        match self {
+            Self::Block { expires_ns, .. } | Self::Signature { expires_ns, .. } => *expires_ns,
+        }
+    }
+}
+
+/// A rule's match as its text, in the applied file.
+mod spec_text {
+    use serde::{Deserialize as _, Deserializer, Serializer};
+
+    use crate::rules::RuleSpec;
+
+    #[expect(clippy::borrowed_box, reason = "serde's `with` passes the field")]
+    pub fn serialize<S: Serializer>(spec: &Box<RuleSpec>, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(spec)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Box<RuleSpec>, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse()
+            .map(Box::new)
+            .map_err(|e| serde::de::Error::custom(format!("rule `{text}`: {e}")))
+    }
+}
+
+/// The peers' entries in force on this node, as kept in the run directory
+/// (`fleet-applied.json`): the denylist entries and rules outlive the daemon in the pinned
+/// maps, and a daemon started again must still know them as the fleet's, to take them away
+/// when their node withdraws them (and not take a peer's block for the operator's). The
+/// ends are on the kernel's monotonic clock, which a reboot restarts (and takes the pinned
+/// maps with it): the file holds the boot it was written in, and another boot's is empty.
+#[derive(Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppliedFile {
+    /// `/proc/sys/kernel/random/boot_id` when it was written.
+    pub boot_id: String,
+    /// By key, encoded as in the bucket.
+    pub entries: std::collections::BTreeMap<String, Applied>,
+}
+
+impl AppliedFile {
+    /// What `self` holds for boot `boot_id` that has not ended at `now_ns`; a key that does
+    /// not parse (a file of another version) is left out.
+    #[must_use]
+    pub fn in_force(self, boot_id: &str, now_ns: u64) -> std::collections::BTreeMap<Key, Applied> {
+        if self.boot_id != boot_id {
+            return std::collections::BTreeMap::new();
+        }
+        self.entries
+            .into_iter()
+            .filter(|(_, applied)| applied.expires_ns() > now_ns)
+            .filter_map(|(key, applied)| Some((Key::parse(&key).ok()?, applied)))
+            .collect()
+    }
+
+    /// The file for `applied`, written in boot `boot_id`.
+    #[must_use]
+    pub fn of(boot_id: &str, applied: &std::collections::BTreeMap<Key, Applied>) -> Self {
+        Self {
+            boot_id: boot_id.to_owned(),
+            entries: applied
+                .iter()
+                .map(|(key, applied)| (key.encode(), applied.clone()))
+                .collect(),
+        }
+    }
+}

@@ -199,3 +199,52 @@ fn settings_are_checked() {
         assert!(e.contains(expected), "{e}");
     }
 }
+
+#[test]
+fn the_applied_file_keeps_what_is_in_force_in_its_own_boot() {
+    let block = Key::Block {
+        node: "web2".into(),
+        addr: addr("198.18.7.7"),
+    };
+    let signature = Key::Signature {
+        node: "web2".into(),
+        iface: "eth0".into(),
+        id: 3,
+    };
+    let applied: std::collections::BTreeMap<Key, Applied> = [
+        (
+            block.clone(),
+            Applied::Block {
+                prefix: "198.18.7.7/32".parse().expect("prefix"),
+                expires_ns: 5_000,
+            },
+        ),
+        (
+            signature.clone(),
+            Applied::Signature {
+                spec: Box::new("udp dport 53 len 512 drop".parse().expect("rule")),
+                rules: vec![("eth0".into(), 9)],
+                expires_ns: 9_000,
+            },
+        ),
+    ]
+    .into_iter()
+    .collect();
+    let text = serde_json::to_string(&AppliedFile::of("boot-a", &applied)).expect("json");
+    assert!(text.contains("udp dport 53 len 512 drop"), "{text}");
+    let read = || serde_json::from_str::<AppliedFile>(&text).expect("read back");
+    assert_eq!(read().in_force("boot-a", 1_000), applied);
+    // Ended ones are left out; another boot's file is empty.
+    assert_eq!(
+        read()
+            .in_force("boot-a", 6_000)
+            .into_keys()
+            .collect::<Vec<_>>(),
+        [signature]
+    );
+    assert!(read().in_force("boot-b", 1_000).is_empty());
+    // A rule that does not parse is an error that names it.
+    let bad = text.replace("udp dport 53 len 512 drop", "udp dport 99999 drop");
+    let e = serde_json::from_str::<AppliedFile>(&bad).expect_err("a bad rule");
+    assert!(e.to_string().contains("udp dport 99999"), "{e}");
+}

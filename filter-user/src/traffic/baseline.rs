@@ -16,7 +16,6 @@ use std::{
     path::Path,
 };
 
-use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
 use super::sample::Sampled;
@@ -510,12 +509,7 @@ impl Baseline {
     /// # Errors
     /// If the file cannot be read or is not a baseline.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        match std::fs::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .with_context(|| format!("{} is not a floodwall baseline", path.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
-            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
-        }
+        crate::state_file::load(path, "a floodwall baseline")
     }
 
     /// Writes the baseline to `path` (through a temporary file and a rename, so that a
@@ -524,10 +518,7 @@ impl Baseline {
     /// # Errors
     /// If the file cannot be written.
     pub fn save(&self, path: &Path) -> anyhow::Result<()> {
-        let tmp = path.with_extension("tmp");
-        let bytes = serde_json::to_vec(self).context("cannot serialize the baseline")?;
-        std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-        std::fs::rename(&tmp, path).with_context(|| format!("cannot rename to {}", path.display()))
+        crate::state_file::save(self, path)
     }
 }
 

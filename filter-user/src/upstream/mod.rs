@@ -567,13 +567,7 @@ impl UpstreamBook {
     /// # Errors
     /// If the file cannot be read or parsed.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        match std::fs::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                anyhow::anyhow!("the upstream state {} is not valid: {e}", path.display())
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
-            Err(e) => Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
-        }
+        crate::state_file::load(path, "an upstream book of floodwall's")
     }
 
     /// Writes the book to `path` atomically (a new file renamed over the old).
@@ -581,12 +575,7 @@ impl UpstreamBook {
     /// # Errors
     /// If the file cannot be written.
     pub fn save(&self, path: &Path) -> anyhow::Result<()> {
-        let tmp = path.with_extension("json.new");
-        let bytes = serde_json::to_vec_pretty(self)?;
-        std::fs::write(&tmp, bytes)
-            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", tmp.display()))?;
-        std::fs::rename(&tmp, path)
-            .map_err(|e| anyhow::anyhow!("cannot rename {}: {e}", tmp.display()))
+        crate::state_file::save(self, path)
     }
 }
 

@@ -11,32 +11,11 @@ use super::Fleet;
 use crate::{
     clock::unix_now_ms,
     daemon::{Shared, lock},
-    fleet::{Key, PeerEntry, PeerError, allowlisted},
+    fleet::{Applied, Key, PeerEntry, PeerError, allowlisted},
     lists::{ListKind, Prefix},
     maps::monotonic_now_ns,
     rules::{NewRule, Origin, RuleSpec},
 };
-
-/// A peer's entry in force here.
-#[derive(Clone, Debug)]
-pub(super) enum Applied {
-    /// A denylist entry on every interface.
-    Block { prefix: Prefix, expires_ns: u64 },
-    /// A rule on each interface: (interface, rule id).
-    Signature {
-        spec: Box<RuleSpec>,
-        rules: Vec<(String, u32)>,
-        expires_ns: u64,
-    },
-}
-
-impl Applied {
-    const fn expires_ns(&self) -> u64 {
-        match self {
-            Self::Block { expires_ns, .. } | Self::Signature { expires_ns, .. } => *expires_ns,
-        }
-    }
-}
 
 /// Applies a peer's entry on every interface, all or nothing.
 pub(super) fn apply(

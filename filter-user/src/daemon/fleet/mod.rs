@@ -23,6 +23,7 @@ mod publish;
 
 use std::{
     collections::{BTreeMap, HashMap},
+    path::{Path, PathBuf},
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
@@ -36,13 +37,13 @@ use futures_util::StreamExt as _;
 use log::{info, warn};
 
 use self::{
-    apply::{Applied, apply, prune, withdraw},
+    apply::{apply, prune, withdraw},
     publish::{Put, delete, own_state, publish},
 };
 use super::{Shared, lock};
 use crate::{
     control::{EventKind, EventRecord},
-    fleet::{FleetConfig, Key, PeerError},
+    fleet::{Applied, AppliedFile, FleetConfig, Key, PeerError},
     lists::Prefix,
 };
 
@@ -59,6 +60,9 @@ const OPS_PER_TICK: usize = 200;
 /// The bucket's `max_age`: only its garbage collector (values carry `until`).
 const BUCKET_MAX_AGE: Duration = Duration::from_hours(24);
 
+/// The file in the run directory that keeps the peers' entries in force here.
+const APPLIED_FILE: &str = "fleet-applied.json";
+
 /// Watch errors in a row after which the watch is made again.
 const MAX_WATCH_ERRORS: u32 = 3;
 
@@ -66,6 +70,13 @@ const MAX_WATCH_ERRORS: u32 = 3;
 pub(super) struct Fleet {
     config: FleetConfig,
     applied: Mutex<BTreeMap<Key, Applied>>,
+    /// Where `applied` is kept (see [`AppliedFile`]), and what was written there last.
+    applied_path: PathBuf,
+    saved: Mutex<BTreeMap<Key, Applied>>,
+    /// This boot's id, which the file is written with.
+    boot_id: String,
+    /// Whether the last write failed (logged once until one works).
+    save_failed: AtomicBool,
     /// Whether the broker is connected and the bucket watched (logged on change).
     connected: AtomicBool,
     /// Peers' entries refused, by reason.
@@ -73,7 +84,33 @@ pub(super) struct Fleet {
 }
 
 impl Fleet {
-    pub(super) fn new(config: FleetConfig) -> Self {
+    /// The fleet of a daemon whose run directory is `run_dir`, with the peers' entries a
+    /// daemon before it applied and left in force. A file that cannot be read is logged
+    /// and left for the next write: the bucket's snapshot applies the entries again.
+    pub(super) fn new(config: FleetConfig, run_dir: &Path) -> Self {
+        let applied_path = run_dir.join(APPLIED_FILE);
+        let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .map(|id| id.trim().to_owned())
+            .unwrap_or_default();
+        let applied = match crate::state_file::load::<AppliedFile>(
+            &applied_path,
+            "the fleet's applied entries",
+        ) {
+            Ok(file) => file.in_force(
+                &boot_id,
+                crate::maps::monotonic_now_ns().unwrap_or(u64::MAX),
+            ),
+            Err(e) => {
+                warn!("fleet: {e:#}; starting without it");
+                BTreeMap::new()
+            }
+        };
+        if !applied.is_empty() {
+            info!(
+                "fleet: {} peers' entries applied by the daemon before are still in force",
+                applied.len()
+            );
+        }
         info!(
             "fleet: node {} shares {}through {} (bucket {})",
             config.node,
@@ -88,7 +125,11 @@ impl Fleet {
         );
         Self {
             config,
-            applied: Mutex::new(BTreeMap::new()),
+            saved: Mutex::new(applied.clone()),
+            applied: Mutex::new(applied),
+            applied_path,
+            boot_id,
+            save_failed: AtomicBool::new(false),
             connected: AtomicBool::new(false),
             refused: Mutex::new(BTreeMap::new()),
         }
@@ -100,6 +141,20 @@ impl Fleet {
             .iter()
             .filter_map(|(key, applied)| match applied {
                 Applied::Block { prefix, .. } => Some((*prefix, key.node().to_owned())),
+                Applied::Signature { .. } => None,
+            })
+            .collect()
+    }
+
+    /// The peers' blocks applied here: (source, node, end on the monotonic clock), for
+    /// `blocked list`.
+    pub(super) fn blocks(&self) -> Vec<(Prefix, String, u64)> {
+        lock(&self.applied)
+            .iter()
+            .filter_map(|(key, applied)| match applied {
+                Applied::Block { prefix, expires_ns } => {
+                    Some((*prefix, key.node().to_owned(), *expires_ns))
+                }
                 Applied::Signature { .. } => None,
             })
             .collect()
@@ -122,6 +177,28 @@ impl Fleet {
                 .iter()
                 .map(|(reason, n)| (*reason, *n))
                 .collect(),
+        }
+    }
+
+    /// Writes the applied entries to the run directory if they changed since the last
+    /// write (each tick: a crash loses at most a tick's changes, which the bucket's
+    /// snapshot brings back).
+    fn persist(&self) {
+        let now = lock(&self.applied).clone();
+        let mut saved = lock(&self.saved);
+        if *saved == now {
+            return;
+        }
+        match crate::state_file::save(&AppliedFile::of(&self.boot_id, &now), &self.applied_path) {
+            Ok(()) => {
+                *saved = now;
+                self.save_failed.store(false, Ordering::Relaxed);
+            }
+            Err(e) => {
+                if !self.save_failed.swap(true, Ordering::Relaxed) {
+                    warn!("fleet: {e:#}; tried again each tick");
+                }
+            }
         }
     }
 
@@ -207,6 +284,7 @@ pub(super) async fn fleet_loop(
         }
         fleet.connected.store(false, Ordering::Relaxed);
         prune(&fleet);
+        fleet.persist();
         tokio::time::sleep(TICK).await;
     }
 }
@@ -240,6 +318,7 @@ async fn session(
         tokio::select! {
             _ = ticker.tick() => {
                 prune(fleet);
+                fleet.persist();
                 if client.connection_state() != async_nats::connection::State::Connected {
                     bail!("the connection to the broker was lost");
                 }
