@@ -95,6 +95,17 @@ impl Scope {
     }
 }
 
+/// Test binaries whose tests share nothing in the kernel (each loads its own program and
+/// maps, attaches nothing, and runs packets through `BPF_PROG_TEST_RUN` on a test clock):
+/// the guest runs them on both its CPUs, which halves their time under emulation, where
+/// each program load (the verifier, a few seconds) is most of a test.
+const PARALLEL: [&str; 1] = ["prog_test_run"];
+
+/// libtest's `--test-threads` for the test binary `name` in the guest.
+fn threads_of(name: &str) -> u32 {
+    if PARALLEL.contains(&name) { 2 } else { 1 }
+}
+
 /// Test binaries that run on this machine's kernel only: they test daemons talking to
 /// daemons (floodwall to GoBGP and BIRD, floodwall to floodwall through NATS), none of
 /// which the kernel changes, and those daemons are not in the VM's initramfs.
@@ -202,6 +213,7 @@ fn test_executables(messages: &[serde_json::Value]) -> impl Iterator<Item = Test
             Some(TestBinary {
                 name: m["target"]["name"].as_str()?.to_owned(),
                 path: PathBuf::from(m["executable"].as_str()?),
+                threads: threads_of(m["target"]["name"].as_str()?),
                 args: Vec::new(),
             })
         })

@@ -51,8 +51,11 @@ pub struct TestBinary {
     pub name: String,
     /// The executable cargo built.
     pub path: PathBuf,
-    /// libtest arguments after `--test-threads=1` (`--skip NAME`, a filter,
-    /// `--nocapture`), each a shell word.
+    /// libtest's `--test-threads`: 1 for tests that share the kernel's state (XDP
+    /// attachments, namespaces); more for those that do not.
+    pub threads: u32,
+    /// libtest arguments after `--test-threads` (`--skip NAME`, a filter, `--nocapture`),
+    /// each a shell word.
     pub args: Vec<String>,
 }
 
@@ -264,9 +267,10 @@ failed=""
     parts.extend(tests.iter().map(|binary| {
         let test = &binary.name;
         let args = binary.args.join(" ");
+        let threads = binary.threads.max(1);
         format!(
             r#"echo "{RUN_MARKER} {test}"
-{timeout} --kill-after=10 {timeout_secs} {GUEST_DIR}/{test} --test-threads=1 {args}
+{timeout} --kill-after=10 {timeout_secs} {GUEST_DIR}/{test} --test-threads={threads} {args}
 rc=$?
 case $rc in
     0) ;;
@@ -510,6 +514,7 @@ mod tests {
         let e2e = TestBinary {
             name: "e2e".to_owned(),
             path: PathBuf::from("/nonexistent/e2e"),
+            threads: 1,
             args: Vec::new(),
         };
         let script = init_script(&tools, &modules, &[e2e], 600);
