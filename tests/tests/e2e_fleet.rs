@@ -478,6 +478,118 @@ fn a_node_that_starts_late_gets_the_current_blocks_and_keeps_knowing_them() {
     lab.kill_broker(&mut broker).expect("nats-server must stop");
 }
 
+/// A broker that asks nodes to sign in (`nats-server --user --pass`): a node with the user
+/// and its password (from `fleet.password_file`) connects and gets a peer's block; a node
+/// with a wrong password is refused, says so by name, and protects with what it has (its
+/// control socket answers, its own limits hold); a config that names a password file that
+/// is not there is refused before anything starts.
+#[test]
+fn nodes_sign_in_to_a_broker_that_asks() {
+    if !floodwall_tests::privileged("nodes_sign_in_to_a_broker_that_asks") {
+        return;
+    }
+    require_nats_server();
+    let lab = Lab::new(4).expect("the namespace lab must build");
+    let [source, host_b, broker_host, host_c] = [
+        &lab.attackers()[0],
+        &lab.attackers()[1],
+        &lab.attackers()[2],
+        &lab.attackers()[3],
+    ];
+    let mut broker = lab
+        .start_broker_with(
+            broker_host,
+            &["--user", "floodwall", "--pass", "s3cret-fleet"],
+        )
+        .expect("nats-server must start");
+    let secret = |name: &str, text: &str| {
+        let path = lab.dir().join(name);
+        std::fs::write(&path, text).expect("the password file");
+        path.to_string_lossy().into_owned()
+    };
+    let right = secret("right.pass", "s3cret-fleet\n");
+    let wrong = secret("wrong.pass", "guess\n");
+    let signed = |host: &Host, node: &str, password_file: &str| {
+        node_config(
+            &lab,
+            host,
+            node,
+            &broker,
+            &format!("user = \"floodwall\"\npassword_file = \"{password_file}\"\n"),
+        )
+    };
+    let config_a = signed(lab.server(), "a", &right);
+    let a = lab
+        .start_floodwall(&["--config", &config_a, "--pps", "200", "--block-for", "60s"])
+        .expect("floodwall must start on a");
+    let config_b = signed(host_b, "b", &right);
+    let b = lab
+        .start_floodwall_on(host_b, &lab.dir().join("run-b"), &["--config", &config_b])
+        .expect("floodwall must start on b");
+    let config_c = signed(host_c, "c", &wrong);
+    let c = lab
+        .start_floodwall_on(host_c, &lab.dir().join("run-c"), &["--config", &config_c])
+        .expect("floodwall must start on c, broker or not");
+    for (name, node) in [("a", &a), ("b", &b)] {
+        let connected = poll_until(Duration::from_secs(15), Duration::from_millis(50), || {
+            node.log().contains("fleet: connected")
+        });
+        assert!(connected, "node {name} must sign in: {}", node.log());
+    }
+    let refused = poll_until(Duration::from_secs(15), Duration::from_millis(50), || {
+        c.log().contains("refused this node's sign-in")
+    });
+    assert!(
+        refused,
+        "node c must say the broker refused it: {}",
+        c.log()
+    );
+    assert!(!c.log().contains("fleet: connected"), "{}", c.log());
+    // c protects without the fleet: its control socket answers.
+    assert!(deny_entries(&c).is_empty());
+
+    let (_, flood_a) = block_on_a(&lab, &a, source);
+    let src = source.ipv4.to_string();
+    let arrived = poll_until(PROPAGATION, Duration::from_millis(20), || {
+        deny_entry(&b, &src).is_some()
+    });
+    finish(&lab, &flood_a);
+    assert!(arrived, "b, signed in, must get a's block: {}", b.log());
+    assert!(
+        deny_entry(&c, &src).is_none(),
+        "c, refused, gets nothing from the fleet"
+    );
+
+    // `config check` says how a node signs in, never the secret.
+    let out = std::process::Command::new(floodwall_tests::floodwall_bin())
+        .args(["config", "check", &config_b])
+        .output()
+        .expect("floodwall config check runs");
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success()
+            && summary.contains("signs in as floodwall")
+            && !summary.contains("s3cret-fleet"),
+        "{summary}"
+    );
+
+    // A password file that is not there: refused at start, naming the key and the file.
+    let missing = lab.dir().join("missing.pass");
+    let config_d = signed(host_c, "d", &missing.to_string_lossy());
+    let out = std::process::Command::new(floodwall_tests::floodwall_bin())
+        .args(["config", "check", &config_d])
+        .output()
+        .expect("floodwall check-config runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && stderr.contains("fleet.password_file")
+            && stderr.contains("missing.pass"),
+        "a missing password file must be named: {stderr}"
+    );
+    lab.kill_broker(&mut broker).expect("nats-server must stop");
+}
+
 /// The UDP service's port on node `a` (as `e2e_signatures`).
 const PORT: u16 = 7777;
 

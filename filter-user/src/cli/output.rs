@@ -490,6 +490,41 @@ impl Display for ConfigSummary<'_> {
                 list.len() - v4
             )?;
         }
+        match &config.upstream {
+            Some(u) => writeln!(
+                f,
+                "upstream       GoBGP at {}, {}, protected {}",
+                u.gobgp_api,
+                if u.dry_run {
+                    "dry run (nothing is sent)"
+                } else {
+                    "announcing"
+                },
+                u.protected
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )?,
+            None => writeln!(f, "upstream       off")?,
+        }
+        match &config.fleet {
+            Some(fleet) => writeln!(
+                f,
+                "fleet          node {} through {} (bucket {}), {}",
+                fleet.node,
+                fleet.broker,
+                fleet.bucket,
+                match &fleet.sign_in {
+                    crate::fleet::SignIn::Anonymous => "no sign-in".to_owned(),
+                    crate::fleet::SignIn::Password { user, .. } =>
+                        format!("signs in as {user} (password from its file)"),
+                    crate::fleet::SignIn::Token(_) =>
+                        "signs in with a token (from its file)".to_owned(),
+                }
+            )?,
+            None => writeln!(f, "fleet          off")?,
+        }
         for prefix in config.shadowed_deny_entries() {
             writeln!(
                 f,

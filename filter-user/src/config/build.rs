@@ -171,9 +171,47 @@ impl Source<'_> {
                 .map(std::time::Duration::from_millis)
                 .map_err(|e| self.error(&v.span(), "fleet.max_block", e))?;
         }
+        out.sign_in = self.fleet_sign_in(f)?;
         out.check()
             .map_err(|e| self.error(&raw.span(), "fleet", e))?;
         Ok(out)
+    }
+
+    /// `[fleet]`'s `user`, `password_file` and `token_file`: one way to sign in, its
+    /// secret read from its file now, so that a file that cannot be read is the config's
+    /// error, named, and not a broker that turns the node away later.
+    fn fleet_sign_in(&self, f: &RawFleet) -> Result<crate::fleet::SignIn, ConfigError> {
+        use crate::fleet::{Secret, SignIn};
+        let secret = |v: &Spanned<String>, key: &str| {
+            Secret::read(std::path::Path::new(v.get_ref()))
+                .map_err(|e| self.error(&v.span(), key, e))
+        };
+        match (&f.user, &f.password_file, &f.token_file) {
+            (None, None, None) => Ok(SignIn::Anonymous),
+            (Some(user), Some(file), None) => {
+                if user.get_ref().is_empty() {
+                    return Err(self.error(&user.span(), "fleet.user", "must not be empty"));
+                }
+                Ok(SignIn::Password {
+                    user: user.get_ref().clone(),
+                    password: secret(file, "fleet.password_file")?,
+                })
+            }
+            (None, None, Some(file)) => Ok(SignIn::Token(secret(file, "fleet.token_file")?)),
+            (Some(user), None, _) => Err(self.error(
+                &user.span(),
+                "fleet.user",
+                "needs fleet.password_file (the password, in a file of its own)",
+            )),
+            (None, Some(file), _) => {
+                Err(self.error(&file.span(), "fleet.password_file", "needs fleet.user"))
+            }
+            (Some(_), Some(_), Some(token)) => Err(self.error(
+                &token.span(),
+                "fleet.token_file",
+                "one way to sign in: a token, or a user and its password, not both",
+            )),
+        }
     }
 
     /// `[upstream]`'s durations.

@@ -34,6 +34,9 @@ pub(super) struct RawFleet {
     pub(super) share_signatures: Option<Spanned<bool>>,
     pub(super) max_entries: Option<Spanned<u32>>,
     pub(super) max_block: Option<Spanned<String>>,
+    pub(super) user: Option<Spanned<String>>,
+    pub(super) password_file: Option<Spanned<String>>,
+    pub(super) token_file: Option<Spanned<String>>,
 }
 
 /// `[upstream]` (see `crate::upstream::UpstreamConfig`).

@@ -614,3 +614,63 @@ fn fleet_keys_reach_the_result_and_bad_values_are_named() {
     ));
     assert!(e.contains("fleet.broker"), "{e}");
 }
+
+#[test]
+fn fleet_sign_in_reads_its_secret_from_a_file_and_takes_one_way() {
+    let dir = std::env::temp_dir().join(format!("floodwall-fleet-auth-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).expect("write");
+        path.display().to_string()
+    };
+    let (pass, token, empty) = (
+        file("pass", "hunter2\nignored\n"),
+        file("token", " t0ken \n"),
+        file("empty", "\n"),
+    );
+    let base = "[fleet]\nbroker = \"nats://198.18.0.253:4222\"\nnode = \"a\"\n";
+    let sign_in = |extra: &str| {
+        parse_ok(&format!("{MINIMAL}{base}{extra}"))
+            .fleet
+            .expect("a [fleet]")
+            .sign_in
+    };
+    assert_eq!(sign_in(""), crate::fleet::SignIn::Anonymous);
+    let crate::fleet::SignIn::Password { user, password } =
+        sign_in(&format!("user = \"fw\"\npassword_file = \"{pass}\"\n"))
+    else {
+        panic!("a user and a password");
+    };
+    assert_eq!((user.as_str(), password.expose()), ("fw", "hunter2"));
+    assert!(
+        !format!("{password:?}").contains("hunter2"),
+        "a secret stays out of Debug"
+    );
+    let crate::fleet::SignIn::Token(t) = sign_in(&format!("token_file = \"{token}\"\n")) else {
+        panic!("a token");
+    };
+    assert_eq!(t.expose(), "t0ken");
+    let missing = dir.join("missing").display().to_string();
+    for (extra, expected) in [
+        ("user = \"fw\"\n".to_owned(), "needs fleet.password_file"),
+        (format!("password_file = \"{pass}\"\n"), "needs fleet.user"),
+        (
+            format!("user = \"fw\"\npassword_file = \"{pass}\"\ntoken_file = \"{token}\"\n"),
+            "one way to sign in",
+        ),
+        (format!("token_file = \"{empty}\"\n"), "is empty"),
+        (
+            format!("user = \"fw\"\npassword_file = \"{missing}\"\n"),
+            "fleet.password_file",
+        ),
+        (
+            format!("user = \"\"\npassword_file = \"{pass}\"\n"),
+            "fleet.user",
+        ),
+    ] {
+        let e = parse_err(&format!("{MINIMAL}{base}{extra}"));
+        assert!(e.contains(expected), "{extra}: {e}");
+    }
+    std::fs::remove_dir_all(&dir).expect("clean up");
+}

@@ -55,6 +55,59 @@ pub struct FleetConfig {
     pub max_entries: usize,
     /// The longest a peer's entry is applied for, whatever its `until` says.
     pub max_block: Duration,
+    /// How this node signs in to the broker.
+    pub sign_in: SignIn,
+}
+
+/// How a node signs in to the broker: as nats-server's `authorization` asks. The secrets
+/// come from files (`password_file`, `token_file`), never from the config file itself,
+/// which is world-readable by default.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum SignIn {
+    /// No credentials (a broker on a private network, or one that asks none).
+    #[default]
+    Anonymous,
+    /// A user and its password (`user`, `password_file`).
+    Password {
+        /// The user.
+        user: String,
+        /// The password, from its file.
+        password: Secret,
+    },
+    /// A token (`token_file`).
+    Token(Secret),
+}
+
+/// A secret read from a file: kept out of `Debug` output and logs.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Reads a secret from `path`: its first line, trimmed; it must not be empty.
+    ///
+    /// # Errors
+    /// A message naming the file, if it cannot be read or holds nothing.
+    pub fn read(path: &std::path::Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let secret = text.lines().next().unwrap_or_default().trim();
+        if secret.is_empty() {
+            return Err(format!("{} is empty", path.display()));
+        }
+        Ok(Self(secret.to_owned()))
+    }
+
+    /// The secret itself, for the broker.
+    #[must_use]
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
 }
 
 impl Default for FleetConfig {
@@ -67,6 +120,7 @@ impl Default for FleetConfig {
             share_signatures: true,
             max_entries: 10_000,
             max_block: Duration::from_hours(1),
+            sign_in: SignIn::Anonymous,
         }
     }
 }

@@ -22,6 +22,8 @@ pub struct Broker {
     pub store: PathBuf,
     /// The running process, if any.
     pub proc: Option<Proc>,
+    /// Its authorization: nats-server's arguments (`--user U --pass P`, `--auth TOKEN`).
+    pub auth: Vec<String>,
 }
 
 impl Broker {
@@ -39,10 +41,20 @@ impl Lab {
     /// # Errors
     /// If it cannot be started, exits, or does not listen within 10 s.
     pub fn start_broker(&self, host: &Host) -> anyhow::Result<Broker> {
+        self.start_broker_with(host, &[])
+    }
+
+    /// [`Lab::start_broker`] with `auth`, nats-server's authorization arguments
+    /// (`--user U --pass P`, `--auth TOKEN`): a client must sign in.
+    ///
+    /// # Errors
+    /// As [`Lab::start_broker`].
+    pub fn start_broker_with(&self, host: &Host, auth: &[&str]) -> anyhow::Result<Broker> {
         let mut broker = Broker {
             host: host.clone(),
             store: self.dir().join(format!("nats-{}", host.name)),
             proc: None,
+            auth: auth.iter().map(|&a| a.to_owned()).collect(),
         };
         self.restart_broker(&mut broker)?;
         Ok(broker)
@@ -58,20 +70,18 @@ impl Lab {
         let store = broker.store.to_string_lossy().into_owned();
         let addr = broker.host.ipv4.to_string();
         let port = BROKER_PORT.to_string();
-        let proc = self.spawn(
-            &broker.host,
-            "nats-server",
-            &[
-                "nats-server",
-                "-a",
-                &addr,
-                "-p",
-                &port,
-                "-js",
-                "-sd",
-                &store,
-            ],
-        )?;
+        let mut argv = vec![
+            "nats-server".to_owned(),
+            "-a".to_owned(),
+            addr,
+            "-p".to_owned(),
+            port,
+            "-js".to_owned(),
+            "-sd".to_owned(),
+            store,
+        ];
+        argv.extend(broker.auth.iter().cloned());
+        let proc = self.spawn(&broker.host, "nats-server", &argv)?;
         let ready = poll_until(BROKER_START_TIMEOUT, Duration::from_millis(20), || {
             self.try_wait(&proc).is_some() || proc.stderr().contains("Server is ready")
         });

@@ -31,7 +31,7 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{Context as _, anyhow, bail};
+use anyhow::{anyhow, bail};
 use async_nats::jetstream::{self, kv};
 use futures_util::StreamExt as _;
 use log::{info, warn};
@@ -43,7 +43,7 @@ use self::{
 use super::{Shared, lock};
 use crate::{
     control::{EventKind, EventRecord},
-    fleet::{Applied, AppliedFile, FleetConfig, Key, PeerError},
+    fleet::{Applied, AppliedFile, FleetConfig, Key, PeerError, SignIn},
     lists::Prefix,
 };
 
@@ -59,6 +59,9 @@ const OPS_PER_TICK: usize = 200;
 
 /// The bucket's `max_age`: only its garbage collector (values carry `until`).
 const BUCKET_MAX_AGE: Duration = Duration::from_hours(24);
+
+/// How often a first connection to the broker is tried until one works.
+const RECONNECT_EVERY: Duration = Duration::from_secs(2);
 
 /// The file in the run directory that keeps the peers' entries in force here.
 const APPLIED_FILE: &str = "fleet-applied.json";
@@ -252,21 +255,61 @@ async fn open_bucket(js: &jetstream::Context, bucket: &str) -> anyhow::Result<kv
         .map_err(|e| anyhow!("cannot open the bucket {bucket}: {e}"))
 }
 
+/// The broker's client, once a first connection worked: until then each attempt that
+/// fails is logged once by its reason (the broker unreachable, or this node's sign-in
+/// refused) and tried again, and the node protects with what it has meanwhile. After the
+/// first connection the client reconnects by itself.
+async fn connect(fleet: &Fleet) -> async_nats::Client {
+    let options = match &fleet.config.sign_in {
+        SignIn::Anonymous => async_nats::ConnectOptions::new(),
+        SignIn::Password { user, password } => async_nats::ConnectOptions::with_user_and_password(
+            user.clone(),
+            password.expose().to_owned(),
+        ),
+        SignIn::Token(token) => async_nats::ConnectOptions::with_token(token.expose().to_owned()),
+    }
+    .name(format!("floodwall {}", fleet.config.node))
+    .connection_timeout(Duration::from_secs(2))
+    .max_reconnects(None);
+    let broker = &fleet.config.broker;
+    let mut said = None;
+    loop {
+        match options.clone().connect(broker.as_str()).await {
+            Ok(client) => return client,
+            Err(e) => {
+                let refused = matches!(
+                    e.kind(),
+                    async_nats::ConnectErrorKind::AuthorizationViolation
+                        | async_nats::ConnectErrorKind::Authentication
+                );
+                let why = if refused {
+                    format!(
+                        "the broker {broker} refused this node's sign-in ({e}): check fleet.user, \
+                         fleet.password_file or fleet.token_file against the broker's \
+                         authorization"
+                    )
+                } else {
+                    format!("the broker {broker} is not reachable ({e})")
+                };
+                if said.as_ref() != Some(&why) {
+                    warn!("fleet: {why}; the node protects with what it has and tries again");
+                    said = Some(why);
+                }
+            }
+        }
+        prune(fleet);
+        fleet.persist();
+        tokio::time::sleep(RECONNECT_EVERY).await;
+    }
+}
+
 /// Runs the fleet: connects, and reconnects, for ever. It never fails the daemon: without a
 /// broker the node protects with what it has.
 pub(super) async fn fleet_loop(
     fleet: Arc<Fleet>,
     protected: Vec<Arc<Shared>>,
 ) -> anyhow::Result<()> {
-    let options = async_nats::ConnectOptions::new()
-        .name(format!("floodwall {}", fleet.config.node))
-        .retry_on_initial_connect()
-        .connection_timeout(Duration::from_secs(2))
-        .max_reconnects(None);
-    let client = options
-        .connect(fleet.config.broker.as_str())
-        .await
-        .with_context(|| format!("fleet: cannot use the broker {}", fleet.config.broker))?;
+    let client = connect(&fleet).await;
     let js = jetstream::new(client.clone());
     let mut said_down = false;
     loop {
