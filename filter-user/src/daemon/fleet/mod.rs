@@ -140,12 +140,9 @@ impl Fleet {
 
     /// The node whose block put each denylist prefix here, for `deny list`.
     pub(super) fn block_origins(&self) -> HashMap<Prefix, String> {
-        lock(&self.applied)
-            .iter()
-            .filter_map(|(key, applied)| match applied {
-                Applied::Block { prefix, .. } => Some((*prefix, key.node().to_owned())),
-                Applied::Signature { .. } => None,
-            })
+        self.blocks()
+            .into_iter()
+            .map(|(prefix, node, _)| (prefix, node))
             .collect()
     }
 
