@@ -385,8 +385,10 @@ fn a_flood_that_changes_shape_gets_a_second_signature() {
         "{first:?}"
     );
     assert_served_and_dropped(&lab, &daemon, first_at);
-    // The attackers switch.
-    stop(&lab, &reflection);
+    // The attackers switch: the new vector starts, and the old one stops once the new one
+    // is seen (its signature in force), so that the service is flooded throughout, as one
+    // attack. Stopping the old vector first left a gap as long as trafgen takes to start:
+    // under emulation longer than the quiet time of 3 s, and the first attack ended.
     let second_at = Instant::now();
     let junk = flood::spawn_udp_flood(
         &lab,
@@ -406,6 +408,7 @@ fn a_flood_that_changes_shape_gets_a_second_signature() {
         attacks(&daemon)
     );
     println!("second signature after {:?}", second_at.elapsed());
+    stop(&lab, &reflection);
     assert_served_and_dropped(&lab, &daemon, second_at);
     stop(&lab, &junk);
     assert_withdrawn_and_ended(&daemon, 2);
