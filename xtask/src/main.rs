@@ -375,7 +375,7 @@ const CI_KERNELS: [(vm::kernel::Series, vm::Scope); 2] = [
     (vm::kernel::DEBIAN_6_12, vm::Scope::KernelContract),
 ];
 
-/// The BPF target the XDP program builds for (filter-user/build.rs, through aya-build).
+/// The BPF target the XDP program builds for (filter-user/build.rs).
 const BPF_TARGET: &str = "bpfel-unknown-none";
 
 /// Names a step of `test` in the output, between the tools' own lines (on stderr, where cargo
@@ -398,8 +398,8 @@ fn clippy_ebpf(root: &Path) -> anyhow::Result<()> {
         .arg(root.join("target/ebpf-clippy"))
         .args(["--", "-D", "warnings"])
         .env("RUSTC_BOOTSTRAP", "1")
-        // The workspace's compiler must not stand in for the eBPF toolchain's (aya-build
-        // removes these too).
+        // The workspace's compiler must not stand in for the eBPF toolchain's (the build
+        // script removes these too).
         .env_remove("RUSTC")
         .env_remove("RUSTC_WORKSPACE_WRAPPER");
     run(&mut cmd).context("clippy failed on filter-ebpf (the XDP program, on its BPF target)")
@@ -454,11 +454,10 @@ fn host_kernel() -> String {
         .map_or_else(|| "(unknown kernel)".to_owned(), |r| r.trim().to_owned())
 }
 
-/// `cargo test` of `selection` on this machine's kernel, with the `floodwall` binary built
-/// first; returns the tests passed and failed.
+/// `cargo test` of `selection` on this machine's kernel, with the `floodwall` binary that
+/// building the tests makes; returns the tests passed and failed.
 fn host_tests(root: &Path, allow_skip: bool, selection: &[&str]) -> anyhow::Result<(u64, u64)> {
-    cargo(root, &["build", "--locked", "-p", "filter-user"], &[])?;
-    let bin = root.join("target/debug/floodwall");
+    let (bin, _) = vm::build_tests(root, selection)?;
     let require = if allow_skip { "0" } else { "1" };
     // One test thread: the privileged tests share the kernel (XDP attachments, namespaces).
     let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));

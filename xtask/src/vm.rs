@@ -142,9 +142,7 @@ pub struct Binaries {
 /// # Errors
 /// If a build fails or cargo names no executable for a target.
 pub fn build_binaries(root: &Path) -> anyhow::Result<Binaries> {
-    let mut args = vec!["test", "--no-run", "--locked"];
-    args.extend(TEST_SELECTION);
-    let messages = cargo_json(root, &args)?;
+    let (floodwall, messages) = build_tests(root, &TEST_SELECTION)?;
     let mut tests: Vec<TestBinary> = test_executables(&messages).collect();
     // The end-to-end tests last: they take minutes under emulation, so a program that does
     // not even load shows up first, in the quick `BPF_PROG_TEST_RUN` tests.
@@ -152,13 +150,34 @@ pub fn build_binaries(root: &Path) -> anyhow::Result<Binaries> {
     if tests.is_empty() {
         bail!("cargo built no integration test of floodwall-tests");
     }
-    let messages = cargo_json(root, &["build", "--locked", "-p", "filter-user"])?;
-    let floodwall = messages
-        .iter()
-        .filter(|m| is_artifact(m, "bin", "floodwall"))
-        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-        .context("cargo built no floodwall binary")?;
     Ok(Binaries { tests, floodwall })
+}
+
+/// Builds the tests of `selection` (`cargo test --no-run`) and returns the `floodwall`
+/// binary that build made (for filter-user's own integration tests) with cargo's messages.
+/// That one, not a `cargo build -p filter-user`: with `-p` the dependencies' features
+/// resolve otherwise, and cargo would build filter-user and its dependencies a second time.
+///
+/// # Errors
+/// If the build fails or makes no `floodwall` binary.
+pub fn build_tests(
+    root: &Path,
+    selection: &[&str],
+) -> anyhow::Result<(PathBuf, Vec<serde_json::Value>)> {
+    let mut args = vec!["test", "--no-run", "--locked"];
+    args.extend(selection);
+    let messages = cargo_json(root, &args)?;
+    Ok((floodwall_binary(&messages)?, messages))
+}
+
+/// The `floodwall` binary among cargo's messages: the program, not the binary's unit
+/// tests, which cargo names a `bin` target too.
+fn floodwall_binary(messages: &[serde_json::Value]) -> anyhow::Result<PathBuf> {
+    messages
+        .iter()
+        .filter(|m| is_artifact(m, "bin", "floodwall") && m["profile"]["test"] == false)
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .context("cargo built no floodwall binary (filter-user's integration tests need it)")
 }
 
 /// Runs `cargo ARGS --message-format=json-render-diagnostics` and returns its JSON messages;
@@ -720,7 +739,8 @@ mod tests {
             r#"{"reason":"compiler-artifact","package_id":"path+file:///w/tests#floodwall-tests@0.1.0","target":{"name":"e2e","kind":["test"]},"executable":"/t/e2e-abc"}"#,
             r#"{"reason":"compiler-artifact","package_id":"path+file:///w/filter-user#0.1.0","target":{"name":"config_corpus","kind":["test"]},"executable":"/t/config_corpus-abc"}"#,
             r#"{"reason":"compiler-artifact","target":{"name":"floodwall","kind":["lib"]},"executable":null}"#,
-            r#"{"reason":"compiler-artifact","target":{"name":"floodwall","kind":["bin"]},"executable":"/t/floodwall"}"#,
+            r#"{"reason":"compiler-artifact","target":{"name":"floodwall","kind":["bin"]},"profile":{"test":true},"executable":"/t/floodwall-unit-tests"}"#,
+            r#"{"reason":"compiler-artifact","target":{"name":"floodwall","kind":["bin"]},"profile":{"test":false},"executable":"/t/floodwall"}"#,
             r#"{"reason":"compiler-artifact","target":{"name":"floodwall_tests","kind":["lib"]},"executable":null}"#,
             r#"{"reason":"build-finished","success":true}"#,
         ]
@@ -731,8 +751,13 @@ mod tests {
             .map(|t| (t.name, t.path))
             .collect();
         assert_eq!(tests, [("e2e".to_owned(), PathBuf::from("/t/e2e-abc"))]);
-        assert!(is_artifact(&messages[3], "bin", "floodwall"));
+        assert!(is_artifact(&messages[4], "bin", "floodwall"));
         assert!(!is_artifact(&messages[2], "bin", "floodwall"));
+        assert_eq!(
+            floodwall_binary(&messages).unwrap(),
+            PathBuf::from("/t/floodwall"),
+            "the program, not its unit tests"
+        );
         assert!(of_package(&messages[1], "filter-user"));
         assert!(!of_package(&messages[1], "floodwall-tests"));
     }

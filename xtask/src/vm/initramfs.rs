@@ -258,6 +258,9 @@ export FLOODWALL_BIN={GUEST_DIR}/floodwall FLOODWALL_REQUIRE_PRIVILEGED=1
 # Tells a test it runs under emulation, where processes start and packets move several
 # times slower than on the machine's own kernel.
 export FLOODWALL_VM=1
+# Lets libtest take `-Z unstable-options --report-time`: each test's time in the console,
+# to see where the run's minutes go (CI's budget is mostly this VM).
+export RUSTC_BOOTSTRAP=1
 failed=""
 "#
     ));
@@ -270,7 +273,7 @@ failed=""
         let threads = binary.threads.max(1);
         format!(
             r#"echo "{RUN_MARKER} {test}"
-{timeout} --kill-after=10 {timeout_secs} {GUEST_DIR}/{test} --test-threads={threads} {args}
+{timeout} --kill-after=10 {timeout_secs} {GUEST_DIR}/{test} --test-threads={threads} -Z unstable-options --report-time {args}
 rc=$?
 case $rc in
     0) ;;
