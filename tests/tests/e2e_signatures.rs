@@ -354,6 +354,9 @@ fn in_monitor_mode_a_signature_counts_and_drops_nothing() {
 /// the flood ends, and it was one attack with two signatures.
 #[test]
 fn a_flood_that_changes_shape_gets_a_second_signature() {
+    /// Packets of the new vector passed (nothing else is sent to the service meanwhile):
+    /// a fraction of a second of it, even under emulation.
+    const NEW_VECTOR_ARRIVED: u64 = 2_000;
     if !floodwall_tests::privileged("a_flood_that_changes_shape_gets_a_second_signature") {
         return;
     }
@@ -386,9 +389,13 @@ fn a_flood_that_changes_shape_gets_a_second_signature() {
     );
     assert_served_and_dropped(&lab, &daemon, first_at);
     // The attackers switch: the new vector starts, and the old one stops once the new one
-    // is seen (its signature in force), so that the service is flooded throughout, as one
-    // attack. Stopping the old vector first left a gap as long as trafgen takes to start:
-    // under emulation longer than the quiet time of 3 s, and the first attack ended.
+    // arrives (passed: the first signature does not match it), so that the service is
+    // flooded throughout, as one attack. Stopping the old vector first left a gap as long
+    // as trafgen takes to start: under emulation longer than the quiet time of 3 s, and
+    // the first attack ended. Stopping it only once the new vector had its signature
+    // starved the new one in the VM (two trafgens on one attacker: 1,300 packets a second
+    // of the new vector, too few to be an attack).
+    let (passed_before, _) = udp_outcomes(&daemon);
     let second_at = Instant::now();
     let junk = flood::spawn_udp_flood(
         &lab,
@@ -396,6 +403,14 @@ fn a_flood_that_changes_shape_gets_a_second_signature() {
         &format!("udp(sp=drnd(1024, 65535), dp={PORT}),\n  fill(0x66, 64)"),
     )
     .expect("trafgen must start");
+    assert!(
+        poll_until(Duration::from_secs(10), Duration::from_millis(100), || {
+            udp_outcomes(&daemon).0 >= passed_before + NEW_VECTOR_ARRIVED
+        }),
+        "the new vector must arrive: {} packets passed since it started",
+        udp_outcomes(&daemon).0 - passed_before
+    );
+    stop(&lab, &reflection);
     assert!(
         poll_until(Duration::from_secs(10), Duration::from_millis(100), || {
             daemon
@@ -408,7 +423,6 @@ fn a_flood_that_changes_shape_gets_a_second_signature() {
         attacks(&daemon)
     );
     println!("second signature after {:?}", second_at.elapsed());
-    stop(&lab, &reflection);
     assert_served_and_dropped(&lab, &daemon, second_at);
     stop(&lab, &junk);
     assert_withdrawn_and_ended(&daemon, 2);

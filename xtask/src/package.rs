@@ -48,18 +48,19 @@ const COMPLETIONS: [(&str, &str); 3] = [
 /// The sample configuration, installed as a conffile (an upgrade keeps an operator's edits).
 const CONFFILE: &str = "/etc/floodwall/floodwall.toml";
 
-/// Builds and checks the package; returns the path of the `.deb`.
+/// The cargo arguments that build the binary the package holds, and where it is.
+pub const RELEASE_BUILD: [&str; 5] = ["build", "--release", "--locked", "-p", "filter-user"];
+pub const RELEASE_BINARY: &str = "target/release/floodwall";
+
+/// Builds and checks the package; returns the release `floodwall` binary it holds (the
+/// `.deb`'s path is printed).
 ///
 /// # Errors
 /// If a step fails, or the package lacks a file (each missing file is named).
 pub fn run(root: &Path) -> anyhow::Result<PathBuf> {
     let started = Instant::now();
-    crate::cargo(
-        root,
-        &["build", "--release", "--locked", "-p", "filter-user"],
-        &[],
-    )?;
-    let bin = root.join("target/release/floodwall");
+    crate::cargo(root, &RELEASE_BUILD, &[])?;
+    let bin = root.join(RELEASE_BINARY);
 
     let dist = root.join(DIST_DIR);
     let man_dir = dist.join("man");
@@ -138,7 +139,7 @@ pub fn run(root: &Path) -> anyhow::Result<PathBuf> {
         expected.len(),
         started.elapsed()
     );
-    Ok(deb)
+    Ok(bin)
 }
 
 /// Checks the package's file list, its conffiles and its control fields.

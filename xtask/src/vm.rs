@@ -288,7 +288,9 @@ impl fmt::Display for Report {
 /// others still run.
 ///
 /// With `only` not empty, just the test binaries it names (each must exist), within each
-/// kernel's scope; `test_args` go to each test binary (libtest's arguments).
+/// kernel's scope; `test_args` go to each test binary (libtest's arguments). The guest's
+/// `floodwall` is `release` if given (the package's, in `cargo xtask test`), else the one
+/// the test build makes.
 ///
 /// # Errors
 /// If the binaries cannot be built, or `only` names a test binary that is not there.
@@ -297,9 +299,13 @@ pub fn run(
     kernels: &[(Series, Scope)],
     only: &[String],
     test_args: &[String],
+    release: Option<&Path>,
     timeout: Duration,
 ) -> anyhow::Result<Vec<Report>> {
     let mut binaries = build_binaries(root)?;
+    if let Some(release) = release {
+        release.clone_into(&mut binaries.floodwall);
+    }
     if !only.is_empty() {
         if let Some(unknown) = only
             .iter()
