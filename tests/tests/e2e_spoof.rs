@@ -840,15 +840,16 @@ fn assert_all_served(fetches: &[Fetch], syn_retransmits: u64, when: &str) {
     // Under the test VM's emulation a handshake alone can take more than a second with
     // the floods running (seen: 6 of 400 at 1.1-1.5 s, and 4 of 20 at 1.1-1.2 s after a
     // restart), which the connect time cannot tell from a lost SYN; the client's SYN
-    // retransmissions can. There at most 5 % of the users, and three of a group of 20,
-    // may have waited for a lost SYN (the lab's own losses: seen 11 of 400 and 3 of 20 in
-    // one run whose trafgen sent half its usual rate). A gap in protection is still
-    // seen: without cookies this flood hurts half the users, and the ceiling alone would
-    // hurt nearly all of a group of 20, each with a retransmission or more.
+    // retransmissions can. There at most 10 % of the users, and three of a group of 20,
+    // may have waited for a lost SYN: the lab's own losses follow how fast trafgen runs
+    // under emulation, and were 5, 11 and 29 of 400 in three runs of one commit (3 of 20
+    // once). A gap in protection is still seen: without cookies this flood hurts half the
+    // users or more (59 of 100 in the run that lost 29 of 400 with them), and the ceiling
+    // alone would hurt nearly all of a group of 20, each with a retransmission or more.
     // A user hurt by a lost SYN is slow and has a retransmission of its own (one user may
     // have two: seen 3.1 s), so at most the smaller of the two counts were hurt.
     if floodwall_tests::in_vm() {
-        let allowed = (fetches.len() / 20).max(3);
+        let allowed = (fetches.len() / 10).max(3);
         let hurt = usize::try_from(syn_retransmits)
             .unwrap_or(usize::MAX)
             .min(slow.len());
