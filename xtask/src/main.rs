@@ -363,8 +363,7 @@ fn test(root: &Path, allow_skip: bool, with_vm: bool) -> anyhow::Result<()> {
         step("tests in a VM on Debian's kernels");
         // The guest runs the package's own binary: the build operators install gets the
         // kernel-level tests (the host's run has the debug build, with its overflow
-        // checks), and under emulation the optimised daemon and CLI answer several times
-        // sooner than the debug build.
+        // checks), and under emulation the optimised daemon and CLI answer sooner.
         reports.extend(vm::run(
             root,
             &CI_KERNELS,
@@ -459,8 +458,7 @@ fn integration_test(
             })
             .collect();
         let release = if release {
-            cargo(root, &package::RELEASE_BUILD, &[])?;
-            Some(root.join(package::RELEASE_BINARY))
+            Some(package::build_release(root)?)
         } else {
             None
         };

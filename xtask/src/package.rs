@@ -48,9 +48,18 @@ const COMPLETIONS: [(&str, &str); 3] = [
 /// The sample configuration, installed as a conffile (an upgrade keeps an operator's edits).
 const CONFFILE: &str = "/etc/floodwall/floodwall.toml";
 
-/// The cargo arguments that build the binary the package holds, and where it is.
-pub const RELEASE_BUILD: [&str; 5] = ["build", "--release", "--locked", "-p", "filter-user"];
-pub const RELEASE_BINARY: &str = "target/release/floodwall";
+/// Builds the release `floodwall` binary the package holds, and returns its path.
+///
+/// # Errors
+/// If the build fails.
+pub fn build_release(root: &Path) -> anyhow::Result<PathBuf> {
+    crate::cargo(
+        root,
+        &["build", "--release", "--locked", "-p", "filter-user"],
+        &[],
+    )?;
+    Ok(root.join("target/release/floodwall"))
+}
 
 /// Builds and checks the package; returns the release `floodwall` binary it holds (the
 /// `.deb`'s path is printed).
@@ -59,8 +68,7 @@ pub const RELEASE_BINARY: &str = "target/release/floodwall";
 /// If a step fails, or the package lacks a file (each missing file is named).
 pub fn run(root: &Path) -> anyhow::Result<PathBuf> {
     let started = Instant::now();
-    crate::cargo(root, &RELEASE_BUILD, &[])?;
-    let bin = root.join(RELEASE_BINARY);
+    let bin = build_release(root)?;
 
     let dist = root.join(DIST_DIR);
     let man_dir = dist.join("man");
