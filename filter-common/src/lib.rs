@@ -1117,6 +1117,7 @@ mod pod {
     unsafe impl aya::Pod for super::RuleRecord {}
     unsafe impl aya::Pod for super::PacketSample {}
     unsafe impl aya::Pod for super::SampleBudget {}
+    unsafe impl aya::Pod for super::SampleStride {}
 }
 
 /// Default capacity of each list (allow and deny, IPv4 and IPv6), in prefixes.

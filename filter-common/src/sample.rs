@@ -12,6 +12,12 @@
 //! compares and a decrement of the countdown while the budget lasts (which, spread, is
 //! most of the period), a read and a compare once it is spent; no clock and no helper
 //! call. While no daemon refills the budget (stopped, or killed), no samples are taken.
+//!
+//! At high rates most packets skip even that: only a packet that its service's counter
+//! makes due ([`SampleStride`]: one in `2^shift` of each service's packets on a CPU)
+//! reads the budget, and the daemon spreads the budget over the due packets. The counter
+//! is the one the packet adds to anyway ([`service_slot`]), so a packet that is not due
+//! pays a mask and a compare on a count it already holds.
 
 /// Bytes of the frame a sample holds, from its first byte: enough for Ethernet with two
 /// VLAN tags, IPv6 with an extension header or two, and the first bytes of the L4 payload,
@@ -82,6 +88,48 @@ pub struct SampleBudget {
 }
 const _: () = assert!(core::mem::size_of::<SampleBudget>() == 12);
 
+/// Which packets may be sampled: those whose count in their service's per-CPU counter
+/// ([`service_slot`]), plus `phase`, is a multiple of `2^shift` (a packet that is not IP,
+/// or whose headers the program could not read, has no service and is always due). The
+/// daemon sets `shift` from the packet rate so that a CPU sees a few due packets for each
+/// sample its budget holds, and a new `phase` at each refill, so that senders who
+/// alternate in step with the stride are not always the ones sampled, or never.
+///
+/// A global of the program in a data section of its own ([`SAMPLE_STRIDE_MAP`]), so that
+/// the program reads it with one load and no lookup; the daemon writes it through the
+/// section's one-element array.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SampleStride {
+    /// Log2 of the stride, at most [`MAX_SAMPLE_SHIFT`].
+    pub shift: u32,
+    /// Added to the count before the mask.
+    pub phase: u32,
+}
+const _: () = assert!(core::mem::size_of::<SampleStride>() == 8);
+
+/// The largest [`SampleStride::shift`]: one in 2^20 packets, which a CPU reaches at some
+/// 400 million packets a second.
+pub const MAX_SAMPLE_SHIFT: u32 = 20;
+
+/// The data section, and so the map, that holds the program's [`SampleStride`].
+pub const SAMPLE_STRIDE_MAP: &str = ".data.sample";
+
+/// Name of the load-time global that keeps the sampling code in the program: one in the
+/// object, which is what the daemon loads. Zero leaves it out (the verifier removes it as
+/// dead code): what `cargo xtask bench` measures sampling's cost against.
+pub const SAMPLING_GLOBAL: &str = "FW_SAMPLING";
+
+impl SampleStride {
+    /// Whether the packet that brought its service's per-CPU count to `count` is due.
+    #[must_use]
+    #[inline(always)]
+    pub const fn due(self, count: u64) -> bool {
+        let mask = (1u64 << (self.shift & 31)) - 1;
+        count.wrapping_add(self.phase as u64) & mask == 0
+    }
+}
+
 /// No rule decided the packet ([`PacketSample::rule_slot`]).
 pub const NO_RULE: u32 = u32::MAX;
 
@@ -141,6 +189,33 @@ mod tests {
         assert_eq!(offset_of!(SampleBudget, left), 0);
         assert_eq!(offset_of!(SampleBudget, countdown), 4);
         assert_eq!(offset_of!(SampleBudget, every), 8);
+    }
+
+    #[test]
+    fn the_sample_stride_is_where_both_sides_read_it() {
+        assert_eq!(offset_of!(SampleStride, shift), 0);
+        assert_eq!(offset_of!(SampleStride, phase), 4);
+    }
+
+    #[test]
+    fn one_packet_in_two_to_the_shift_of_a_service_is_due() {
+        let every = |stride: SampleStride| (1..=64u64).filter(|&n| stride.due(n)).count();
+        assert_eq!(every(SampleStride::default()), 64);
+        assert_eq!(every(SampleStride { shift: 2, phase: 0 }), 16);
+        assert_eq!(every(SampleStride { shift: 6, phase: 0 }), 1);
+        // The phase moves which ones, not how many.
+        let stride = SampleStride { shift: 2, phase: 1 };
+        assert_eq!(every(stride), 16);
+        assert!(stride.due(3) && !stride.due(4));
+        assert!(SampleStride { shift: 2, phase: 0 }.due(4));
+        // A shift beyond the mask's width wraps rather than overflowing.
+        assert_eq!(
+            every(SampleStride {
+                shift: 32,
+                phase: 0
+            }),
+            64
+        );
     }
 
     #[test]

@@ -118,7 +118,7 @@ fn judge(ctx: &XdpContext, policy: impl Fn(&Packet) -> Outcome) -> u32 {
     // The fail policy lives here, in one place: a frame we cannot parse far enough to know
     // its source is counted as malformed and passed (a filter must not break traffic it does
     // not understand); everything else gets the outcome the policy chose.
-    let (class, outcome) = match (parse::source_of(ctx), maps::parsed()) {
+    let (class, outcome, sample_due) = match (parse::source_of(ctx), maps::parsed()) {
         (Ok(parse::Parsed::Source(parsed)), Some(copy)) => {
             // From here on the policy reads the parser's results back from this CPU's copy
             // (see `maps::parsed`): one state for the verifier for each class, whatever the
@@ -132,21 +132,32 @@ fn judge(ctx: &XdpContext, policy: impl Fn(&Packet) -> Outcome) -> u32 {
                     index: parsed.shape.index(),
                     v4: parsed.v4,
                     l4_ok: parsed.l4_ok,
+                    sample_due: false,
                     class: parsed.class as u32,
                 };
             }
             // Counted here, where every IP packet passes once, before the stages that
-            // decide it (some of them programs of their own).
-            maps::count_service(parsed.shape.proto, parsed.shape.dport, len);
+            // decide it (some of them programs of their own); the count says whether it is
+            // due for a sample.
+            let count = maps::count_service(parsed.shape.proto, parsed.shape.dport, len);
             // SAFETY: as above.
-            decide_parsed(ctx, unsafe { &*copy }, len, &policy)
+            unsafe { (*copy).sample_due = maps::sample_due(count) };
+            // SAFETY: as above.
+            let (class, outcome) = decide_parsed(ctx, unsafe { &*copy }, len, &policy);
+            // Read back from the copy too, not carried in a register across the policy:
+            // that would split the verifier's one state in two.
+            // SAFETY: as above.
+            (class, outcome, unsafe {
+                core::ptr::read_volatile(&raw const (*copy).sample_due)
+            })
         }
         // No copy: not reached (a one-element array). Pass, as with no policy.
-        (Ok(parse::Parsed::Source(parsed)), None) => (parsed.class, Outcome::Passed),
-        (Ok(parse::Parsed::NonIp), _) => (Class::Other, Outcome::NonIp),
-        (Err(parse::Malformed), _) => (Class::Other, Outcome::Malformed),
+        (Ok(parse::Parsed::Source(parsed)), None) => (parsed.class, Outcome::Passed, false),
+        // A packet without a service (not IP, or unreadable) is always due for a sample.
+        (Ok(parse::Parsed::NonIp), _) => (Class::Other, Outcome::NonIp, maps::sampling()),
+        (Err(parse::Malformed), _) => (Class::Other, Outcome::Malformed, maps::sampling()),
     };
-    act(ctx, class, outcome, len)
+    act(ctx, class, outcome, len, sample_due)
 }
 
 /// As [`judge`], in a program that the main program reached by tail call, with a source:
@@ -156,13 +167,17 @@ fn judge(ctx: &XdpContext, policy: impl Fn(&Packet) -> Outcome) -> u32 {
 #[inline(always)]
 fn judge_again(ctx: &XdpContext, policy: impl Fn(&Packet) -> Outcome) -> u32 {
     let len = (ctx.data_end() - ctx.data()) as u64;
-    let (class, outcome) = match maps::parsed() {
-        // SAFETY: this CPU's element of a per-CPU array; nothing else writes it meanwhile.
-        Some(copy) => decide_parsed(ctx, unsafe { &*copy }, len, &policy),
+    let (class, outcome, sample_due) = match maps::parsed() {
+        Some(copy) => {
+            // SAFETY: this CPU's element of a per-CPU array; nothing else writes it meanwhile.
+            let copy = unsafe { &*copy };
+            let (class, outcome) = decide_parsed(ctx, copy, len, &policy);
+            (class, outcome, copy.sample_due)
+        }
         // Not reached (a one-element array). Pass, as with no policy.
-        None => (Class::Other, Outcome::Passed),
+        None => (Class::Other, Outcome::Passed, false),
     };
-    act(ctx, class, outcome, len)
+    act(ctx, class, outcome, len, sample_due)
 }
 
 /// The class and outcome of a packet whose parser's results are `source` (this CPU's
@@ -205,11 +220,14 @@ fn decide_parsed(
     }
 }
 
-/// Counts and samples the packet, and returns the action its outcome takes.
+/// Counts the packet, samples it if it is due and the budget allows, and returns the
+/// action its outcome takes.
 #[inline(always)]
-fn act(ctx: &XdpContext, class: Class, outcome: Outcome, len: u64) -> u32 {
+fn act(ctx: &XdpContext, class: Class, outcome: Outcome, len: u64, sample_due: bool) -> u32 {
     maps::count(class, outcome, len);
-    sample::take(ctx, class as u32, outcome as u32, filter_common::NO_RULE);
+    if sample_due {
+        sample::take(ctx, class as u32, outcome as u32, filter_common::NO_RULE);
+    }
     if outcome.is_drop() {
         XDP_DROP
     } else if outcome.is_sent_back() {

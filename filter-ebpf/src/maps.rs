@@ -15,8 +15,8 @@ use filter_common::{
     Outcome, PrefixKey, PrefixState, RULE_INDEX_WORDS, RULES_STAGE, RuleBucket, RuleBucketKey,
     RuleCounters, RuleEntry, RuleRateState, RuleRecord, RuleSourceKey, RuleSourceState,
     SAMPLES_BYTES, SERVICE_SLOTS, SKETCH_ROWS, STAGE_SLOTS, SYN_COOKIE_STAGE, SYN_PORT_WORDS,
-    SYN_STAT_SLOTS, SampleBudget, SketchRow, SourceKey, SourceState, SynStat, TABLE_STAT_SLOTS,
-    TRACKED_CHUNKS, TrackedChunk,
+    SYN_STAT_SLOTS, SampleBudget, SampleStride, SketchRow, SourceKey, SourceState, SynStat,
+    TABLE_STAT_SLOTS, TRACKED_CHUNKS, TrackedChunk,
 };
 
 /// Per-source state. Key: source address (wire order, IPv4 mapped); value: GCRA state,
@@ -118,8 +118,8 @@ pub static FW_EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
 #[map(name = "FW_SAMPLES")]
 pub static FW_SAMPLES: RingBuf = RingBuf::with_byte_size(SAMPLES_BYTES, 0);
 
-/// Element 0: samples this CPU may still take, and how they are spread; counted down here,
-/// refilled by the daemon.
+/// Element 0: samples this CPU may still take, and how they are spread over the packets
+/// that are due (see `FW_SAMPLE_STRIDE`); counted down here, refilled by the daemon.
 #[map(name = "FW_SAMPLE_BUDGET")]
 pub static FW_SAMPLE_BUDGET: PerCpuArray<SampleBudget> = PerCpuArray::with_max_entries(1, 0);
 
@@ -219,6 +219,8 @@ pub struct Parsed {
     pub index: crate::parse::IndexKeys,
     pub v4: bool,
     pub l4_ok: bool,
+    /// Whether the packet is due for a sample (`sample_due`), for the stage that counts it.
+    pub sample_due: bool,
     pub class: u32,
 }
 
@@ -327,18 +329,50 @@ pub fn count(class: Class, outcome: Outcome, len: u64) {
 }
 
 /// Adds one packet of `len` bytes to this CPU's counter of the service (protocol and
-/// destination port) it goes to.
+/// destination port) it goes to; returns the counter's packets now (zero: no counter,
+/// which cannot happen, a slot is always in range).
 #[inline(always)]
-pub fn count_service(proto: u8, dport: u16, len: u64) {
-    if let Some(counter) =
-        FW_SERVICE_COUNTERS.get_ptr_mut(filter_common::service_slot(proto, dport))
-    {
+pub fn count_service(proto: u8, dport: u16, len: u64) -> u64 {
+    match FW_SERVICE_COUNTERS.get_ptr_mut(filter_common::service_slot(proto, dport)) {
         // SAFETY: as in `count`.
-        unsafe {
-            (*counter).packets += 1;
+        Some(counter) => unsafe {
+            let packets = (*counter).packets + 1;
+            (*counter).packets = packets;
             (*counter).bytes += len;
-        }
+            packets
+        },
+        None => 0,
     }
+}
+
+/// Which packets of a service are due for a sample (`filter_common::SampleStride`). In a
+/// data section of its own, which aya makes a one-element array of its own: the daemon
+/// writes it while the program runs, and the program reads it with one load, no lookup.
+#[unsafe(link_section = ".data.sample")]
+#[unsafe(no_mangle)]
+static mut FW_SAMPLE_STRIDE: SampleStride = SampleStride { shift: 0, phase: 0 };
+
+/// One: the sampling code is in the program (the object's value, which the daemon keeps).
+/// Zero (`filter_common::SAMPLING_GLOBAL`, set at load time by the bench only): the
+/// verifier removes it as dead code, the yardstick of sampling's cost.
+#[unsafe(no_mangle)]
+static FW_SAMPLING: Global<u32> = Global::new(1);
+
+/// Whether the packet that brought its service's count on this CPU to `count` is due for
+/// a sample (always false without the sampling code).
+#[inline(always)]
+pub fn sample_due(count: u64) -> bool {
+    // SAFETY: a read of a global the daemon writes whole; a torn read while it changes
+    // only moves which packet is due. Volatile: it changes under the program.
+    FW_SAMPLING.load() != 0
+        && unsafe { core::ptr::read_volatile(&raw const FW_SAMPLE_STRIDE) }.due(count)
+}
+
+/// Whether the sampling code is in the program (see `FW_SAMPLING`): a packet without a
+/// service is always due then.
+#[inline(always)]
+pub fn sampling() -> bool {
+    FW_SAMPLING.load() != 0
 }
 
 /// Adds one packet of `len` bytes to this CPU's counter at `index`

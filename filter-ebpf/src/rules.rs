@@ -117,7 +117,9 @@ pub fn stage(ctx: &XdpContext) -> u32 {
             // Dropped or allowed by a rule: never `Passed`, which `judge` would count as
             // malformed for a truncated header.
             maps::count_at(seen.class * COUNTER_SLOTS + outcome as u32, seen.len);
-            sample::take(ctx, seen.class, outcome as u32, rule_slot);
+            if sample_due() {
+                sample::take(ctx, seen.class, outcome as u32, rule_slot);
+            }
             if outcome.is_drop() {
                 XDP_DROP
             } else {
@@ -131,10 +133,20 @@ pub fn stage(ctx: &XdpContext) -> u32 {
                 seen.class * COUNTER_SLOTS + Outcome::Passed as u32,
                 seen.len,
             );
-            sample::take(ctx, seen.class, Outcome::Passed as u32, NO_RULE);
+            if sample_due() {
+                sample::take(ctx, seen.class, Outcome::Passed as u32, NO_RULE);
+            }
             XDP_PASS
         }
     }
+}
+
+/// Whether the main program found the packet due for a sample (it counted its service
+/// and wrote this CPU's copy of the parser's results before the tail call).
+#[inline(always)]
+fn sample_due() -> bool {
+    // SAFETY: this CPU's element of a per-CPU array; nothing else writes it meanwhile.
+    maps::parsed().is_some_and(|copy| unsafe { (*copy).sample_due })
 }
 
 /// What the rules match a packet on, and what its count needs, in this CPU's scratch map

@@ -6,10 +6,11 @@ use filter_common::{PacketSample, SAMPLE_CAPTURE_BYTES};
 
 use crate::maps::{FW_SAMPLE_BUDGET, FW_SAMPLES};
 
-/// Samples the packet if this CPU's budget allows and its turn has come
-/// (`filter_common::SampleBudget`): its class, outcome, the rule slot that decided it (or
-/// `NO_RULE`) and its first bytes. While the budget lasts, a packet not sampled pays a
-/// read, two compares and a decrement; once it is spent, a read and a compare.
+/// Samples a packet that is due (`filter_common::SampleStride`) if this CPU's budget
+/// allows and its turn has come (`filter_common::SampleBudget`): its class, outcome, the
+/// rule slot that decided it (or `NO_RULE`) and its first bytes. While the budget lasts, a
+/// due packet not sampled pays a read, two compares and a decrement; once it is spent, a
+/// read and a compare.
 #[inline(always)]
 pub fn take(ctx: &XdpContext, class: u32, outcome: u32, rule_slot: u32) {
     let Some(budget) = FW_SAMPLE_BUDGET.get_ptr_mut(0) else {

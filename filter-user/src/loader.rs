@@ -13,8 +13,8 @@ use aya::{
 };
 use filter_common::{
     AFTER_RULES_PROGRAM_NAME, AFTER_RULES_STAGE, CLOCK_PROGRAM_NAME, ClockSample, PROGRAM_NAME,
-    RULES_PROGRAM_NAME, RULES_STAGE, SYN_COOKIE_PROGRAM_NAME, SYN_COOKIE_STAGE, SYN_COOKIES_GLOBAL,
-    TEST_CLOCK_GLOBAL, map_names,
+    RULES_PROGRAM_NAME, RULES_STAGE, SAMPLING_GLOBAL, SYN_COOKIE_PROGRAM_NAME, SYN_COOKIE_STAGE,
+    SYN_COOKIES_GLOBAL, TEST_CLOCK_GLOBAL, map_names,
 };
 use log::warn;
 
@@ -25,6 +25,10 @@ pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DI
 
 /// How to load the object.
 #[derive(Clone, Debug)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "independent switches, each one test's or the bench's, not states of one thing"
+)]
 pub struct LoadOptions {
     /// Capacity of the per-source table.
     pub max_sources: u32,
@@ -44,6 +48,9 @@ pub struct LoadOptions {
     /// main program never tail-calls them then, and loading them is most of the verifier's
     /// work).
     pub without_rules: bool,
+    /// Leave the packet sampling code out (`filter_common::SAMPLING_GLOBAL`): the bench's
+    /// yardstick of what sampling costs a packet. The daemon always samples.
+    pub without_sampling: bool,
 }
 
 impl Default for LoadOptions {
@@ -56,6 +63,7 @@ impl Default for LoadOptions {
             pin_maps: None,
             without_syn_cookies: false,
             without_rules: false,
+            without_sampling: false,
         }
     }
 }
@@ -114,6 +122,9 @@ pub fn load(options: &LoadOptions) -> anyhow::Result<Loaded> {
     }
     if options.test_clock {
         loader.override_global(TEST_CLOCK_GLOBAL, &1u32, true);
+    }
+    if options.without_sampling {
+        loader.override_global(SAMPLING_GLOBAL, &0u32, true);
     }
     // The cookie stage's code only where the kernel has its helpers: elsewhere it is dead
     // code to the verifier and the rest of the program loads (syn-protect is refused then).

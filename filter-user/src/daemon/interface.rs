@@ -153,6 +153,7 @@ fn prepare(
         pin_maps: Some(plan.dir().to_owned()),
         without_syn_cookies: false,
         without_rules: false,
+        without_sampling: false,
     })?;
     let lists = ListMaps::take(&mut loaded.ebpf)?;
     if !config.allow.is_empty() {

@@ -6,11 +6,11 @@ use std::os::fd::AsFd as _;
 use anyhow::{Context as _, anyhow};
 use aya::{
     Ebpf,
-    maps::{MapData, PerCpuArray, PerCpuValues, RingBuf},
+    maps::{Array, MapData, PerCpuArray, PerCpuValues, RingBuf},
 };
 use filter_common::{
-    Class, NO_RULE, Outcome, PacketSample, SAMPLE_REFILL_MS, SAMPLES_PER_REFILL, SampleBudget,
-    map_names,
+    Class, MAX_SAMPLE_SHIFT, NO_RULE, Outcome, PacketSample, SAMPLE_REFILL_MS, SAMPLE_STRIDE_MAP,
+    SAMPLES_PER_REFILL, SampleBudget, SampleStride, map_names,
 };
 
 use crate::rules::TestPacket;
@@ -79,10 +79,35 @@ pub fn spread(share: u32, packets: u64, random: u32) -> SampleBudget {
     }
 }
 
-/// The sample ring buffer and the budget.
+/// Due packets ([`SampleStride`]) a CPU should see for each sample of its share, at
+/// least: enough for the budget's random first one and its spread to choose among.
+const DUE_PER_SAMPLE: u64 = 4;
+
+/// The stride's shift for a period in which the CPUs expect `per_period` packets each and
+/// take `share` samples each: the largest that leaves the quietest CPU with packets at
+/// least [`DUE_PER_SAMPLE`] due packets a sample, so that most packets
+/// skip the budget at high rates, and every packet is due at low ones.
+#[must_use]
+pub fn stride_shift(share: u32, per_period: &[u64]) -> u32 {
+    let fewest = per_period
+        .iter()
+        .copied()
+        .filter(|&p| p > 0)
+        .min()
+        .unwrap_or(0);
+    let due_per_sample = fewest / u64::from(share.max(1)) / DUE_PER_SAMPLE;
+    due_per_sample
+        .checked_ilog2()
+        .map_or(0, |shift| shift.min(MAX_SAMPLE_SHIFT))
+}
+
+/// The sample ring buffer, the budget and the stride.
 pub struct Sampler {
     ring: RingBuf<MapData>,
     budget: PerCpuArray<MapData, SampleBudget>,
+    stride: Array<MapData, SampleStride>,
+    /// The shift last written (zero: every packet is due, and the phase does not matter).
+    shift: u32,
     cpus: usize,
     /// Each CPU's packets in a refill period, as of its rate in the last second.
     per_period: Vec<u64>,
@@ -108,6 +133,9 @@ impl Sampler {
                 map_names::SAMPLE_BUDGET
             )
         })?;
+        let stride = Array::try_from(take(SAMPLE_STRIDE_MAP)?).with_context(|| {
+            format!("map {SAMPLE_STRIDE_MAP} is not the one-element array of the sample stride")
+        })?;
         let cpus = aya::util::nr_cpus().map_err(|(_, e)| anyhow!("possible CPUs: {e}"))?;
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -115,6 +143,8 @@ impl Sampler {
         Ok(Self {
             ring,
             budget,
+            stride,
+            shift: 0,
             cpus,
             per_period: Vec::new(),
             random: seed | 1,
@@ -139,6 +169,28 @@ impl Sampler {
             countdown: 1,
             every: 1,
         })
+    }
+
+    /// Sets which packets are due for a sample.
+    ///
+    /// # Errors
+    /// If the kernel refuses the update.
+    pub fn set_stride(&mut self, stride: SampleStride) -> anyhow::Result<()> {
+        self.stride
+            .set(0, stride, 0)
+            .with_context(|| format!("cannot set the sample stride ({SAMPLE_STRIDE_MAP})"))?;
+        self.shift = stride.shift;
+        Ok(())
+    }
+
+    /// The stride as the program reads it.
+    ///
+    /// # Errors
+    /// If the kernel refuses the lookup.
+    pub fn stride(&self) -> anyhow::Result<SampleStride> {
+        self.stride
+            .get(&0, 0)
+            .with_context(|| format!("cannot read the sample stride ({SAMPLE_STRIDE_MAP})"))
     }
 
     /// Each CPU's budget as the program left it.
@@ -172,22 +224,34 @@ impl Sampler {
     }
 
     /// Refills every CPU's budget with its share of [`SAMPLES_PER_REFILL`], spread over the
-    /// packets it is expected to see in the period ([`spread`], [`Sampler::pace`]).
+    /// due packets it is expected to see in the period ([`stride_shift`], [`spread`],
+    /// [`Sampler::pace`]), with a new phase of the stride.
     ///
     /// # Errors
     /// If the kernel refuses the update.
     pub fn refill(&mut self) -> anyhow::Result<()> {
         let share = budget_per_cpu(self.cpus);
+        let shift = stride_shift(share, &self.per_period);
+        // At shift zero every packet is due whatever the phase: nothing to write again.
+        if shift != 0 || self.shift != 0 {
+            let phase = self.next_random();
+            self.set_stride(SampleStride { shift, phase })?;
+        }
         let next: Vec<SampleBudget> = (0..self.cpus)
             .map(|cpu| {
-                self.random ^= self.random << 13;
-                self.random ^= self.random >> 17;
-                self.random ^= self.random << 5;
                 let packets = self.per_period.get(cpu).copied().unwrap_or(0);
-                spread(share, packets, self.random)
+                spread(share, packets >> shift, self.next_random())
             })
             .collect();
         self.write(next)
+    }
+
+    /// The next number of the xorshift generator.
+    fn next_random(&mut self) -> u32 {
+        self.random ^= self.random << 13;
+        self.random ^= self.random >> 17;
+        self.random ^= self.random << 5;
+        self.random
     }
 
     /// The samples in the ring buffer now, oldest first; records that do not decode are
@@ -237,6 +301,30 @@ mod tests {
         assert_eq!(spread(25, 40, 0).every, 2);
         // No share: no division by zero.
         assert_eq!(spread(0, 100, 7).every, 100);
+    }
+
+    #[test]
+    fn the_stride_leaves_the_quietest_cpu_a_few_due_packets_a_sample() {
+        // Quiet: every packet is due.
+        assert_eq!(stride_shift(25, &[]), 0);
+        assert_eq!(stride_shift(25, &[0, 0]), 0);
+        assert_eq!(stride_shift(25, &[199, 10_000_000]), 0);
+        // 1 Mpps on each of two CPUs: 10,000 packets a period for 25 samples, 400 a sample,
+        // 100 due ones at least: one in 64.
+        assert_eq!(stride_shift(25, &[10_000, 10_000]), 6);
+        // The quietest CPU that has packets sets it; an idle one does not.
+        assert_eq!(stride_shift(25, &[10_000, 1_000_000, 0]), 6);
+        for per_period in [100, 1_000, 10_000, 1_000_000, u64::MAX] {
+            let shift = stride_shift(25, &[per_period]);
+            let due = per_period >> shift;
+            assert!(
+                shift == 0 || due >= 25 * DUE_PER_SAMPLE,
+                "{per_period}: {shift}"
+            );
+            assert!(shift <= MAX_SAMPLE_SHIFT);
+        }
+        // No share: no division by zero.
+        assert_eq!(stride_shift(0, &[1_000]), 7);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! length, class and outcome, the rule that decided it, and the CPU that took it.
 
 use etherparse::PacketBuilder;
-use filter_common::{Class, Outcome, SAMPLE_CAPTURE_BYTES, SampleBudget};
+use filter_common::{Class, Outcome, SAMPLE_CAPTURE_BYTES, SampleBudget, SampleStride};
 use floodwall::{limits::LimitsChange, traffic::sample::Sampler};
 
 use super::{
@@ -117,12 +117,14 @@ fn the_samples_are_spread_over_the_period() {
         "the 2nd and the 5th, then the budget is spent"
     );
     assert_eq!(samples_of.budgets().expect("read")[0].left, 0);
-    // 100,000 packets a second on CPU 0 are 1,000 in a 10 ms period: the refill spreads
-    // CPU 0's share over them, from a random first one.
-    samples_of.pace(&[100_000]);
+    // 10,000 packets a second on CPU 0 are 100 in a 10 ms period: the refill spreads
+    // CPU 0's share over them, from a random first one (few enough that every packet is
+    // due: see the next test for more).
+    samples_of.pace(&[10_000]);
     samples_of.refill().expect("refill");
+    assert_eq!(samples_of.stride().expect("read").shift, 0);
     let budget = samples_of.budgets().expect("read")[0];
-    assert_eq!(budget.every, 1_000_u32.div_ceil(budget.left), "{budget:?}");
+    assert_eq!(budget.every, 100_u32.div_ceil(budget.left), "{budget:?}");
     assert!((1..=budget.every).contains(&budget.countdown), "{budget:?}");
     // The frames then sampled are one every `every`, from the `countdown`th.
     let (every, first) = (budget.every, budget.countdown);
@@ -141,5 +143,88 @@ fn the_samples_are_spread_over_the_period() {
         .map(|n| n % 200)
         .collect();
     assert_eq!(lens, expected);
+    pin_to_all_cpus(std::thread::available_parallelism().map_or(1, usize::from));
+}
+
+/// A UDP frame to `port` with `payload_len` bytes of payload.
+fn udp_to(port: u16, payload_len: usize) -> Vec<u8> {
+    let mut frame = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC, SERVER_MAC)
+        .ipv4(ATTACKER4, SERVER4, 64)
+        .udp(40_000, port)
+        .write(&mut frame, &vec![0; payload_len])
+        .expect("build");
+    frame
+}
+
+/// The payload lengths of the samples in the ring buffer.
+fn sampled_lens(samples_of: &mut Sampler) -> Vec<u16> {
+    samples_of
+        .drain()
+        .0
+        .iter()
+        .map(|s| s.packet.as_ref().map_or(u16::MAX, |p| p.len - 28))
+        .collect()
+}
+
+/// At high rates only the packets their service's counter makes due read the budget: one
+/// in 2^shift of each service's packets on a CPU, moved by the phase; a packet without a
+/// service is always due. The daemon's refill sets the stride from the rate and spreads
+/// the budget over the due packets.
+#[test]
+fn only_the_packets_the_stride_makes_due_are_sampled() {
+    if !privileged("only_the_packets_the_stride_makes_due_are_sampled") {
+        return;
+    }
+    pin_to_cpu(0);
+    let mut h = Harness::new(LimitsChange::default());
+    let mut samples_of = Sampler::take(&mut h.loaded.ebpf).expect("the sample maps");
+    samples_of.set_budget(100).expect("budget");
+    // One in four of udp/53's packets: its 4th, 8th, 12th (the counter starts at zero).
+    samples_of
+        .set_stride(SampleStride { shift: 2, phase: 0 })
+        .expect("stride");
+    for len in 0..12 {
+        h.run(&udp_to(53, len));
+    }
+    assert_eq!(sampled_lens(&mut samples_of), [3, 7, 11]);
+    // Another service counts for itself: udp/54's 4th packet is due, whatever udp/53's
+    // count.
+    for len in 0..5 {
+        h.run(&udp_to(54, 20 + len));
+    }
+    assert_eq!(sampled_lens(&mut samples_of), [23]);
+    // The phase moves which ones: udp/53's count runs on from 12, and with a phase of
+    // one its 15th and 19th are due.
+    samples_of
+        .set_stride(SampleStride { shift: 2, phase: 1 })
+        .expect("stride");
+    for len in 12..20 {
+        h.run(&udp_to(53, len));
+    }
+    assert_eq!(sampled_lens(&mut samples_of), [14, 18]);
+    // A frame that is not IP has no service: always due.
+    let mut arp = udp_to(53, 20);
+    arp[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
+    h.run_n(&arp, 3);
+    assert_eq!(samples_of.drain().0.len(), 3);
+
+    // 100 million packets a second on CPU 0: the refill makes one packet in 2^shift due
+    // and spreads CPU 0's share over the due packets of a period.
+    samples_of.pace(&[100_000_000]);
+    samples_of.refill().expect("refill");
+    let stride = samples_of.stride().expect("read");
+    let budget = samples_of.budgets().expect("read")[0];
+    let per_period = 1_000_000u64;
+    assert!(stride.shift >= 10, "{stride:?}");
+    assert_eq!(
+        u64::from(budget.every),
+        (per_period >> stride.shift).div_ceil(u64::from(budget.left)),
+        "{stride:?} {budget:?}"
+    );
+    // A quiet period after it: every packet is due again.
+    samples_of.pace(&[1_000]);
+    samples_of.refill().expect("refill");
+    assert_eq!(samples_of.stride().expect("read").shift, 0);
     pin_to_all_cpus(std::thread::available_parallelism().map_or(1, usize::from));
 }
