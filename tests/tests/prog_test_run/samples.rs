@@ -10,15 +10,20 @@ use super::{
     ATTACKER4, CLIENT_MAC, Harness, SERVER_MAC, SERVER4, pin_to_all_cpus, pin_to_cpu, privileged,
 };
 
-/// A UDP frame with `payload_len` bytes of payload, each byte its own offset.
+/// A UDP frame to port 53 with `payload_len` bytes of payload, each byte its own offset.
 fn udp_with_payload(payload_len: usize) -> Vec<u8> {
+    udp_to(53, payload_len)
+}
+
+/// A UDP frame to `port` with `payload_len` bytes of payload, each byte its own offset.
+fn udp_to(port: u16, payload_len: usize) -> Vec<u8> {
     let payload: Vec<u8> = (0..payload_len)
         .map(|i| u8::try_from(i % 251).expect("under 251"))
         .collect();
     let mut frame = Vec::new();
     PacketBuilder::ethernet2(CLIENT_MAC, SERVER_MAC)
         .ipv4(ATTACKER4, SERVER4, 64)
-        .udp(40_000, 53)
+        .udp(40_000, port)
         .write(&mut frame, &payload)
         .expect("build");
     frame
@@ -144,17 +149,6 @@ fn the_samples_are_spread_over_the_period() {
         .collect();
     assert_eq!(lens, expected);
     pin_to_all_cpus(std::thread::available_parallelism().map_or(1, usize::from));
-}
-
-/// A UDP frame to `port` with `payload_len` bytes of payload.
-fn udp_to(port: u16, payload_len: usize) -> Vec<u8> {
-    let mut frame = Vec::new();
-    PacketBuilder::ethernet2(CLIENT_MAC, SERVER_MAC)
-        .ipv4(ATTACKER4, SERVER4, 64)
-        .udp(40_000, port)
-        .write(&mut frame, &vec![0; payload_len])
-        .expect("build");
-    frame
 }
 
 /// The payload lengths of the samples in the ring buffer.
