@@ -126,9 +126,13 @@ pub mod map_names {
     /// [`SynStat`](crate::SynStat).
     pub const SYN_STATS: &str = "FW_SYN_STATS";
     /// Program array of [`STAGE_SLOTS`](crate::STAGE_SLOTS): the stages that are programs
-    /// of their own, reached by tail call. Pinned: the kernel empties a program array when
-    /// no process or pin holds it, and the attached program would lose its stages when the
-    /// daemon exits.
+    /// of their own, reached by tail call. Pinned, but not with the maps (`PINNED`): each
+    /// loaded program keeps an array of its own, pinned beside its link
+    /// (`floodwall::pin`), since the kernel empties a program array when no process or pin
+    /// holds it, and the attached program would lose its stages when the daemon exits. Not
+    /// shared between builds: the stages read the per-CPU copy of the parser's results that
+    /// the main program of their own object wrote, so an older program attached during an
+    /// upgrade must go on calling its own stages until the new one replaces it.
     pub const STAGES: &str = "FW_STAGES";
     /// Array of [`MAX_RULE_ENTRIES`](crate::MAX_RULE_ENTRIES)
     /// [`RuleEntry`](crate::RuleEntry)s, the rules' entries, by index.
@@ -190,7 +194,6 @@ pub mod map_names {
         TRACKED,
         SYN_PORTS,
         SYN_STATS,
-        STAGES,
         RULES,
         RULE_BUCKETS,
         RULE_INDEX,
@@ -1268,13 +1271,17 @@ mod layout_tests {
             offset_of!(SynProtectConfig, ttl),
             offset_of!(SynProtectConfig, hop_limit),
         ];
+        // Layout 8 pinned 27 maps until `FW_STAGES` left the set (each program pins its own
+        // beside its link): the other 26 mean what they meant, and a build that does not
+        // pin it adopts layout 8's maps and removes that pin (`pin::PinDir::commit_stages`),
+        // so that change did not bump the version.
         assert_eq!(
             (MAP_LAYOUT_VERSION, sizes, source_state, limits, others),
             (
                 8,
                 [
                     16, 48, 48, 736, 24, 24, 64, 136, 16384, 16, 88, 24, 65536, 2, 192, 4096, 64,
-                    3, 27, 184, 4, 36, 48, 16, 24, 24, 512, 20, 4101, 4096, 8192, 16
+                    3, 26, 184, 4, 36, 48, 16, 24, 24, 512, 20, 4101, 4096, 8192, 16
                 ],
                 [0, 8, 16, 24, 32, 36, 40, 44],
                 [

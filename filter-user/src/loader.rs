@@ -169,9 +169,10 @@ pub fn load(options: &LoadOptions) -> anyhow::Result<Loaded> {
 
 /// Loads the stages that are programs of their own and puts them in their slots of
 /// `FW_STAGES`, where the main program (loaded first: it owns the array) tail-calls them.
-/// In a pinned array this replaces the stages of the daemon before, which the program still
-/// attached calls until the new one replaces it: a stage parses the frame itself, so any
-/// build's program can call any build's stage of the same map layout.
+/// The array is this object's own, never one pinned by an earlier daemon: a stage reads
+/// the per-CPU copy of the parser's results that its own object's main program wrote, so
+/// the program still attached must go on calling its own stages until this one replaces
+/// it (the daemon pins this array beside the link: `pin::PinDir::stage_stages`).
 fn install_stages(ebpf: &mut Ebpf, without_rules: bool) -> anyhow::Result<()> {
     let stages = [
         (SYN_COOKIE_PROGRAM_NAME, SYN_COOKIE_STAGE, "SYN-cookie"),

@@ -5,6 +5,9 @@
 //! ```text
 //! IFACE/link-driver | IFACE/link-skb   the XDP link (a bpf_link), named after its mode
 //!                                      (bpffs reserves dots in names)
+//! IFACE/stages                         the attached program's own stages (FW_STAGES, its
+//!                                      tail calls), pinned at IFACE/stages-new until the
+//!                                      program it belongs to is attached
 //! IFACE/maps-vN/FW_*                   the maps, in layout N (filter_common::MAP_LAYOUT_VERSION)
 //! ```
 //!
@@ -27,7 +30,7 @@ use aya::{
         xdp::XdpLink,
     },
 };
-use filter_common::{MAP_LAYOUT_VERSION, PROGRAM_NAME};
+use filter_common::{MAP_LAYOUT_VERSION, PROGRAM_NAME, map_names};
 use log::{info, warn};
 
 use crate::loader::{self, AttachMode};
@@ -110,6 +113,14 @@ impl PinDir {
 
     fn staging_dir(&self) -> PathBuf {
         self.dir.join(format!("maps-v{MAP_LAYOUT_VERSION}-new"))
+    }
+
+    fn stages_path(&self) -> PathBuf {
+        self.dir.join("stages")
+    }
+
+    fn staged_stages_path(&self) -> PathBuf {
+        self.dir.join("stages-new")
     }
 
     fn link_path(&self, mode: AttachMode) -> PathBuf {
@@ -269,11 +280,51 @@ impl PinDir {
         })
     }
 
+    /// Pins the loaded object's stages (`FW_STAGES`) where they wait for their program's
+    /// attach: from here on they outlive this process, so that a kill between the attach
+    /// and [`PinDir::commit_stages`] leaves the attached program its stages. (The kernel
+    /// empties a program array that no process and no pin holds.)
+    ///
+    /// # Errors
+    /// If the object has no stages array or it cannot be pinned.
+    pub fn stage_stages(&self, ebpf: &Ebpf) -> anyhow::Result<()> {
+        let staged = self.staged_stages_path();
+        // Left by a start that failed before its attach: nothing runs its stages.
+        remove_pin(&staged)?;
+        ebpf.map(map_names::STAGES)
+            .ok_or_else(|| anyhow!("the XDP object has no map {}", map_names::STAGES))?
+            .pin(&staged)
+            .with_context(|| format!("cannot pin the stages at {}", staged.display()))
+    }
+
+    /// After the attach: the new program's stages take the place of the stages of the
+    /// program before, which, no longer pinned, the kernel empties and frees with that
+    /// program (one packet in flight on it at the swap may find its stage gone, and goes
+    /// on as with no stage). A pin of the stages with the maps, as builds before session
+    /// 15 shared theirs, goes too.
+    ///
+    /// # Errors
+    /// If a pin cannot be renamed or removed.
+    pub fn commit_stages(&self) -> anyhow::Result<()> {
+        let (waiting, running) = (self.staged_stages_path(), self.stages_path());
+        std::fs::rename(&waiting, &running).with_context(|| {
+            format!(
+                "cannot rename {} to {}",
+                waiting.display(),
+                running.display()
+            )
+        })?;
+        remove_pin(&self.maps_dir().join(map_names::STAGES))
+    }
+
     /// Undoes a start that failed before attaching: its staging maps are unused.
     pub fn abandon(&self, plan: &MapsPlan) {
         if let MapsPlan::Fresh { staging } = plan
             && let Err(e) = remove_dir(staging)
         {
+            warn!("{e:#}");
+        }
+        if let Err(e) = remove_pin(&self.staged_stages_path()) {
             warn!("{e:#}");
         }
     }
@@ -356,6 +407,16 @@ fn read_names(dir: &Path) -> anyhow::Result<Vec<String>> {
             .collect()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(e) => Err(e).with_context(|| format!("cannot read {}", dir.display())),
+    }
+}
+
+/// Removes a pin if it is there.
+fn remove_pin(path: &Path) -> anyhow::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("cannot remove {}", path.display()))
+        }
+        _ => Ok(()),
     }
 }
 

@@ -97,6 +97,18 @@ fn pinned_packets(lab: &Lab, class: Class, outcome: Outcome) -> u64 {
         .sum()
 }
 
+/// The id of the stages array pinned for the attached program (`FW_STAGES`), and checks
+/// that no start left one waiting for its attach.
+fn stages_id(lab: &Lab) -> u32 {
+    assert!(
+        !pins(lab).join("stages-new").exists(),
+        "a start that attached leaves no stages waiting"
+    );
+    aya::maps::MapInfo::from_pin(pins(lab).join("stages"))
+        .expect("the attached program's stages are pinned")
+        .id()
+}
+
 fn prog_id(lab: &Lab) -> u32 {
     lab.xdp_prog_id(lab.server(), &lab.server().iface)
         .expect("ip link show works")
@@ -209,6 +221,17 @@ fn restarts_and_upgrades_under_traffic_lose_no_request_and_leave_no_gap() {
     start_nginx(&lab);
     let first = start(&lab, &["--pps", PPS]);
     let mut ids = vec![prog_id(&lab)];
+    let mut stages = vec![stages_id(&lab)];
+    // What builds before session 15 left: the stages pinned with the maps, shared by every
+    // program since. The next start must leave the program before its own stages, and
+    // remove this pin once its program is attached.
+    let shared = pins(&lab)
+        .join(format!("maps-v{MAP_LAYOUT_VERSION}"))
+        .join(map_names::STAGES);
+    MapData::from_pin(pins(&lab).join("stages"))
+        .expect("the stages")
+        .pin(&shared)
+        .expect("pin the stages where older builds did");
     let done = AtomicBool::new(false);
     let gaps = AtomicU32::new(0);
     let samples = AtomicU32::new(0);
@@ -247,6 +270,13 @@ fn restarts_and_upgrades_under_traffic_lose_no_request_and_leave_no_gap() {
                 "{how}: a new program must replace the old one ({ids:?}, now {id})"
             );
             ids.push(id);
+            let stages_now = stages_id(&lab);
+            assert!(
+                !stages.contains(&stages_now),
+                "{how}: the new program pins stages of its own ({stages:?}, now {stages_now})"
+            );
+            stages.push(stages_now);
+            assert!(!shared.exists(), "{how}: the shared stages pin is gone");
             std::thread::sleep(Duration::from_millis(500));
             if how.starts_with("kill") {
                 lab.signal(daemon.proc(), libc::SIGKILL);

@@ -58,7 +58,12 @@ impl Harness {
 
     /// The harness, with the rules stage's programs unless `without_rules`.
     fn loaded(change: LimitsChange, without_rules: bool) -> Self {
-        let loaded = loader::load(&LoadOptions {
+        Self::loaded_as(change, &Self::options(without_rules))
+    }
+
+    /// How the harness loads the object.
+    fn options(without_rules: bool) -> LoadOptions {
+        LoadOptions {
             max_sources: 4096,
             test_clock: true,
             // Small tables: every test loads its own program, and an LRU map is allocated
@@ -68,8 +73,12 @@ impl Harness {
             // verifier's time (most of a load's).
             without_rules,
             ..LoadOptions::default()
-        })
-        .expect("the XDP program must load with the test clock");
+        }
+    }
+
+    /// The harness, loaded with `options`.
+    fn loaded_as(change: LimitsChange, options: &LoadOptions) -> Self {
+        let loaded = loader::load(options).expect("the XDP program must load with the test clock");
         let limits = Limits::default().apply(&change).expect("valid test limits");
         let mut harness = Self {
             loaded,

@@ -49,13 +49,17 @@ pub(super) fn protect(
             return Err(e.context(format!("cannot protect {iface}")));
         }
     };
-    let attach_mode = match pins.attach(&mut loaded.ebpf, &takeover, spec.xdp_mode) {
+    let attach_mode = match pins
+        .stage_stages(&loaded.ebpf)
+        .and_then(|()| pins.attach(&mut loaded.ebpf, &takeover, spec.xdp_mode))
+    {
         Ok(mode) => mode,
         Err(e) => {
             pins.abandon(&plan);
             return Err(e);
         }
     };
+    pins.commit_stages()?;
     pins.commit(&plan)?;
     let ring = RingBuf::try_from(
         loaded

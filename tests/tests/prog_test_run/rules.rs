@@ -3,10 +3,11 @@
 //! rules (`floodwall::rules`), as it does in production.
 
 use etherparse::{PacketBuilder, VlanId};
-use filter_common::{Class, Outcome, RuleCounters, list_flags};
+use filter_common::{Class, Outcome, RuleCounters, SourceKey, list_flags};
 use floodwall::{
     limits::{LimitsChange, Rate},
     lists::ListKind,
+    loader::LoadOptions,
     rules::{NewRule, Origin, RuleMaps, RuleSet, TestPacket},
     traffic::{
         baseline::{Baseline, Second, Service},
@@ -30,7 +31,10 @@ struct Rules {
 
 impl Rules {
     fn new(change: LimitsChange) -> Self {
-        let mut h = Harness::loaded(change, false);
+        Self::of(Harness::loaded(change, false))
+    }
+
+    fn of(mut h: Harness) -> Self {
         let maps = RuleMaps::take(&mut h.loaded.ebpf).expect("the rules' maps");
         Self {
             h,
@@ -703,4 +707,67 @@ fn a_sample_names_the_service_its_packet_was_counted_under() {
         })
         .expect("read");
     assert!(n >= 3, "udp/9999: {n}");
+}
+
+/// A pin directory in bpffs for one test, removed when dropped.
+struct PinnedState(std::path::PathBuf);
+
+impl PinnedState {
+    fn new(name: &str) -> Self {
+        let pins = floodwall::pin::PinDir::new(
+            std::path::Path::new("/sys/fs/bpf/floodwall-test"),
+            &format!("{name}-{}", std::process::id()),
+        );
+        pins.prepare().expect("bpffs and the test's directory");
+        Self(pins.dir().join("maps"))
+    }
+}
+
+impl Drop for PinnedState {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+            // The root too, once no other test's directory is in it.
+            if let Some(root) = dir.parent() {
+                let _ = std::fs::remove_dir(root);
+            }
+        }
+    }
+}
+
+/// A daemon that starts while an earlier one's program is attached loads its program with
+/// the pinned maps, and only then swaps it in. Until then the attached program must go on
+/// calling its own stages: they read the per-CPU copy of the parser's results that their
+/// own main program wrote. Another object's stages would read their object's copy, which
+/// holds another packet or none, and decide this one by it (here: charge it to the source
+/// `::`).
+#[test]
+fn an_attached_program_keeps_its_own_stages_while_a_new_one_loads_with_its_maps() {
+    if !privileged("an_attached_program_keeps_its_own_stages_while_a_new_one_loads_with_its_maps") {
+        return;
+    }
+    pin_to_cpu(0);
+    let pinned = PinnedState::new("stages");
+    let options = LoadOptions {
+        pin_maps: Some(pinned.0.clone()),
+        ..Harness::options(false)
+    };
+    let mut attached = Rules::of(Harness::loaded_as(open(), &options));
+    // A rule in udp/53's bucket that the frames below do not match: they go through the
+    // rules stage to the policy after it, a program of its own.
+    attached.add(&[("udp dport 53 ttl 1 drop", 100)]);
+    assert_eq!(attached.run(&udp4(40_000, 53)), XDP_PASS);
+    // The new daemon's load, with the same pinned maps.
+    let _starting = floodwall::loader::load(&options).expect("the second load");
+    let frame = udp4_with(OTHER4, 40_000, 53, 64, &[0; 18]);
+    assert_eq!(attached.run(&frame), XDP_PASS);
+    assert!(
+        attached.h.state(SourceKey::from_ipv4(OTHER4)).is_some(),
+        "the packet is charged to its own source"
+    );
+    assert!(
+        attached.h.state(SourceKey::default()).is_none(),
+        "no packet is charged to a source read from another program's copy"
+    );
+    pin_to_all_cpus(std::thread::available_parallelism().map_or(1, usize::from));
 }
