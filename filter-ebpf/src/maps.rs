@@ -364,8 +364,7 @@ static FW_SAMPLING: Global<u32> = Global::new(1);
 pub fn sample_due(count: u64) -> bool {
     // SAFETY: a read of a global the daemon writes whole; a torn read while it changes
     // only moves which packet is due. Volatile: it changes under the program.
-    FW_SAMPLING.load() != 0
-        && unsafe { core::ptr::read_volatile(&raw const FW_SAMPLE_STRIDE) }.due(count)
+    sampling() && unsafe { core::ptr::read_volatile(&raw const FW_SAMPLE_STRIDE) }.due(count)
 }
 
 /// Whether the sampling code is in the program (see `FW_SAMPLING`): a packet without a

@@ -106,8 +106,6 @@ pub struct Sampler {
     ring: RingBuf<MapData>,
     budget: PerCpuArray<MapData, SampleBudget>,
     stride: Array<MapData, SampleStride>,
-    /// The shift last written (zero: every packet is due, and the phase does not matter).
-    shift: u32,
     cpus: usize,
     /// Each CPU's packets in a refill period, as of its rate in the last second.
     per_period: Vec<u64>,
@@ -144,7 +142,6 @@ impl Sampler {
             ring,
             budget,
             stride,
-            shift: 0,
             cpus,
             per_period: Vec::new(),
             random: seed | 1,
@@ -178,9 +175,7 @@ impl Sampler {
     pub fn set_stride(&mut self, stride: SampleStride) -> anyhow::Result<()> {
         self.stride
             .set(0, stride, 0)
-            .with_context(|| format!("cannot set the sample stride ({SAMPLE_STRIDE_MAP})"))?;
-        self.shift = stride.shift;
-        Ok(())
+            .with_context(|| format!("cannot set the sample stride ({SAMPLE_STRIDE_MAP})"))
     }
 
     /// The stride as the program reads it.
@@ -232,11 +227,8 @@ impl Sampler {
     pub fn refill(&mut self) -> anyhow::Result<()> {
         let share = budget_per_cpu(self.cpus);
         let shift = stride_shift(share, &self.per_period);
-        // At shift zero every packet is due whatever the phase: nothing to write again.
-        if shift != 0 || self.shift != 0 {
-            let phase = self.next_random();
-            self.set_stride(SampleStride { shift, phase })?;
-        }
+        let phase = self.next_random();
+        self.set_stride(SampleStride { shift, phase })?;
         let next: Vec<SampleBudget> = (0..self.cpus)
             .map(|cpu| {
                 let packets = self.per_period.get(cpu).copied().unwrap_or(0);

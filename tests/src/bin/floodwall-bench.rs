@@ -298,12 +298,14 @@ fn run(args: &Args) -> anyhow::Result<bool> {
             rounds
                 .baseline
                 .push(run_repeated(baseline, &case.frame, args.repeat)?);
-            if let Some((base_id, _)) = case.relative_target {
-                let base = cases
-                    .iter()
-                    .find(|c| c.id == base_id)
-                    .with_context(|| format!("case {}: no base case {base_id}", case.id))?;
-                rounds.base.push(bench.measure_case(base)?);
+            // (`--only` prints a case against `XDP_DROP` alone, and may have left its base
+            // case out.)
+            if let Some((base_id, _)) = case.relative_target
+                && args.only.is_none()
+            {
+                rounds
+                    .base
+                    .push(bench.measure_case(case_of(&cases, base_id)?)?);
             }
             rounds.measured.push(bench.measure_case(case)?);
         }
@@ -348,6 +350,14 @@ fn only(mut cases: Vec<Case>, only: Option<&str>) -> anyhow::Result<Vec<Case>> {
     Ok(cases)
 }
 
+/// The case named `id`.
+fn case_of<'a>(cases: &'a [Case], id: &str) -> anyhow::Result<&'a Case> {
+    cases
+        .iter()
+        .find(|case| case.id == id)
+        .with_context(|| format!("no case {id}"))
+}
+
 /// The same object without the sampling code, sampling's yardstick (see the module doc),
 /// with its maps and its rules' maps.
 fn load_unsampled(
@@ -387,12 +397,8 @@ fn sampling_rounds<'a>(
     let mut out: Vec<SamplingRounds<'a>> = SAMPLED_CASES
         .iter()
         .map(|id| {
-            let case = cases
-                .iter()
-                .find(|case| case.id == *id)
-                .with_context(|| format!("no case {id}"))?;
             Ok(SamplingRounds {
-                case,
+                case: case_of(cases, id)?,
                 sampled: Vec::new(),
                 unsampled: Vec::new(),
             })
@@ -1519,7 +1525,6 @@ impl Report {
     /// The report with the sampling cases' rounds, each as a ratio to the same without
     /// sampling.
     fn with_sampling(self, sampling: &[SamplingRounds<'_>]) -> Self {
-        let ns = |rounds: &[Round]| rounds.iter().map(|r| r.ns()).collect::<Vec<_>>();
         Self {
             sampling: sampling
                 .iter()

@@ -533,6 +533,39 @@ fn a_sample_names_the_rule_that_decided_its_packet() {
     pin_to_all_cpus(std::thread::available_parallelism().map_or(1, usize::from));
 }
 
+/// The rules stage samples only the packets the main program found due: at a stride of
+/// one in four, the 4th and the 8th of eight packets a rule drops.
+#[test]
+fn the_rules_stage_samples_only_the_packets_due() {
+    if !privileged("the_rules_stage_samples_only_the_packets_due") {
+        return;
+    }
+    pin_to_cpu(0);
+    let mut r = Rules::new(open());
+    let mut samples_of =
+        floodwall::traffic::sample::Sampler::take(&mut r.h.loaded.ebpf).expect("sample maps");
+    r.add(&[("udp dport 9 drop", 100)]);
+    samples_of.set_budget(100).expect("budget");
+    samples_of
+        .set_stride(filter_common::SampleStride { shift: 2, phase: 0 })
+        .expect("stride");
+    for sport in 1..=8 {
+        assert_eq!(r.run(&udp4(sport, 9)), XDP_DROP);
+    }
+    let (samples, _) = samples_of.drain();
+    let sports: Vec<_> = samples
+        .iter()
+        .map(|s| {
+            s.packet
+                .as_ref()
+                .and_then(|p| p.ports)
+                .map(|(sport, _)| sport)
+        })
+        .collect();
+    assert_eq!(sports, [Some(4), Some(8)]);
+    pin_to_all_cpus(std::thread::available_parallelism().map_or(1, usize::from));
+}
+
 /// `source known|unknown`: whether the daemon's baseline saw the source use the packet's
 /// service (protocol and destination port), as the daemon writes it into the kernel.
 #[test]
