@@ -60,6 +60,15 @@ pub const BASELINE_PROGRAM_NAME: &str = "floodwall_drop";
 /// yardstick of the SYN-cookie path, which answers in place too.
 pub const REFLECTOR_PROGRAM_NAME: &str = "floodwall_reflect";
 
+/// Name of a program that returns `XDP_DROP` after [`YARDSTICK_CALLS`] calls of a helper
+/// the kernel does not inline (`bpf_get_prandom_u32`): benchmarks measure it beside
+/// [`BASELINE_PROGRAM_NAME`] to show what a call costs on the machine, the price of every
+/// hash-map lookup and stage the program makes.
+pub const CALLS_PROGRAM_NAME: &str = "floodwall_calls";
+
+/// Helper calls [`CALLS_PROGRAM_NAME`] makes.
+pub const YARDSTICK_CALLS: u32 = 4;
+
 /// Name of a program that samples the program clock and `bpf_ktime_get_ns()` into
 /// [`map_names::CLOCK`]; the daemon runs it with `BPF_PROG_TEST_RUN` to calibrate the clock.
 pub const CLOCK_PROGRAM_NAME: &str = "floodwall_clock";

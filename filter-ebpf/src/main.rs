@@ -294,6 +294,19 @@ pub fn floodwall_drop(_ctx: XdpContext) -> u32 {
     XDP_DROP
 }
 
+/// `XDP_DROP` after `filter_common::YARDSTICK_CALLS` helper calls that the kernel does not
+/// inline. Loaded only by benchmarks, as the yardstick of what a call costs.
+#[xdp]
+pub fn floodwall_calls(_ctx: XdpContext) -> u32 {
+    let mut sum = 0u32;
+    for _ in 0..filter_common::YARDSTICK_CALLS {
+        // SAFETY: the helper takes no arguments and has no preconditions.
+        sum = sum.wrapping_add(unsafe { aya_ebpf::helpers::bpf_get_prandom_u32() });
+    }
+    // A use of the results, so that the calls stay.
+    if sum == 1 { XDP_PASS } else { XDP_DROP }
+}
+
 /// The cheapest possible answer in place: swap the MAC addresses and send the frame back.
 /// Loaded only by benchmarks, as the yardstick of the SYN-cookie path.
 #[xdp]

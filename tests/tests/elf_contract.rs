@@ -39,6 +39,7 @@ fn object_has_the_floodwall_and_baseline_programs() {
         BASELINE_PROGRAM_NAME,
         CLOCK_PROGRAM_NAME,
         REFLECTOR_PROGRAM_NAME,
+        filter_common::CALLS_PROGRAM_NAME,
         SYN_COOKIE_PROGRAM_NAME,
         filter_common::RULES_PROGRAM_NAME,
         filter_common::AFTER_RULES_PROGRAM_NAME,

@@ -65,6 +65,13 @@
 //!   samples taken are a few thousand a second in all, each a ring buffer reserve and a
 //!   128-byte copy.
 //!
+//! - **What a call costs** (repeated frame): a program of the same object that returns
+//!   `XDP_DROP` after `filter_common::YARDSTICK_CALLS` calls of a helper the kernel does not
+//!   inline, each round right after an `XDP_DROP` round. Not a target: it shows what this
+//!   machine charges for every call the program makes (a hash-map lookup is a helper call
+//!   that calls on; a stage of its own is a tail call), so that ratios measured on machines
+//!   whose calls cost differently (return thunks, retpolines) can be told apart.
+//!
 //! Every round checks the verdict and the per-outcome counters, so a number is only printed
 //! for a packet that really took the path its case names.
 //!
@@ -99,8 +106,9 @@ use aya::{
 use clap::Parser;
 use etherparse::PacketBuilder;
 use filter_common::{
-    BASELINE_PROGRAM_NAME, COST_SHIFT, DEFAULT_MAX_SOURCES, LimitsConfig, Outcome, PROGRAM_NAME,
-    REFLECTOR_PROGRAM_NAME, SourceKey, SourceState, map_names,
+    BASELINE_PROGRAM_NAME, CALLS_PROGRAM_NAME, COST_SHIFT, DEFAULT_MAX_SOURCES, LimitsConfig,
+    Outcome, PROGRAM_NAME, REFLECTOR_PROGRAM_NAME, SourceKey, SourceState, YARDSTICK_CALLS,
+    map_names,
 };
 use floodwall::rules::{NewRule, Origin, RuleMaps, RuleSet};
 use floodwall::traffic::sample::Sampler;
@@ -238,11 +246,7 @@ fn run(args: &Args) -> anyhow::Result<bool> {
         ..LoadOptions::default()
     })
     .context("failed to load floodwall (are you root?)")?;
-    for name in [BASELINE_PROGRAM_NAME, REFLECTOR_PROGRAM_NAME] {
-        loader::xdp_program(&mut ebpf, name)?
-            .load()
-            .with_context(|| format!("the kernel refused the yardstick program {name}"))?;
-    }
+    load_yardsticks(&mut ebpf)?;
     // Taken before the programs are borrowed; the rule cases write their rules through it.
     let rule_maps = std::cell::RefCell::new((
         RuleMaps::take(&mut ebpf).context("the rules' maps")?,
@@ -316,6 +320,8 @@ fn run(args: &Args) -> anyhow::Result<bool> {
         return Ok(true);
     }
     let sampling = sampling_rounds(&bench, &unsampled, &cases, args.rounds)?;
+    let calls = program(&ebpf, CALLS_PROGRAM_NAME)?;
+    let call_rounds = CaseRounds::pairs(baseline, calls, &cases[0].frame, args)?;
     // The single-repetition cases run with no rule (the last repeated case left 1,000).
     bench.set_rules(&[])?;
     maps.write_limits(&under_limit)
@@ -323,8 +329,9 @@ fn run(args: &Args) -> anyhow::Result<bool> {
     let mut single = bench.new_sources(args)?;
     single.syn = bench.syn_flood(args, program(&ebpf, REFLECTOR_PROGRAM_NAME)?, &under_limit)?;
 
-    let report =
-        Report::new(cpu, args, &cases, &case_rounds, &single, memory)?.with_sampling(&sampling);
+    let report = Report::new(cpu, args, &cases, &case_rounds, &single, memory)?
+        .with_sampling(&sampling)
+        .with_calls(&call_rounds);
     if args.json {
         println!(
             "{}",
@@ -1349,6 +1356,36 @@ struct CaseRounds {
     measured: Vec<Round>,
 }
 
+impl CaseRounds {
+    /// `args.rounds` pairs of rounds on `frame`: one of `baseline`, then one of `program`.
+    fn pairs(baseline: &Xdp, program: &Xdp, frame: &[u8], args: &Args) -> anyhow::Result<Self> {
+        let mut rounds = Self::default();
+        for _ in 0..args.rounds {
+            rounds
+                .baseline
+                .push(run_repeated(baseline, frame, args.repeat)?);
+            rounds
+                .measured
+                .push(run_repeated(program, frame, args.repeat)?);
+        }
+        Ok(rounds)
+    }
+}
+
+/// Loads the programs of the object that the bench measures against, besides `floodwall`.
+fn load_yardsticks(ebpf: &mut aya::Ebpf) -> anyhow::Result<()> {
+    for name in [
+        BASELINE_PROGRAM_NAME,
+        REFLECTOR_PROGRAM_NAME,
+        CALLS_PROGRAM_NAME,
+    ] {
+        loader::xdp_program(ebpf, name)?
+            .load()
+            .with_context(|| format!("the kernel refused the yardstick program {name}"))?;
+    }
+    Ok(())
+}
+
 /// The ns of each round.
 fn ns(rounds: &[Round]) -> Vec<f64> {
     rounds.iter().map(|r| r.ns()).collect()
@@ -1402,14 +1439,21 @@ struct Report {
     syn_reflector: Summary,
     /// SYNs answered by the cookie path, as a ratio to the reflector.
     syn: Summary,
-    /// Cases with sampling against the same without.
+    /// Cases with sampling against the same without (set by `Report::with_sampling`).
     sampling: Vec<Summary>,
     /// The per-source state's memory.
     memory: Memory,
+    /// The helper-call yardstick, and its ratio to its own `XDP_DROP` rounds (set by
+    /// `Report::with_calls`).
+    calls: Option<Summary>,
 }
 
 impl Report {
     /// Summarises the rounds of every case.
+    #[expect(
+        clippy::too_many_lines,
+        reason = "a line or a few for each field of the report"
+    )]
     fn new(
         cpu: usize,
         args: &Args,
@@ -1516,10 +1560,26 @@ impl Report {
                 &syn.reflector,
                 Some(TARGET_SYN),
             ),
-            // Set by the caller (`Report::with_sampling`).
             sampling: Vec::new(),
             memory,
+            calls: None,
         })
+    }
+
+    /// The report with the helper-call yardstick's rounds (none with `--only`).
+    fn with_calls(self, rounds: &CaseRounds) -> Self {
+        Self {
+            calls: (!rounds.measured.is_empty()).then(|| {
+                Summary::repeated(
+                    "helper_calls",
+                    &format!("XDP_DROP after {YARDSTICK_CALLS} helper calls (yardstick)"),
+                    &rounds.measured,
+                    &ns(&rounds.baseline),
+                    None,
+                )
+            }),
+            ..self
+        }
     }
 
     /// The report with the sampling cases' rounds, each as a ratio to the same without
@@ -1567,6 +1627,9 @@ impl Report {
         println!();
         println!("Repeated frame ({} repetitions per round):", self.repeat);
         self.baseline.print();
+        if let Some(calls) = &self.calls {
+            calls.print();
+        }
         for case in &self.cases {
             case.print();
         }
@@ -1628,6 +1691,7 @@ impl Report {
             "max_sources": self.max_sources,
             "xdp_drop_ns_per_packet": self.baseline.ns,
             "baseline": self.baseline.json(),
+            "helper_calls": self.calls.as_ref().map(Summary::json),
             "cases": self.cases.iter().map(Summary::json).collect::<Vec<_>>(),
             "rules_against_none": self.relative.iter().map(Summary::json).collect::<Vec<_>>(),
             "single_repetition": {
