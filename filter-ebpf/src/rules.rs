@@ -235,9 +235,9 @@ fn first_match(ctx: &XdpContext, seen: &Seen) -> Option<&'static RuleEntry> {
 
 /// The first entry of `bucket` that matches and comes before `before`.
 ///
-/// Inlined: as a function of its own (a BPF-to-BPF call, which the x86 JIT makes costly in
-/// a program that tail-calls) a packet that a rule drops cost about a quarter more (`cargo
-/// xtask bench`, the 1,000th rule's case).
+/// Inlined: a BPF-to-BPF call is costly on machines whose returns go through a mitigation
+/// thunk, and every packet a rule decides made this one (the README's Performance section
+/// has the measurement, `cargo xtask bench`'s 1,000th rule's case).
 #[inline(always)]
 fn first_in(
     ctx: &XdpContext,
@@ -337,12 +337,9 @@ fn masked_equal(words: [u64; 2], mask: [u64; 2], want: [u64; 2]) -> bool {
 /// Whether the payload bytes `e` compares are in the frame and equal its own under its
 /// mask. Read with `bpf_xdp_load_bytes`, which checks the bounds at a variable offset.
 ///
-/// Inlined into each of the bucket walk's rounds. As a function of its own (a BPF-to-BPF
-/// call), which it was while each round took stack of its own, a packet a payload rule
-/// drops cost about a tenth more (`cargo xtask bench` with the 1,000th rule's case matching
-/// on payload bytes); LLVM now shares the rounds' stack, and the verifier walks the rules
-/// program in well under half its budget (test
-/// `every_program_leaves_the_verifier_half_its_budget`).
+/// Inlined into each of the bucket walk's rounds, not a BPF-to-BPF call, for the reason
+/// [`first_in`] is; LLVM shares the rounds' stack, and the verifier walks the rules program
+/// in well under half its budget (test `every_program_leaves_the_verifier_half_its_budget`).
 #[inline(always)]
 fn payload_matches(ctx: &XdpContext, s: &Shape, e: &RuleEntry) -> bool {
     if s.payload_at == 0 {

@@ -503,17 +503,19 @@ fn the_limit_holds_across_cpus() {
     let mut passed = 0;
     // Alternate the CPU the program runs on (BPF_PROG_TEST_RUN runs on the caller's CPU).
     for i in 0..40 {
-        pin_to_cpu(i % 2);
+        let _cpu = pin_to_cpu(i % 2);
         passed += usize::from(h.run(&frame) == XDP_PASS);
     }
-    pin_to_all_cpus(cpus);
     assert_eq!(
         passed, 20,
         "a burst of 20 must hold in total over two CPUs, not per CPU"
     );
 }
 
-fn pin_to_cpu(cpu: usize) {
+/// Runs this thread on `cpu` until the guard is dropped, and on every CPU again then, also
+/// when the test fails (`BPF_PROG_TEST_RUN` runs the program on the caller's CPU, so per-CPU
+/// state is that CPU's).
+fn pin_to_cpu(cpu: usize) -> OnCpu {
     // SAFETY: cpu_set_t is plain data; sched_setaffinity reads it; pid 0 is this thread.
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
@@ -524,16 +526,24 @@ fn pin_to_cpu(cpu: usize) {
             "pin to CPU {cpu}"
         );
     }
+    OnCpu
 }
 
-fn pin_to_all_cpus(cpus: usize) {
-    // SAFETY: as in `pin_to_cpu`.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        for cpu in 0..cpus {
-            libc::CPU_SET(cpu, &mut set);
+/// See [`pin_to_cpu`].
+#[must_use = "the thread goes back to every CPU when this is dropped"]
+struct OnCpu;
+
+impl Drop for OnCpu {
+    fn drop(&mut self) {
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        // SAFETY: as in `pin_to_cpu`.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            for cpu in 0..cpus {
+                libc::CPU_SET(cpu, &mut set);
+            }
+            libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const set);
         }
-        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const set);
     }
 }
 
@@ -1008,7 +1018,7 @@ fn new_sources_are_admitted_only_after_a_few_packets() {
         admit_packets: Some(4),
         ..limits(100, 10)
     });
-    pin_to_cpu(0); // the sketch is per CPU
+    let _cpu = pin_to_cpu(0); // the sketch is per CPU
     let frame = udp4(ATTACKER4);
     let key = SourceKey::from_ipv4(ATTACKER4);
     assert_eq!(h.run_n(&frame, 3), [XDP_PASS; 3]);
@@ -1030,7 +1040,6 @@ fn new_sources_are_admitted_only_after_a_few_packets() {
         tracked, 1,
         "5000 one-packet sources must not take table entries"
     );
-    pin_to_all_cpus(std::thread::available_parallelism().map_or(1, usize::from));
 }
 
 #[test]
@@ -1045,7 +1054,7 @@ fn the_ceiling_caps_untracked_sources_and_spares_tracked_ones() {
     };
     change.ceiling_pps[ClassName::Udp.index()] = Some(Rate::PerSecond(20 * cpus));
     let mut h = Harness::new(change);
-    pin_to_cpu(0); // the ceiling is shared out per CPU
+    let _cpu = pin_to_cpu(0); // the ceiling is shared out per CPU
     // A legitimate source that is already tracked.
     h.loaded
         .maps
@@ -1072,7 +1081,6 @@ fn the_ceiling_caps_untracked_sources_and_spares_tracked_ones() {
     h.advance(50_000_000);
     assert_eq!(h.run(&udp4(spoofed(500))), XDP_PASS);
     assert_eq!(h.run(&udp4(spoofed(501))), XDP_DROP);
-    pin_to_all_cpus(std::thread::available_parallelism().map_or(1, usize::from));
 }
 
 /// A harness with its list tries, and the presence bits the daemon would set.
@@ -1301,7 +1309,7 @@ fn monitor_mode_covers_ceilings_and_prefix_limits() {
     };
     change.ceiling_pps[ClassName::Udp.index()] = Some(Rate::PerSecond(10 * cpus));
     let mut h = Harness::new(change);
-    pin_to_cpu(0);
+    let _cpu = pin_to_cpu(0);
     let verdicts: Vec<u32> = (0..20).map(|i| h.run(&udp4(spoofed(i + 2_000)))).collect();
     assert_eq!(
         verdicts, [XDP_PASS; 20],
@@ -1323,7 +1331,6 @@ fn monitor_mode_covers_ceilings_and_prefix_limits() {
         10,
         "the byte limit of the /24 counts 10 over"
     );
-    pin_to_all_cpus(std::thread::available_parallelism().map_or(1, usize::from));
 }
 
 #[test]
@@ -1356,7 +1363,7 @@ fn the_admission_budget_bounds_table_churn() {
         admit_rate: Some(Rate::PerSecond(50 * cpus)),
         ..limits(10_000, 10_000)
     });
-    pin_to_cpu(0);
+    let _cpu = pin_to_cpu(0);
     // Every source is admitted at its first packet, but only 50 a second on this CPU.
     for i in 0..200 {
         assert_eq!(
@@ -1373,7 +1380,6 @@ fn the_admission_budget_bounds_table_churn() {
     }
     let tracked = h.loaded.maps.all_sources().expect("walk").len();
     assert_eq!(tracked, 55, "100 ms later the budget has 5 more");
-    pin_to_all_cpus(std::thread::available_parallelism().map_or(1, usize::from));
 }
 
 #[test]
@@ -1390,7 +1396,7 @@ fn a_flood_of_distinct_sources_does_not_fill_the_table() {
         admit_packets: None,
         ..limits(10_000, 10_000)
     });
-    pin_to_cpu(0);
+    let _cpu = pin_to_cpu(0);
     for round in 0..2 {
         for i in 0..60_000 {
             h.run(&udp4(spoofed(i)));
@@ -1402,7 +1408,6 @@ fn a_flood_of_distinct_sources_does_not_fill_the_table() {
             "round {round}: {tracked} of 60000 sources tracked, over the budget of {budget}"
         );
     }
-    pin_to_all_cpus(std::thread::available_parallelism().map_or(1, usize::from));
 }
 
 #[test]

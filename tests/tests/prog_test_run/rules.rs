@@ -19,7 +19,7 @@ use floodwall::{
 
 use super::{
     ATTACKER4, ATTACKER6, CLIENT_MAC, ETH_LEN, Harness, OTHER4, SERVER_MAC, SERVER4, SERVER6,
-    XDP_DROP, XDP_PASS, pin_to_all_cpus, pin_to_cpu, privileged, with_ipv6_ext,
+    XDP_DROP, XDP_PASS, pin_to_cpu, privileged, with_ipv6_ext,
 };
 
 /// The harness with the rules' maps.
@@ -415,12 +415,11 @@ fn a_rate_limit_holds_for_all_matches_together_across_cpus() {
     let ids = r.add(&[("udp dport 53 rate-limit 100pps", 100)]);
     let mut passed = 0;
     for i in 0..40 {
-        pin_to_cpu(i % 2);
+        let _cpu = pin_to_cpu(i % 2);
         // Two sources: the limit is the rule's, not a source's.
         let src = if i % 4 < 2 { ATTACKER4 } else { OTHER4 };
         passed += usize::from(r.run(&udp4_with(src, 1, 53, 64, &[0; 8])) == XDP_PASS);
     }
-    pin_to_all_cpus(cpus);
     assert_eq!(
         passed, 10,
         "a burst of 10 in total over two CPUs and two sources"
@@ -512,7 +511,7 @@ fn a_sample_names_the_rule_that_decided_its_packet() {
     if !privileged("a_sample_names_the_rule_that_decided_its_packet") {
         return;
     }
-    pin_to_cpu(0);
+    let _cpu = pin_to_cpu(0);
     let mut r = Rules::new(open());
     let mut samples_of =
         floodwall::traffic::sample::Sampler::take(&mut r.h.loaded.ebpf).expect("sample maps");
@@ -530,7 +529,6 @@ fn a_sample_names_the_rule_that_decided_its_packet() {
             (Outcome::AllowedRule, Some(slot(ids[1])))
         ]
     );
-    pin_to_all_cpus(std::thread::available_parallelism().map_or(1, usize::from));
 }
 
 /// The rules stage samples only the packets the main program found due: at a stride of
@@ -540,7 +538,7 @@ fn the_rules_stage_samples_only_the_packets_due() {
     if !privileged("the_rules_stage_samples_only_the_packets_due") {
         return;
     }
-    pin_to_cpu(0);
+    let _cpu = pin_to_cpu(0);
     let mut r = Rules::new(open());
     let mut samples_of =
         floodwall::traffic::sample::Sampler::take(&mut r.h.loaded.ebpf).expect("sample maps");
@@ -563,7 +561,6 @@ fn the_rules_stage_samples_only_the_packets_due() {
         })
         .collect();
     assert_eq!(sports, [Some(4), Some(8)]);
-    pin_to_all_cpus(std::thread::available_parallelism().map_or(1, usize::from));
 }
 
 /// `source known|unknown`: whether the daemon's baseline saw the source use the packet's
@@ -779,7 +776,7 @@ fn an_attached_program_keeps_its_own_stages_while_a_new_one_loads_with_its_maps(
     if !privileged("an_attached_program_keeps_its_own_stages_while_a_new_one_loads_with_its_maps") {
         return;
     }
-    pin_to_cpu(0);
+    let _cpu = pin_to_cpu(0);
     let pinned = PinnedState::new("stages");
     let options = LoadOptions {
         pin_maps: Some(pinned.0.clone()),
@@ -802,5 +799,4 @@ fn an_attached_program_keeps_its_own_stages_while_a_new_one_loads_with_its_maps(
         attached.h.state(SourceKey::default()).is_none(),
         "no packet is charged to a source read from another program's copy"
     );
-    pin_to_all_cpus(std::thread::available_parallelism().map_or(1, usize::from));
 }

@@ -6,9 +6,7 @@ use etherparse::PacketBuilder;
 use filter_common::{Class, Outcome, SAMPLE_CAPTURE_BYTES, SampleBudget, SampleStride};
 use floodwall::{limits::LimitsChange, traffic::sample::Sampler};
 
-use super::{
-    ATTACKER4, CLIENT_MAC, Harness, SERVER_MAC, SERVER4, pin_to_all_cpus, pin_to_cpu, privileged,
-};
+use super::{ATTACKER4, CLIENT_MAC, Harness, SERVER_MAC, SERVER4, pin_to_cpu, privileged};
 
 /// A UDP frame to port 53 with `payload_len` bytes of payload, each byte its own offset.
 fn udp_with_payload(payload_len: usize) -> Vec<u8> {
@@ -35,7 +33,7 @@ fn the_budget_bounds_the_samples_and_each_holds_its_frame() {
         return;
     }
     // The budget is per CPU: run every frame on one.
-    pin_to_cpu(0);
+    let _cpu = pin_to_cpu(0);
     let mut h = Harness::new(LimitsChange::default());
     let mut samples_of = Sampler::take(&mut h.loaded.ebpf).expect("the sample maps");
     // No budget, no sample (as while no daemon refills it).
@@ -86,7 +84,6 @@ fn the_budget_bounds_the_samples_and_each_holds_its_frame() {
         (samples[0].outcome, samples[0].packet.is_none()),
         (Outcome::NonIp, true)
     );
-    pin_to_all_cpus(std::thread::available_parallelism().map_or(1, usize::from));
 }
 
 /// Within a period the samples are spread: one every `every` packets from the
@@ -97,7 +94,7 @@ fn the_samples_are_spread_over_the_period() {
     if !privileged("the_samples_are_spread_over_the_period") {
         return;
     }
-    pin_to_cpu(0);
+    let _cpu = pin_to_cpu(0);
     let mut h = Harness::new(LimitsChange::default());
     let mut samples_of = Sampler::take(&mut h.loaded.ebpf).expect("the sample maps");
     samples_of
@@ -148,7 +145,6 @@ fn the_samples_are_spread_over_the_period() {
         .map(|n| n % 200)
         .collect();
     assert_eq!(lens, expected);
-    pin_to_all_cpus(std::thread::available_parallelism().map_or(1, usize::from));
 }
 
 /// The payload lengths of the samples in the ring buffer.
@@ -170,7 +166,7 @@ fn only_the_packets_the_stride_makes_due_are_sampled() {
     if !privileged("only_the_packets_the_stride_makes_due_are_sampled") {
         return;
     }
-    pin_to_cpu(0);
+    let _cpu = pin_to_cpu(0);
     let mut h = Harness::new(LimitsChange::default());
     let mut samples_of = Sampler::take(&mut h.loaded.ebpf).expect("the sample maps");
     samples_of.set_budget(100).expect("budget");
@@ -220,5 +216,4 @@ fn only_the_packets_the_stride_makes_due_are_sampled() {
     samples_of.pace(&[1_000]);
     samples_of.refill().expect("refill");
     assert_eq!(samples_of.stride().expect("read").shift, 0);
-    pin_to_all_cpus(std::thread::available_parallelism().map_or(1, usize::from));
 }
