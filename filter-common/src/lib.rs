@@ -146,9 +146,14 @@ pub mod map_names {
     /// Array of [`MAX_RULE_ENTRIES`](crate::MAX_RULE_ENTRIES)
     /// [`RuleEntry`](crate::RuleEntry)s, the rules' entries, by index.
     pub const RULES: &str = "FW_RULES";
-    /// Hash: [`RuleBucketKey`](crate::RuleBucketKey) → [`RuleBucket`](crate::RuleBucket),
-    /// the rules' index.
+    /// Array of [`RULE_BUCKET_SLOTS`](crate::RULE_BUCKET_SLOTS)
+    /// [`RuleBucket`](crate::RuleBucket)s in two halves, the rules' index; a bucket's slot
+    /// is in [`RULE_BUCKET_AT`].
     pub const RULE_BUCKETS: &str = "FW_RULE_BUCKETS";
+    /// Array of [`RULE_BUCKET_POSITIONS`](crate::RULE_BUCKET_POSITIONS) `u32`: at a bucket's
+    /// position ([`rule_bucket_position`](crate::rule_bucket_position)), its slot in
+    /// [`RULE_BUCKETS`], read only where [`RULE_INDEX`] has the bucket's bit.
+    pub const RULE_BUCKET_AT: &str = "FW_RULE_BUCKET_AT";
     /// Array of [`RULE_INDEX_WORDS`](crate::RULE_INDEX_WORDS) `u64`: a bit for each bucket
     /// that holds entries ([`rule_index_bit`](crate::rule_index_bit)).
     pub const RULE_INDEX: &str = "FW_RULE_INDEX";
@@ -205,6 +210,7 @@ pub mod map_names {
         SYN_STATS,
         RULES,
         RULE_BUCKETS,
+        RULE_BUCKET_AT,
         RULE_INDEX,
         RULE_STATS,
         RULE_RATES,
@@ -219,7 +225,7 @@ pub mod map_names {
 /// build adopts pinned state only when the versions match. Bump it with any change to a
 /// shared type or map; the test `a_layout_change_bumps_the_version` is the tripwire for the
 /// changes that alter a size.
-pub const MAP_LAYOUT_VERSION: u32 = 8;
+pub const MAP_LAYOUT_VERSION: u32 = 9;
 
 /// Default capacity of the per-source table.
 pub const DEFAULT_MAX_SOURCES: u32 = 1 << 20;
@@ -1229,6 +1235,8 @@ mod layout_tests {
             MAX_RULES as usize,
             MAX_RULE_ENTRIES as usize,
             BUCKET_ENTRIES,
+            RULE_BUCKET_SLOTS as usize,
+            RULE_BUCKET_POSITIONS as usize,
         ];
         let source_state = [
             offset_of!(SourceState, packet_tat_ns),
@@ -1280,17 +1288,18 @@ mod layout_tests {
             offset_of!(SynProtectConfig, ttl),
             offset_of!(SynProtectConfig, hop_limit),
         ];
-        // Layout 8 pinned 27 maps until `FW_STAGES` left the set (each program pins its own
-        // beside its link): the other 26 mean what they meant, and a build that does not
-        // pin it adopts layout 8's maps and removes that pin (`pin::PinDir::commit_stages`),
-        // so that change did not bump the version.
+        // Layout 9: the rules' buckets an array in two halves, found through
+        // `FW_RULE_BUCKET_AT` (layout 8 had them in a hash). Layout 8 pinned 27 maps until
+        // `FW_STAGES` left the set, which did not bump the version (a build that does not
+        // pin it removes that pin, `pin::PinDir::commit_stages`).
         assert_eq!(
             (MAP_LAYOUT_VERSION, sizes, source_state, limits, others),
             (
-                8,
+                9,
                 [
                     16, 48, 48, 736, 24, 24, 64, 136, 16384, 16, 88, 24, 65536, 2, 192, 4096, 64,
-                    3, 26, 184, 4, 36, 48, 16, 24, 24, 512, 20, 4101, 4096, 8192, 16
+                    3, 27, 184, 4, 36, 48, 16, 24, 24, 512, 20, 4101, 4096, 8192, 16, 16384,
+                    262_464
                 ],
                 [0, 8, 16, 24, 32, 36, 40, 44],
                 [

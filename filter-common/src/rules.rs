@@ -15,6 +15,14 @@
 //! stage, the main program tests four bits of [`map_names::RULE_INDEX`](crate::map_names)
 //! (see [`rule_index_bit`]): a packet whose buckets are all empty costs four array reads and
 //! never reaches the stage, however many rules there are.
+//!
+//! Every bucket has a fixed position, its bit's ([`rule_bucket_position`]). The stage finds
+//! a bucket with two array reads, no hash lookup: its slot in
+//! [`map_names::RULE_BUCKET_AT`](crate::map_names::RULE_BUCKET_AT) at its position, then
+//! the bucket at that slot of [`map_names::RULE_BUCKETS`](crate::map_names::RULE_BUCKETS).
+//! The buckets' slots come in two halves, as the entries do: the daemon writes a new set
+//! into the half that nothing points to, then switches each position's slot (one word),
+//! so the program reads the old bucket or the new one, never a bucket half written.
 
 use crate::RateParams;
 
@@ -51,8 +59,11 @@ pub const MAX_ENTRIES_PER_RULE: usize = 64;
 /// The program walks at most this many a bucket, so it bounds the work per packet.
 pub const BUCKET_ENTRIES: usize = 16;
 
-/// Buckets of the index.
+/// Buckets a rule set may fill (the slots of one half of `FW_RULE_BUCKETS`).
 pub const MAX_RULE_BUCKETS: u32 = 8192;
+
+/// Slots of `FW_RULE_BUCKETS`: two halves of [`MAX_RULE_BUCKETS`].
+pub const RULE_BUCKET_SLOTS: u32 = 2 * MAX_RULE_BUCKETS;
 
 /// Port ranges at most this wide go into the buckets of their ports, one a port; wider
 /// ones into their protocol's bucket.
@@ -246,10 +257,9 @@ pub mod bucket_kind {
     pub const NONE: u8 = 0xff;
 }
 
-/// Key of `FW_RULE_BUCKETS`: zero `proto` and `port` where the kind names none. Aligned
-/// as the word it is: the program builds keys on the stack, and the verifier refuses a
-/// word access to a stack slot that is not aligned.
-#[repr(C, align(4))]
+/// Which bucket: zero `proto` and `port` where the kind names none; its place in the maps
+/// is its [`rule_bucket_position`].
+#[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RuleBucketKey {
     /// A [`bucket_kind`].
@@ -282,10 +292,15 @@ const PROTO_WORDS_AT: u32 = 4 * PORT_WORDS;
 /// that rules name no protocol.
 pub const RULE_ANY_WORD: u32 = PROTO_WORDS_AT + 4;
 
-/// The word and bit of a bucket in `FW_RULE_INDEX`; `None` for a port bucket of a protocol
-/// other than TCP and UDP (which have no ports), and for [`bucket_kind::NONE`].
+/// Positions of buckets: one for each bit of the index, the length of
+/// [`map_names::RULE_BUCKET_AT`](crate::map_names::RULE_BUCKET_AT).
+pub const RULE_BUCKET_POSITIONS: u32 = RULE_INDEX_WORDS * 64;
+
+/// The position of a bucket: its bit's in `FW_RULE_INDEX` (word × 64 + bit), and its
+/// element of `FW_RULE_BUCKET_AT`; `None` for a port bucket of a protocol other than TCP
+/// and UDP (which have no ports), and for [`bucket_kind::NONE`].
 #[must_use]
-pub const fn rule_index_bit(key: RuleBucketKey) -> Option<(u32, u64)> {
+pub const fn rule_bucket_position(key: RuleBucketKey) -> Option<u32> {
     let proto_map = match key.proto {
         6 => 0,
         17 => 1,
@@ -297,18 +312,27 @@ pub const fn rule_index_bit(key: RuleBucketKey) -> Option<(u32, u64)> {
                 return None;
             }
             let map = (key.kind as u32) * 2 + proto_map;
-            Some((
-                map * PORT_WORDS + (key.port / 64) as u32,
-                1 << (key.port % 64),
-            ))
+            Some(map * PORT_WORDS * 64 + key.port as u32)
         }
-        bucket_kind::PROTO => Some((
-            PROTO_WORDS_AT + (key.proto / 64) as u32,
-            1 << (key.proto % 64),
-        )),
-        bucket_kind::ANY => Some((RULE_ANY_WORD, 1)),
+        bucket_kind::PROTO => Some(PROTO_WORDS_AT * 64 + key.proto as u32),
+        bucket_kind::ANY => Some(RULE_ANY_WORD * 64),
         _ => None,
     }
+}
+
+/// The word and bit of a bucket in `FW_RULE_INDEX` (see [`rule_bucket_position`]).
+#[must_use]
+pub const fn rule_index_bit(key: RuleBucketKey) -> Option<(u32, u64)> {
+    match rule_bucket_position(key) {
+        Some(position) => Some(index_bit_at(position)),
+        None => None,
+    }
+}
+
+/// The word and bit of `FW_RULE_INDEX` for a bucket's position.
+#[must_use]
+pub const fn index_bit_at(position: u32) -> (u32, u64) {
+    (position / 64, 1 << (position % 64))
 }
 
 /// A rule's counters, per CPU: the daemon sums them (and takes the earliest first and the
@@ -385,3 +409,37 @@ pub struct RuleRecord {
     pub text: [u8; RULE_RECORD_BYTES],
 }
 const _: () = assert!(core::mem::size_of::<RuleRecord>() == 512);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const fn key(kind: u8, proto: u8, port: u16) -> RuleBucketKey {
+        RuleBucketKey { kind, proto, port }
+    }
+
+    /// Golden values: pinned `FW_RULE_INDEX` and `FW_RULE_BUCKET_AT` are addressed by these
+    /// positions, so a new build must compute the ones the build that pinned them did.
+    #[test]
+    fn bucket_positions_are_the_index_bits() {
+        use bucket_kind::{ANY, DPORT, NONE, PROTO, SPORT};
+        let cases = [
+            (key(DPORT, 6, 0), Some(0)),
+            (key(DPORT, 17, 53), Some(65_589)),
+            (key(SPORT, 6, 123), Some(131_195)),
+            (key(SPORT, 17, 65_535), Some(262_143)),
+            (key(PROTO, 1, 0), Some(262_145)),
+            (key(PROTO, 255, 0), Some(262_399)),
+            (key(ANY, 0, 0), Some(262_400)),
+            (key(DPORT, 1, 80), None),
+            (key(NONE, 6, 80), None),
+        ];
+        for (k, want) in cases {
+            assert_eq!(rule_bucket_position(k), want, "{k:?}");
+            let bit = want.map(|p| (p / 64, 1u64 << (p % 64)));
+            assert_eq!(rule_index_bit(k), bit, "{k:?}");
+        }
+        assert_eq!(rule_index_bit(key(ANY, 0, 0)), Some((RULE_ANY_WORD, 1)));
+        const { assert!(262_400 < RULE_BUCKET_POSITIONS) };
+    }
+}

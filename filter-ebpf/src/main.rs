@@ -71,7 +71,15 @@ const _: () = assert!(
     reason = "aya's #[xdp] macro hands the context over by value"
 )]
 pub fn floodwall(ctx: XdpContext) -> u32 {
-    judge(&ctx, decide)
+    // Two copies of the whole path, chosen once a run by the rules flag: the one with rules
+    // keeps the packet's shape for their stage, the one without never computes it (the
+    // parser is inlined into each, and computes what its copy uses). One flag read decides
+    // both, so the stage never reads a shape this run did not keep.
+    if maps::limits().is_some_and(|limits| limits.list_flags & list_flags::RULES != 0) {
+        judge(&ctx, rules::keep_shape, decide::<true>)
+    } else {
+        judge(&ctx, |_| {}, decide::<false>)
+    }
 }
 
 /// The SYN-cookie stage's program (`filter_common::SYN_COOKIE_PROGRAM_NAME`), which
@@ -111,9 +119,14 @@ pub fn floodwall_after_rules(ctx: XdpContext) -> u32 {
     judge_again(&ctx, after_rules)
 }
 
-/// Parses the frame, has `policy` decide its outcome, counts it, and returns the action.
+/// Parses the frame, hands its shape to `keep_shape`, has `policy` decide its outcome,
+/// counts it, and returns the action.
 #[inline(always)]
-fn judge(ctx: &XdpContext, policy: impl Fn(&Packet) -> Outcome) -> u32 {
+fn judge(
+    ctx: &XdpContext,
+    keep_shape: impl Fn(&parse::Shape),
+    policy: impl Fn(&Packet) -> Outcome,
+) -> u32 {
     let len = (ctx.data_end() - ctx.data()) as u64;
     // The fail policy lives here, in one place: a frame we cannot parse far enough to know
     // its source is counted as malformed and passed (a filter must not break traffic it does
@@ -129,7 +142,6 @@ fn judge(ctx: &XdpContext, policy: impl Fn(&Packet) -> Outcome) -> u32 {
                 *copy = maps::Parsed {
                     key: parsed.key,
                     at: parsed.at,
-                    index: parsed.shape.index(),
                     v4: parsed.v4,
                     l4_ok: parsed.l4_ok,
                     // Set below, from the service's count. Not computed here: counting
@@ -141,6 +153,7 @@ fn judge(ctx: &XdpContext, policy: impl Fn(&Packet) -> Outcome) -> u32 {
                     class: parsed.class as u32,
                 };
             }
+            keep_shape(&parsed.shape);
             // Counted here, where every IP packet passes once, before the stages that
             // decide it (some of them programs of their own); the count says whether it is
             // due for a sample.
@@ -208,7 +221,6 @@ fn decide_parsed(
             key: source.key,
             v4: source.v4,
             class,
-            index: source.index,
             len,
             limits,
             now: maps::now_ns(limits),
@@ -242,15 +254,16 @@ fn act(ctx: &XdpContext, class: Class, outcome: Outcome, len: u64, sample_due: b
     }
 }
 
-/// The policy: one stage a line, in order; the first stage with an answer decides.
+/// The policy: one stage a line, in order; the first stage with an answer decides. `RULES`:
+/// whether there are rules (and the packet's shape was kept for them).
 #[inline(always)]
-fn decide(pkt: &Packet) -> Outcome {
+fn decide<const RULES: bool>(pkt: &Packet) -> Outcome {
     if let Some(allowed) = lists::allowlist(pkt) {
         return allowed;
     }
     // Rules come next (the stage's program then decides the rest too); a packet none of
     // whose index buckets holds entries skips them.
-    if pkt.flag(list_flags::RULES) && rules::may_match(pkt) {
+    if RULES && rules::may_match() {
         rules::enter(pkt);
     }
     after_rules(pkt)

@@ -11,12 +11,12 @@ use filter_common::{
     AFTER_RULES_STAGE, BLOCK_CACHE_SLOTS, BlockCacheSlot, BlockEvent, CEILING_SLOTS,
     COUNTER_ENTRIES, Class, ClassState, ClockSample, Counter, DEFAULT_LIST_CAPACITY,
     DEFAULT_MAX_PREFIXES, DEFAULT_MAX_SOURCES, EVENTS_BYTES, KnownSourceKey, LimitsConfig,
-    ListEntry, MAX_KNOWN_SOURCES, MAX_RULE_BUCKETS, MAX_RULE_ENTRIES, MAX_RULE_SOURCES, MAX_RULES,
-    Outcome, PrefixKey, PrefixState, RULE_INDEX_WORDS, RULES_STAGE, RuleBucket, RuleBucketKey,
-    RuleCounters, RuleEntry, RuleRateState, RuleRecord, RuleSourceKey, RuleSourceState,
-    SAMPLES_BYTES, SERVICE_SLOTS, SKETCH_ROWS, STAGE_SLOTS, SYN_COOKIE_STAGE, SYN_PORT_WORDS,
-    SYN_STAT_SLOTS, SampleBudget, SampleStride, SketchRow, SourceKey, SourceState, SynStat,
-    TABLE_STAT_SLOTS, TRACKED_CHUNKS, TrackedChunk,
+    ListEntry, MAX_KNOWN_SOURCES, MAX_RULE_ENTRIES, MAX_RULE_SOURCES, MAX_RULES, Outcome,
+    PrefixKey, PrefixState, RULE_BUCKET_POSITIONS, RULE_BUCKET_SLOTS, RULE_INDEX_WORDS,
+    RULES_STAGE, RuleBucket, RuleCounters, RuleEntry, RuleRateState, RuleRecord, RuleSourceKey,
+    RuleSourceState, SAMPLES_BYTES, SERVICE_SLOTS, SKETCH_ROWS, STAGE_SLOTS, SYN_COOKIE_STAGE,
+    SYN_PORT_WORDS, SYN_STAT_SLOTS, SampleBudget, SampleStride, SketchRow, SourceKey, SourceState,
+    SynStat, TABLE_STAT_SLOTS, TRACKED_CHUNKS, TrackedChunk,
 };
 
 /// Per-source state. Key: source address (wire order, IPv4 mapped); value: GCRA state,
@@ -167,11 +167,18 @@ pub fn syn_cookie_slot() -> u32 {
 #[map(name = "FW_RULES")]
 pub static FW_RULES: Array<RuleEntry> = Array::with_max_entries(MAX_RULE_ENTRIES, 0);
 
-/// The rules' index: each bucket's entries in rule order. Written by the daemon (a bucket
-/// replaced whole); read by the rules stage.
+/// The rules' index: each bucket's entries in rule order, in two halves. Written by the
+/// daemon (a set into the half nothing points to); read by the rules stage at the slot
+/// `FW_RULE_BUCKET_AT` gives. An array, not a hash keyed by the bucket: its lookup the
+/// verifier inlines, where a hash's is a call.
 #[map(name = "FW_RULE_BUCKETS")]
-pub static FW_RULE_BUCKETS: HashMap<RuleBucketKey, RuleBucket> =
-    HashMap::with_max_entries(MAX_RULE_BUCKETS, 0);
+pub static FW_RULE_BUCKETS: Array<RuleBucket> = Array::with_max_entries(RULE_BUCKET_SLOTS, 0);
+
+/// Each bucket's slot in `FW_RULE_BUCKETS`, at its position
+/// (`filter_common::rule_bucket_position`). Written by the daemon (a position before its
+/// bit is set); read by the rules stage where the bucket's bit is set.
+#[map(name = "FW_RULE_BUCKET_AT")]
+pub static FW_RULE_BUCKET_AT: Array<u32> = Array::with_max_entries(RULE_BUCKET_POSITIONS, 0);
 
 /// A bit for each bucket that holds entries (`filter_common::rule_index_bit`). Written by
 /// the daemon; read by the main program to skip the rules stage.
@@ -212,11 +219,10 @@ pub static FW_KNOWN_SOURCES: HashMap<KnownSourceKey, u8> =
 static FW_PARSED: PerCpuArray<Parsed> = PerCpuArray::with_max_entries(1, 0);
 
 /// An element of `FW_PARSED`: what the policy needs of the parser's results, with the
-/// class as a number. Not the whole shape: what is not copied, the parser never computes.
+/// class as a number. Not the shape: the rules stage has it from `FW_SHAPE`.
 pub struct Parsed {
     pub key: SourceKey,
     pub at: crate::parse::Offsets,
-    pub index: crate::parse::IndexKeys,
     pub v4: bool,
     pub l4_ok: bool,
     /// Whether the packet is due for a sample (`sample_due`), for the stage that counts it.
@@ -230,10 +236,13 @@ pub fn parsed() -> Option<*mut Parsed> {
     FW_PARSED.get_ptr_mut(0)
 }
 
-/// This CPU's copy of what the rules match a packet on (see `rules::Seen`). The program's
-/// own scratch space: the daemon never reads it.
-#[map(name = "FW_RULE_SCRATCH")]
-pub static FW_RULE_SCRATCH: PerCpuArray<crate::rules::Seen> = PerCpuArray::with_max_entries(1, 0);
+/// This CPU's copy of the packet's shape, what rules match on besides the source, and of
+/// which of its buckets hold entries: written by the main program while there are rules
+/// (`rules::keep_shape`), read by the rules stage, which so neither parses the frame nor
+/// reads the index again. The program's own: the daemon never
+/// reads it.
+#[map(name = "FW_SHAPE")]
+pub static FW_SHAPE: PerCpuArray<crate::rules::Kept> = PerCpuArray::with_max_entries(1, 0);
 
 /// The daemon's record of its rules, by rule slot; this program never reads it, but it
 /// lives here so that it is created, and pinned, with the others.

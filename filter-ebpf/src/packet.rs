@@ -4,7 +4,7 @@
 use aya_ebpf::programs::XdpContext;
 use filter_common::{Class, LimitsConfig, Mode, Outcome, SourceKey};
 
-use crate::parse::{IndexKeys, Offsets};
+use crate::parse::Offsets;
 
 /// A parsed packet with a known source, and what it is judged by.
 pub struct Packet<'a> {
@@ -18,8 +18,6 @@ pub struct Packet<'a> {
     pub v4: bool,
     /// Its protocol class.
     pub class: Class,
-    /// What the rules' index reads (the rules stage parses the rest for itself).
-    pub index: IndexKeys,
     /// Frame length in bytes.
     pub len: u64,
     /// The limits in force.

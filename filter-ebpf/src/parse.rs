@@ -69,8 +69,7 @@ pub struct Offsets {
 }
 
 /// What rules match on, besides the source: read while the parser has the headers in
-/// hand, so that no stage reads packet memory at the parser's variable offsets again (what
-/// the main program does not use, the compiler drops).
+/// hand, so that no stage reads packet memory at the parser's variable offsets again.
 #[derive(Clone, Copy)]
 pub struct Shape {
     /// Destination address, as a key.
@@ -105,8 +104,8 @@ pub const L4_TCP: u8 = 1 << 1;
 pub const L4_ICMP: u8 = 1 << 2;
 
 /// What the rules' index reads of a packet (see `rules::may_match`): all of its shape
-/// the policy after the parser needs. A program that keeps only this never computes the
-/// rest (the parser is inlined); the rules stage parses for itself.
+/// the policy after the parser needs. The rest of the shape the main program keeps for the
+/// rules stage only while there are rules (`rules::keep_shape`).
 #[derive(Clone, Copy)]
 pub struct IndexKeys {
     pub sport: u16,

@@ -1,6 +1,7 @@
 //! Stage: rules by packet shape, a program of its own (`filter_common::RULES_PROGRAM_NAME`)
 //! that the main program tail-calls for a packet one of whose index buckets holds entries
-//! ([`may_match`]). It finds the first rule that matches ([`first_match`]), counts it, and
+//! ([`may_match`]), after it kept the packet's shape and those buckets for it
+//! ([`keep_shape`]). It finds the first rule that matches ([`first_match`]), counts it, and
 //! applies its action; what the action leaves undecided goes on to the rest of the policy,
 //! a program of its own (`filter_common::AFTER_RULES_PROGRAM_NAME`) that the stage
 //! tail-calls ([`go_on`]).
@@ -19,49 +20,69 @@ use aya_ebpf::{
 use filter_common::{
     COST_SHIFT, COUNTER_SLOTS, KnownSourceKey, LimitsConfig, Mode, NO_RULE, Outcome,
     RULE_PAYLOAD_BYTES, RuleAction, RuleBucket, RuleBucketKey, RuleEntry, RuleSourceKey,
-    RuleSourceState, SourceKey, bucket_kind, rule_fields, rule_index_bit,
+    RuleSourceState, SourceKey, bucket_kind, index_bit_at, rule_bucket_position, rule_fields,
 };
 
 use crate::{
     atomic, gcra,
     maps::{
-        self, FW_KNOWN_SOURCES, FW_RULE_BUCKETS, FW_RULE_INDEX, FW_RULE_RATES, FW_RULE_SCRATCH,
-        FW_RULE_SOURCES, FW_RULE_STATS, FW_RULES, FW_STAGES,
+        self, FW_KNOWN_SOURCES, FW_RULE_BUCKET_AT, FW_RULE_BUCKETS, FW_RULE_INDEX, FW_RULE_RATES,
+        FW_RULE_SOURCES, FW_RULE_STATS, FW_RULES, FW_SHAPE, FW_STAGES,
     },
     packet::Packet,
-    parse::{self, IndexKeys, L4_ICMP, L4_PORTS, L4_TCP, Parsed, Shape, Source},
+    parse::{IndexKeys, L4_ICMP, L4_PORTS, L4_TCP, Shape},
     sample,
 };
 
-/// The packet's four buckets, most specific first; a packet without ports has
-/// `bucket_kind::NONE` for its port buckets, which no rule has. (Plain keys, not options:
-/// an array of `None`s leaves their payload unset on the stack, and the verifier refuses
-/// to read what was never written.)
+/// The positions of the packet's four buckets (`filter_common::rule_bucket_position`), most
+/// specific first; [`NO_BUCKET`] for a bucket it cannot have (a port bucket of a packet
+/// without ports, or of a protocol without them). Computed as numbers, not built as keys on
+/// the stack: a key written a byte at a time and read back as a word stalls the load.
 #[inline(always)]
-fn bucket_keys(s: &IndexKeys) -> [RuleBucketKey; 4] {
+fn bucket_positions(s: &IndexKeys) -> [u32; 4] {
     let ports = s.l4 & L4_PORTS != 0;
-    let key = |kind, proto, port| RuleBucketKey { kind, proto, port };
-    let port_kind = |kind| if ports { kind } else { bucket_kind::NONE };
+    let position = |kind, port| {
+        let key = RuleBucketKey {
+            kind: if ports { kind } else { bucket_kind::NONE },
+            proto: s.proto,
+            port,
+        };
+        rule_bucket_position(key).unwrap_or(NO_BUCKET)
+    };
+    let any = RuleBucketKey {
+        kind: bucket_kind::ANY,
+        proto: 0,
+        port: 0,
+    };
+    let proto = RuleBucketKey {
+        kind: bucket_kind::PROTO,
+        proto: s.proto,
+        port: 0,
+    };
     [
-        key(port_kind(bucket_kind::DPORT), s.proto, s.dport),
-        key(port_kind(bucket_kind::SPORT), s.proto, s.sport),
-        key(bucket_kind::PROTO, s.proto, 0),
-        key(bucket_kind::ANY, 0, 0),
+        position(bucket_kind::DPORT, s.dport),
+        position(bucket_kind::SPORT, s.sport),
+        rule_bucket_position(proto).unwrap_or(NO_BUCKET),
+        rule_bucket_position(any).unwrap_or(NO_BUCKET),
     ]
 }
 
-/// Whether `key`'s bucket holds entries, by its bit in `FW_RULE_INDEX`.
+/// What [`bucket_positions`] gives for a bucket the packet cannot have: its index bit is
+/// never set.
+const NO_BUCKET: u32 = u32::MAX;
+
+/// Whether the bucket at `position` holds entries: its bit in `FW_RULE_INDEX` is set.
 #[inline(always)]
-fn indexed(key: RuleBucketKey) -> bool {
-    rule_index_bit(key)
-        .is_some_and(|(word, bit)| FW_RULE_INDEX.get(word).is_some_and(|w| w & bit != 0))
+fn indexed(position: u32) -> bool {
+    let (word, bit) = index_bit_at(position);
+    FW_RULE_INDEX.get(word).is_some_and(|w| w & bit != 0)
 }
 
-/// Whether a rule may match the packet: one of its buckets holds entries. Four array reads,
-/// in the main program, before the tail call.
+/// Whether a rule may match the packet: one of its buckets holds entries, as
+/// [`keep_shape`] found. In the main program, before the tail call.
 #[inline(always)]
-pub fn may_match(pkt: &Packet) -> bool {
-    bucket_keys(&pkt.index).into_iter().any(indexed)
+pub fn may_match() -> bool {
+    FW_SHAPE.get(0).is_some_and(|kept| kept.buckets != 0)
 }
 
 /// Tail-calls the rules stage's program. Returns only if that program is not in its slot;
@@ -80,44 +101,67 @@ fn go_on(ctx: &XdpContext) {
     unsafe { FW_STAGES.tail_call(ctx, maps::after_rules_slot()) };
 }
 
-/// The rules stage's program: parses the frame, copies what the rules need into this
-/// CPU's scratch ([`Seen`]), decides the rules from that copy, and counts the outcome, or
-/// tail-calls the rest of the policy ([`go_on`]) for a packet the rules leave undecided.
+/// Keeps the packet's shape in this CPU's `FW_SHAPE` for the rules stage, which then
+/// matches on it without parsing the frame again, with a bit for each of its buckets that
+/// holds entries (four array reads). Called by the main program while there are rules, for
+/// every IP packet, before the policy.
+#[inline(always)]
+pub fn keep_shape(shape: &Shape) {
+    let mut buckets = 0;
+    for (i, position) in bucket_positions(&shape.index()).into_iter().enumerate() {
+        if indexed(position) {
+            buckets |= 1 << i;
+        }
+    }
+    if let Some(kept) = FW_SHAPE.get_ptr_mut(0) {
+        // SAFETY: this CPU's element of a per-CPU array; XDP runs with preemption disabled.
+        unsafe {
+            *kept = Kept {
+                shape: *shape,
+                buckets,
+            };
+        }
+    }
+}
+
+/// An element of `FW_SHAPE`: the packet's shape, and which of its buckets
+/// ([`bucket_positions`]) held entries when the main program looked (bit `i`: bucket
+/// `i`).
+pub struct Kept {
+    shape: Shape,
+    buckets: u32,
+}
+
+/// The rules stage's program: decides the rules from the copies the main program left in
+/// this CPU's maps (the parser's results and the packet's shape, [`Seen`]), and counts the
+/// outcome, or tail-calls the rest of the policy ([`go_on`]) for a packet the rules leave
+/// undecided.
 #[inline(always)]
 pub fn stage(ctx: &XdpContext) -> u32 {
     let len = (ctx.data_end() - ctx.data()) as u64;
-    let (
-        Ok(Parsed::Source(Source {
-            key, class, shape, ..
-        })),
-        Some(limits),
-        Some(seen),
-    ) = (
-        parse::source_of(ctx),
-        maps::limits(),
-        FW_RULE_SCRATCH.get_ptr_mut(0),
-    )
+    let (Some(parsed), Some(kept), Some(limits)) =
+        (maps::parsed(), FW_SHAPE.get(0), maps::limits())
     else {
-        // The main program parsed it before: not reached. Pass, as the policy would.
+        // One-element arrays: not reached. Pass, as the policy would.
         return XDP_PASS;
     };
-    // SAFETY: this CPU's element of a per-CPU array; XDP runs with preemption disabled.
-    let seen: &Seen = unsafe {
-        *seen = Seen {
-            key,
-            shape,
-            len,
-            class: class as u32,
-        };
-        &*seen
+    // SAFETY: this CPU's element of a per-CPU array, which the main program wrote before
+    // the tail call; nothing else writes it meanwhile.
+    let parsed = unsafe { &*parsed };
+    let seen = Seen {
+        key: parsed.key,
+        shape: &kept.shape,
+        buckets: kept.buckets,
+        len,
+        class: parsed.class,
     };
     let now = maps::now_ns(limits);
-    match decide(ctx, seen, limits, now) {
+    match decide(ctx, &seen, limits, now) {
         Some((outcome, rule_slot)) => {
             // Dropped or allowed by a rule: never `Passed`, which `judge` would count as
             // malformed for a truncated header.
             maps::count_at(seen.class * COUNTER_SLOTS + outcome as u32, seen.len);
-            if sample_due() {
+            if parsed.sample_due {
                 sample::take(ctx, seen.class, outcome as u32, rule_slot);
             }
             if outcome.is_drop() {
@@ -133,7 +177,7 @@ pub fn stage(ctx: &XdpContext) -> u32 {
                 seen.class * COUNTER_SLOTS + Outcome::Passed as u32,
                 seen.len,
             );
-            if sample_due() {
+            if parsed.sample_due {
                 sample::take(ctx, seen.class, Outcome::Passed as u32, NO_RULE);
             }
             XDP_PASS
@@ -141,26 +185,19 @@ pub fn stage(ctx: &XdpContext) -> u32 {
     }
 }
 
-/// Whether the main program found the packet due for a sample (it counted its service
-/// and wrote this CPU's copy of the parser's results before the tail call).
-#[inline(always)]
-fn sample_due() -> bool {
-    // SAFETY: this CPU's element of a per-CPU array; nothing else writes it meanwhile.
-    maps::parsed().is_some_and(|copy| unsafe { (*copy).sample_due })
-}
-
-/// What the rules match a packet on, and what its count needs, in this CPU's scratch map
-/// (`FW_RULE_SCRATCH`).
+/// What the rules match a packet on, and what its count needs: read from the copies the
+/// main program wrote into this CPU's maps (`FW_PARSED`, `FW_SHAPE`).
 ///
-/// The stage works from this copy, not from the parser's values: read back from a map,
+/// The stage works from those copies, not from a parser's values: read back from a map,
 /// every field is a number the verifier knows nothing about, so the parser's many exits
-/// (one for each header layout and class, each with its own exact values) become one state
+/// (one for each header layout and class, each with its own exact values) are one state
 /// before the bucket walks. Worked from the parser's values, each exit was walked through
 /// every bucket, over the verifier's 1,000,000 instructions.
-#[derive(Clone, Copy)]
-pub struct Seen {
+struct Seen<'a> {
     key: SourceKey,
-    shape: Shape,
+    shape: &'a Shape,
+    /// As [`Kept::buckets`].
+    buckets: u32,
     len: u64,
     class: u32,
 }
@@ -216,13 +253,21 @@ fn decide(
 #[inline(always)]
 fn first_match(ctx: &XdpContext, seen: &Seen) -> Option<&'static RuleEntry> {
     let mut best: Option<&'static RuleEntry> = None;
-    for key in bucket_keys(&seen.shape.index()) {
-        if !indexed(key) {
+    for (i, position) in bucket_positions(&seen.shape.index())
+        .into_iter()
+        .enumerate()
+    {
+        // The main program read the index: its bits are not read again.
+        if seen.buckets & (1 << i) == 0 {
             continue;
         }
-        // SAFETY: the reference lives for this run; the daemon replaces a bucket whole, so
-        // it is the old bucket or the new one.
-        let Some(bucket) = (unsafe { FW_RULE_BUCKETS.get(&key) }) else {
+        // Two array reads, each inlined by the verifier: the bucket's slot at its position,
+        // then the bucket. The daemon writes a bucket into a slot nothing points to and
+        // then switches the position (one word), so this is the old bucket or the new one.
+        let Some(bucket) = FW_RULE_BUCKET_AT
+            .get(position)
+            .and_then(|&slot| FW_RULE_BUCKETS.get(slot))
+        else {
             continue;
         };
         let before = best.map_or(u32::MAX, |entry| entry.order);

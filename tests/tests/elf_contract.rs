@@ -196,10 +196,17 @@ fn maps_match_the_contract() {
         ),
         (
             map_names::RULE_BUCKETS,
-            BPF_MAP_TYPE_HASH,
-            size_of_u32::<filter_common::RuleBucketKey>(),
+            BPF_MAP_TYPE_ARRAY,
+            4,
             size_of_u32::<filter_common::RuleBucket>(),
-            filter_common::MAX_RULE_BUCKETS,
+            filter_common::RULE_BUCKET_SLOTS,
+        ),
+        (
+            map_names::RULE_BUCKET_AT,
+            BPF_MAP_TYPE_ARRAY,
+            4,
+            4,
+            filter_common::RULE_BUCKET_POSITIONS,
         ),
         (
             map_names::RULE_INDEX,

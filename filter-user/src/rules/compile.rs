@@ -5,9 +5,9 @@
 use std::{collections::BTreeMap, net::IpAddr};
 
 use filter_common::{
-    BUCKET_ENTRIES, MAX_ENTRIES_PER_RULE, MAX_EXPANDED_PORTS, MAX_RULE_ENTRIES, RULE_INDEX_WORDS,
-    RULE_PAYLOAD_BYTES, RateParams, RuleBucket, RuleBucketKey, RuleEntry, SourceKey, bucket_kind,
-    rule_fields, rule_index_bit,
+    BUCKET_ENTRIES, MAX_ENTRIES_PER_RULE, MAX_EXPANDED_PORTS, MAX_RULE_BUCKETS, MAX_RULE_ENTRIES,
+    RULE_INDEX_WORDS, RULE_PAYLOAD_BYTES, RateParams, RuleBucket, RuleBucketKey, RuleEntry,
+    SourceKey, bucket_kind, rule_bucket_position, rule_fields, rule_index_bit,
 };
 
 use super::{Action, PortRange, Rule, RuleError, RuleRate, RuleSpec, syntax};
@@ -33,6 +33,25 @@ pub struct Compiled {
     pub buckets: BTreeMap<RuleBucketKey, RuleBucket>,
     /// `FW_RULE_INDEX`.
     pub index: Vec<u64>,
+    /// The half of `FW_RULES` and `FW_RULE_BUCKETS` the set goes into.
+    pub half: u32,
+}
+
+impl Compiled {
+    /// Each bucket with its position (its element of `FW_RULE_BUCKET_AT`) and its slot in
+    /// `FW_RULE_BUCKETS` (in the set's half, in key order).
+    pub fn placed(&self) -> impl Iterator<Item = (u32, u32, &RuleBucket)> {
+        self.buckets
+            .iter()
+            .zip(0..)
+            .filter_map(|((key, bucket), i)| {
+                Some((
+                    rule_bucket_position(*key)?,
+                    self.half * MAX_RULE_BUCKETS + i,
+                    bucket,
+                ))
+            })
+    }
 }
 
 /// Compiles `rules` into entries in `half` (0 or 1) of `FW_RULES`.
@@ -46,6 +65,7 @@ pub fn compile(rules: &[Rule], half: u32) -> Result<Compiled, RuleError> {
     sorted.sort_by_key(|r| r.rank());
     let mut out = Compiled {
         index: vec![0; RULE_INDEX_WORDS as usize],
+        half,
         ..Compiled::default()
     };
     let mut owners: BTreeMap<RuleBucketKey, Vec<u32>> = BTreeMap::new();
@@ -103,6 +123,14 @@ pub fn compile(rules: &[Rule], half: u32) -> Result<Compiled, RuleError> {
             }
             out.entries.push((at, entry));
         }
+    }
+    if out.buckets.len() > MAX_RULE_BUCKETS as usize {
+        return Err(RuleError::Capacity(format!(
+            "the rules fill {} kernel buckets (one for each protocol and single port they \
+             name), over {MAX_RULE_BUCKETS}: name fewer single ports (a range wider than \
+             {MAX_EXPANDED_PORTS} ports takes one bucket, its protocol's)",
+            out.buckets.len()
+        )));
     }
     Ok(out)
 }
@@ -301,6 +329,8 @@ fn entry(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
     use crate::rules::Origin;
 
@@ -329,6 +359,42 @@ mod tests {
         assert_eq!(c.index[word as usize], bit);
         assert_eq!(c.entries.len(), 1);
         assert_eq!(c.entries[0].1.dport, [53, 53]);
+    }
+
+    #[test]
+    fn a_set_over_the_buckets_is_refused_and_a_set_that_fits_fills_its_half() {
+        // A rule of 64 ranges of 16 ports each: 1,024 single-port buckets.
+        let rule_of = |n: u32| {
+            let ranges: Vec<String> = (0..64)
+                .map(|i| {
+                    let low = 1024 + 1024 * n + 16 * i;
+                    format!("{low}-{}", low + 15)
+                })
+                .collect();
+            rule(n + 1, 100, &format!("udp dport {} drop", ranges.join(",")))
+        };
+        let rules: Vec<Rule> = (0..9).map(rule_of).collect();
+        let err = compile(&rules, 0).expect_err("9,216 buckets");
+        assert!(
+            err.to_string().contains("9216 kernel buckets") && err.to_string().contains("8192"),
+            "{err}"
+        );
+        let c = compile(&rules[..8], 1).expect("8,192 buckets fit");
+        let placed: Vec<(u32, u32, &RuleBucket)> = c.placed().collect();
+        assert_eq!(placed.len(), 8192);
+        let (positions, slots): (BTreeSet<u32>, BTreeSet<u32>) =
+            placed.iter().map(|&(p, s, _)| (p, s)).unzip();
+        assert_eq!((positions.len(), slots.len()), (8192, 8192));
+        assert!(
+            slots
+                .iter()
+                .all(|s| (MAX_RULE_BUCKETS..2 * MAX_RULE_BUCKETS).contains(s))
+        );
+        for (position, _, bucket) in placed {
+            let (word, bit) = filter_common::index_bit_at(position);
+            assert_ne!(c.index[word as usize] & bit, 0, "position {position}");
+            assert_eq!(bucket.len, 1);
+        }
     }
 
     #[test]

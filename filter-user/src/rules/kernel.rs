@@ -1,6 +1,7 @@
-//! [`RuleMaps`]: the rules' maps. A new set is compiled into the half of `FW_RULES` the
-//! buckets do not point to, then the buckets and the index bits switch to it, so the
-//! program sees the old rules or the new ones, never a mix within one bucket.
+//! [`RuleMaps`]: the rules' maps. A new set is compiled into the halves of `FW_RULES` and
+//! `FW_RULE_BUCKETS` that nothing points to, then each bucket's position in
+//! `FW_RULE_BUCKET_AT` and the index bits switch to it, so the program sees the old rules
+//! or the new ones, never a mix within one bucket.
 
 use std::net::IpAddr;
 
@@ -10,17 +11,19 @@ use aya::{
     maps::{Array, HashMap, MapData, PerCpuArray, PerCpuValues},
 };
 use filter_common::{
-    MAX_RULES, RULE_INDEX_WORDS, RULE_RECORD_BYTES, RuleBucket, RuleBucketKey, RuleCounters,
+    MAX_RULE_BUCKETS, MAX_RULES, RULE_INDEX_WORDS, RULE_RECORD_BYTES, RuleBucket, RuleCounters,
     RuleEntry, RuleRateState, RuleRecord, RuleSourceKey, RuleSourceState, SourceKey, map_names,
 };
 
-use super::{Rule, RuleError, RuleSet, compile, compile::HALF_ENTRIES};
+use super::{Rule, RuleError, RuleSet, compile};
 use crate::maps::{remove_key, take};
 
-/// The rules' maps, and which half of `FW_RULES` the buckets point to.
+/// The rules' maps, and which half of `FW_RULES` and `FW_RULE_BUCKETS` the index points
+/// to.
 pub struct RuleMaps {
     entries: Array<MapData, RuleEntry>,
-    buckets: HashMap<MapData, RuleBucketKey, RuleBucket>,
+    buckets: Array<MapData, RuleBucket>,
+    bucket_at: Array<MapData, u32>,
     index: Array<MapData, u64>,
     stats: PerCpuArray<MapData, RuleCounters>,
     rates: Array<MapData, RuleRateState>,
@@ -42,6 +45,7 @@ impl RuleMaps {
         let mut maps = Self {
             entries: take(ebpf, map_names::RULES)?,
             buckets: take(ebpf, map_names::RULE_BUCKETS)?,
+            bucket_at: take(ebpf, map_names::RULE_BUCKET_AT)?,
             index: take(ebpf, map_names::RULE_INDEX)?,
             stats: take(ebpf, map_names::RULE_STATS)?,
             rates: take(ebpf, map_names::RULE_RATES)?,
@@ -49,14 +53,14 @@ impl RuleMaps {
             records: take(ebpf, map_names::RULE_RECORDS)?,
             half: 0,
         };
-        // Pinned buckets from a daemon before point into one half: the next write goes into
-        // the other.
-        let in_upper = maps.buckets.iter().filter_map(Result::ok).any(|(_, b)| {
-            b.entries[..(b.len as usize).min(b.entries.len())]
-                .iter()
-                .any(|&i| u32::from(i) >= HALF_ENTRIES)
-        });
-        maps.half = u32::from(in_upper);
+        // The index of a daemon before points into one half: the next write goes into the
+        // other.
+        let index = maps.read_index()?;
+        maps.half = half_in_use(&index, |position| {
+            maps.bucket_at
+                .get(&position, 0)
+                .map_err(|e| map_error("FW_RULE_BUCKET_AT", e))
+        })?;
         Ok(maps)
     }
 
@@ -82,9 +86,9 @@ impl RuleMaps {
         Ok(rules)
     }
 
-    /// Makes the program enforce `next` instead of `current`: entries into the other half,
-    /// fresh state for the rules new in `next`, then the buckets, then the index bits;
-    /// last, what `current` alone used is cleared.
+    /// Makes the program enforce `next` instead of `current`: entries and buckets into the
+    /// other halves, fresh state for the rules new in `next`, then the buckets' positions,
+    /// then the index bits; last, what `current` alone used is cleared.
     ///
     /// # Errors
     /// A set that does not fit the kernel's bounds (nothing written then), or a map write
@@ -107,33 +111,25 @@ impl RuleMaps {
                 .set(*at, entry, 0)
                 .map_err(|e| map_error("FW_RULES", e))?;
         }
-        for (key, bucket) in &compiled.buckets {
+        for (_, slot, bucket) in compiled.placed() {
             self.buckets
-                .insert(key, bucket, 0)
+                .set(slot, bucket, 0)
                 .map_err(|e| map_error("FW_RULE_BUCKETS", e))?;
         }
-        let old_index = self.read_index()?;
-        // The union first: a bucket about to go may still be read; then only the new bits.
-        for (word, (old, new)) in old_index.iter().zip(&compiled.index).enumerate() {
-            if old | new != *old {
-                self.set_index(word, old | new)?;
-            }
+        // Each position to its new slot (one word: the program reads the old slot or the
+        // new one, each a whole bucket); a position whose bit stays clear is never read.
+        for (position, slot, _) in compiled.placed() {
+            self.bucket_at
+                .set(position, slot, 0)
+                .map_err(|e| map_error("FW_RULE_BUCKET_AT", e))?;
         }
-        let stale: Vec<RuleBucketKey> = self
-            .buckets
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| !compiled.buckets.contains_key(k))
-            .collect();
+        // Then the bits, a word at a time: a position whose bit goes still points to a
+        // whole bucket of the old half, which stays as it is until the next set is written.
+        let old_index = self.read_index()?;
         for (word, (old, new)) in old_index.iter().zip(&compiled.index).enumerate() {
-            if old | new != *new {
+            if old != new {
                 self.set_index(word, *new)?;
             }
-        }
-        for key in stale {
-            self.buckets
-                .remove(&key)
-                .map_err(|e| map_error("FW_RULE_BUCKETS", e))?;
         }
         self.half = half;
         // The records follow the rules: a daemon that takes over reads them.
@@ -275,6 +271,23 @@ impl RuleMaps {
     }
 }
 
+/// The half of `FW_RULE_BUCKETS` that `index` points into: 1 where a bucket whose bit is
+/// set has its slot (`slot_at` its position) in the upper half, else 0 (also for an empty
+/// index).
+fn half_in_use(
+    index: &[u64],
+    mut slot_at: impl FnMut(u32) -> Result<u32, RuleError>,
+) -> Result<u32, RuleError> {
+    for (word, bits) in (0u32..).zip(index) {
+        for bit in (0..64).filter(|bit| bits & (1 << bit) != 0) {
+            if slot_at(word * 64 + bit)? >= MAX_RULE_BUCKETS {
+                return Ok(1);
+            }
+        }
+    }
+    Ok(0)
+}
+
 /// The record of a rule.
 fn record(rule: &Rule) -> Result<RuleRecord, RuleError> {
     let json = serde_json::to_vec(rule).map_err(|e| map_error("rule record", e))?;
@@ -294,4 +307,35 @@ fn record(rule: &Rule) -> Result<RuleRecord, RuleError> {
         pad: 0,
         text,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_half_in_use_is_the_one_the_set_bits_point_into() {
+        let mut index = vec![0u64; 4];
+        index[1] = 1 << 5;
+        index[3] = 1 << 63;
+        let upper = |position: u32| Ok(MAX_RULE_BUCKETS + position);
+        let lower = |position: u32| Ok(position);
+        assert_eq!(half_in_use(&index, upper).ok(), Some(1));
+        assert_eq!(half_in_use(&index, lower).ok(), Some(0));
+        let mut asked = Vec::new();
+        let _ = half_in_use(&index, |position| {
+            asked.push(position);
+            Ok(0)
+        });
+        assert_eq!(asked, [69, 255], "only the positions whose bits are set");
+        assert_eq!(
+            half_in_use(&[0; 4], upper).ok(),
+            Some(0),
+            "no set: the lower"
+        );
+        let failed = half_in_use(&index, |_| {
+            Err(RuleError::Map("FW_RULE_BUCKET_AT: gone".into()))
+        });
+        assert!(failed.is_err());
+    }
 }

@@ -505,6 +505,34 @@ fn with_no_rule_in_its_buckets_a_packet_skips_the_rules_stage() {
     );
 }
 
+/// Each new set goes into the half of the buckets the program does not read, and each
+/// bucket's position then points to it: sets written one after another (so into both
+/// halves, twice) each decide alone, and a bucket that went is not read, although its
+/// position still points into the other half.
+#[test]
+fn rule_sets_written_one_after_another_each_decide_alone() {
+    if !privileged("rule_sets_written_one_after_another_each_decide_alone") {
+        return;
+    }
+    let mut r = Rules::new(open());
+    let mut previous = Vec::new();
+    for (round, port) in [53u16, 54, 53, 55, 54].into_iter().enumerate() {
+        // The new rule first, then the old one goes: two writes a round.
+        let ids = r.add(&[(&format!("udp dport {port} drop"), 100)]);
+        if !previous.is_empty() {
+            r.remove(&previous);
+        }
+        previous = ids;
+        for other in [53u16, 54, 55] {
+            assert_eq!(
+                r.drops(&udp4(1, other)),
+                other == port,
+                "round {round}: only dport {port} is dropped, not {other}"
+            );
+        }
+    }
+}
+
 /// A packet a rule decided is sampled with the rule's slot and its outcome.
 #[test]
 fn a_sample_names_the_rule_that_decided_its_packet() {
