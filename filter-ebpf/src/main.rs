@@ -78,7 +78,7 @@ pub fn floodwall(ctx: XdpContext) -> u32 {
     if maps::limits().is_some_and(|limits| limits.list_flags & list_flags::RULES != 0) {
         judge(&ctx, rules::keep_shape, decide::<true>)
     } else {
-        judge(&ctx, |_| {}, decide::<false>)
+        judge(&ctx, |_| 0, decide::<false>)
     }
 }
 
@@ -119,12 +119,12 @@ pub fn floodwall_after_rules(ctx: XdpContext) -> u32 {
     judge_again(&ctx, after_rules)
 }
 
-/// Parses the frame, hands its shape to `keep_shape`, has `policy` decide its outcome,
-/// counts it, and returns the action.
+/// Parses the frame, hands its shape to `keep_shape` (which says which of its rule buckets
+/// hold entries), has `policy` decide its outcome, counts it, and returns the action.
 #[inline(always)]
 fn judge(
     ctx: &XdpContext,
-    keep_shape: impl Fn(&parse::Shape),
+    keep_shape: impl Fn(&parse::Shape) -> u32,
     policy: impl Fn(&Packet) -> Outcome,
 ) -> u32 {
     let len = (ctx.data_end() - ctx.data()) as u64;
@@ -133,6 +133,7 @@ fn judge(
     // not understand); everything else gets the outcome the policy chose.
     let (class, outcome, sample_due) = match (parse::source_of(ctx), maps::parsed()) {
         (Ok(parse::Parsed::Source(parsed)), Some(copy)) => {
+            let rule_buckets = keep_shape(&parsed.shape);
             // From here on the policy reads the parser's results back from this CPU's copy
             // (see `maps::parsed`): one state for the verifier for each class, whatever the
             // headers were.
@@ -150,10 +151,10 @@ fn judge(
                     // README's Performance section has the counts); the price is this one
                     // byte stored twice.
                     sample_due: false,
+                    rule_buckets,
                     class: parsed.class as u32,
                 };
             }
-            keep_shape(&parsed.shape);
             // Counted here, where every IP packet passes once, before the stages that
             // decide it (some of them programs of their own); the count says whether it is
             // due for a sample.
@@ -221,6 +222,7 @@ fn decide_parsed(
             key: source.key,
             v4: source.v4,
             class,
+            rule_buckets: source.rule_buckets,
             len,
             limits,
             now: maps::now_ns(limits),
@@ -262,8 +264,8 @@ fn decide<const RULES: bool>(pkt: &Packet) -> Outcome {
         return allowed;
     }
     // Rules come next (the stage's program then decides the rest too); a packet none of
-    // whose index buckets holds entries skips them.
-    if RULES && rules::may_match() {
+    // whose index buckets holds entries (`rules::keep_shape` looked) skips them.
+    if RULES && pkt.rule_buckets != 0 {
         rules::enter(pkt);
     }
     after_rules(pkt)

@@ -227,6 +227,8 @@ pub struct Parsed {
     pub l4_ok: bool,
     /// Whether the packet is due for a sample (`sample_due`), for the stage that counts it.
     pub sample_due: bool,
+    /// Which of the packet's rule buckets hold entries (`rules::keep_shape`).
+    pub rule_buckets: u32,
     pub class: u32,
 }
 
@@ -236,13 +238,12 @@ pub fn parsed() -> Option<*mut Parsed> {
     FW_PARSED.get_ptr_mut(0)
 }
 
-/// This CPU's copy of the packet's shape, what rules match on besides the source, and of
-/// which of its buckets hold entries: written by the main program while there are rules
-/// (`rules::keep_shape`), read by the rules stage, which so neither parses the frame nor
-/// reads the index again. The program's own: the daemon never
+/// This CPU's copy of the packet's shape, what rules match on besides the source: written
+/// by the main program while there are rules (`rules::keep_shape`), read by the rules
+/// stage, which so does not parse the frame again. The program's own: the daemon never
 /// reads it.
 #[map(name = "FW_SHAPE")]
-pub static FW_SHAPE: PerCpuArray<crate::rules::Kept> = PerCpuArray::with_max_entries(1, 0);
+pub static FW_SHAPE: PerCpuArray<crate::parse::Shape> = PerCpuArray::with_max_entries(1, 0);
 
 /// The daemon's record of its rules, by rule slot; this program never reads it, but it
 /// lives here so that it is created, and pinned, with the others.

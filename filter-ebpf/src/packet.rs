@@ -18,6 +18,8 @@ pub struct Packet<'a> {
     pub v4: bool,
     /// Its protocol class.
     pub class: Class,
+    /// Which of its rule buckets hold entries (`rules::keep_shape`); zero without rules.
+    pub rule_buckets: u32,
     /// Frame length in bytes.
     pub len: u64,
     /// The limits in force.

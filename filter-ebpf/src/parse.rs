@@ -103,9 +103,8 @@ pub const L4_PORTS: u8 = 1;
 pub const L4_TCP: u8 = 1 << 1;
 pub const L4_ICMP: u8 = 1 << 2;
 
-/// What the rules' index reads of a packet (see `rules::may_match`): all of its shape
-/// the policy after the parser needs. The rest of the shape the main program keeps for the
-/// rules stage only while there are rules (`rules::keep_shape`).
+/// What the rules' index reads of a packet: its protocol and ports (see
+/// `rules::keep_shape`).
 #[derive(Clone, Copy)]
 pub struct IndexKeys {
     pub sport: u16,

@@ -1,7 +1,6 @@
 //! Stage: rules by packet shape, a program of its own (`filter_common::RULES_PROGRAM_NAME`)
-//! that the main program tail-calls for a packet one of whose index buckets holds entries
-//! ([`may_match`]), after it kept the packet's shape and those buckets for it
-//! ([`keep_shape`]). It finds the first rule that matches ([`first_match`]), counts it, and
+//! that the main program tail-calls for a packet one of whose index buckets holds entries,
+//! after it kept the packet's shape for it and found those buckets ([`keep_shape`]). It finds the first rule that matches ([`first_match`]), counts it, and
 //! applies its action; what the action leaves undecided goes on to the rest of the policy,
 //! a program of its own (`filter_common::AFTER_RULES_PROGRAM_NAME`) that the stage
 //! tail-calls ([`go_on`]).
@@ -78,13 +77,6 @@ fn indexed(position: u32) -> bool {
     FW_RULE_INDEX.get(word).is_some_and(|w| w & bit != 0)
 }
 
-/// Whether a rule may match the packet: one of its buckets holds entries, as
-/// [`keep_shape`] found. In the main program, before the tail call.
-#[inline(always)]
-pub fn may_match() -> bool {
-    FW_SHAPE.get(0).is_some_and(|kept| kept.buckets != 0)
-}
-
 /// Tail-calls the rules stage's program. Returns only if that program is not in its slot;
 /// the packet then goes on without rules.
 #[inline(always)]
@@ -102,11 +94,13 @@ fn go_on(ctx: &XdpContext) {
 }
 
 /// Keeps the packet's shape in this CPU's `FW_SHAPE` for the rules stage, which then
-/// matches on it without parsing the frame again, with a bit for each of its buckets that
-/// holds entries (four array reads). Called by the main program while there are rules, for
-/// every IP packet, before the policy.
+/// matches on it without parsing the frame again; returns which of its buckets
+/// ([`bucket_positions`]) hold entries (bit `i`: bucket `i`; four array reads), which the
+/// main program keeps in its copy of the parser's results: the packet enters the stage if
+/// any does, and the stage does not read the index again. Called by the main program
+/// while there are rules, for every IP packet, before the policy.
 #[inline(always)]
-pub fn keep_shape(shape: &Shape) {
+pub fn keep_shape(shape: &Shape) -> u32 {
     let mut buckets = 0;
     for (i, position) in bucket_positions(&shape.index()).into_iter().enumerate() {
         if indexed(position) {
@@ -115,21 +109,9 @@ pub fn keep_shape(shape: &Shape) {
     }
     if let Some(kept) = FW_SHAPE.get_ptr_mut(0) {
         // SAFETY: this CPU's element of a per-CPU array; XDP runs with preemption disabled.
-        unsafe {
-            *kept = Kept {
-                shape: *shape,
-                buckets,
-            };
-        }
+        unsafe { *kept = *shape };
     }
-}
-
-/// An element of `FW_SHAPE`: the packet's shape, and which of its buckets
-/// ([`bucket_positions`]) held entries when the main program looked (bit `i`: bucket
-/// `i`).
-pub struct Kept {
-    shape: Shape,
-    buckets: u32,
+    buckets
 }
 
 /// The rules stage's program: decides the rules from the copies the main program left in
@@ -139,7 +121,7 @@ pub struct Kept {
 #[inline(always)]
 pub fn stage(ctx: &XdpContext) -> u32 {
     let len = (ctx.data_end() - ctx.data()) as u64;
-    let (Some(parsed), Some(kept), Some(limits)) =
+    let (Some(parsed), Some(shape), Some(limits)) =
         (maps::parsed(), FW_SHAPE.get(0), maps::limits())
     else {
         // One-element arrays: not reached. Pass, as the policy would.
@@ -150,8 +132,8 @@ pub fn stage(ctx: &XdpContext) -> u32 {
     let parsed = unsafe { &*parsed };
     let seen = Seen {
         key: parsed.key,
-        shape: &kept.shape,
-        buckets: kept.buckets,
+        shape,
+        buckets: parsed.rule_buckets,
         len,
         class: parsed.class,
     };
@@ -196,7 +178,8 @@ pub fn stage(ctx: &XdpContext) -> u32 {
 struct Seen<'a> {
     key: SourceKey,
     shape: &'a Shape,
-    /// As [`Kept::buckets`].
+    /// Which of the packet's buckets hold entries, as the main program found
+    /// ([`keep_shape`]).
     buckets: u32,
     len: u64,
     class: u32,
@@ -397,7 +380,18 @@ fn payload_matches(ctx: &XdpContext, s: &Shape, e: &RuleEntry) -> bool {
     // 1 to 16 in a form the verifier can follow (it loses the checks above across the
     // registers LLVM picks, and refuses a length that may be zero).
     let len = (u32::from(len) - 1) % 16 + 1;
-    let mut words = [0u64; 2];
+    // Zeroed with two stores LLVM keeps: a plain `[0; 2]` it made into a call of a
+    // `memset` of its own, a BPF-to-BPF call for every payload compared.
+    let mut words = core::mem::MaybeUninit::<[u64; 2]>::uninit();
+    let words = {
+        let at = words.as_mut_ptr().cast::<u64>();
+        // SAFETY: both words lie inside `words`; once written, it is initialized.
+        unsafe {
+            core::ptr::write_volatile(at, 0);
+            core::ptr::write_volatile(at.add(1), 0);
+            words.assume_init_mut()
+        }
+    };
     let at = u32::from(s.payload_at) + u32::from(e.payload_offset);
     // SAFETY: `len` bytes of stack (at most its 16); the helper checks the frame's bounds.
     let loaded = unsafe { bpf_xdp_load_bytes(ctx.ctx, at, words.as_mut_ptr().cast(), len) };
@@ -410,7 +404,7 @@ fn payload_matches(ctx: &XdpContext, s: &Shape, e: &RuleEntry) -> bool {
         unsafe { core::ptr::read_unaligned(bytes.as_ptr().add(8 * i).cast::<[u8; 8]>()) }
     };
     masked_equal(
-        words,
+        *words,
         [
             u64::from_ne_bytes(word(&e.payload_mask, 0)),
             u64::from_ne_bytes(word(&e.payload_mask, 1)),
