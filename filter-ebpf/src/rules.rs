@@ -107,7 +107,10 @@ pub fn keep_shape(shape: &Shape) -> u32 {
             buckets |= 1 << i;
         }
     }
-    if let Some(kept) = FW_SHAPE.get_ptr_mut(0) {
+    // Only for a packet that enters the stage: the others would pay the stores for nothing.
+    if buckets != 0
+        && let Some(kept) = FW_SHAPE.get_ptr_mut(0)
+    {
         // SAFETY: this CPU's element of a per-CPU array; XDP runs with preemption disabled.
         unsafe { *kept = *shape };
     }
