@@ -86,7 +86,9 @@ pub const SYN_COOKIES_GLOBAL: &str = "FW_SYN_COOKIES";
 
 /// Map names, as they appear in the object file (at most 15 bytes: `BPF_OBJ_NAME_LEN`).
 pub mod map_names {
-    /// LRU hash: [`SourceKey`](crate::SourceKey) → [`SourceState`](crate::SourceState).
+    /// Array of [`SourceSlot`](crate::SourceSlot)s in sets of
+    /// [`SOURCE_WAYS`](crate::SOURCE_WAYS) ([`source_set`](crate::source_set)), mappable
+    /// (`BPF_F_MMAPABLE`): the source table.
     pub const SOURCES: &str = "FW_SOURCES";
     /// Hash (not preallocated): [`SourceKey`](crate::SourceKey) →
     /// [`ClassState`](crate::ClassState), the per-class TATs of tracked sources.
@@ -225,10 +227,39 @@ pub mod map_names {
 /// build adopts pinned state only when the versions match. Bump it with any change to a
 /// shared type or map; the test `a_layout_change_bumps_the_version` is the tripwire for the
 /// changes that alter a size.
-pub const MAP_LAYOUT_VERSION: u32 = 9;
+pub const MAP_LAYOUT_VERSION: u32 = 10;
 
 /// Default capacity of the per-source table.
 pub const DEFAULT_MAX_SOURCES: u32 = 1 << 20;
+
+/// Slots of a set of the source table: a source lives in one of the slots of its set
+/// ([`source_set`]), so a lookup compares at most this many keys.
+pub const SOURCE_WAYS: u32 = 4;
+
+/// Sets of a source table for `max_sources` sources: enough to hold them all, rounded up
+/// to whole sets.
+#[must_use]
+pub const fn source_sets(max_sources: u32) -> u32 {
+    max_sources.div_ceil(SOURCE_WAYS)
+}
+
+/// The name of the program's global that holds the source table's number of sets
+/// ([`source_sets`]), set at load time beside the table's capacity.
+pub const SOURCE_SETS_GLOBAL: &str = "FW_SOURCE_SETS";
+
+/// The set of `key` in a source table of `sets` sets (its slots are `set * SOURCE_WAYS`
+/// and the next `SOURCE_WAYS - 1`): a 32-bit mix of the key scaled to `sets` by a multiply
+/// and a shift, so any number of sets works and no division is needed.
+#[must_use]
+#[inline(always)]
+pub const fn source_set(key: &SourceKey, sets: u32) -> u32 {
+    let [w0, w1, w2, w3] = key.halves();
+    let mixed = (w0.rotate_left(9) ^ w1.rotate_left(19) ^ w2.rotate_left(29) ^ w3)
+        .wrapping_mul(0x85EB_CA77);
+    let mixed = (mixed ^ (mixed >> 15)).wrapping_mul(0xC2B2_AE3D);
+    let mixed = mixed ^ (mixed >> 13);
+    ((mixed as u64 * sets as u64) >> 32) as u32
+}
 
 /// Size of the event ring buffer in bytes (a power of two and a multiple of the page size).
 pub const EVENTS_BYTES: u32 = 256 * 1024;
@@ -383,8 +414,7 @@ compile_error!("SourceKey::halves assumes a little-endian target");
 /// limit when the TAT runs more than the burst window ahead of now. The TATs are advanced with
 /// atomic adds, so the limit holds in total across CPUs.
 ///
-/// 48 bytes: the table holds a million of these, and the kernel adds 80 bytes of its own to
-/// each (element header, key, bucket), so 48 is what keeps a million sources within 128 MiB.
+/// 48 bytes: with its key, a slot of the table ([`SourceSlot`]) is one 64-byte cache line.
 /// A tracked packet reads and writes its source's state. The per-class TATs, which only
 /// class limits need, live in their own table ([`ClassState`]).
 #[repr(C)]
@@ -421,6 +451,44 @@ impl SourceState {
     }
 }
 const _: () = assert!(core::mem::size_of::<SourceState>() == 48);
+
+/// One slot of the source table (`FW_SOURCES`): a source and its state. A slot that holds
+/// no source is all zeros; the daemon empties a slot by writing zeros. A zero key is also
+/// the key of `::`, the unspecified IPv6 source (only duplicate-address detection sends
+/// from it): that source reads an empty slot of its set as its own, with idle state.
+///
+/// Occupied: [`SourceSlot::holds_source`]. Written by the program (a new source's slot: its
+/// state first, its key last; then its state in place) and the daemon (whole slots, to
+/// remove a source).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SourceSlot {
+    /// The source.
+    pub key: SourceKey,
+    /// Its state.
+    pub state: SourceState,
+}
+const _: () = assert!(core::mem::size_of::<SourceSlot>() == 64);
+
+impl SourceSlot {
+    /// Whether the slot holds a source: a non-zero key, or the zero key of `::` once that
+    /// source has started a reporting window (the program starts one with its first packet).
+    #[must_use]
+    pub const fn holds_source(&self) -> bool {
+        let [a, b] = self.key.words();
+        a | b != 0 || self.state.window_start_ns != 0
+    }
+
+    /// When the slot's source last showed activity, for the choice of a slot to reuse: the
+    /// start of its reporting window (set by its first packet of each window), or the end
+    /// of its block if that is later. Zero for an empty slot.
+    #[must_use]
+    #[inline(always)]
+    pub const fn last_active_ns(&self) -> u64 {
+        let (window, block) = (self.state.window_start_ns, self.state.blocked_until_ns);
+        if block > window { block } else { window }
+    }
+}
 
 /// Per-class packet-rate TATs of one tracked source (`FW_CLASS_STATE`), kept apart from
 /// [`SourceState`] because only per-source class limits use them: the program looks them
@@ -936,11 +1004,14 @@ pub struct PrefixState {
 const _: () = assert!(core::mem::size_of::<PrefixState>() == 64);
 
 /// Slots of `FW_TABLE_STATS`.
-pub const TABLE_STAT_SLOTS: u32 = 2;
+pub const TABLE_STAT_SLOTS: u32 = 3;
 /// `FW_TABLE_STATS` slot: sources inserted into the table.
 pub const TABLE_INSERTS: u32 = 0;
-/// `FW_TABLE_STATS` slot: inserts the kernel refused.
+/// `FW_TABLE_STATS` slot: inserts refused (every slot of the source's set held a blocked
+/// source).
 pub const TABLE_INSERT_FAILURES: u32 = 1;
+/// `FW_TABLE_STATS` slot: inserts that took the slot of another source (evictions).
+pub const TABLE_EVICTIONS: u32 = 2;
 
 /// Width of each row of the admission sketch (a power of two).
 pub const SKETCH_WIDTH: usize = 4096;
@@ -1111,6 +1182,7 @@ mod pod {
     unsafe impl aya::Pod for super::KnownSourceKey {}
     unsafe impl aya::Pod for super::SourceKey {}
     unsafe impl aya::Pod for super::SourceState {}
+    unsafe impl aya::Pod for super::SourceSlot {}
     unsafe impl aya::Pod for super::ClassState {}
     unsafe impl aya::Pod for super::LimitsConfig {}
     unsafe impl aya::Pod for super::Counter {}
@@ -1205,6 +1277,8 @@ mod layout_tests {
         let sizes = [
             size_of::<SourceKey>(),
             size_of::<SourceState>(),
+            size_of::<SourceSlot>(),
+            SOURCE_WAYS as usize,
             size_of::<ClassState>(),
             size_of::<LimitsConfig>(),
             size_of::<BlockCacheSlot>(),
@@ -1288,6 +1362,7 @@ mod layout_tests {
             offset_of!(SynProtectConfig, ttl),
             offset_of!(SynProtectConfig, hop_limit),
         ];
+        // Layout 10: the source table an array of slots in sets (layout 9 had an LRU hash).
         // Layout 9: the rules' buckets an array in two halves, found through
         // `FW_RULE_BUCKET_AT` (layout 8 had them in a hash). Layout 8 pinned 27 maps until
         // `FW_STAGES` left the set, which did not bump the version (a build that does not
@@ -1295,11 +1370,11 @@ mod layout_tests {
         assert_eq!(
             (MAP_LAYOUT_VERSION, sizes, source_state, limits, others),
             (
-                9,
+                10,
                 [
-                    16, 48, 48, 736, 24, 24, 64, 136, 16384, 16, 88, 24, 65536, 2, 192, 4096, 64,
-                    3, 27, 184, 4, 36, 48, 16, 24, 24, 512, 20, 4101, 4096, 8192, 16, 16384,
-                    262_464
+                    16, 48, 64, 4, 48, 736, 24, 24, 64, 136, 16384, 16, 88, 24, 65536, 2, 192,
+                    4096, 64, 3, 27, 184, 4, 36, 48, 16, 24, 24, 512, 20, 4101, 4096, 8192, 16,
+                    16384, 262_464
                 ],
                 [0, 8, 16, 24, 32, 36, 40, 44],
                 [
@@ -1334,6 +1409,39 @@ mod layout_tests {
         assert_eq!(hashes(&v6), (7489, 655, 3974, (49, 29, 16_384)));
         assert_eq!(hashes(&ones), (0, 0, 435, (0, 0, 1)));
         assert_eq!(hashes(&zero), (0, 0, 435, (0, 0, 1)));
+        let sets = source_sets(DEFAULT_MAX_SOURCES);
+        assert_eq!(
+            [v4, v6, ones, zero].map(|k| source_set(&k, sets)),
+            [201_348, 256_912, 0, 0]
+        );
+    }
+
+    /// The sets of many sources stay in range for any number of sets, and spread over them:
+    /// no set of a table for 16,384 sources gets more than twice its share of 4,096
+    /// consecutive addresses (a /20 of IPv4, or of IPv6's last bits).
+    #[test]
+    fn sources_spread_over_the_sets() {
+        for sets in [1, 3, 1_000, source_sets(DEFAULT_MAX_SOURCES)] {
+            for i in 0..2_000u32 {
+                assert!(source_set(&SourceKey::from_ipv4(i.to_be_bytes()), sets) < sets);
+            }
+        }
+        assert_eq!(source_sets(4_097), 1_025, "rounded up to whole sets");
+        let sets = source_sets(1 << 14);
+        for family in [false, true] {
+            let mut per_set = [0u32; 1 << 12];
+            for i in 0..(1u32 << 12) {
+                let [_, _, c, d] = i.to_be_bytes();
+                let key = if family {
+                    SourceKey::from_ipv6([0x20, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, c, d])
+                } else {
+                    SourceKey::from_ipv4([198, 18, c, d])
+                };
+                per_set[source_set(&key, sets) as usize] += 1;
+            }
+            let fullest = per_set.iter().max().copied().unwrap_or(0);
+            assert!(fullest <= 2 * SOURCE_WAYS, "{fullest} sources in one set");
+        }
     }
 
     #[test]

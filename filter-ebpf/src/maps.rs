@@ -3,7 +3,7 @@
 
 use aya_ebpf::{
     Global,
-    bindings::BPF_F_NO_PREALLOC,
+    bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC},
     macros::map,
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
 };
@@ -14,20 +14,33 @@ use filter_common::{
     ListEntry, MAX_KNOWN_SOURCES, MAX_RULE_ENTRIES, MAX_RULE_SOURCES, MAX_RULES, Outcome,
     PrefixKey, PrefixState, RULE_BUCKET_POSITIONS, RULE_BUCKET_SLOTS, RULE_INDEX_WORDS,
     RULES_STAGE, RuleBucket, RuleCounters, RuleEntry, RuleRateState, RuleRecord, RuleSourceKey,
-    RuleSourceState, SAMPLES_BYTES, SERVICE_SLOTS, SKETCH_ROWS, STAGE_SLOTS, SYN_COOKIE_STAGE,
-    SYN_PORT_WORDS, SYN_STAT_SLOTS, SampleBudget, SampleStride, SketchRow, SourceKey, SourceState,
-    SynStat, TABLE_STAT_SLOTS, TRACKED_CHUNKS, TrackedChunk,
+    RuleSourceState, SAMPLES_BYTES, SERVICE_SLOTS, SKETCH_ROWS, SOURCE_WAYS, STAGE_SLOTS,
+    SYN_COOKIE_STAGE, SYN_PORT_WORDS, SYN_STAT_SLOTS, SampleBudget, SampleStride, SketchRow,
+    SourceKey, SourceSlot, SynStat, TABLE_STAT_SLOTS, TRACKED_CHUNKS, TrackedChunk,
 };
 
-/// Per-source state. Key: source address (wire order, IPv4 mapped); value: GCRA state,
-/// block deadline and reporting window. Written by this program (in place, through the
-/// lookup pointer: `bpf_map_update_elem` on an LRU map takes a free node even when the key
-/// exists, several times the cost of the lookup); read by the daemon, which also deletes entries to unblock.
-/// LRU, so a spoofed flood evicts old sources instead of failing inserts. The daemon sets the
-/// capacity at load time.
+/// The source table: each source's state in a slot of its set (`filter_common::source_set`,
+/// `SOURCE_WAYS` slots a set; `table`). Written by this program, which inserts a source into
+/// the least recently active slot of its set and then updates its state in place; read by
+/// the daemon through a mapping of the array, which it also writes (whole slots) to remove
+/// sources. An array, not a hash: its lookups are inlined by the verifier, where a hash
+/// lookup is a call into the kernel and two more inside it, the most expensive part of a
+/// tracked packet (the README's Performance section has the numbers). The daemon sets the
+/// capacity at load time (`FW_SOURCE_SETS` sets).
 #[map(name = "FW_SOURCES")]
-pub static FW_SOURCES: LruHashMap<SourceKey, SourceState> =
-    LruHashMap::with_max_entries(DEFAULT_MAX_SOURCES, 0);
+pub static FW_SOURCES: Array<SourceSlot> =
+    Array::with_max_entries(DEFAULT_MAX_SOURCES, BPF_F_MMAPABLE);
+
+/// The number of sets of `FW_SOURCES` (`filter_common::SOURCE_SETS_GLOBAL`), set at load time
+/// with its capacity: a constant to the verifier.
+#[unsafe(no_mangle)]
+static FW_SOURCE_SETS: Global<u32> = Global::new(DEFAULT_MAX_SOURCES / SOURCE_WAYS);
+
+/// The number of sets of the source table.
+#[inline(always)]
+pub fn source_sets() -> u32 {
+    FW_SOURCE_SETS.load()
+}
 
 /// Per-class TATs of tracked sources, only while a per-source class limit is set
 /// (`list_flags::CLASS_LIMITS`). Key: as `FW_SOURCES`. Written by this program (created with
@@ -76,7 +89,7 @@ pub static FW_DENY_V6: LpmTrie<[u8; 16], ListEntry> =
 pub static FW_SKETCH: PerCpuArray<SketchRow> = PerCpuArray::with_max_entries(SKETCH_ROWS, 0);
 
 /// Per-prefix state (`PrefixKey` → `PrefixState`), for the prefix scopes that have limits.
-/// Written by this program in place; LRU, like `FW_SOURCES`.
+/// Written by this program in place; LRU, so that new prefixes evict old ones.
 #[map(name = "FW_PREFIXES")]
 pub static FW_PREFIXES: LruHashMap<PrefixKey, PrefixState> =
     LruHashMap::with_max_entries(DEFAULT_MAX_PREFIXES, 0);

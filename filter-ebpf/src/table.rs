@@ -1,24 +1,30 @@
 //! The source table (`FW_SOURCES`) and its filter (`FW_TRACKED`): the one place that
-//! inserts sources.
+//! finds and inserts sources.
+//!
+//! A source lives in one of the `SOURCE_WAYS` slots of its set (`source_set`). A lookup
+//! compares the set's keys; an insert takes the set's least recently active slot that is
+//! not blocked. Two CPUs that insert into one set in the same instant can take the same
+//! slot: the last key written wins, and the other source finds no entry and is counted as
+//! a full table for that packet (its next packet inserts it again). A slot read while it
+//! is being rewritten can pair a key with the state being written for another source, as
+//! an LRU element recycled under a reader could: at worst one packet is charged to the
+//! wrong state.
 //!
 //! The filter has a bit per hash of the sources that may be in the table. It is set here
 //! before every insert and never cleared by this program, so a clear bit means "not in the
 //! table": the packet skips the table's hash lookup, the one cache miss a spoofed flood
 //! would otherwise pay per packet.
 
-use aya_ebpf::bindings::{BPF_ANY, BPF_NOEXIST};
+use aya_ebpf::bindings::BPF_ANY;
 use filter_common::{
-    CLASSES, COST_SHIFT, ClassState, SourceKey, SourceState, TABLE_INSERT_FAILURES, TABLE_INSERTS,
-    list_flags, tracked_bit,
+    CLASSES, COST_SHIFT, ClassState, SOURCE_WAYS, SourceKey, SourceSlot, SourceState,
+    TABLE_EVICTIONS, TABLE_INSERT_FAILURES, TABLE_INSERTS, list_flags, source_set, tracked_bit,
 };
 
 use crate::{
-    maps::{FW_CLASS_STATE, FW_SOURCES, FW_TABLE_STATS, FW_TRACKED},
+    maps::{self, FW_CLASS_STATE, FW_SOURCES, FW_TABLE_STATS, FW_TRACKED},
     packet::Packet,
 };
-
-/// `-EEXIST`: another CPU inserted the same source between our lookup and insert.
-const EEXIST: i64 = 17;
 
 /// What [`insert`] did.
 pub enum Insert {
@@ -26,7 +32,7 @@ pub enum Insert {
     Added,
     /// It was there already (another CPU, or a filter bit lost to a race).
     Exists,
-    /// The table refused it.
+    /// Every slot of its set holds a blocked source.
     Refused,
 }
 
@@ -50,6 +56,39 @@ pub fn maybe_tracked(key: &SourceKey) -> bool {
         Some(chunk) => chunk.words.get(word).is_none_or(|w| w & mask != 0),
         None => true,
     }
+}
+
+/// The state of `key`'s source, if the table holds it: a pointer into the map, valid for
+/// the program's run.
+#[inline(always)]
+pub fn find(key: &SourceKey) -> Option<*mut SourceState> {
+    let first = first_slot(key);
+    let words = key.words();
+    for way in 0..SOURCE_WAYS {
+        let slot = FW_SOURCES.get_ptr_mut(first + way)?;
+        // SAFETY: a pointer from a successful array lookup; a slot is aligned to 8.
+        if unsafe { key_words(slot) } == words {
+            // SAFETY: as above.
+            return Some(unsafe { &raw mut (*slot).state });
+        }
+    }
+    None
+}
+
+/// The first slot of `key`'s set.
+#[inline(always)]
+fn first_slot(key: &SourceKey) -> u32 {
+    source_set(key, maps::source_sets()) * SOURCE_WAYS
+}
+
+/// The slot's key as the words `SourceKey::words` gives.
+///
+/// # Safety
+/// `slot` must point to a live slot.
+#[inline(always)]
+unsafe fn key_words(slot: *const SourceSlot) -> [u64; 2] {
+    // SAFETY: the caller guarantees `slot`; the key is its first 16 bytes, aligned to 8.
+    unsafe { *slot.cast::<[u64; 2]>() }
 }
 
 /// Inserts the packet's source. Charged [`Charge::Now`], its TATs start one cost after now,
@@ -79,10 +118,10 @@ pub fn insert(pkt: &Packet, charge: Charge) -> Insert {
         );
     }
     mark_tracked(&pkt.key);
-    match FW_SOURCES.insert(&pkt.key, &fresh, u64::from(BPF_NOEXIST)) {
-        Ok(()) => count(TABLE_INSERTS),
-        Err(err) if i64::from(err) == -EEXIST => return Insert::Exists,
-        Err(_) => {
+    match place(&pkt.key, &fresh, now) {
+        Insert::Added => count(TABLE_INSERTS),
+        Insert::Exists => return Insert::Exists,
+        Insert::Refused => {
             count(TABLE_INSERT_FAILURES);
             return Insert::Refused;
         }
@@ -100,6 +139,48 @@ pub fn insert(pkt: &Packet, charge: Charge) -> Insert {
         // Overwrites what an earlier life of this source left. A full class table leaves
         // the source without class limits: fail open, as for the source table.
         let _ = FW_CLASS_STATE.insert(&pkt.key, &classes, u64::from(BPF_ANY));
+    }
+    Insert::Added
+}
+
+/// Writes `key` with `state` into its set: `Exists` if the set holds it already (another
+/// CPU inserted it since our lookup), else into the least recently active slot whose
+/// source is not blocked now (an empty slot is the least recently active of all);
+/// `Refused` if every slot holds a blocked source. Counts an eviction when the slot taken
+/// held a source. The state is written first and the key
+/// last, so that a reader who finds the new key finds the new state, not the old source's.
+#[inline(always)]
+fn place(key: &SourceKey, state: &SourceState, now: u64) -> Insert {
+    let first = first_slot(key);
+    let words = key.words();
+    let mut victim = None;
+    let mut oldest = u64::MAX;
+    for way in 0..SOURCE_WAYS {
+        let Some(slot) = FW_SOURCES.get_ptr_mut(first + way) else {
+            break;
+        };
+        // SAFETY: a pointer from a successful array lookup; a slot is aligned to 8.
+        let (held, occupant) = unsafe { (key_words(slot), &*slot) };
+        if held == words {
+            return Insert::Exists;
+        }
+        let active = occupant.last_active_ns();
+        if occupant.state.blocked_until_ns <= now && active < oldest {
+            oldest = active;
+            victim = Some(slot);
+        }
+    }
+    let Some(slot) = victim else {
+        return Insert::Refused;
+    };
+    // SAFETY: a pointer from a successful array lookup.
+    if unsafe { (*slot).holds_source() } {
+        count(TABLE_EVICTIONS);
+    }
+    // SAFETY: as above; plain stores into a live slot.
+    unsafe {
+        (*slot).state = *state;
+        core::ptr::write_volatile(&raw mut (*slot).key, *key);
     }
     Insert::Added
 }

@@ -12,7 +12,7 @@ use filter_common::{
 
 use crate::{
     block_cache, gcra,
-    maps::{self, FW_CLASS_STATE, FW_SOURCES},
+    maps::{self, FW_CLASS_STATE},
     packet::Packet,
     prefix,
     table::{self, Charge, Insert},
@@ -24,10 +24,11 @@ use crate::{
 /// (see `untracked::not_admitted`).
 #[inline(always)]
 pub fn charge(pkt: &Packet) -> Option<Outcome> {
-    let state = match FW_SOURCES.get_ptr_mut(&pkt.key) {
+    let state = match table::find(&pkt.key) {
         Some(state) => {
-            // SAFETY: a pointer from a successful lookup is valid for the program's run; the
-            // LRU may recycle the element afterwards, which at worst mixes two sources' state.
+            // SAFETY: a pointer into the table is valid for the program's run; another CPU
+            // may give the slot to another source meanwhile, which at worst mixes two
+            // sources' state (see `table`).
             if unsafe { blocked(pkt, state) } {
                 return Some(pkt.drop_as(Outcome::DroppedBlocked, Outcome::MonitorBlocked));
             }
@@ -42,9 +43,9 @@ pub fn charge(pkt: &Packet) -> Option<Outcome> {
             if let Insert::Refused = table::insert(pkt, Charge::Later) {
                 return Some(untracked::ceiling(pkt, Outcome::TableFull));
             }
-            match FW_SOURCES.get_ptr_mut(&pkt.key) {
+            match table::find(&pkt.key) {
                 Some(state) => state,
-                // Evicted again before we could look it up: the table is churning.
+                // Its slot taken again before we could look it up: the table is churning.
                 None => return Some(untracked::ceiling(pkt, Outcome::TableFull)),
             }
         }

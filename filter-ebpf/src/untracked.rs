@@ -1,7 +1,7 @@
 //! Stage: packets of sources not in the table, the defence against random-source floods.
 //!
 //! A spoofed flood brings a new source with almost every packet. Giving each one a table
-//! entry would make the LRU table churn (an insert costs far more than a lookup, and evicts
+//! entry would make the table churn (an insert costs more than a lookup, and evicts
 //! a real client's state). So a source not in the table is first counted in a small per-CPU
 //! count-min sketch; only once it has shown `admit_packets` packets within the current epoch
 //! does it get an entry and its own limits, and then only while this CPU's admission budget

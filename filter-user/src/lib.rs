@@ -43,6 +43,7 @@ pub mod metrics;
 pub mod pin;
 pub mod probe;
 pub mod rules;
+pub mod source_table;
 pub mod state_file;
 pub mod stats;
 pub mod syn;

@@ -109,7 +109,10 @@ pub fn load(options: &LoadOptions) -> anyhow::Result<Loaded> {
     if options.max_prefixes == 0 {
         bail!("max-prefixes must be at least 1");
     }
-    loader.map_max_entries(map_names::SOURCES, options.max_sources);
+    // The table in whole sets, and the program told how many (a constant to its verifier).
+    let sets = filter_common::source_sets(options.max_sources);
+    loader.map_max_entries(map_names::SOURCES, source_slots(options.max_sources));
+    loader.override_global(filter_common::SOURCE_SETS_GLOBAL, &sets, true);
     loader.map_max_entries(map_names::CLASS_STATE, options.max_sources);
     loader.map_max_entries(map_names::PREFIXES, options.max_prefixes);
     for list in [
@@ -206,7 +209,11 @@ fn install_stages(ebpf: &mut Ebpf, without_rules: bool) -> anyhow::Result<()> {
 /// for another size, and a map cannot be resized in place.
 fn check_capacities(ebpf: &Ebpf, options: &LoadOptions) -> anyhow::Result<()> {
     let wanted = [
-        (map_names::SOURCES, options.max_sources, "max-sources"),
+        (
+            map_names::SOURCES,
+            source_slots(options.max_sources),
+            "max-sources",
+        ),
         (map_names::CLASS_STATE, options.max_sources, "max-sources"),
         (map_names::PREFIXES, options.max_prefixes, "max-prefixes"),
         (map_names::ALLOW_V4, options.list_capacity, "list-capacity"),
@@ -219,7 +226,8 @@ fn check_capacities(ebpf: &Ebpf, options: &LoadOptions) -> anyhow::Result<()> {
             .map(name)
             .ok_or_else(|| anyhow!("the XDP object has no map named {name}"))?;
         let pinned = match map {
-            aya::maps::Map::LruHashMap(m)
+            aya::maps::Map::Array(m)
+            | aya::maps::Map::LruHashMap(m)
             | aya::maps::Map::HashMap(m)
             | aya::maps::Map::LpmTrie(m) => m.info()?.max_entries(),
             _ => bail!("map {name} has an unexpected type"),
@@ -233,6 +241,12 @@ fn check_capacities(ebpf: &Ebpf, options: &LoadOptions) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Slots of the source table for `max_sources` sources: whole sets
+/// (`filter_common::source_sets`).
+fn source_slots(max_sources: u32) -> u32 {
+    filter_common::source_sets(max_sources) * filter_common::SOURCE_WAYS
 }
 
 /// Kernel tick rates (`CONFIG_HZ`) Linux can be built with.

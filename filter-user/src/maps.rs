@@ -13,13 +13,16 @@ use filter_common::{
     syn_port_bit, tracked_bit,
 };
 
-use crate::stats::{Sample, Totals};
+use crate::{
+    source_table::SourceTable,
+    stats::{Sample, Totals},
+};
 
 /// The maps the daemon reads and writes (the event ring buffer is taken separately by the
 /// event reader). Each map has its own lock so that a long table walk (`top`) does not hold
 /// up a limits change.
 pub struct FilterMaps {
-    sources: Mutex<HashMap<MapData, SourceKey, SourceState>>,
+    sources: Mutex<SourceTable>,
     class_state: Mutex<HashMap<MapData, SourceKey, ClassState>>,
     limits: Mutex<Array<MapData, LimitsConfig>>,
     counters: PerCpuArray<MapData, Counter>,
@@ -56,6 +59,18 @@ pub(crate) fn remove_key<K: aya::Pod, V: aya::Pod>(
     }
 }
 
+/// The source table's counters (`FW_TABLE_STATS`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TableCounts {
+    /// Sources inserted.
+    pub inserts: u64,
+    /// Inserts refused: every slot of the source's set held a blocked source (the packets
+    /// were passed as `table_full`, under the ceilings).
+    pub insert_failures: u64,
+    /// Inserts that took another source's slot.
+    pub evictions: u64,
+}
+
 /// How the program turns kernel ticks into nanoseconds (see `filter_common`'s crate doc).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ClockParams {
@@ -83,7 +98,7 @@ impl FilterMaps {
     /// If a map is missing or has another type or key/value size than `filter_common` says.
     pub fn take(ebpf: &mut Ebpf) -> anyhow::Result<Self> {
         Ok(Self {
-            sources: Mutex::new(take(ebpf, map_names::SOURCES)?),
+            sources: Mutex::new(SourceTable::take(ebpf, map_names::SOURCES)?),
             class_state: Mutex::new(take(ebpf, map_names::CLASS_STATE)?),
             limits: Mutex::new(take(ebpf, map_names::LIMITS)?),
             counters: take(ebpf, map_names::COUNTERS)?,
@@ -331,11 +346,11 @@ impl FilterMaps {
             .collect()
     }
 
-    /// Sources inserted into the table and inserts the kernel refused, summed over CPUs.
+    /// The source table's counters, summed over CPUs.
     ///
     /// # Errors
     /// If a map lookup fails.
-    pub fn table_stats(&self) -> anyhow::Result<(u64, u64)> {
+    pub fn table_stats(&self) -> anyhow::Result<TableCounts> {
         let sum = |slot: u32| -> anyhow::Result<u64> {
             let per_cpu = self
                 .table_stats
@@ -343,10 +358,11 @@ impl FilterMaps {
                 .context("failed to read the table counters")?;
             Ok(per_cpu.iter().copied().fold(0, u64::wrapping_add))
         };
-        Ok((
-            sum(filter_common::TABLE_INSERTS)?,
-            sum(filter_common::TABLE_INSERT_FAILURES)?,
-        ))
+        Ok(TableCounts {
+            inserts: sum(filter_common::TABLE_INSERTS)?,
+            insert_failures: sum(filter_common::TABLE_INSERT_FAILURES)?,
+            evictions: sum(filter_common::TABLE_EVICTIONS)?,
+        })
     }
 
     /// The state of one source, if tracked.
@@ -358,15 +374,11 @@ impl FilterMaps {
             .sources
             .lock()
             .map_err(|_| anyhow!("sources map lock poisoned"))?;
-        match sources.get(key, 0) {
-            Ok(state) => Ok(Some(state)),
-            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
-            Err(e) => Err(e).context("failed to look up a source"),
-        }
+        Ok(sources.get(key))
     }
 
-    /// Every tracked source. Walks the whole table (two syscalls per entry): call it off
-    /// the async runtime's worker threads.
+    /// Every tracked source. Reads the whole table (64 bytes a slot, 64 MiB at a million
+    /// sources): call it off the async runtime's worker threads.
     ///
     /// # Errors
     /// If the walk fails.
@@ -375,16 +387,7 @@ impl FilterMaps {
             .sources
             .lock()
             .map_err(|_| anyhow!("sources map lock poisoned"))?;
-        let mut out = Vec::new();
-        for entry in sources.iter() {
-            match entry {
-                Ok(kv) => out.push(kv),
-                // An LRU entry can be evicted between finding its key and reading it.
-                Err(aya::maps::MapError::KeyNotFound) => {}
-                Err(e) => return Err(e).context("failed to walk the sources table"),
-            }
-        }
-        Ok(out)
+        Ok(sources.all())
     }
 
     /// Forgets a source (and so its block): its table entry and its blocked-cache slot.
@@ -418,7 +421,7 @@ impl FilterMaps {
             .sources
             .lock()
             .map_err(|_| anyhow!("sources map lock poisoned"))?;
-        remove_key(&mut sources, key).context("failed to delete a source")
+        sources.remove(key).context("failed to delete a source")
     }
 
     /// Deletes the class state (`FW_CLASS_STATE`) that no longer says anything: entries
@@ -442,8 +445,7 @@ impl FilterMaps {
             match entry {
                 Ok((key, classes_of)) => {
                     let idle = classes_of.class_tat_ns.iter().all(|tat| *tat < now);
-                    let gone =
-                        matches!(sources.get(&key, 0), Err(aya::maps::MapError::KeyNotFound));
+                    let gone = sources.get(&key).is_none();
                     if idle || gone {
                         stale.push(key);
                     }
@@ -472,9 +474,7 @@ impl FilterMaps {
             .map_err(|_| anyhow!("sources map lock poisoned"))?;
         // The bit first, as the program does: a source in the table always has its bit.
         self.mark_tracked(key)?;
-        sources
-            .insert(key, state, 0)
-            .context("failed to write a source")
+        sources.put(key, state).context("failed to write a source")
     }
 
     /// The daemon's periodic upkeep of the table's companions: rebuilds the tracked-source
@@ -522,20 +522,12 @@ impl FilterMaps {
                 .sources
                 .lock()
                 .map_err(|_| anyhow!("sources map lock poisoned"))?;
-            for key in sources.keys() {
-                match key {
-                    Ok(key) => {
-                        let (chunk, word, mask) = tracked_bit(&key);
-                        if let Some(chunk) = fresh.get_mut(chunk as usize) {
-                            chunk.words[word] |= mask;
-                        }
-                        count += 1;
-                    }
-                    // The walk restarts when its current key is evicted; at worst a key
-                    // is counted twice.
-                    Err(aya::maps::MapError::KeyNotFound) => {}
-                    Err(e) => return Err(e).context("failed to walk the sources table"),
+            for (key, _) in sources.all() {
+                let (chunk, word, mask) = tracked_bit(&key);
+                if let Some(chunk) = fresh.get_mut(chunk as usize) {
+                    chunk.words[word] |= mask;
                 }
+                count += 1;
             }
         }
         // Blocked sources keep their bits while blocked, also when the table evicted them:

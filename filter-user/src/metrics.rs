@@ -31,8 +31,10 @@ pub struct Snapshot {
     pub tracked_sources: u64,
     /// Sources inserted into the table.
     pub table_inserts: u64,
-    /// Inserts the kernel refused.
+    /// Inserts refused (a set full of blocked sources).
     pub table_insert_failures: u64,
+    /// Inserts that took another source's slot.
+    pub table_evictions: u64,
     /// `(list, family, entries)`.
     pub list_entries: Vec<(&'static str, &'static str, u64)>,
     /// `(event, count)`: the cookie stage's counters and the kernel's own cookie counters.
@@ -125,7 +127,7 @@ impl Collector for FilterCollector {
                 }
             }
         }
-        let counters: [(&str, &str, Field); 6] = [
+        let counters: [(&str, &str, Field); 7] = [
             (
                 "floodwall_attacks",
                 "Attacks detected: services far over their baseline.",
@@ -153,8 +155,14 @@ impl Collector for FilterCollector {
             ),
             (
                 "floodwall_table_insert_failures",
-                "Per-source table inserts the kernel refused.",
+                "Per-source table inserts refused: every slot of the source's set held a \
+                 blocked source.",
                 |s| s.table_insert_failures,
+            ),
+            (
+                "floodwall_table_evictions",
+                "Per-source table inserts that took another source's slot.",
+                |s| s.table_evictions,
             ),
         ];
         {

@@ -73,8 +73,14 @@ const DEFAULT_FRAMES: usize = 120_000;
 const VM_FRAMES: usize = 30_000;
 const DEFAULT_CHECK_EVERY: usize = 256;
 /// Table capacities far above the sources and prefixes a run creates (about one every
-/// ten frames), so the LRU maps never evict: the model has no LRU.
+/// ten frames), so that no table evicts: the model has no eviction.
 const MIN_CAPACITY: u32 = 1 << 16;
+/// Source-table slots per frame of a run: the table evicts when one set
+/// (`filter_common::SOURCE_WAYS` slots) fills, so it needs room far beyond the sources'
+/// number for no set of a run's random sources to fill. At one source every ten frames, 80
+/// slots a source leave a set of four holding 0.05 sources on average: the chance that any
+/// of the sets receives five is about one in a thousand runs.
+const SOURCE_SLOTS_PER_FRAME: usize = 8;
 /// The longest frame: `BPF_PROG_TEST_RUN` takes an XDP frame of at most a page less the
 /// headroom and the shared info (3,520 bytes on x86-64) in one buffer; longer ones would
 /// need multi-buffer XDP, which the program does not declare.
@@ -162,8 +168,12 @@ impl Program {
             .unwrap_or(u32::MAX)
             .next_power_of_two()
             .max(MIN_CAPACITY);
+        let sources = u32::try_from(frames * SOURCE_SLOTS_PER_FRAME)
+            .unwrap_or(u32::MAX)
+            .next_power_of_two()
+            .max(MIN_CAPACITY);
         let mut loaded = loader::load(&LoadOptions {
-            max_sources: capacity,
+            max_sources: sources,
             test_clock: true,
             max_prefixes: capacity,
             // The model does not decide rules: its test runs the program without them (the
@@ -1529,11 +1539,17 @@ impl Run {
                 let _ = writeln!(diffs, "    {}", event_text(e));
             }
         }
-        let (inserts, failures) = self.program.loaded.maps.table_stats().expect("table stats");
-        if inserts != self.model.source_count() as u64 || failures != 0 {
+        let table = self.program.loaded.maps.table_stats().expect("table stats");
+        if table.inserts != self.model.source_count() as u64
+            || table.insert_failures != 0
+            || table.evictions != 0
+        {
             let _ = writeln!(
                 diffs,
-                "  table: program inserted {inserts} sources ({failures} refused), model {}",
+                "  table: program inserted {} sources ({} refused, {} evicted), model {}",
+                table.inserts,
+                table.insert_failures,
+                table.evictions,
                 self.model.source_count()
             );
         }

@@ -9,8 +9,8 @@ use filter_common::{
     COUNTER_ENTRIES, ClassState, ClockSample, Counter, DEFAULT_LIST_CAPACITY, DEFAULT_MAX_PREFIXES,
     DEFAULT_MAX_SOURCES, EVENTS_BYTES, LimitsConfig, ListEntry, PROGRAM_NAME, PrefixKey,
     PrefixState, REFLECTOR_PROGRAM_NAME, SKETCH_ROWS, STAGE_SLOTS, SYN_COOKIE_PROGRAM_NAME,
-    SYN_PORT_WORDS, SYN_STAT_SLOTS, SketchRow, SourceKey, SourceState, TABLE_STAT_SLOTS,
-    TRACKED_CHUNKS, TrackedChunk, map_names,
+    SYN_PORT_WORDS, SYN_STAT_SLOTS, SketchRow, SourceKey, TABLE_STAT_SLOTS, TRACKED_CHUNKS,
+    TrackedChunk, map_names,
 };
 use floodwall::loader::EBPF_OBJECT;
 
@@ -60,9 +60,9 @@ fn maps_match_the_contract() {
     let expected = [
         (
             map_names::SOURCES,
-            BPF_MAP_TYPE_LRU_HASH,
-            size_of_u32::<SourceKey>(),
-            size_of_u32::<SourceState>(),
+            BPF_MAP_TYPE_ARRAY,
+            4,
+            size_of_u32::<filter_common::SourceSlot>(),
             DEFAULT_MAX_SOURCES,
         ),
         (

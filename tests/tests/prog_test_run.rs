@@ -1410,6 +1410,68 @@ fn a_flood_of_distinct_sources_does_not_fill_the_table() {
     }
 }
 
+/// The source table holds a source in one of the `SOURCE_WAYS` slots of its set. In a table
+/// of one set, a new source takes the slot of the least recently active source that is not
+/// blocked; while every slot holds a blocked source, a new source is refused (a full
+/// table: held to its class's ceiling), until a block ends.
+#[test]
+fn a_full_set_gives_its_least_recently_active_slot_and_never_a_blocked_one() {
+    if !privileged("a_full_set_gives_its_least_recently_active_slot_and_never_a_blocked_one") {
+        return;
+    }
+    let _cpu = pin_to_cpu(0);
+    let mut h = Harness::loaded_as(
+        limits(100, 10),
+        &LoadOptions {
+            max_sources: filter_common::SOURCE_WAYS,
+            ..Harness::options(true)
+        },
+    );
+    let sources: [[u8; 4]; 6] = [1, 2, 3, 4, 5, 6].map(|host| [198, 18, 7, host]);
+    let tracked = |h: &Harness, i: usize| h.state(SourceKey::from_ipv4(sources[i])).is_some();
+    // Four sources, two seconds apart: each starts its reporting window as it arrives.
+    for source in &sources[..4] {
+        assert_eq!(h.run(&udp4(*source)), XDP_PASS);
+        h.advance(2 * SEC);
+    }
+    assert_eq!(h.loaded.maps.all_sources().expect("walk").len(), 4);
+    // The first is the least recently active; blocked (its 11th packet in a burst of 10),
+    // it keeps its slot.
+    assert_eq!(h.run_n(&udp4(sources[0]), 11)[10], XDP_DROP);
+    assert_eq!(h.run(&udp4(sources[4])), XDP_PASS);
+    assert!(tracked(&h, 4), "the fifth source has a slot");
+    assert!(tracked(&h, 0), "the blocked source keeps its slot");
+    assert!(
+        !tracked(&h, 1),
+        "the least recently active source gave up its slot"
+    );
+    assert!(tracked(&h, 2) && tracked(&h, 3));
+    let table = |h: &Harness| h.loaded.maps.table_stats().expect("table counters");
+    assert_eq!((table(&h).inserts, table(&h).evictions), (5, 1));
+    // Every slot blocked: the sixth source is refused, and counted as a full table.
+    for i in [2, 3, 4] {
+        assert_eq!(
+            h.run_n(&udp4(sources[i]), 11)[10],
+            XDP_DROP,
+            "source {i} blocked"
+        );
+    }
+    assert_eq!(
+        h.run(&udp4(sources[5])),
+        XDP_PASS,
+        "held to the ceiling, unlimited here"
+    );
+    assert_eq!(h.packets(Outcome::TableFull), 1);
+    assert_eq!(table(&h).insert_failures, 1);
+    assert!(!tracked(&h, 5));
+    // Once the blocks end (10 s), the slots are free to take again.
+    h.advance(11 * SEC);
+    assert_eq!(h.run(&udp4(sources[5])), XDP_PASS);
+    assert!(tracked(&h, 5), "a slot whose block ended is taken");
+    assert_eq!((table(&h).inserts, table(&h).evictions), (6, 2));
+    assert_eq!(h.loaded.maps.all_sources().expect("walk").len(), 4);
+}
+
 #[test]
 fn untracked_sources_skip_the_table_and_a_lost_filter_bit_heals() {
     if !privileged("untracked_sources_skip_the_table_and_a_lost_filter_bit_heals") {
@@ -1497,7 +1559,7 @@ fn the_daemon_rebuilds_the_filter_from_the_table() {
     h.run(&udp4(OTHER4));
     assert!(h.loaded.maps.is_marked(&kept).expect("filter"));
     assert!(h.loaded.maps.is_marked(&gone).expect("filter"));
-    // Gone from the table (as an LRU eviction would take it): its bit stays until the
+    // Gone from the table (as an eviction would take it): its bit stays until the
     // rebuild, which keeps the bit of the source still there.
     assert!(h.loaded.maps.remove_source(&gone).expect("remove"));
     assert_eq!(h.loaded.maps.rebuild_tracked_filter().expect("rebuild"), 1);

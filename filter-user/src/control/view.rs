@@ -156,12 +156,10 @@ pub struct TableStats {
     pub capacity: u32,
     /// Sources inserted since the program was loaded.
     pub inserts: u64,
-    /// Inserts the kernel refused (the packets were passed as `table_full`, under the
-    /// ceilings).
+    /// Inserts refused: every slot of the source's set held a blocked source (the packets
+    /// were passed as `table_full`, under the ceilings).
     pub insert_failures: u64,
-    /// Sources evicted to make room, at least: inserts beyond the capacity (an LRU table
-    /// evicts its least recently seen entry for each). Operator removals can make it
-    /// overstate by as many.
+    /// Inserts that took the slot of another source (the least recently active of its set).
     pub evictions: u64,
 }
 

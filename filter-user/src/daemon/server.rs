@@ -343,7 +343,7 @@ fn stats(shared: &Shared) -> anyhow::Result<Response> {
             outcomes: outcome_stats(&current, &cur, prev.as_ref(), Some(class)),
         })
         .collect();
-    let (inserts, insert_failures) = shared.maps.table_stats()?;
+    let counts = shared.maps.table_stats()?;
     Ok(Response::Stats(StatsView {
         classes,
         iface: shared.iface.clone(),
@@ -354,9 +354,9 @@ fn stats(shared: &Shared) -> anyhow::Result<Response> {
         events_lost: shared.maps.events_lost()?,
         table: TableStats {
             capacity: shared.max_sources,
-            inserts,
-            insert_failures,
-            evictions: inserts.saturating_sub(u64::from(shared.max_sources)),
+            inserts: counts.inserts,
+            insert_failures: counts.insert_failures,
+            evictions: counts.evictions,
         },
         syn: SynStatsView {
             protect: lock(&shared.syn).describe(),

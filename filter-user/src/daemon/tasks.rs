@@ -124,7 +124,7 @@ fn metrics_snapshot(shared: &Shared) -> anyhow::Result<metrics::Snapshot> {
             })
         })
         .collect();
-    let (table_inserts, table_insert_failures) = shared.maps.table_stats()?;
+    let table = shared.maps.table_stats()?;
     let mut list_entries = Vec::new();
     for (kind, name) in [(ListKind::Allow, "allow"), (ListKind::Deny, "deny")] {
         let counts = shared.lists.counts(kind)?;
@@ -151,8 +151,9 @@ fn metrics_snapshot(shared: &Shared) -> anyhow::Result<metrics::Snapshot> {
         blocked_sources: lock(&shared.blocks).len() as u64,
         table_capacity: u64::from(shared.max_sources),
         tracked_sources: shared.tracked.load(Ordering::Relaxed),
-        table_inserts,
-        table_insert_failures,
+        table_inserts: table.inserts,
+        table_insert_failures: table.insert_failures,
+        table_evictions: table.evictions,
         list_entries,
         syn,
         rules,

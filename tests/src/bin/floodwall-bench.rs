@@ -1740,8 +1740,8 @@ fn bytes_per_source(entries: u32) -> anyhow::Result<f64> {
     Ok((full - halved) as f64 / f64::from(entries - half))
 }
 
-/// The memlock of a new, empty map of the source table's type (`FW_SOURCES`: LRU hash,
-/// `SourceKey` to `SourceState`, no flags) with `entries`, created and closed here.
+/// The memlock of a new, empty map of the source table's type (`FW_SOURCES`: a mappable
+/// array of `SourceSlot`) with `entries`, created and closed here.
 fn source_table_memlock(entries: u32) -> anyhow::Result<u64> {
     /// `union bpf_attr` for `BPF_MAP_CREATE`, its first fields; the kernel takes the rest
     /// as zero.
@@ -1754,13 +1754,14 @@ fn source_table_memlock(entries: u32) -> anyhow::Result<u64> {
         map_flags: u32,
     }
     const BPF_MAP_CREATE: libc::c_long = 0;
-    const BPF_MAP_TYPE_LRU_HASH: u32 = 9;
+    const BPF_MAP_TYPE_ARRAY: u32 = 2;
+    const BPF_F_MMAPABLE: u32 = 1 << 10;
     let attr = MapCreate {
-        map_type: BPF_MAP_TYPE_LRU_HASH,
-        key_size: u32::try_from(size_of::<SourceKey>())?,
-        value_size: u32::try_from(size_of::<SourceState>())?,
+        map_type: BPF_MAP_TYPE_ARRAY,
+        key_size: 4,
+        value_size: u32::try_from(size_of::<filter_common::SourceSlot>())?,
         max_entries: entries,
-        map_flags: 0,
+        map_flags: BPF_F_MMAPABLE,
     };
     // SAFETY: BPF_MAP_CREATE reads `size_of::<MapCreate>()` bytes of `attr`, which lives
     // across the call; it returns a new fd or -1.
