@@ -17,6 +17,7 @@
 //! The kernel objects:
 //! - [`loader`]: load the embedded XDP object, attach it to an interface.
 //! - [`maps`]: typed access to the program's maps.
+//! - [`source_table`]: the source table, an array of sets read through a mapping of it.
 //! - [`pin`]: the pinned state in bpffs that outlives a daemon, and takeovers.
 //! - [`probe`]: kernel feature probes, with messages that name what is missing.
 //!

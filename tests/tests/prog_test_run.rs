@@ -66,8 +66,8 @@ impl Harness {
         LoadOptions {
             max_sources: 4096,
             test_clock: true,
-            // Small tables: every test loads its own program, and an LRU map is allocated
-            // in full at load time.
+            // Small tables: every test loads its own program, and the source table and the
+            // prefixes' LRU map are allocated in full at load time.
             max_prefixes: 4096,
             // The rules' tests load the rules stage (see `rules`); the others spare the
             // verifier's time (most of a load's).

@@ -79,7 +79,7 @@
 //! Beside the per-packet figures: the memory of the per-source state, as the kernel charges
 //! it, which is what `bpftool map show` prints as `memlock` (the `memlock:` line of the map
 //! fd's `/proc/self/fdinfo` entry), over the map's capacity (`max_entries`). The source table
-//! (`FW_SOURCES`) is an LRU hash, which the kernel preallocates whole at creation, so its
+//! (`FW_SOURCES`) is an array, which the kernel allocates whole at creation, so its
 //! figure per source holds whatever the table holds; it is taken with the table the daemon
 //! gets by default (`--max-sources`). Its bytes per source, and the target, are the slope
 //! between two maps of its type, of that capacity and of half of it: the map's own header
@@ -198,8 +198,10 @@ struct Args {
     /// New sources per round (one single-repetition run each) for the new-source case.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=i64::from(NEW_SOURCE_SPACE)))]
     new_sources: u32,
-    /// Capacity of the per-source table. Must exceed --new-sources, so that the new-source
-    /// case measures inserts into free slots rather than evictions. The table's memory is
+    /// Capacity of the per-source table. Must be far larger than --new-sources, so that the
+    /// new-source case measures inserts into free slots rather than evictions (a set of four
+    /// slots can fill long before the table; each round checks that none did). The
+    /// table's memory is
     /// reported for this capacity, and its target scaled to it.
     #[arg(long, default_value_t = DEFAULT_MAX_SOURCES)]
     max_sources: u32,
@@ -1004,7 +1006,7 @@ impl Bench<'_> {
                 Outcome::Passed,
                 2 * u64::from(args.new_sources),
             )?;
-            // Every new source must still be there: had the LRU evicted any, some packets
+            // Every new source must still be there: had the table evicted any, some packets
             // would have paid for an eviction rather than an insert. Deleting them also
             // frees the slots for the next round, so every round inserts into the same table.
             let mut present = 0usize;
