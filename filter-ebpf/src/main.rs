@@ -78,7 +78,7 @@ pub fn floodwall(ctx: XdpContext) -> u32 {
     if maps::limits().is_some_and(|limits| limits.list_flags & list_flags::RULES != 0) {
         judge(&ctx, rules::keep_shape, decide::<true>)
     } else {
-        judge(&ctx, |_| 0, decide::<false>)
+        judge(&ctx, |_, _| 0, decide::<false>)
     }
 }
 
@@ -124,7 +124,7 @@ pub fn floodwall_after_rules(ctx: XdpContext) -> u32 {
 #[inline(always)]
 fn judge(
     ctx: &XdpContext,
-    keep_shape: impl Fn(&parse::Shape) -> u32,
+    keep_shape: impl Fn(&XdpContext, &parse::Source) -> u32,
     policy: impl Fn(&Packet) -> Outcome,
 ) -> u32 {
     let len = (ctx.data_end() - ctx.data()) as u64;
@@ -133,7 +133,7 @@ fn judge(
     // not understand); everything else gets the outcome the policy chose.
     let (class, outcome, sample_due) = match (parse::source_of(ctx), maps::parsed()) {
         (Ok(parse::Parsed::Source(parsed)), Some(copy)) => {
-            let rule_buckets = keep_shape(&parsed.shape);
+            let rule_buckets = keep_shape(ctx, &parsed);
             // From here on the policy reads the parser's results back from this CPU's copy
             // (see `maps::parsed`): one state for the verifier for each class, whatever the
             // headers were.

@@ -29,7 +29,7 @@ use crate::{
         FW_RULE_SOURCES, FW_RULE_STATS, FW_RULES, FW_SHAPE, FW_STAGES,
     },
     packet::Packet,
-    parse::{IndexKeys, L4_ICMP, L4_PORTS, L4_TCP, Shape},
+    parse::{self, IndexKeys, L4_ICMP, L4_PORTS, L4_TCP, Shape, Source},
     sample,
 };
 
@@ -98,22 +98,32 @@ fn go_on(ctx: &XdpContext) {
 /// ([`bucket_positions`]) hold entries (bit `i`: bucket `i`; four array reads), which the
 /// main program keeps in its copy of the parser's results: the packet enters the stage if
 /// any does, and the stage does not read the index again. Called by the main program
-/// while there are rules, for every IP packet, before the policy.
+/// while there are rules, for every IP packet, before the policy. The IP header's fields
+/// of the shape are read here, only for a packet that enters (see `parse::Shape`); one
+/// whose header cannot be read again (not reached: the parser read it) does not enter.
 #[inline(always)]
-pub fn keep_shape(shape: &Shape) -> u32 {
+pub fn keep_shape(ctx: &XdpContext, source: &Source) -> u32 {
     let mut buckets = 0;
-    for (i, position) in bucket_positions(&shape.index()).into_iter().enumerate() {
+    for (i, position) in bucket_positions(&source.shape.index())
+        .into_iter()
+        .enumerate()
+    {
         if indexed(position) {
             buckets |= 1 << i;
         }
     }
-    // Only for a packet that enters the stage: the others would pay the stores for nothing.
-    if buckets != 0
-        && let Some(kept) = FW_SHAPE.get_ptr_mut(0)
-    {
-        // SAFETY: this CPU's element of a per-CPU array; XDP runs with preemption disabled.
-        unsafe { *kept = *shape };
+    if buckets == 0 {
+        return 0;
     }
+    let mut shape = source.shape;
+    let Some(kept) = FW_SHAPE.get_ptr_mut(0) else {
+        return 0;
+    };
+    if !parse::ip_fields_into(ctx, source.at.l3, source.v4, &mut shape) {
+        return 0;
+    }
+    // SAFETY: this CPU's element of a per-CPU array; XDP runs with preemption disabled.
+    unsafe { *kept = shape };
     buckets
 }
 
