@@ -65,7 +65,7 @@ impl SourceTable {
             bail!("map {name} has {len} slots, not whole sets of {SOURCE_WAYS}");
         }
         // SAFETY: a fresh shared read-only mapping of the map's fd, of the size of its
-        // values; the kernel refuses it (and we return the error) unless the map is an
+        // values; the kernel refuses it (and we return the error) unless the map is a
         // mappable array at least that large.
         let base = unsafe {
             libc::mmap(
