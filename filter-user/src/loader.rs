@@ -311,13 +311,21 @@ pub fn clock_params(first: ClockSample, second: ClockSample) -> anyhow::Result<C
         );
     }
     let mul_ns = 1_000_000_000 / hz;
-    Ok(ClockParams {
-        mul_ns,
-        offset_ns: second
-            .jiffies
-            .wrapping_mul(mul_ns)
-            .wrapping_sub(second.monotonic_ns),
-    })
+    // The offset from the sample whose tick count lagged least behind `CLOCK_MONOTONIC`: a
+    // busy machine can deliver a tick late, and an offset taken in that instant would have
+    // the program clock run ahead of `CLOCK_MONOTONIC` by as much ever after (blocks would
+    // then show more time left than they were given).
+    let offset = |s: ClockSample| s.jiffies.wrapping_mul(mul_ns).wrapping_sub(s.monotonic_ns);
+    #[expect(
+        clippy::cast_possible_wrap,
+        reason = "the two offsets differ by a lag, far less than 2^63 ns: compared as signed"
+    )]
+    let offset_ns = if (offset(first).wrapping_sub(offset(second)) as i64) > 0 {
+        offset(first)
+    } else {
+        offset(second)
+    };
+    Ok(ClockParams { mul_ns, offset_ns })
 }
 
 /// The XDP program `name` of a loaded object.
@@ -478,6 +486,30 @@ mod tests {
             .wrapping_mul(params.mul_ns)
             .wrapping_sub(params.offset_ns);
         assert_eq!(later, 6_120_000_000, "and advances 4 ms a tick");
+    }
+
+    /// A tick delivered late in one sample does not set the clock: the offset comes from
+    /// the sample whose ticks lagged least, so the program clock never reads ahead.
+    #[test]
+    fn a_late_tick_in_either_sample_does_not_move_the_clock_ahead() {
+        let start = (1u64 << 32) - 75_000;
+        let on_time = |at_ns: u64| sample(start + (at_ns - 5_000_000_000) / 4_000_000, at_ns);
+        // 8 ms late: the tick count of 2 ticks ago.
+        let late = |at_ns: u64| {
+            let mut s = on_time(at_ns);
+            s.jiffies -= 2;
+            s
+        };
+        for (first, second) in [
+            (late(5_000_000_000), on_time(5_120_000_000)),
+            (on_time(5_000_000_000), late(5_120_000_000)),
+        ] {
+            let params = clock_params(first, second).expect("250 Hz within 10 %");
+            let program_now = (start + 30)
+                .wrapping_mul(params.mul_ns)
+                .wrapping_sub(params.offset_ns);
+            assert_eq!(program_now, 5_120_000_000, "{first:?} {second:?}");
+        }
     }
 
     #[test]
