@@ -504,10 +504,11 @@ fn limits_view(shared: &Shared, limits: &Limits) -> LimitsView {
 }
 
 fn source_views(shared: &Shared) -> anyhow::Result<Vec<SourceView>> {
+    let sources = shared.maps.all_sources()?;
+    // After the walk (a read of the whole table, milliseconds at a million slots): a block
+    // the walk saw was made before this instant, so its time left is at most its length.
     let now = monotonic_now_ns()?;
-    Ok(shared
-        .maps
-        .all_sources()?
+    Ok(sources
         .iter()
         .map(|(key, state)| source_view(key, state, now))
         .collect())
