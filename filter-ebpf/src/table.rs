@@ -12,8 +12,8 @@
 //!
 //! The filter has a bit per hash of the sources that may be in the table. It is set here
 //! before every insert and never cleared by this program, so a clear bit means "not in the
-//! table": the packet skips the table's hash lookup, the one cache miss a spoofed flood
-//! would otherwise pay per packet.
+//! table": the packet skips the table's lookup, the cache misses a spoofed flood would
+//! otherwise pay per packet.
 
 use aya_ebpf::bindings::BPF_ANY;
 use filter_common::{
@@ -147,8 +147,8 @@ pub fn insert(pkt: &Packet, charge: Charge) -> Insert {
 /// CPU inserted it since our lookup), else into the least recently active slot whose
 /// source is not blocked now (an empty slot is the least recently active of all);
 /// `Refused` if every slot holds a blocked source. Counts an eviction when the slot taken
-/// held a source. The state is written first and the key
-/// last, so that a reader who finds the new key finds the new state, not the old source's.
+/// held a source. The state is written first and the key last, so that a reader who finds
+/// the new key finds the new state, not the old source's.
 #[inline(always)]
 fn place(key: &SourceKey, state: &SourceState, now: u64) -> Insert {
     let first = first_slot(key);
