@@ -32,8 +32,9 @@ pub struct RunArgs {
     /// XDP mode: driver (native), skb (generic), or auto (driver, else skb with a warning).
     #[arg(long, value_enum)]
     pub xdp_mode: Option<AttachMode>,
-    /// Capacity of the per-source table (least recently seen sources are evicted when full;
-    /// default 1,048,576).
+    /// Capacity of the per-source table, rounded up to a multiple of 4 (a new source takes
+    /// the slot of the least recently active of the four sources its address hashes to,
+    /// never a blocked one; default 1,048,576).
     #[arg(long)]
     pub max_sources: Option<u32>,
     /// Serve Prometheus metrics on this address, e.g. 127.0.0.1:9477 (off by default).
