@@ -206,14 +206,13 @@ pub fn source_of(ctx: &XdpContext) -> Result<Parsed, Malformed> {
 fn ipv4(mut cur: Cursor<'_>) -> Result<Parsed, Malformed> {
     let ip = cur.peek::<Ipv4Hdr>()?;
     // SAFETY: `peek` checked that the fixed IPv4 header lies inside the frame.
-    let (vihl, tot_len, frags, proto, src) = unsafe {
+    let (vihl, tot_len, frags, proto, key) = unsafe {
         (
             (*ip).vihl,
             u16::from_be_bytes((*ip).tot_len),
             u16::from_be_bytes((*ip).frags),
             (*ip).proto,
-            // One load for an address (a key is built from words, not bytes).
-            core::ptr::read_unaligned((&raw const (*ip).src_addr).cast::<u32>()),
+            ipv4_key(&raw const (*ip).src_addr),
         )
     };
     let header_len = usize::from(vihl & 0x0f) * 4;
@@ -222,7 +221,6 @@ fn ipv4(mut cur: Cursor<'_>) -> Result<Parsed, Malformed> {
     }
     // Options must be inside the frame too.
     cur.peek_len(header_len)?;
-    let key = SourceKey::from_ipv4_word(src);
     let mut shape = Shape::empty();
     shape.proto = proto;
     let l3 = cur.pos;
@@ -252,23 +250,16 @@ fn ipv4(mut cur: Cursor<'_>) -> Result<Parsed, Malformed> {
 fn ipv6(mut cur: Cursor<'_>) -> Result<Parsed, Malformed> {
     let ip = cur.peek::<Ipv6Hdr>()?;
     // SAFETY: `peek` checked that the fixed IPv6 header lies inside the frame.
-    let (version, mut next, src) = unsafe {
-        #[expect(clippy::cast_ptr_alignment, reason = "read with read_unaligned below")]
-        let src = (&raw const (*ip).src_addr).cast::<u64>();
+    let (version, mut next, key) = unsafe {
         (
             (*ip).vcf[0] >> 4,
             (*ip).next_hdr,
-            // Two loads for an address (a key is built from words, not bytes).
-            [
-                core::ptr::read_unaligned(src),
-                core::ptr::read_unaligned(src.add(1)),
-            ],
+            ipv6_key(&raw const (*ip).src_addr),
         )
     };
     if version != 6 {
         return Err(Malformed);
     }
-    let key = SourceKey::from_words(src);
     let mut shape = Shape::empty();
     let l3 = cur.pos;
     cur.pos += Ipv6Hdr::LEN;
@@ -355,9 +346,7 @@ pub fn ip_fields_into(ctx: &XdpContext, l3: usize, v4: bool, shape: &mut Shape) 
         };
         // SAFETY: `peek` checked that the fixed IPv4 header lies inside the frame.
         unsafe {
-            shape.dst = SourceKey::from_ipv4_word(core::ptr::read_unaligned(
-                (&raw const (*ip).dst_addr).cast::<u32>(),
-            ));
+            shape.dst = ipv4_key(&raw const (*ip).dst_addr);
             shape.ip_len = u16::from_be_bytes((*ip).tot_len);
             shape.ttl = (*ip).ttl;
             shape.dscp = (*ip).tos >> 2;
@@ -368,12 +357,7 @@ pub fn ip_fields_into(ctx: &XdpContext, l3: usize, v4: bool, shape: &mut Shape) 
         };
         // SAFETY: `peek` checked that the fixed IPv6 header lies inside the frame.
         unsafe {
-            #[expect(clippy::cast_ptr_alignment, reason = "read with read_unaligned below")]
-            let dst = (&raw const (*ip).dst_addr).cast::<u64>();
-            shape.dst = SourceKey::from_words([
-                core::ptr::read_unaligned(dst),
-                core::ptr::read_unaligned(dst.add(1)),
-            ]);
+            shape.dst = ipv6_key(&raw const (*ip).dst_addr);
             shape.ip_len =
                 u16::from_be_bytes((*ip).payload_len).saturating_add(offset16(Ipv6Hdr::LEN));
             shape.ttl = (*ip).hop_limit;
@@ -382,6 +366,33 @@ pub fn ip_fields_into(ctx: &XdpContext, l3: usize, v4: bool, shape: &mut Shape) 
         }
     }
     true
+}
+
+/// The key of the IPv4 address at `addr`, read in one load (a key is built from words, not
+/// bytes).
+///
+/// # Safety
+/// `addr` must point to four readable bytes (an address in a header `peek` checked).
+#[inline(always)]
+unsafe fn ipv4_key<T>(addr: *const T) -> SourceKey {
+    // SAFETY: the caller guarantees four readable bytes; the load is unaligned.
+    SourceKey::from_ipv4_word(unsafe { core::ptr::read_unaligned(addr.cast::<u32>()) })
+}
+
+/// The key of the IPv6 address at `addr`, read in two loads.
+///
+/// # Safety
+/// `addr` must point to sixteen readable bytes (an address in a header `peek` checked).
+#[inline(always)]
+unsafe fn ipv6_key<T>(addr: *const T) -> SourceKey {
+    let words = addr.cast::<u64>();
+    // SAFETY: the caller guarantees sixteen readable bytes; the loads are unaligned.
+    unsafe {
+        SourceKey::from_words([
+            core::ptr::read_unaligned(words),
+            core::ptr::read_unaligned(words.add(1)),
+        ])
+    }
 }
 
 /// An IPv6 packet's result.

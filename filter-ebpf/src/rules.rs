@@ -1,7 +1,7 @@
 //! Stage: rules by packet shape, a program of its own (`filter_common::RULES_PROGRAM_NAME`)
 //! that the main program tail-calls for a packet one of whose index buckets holds entries,
-//! after it kept the packet's shape for it and found those buckets ([`keep_shape`]). It finds the first rule that matches ([`first_match`]), counts it, and
-//! applies its action; what the action leaves undecided goes on to the rest of the policy,
+//! after it found those buckets and kept the packet's shape for it ([`keep_shape`]). It
+//! finds the first rule that matches ([`first_match`]), counts it, and applies its action; what the action leaves undecided goes on to the rest of the policy,
 //! a program of its own (`filter_common::AFTER_RULES_PROGRAM_NAME`) that the stage
 //! tail-calls ([`go_on`]).
 //!
@@ -115,10 +115,12 @@ pub fn keep_shape(ctx: &XdpContext, source: &Source) -> u32 {
     if buckets == 0 {
         return 0;
     }
-    let mut shape = source.shape;
     let Some(kept) = FW_SHAPE.get_ptr_mut(0) else {
         return 0;
     };
+    // Completed on the stack and stored whole: filled in place in the map, the shape had
+    // the verifier walk a third more of the main program.
+    let mut shape = source.shape;
     if !parse::ip_fields_into(ctx, source.at.l3, source.v4, &mut shape) {
         return 0;
     }

@@ -89,12 +89,6 @@ impl SourceTable {
         Ok(Self { array, slots })
     }
 
-    /// Slots in the table.
-    #[must_use]
-    pub fn capacity(&self) -> usize {
-        self.slots.len
-    }
-
     /// The slot at `index` (below [`capacity`](Self::capacity)), as it is now.
     fn slot(&self, index: usize) -> SourceSlot {
         assert!(index < self.slots.len, "slot {index} out of the table");

@@ -1435,8 +1435,8 @@ fn a_full_set_gives_its_least_recently_active_slot_and_never_a_blocked_one() {
         h.advance(2 * SEC);
     }
     assert_eq!(h.loaded.maps.all_sources().expect("walk").len(), 4);
-    // The first is the least recently active; blocked (its 11th packet in a burst of 10),
-    // it keeps its slot.
+    // Blocked (its 11th packet in a burst of 10), the first source counts as active until
+    // its block ends: it keeps its slot.
     assert_eq!(h.run_n(&udp4(sources[0]), 11)[10], XDP_DROP);
     assert_eq!(h.run(&udp4(sources[4])), XDP_PASS);
     assert!(tracked(&h, 4), "the fifth source has a slot");
